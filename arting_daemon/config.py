@@ -1,0 +1,312 @@
+"""Settings: embedded defaults ← ``arting.toml`` ← environment ← command line.
+
+Every key has a default, a TOML name (the field name) and one or more environment
+names, so the daemon starts with no file at all. Values are validated once, by
+pydantic, and a wrong value stops start-up with one message naming the key, where
+it came from, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
+                      field_validator, model_validator)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DEFAULT_USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                      "(KHTML, like Gecko) Chrome/141.0.0.0 Safari/537.36")
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names it and says what is allowed."""
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory, following each platform's convention."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "arting-2api"
+
+
+def _s(default: Any, env: str | tuple[str, ...], doc: str, **kw: Any) -> Any:
+    envs = (env,) if isinstance(env, str) else env
+    return Field(default, description=doc, json_schema_extra={"env": list(envs)}, **kw)
+
+
+def _split_list(value: Any) -> Any:
+    """Lists may be written as TOML arrays or as comma-separated strings."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
+               "failed_statuses", "extra_models", "extra_loras")
+
+
+class Settings(BaseModel):
+    """Everything the daemon can be told. The README's table is made from this class."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- serving ---------------------------------------------------------------------
+    host: str = _s("127.0.0.1", "ARTING_HOST",
+                   "Address to listen on. Anything but loopback needs an API key "
+                   "(or `allow_insecure`).")
+    port: int = _s(8090, "ARTING_PORT", "TCP port to listen on (0 picks a free one).",
+                   ge=0, le=65535)
+    data_dir: Path = _s(default_data_dir(), "ARTING_DATA_DIR",
+                        "Where images, the job journal and the anonymous identity live.")
+    public_url: str | None = _s(None, "ARTING_PUBLIC_URL",
+                                "Base URL clients reach the daemon at, for image links "
+                                "(default: from each request's Host header).")
+    api_keys: list[SecretStr] = _s([], ("API_MASTER_KEY", "ARTING_API_KEYS"),
+                                   "Keys clients must send as `Authorization: Bearer <key>`. "
+                                   "Empty: the API is open.")
+    basic_auth: list[SecretStr] = _s([], "ARTING_BASIC_AUTH",
+                                     "`user:password` pairs accepted as HTTP Basic auth "
+                                     "(as A1111's `--api-auth`).")
+    allow_insecure: bool = _s(False, "ARTING_ALLOW_INSECURE",
+                              "Allow listening on a non-loopback address with no key.")
+    cors_origins: list[str] = _s([], "ARTING_CORS_ORIGINS",
+                                 "Origins allowed to call the API from a browser (`*` for any).")
+    max_body_mb: float = _s(32.0, "ARTING_MAX_BODY_MB",
+                            "Largest request body accepted, in MiB.", gt=0, le=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = _s(
+        "info", "ARTING_LOG_LEVEL", "Log verbosity.")
+
+    # --- upstream ----------------------------------------------------------------------
+    base_url: str = _s("https://api.arting.ai", "ARTING_BASE_URL",
+                       "Arting's API origin.")
+    auth_tokens: list[SecretStr] = _s([], "ARTING_AUTH_TOKEN",
+                                      "Arting `Authorization` tokens (UUID or JWT), one or a "
+                                      "comma list. Empty: an anonymous UUID identity is used.")
+    user_agent: str = _s(DEFAULT_USER_AGENT, "ARTING_USER_AGENT",
+                         "Browser User-Agent sent upstream (must match `cf_clearance`).")
+    origin: str = _s("https://arting.ai", "ARTING_ORIGIN", "`Origin` header sent upstream.")
+    referer: str = _s("https://arting.ai/", "ARTING_REFERER", "`Referer` header sent upstream.")
+    cf_clearance: SecretStr | None = _s(None, "ARTING_CF_CLEARANCE",
+                                        "A Cloudflare `cf_clearance` cookie from a browser "
+                                        "that passed the challenge.")
+    image_hosts: list[str] = _s(["arting.ai", "*.arting.ai", "*.r2.dev"], "ARTING_IMAGE_HOSTS",
+                                "Hosts result images may be downloaded from (`*.` matches "
+                                "subdomains); the upstream's own host is always allowed.")
+    request_timeout: float = _s(30.0, "ARTING_REQUEST_TIMEOUT",
+                                "Seconds one upstream HTTP exchange may take.", gt=0)
+    img2img: bool = _s(False, "ARTING_IMG2IMG",
+                       "Use Arting's image-to-image endpoints (their existence is unconfirmed; "
+                       "on with `--sandbox`).")
+    img2img_transport: Literal["upload", "data_url"] = _s(
+        "upload", "ARTING_IMG2IMG_TRANSPORT",
+        "How the init image reaches Arting: `upload` (POST /api/upload) or `data_url` "
+        "(inline in `image_url`).")
+    failed_statuses: list[str] = _s(["failed", "error"], "ARTING_FAILED_STATUSES",
+                                    "Values of `data.status` that mean the job failed.")
+    token_max_jobs: int = _s(4, "ARTING_TOKEN_MAX_JOBS",
+                             "Jobs one token may have in flight upstream at once.", ge=1)
+
+    # --- generation rules ---------------------------------------------------------------
+    default_model: str = _s("oneFORALLAnime", "ARTING_DEFAULT_MODEL",
+                            "Model used when none is given, and for OpenAI model names.")
+    unknown_models: Literal["fallback", "reject"] = _s(
+        "fallback", "ARTING_UNKNOWN_MODELS",
+        "What an unknown model name does: `fallback` to the default model, or `reject` (404).")
+    extra_models: list[str] = _s([], "ARTING_EXTRA_MODELS",
+                                 "Arting model ids to offer beside the built-in catalogue.")
+    extra_loras: list[str] = _s([], "ARTING_EXTRA_LORAS",
+                                "Arting LoRA ids to offer beside the built-in catalogue.")
+    default_size: str = _s("512x768", "ARTING_DEFAULT_SIZE",
+                           "Size used for `auto` or when no size is given.",
+                           pattern=r"^\d+x\d+$")
+    min_side: int = _s(256, "ARTING_MIN_SIDE", "Smallest width or height sent upstream.", ge=64)
+    max_side: int = _s(1536, "ARTING_MAX_SIDE", "Largest width or height sent upstream.", ge=64)
+    max_pixels: int = _s(1024 * 1024, "ARTING_MAX_PIXELS",
+                         "Largest width × height sent upstream; bigger sizes are scaled down.",
+                         ge=64 * 64)
+    size_multiple: int = _s(8, "ARTING_SIZE_MULTIPLE",
+                            "Width and height are rounded to a multiple of this.", ge=1, le=256)
+    max_images: int = _s(4, "ARTING_MAX_IMAGES", "Most images one request may ask for.",
+                         ge=1, le=64)
+    max_prompt_chars: int = _s(4000, "ARTING_MAX_PROMPT_CHARS",
+                               "Longest prompt accepted, in characters.", ge=1)
+    default_nsfw: bool = _s(False, "ARTING_DEFAULT_NSFW",
+                            "`is_nsfw` sent when a request does not say.")
+
+    # --- job engine -------------------------------------------------------------------
+    max_active_jobs: int = _s(32, "ARTING_MAX_ACTIVE_JOBS",
+                              "Jobs worked on at once; the rest wait in the queue.", ge=1)
+    max_queued_jobs: int = _s(256, "ARTING_MAX_QUEUED_JOBS",
+                              "Jobs that may wait; past this, requests get 429.", ge=0)
+    job_timeout: float = _s(300.0, "ARTING_JOB_TIMEOUT",
+                            "Seconds a whole job may take, queue included.", gt=0)
+    submit_timeout: float = _s(60.0, "ARTING_SUBMIT_TIMEOUT",
+                               "Seconds the submit stage may take, retries included.", gt=0)
+    run_timeout: float = _s(240.0, "ARTING_RUN_TIMEOUT",
+                            "Seconds Arting may take to finish a submitted job.", gt=0)
+    download_timeout: float = _s(60.0, "ARTING_DOWNLOAD_TIMEOUT",
+                                 "Seconds the download stage may take.", gt=0)
+    poll_first_delay: float = _s(1.0, "ARTING_POLL_FIRST_DELAY",
+                                 "Seconds before the first poll when no history exists.", ge=0)
+    poll_min_interval: float = _s(0.4, "ARTING_POLL_MIN_INTERVAL",
+                                  "Shortest pause between two polls of one job.", gt=0)
+    poll_max_interval: float = _s(5.0, "ARTING_POLL_MAX_INTERVAL",
+                                  "Longest pause between two polls of one job.", gt=0)
+    expected_duration: float = _s(15.0, "ARTING_EXPECTED_DURATION",
+                                  "Generation time assumed for ETAs before any job finished.",
+                                  gt=0)
+
+    # --- sandbox ----------------------------------------------------------------------
+    sandbox: bool = _s(False, "ARTING_SANDBOX",
+                       "Run the built-in Arting emulator and use it as the upstream.")
+    sandbox_generation_time: float = _s(3.0, "ARTING_SANDBOX_GENERATION_TIME",
+                                        "Seconds the emulator takes per job.", ge=0)
+
+    @field_validator(*LIST_FIELDS, mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("base_url", "public_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _pairs(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for item in value:
+            if ":" not in item.get_secret_value():
+                raise ValueError("each entry must be written user:password")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.poll_min_interval > self.poll_max_interval:
+            raise ValueError("poll_min_interval must not exceed poll_max_interval")
+        if self.min_side > self.max_side:
+            raise ValueError("min_side must not exceed max_side")
+        return self
+
+    # --- derived ----------------------------------------------------------------------
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.api_keys or self.basic_auth)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor."""
+        values = [*self.api_keys, *self.basic_auth, *self.auth_tokens]
+        if self.cf_clearance:
+            values.append(self.cf_clearance)
+        return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+def env_names(name: str) -> list[str]:
+    extra = Settings.model_fields[name].json_schema_extra or {}
+    return list(extra.get("env", []))  # type: ignore[union-attr]
+
+
+def load_settings(config_path: str | os.PathLike | None = None,
+                  environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings: defaults ← TOML file ← environment ← ``overrides`` (CLI).
+
+    The file is ``config_path``, else ``$ARTING_CONFIG``, else ``./arting.toml`` when it
+    exists. Raises ``ConfigError`` with a message naming the offending key.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    path = config_path or environ.get("ARTING_CONFIG")
+    if path is None and Path("arting.toml").is_file():
+        path = "arting.toml"
+    if path is not None:
+        for key, value in _read_toml(Path(path)).items():
+            if key not in Settings.model_fields:
+                raise ConfigError(f"Unknown setting `{key}` in {path}. "
+                                  f"Known settings: {', '.join(Settings.model_fields)}.")
+            values[key], origin[key] = value, f"`{key}` in {path}"
+
+    for name in Settings.model_fields:
+        for env in env_names(name):
+            if environ.get(env, "") != "":
+                values[name], origin[name] = environ[env], f"environment variable {env}"
+                break
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key], origin[key] = value, f"command-line option for `{key}`"
+
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, values, origin)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
+    # Sections are only for readability: [server] port = 1 is the same as port = 1.
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in Settings.model_fields:
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[str, str]) -> str:
+    err = exc.errors()[0]
+    key = str(err["loc"][0]) if err["loc"] else ""
+    where = origin.get(key, f"`{key}`") if key else "the settings"
+    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance") \
+        else repr(values.get(key))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not key:
+        return f"Invalid settings: {message}."
+    return f"Invalid setting {where}: {message} (got {shown})."
+
+
+def markdown_table() -> str:
+    """The README's configuration table, made from ``Settings`` so the two never disagree."""
+    rows = ["| TOML key | Environment | Default | Meaning |", "| --- | --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if name == "data_dir":
+            shown = "platform data dir (see below)"
+        elif isinstance(default, list):
+            shown = ", ".join(f"`{v}`" for v in default) or "(empty)"
+        elif default is None:
+            shown = "(unset)"
+        elif isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif name == "user_agent":
+            shown = "Chrome 141 on Windows"
+        else:
+            shown = f"`{default}`"
+        envs = ", ".join(f"`{e}`" for e in env_names(name))
+        rows.append(f"| `{name}` | {envs} | {shown} | {field.description} |")
+    return "\n".join(rows)

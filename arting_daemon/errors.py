@@ -1,0 +1,152 @@
+"""The one error taxonomy of the daemon.
+
+Every failure a client can see is an ``ArtingError``. Each class carries what the
+protocol facades need to render it (HTTP status, a stable ``code``, whether a retry
+can help, ``Retry-After``), so each facade maps errors in exactly one place and no
+facade needs to know where an error came from.
+"""
+
+from __future__ import annotations
+
+
+class ArtingError(Exception):
+    """Root of every error the daemon reports to a client."""
+
+    status: int = 500
+    code: str = "internal_error"
+    #: False when repeating the same request cannot succeed (OpenAI's x-should-retry).
+    retryable: bool = False
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict:
+        """A JSON-safe summary, as stored in job records and shown by the job API."""
+        out = {"type": type(self).__name__, "code": self.code, "message": self.message}
+        if self.param:
+            out["param"] = self.param
+        return out
+
+
+# --- the caller's side ----------------------------------------------------------
+
+class InvalidRequest(ArtingError):
+    """The request breaks a rule or a limit; ``param`` names the field."""
+
+    status, code = 400, "invalid_request"
+
+
+class FeatureDisabled(InvalidRequest):
+    """The request needs a feature this daemon has switched off."""
+
+    code = "feature_disabled"
+
+
+class Unauthorized(ArtingError):
+    status, code = 401, "invalid_api_key"
+
+
+class NotFound(ArtingError):
+    status, code = 404, "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ArtingError):
+    status, code = 413, "payload_too_large"
+
+
+class QueueFull(ArtingError):
+    """Our own queue is full: come back after ``retry_after`` seconds."""
+
+    status, code, retryable = 429, "rate_limit_exceeded", True
+
+
+class Cancelled(ArtingError):
+    """The job was cancelled by its caller (or the caller went away)."""
+
+    status, code = 499, "cancelled"
+
+
+class StageTimeout(ArtingError):
+    """A stage of the job (queue, submit, generation, download) ran past its deadline."""
+
+    status, code, retryable = 504, "timeout", True
+
+    def __init__(self, message: str, *, stage: str = "job", **kw) -> None:
+        super().__init__(message, **kw)
+        self.stage = stage
+
+
+# --- the upstream's side ----------------------------------------------------------
+
+class UpstreamError(ArtingError):
+    """Something between us and Arting went wrong."""
+
+    status, code = 502, "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Arting could not be reached (DNS, refused, reset) or answered 5xx."""
+
+    retryable = True
+
+
+class UpstreamTimeout(UpstreamError):
+    status, code, retryable = 504, "upstream_timeout", True
+
+
+class UpstreamRejected(UpstreamError):
+    """Arting answered with an envelope code other than 100000."""
+
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, upstream_code: int | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.upstream_code = upstream_code
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "upstream_code": self.upstream_code}
+
+
+class ContentRefused(UpstreamRejected):
+    code = "content_refused"
+
+
+class UpstreamAuthError(UpstreamError):
+    """Arting refused our token (expired or invalid); the operator must refresh it."""
+
+    code = "upstream_auth"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status, code, retryable = 429, "upstream_rate_limited", True
+
+
+class JobFailed(UpstreamError):
+    """Arting accepted the job and then reported it failed."""
+
+    code = "generation_failed"
+
+
+class CloudflareBlocked(UpstreamError):
+    """A Cloudflare challenge or block page stood where Arting's JSON should be."""
+
+    code = "cloudflare_blocked"
+
+    def __init__(self, message: str, *, kind: str = "challenge", **kw) -> None:
+        super().__init__(message, **kw)
+        self.kind = kind
+
+
+class BadUpstreamResponse(UpstreamError):
+    """Arting's answer could not be understood (not JSON, truncated, wrong shape)."""
+
+    code = "bad_upstream_response"
+    retryable = True
