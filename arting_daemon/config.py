@@ -54,7 +54,7 @@ def _split_list(value: Any) -> Any:
 
 
 LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
-               "failed_statuses", "extra_models", "extra_loras")
+               "failed_statuses", "done_statuses", "extra_models", "extra_loras")
 
 
 class Settings(BaseModel):
@@ -115,6 +115,10 @@ class Settings(BaseModel):
         "(inline in `image_url`).")
     failed_statuses: list[str] = _s(["failed", "error"], "ARTING_FAILED_STATUSES",
                                     "Values of `data.status` that mean the job failed.")
+    done_statuses: list[str] = _s(["success", "succeeded", "done", "completed", "finished"],
+                                  "ARTING_DONE_STATUSES",
+                                  "Values of `data.status` that mean finished: with no "
+                                  "`output` the job counts as failed.")
     token_max_jobs: int = _s(4, "ARTING_TOKEN_MAX_JOBS",
                              "Jobs one token may have in flight upstream at once.", ge=1)
 
@@ -164,6 +168,9 @@ class Settings(BaseModel):
                                   "Shortest pause between two polls of one job.", gt=0)
     poll_max_interval: float = _s(5.0, "ARTING_POLL_MAX_INTERVAL",
                                   "Longest pause between two polls of one job.", gt=0)
+    shutdown_grace: float = _s(10.0, "ARTING_SHUTDOWN_GRACE",
+                               "Seconds running jobs get to finish on SIGTERM; unfinished "
+                               "ones resume at the next start.", ge=0)
     expected_duration: float = _s(15.0, "ARTING_EXPECTED_DURATION",
                                   "Generation time assumed for ETAs before any job finished.",
                                   gt=0)
@@ -187,6 +194,11 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @field_validator("basic_auth")
     @classmethod

@@ -16,6 +16,8 @@ class ArtingError(Exception):
     code: str = "internal_error"
     #: False when repeating the same request cannot succeed (OpenAI's x-should-retry).
     retryable: bool = False
+    #: True when the failed create surely made no job upstream, so resubmitting is safe.
+    safe_to_resubmit: bool = False
 
     def __init__(self, message: str, *, param: str | None = None,
                  retry_after: float | None = None) -> None:
@@ -98,6 +100,18 @@ class UpstreamUnavailable(UpstreamError):
     retryable = True
 
 
+class UpstreamUnreachable(UpstreamUnavailable):
+    """The request never reached Arting (the connection failed)."""
+
+    safe_to_resubmit = True
+
+
+class UpstreamServerError(UpstreamUnavailable):
+    """Arting itself answered 5xx: it made no job, so resubmitting is safe."""
+
+    safe_to_resubmit = True
+
+
 class UpstreamTimeout(UpstreamError):
     status, code, retryable = 504, "upstream_timeout", True
 
@@ -127,6 +141,7 @@ class UpstreamAuthError(UpstreamError):
 
 class UpstreamRateLimited(UpstreamError):
     status, code, retryable = 429, "upstream_rate_limited", True
+    safe_to_resubmit = True
 
 
 class JobFailed(UpstreamError):
@@ -150,3 +165,13 @@ class BadUpstreamResponse(UpstreamError):
 
     code = "bad_upstream_response"
     retryable = True
+
+
+def error_from_dict(data: dict) -> ArtingError:
+    """Rebuild an error from ``to_dict`` output (job records read back from the journal)."""
+    cls = globals().get(str(data.get("type")), ArtingError)
+    if not (isinstance(cls, type) and issubclass(cls, ArtingError)):
+        cls = ArtingError
+    err = cls.__new__(cls)
+    ArtingError.__init__(err, str(data.get("message", "")), param=data.get("param"))
+    return err

@@ -1,0 +1,93 @@
+"""``arting-daemon`` / ``python -m arting_daemon``: load settings, serve until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__, logs
+from .app import check_exposure, create_app
+from .config import ConfigError, Settings, load_settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="arting-daemon",
+        description="Serve Arting.ai's image models over the OpenAI, AUTOMATIC1111 and "
+                    "native job APIs. Settings come from defaults, then arting.toml, then "
+                    "ARTING_* environment variables, then these options.")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; anything "
+                        "else needs an API key or --allow-insecure)")
+    parser.add_argument("--port", type=int, help="TCP port (default 8090; 0 picks a free one)")
+    parser.add_argument("--config", metavar="PATH", type=Path,
+                        help="TOML settings file (default: $ARTING_CONFIG, else ./arting.toml "
+                             "if present)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="where images, the job journal and the identity are kept")
+    parser.add_argument("--sandbox", action="store_true", default=None,
+                        help="run the built-in Arting emulator and use it instead of "
+                             "api.arting.ai: try every client with no account or network")
+    parser.add_argument("--allow-insecure", action="store_true", default=None,
+                        help="allow a non-loopback --host without an API key")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"arting-2api {__version__}")
+    return parser.parse_args(argv)
+
+
+async def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    shown = f"[{host}]" if ":" in host else host
+    mode = " (sandbox: no account needed, nothing leaves this machine)" \
+        if settings.sandbox else ""
+    print(f"arting-daemon {__version__} listening on http://{shown}:{port}{mode}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: Ctrl+C raises KeyboardInterrupt instead
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir,
+                 "sandbox": args.sandbox, "allow_insecure": args.allow_insecure,
+                 "log_level": args.log_level}
+    try:
+        settings = load_settings(args.config, overrides=overrides)
+        check_exposure(settings)
+    except ConfigError as exc:
+        print(f"arting-daemon: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"arting-daemon: cannot listen on {settings.host}:{settings.port}: "
+              f"{exc.strerror or exc}. Is another daemon running? Pick another port with "
+              "--port or ARTING_PORT.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

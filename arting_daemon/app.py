@@ -1,0 +1,187 @@
+"""The application factory: routes, middlewares, and the services' life cycle.
+
+Each protocol lives in its own sub-application with its own error shape and auth:
+
+    /v1/...          OpenAI           (facades/openai_images.py, models.py)
+    /arting/v1/...   native job API   (facades/jobs.py)
+    /                web page, /healthz
+
+Services (HTTP session, journal, token pool, engine, and the emulator with
+``--sandbox``) are opened and closed by cleanup contexts, in order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from . import __version__, auth, logs
+from .config import ConfigError, Settings
+from .engine import Engine
+from .facades import jobs, models, openai_errors, openai_images, web as web_page
+from .generation import Catalog
+from .journal import Journal
+from .state import CATALOG, ENGINE, POOL, SANDBOX, SETTINGS, STORE
+from .store import ImageStore
+from .upstream.arting import ArtingClient
+from .upstream.tokens import TokenPool, anonymous_identity
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=int(settings.max_body_mb * 1024 * 1024),
+                          middlewares=[request_context, cors])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(sandbox_context)
+    app.cleanup_ctx.append(services_context)
+    app.on_shutdown.append(drain)
+    app.on_response_prepare.append(_stamp_response)
+
+    app.router.add_get("/healthz", healthz)
+    web_page.add_routes(app)
+
+    openai = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
+    openai_images.add_routes(openai)
+    models.add_routes(openai)
+    app.add_subapp("/v1", openai)
+
+    native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
+    jobs.add_routes(native)
+    app.add_subapp("/arting/v1", native)
+    return app
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve an open API on a network address unless told to."""
+    if settings.auth_required or settings.allow_insecure or is_loopback(settings.host):
+        return
+    raise ConfigError(
+        f"Refusing to listen on {settings.host} with no API key: anyone on the network "
+        "could use your Arting account. Set API_MASTER_KEY (or `api_keys`), or pass "
+        "--allow-insecure if this network is trusted.")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- services --------------------------------------------------------------------------
+
+async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
+    """With ``--sandbox``, start the Arting emulator first and point the daemon at it."""
+    settings = app[SETTINGS]
+    if not settings.sandbox:
+        app[SANDBOX] = None
+        yield
+        return
+    from .sandbox import Sandbox
+
+    sandbox = Sandbox(generation_time=settings.sandbox_generation_time)
+    url = await sandbox.start("127.0.0.1", 0)
+    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True})
+    app[SANDBOX] = sandbox
+    log.info("sandbox: Arting emulator at %s", url)
+    try:
+        yield
+    finally:
+        await sandbox.close()
+
+
+async def services_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tokens = [t.get_secret_value() for t in settings.auth_tokens]
+    anonymous = not tokens
+    if anonymous:
+        tokens = [anonymous_identity(settings.data_dir)]
+    logs.add_secrets(*settings.secrets(), *tokens)
+
+    journal = Journal(settings.data_dir / "jobs.sqlite3")
+    await journal.open()
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, ttl_dns_cache=300),
+        cookie_jar=aiohttp.DummyCookieJar())
+    store = ImageStore(settings.data_dir)
+    pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous)
+    engine = Engine(settings, ArtingClient(settings, session), pool, store, journal)
+    app[STORE], app[POOL], app[ENGINE] = store, pool, engine
+    app[CATALOG] = Catalog(settings)
+    await engine.start()
+    try:
+        yield
+    finally:
+        await engine.close()
+        await journal.close()
+        await session.close()
+
+
+async def drain(app: web.Application) -> None:
+    """On shutdown: stop taking jobs, let running ones finish within the grace period;
+    the rest stay in the journal and resume at the next start."""
+    await app[ENGINE].close(grace=app[SETTINGS].shutdown_grace)
+
+
+# --- middlewares and small routes ---------------------------------------------------------
+
+@web.middleware
+async def request_context(request: web.Request, handler) -> web.StreamResponse:
+    """Give every request an id (ours, or the caller's X-Request-Id) for its log lines."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if given.isascii() and given.replace("-", "").isalnum() and len(given) <= 64 \
+        else secrets.token_hex(6)
+    request["request_id"] = rid
+    token = logs.request_id.set(rid)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+        log.debug("%s %s -> %s in %.1f ms", request.method, request.path, response.status,
+                  (time.perf_counter() - started) * 1000)
+        return response
+    finally:
+        logs.request_id.reset(token)
+
+
+@web.middleware
+async def cors(request: web.Request, handler) -> web.StreamResponse:
+    """CORS, off unless ``cors_origins`` lists the caller's origin (or ``*``)."""
+    origins = request.config_dict[SETTINGS].cors_origins
+    origin = request.headers.get("Origin")
+    allowed = bool(origin) and ("*" in origins or origin in origins)
+    if allowed and request.method == "OPTIONS" and "Access-Control-Request-Method" in \
+            request.headers:
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get(
+                "Access-Control-Request-Headers", "Authorization, Content-Type"),
+            "Access-Control-Max-Age": "600", "Vary": "Origin"})
+    if allowed:
+        request["cors_origin"] = origin
+    return await handler(request)
+
+
+async def _stamp_response(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every answer carries, streamed ones too."""
+    response.headers["X-Request-Id"] = request.get("request_id", "-")
+    if request.get("cors_origin"):
+        response.headers["Access-Control-Allow-Origin"] = request["cors_origin"]
+        response.headers["Vary"] = "Origin"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: answers without touching Arting."""
+    settings = request.config_dict[SETTINGS]
+    return web.json_response({"status": "ok", "version": __version__,
+                              "sandbox": settings.sandbox})

@@ -1,0 +1,74 @@
+"""Small helpers every facade shares: reading bodies, image links, pydantic errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..errors import InvalidRequest, PayloadTooLarge
+from ..state import SETTINGS, STORE
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON, or an ``InvalidRequest`` that says what is wrong with it."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(request) from None
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON ({exc}).") from None
+
+
+def too_large(request: web.Request) -> PayloadTooLarge:
+    limit = request.config_dict[SETTINGS].max_body_mb
+    return PayloadTooLarge(f"The request body is larger than {limit:g} MiB (max_body_mb).")
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    """Validate ``data`` into ``model``; the first problem becomes an ``InvalidRequest``."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(*describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> tuple[str, str | None]:
+    """(readable message, offending field) of a pydantic error."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or None
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{field} is required.", field
+    if err["type"] == "extra_forbidden":
+        return f"Unknown field {field}.", field
+    return (f"{field}: {msg}." if field else f"{msg}."), field
+
+
+def base_url(request: web.Request) -> str:
+    """Where clients reach us: ``public_url`` if set, else this request's own origin."""
+    configured = request.config_dict[SETTINGS].public_url
+    return configured or f"{request.scheme}://{request.host}"
+
+
+def image_url(request: web.Request, digest: str) -> str:
+    return f"{base_url(request)}/arting/v1/images/{digest}.png"
+
+
+async def image_b64(request: web.Request, digest: str) -> str:
+    """A stored image as raw base64 (no data: prefix), encoded off the event loop."""
+    store = request.config_dict[STORE]
+    return await asyncio.to_thread(
+        lambda: base64.b64encode(store.path(digest).read_bytes()).decode("ascii"))

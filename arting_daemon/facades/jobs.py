@@ -1,0 +1,229 @@
+"""The daemon's own job API under ``/arting/v1``, for the plugins and the web page.
+
+* ``POST /jobs`` — submit (``Idempotency-Key`` makes a retried submit return the same job)
+* ``GET /jobs`` — recent jobs, newest first, paged with ``before``
+* ``GET /jobs/{id}`` — state, progress, ETA, queue position, images, error
+* ``GET /jobs/{id}/events`` — the same as server-sent events until the job ends
+* ``DELETE /jobs/{id}`` — cancel
+* ``GET /images/{hash}.png`` — a stored image (public: the hash is the capability)
+* ``GET /status`` and ``GET /catalog`` — the daemon's state, and what it offers
+
+Errors use OpenAI's envelope, ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import __version__, catalog, imaging
+from ..auth import public
+from ..engine import Engine, Job, JobState, check_img2img
+from ..errors import InvalidRequest, NotFound
+from ..generation import Lora, build_generation
+from ..state import CATALOG, ENGINE, POOL, SETTINGS, STORE
+from .http import base_url, image_url, parse_model, read_json
+
+TICK = 1.0
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    negative_prompt: str = ""
+    model: str | None = None
+    width: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    size: str | None = None
+    n: int = 1
+    seed: int = -1
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    clip_skip: int | None = None
+    loras: list[Lora] = []
+    nsfw: bool | None = None
+    #: base64 or data URL of an init image (image-to-image)
+    init_image: str | None = None
+    #: base64 or data URL of a mask: white where the image may change
+    mask: str | None = None
+    strength: float | None = None
+
+
+def job_view(request: web.Request, engine: Engine, job: Job) -> dict[str, Any]:
+    """What clients see of a job."""
+    progress, eta = engine.progress(job)
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "source": job.source,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "progress": round(progress, 4),
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "queue_position": engine.queue_position(job),
+        "request": job.generation.model_dump(mode="json"),
+        "images": [{"hash": i.hash, "url": image_url(request, i.hash), "seed": i.seed,
+                    "width": i.width, "height": i.height} for i in job.images],
+        "error": job.error.to_dict() if job.error else None,
+        "links": {"self": f"{base_url(request)}/arting/v1/jobs/{job.id}",
+                  "events": f"{base_url(request)}/arting/v1/jobs/{job.id}/events"},
+    }
+
+
+async def create_job(request: web.Request) -> web.Response:
+    body = parse_model(JobRequest, await read_json(request))
+    settings, store = request.config_dict[SETTINGS], request.config_dict[STORE]
+    engine = request.config_dict[ENGINE]
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 255:
+        raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
+    if key is not None:
+        known = await engine.get_by_key(key)
+        if known is not None:
+            return web.json_response(job_view(request, engine, known), status=200)
+    init = mask = None
+    if body.init_image:
+        check_img2img(settings)
+        png, width, height = await asyncio.to_thread(
+            imaging.init_image, imaging.decode_b64(body.init_image, "init_image"), "init_image")
+        init = (await store.put(png)).hash
+        if body.width is None and body.height is None and body.size is None:
+            body.width, body.height = width, height
+    if body.mask:
+        if not init:
+            raise InvalidRequest("mask needs init_image.", param="mask")
+        mask_png = await asyncio.to_thread(
+            imaging.mask_from_luma, imaging.decode_b64(body.mask, "mask"), "mask")
+        mask = (await store.put(mask_png)).hash
+    gen = build_generation(
+        settings, request.config_dict[CATALOG], prompt=body.prompt,
+        negative_prompt=body.negative_prompt, model=body.model, size=body.size,
+        width=body.width, height=body.height, n=body.n, seed=body.seed, steps=body.steps,
+        guidance=body.guidance, sampler=body.sampler, clip_skip=body.clip_skip,
+        loras=body.loras, nsfw=body.nsfw, init_image=init, strength=body.strength, mask=mask)
+    job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
+                              idempotency_key=key)
+    view = job_view(request, engine, job)
+    return web.json_response(view, status=202, headers={"Location": view["links"]["self"]})
+
+
+async def _job(request: web.Request) -> Job:
+    job = await request.config_dict[ENGINE].get(request.match_info["id"])
+    if job is None:
+        raise NotFound(f"No job {request.match_info['id']!r}.", param="id")
+    return job
+
+
+async def get_job(request: web.Request) -> web.Response:
+    engine = request.config_dict[ENGINE]
+    return web.json_response(job_view(request, engine, await _job(request)))
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    engine = request.config_dict[ENGINE]
+    job = await _job(request)
+    engine.cancel(job)
+    await engine.wait(job, timeout=5)
+    return web.json_response(job_view(request, engine, job))
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``job`` event per change (and every second while it
+    runs, as progress and ETA move), ending with the terminal state."""
+    engine = request.config_dict[ENGINE]
+    job = await _job(request)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    await resp.write(b"retry: 1000\n\n")
+    async for current in engine.changes(job, tick=TICK):
+        data = json.dumps(job_view(request, engine, current))
+        await resp.write(f"event: job\ndata: {data}\n\n".encode())
+    await resp.write_eof()
+    return resp
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    engine = request.config_dict[ENGINE]
+    try:
+        limit = min(100, max(1, int(request.query.get("limit", "20"))))
+        before = float(request.query["before"]) if "before" in request.query else None
+    except ValueError:
+        raise InvalidRequest("limit must be an integer and before a timestamp.") from None
+    state = request.query.get("state")
+    if state is not None and state not in {s.value for s in JobState}:
+        raise InvalidRequest(f"state must be one of {', '.join(s.value for s in JobState)}.",
+                             param="state")
+    jobs = await engine.recent(limit, before, state)
+    return web.json_response({
+        "object": "list",
+        "data": [job_view(request, engine, j) for j in jobs],
+        "next_before": jobs[-1].created_at if len(jobs) == limit else None,
+    })
+
+
+@public
+async def get_image(request: web.Request) -> web.StreamResponse:
+    digest = request.match_info["hash"]
+    store = request.config_dict[STORE]
+    if not store.exists(digest):
+        raise NotFound("No such image.")
+    etag = f'"{digest}"'
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304)
+    return web.FileResponse(store.path(digest), headers={
+        "Content-Type": "image/png", "ETag": etag,
+        "Cache-Control": "public, max-age=31536000, immutable"})
+
+
+async def status(request: web.Request) -> web.Response:
+    settings, engine = request.config_dict[SETTINGS], request.config_dict[ENGINE]
+    return web.json_response({
+        "version": __version__,
+        "sandbox": settings.sandbox,
+        "upstream": settings.base_url,
+        "img2img": settings.img2img,
+        "auth_required": settings.auth_required,
+        "tokens": request.config_dict[POOL].snapshot(),
+        "queue": {"active": len(engine.active), "queued": engine.queued,
+                  "max_active": settings.max_active_jobs,
+                  "max_queued": settings.max_queued_jobs},
+        "jobs": dict(engine.counters),
+    })
+
+
+@public
+async def get_catalog(request: web.Request) -> web.Response:
+    settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
+    return web.json_response({
+        "models": [{"id": k, "name": v} for k, v in models.models.items()],
+        "default_model": models.default_model,
+        "loras": [{"id": k, "name": v} for k, v in models.loras.items()],
+        "samplers": list(catalog.SAMPLERS),
+        "sizes": list(catalog.SIZE_PRESETS),
+        "default_size": settings.default_size,
+        "limits": {"max_images": settings.max_images, "min_side": settings.min_side,
+                   "max_side": settings.max_side, "max_pixels": settings.max_pixels,
+                   "size_multiple": settings.size_multiple,
+                   "max_prompt_chars": settings.max_prompt_chars},
+        "img2img": settings.img2img,
+    })
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/jobs", create_job)
+    app.router.add_get("/jobs", list_jobs)
+    app.router.add_get("/jobs/{id}", get_job)
+    app.router.add_delete("/jobs/{id}", cancel_job)
+    app.router.add_get("/jobs/{id}/events", job_events)
+    app.router.add_get("/images/{hash:[0-9a-f]{64}}.png", get_image)
+    app.router.add_get("/status", status)
+    app.router.add_get("/catalog", get_catalog)

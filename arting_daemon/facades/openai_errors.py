@@ -1,0 +1,59 @@
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+Used by the OpenAI routes and by the native job API, which shares the envelope.
+Retry hints follow what the openai SDK reads: ``Retry-After`` / ``retry-after-ms``
+when waiting helps, ``x-should-retry: false`` when repeating cannot help.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from aiohttp import web
+
+from ..errors import ArtingError, NotFound, PayloadTooLarge
+
+
+def error_type(err: ArtingError) -> str:
+    if err.status == 429:
+        return "requests"
+    if err.status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def render(err: ArtingError) -> web.Response:
+    body = {"error": {"message": err.message, "type": error_type(err),
+                      "param": err.param, "code": err.code}}
+    headers = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        headers["retry-after-ms"] = str(int(err.retry_after * 1000))
+    if err.status >= 408 and not err.retryable:
+        headers["x-should-retry"] = "false"
+    return web.json_response(body, status=err.status, headers=headers,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def from_http(exc: web.HTTPException, request: web.Request) -> ArtingError:
+    """aiohttp's own refusals (no route, wrong method, body too big) as our errors."""
+    if exc.status == 413:
+        return PayloadTooLarge("The request body is too large (max_body_mb).")
+    if exc.status == 404:
+        return NotFound(f"Unknown route: {request.method} {request.path}")
+    err = ArtingError(f"{exc.reason}: {request.method} {request.path}")
+    err.status, err.code = exc.status, exc.reason.lower().replace(" ", "_")
+    return err
+
+
+@web.middleware
+async def middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ArtingError as err:
+        return render(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return render(from_http(exc, request))

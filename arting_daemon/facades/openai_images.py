@@ -1,0 +1,198 @@
+"""OpenAI Images: ``POST /v1/images/generations`` and ``POST /v1/images/edits``.
+
+Accepts every field OpenAI clients send (unknown ones are ignored) plus Arting's own
+as extension fields, turns them into one ``Generation``, runs it through the engine,
+and answers with ``{"created", "data": [{"url" | "b64_json", "revised_prompt"}]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from .. import imaging
+from ..engine import Engine, Job, check_img2img, raise_for_job
+from ..errors import ArtingError, InvalidRequest
+from ..generation import Generation, build_generation, parse_loras
+from ..state import CATALOG, ENGINE, SETTINGS, STORE
+from . import openai_errors
+from .http import image_b64, image_url, parse_model, read_json, too_large
+
+KEEPALIVE = 10.0
+
+
+class ArtingExtras(BaseModel):
+    """Arting's own knobs, accepted as extension fields by the OpenAI routes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    cfg_scale: float | None = None
+    sampler: str | None = None
+    clip_skip: int | None = None
+    loras: list[Any] | None = None
+    lora_ids: str | None = None
+    lora_weight: str | float | None = None
+    nsfw: bool | None = None
+    is_nsfw: bool | None = None
+    strength: float | None = None
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for ``build_generation``."""
+        return dict(
+            negative_prompt=self.negative_prompt, seed=self.seed, steps=self.steps,
+            guidance=self.guidance if self.guidance is not None else self.cfg_scale,
+            sampler=self.sampler, clip_skip=self.clip_skip,
+            loras=parse_loras(self.loras, self.lora_ids, self.lora_weight),
+            nsfw=self.nsfw if self.nsfw is not None else self.is_nsfw,
+            strength=self.strength)
+
+
+class ImagesRequest(ArtingExtras):
+    prompt: Any = None
+    model: str | None = None
+    n: int | None = None
+    size: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    stream: bool = False
+    # Accepted and ignored: Arting has no equivalent.
+    quality: str | None = None
+    style: str | None = None
+    user: Any = None
+    background: str | None = None
+    output_format: str | None = None
+    output_compression: int | None = None
+    moderation: str | None = None
+    partial_images: int | None = None
+    input_fidelity: str | None = None
+
+    def wants_b64(self) -> bool:
+        """gpt-image models always answer base64; dall-e ones default to URLs."""
+        if self.response_format:
+            return self.response_format == "b64_json"
+        return (self.model or "").lower().startswith(("gpt-image", "chatgpt-image"))
+
+
+async def generations(request: web.Request) -> web.StreamResponse:
+    body = parse_model(ImagesRequest, await read_json(request))
+    gen = _build(request, body)
+    return await _respond(request, body, gen, "image_generation")
+
+
+async def edits(request: web.Request) -> web.StreamResponse:
+    check_img2img(request.config_dict[SETTINGS])
+    fields, files = await _read_form(request)
+    images = [data for key, data in files if key == "image" or key.startswith("image[")]
+    if not images:
+        raise InvalidRequest("image is required: send the picture to edit as a file part "
+                             "named `image` (or `image[]`).", param="image")
+    body = parse_model(ImagesRequest, fields)
+    store = request.config_dict[STORE]
+    # Arting takes a single init image: the first one given is used.
+    png, width, height = await asyncio.to_thread(imaging.init_image, images[0], "image")
+    init = await store.put(png)
+    mask = None
+    mask_file = next((data for key, data in files if key == "mask"), None)
+    if mask_file:
+        mask_png = await asyncio.to_thread(imaging.mask_from_alpha, mask_file, "mask")
+        mask = (await store.put(mask_png)).hash
+    size = body.size if body.size and body.size != "auto" else f"{width}x{height}"
+    gen = _build(request, body, size=size, init_image=init.hash, mask=mask)
+    return await _respond(request, body, gen, "image_edit")
+
+
+def _build(request: web.Request, body: ImagesRequest, **extra: Any) -> Generation:
+    options = body.options()
+    return build_generation(
+        request.config_dict[SETTINGS], request.config_dict[CATALOG],
+        prompt=body.prompt, model=body.model, n=body.n or 1,
+        size=extra.pop("size", body.size), **options, **extra)
+
+
+async def _read_form(request: web.Request) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """Multipart text fields (empty ones dropped, as the SDK sends None as ""), and the
+    file parts in order."""
+    if not request.content_type.startswith("multipart/"):
+        raise InvalidRequest("Send image edits as multipart/form-data.")
+    try:
+        post = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(request) from None
+    fields, files = {}, []
+    for key, value in post.items():
+        if isinstance(value, str):
+            if value != "":
+                fields[key] = value
+        else:
+            files.append((key, value.file.read()))
+    return fields, files
+
+
+async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
+                   event_prefix: str) -> web.StreamResponse:
+    engine = request.config_dict[ENGINE]
+    if body.stream:
+        return await _stream(request, engine, body, gen, event_prefix)
+    job = await engine.run(gen, source="openai")
+    return web.json_response(await images_payload(request, job, body.wants_b64()))
+
+
+async def images_payload(request: web.Request, job: Job, b64: bool) -> dict:
+    data = []
+    for image in job.images:
+        item: dict[str, Any] = {"revised_prompt": job.generation.prompt}
+        if b64:
+            item["b64_json"] = await image_b64(request, image.hash)
+        else:
+            item["url"] = image_url(request, image.hash)
+        data.append(item)
+    return {"created": int(job.created_at), "data": data}
+
+
+async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
+                  gen: Generation, event_prefix: str) -> web.StreamResponse:
+    """OpenAI's image streaming: no partial images, one ``completed`` event per image,
+    with SSE comments while Arting works so no proxy drops the connection."""
+    job = await engine.submit(gen, source="openai")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    try:
+        async for _ in engine.changes(job, tick=KEEPALIVE):
+            if not job.state.terminal:
+                await resp.write(b": generating\n\n")
+        raise_for_job(job)
+        for image in job.images:
+            event = {"type": f"{event_prefix}.completed",
+                     "b64_json": await image_b64(request, image.hash),
+                     "created_at": int(time.time()), "size": gen.size, "quality": "auto",
+                     "background": "auto", "output_format": "png",
+                     "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+                               "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}}}
+            await resp.write(_sse(event, f"{event_prefix}.completed"))
+    except ArtingError as err:
+        payload = {"error": {"message": err.message, "type": openai_errors.error_type(err),
+                             "code": err.code, "param": err.param}}
+        await resp.write(_sse(payload, "error"))
+    except asyncio.CancelledError:
+        engine.cancel(job)
+        raise
+    await resp.write_eof()
+    return resp
+
+
+def _sse(data: dict, event: str) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/images/generations", generations)
+    app.router.add_post("/images/edits", edits)

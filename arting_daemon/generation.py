@@ -1,0 +1,234 @@
+"""The one internal request every facade builds: ``Generation``, and the rules for it.
+
+Facades map their protocol's fields onto ``build_generation``'s keyword arguments;
+the rules here (model names, the size rule, sampler leniency, seeds, limits) are
+applied once, so every protocol behaves the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from . import catalog
+from .config import Settings
+from .errors import InvalidRequest, ModelNotFound
+
+MAX_SEED = 2**32 - 1
+
+
+class Lora(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    weight: float = 0.7
+
+
+class Generation(BaseModel):
+    """A fully resolved request: every value concrete (the seed too), ready to send."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    negative_prompt: str = ""
+    model: str
+    width: int
+    height: int
+    n: int = 1
+    seed: int
+    steps: int = 25
+    guidance: float = 7.0
+    sampler: str = catalog.DEFAULT_SAMPLER
+    clip_skip: int = 2
+    loras: tuple[Lora, ...] = ()
+    nsfw: bool = False
+    #: sha256 of the init image in the store (image-to-image), else None.
+    init_image: str | None = None
+    strength: float | None = None
+    #: sha256 of a mask in the store (white = may change), applied to the results.
+    mask: str | None = None
+
+    @property
+    def is_img2img(self) -> bool:
+        return self.init_image is not None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    def seeds(self) -> list[int]:
+        """The seed of each image: seed, seed+1, … (the A1111 convention)."""
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.n)]
+
+
+class Catalog:
+    """The models and LoRAs this daemon offers: built-in ids plus the configured extras."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.models = dict(catalog.MODELS)
+        self.models.update({m: m for m in settings.extra_models if m not in self.models})
+        if settings.default_model not in self.models:
+            self.models[settings.default_model] = settings.default_model
+        self.loras = dict(catalog.LORAS)
+        self.loras.update({lo: lo for lo in settings.extra_loras if lo not in self.loras})
+        self.default_model = settings.default_model
+        self.unknown_models = settings.unknown_models
+        self._by_lower = {m.lower(): m for m in self.models}
+
+    def resolve_model(self, name: str | None) -> str:
+        """Map a client's model name onto an Arting model id.
+
+        Accepts Arting ids (any case), A1111 titles ("id.safetensors [hash]"), and the
+        OpenAI names clients hard-code, which stand for the default model.
+        """
+        if not name:
+            return self.default_model
+        key = _strip_title(name).lower()
+        if key in self._by_lower:
+            return self._by_lower[key]
+        if key in catalog.OPENAI_MODEL_NAMES or key.startswith(("dall-e", "gpt-image")):
+            return self.default_model
+        if self.unknown_models == "fallback":
+            return self.default_model
+        raise ModelNotFound(f"The model `{name}` does not exist. Known models: "
+                            f"{', '.join(self.models)}.", param="model")
+
+    def has_model(self, name: str) -> bool:
+        return _strip_title(name).lower() in self._by_lower
+
+
+def _strip_title(name: str) -> str:
+    """'oneFORALLAnime.safetensors [0123abcd]' → 'oneFORALLAnime'."""
+    name = re.sub(r"\s*\[[0-9a-fA-F]+\]\s*$", "", name.strip())
+    return re.sub(r"\.(safetensors|ckpt)$", "", name)
+
+
+def parse_size(value: str | None, settings: Settings) -> tuple[int, int]:
+    """'1024x768' → (1024, 768); None, '' and 'auto' → the configured default size."""
+    if value is None or value.strip().lower() in ("", "auto"):
+        value = settings.default_size
+    match = re.fullmatch(r"\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*", value)
+    if not match:
+        raise InvalidRequest(f"size must be written WIDTHxHEIGHT (like 512x768) or auto; "
+                             f"got {value!r}.", param="size")
+    return int(match[1]), int(match[2])
+
+
+def fit_size(width: int, height: int, settings: Settings) -> tuple[int, int]:
+    """The size rule: keep the aspect ratio, fit both sides into [min_side, max_side]
+    and the area into max_pixels, then round each side to a multiple of size_multiple.
+
+    1024x1024 stays; 1792x1024 becomes 1352x768 (area capped at 1024²); 64x64 becomes 256x256.
+    """
+    if width <= 0 or height <= 0:
+        raise InvalidRequest("width and height must be positive.", param="size")
+    w, h = float(width), float(height)
+    scale = min(1.0, settings.max_side / max(w, h), (settings.max_pixels / (w * h)) ** 0.5)
+    w, h = w * scale, h * scale
+    grow = max(1.0, settings.min_side / min(w, h))
+    w, h = min(w * grow, settings.max_side), min(h * grow, settings.max_side)
+    m = settings.size_multiple
+
+    def snap(x: float) -> int:
+        return max(m, int(x // m) * m)
+
+    return snap(w), snap(h)
+
+
+def resolve_sampler(name: str | None) -> str:
+    """Known names pass (any case); A1111 scheduler suffixes are understood; unknown
+    names fall back to the default sampler, as A1111 itself does."""
+    if not name:
+        return catalog.DEFAULT_SAMPLER
+    by_lower = {s.lower(): s for s in catalog.SAMPLERS}
+    key = name.strip().lower()
+    if key in by_lower:
+        return by_lower[key]
+    for suffix in (" automatic", " uniform", " exponential", " sgm uniform", " simple",
+                   " normal"):
+        if key.endswith(suffix) and key.removesuffix(suffix) in by_lower:
+            return by_lower[key.removesuffix(suffix)]
+    return catalog.DEFAULT_SAMPLER
+
+
+def parse_loras(loras: Any = None, lora_ids: Any = None, lora_weight: Any = None) -> tuple[Lora, ...]:
+    """LoRAs as a list of {id, weight} (or "id:weight" strings), or Arting's own pair of
+    comma-separated strings; one weight for several ids applies to all of them."""
+    out: list[Lora] = []
+    if loras:
+        if not isinstance(loras, list):
+            raise InvalidRequest("loras must be a list of {id, weight}.", param="loras")
+        for item in loras:
+            if isinstance(item, str):
+                lid, _, weight = item.partition(":")
+                out.append(Lora(id=lid.strip(), weight=float(weight) if weight else 0.7))
+            elif isinstance(item, Mapping) and item.get("id"):
+                out.append(Lora(id=str(item["id"]), weight=float(item.get("weight", 0.7))))
+            else:
+                raise InvalidRequest("each LoRA needs an id.", param="loras")
+    if lora_ids:
+        ids = [x.strip() for x in str(lora_ids).split(",") if x.strip()]
+        weights = [float(x) for x in str(lora_weight or "0.7").split(",") if x.strip()] or [0.7]
+        if len(weights) not in (1, len(ids)):
+            raise InvalidRequest("lora_weight needs one weight, or one per LoRA in lora_ids.",
+                                 param="lora_weight")
+        out.extend(Lora(id=i, weight=weights[k if len(weights) > 1 else 0])
+                   for k, i in enumerate(ids))
+    return tuple(out)
+
+
+def new_seed() -> int:
+    return random.randint(0, MAX_SEED)
+
+
+def build_generation(settings: Settings, models: Catalog, *, prompt: Any,
+                     negative_prompt: str | None = None, model: str | None = None,
+                     size: str | None = None, width: int | None = None,
+                     height: int | None = None, n: int = 1, seed: int | None = None,
+                     steps: int | None = None, guidance: float | None = None,
+                     sampler: str | None = None, clip_skip: int | None = None,
+                     loras: Iterable[Lora] = (), nsfw: bool | None = None,
+                     init_image: str | None = None, strength: float | None = None,
+                     mask: str | None = None) -> Generation:
+    """Validate a facade's request against the limits and resolve every default."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequest("prompt is required and must be a non-empty string.",
+                             param="prompt")
+    if len(prompt) > settings.max_prompt_chars:
+        raise InvalidRequest(f"prompt is {len(prompt)} characters long; the limit is "
+                             f"{settings.max_prompt_chars} (max_prompt_chars).", param="prompt")
+    if not 1 <= n <= settings.max_images:
+        raise InvalidRequest(f"n must be between 1 and {settings.max_images} (max_images); "
+                             f"got {n}.", param="n")
+    if width is None or height is None:
+        width, height = parse_size(size, settings)
+    width, height = fit_size(width, height, settings)
+    if seed is None or seed < 0:
+        seed = new_seed()
+    if steps is not None and not 1 <= steps <= 150:
+        raise InvalidRequest("steps must be between 1 and 150.", param="steps")
+    if guidance is not None and not 0 <= guidance <= 30:
+        raise InvalidRequest("guidance must be between 0 and 30.", param="guidance")
+    if clip_skip is not None and not 1 <= clip_skip <= 12:
+        raise InvalidRequest("clip_skip must be between 1 and 12.", param="clip_skip")
+    if strength is not None and not 0 <= strength <= 1:
+        raise InvalidRequest("strength must be between 0 and 1.", param="strength")
+    for lora in loras:
+        if not 0 <= lora.weight <= 2 or not lora.id or "," in lora.id:
+            raise InvalidRequest(f"LoRA {lora.id!r}: ids may not contain commas and weights "
+                                 "must be between 0 and 2.", param="loras")
+    return Generation(
+        prompt=prompt.strip(), negative_prompt=(negative_prompt or "").strip(),
+        model=models.resolve_model(model), width=width, height=height, n=n,
+        seed=seed % (MAX_SEED + 1), steps=steps or 25,
+        guidance=7.0 if guidance is None else guidance,
+        sampler=resolve_sampler(sampler), clip_skip=clip_skip or 2, loras=tuple(loras),
+        nsfw=settings.default_nsfw if nsfw is None else nsfw,
+        init_image=init_image,
+        strength=(0.7 if strength is None else strength) if init_image else None,
+        mask=mask if init_image else None)
+

@@ -1,0 +1,83 @@
+"""Pillow work on images clients send: init images, masks, and masked compositing.
+
+Arting's image-to-image takes one image and no mask, so masks are honoured here:
+the generated image replaces the init image only where the mask says so. Masks are
+kept in one convention — an 8-bit image, white where the picture may change — made
+from OpenAI's (transparent = edit) or A1111's (white = edit) convention.
+Everything here is synchronous; callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidRequest
+
+MAX_PIXELS = 64 * 1024 * 1024
+
+
+def decode_b64(value: str, param: str) -> bytes:
+    """Raw base64 or a ``data:image/...;base64,`` URL → bytes."""
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    try:
+        return base64.b64decode(value, validate=False)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{param} is not valid base64 image data.", param=param) from None
+
+
+def open_image(data: bytes, param: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.width * img.height > MAX_PIXELS:
+            raise InvalidRequest(f"{param} is too large ({img.width}x{img.height}).",
+                                 param=param)
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise InvalidRequest(f"{param} is not an image Pillow can read (PNG, JPEG, WebP…).",
+                             param=param) from None
+
+
+def _png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+def init_image(data: bytes, param: str = "image") -> tuple[bytes, int, int]:
+    """An init image as RGB PNG bytes, with its size."""
+    img = open_image(data, param)
+    rgb = img.convert("RGB")
+    return _png(rgb), rgb.width, rgb.height
+
+
+def mask_from_alpha(data: bytes, param: str = "mask") -> bytes:
+    """OpenAI's mask: fully transparent pixels mark where to edit."""
+    img = open_image(data, param)
+    if "A" not in img.getbands():
+        raise InvalidRequest("The mask must have an alpha channel: transparent pixels mark "
+                             "the area to edit.", param=param)
+    alpha = img.getchannel("A")
+    return _png(alpha.point(lambda a: 255 if a == 0 else 0))
+
+
+def mask_from_luma(data: bytes, param: str = "mask") -> bytes:
+    """A1111's mask: white marks where to repaint."""
+    return _png(open_image(data, param).convert("L"))
+
+
+def invert_mask(mask_png: bytes) -> bytes:
+    return _png(Image.open(io.BytesIO(mask_png)).convert("L").point(lambda v: 255 - v))
+
+
+def apply_mask(generated: bytes, init: bytes, mask: bytes) -> bytes:
+    """The generated image where the mask is white, the init image elsewhere."""
+    gen = Image.open(io.BytesIO(generated)).convert("RGB")
+    base = Image.open(io.BytesIO(init)).convert("RGB").resize(gen.size)
+    m = Image.open(io.BytesIO(mask)).convert("L").resize(gen.size)
+    return _png(Image.composite(gen, base, m))

@@ -1,0 +1,163 @@
+"""The job engine: retries that never duplicate a job, deadlines, tokens, polling."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from arting_daemon.config import Settings
+from arting_daemon.timing import PollSchedule, running_progress
+
+
+def run_job(daemon, **body) -> dict:
+    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p", **body}).json()
+    deadline = time.monotonic() + 15
+    while job["state"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+        job = httpx.get(job["links"]["self"]).json()
+    return job
+
+
+def creates(daemon) -> int:
+    return len(daemon.sandbox.requests_for("create"))
+
+
+def test_a_5xx_create_is_retried(daemon):
+    daemon.do(daemon.sandbox.add_fault, "http_error", route="create", status=503, count=2)
+    assert run_job(daemon)["state"] == "succeeded"
+    assert creates(daemon) == 3
+
+
+def test_a_broken_connection_on_create_is_not_retried(daemon):
+    """The create may have reached Arting: a retry could make a second (paid) job."""
+    daemon.do(daemon.sandbox.add_fault, "reset", route="create", count=1)
+    job = run_job(daemon)
+    assert job["state"] == "failed" and job["error"]["type"] == "UpstreamUnavailable"
+    assert creates(daemon) == 1
+
+
+def test_a_slow_create_is_not_retried(make_daemon):
+    daemon = make_daemon(request_timeout=0.3)
+    daemon.do(daemon.sandbox.add_fault, "slow", route="create", delay=2, count=1)
+    assert run_job(daemon)["error"]["type"] == "UpstreamTimeout"
+    assert creates(daemon) == 1
+
+
+def test_rate_limit_honours_retry_after(daemon):
+    daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=0.3, count=1)
+    started = time.monotonic()
+    assert run_job(daemon)["state"] == "succeeded"
+    assert time.monotonic() - started >= 0.3 and creates(daemon) == 2
+
+
+def test_rate_limit_moves_to_the_next_token(make_daemon):
+    daemon = make_daemon(auth_tokens=["tok-a-1234", "tok-b-5678"])
+    daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=60, count=1)
+    started = time.monotonic()
+    assert run_job(daemon)["state"] == "succeeded"
+    assert time.monotonic() - started < 2
+    sent = [r.headers["Authorization"] for r in daemon.sandbox.requests_for("create")]
+    assert sent[0] != sent[1]
+    status = httpx.get(daemon.url + "/arting/v1/status").json()
+    assert sorted(t["state"] for t in status["tokens"]) == ["cooling", "ok"]
+
+
+def test_every_token_rate_limited_fails_fast_with_retry_after(daemon):
+    daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=600)
+    started = time.monotonic()
+    resp = httpx.post(daemon.v1 + "/images/generations", json={"prompt": "p"}, timeout=10)
+    assert time.monotonic() - started < 3
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 500
+
+
+def test_an_expired_token_is_not_used_again(make_daemon):
+    daemon = make_daemon(auth_tokens=["tok-a-1234", "tok-b-5678"])
+    daemon.do(daemon.sandbox.add_fault, "token_expired", route="create", count=1)
+    assert run_job(daemon)["error"]["type"] == "UpstreamAuthError"
+    for _ in range(3):
+        assert run_job(daemon)["state"] == "succeeded"
+    used = [r.headers["Authorization"] for r in daemon.sandbox.requests_for("create")]
+    assert used[0] not in used[1:]
+
+
+def test_transient_poll_faults_are_ridden_out(daemon):
+    daemon.do(daemon.sandbox.configure, complete_after_polls=3)
+    for kind in ("http_error", "truncated_json", "reset"):
+        daemon.do(daemon.sandbox.add_fault, kind, route="get", count=1)
+    assert run_job(daemon)["state"] == "succeeded"
+
+
+def test_downloads_are_retried(daemon):
+    daemon.do(daemon.sandbox.add_fault, "http_error", route="image", status=502, count=2)
+    assert run_job(daemon)["state"] == "succeeded"
+
+
+def test_an_expired_result_link_fails_the_job_clearly(daemon):
+    daemon.do(daemon.sandbox.add_fault, "expired_image", route="image")
+    job = run_job(daemon)
+    assert job["state"] == "failed" and "expired" in job["error"]["message"]
+
+
+def test_never_finishing_job_hits_its_stage_deadline(make_daemon):
+    daemon = make_daemon(run_timeout=0.4)
+    daemon.do(daemon.sandbox.add_fault, "never_finish", route="create")
+    started = time.monotonic()
+    job = run_job(daemon)
+    assert time.monotonic() - started < 2
+    assert job["error"]["type"] == "StageTimeout" and "run_timeout" in job["error"]["message"]
+
+
+def test_job_deadline_covers_the_queue(make_daemon):
+    daemon = make_daemon(max_active_jobs=1, job_timeout=0.6,
+                         sandbox_options={"generation_time": 0.4})
+    first = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "a"}).json()
+    second = run_job(daemon)
+    assert second["error"]["type"] == "StageTimeout" and "job_timeout" in \
+        second["error"]["message"]
+    assert httpx.get(first["links"]["self"]).json()["state"] == "succeeded"
+
+
+def test_the_same_image_is_stored_once(daemon):
+    a = run_job(daemon, seed=5)
+    b = run_job(daemon, seed=5)
+    assert a["images"][0]["hash"] == b["images"][0]["hash"]
+    files = list((daemon.settings.data_dir / "images").rglob("*.png"))
+    assert len(files) == 1
+
+
+def test_anonymous_identity_is_created_once_and_kept(make_daemon, tmp_path):
+    daemon = make_daemon()
+    run_job(daemon)
+    run_job(daemon)
+    tokens = {r.headers["Authorization"] for r in daemon.sandbox.requests_for("create")}
+    assert len(tokens) == 1
+    saved = (daemon.settings.data_dir / "identity.json").read_text()
+    assert tokens.pop() in saved
+
+
+# --- the polling schedule and progress, as plain functions ---------------------------------
+
+def test_schedule_without_history_backs_off():
+    s = PollSchedule([], Settings(poll_first_delay=1.0, poll_min_interval=0.4,
+                                  poll_max_interval=5.0))
+    assert s.next_delay(0) == 1.0
+    assert s.next_delay(1.0) == 0.4
+    assert s.next_delay(10) == 2.0
+    assert s.next_delay(100) == 5.0
+
+
+def test_schedule_with_history_waits_then_polls_where_jobs_finish():
+    history = [float(x) for x in range(5, 15)]            # jobs took 5..14 s
+    s = PollSchedule(history, Settings(poll_min_interval=0.3, poll_max_interval=4.0))
+    assert s.next_delay(0) == pytest.approx(5.9)           # quiet until the fastest tenth
+    assert s.next_delay(8) == 0.3                          # brisk where most finish
+    assert s.next_delay(20) == pytest.approx((20 - 13.1) / 4)   # the long tail backs off
+    assert s.next_delay(100) == 4.0
+
+
+def test_progress_moves_but_never_reaches_the_end_early():
+    values = [running_progress(t, 10) for t in range(0, 60)]
+    assert values == sorted(values) and values[-1] < 0.99 and values[5] == 0.5
