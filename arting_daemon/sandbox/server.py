@@ -1,0 +1,478 @@
+"""The Arting emulator: a real HTTP server speaking Arting's private image API.
+
+It follows ``shared/arting_protocol.md`` §9. Where the real API's behaviour is
+unknown, ``SandboxConfig`` has a switch, and the invented error codes are listed in
+``envelope``. Every answer carries ``Server: cloudflare`` and a ``cf-ray``, as
+answers from behind Cloudflare do.
+
+Each request to the API passes, in order: method check, feature switch, faults,
+rate limit, token check, the route itself. Admin requests (``/__sandbox__/...``)
+skip all of that and are not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from . import cloudflare
+from . import envelope as E
+from .auth import token_problem
+from .envelope import ApiError, AuthError, NotFoundError, RateLimited
+from .faults import EFFECT_KINDS, FaultBoard, respond
+from .models import FAULT_ROUTES, Fault, Recorded, SandboxConfig, SandboxJob
+from .render import Picture, PngCache, load_data_url, probe_image
+from .validation import parse_create, parse_get
+
+#: Routes that need a token and count against the rate limit.
+API_ROUTES = ("create", "get", "i2i_create", "i2i_get", "upload")
+
+_IMAGE_PATH = r"/files/{request_id}/{index:\d+}.png"
+
+
+class _Call:
+    """One API request on its way through the route handler."""
+
+    def __init__(self, request: web.Request, route: str, body: Any, fault: Fault | None):
+        self.request = request
+        self.route = route
+        self.body = body
+        self.token = request.headers.get("Authorization")
+        self.effect = fault.kind if fault is not None else None
+
+
+class _RateLimiter:
+    """A sliding window of accepted requests per key (token or client IP)."""
+
+    def __init__(self) -> None:
+        self._hits: defaultdict[str | None, deque[float]] = defaultdict(deque)
+
+    def retry_after(self, key: str | None, limit: int, window: float, now: float) -> float | None:
+        """None if the request may pass (and counts it), else seconds until it may."""
+        hits = self._hits[key]
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        if len(hits) >= limit:
+            return hits[0] + window - now
+        hits.append(now)
+        return None
+
+    def clear(self) -> None:
+        self._hits.clear()
+
+
+class Sandbox:
+    """An in-process Arting emulator; ``await start()`` it on any running loop."""
+
+    def __init__(self, config: SandboxConfig | None = None, **overrides: Any) -> None:
+        base = (config or SandboxConfig()).model_dump()
+        self._initial = SandboxConfig.model_validate({**base, **overrides})
+        self.config = self._initial.model_copy(deep=True)
+        self.url: str | None = None
+        self.requests: list[Recorded] = []
+        self.jobs: dict[str, SandboxJob] = {}
+        self.uploads: dict[str, tuple[bytes, str]] = {}
+        self.images = PngCache()
+        self._faults = FaultBoard()
+        self._limiter = _RateLimiter()
+        self._streams: dict[str, random.Random] = {}
+        self._streams_seed: int | None = None
+        self._runner: web.AppRunner | None = None
+        self.app = self._build_app()
+
+    # --- lifecycle and control ---------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0 = any free port); returns the base URL."""
+        if self._runner is not None:
+            raise RuntimeError("the sandbox is already running")
+        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True,
+                               shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.url = f"http://{f'[{shown}]' if ':' in shown else shown}:{bound_port}"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings; all are validated together, so nothing changes on an error."""
+        self.config = SandboxConfig.model_validate({**self.config.model_dump(), **changes})
+
+    def add_fault(self, kind: str, route: str = "*", **kw: Any) -> Fault:
+        fault = Fault(kind=kind, route=route, **kw)
+        self._faults.add(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def reset(self) -> None:
+        """Forget faults, requests, jobs and uploads; go back to the construction config."""
+        self._faults.clear()
+        self.requests.clear()
+        self.jobs.clear()
+        self.uploads.clear()
+        self._limiter.clear()
+        self._streams_seed = None
+        self.config = self._initial.model_copy(deep=True)
+
+    def requests_for(self, route: str) -> list[Recorded]:
+        return [r for r in self.requests if r.route == route]
+
+    # --- wiring ------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 << 20)
+        app.on_response_prepare.append(self._behind_cloudflare)
+        admin = [
+            ("GET", "/__sandbox__/requests", self._admin_requests),
+            ("GET", "/__sandbox__/jobs", self._admin_jobs),
+            ("GET", "/__sandbox__/config", self._admin_config),
+            ("POST", "/__sandbox__/config", self._admin_configure),
+            ("GET", "/__sandbox__/faults", self._admin_faults),
+            ("POST", "/__sandbox__/faults", self._admin_add_faults),
+            ("DELETE", "/__sandbox__/faults", self._admin_clear_faults),
+            ("POST", "/__sandbox__/reset", self._admin_reset),
+        ]
+        for method, path, handler in admin:
+            app.router.add_route(method, path, handler)
+        routes = [
+            ("create", "POST", "/api/cg/text-to-image/create", partial(self._create, "txt2img")),
+            ("get", "POST", "/api/cg/text-to-image/get", partial(self._get, "txt2img")),
+            ("i2i_create", "POST", "/api/cg/image-to-image/create",
+             partial(self._create, "img2img")),
+            ("i2i_get", "POST", "/api/cg/image-to-image/get", partial(self._get, "img2img")),
+            ("upload", "POST", "/api/upload", self._upload),
+            ("image", "GET", _IMAGE_PATH, self._image),
+            ("uploads", "GET", "/uploads/{name}", self._uploaded),
+            ("cdn-cgi", None, "/cdn-cgi/{tail:.*}", self._cdn_cgi),
+            ("unknown", None, "/{tail:.*}", self._unknown),
+        ]
+        for route, method, path, handler in routes:
+            app.router.add_route("*", path, partial(self._handle, route, method, handler))
+        return app
+
+    async def _handle(self, route: str, method: str | None,
+                      handler: Callable[[_Call], Awaitable[web.StreamResponse]],
+                      request: web.Request) -> web.StreamResponse:
+        body = await _read_body(request)
+        self.requests.append(Recorded(route=route, method=request.method, path=request.path_qs,
+                                      headers=_headers(request), body=body,
+                                      client_ip=request.remote, time=time.time()))
+        allowed = {method, "HEAD"} if method == "GET" else {method}
+        if method is not None and request.method not in allowed:
+            return web.json_response(E.failure(E.BAD_METHOD, "method not allowed"),
+                                     status=405, headers={"Allow": method})
+        if not self._enabled(route):
+            return _not_found()
+        fault = self._faults.pick(route) if route in FAULT_ROUTES else None
+        if fault is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault is not None and fault.kind not in EFFECT_KINDS:
+            return respond(fault, request, self._random("rays"), self.config.auth_error_http)
+        call = _Call(request, route, body, fault)
+        try:
+            if route in API_ROUTES:
+                self._admit(call)
+            return await handler(call)
+        except ApiError as err:
+            return self._error(err)
+
+    def _enabled(self, route: str) -> bool:
+        if route in ("i2i_create", "i2i_get"):
+            return self.config.img2img_enabled
+        if route in ("upload", "uploads"):
+            return self.config.upload_enabled
+        return True
+
+    def _admit(self, call: _Call) -> None:
+        """Rate limit, then token check; raises the matching ``ApiError``."""
+        config, now = self.config, time.time()
+        if config.rate_limit_requests is not None:
+            key = call.token if config.rate_limit_per == "token" else call.request.remote
+            wait = self._limiter.retry_after(key, config.rate_limit_requests,
+                                             config.rate_limit_window, now)
+            if wait is not None:
+                raise RateLimited(wait)
+        problem = token_problem(config.auth_mode, call.token, now)
+        if problem is not None:
+            raise AuthError(problem)
+
+    def _error(self, err: ApiError) -> web.Response:
+        config = self.config
+        headers = {}
+        if isinstance(err, RateLimited):
+            status = err.http_status
+            headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        elif isinstance(err, AuthError):
+            status = err.http_status if config.auth_error_http else 200
+        else:
+            status = err.http_status if config.errors_as_http else 200
+        return web.json_response(E.failure(err.code, err.message), status=status, headers=headers)
+
+    async def _behind_cloudflare(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = "cloudflare"  # aiohttp has set its own by now
+        response.headers.setdefault("cf-ray", cloudflare.ray_id(self._random("rays")))
+
+    # --- generation --------------------------------------------------------------------
+
+    async def _create(self, kind: str, call: _Call) -> web.Response:
+        spec = parse_create(call.body, self.config, img2img=kind == "img2img")
+        init = None
+        if spec.image_url is not None:
+            init = await self._init_image(spec.image_url, call.request)
+        blocked = self._blocked(spec.prompt, spec.is_nsfw)
+        now = time.time()
+        request_id = f"{self._random('ids').getrandbits(128):032x}"
+        seed = spec.seed if spec.seed != -1 else self._random("seeds").randrange(2**32)
+        by_polls = self.config.complete_after_polls is not None
+        job = SandboxJob(
+            request_id=request_id, route=kind, body=call.body, token=call.token,
+            created_at=now, done_at=None if by_polls else now + self._duration(),
+            seed=seed, model=spec.model, width=spec.width, height=spec.height,
+            samples=spec.samples, blocked=blocked, init_image=init, strength=spec.strength,
+            fail_on_poll=call.effect == "fail")
+        if call.effect == "never_finish":
+            job.state, job.done_at = "never", None
+        self.jobs[request_id] = job
+        return web.json_response(E.success({"request_id": request_id}))
+
+    async def _get(self, kind: str, call: _Call) -> web.Response:
+        request_id = parse_get(call.body)
+        job = self.jobs.get(request_id)
+        if job is None or job.route != kind or (
+                self.config.same_token_poll and job.token != call.token):
+            raise NotFoundError()
+        job.polls += 1
+        if call.effect == "fail":
+            job.state, job.outputs = "failed", []
+        self._advance(job, self._base(call.request))
+        status = {"pending": self.config.pending_status, "never": self.config.pending_status,
+                  "done": self.config.done_status, "failed": self.config.failed_status}[job.state]
+        output = list(job.outputs)
+        if call.effect == "empty_output_done":
+            status, output = self.config.done_status, []
+        return web.json_response(E.success(
+            {"request_id": request_id, "status": status, "output": output}))
+
+    def _advance(self, job: SandboxJob, base: str) -> None:
+        """Move a pending job on at a poll: fail it, or finish it once it is due."""
+        if job.state != "pending":
+            return
+        if job.fail_on_poll:
+            job.state = "failed"
+            return
+        now = time.time()
+        k = self.config.complete_after_polls
+        due = job.polls >= k if k is not None else job.done_at is None or now >= job.done_at
+        if not due:
+            return
+        if k is not None or job.done_at is None:
+            job.done_at = now
+        job.state = "done"
+        job.outputs = [f"{base}/files/{job.request_id}/{i}.png" for i in range(job.samples)]
+
+    def _duration(self) -> float:
+        """Seconds from create to done, drawn as ``generation_dist`` says."""
+        config, rng = self.config, self._random("durations")
+        if config.generation_dist == "lognormal":
+            drawn = rng.lognormvariate(math.log(config.generation_median), config.generation_sigma)
+            return min(drawn, config.generation_max)
+        if config.generation_dist == "uniform":
+            return rng.uniform(config.generation_low, config.generation_high)
+        return config.generation_time
+
+    def _blocked(self, prompt: str, is_nsfw: bool) -> bool:
+        """Whether the NSFW rules turn this job's images grey (or refuse it outright)."""
+        config = self.config
+        lowered = prompt.lower()
+        if config.nsfw_mode == "allow" or is_nsfw or not any(
+                word and word.lower() in lowered for word in config.nsfw_words):
+            return False
+        if config.nsfw_mode == "refuse":
+            raise ApiError(E.CONTENT_REFUSED, "content not allowed")
+        return True
+
+    async def _init_image(self, url: str, request: web.Request) -> bytes:
+        """The img2img source: a data: URL or one of our own uploads. Nothing is fetched."""
+        loop = asyncio.get_running_loop()
+        if url.startswith("data:"):
+            data = await loop.run_in_executor(None, load_data_url, url)
+            if data is None:
+                raise ApiError(E.BAD_IMAGE_URL, "image_url is not a base64 data:image/... URL "
+                                                "holding a readable image")
+            return data
+        for base in {self.config.public_url, self.url, self._base(request)} - {None}:
+            prefix = f"{base}/uploads/"
+            if url.startswith(prefix):
+                upload = self.uploads.get(url[len(prefix):])
+                if upload is None:
+                    raise ApiError(E.BAD_IMAGE_URL, "image_url names no upload of this server")
+                return upload[0]
+        raise ApiError(E.BAD_IMAGE_URL, "image_url must be a data:image/...;base64 URL or a URL "
+                                        "returned by /api/upload (the sandbox fetches nothing)")
+
+    # --- files -------------------------------------------------------------------------
+
+    async def _image(self, call: _Call) -> web.Response:
+        info = call.request.match_info
+        job = self.jobs.get(info["request_id"])
+        index = int(info["index"])
+        if job is None or job.state != "done" or index >= job.samples:
+            return _not_found("file not found")
+        expiry = self.config.image_expiry
+        if expiry is not None and job.done_at is not None and time.time() > job.done_at + expiry:
+            return _not_found("file expired")
+        picture = Picture(prompt=job.body["prompt"], seed=job.seed + index, model=job.model,
+                          width=job.width, height=job.height, init_image=job.init_image,
+                          strength=job.strength, blocked=job.blocked)
+        return web.Response(body=await self.images.png(picture), content_type="image/png")
+
+    async def _upload(self, call: _Call) -> web.Response:
+        image = call.body.get("image") if isinstance(call.body, dict) else None
+        if not isinstance(image, bytes):
+            raise ApiError(E.BAD_UPLOAD, "field 'image' must be an image file "
+                                         "(multipart/form-data)")
+        kind = await asyncio.get_running_loop().run_in_executor(None, probe_image, image)
+        if kind is None:
+            raise ApiError(E.BAD_UPLOAD, "field 'image' is not a readable image")
+        name = f"{self._random('uploads').getrandbits(64):016x}.{kind.lower()}"
+        self.uploads[name] = (image, f"image/{kind.lower()}")
+        return web.json_response({"url": f"{self._base(call.request)}/uploads/{name}"})
+
+    async def _uploaded(self, call: _Call) -> web.Response:
+        upload = self.uploads.get(call.request.match_info["name"])
+        if upload is None:
+            return _not_found()
+        return web.Response(body=upload[0], content_type=upload[1])
+
+    async def _cdn_cgi(self, call: _Call) -> web.Response:
+        """Cloudflare's own paths: a challenge answer posted here always fails (403)."""
+        ray = cloudflare.ray_id(self._random("rays"))
+        return web.Response(status=403, text=cloudflare.managed_challenge(call.request.host, ray),
+                            headers=cloudflare.headers(ray, challenge=True))
+
+    async def _unknown(self, call: _Call) -> web.Response:
+        return _not_found()
+
+    # --- admin -------------------------------------------------------------------------
+
+    async def _admin_requests(self, request: web.Request) -> web.Response:
+        route = request.query.get("route")
+        records = self.requests_for(route) if route else self.requests
+        return web.json_response([r.to_json() for r in records])
+
+    async def _admin_jobs(self, request: web.Request) -> web.Response:
+        return web.json_response({rid: job.to_json() for rid, job in self.jobs.items()})
+
+    async def _admin_config(self, request: web.Request) -> web.Response:
+        return web.json_response(self.config.model_dump())
+
+    async def _admin_configure(self, request: web.Request) -> web.Response:
+        changes = await _admin_json(request)
+        if not isinstance(changes, dict):
+            return _admin_error("send a JSON object of settings to change")
+        try:
+            self.configure(**changes)
+        except ValidationError as exc:
+            return _admin_error(str(exc))
+        return web.json_response(self.config.model_dump())
+
+    async def _admin_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self._faults.snapshot())
+
+    async def _admin_add_faults(self, request: web.Request) -> web.Response:
+        data = await _admin_json(request)
+        items = data if isinstance(data, list) else [data]
+        try:
+            faults = [Fault.model_validate(item) for item in items]
+        except ValidationError as exc:
+            return _admin_error(str(exc))
+        for fault in faults:
+            self._faults.add(fault)
+        return web.json_response([f.model_dump() for f in faults])
+
+    async def _admin_clear_faults(self, request: web.Request) -> web.Response:
+        self.clear_faults()
+        return web.json_response({"ok": True})
+
+    async def _admin_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _base(self, request: web.Request) -> str:
+        """Base of the URLs we hand out: ``public_url``, our address, or the request's."""
+        return self.config.public_url or self.url or str(request.url.origin())
+
+    def _random(self, stream: str) -> random.Random:
+        """A random stream derived from ``config.seed``, so runs repeat exactly."""
+        if self._streams_seed != self.config.seed:
+            self._streams, self._streams_seed = {}, self.config.seed
+        if stream not in self._streams:
+            self._streams[stream] = random.Random(f"{self.config.seed}:{stream}")
+        return self._streams[stream]
+
+
+async def _read_body(request: web.Request) -> Any:
+    """The body as parsed JSON, a dict of multipart fields (files as bytes), or raw bytes."""
+    if request.content_type.startswith("multipart/"):
+        fields: dict[str, Any] = {}
+        try:
+            async for part in await request.multipart():
+                data = bytes(await part.read())
+                fields[part.name or ""] = data if part.filename is not None else data.decode(
+                    "utf-8", "replace")
+        except ValueError:
+            pass  # malformed multipart: keep what was readable
+        return fields
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    """Headers with the names as received; repeated headers are joined with ", "."""
+    out: dict[str, str] = {}
+    for name, value in request.headers.items():
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def _not_found(message: str = "not found") -> web.Response:
+    return web.json_response(E.failure(E.NOT_FOUND, message), status=404)
+
+
+async def _admin_json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+def _admin_error(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
