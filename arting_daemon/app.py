@@ -27,7 +27,8 @@ from .engine import Engine
 from .facades import jobs, models, openai_errors, openai_images, web as web_page
 from .generation import Catalog
 from .journal import Journal
-from .state import CATALOG, ENGINE, POOL, SANDBOX, SETTINGS, STORE
+from .state import (CATALOG, CORS_ORIGIN, ENGINE, POOL, REQUEST_ID, SANDBOX, SETTINGS,
+                    STORE)
 from .store import ImageStore
 from .upstream.arting import ArtingClient
 from .upstream.tokens import TokenPool, anonymous_identity
@@ -141,7 +142,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     given = request.headers.get("X-Request-Id", "")
     rid = given if given.isascii() and given.replace("-", "").isalnum() and len(given) <= 64 \
         else secrets.token_hex(6)
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     token = logs.request_id.set(rid)
     started = time.perf_counter()
     try:
@@ -168,15 +169,15 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
                 "Access-Control-Request-Headers", "Authorization, Content-Type"),
             "Access-Control-Max-Age": "600", "Vary": "Origin"})
     if allowed:
-        request["cors_origin"] = origin
+        request[CORS_ORIGIN] = origin
     return await handler(request)
 
 
 async def _stamp_response(request: web.Request, response: web.StreamResponse) -> None:
     """Headers every answer carries, streamed ones too."""
-    response.headers["X-Request-Id"] = request.get("request_id", "-")
-    if request.get("cors_origin"):
-        response.headers["Access-Control-Allow-Origin"] = request["cors_origin"]
+    response.headers["X-Request-Id"] = request.get(REQUEST_ID, "-")
+    if request.get(CORS_ORIGIN):
+        response.headers["Access-Control-Allow-Origin"] = request[CORS_ORIGIN]
         response.headers["Vary"] = "Origin"
 
 

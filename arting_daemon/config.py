@@ -246,7 +246,7 @@ def load_settings(config_path: str | os.PathLike | None = None,
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
 
-    path = config_path or environ.get("ARTING_CONFIG")
+    path = config_path or environ.get("ARTING_CONFIG") or None
     if path is None and Path("arting.toml").is_file():
         path = "arting.toml"
     if path is not None:

@@ -366,6 +366,8 @@ class Engine:
         """Create the job upstream. Retried only when no job can have been made."""
         gen = job.generation
         image_url = await self._init_image_url(gen, lease.token) if gen.is_img2img else None
+        # Waiting out a rate limit only makes sense within this stage's own budget.
+        deadline = min(deadline, time.time() + self.settings.submit_timeout)
         attempt = 0
         while True:
             try:

@@ -21,3 +21,7 @@ CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
 STORE: web.AppKey[ImageStore] = web.AppKey("store")
 POOL: web.AppKey[TokenPool] = web.AppKey("pool")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+
+#: Per request: its id (for logs) and the CORS origin to echo.
+REQUEST_ID = web.RequestKey("request_id", str)
+CORS_ORIGIN = web.RequestKey("cors_origin", str)

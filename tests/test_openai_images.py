@@ -118,7 +118,7 @@ def test_a_failed_job_answers_fast_and_says_not_to_retry(client, daemon):
     ("token_expired", {}, 502, "upstream_auth"),
     ("cf_challenge", {}, 502, "cloudflare_blocked"),
     ("reject", {}, 502, "upstream_rejected"),
-    ("rate_limit", {"retry_after": 60}, 429, "upstream_rate_limited"),
+    ("rate_limit", {"retry_after": 100}, 429, "upstream_rate_limited"),
 ])
 def test_upstream_faults_map_to_openai_errors(client, daemon, kind, options, status, code):
     daemon.do(daemon.sandbox.add_fault, kind, route="create", **options)

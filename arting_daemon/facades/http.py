@@ -42,7 +42,8 @@ def parse_model(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest(*describe(exc)) from None
+        message, field = describe(exc)
+        raise InvalidRequest(message, param=field) from None
 
 
 def describe(exc: ValidationError) -> tuple[str, str | None]:

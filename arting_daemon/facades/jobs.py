@@ -176,12 +176,8 @@ async def get_image(request: web.Request) -> web.StreamResponse:
     store = request.config_dict[STORE]
     if not store.exists(digest):
         raise NotFound("No such image.")
-    etag = f'"{digest}"'
-    if request.headers.get("If-None-Match") == etag:
-        return web.Response(status=304)
     return web.FileResponse(store.path(digest), headers={
-        "Content-Type": "image/png", "ETag": etag,
-        "Cache-Control": "public, max-age=31536000, immutable"})
+        "Content-Type": "image/png", "Cache-Control": "public, max-age=31536000, immutable"})
 
 
 async def status(request: web.Request) -> web.Response:
