@@ -3,8 +3,8 @@
 Each protocol lives in its own sub-application with its own error shape and auth:
 
     /v1/...          OpenAI           (facades/openai_images.py, models.py)
-    /arting/v1/...   native job API   (facades/jobs.py)
-    /                web page, /healthz
+    /arting/v1/...   native job API   (facades/jobs.py), token admin (facades/ops.py)
+    /                web page, /healthz, /readyz, /metrics (facades/ops.py)
 
 Services (HTTP session, journal, token pool, engine, and the emulator with
 ``--sandbox``) are opened and closed by cleanup contexts, in order.
@@ -24,9 +24,10 @@ from aiohttp import web
 from . import __version__, auth, logs
 from .config import ConfigError, Settings
 from .engine import Engine
-from .facades import jobs, models, openai_errors, openai_images, web as web_page
+from .facades import jobs, models, openai_errors, openai_images, ops, web as web_page
 from .generation import Catalog
 from .journal import Journal
+from .metrics import Metrics
 from .state import (CATALOG, CORS_ORIGIN, ENGINE, POOL, REQUEST_ID, SANDBOX, SETTINGS,
                     STORE)
 from .store import ImageStore
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(_stamp_response)
 
     app.router.add_get("/healthz", healthz)
+    ops.add_routes(app)
     web_page.add_routes(app)
 
     openai = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
@@ -55,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
 
     native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
     jobs.add_routes(native)
+    ops.add_admin_routes(native)
     app.add_subapp("/arting/v1", native)
     return app
 
@@ -115,14 +118,21 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, ttl_dns_cache=300),
         cookie_jar=aiohttp.DummyCookieJar())
     store = ImageStore(settings.data_dir)
-    pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous)
-    engine = Engine(settings, ArtingClient(settings, session), pool, store, journal)
+    pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
+                     backoff=settings.token_probe_backoff,
+                     max_backoff=settings.token_probe_max_backoff)
+    metrics = Metrics()
+    client = ArtingClient(settings, session, metrics)
+    engine = Engine(settings, client, pool, store, journal, metrics)
+    metrics.watch(engine, pool)
     app[STORE], app[POOL], app[ENGINE] = store, pool, engine
     app[CATALOG] = Catalog(settings)
     await engine.start()
+    pool.start_probing(client.check_token)
     try:
         yield
     finally:
+        await pool.close()
         await engine.close()
         await journal.close()
         await session.close()

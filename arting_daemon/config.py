@@ -121,6 +121,15 @@ class Settings(BaseModel):
                                   "`output` the job counts as failed.")
     token_max_jobs: int = _s(4, "ARTING_TOKEN_MAX_JOBS",
                              "Jobs one token may have in flight upstream at once.", ge=1)
+    token_probe_backoff: float = _s(30.0, "ARTING_TOKEN_PROBE_BACKOFF",
+                                    "Seconds before a rate-limited, blocked or refused token is "
+                                    "first re-probed (a poll, never a generation); doubles "
+                                    "after each failed probe.", gt=0)
+    token_probe_max_backoff: float = _s(1800.0, "ARTING_TOKEN_PROBE_MAX_BACKOFF",
+                                        "Longest pause between two probes of one token.", gt=0)
+    cf_solver: bool = _s(True, "ARTING_CF_SOLVER",
+                         "On a Cloudflare challenge, let cloudscraper try to pass it (in a "
+                         "worker thread) and reuse its cookies and User-Agent.")
 
     # --- generation rules ---------------------------------------------------------------
     default_model: str = _s("oneFORALLAnime", "ARTING_DEFAULT_MODEL",
@@ -158,6 +167,10 @@ class Settings(BaseModel):
                             "Seconds a whole job may take, queue included.", gt=0)
     submit_timeout: float = _s(60.0, "ARTING_SUBMIT_TIMEOUT",
                                "Seconds the submit stage may take, retries included.", gt=0)
+    retry_budget: float = _s(20.0, "ARTING_RETRY_BUDGET",
+                             "Seconds a create may spend retrying (backoff and rate-limit "
+                             "waits); past it, the client gets the error and its Retry-After.",
+                             ge=0)
     run_timeout: float = _s(240.0, "ARTING_RUN_TIMEOUT",
                             "Seconds Arting may take to finish a submitted job.", gt=0)
     download_timeout: float = _s(60.0, "ARTING_DOWNLOAD_TIMEOUT",
@@ -212,6 +225,8 @@ class Settings(BaseModel):
     def _consistent(self) -> Settings:
         if self.poll_min_interval > self.poll_max_interval:
             raise ValueError("poll_min_interval must not exceed poll_max_interval")
+        if self.token_probe_backoff > self.token_probe_max_backoff:
+            raise ValueError("token_probe_backoff must not exceed token_probe_max_backoff")
         if self.min_side > self.max_side:
             raise ValueError("min_side must not exceed max_side")
         return self

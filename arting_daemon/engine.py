@@ -8,6 +8,11 @@ has a deadline, and the whole job has one too. A job holds an Arting token while
 Arting works on it, polls on a schedule learned from recent durations, and downloads
 its images once into the content-addressed store. Every state change is journaled,
 so after a restart unfinished jobs resume and finished images are still served.
+
+A create is sent again only when that cannot make a second job (the connection was
+refused, Arting answered 5xx or 429, or refused the token), on another token where
+the pool has one, with exponential backoff and full jitter inside ``retry_budget``.
+Job tasks log under the id of the request that made them (or ``job-<id>``).
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import Enum
 
+from . import logs
 from .config import Settings
 from .errors import (ArtingError, BadUpstreamResponse, Cancelled, CloudflareBlocked,
-                     FeatureDisabled, QueueFull, StageTimeout, UpstreamError,
-                     UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable,
-                     error_from_dict)
+                     FeatureDisabled, QueueFull, StageTimeout, UpstreamAuthError,
+                     UpstreamError, UpstreamRateLimited, UpstreamTimeout,
+                     UpstreamUnavailable, error_from_dict)
 from .generation import Generation
 from .imaging import apply_mask
 from .journal import Journal
+from .metrics import Metrics
 from .store import ImageStore
 from .timing import DurationStats, running_progress
 from .upstream.arting import ArtingClient
@@ -122,19 +129,21 @@ class Job:
 
 @dataclass
 class _Lease:
-    """The token a job holds; a rate-limited create may swap it for another."""
+    """The token a job holds; a rate-limited or refused create may swap it for another
+    (None while it has none)."""
 
-    token: Token
+    token: Token | None
 
 
 class Engine:
     def __init__(self, settings: Settings, upstream: ArtingClient, pool: TokenPool,
-                 store: ImageStore, journal: Journal) -> None:
+                 store: ImageStore, journal: Journal, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.upstream = upstream
         self.pool = pool
         self.store = store
         self.journal = journal
+        self.metrics = metrics or Metrics()
         self.stats = DurationStats(settings)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
@@ -165,12 +174,13 @@ class Engine:
             log.info("resumed %d unfinished job(s) from the journal", len(self._tasks))
 
     async def close(self, grace: float = 0.0) -> None:
-        """Stop: give running jobs ``grace`` seconds, then stop the rest where they are
-        (their journal records let the next start resume them)."""
+        """Stop: take no new jobs and start no queued one; give the jobs in flight
+        ``grace`` seconds, then stop the rest where they are (their journal records let
+        the next start resume them)."""
         self._accepting = False
-        tasks = list(self._tasks.values())
-        if grace > 0 and tasks:
-            await asyncio.wait(tasks, timeout=grace)
+        in_flight = [self._tasks[j.id] for j in self.active if j.id in self._tasks]
+        if grace > 0 and in_flight:
+            await asyncio.wait(in_flight, timeout=grace)
         self._stopping = True
         for task in self._tasks.values():
             task.cancel()
@@ -189,7 +199,7 @@ class Engine:
                 return existing
         if gen.is_img2img:
             check_img2img(self.settings)
-        if self._free <= 0 and len(self._queue) >= self.settings.max_queued_jobs:
+        if self.full:
             raise QueueFull(f"The queue is full ({self.settings.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
         job = Job(id=uuid.uuid4().hex, generation=gen, source=source,
@@ -288,6 +298,16 @@ class Engine:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def full(self) -> bool:
+        """Every slot busy and the queue at max_queued_jobs: a new job would be refused."""
+        return self._free <= 0 and len(self._queue) >= self.settings.max_queued_jobs
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown has begun."""
+        return self._accepting
+
     # --- the job's task ---------------------------------------------------------------
 
     def _start_task(self, job: Job, resumed: bool = False) -> None:
@@ -296,6 +316,8 @@ class Engine:
         task.add_done_callback(lambda _t, jid=job.id: self._tasks.pop(jid, None))
 
     async def _run(self, job: Job, resumed: bool = False) -> None:
+        if logs.request_id.get() == "-":   # no request made it (resumed after a restart)
+            logs.request_id.set(f"job-{job.id[:12]}")
         # A resumed job gets a fresh deadline: Arting kept working while we were down.
         deadline = (time.time() if resumed else job.created_at) + self.settings.job_timeout
         try:
@@ -334,16 +356,19 @@ class Engine:
                 await self._stage(job, JobState.SUBMITTING, "submit_timeout",
                                   self.settings.submit_timeout, deadline,
                                   self._submit(job, lease, deadline))
+            assert lease.token is not None
             return await self._stage(job, JobState.RUNNING, "run_timeout",
                                      self.settings.run_timeout, deadline,
                                      self._poll(job, lease.token))
         finally:
-            await self.pool.release(lease.token)
+            if lease.token is not None:
+                await self.pool.release(lease.token)
 
     async def _stage(self, job: Job, state: JobState, name: str, limit: float,
                      deadline: float, work):
         self._set(job, state)
         budget = min(limit, deadline - time.time())
+        started = time.monotonic()
         try:
             async with _timeout(max(0.0, budget)):
                 return await work
@@ -355,6 +380,8 @@ class Engine:
                     "download_timeout": "Downloading the images"}[name]
             raise StageTimeout(f"{what} took longer than {limit:g} s ({name}).",
                                stage=state.value) from None
+        finally:
+            self.metrics.stage(state.value, time.monotonic() - started)
 
     async def _acquire_token(self, job: Job, deadline: float) -> Token:
         """A token for this job; a resumed job gets the one it was created with if it can."""
@@ -363,11 +390,13 @@ class Engine:
         return token
 
     async def _submit(self, job: Job, lease: _Lease, deadline: float) -> None:
-        """Create the job upstream. Retried only when no job can have been made."""
+        """Create the job upstream. Sent again only when no job can have been made, and
+        only while the retry budget (waits included) and the stage's deadline allow."""
+        assert lease.token is not None
         gen = job.generation
         image_url = await self._init_image_url(gen, lease.token) if gen.is_img2img else None
-        # Waiting out a rate limit only makes sense within this stage's own budget.
-        deadline = min(deadline, time.time() + self.settings.submit_timeout)
+        retry_until = min(deadline, time.time() + self.settings.submit_timeout,
+                          time.time() + self.settings.retry_budget)
         attempt = 0
         while True:
             try:
@@ -376,23 +405,37 @@ class Engine:
             except ArtingError as exc:
                 await self.pool.report(lease.token, exc)
                 attempt += 1
-                if not exc.safe_to_resubmit or attempt > MAX_CREATE_ATTEMPTS:
+                if not exc.safe_to_resubmit or attempt >= MAX_CREATE_ATTEMPTS:
                     raise
-                log.info("create attempt %d failed (%s); retrying",
-                         attempt, type(exc).__name__)
-                if isinstance(exc, UpstreamRateLimited):
-                    # The pool now knows this token is cooling: take the next eligible
-                    # one, or wait for this one, or fail with a Retry-After.
-                    await self.pool.release(lease.token)
-                    lease.token = await self._acquire_token(job, deadline)
-                    continue
-                wait = _backoff(attempt, None)
-                if time.time() + wait >= deadline:
-                    raise
-                await asyncio.sleep(wait)
+                if isinstance(exc, (UpstreamRateLimited, UpstreamAuthError)):
+                    await self._switch_token(job, lease, exc, retry_until)
+                else:
+                    wait = _backoff(attempt, None)
+                    if time.time() + wait >= retry_until:
+                        raise
+                    await asyncio.sleep(wait)
+                self.metrics.create_retries.labels(type(exc).__name__).inc()
+                log.info("create attempt %d of job %s failed (%s); sending it again with %s",
+                         attempt, job.id, type(exc).__name__, lease.token.label)
         await self.pool.report(lease.token, None)
         job.submitted_at = time.time()
         self._save(job)
+
+    async def _switch_token(self, job: Job, lease: _Lease, exc: ArtingError,
+                            retry_until: float) -> None:
+        """After a 429 or a refused token (the pool has marked it): take the next
+        eligible token, or wait for one within the budget. If none comes in time, the
+        create's own error is raised, with the pool's Retry-After."""
+        assert lease.token is not None
+        await self.pool.release(lease.token)
+        lease.token = None
+        try:
+            lease.token = await self._acquire_token(job, retry_until)
+        except UpstreamRateLimited as none_free:
+            if isinstance(exc, UpstreamRateLimited):
+                exc.retry_after = max(exc.retry_after or 0.0, none_free.retry_after or 0.0)
+                raise exc from None
+            raise
 
     async def _init_image_url(self, gen: Generation, token: Token) -> str:
         assert gen.init_image is not None
@@ -467,7 +510,8 @@ class Engine:
     # --- the queue ----------------------------------------------------------------------
 
     async def _take_slot(self, job: Job) -> None:
-        if self._free > 0 and not self._queue:
+        waiting_since = time.monotonic()
+        if self._free > 0 and not self._queue and self._accepting:
             self._free -= 1
         else:
             turn = asyncio.get_running_loop().create_future()
@@ -483,9 +527,10 @@ class Engine:
                     self._touch_queue()
                 raise
         job.started_at = time.time()
+        self.metrics.stage("queued", time.monotonic() - waiting_since)
 
     def _give_slot(self) -> None:
-        while self._queue:
+        while self._queue and self._accepting:   # shutting down: queued jobs stay queued
             _, turn = self._queue.popleft()
             if not turn.done():
                 turn.set_result(None)
@@ -534,6 +579,7 @@ class Engine:
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()
         self.counters[state.value] += 1
+        self.metrics.job_finished(job)
         if error is not None:
             log.info("job %s %s: %s", job.id, state.value, error.message)
         self._save(job)

@@ -134,9 +134,11 @@ class ContentRefused(UpstreamRejected):
 
 
 class UpstreamAuthError(UpstreamError):
-    """Arting refused our token (expired or invalid); the operator must refresh it."""
+    """Arting refused our token (expired or invalid); the operator must refresh it.
+    A refused create made no job, so it may go out again with another token."""
 
     code = "upstream_auth"
+    safe_to_resubmit = True
 
 
 class UpstreamRateLimited(UpstreamError):

@@ -73,14 +73,16 @@ def test_every_token_rate_limited_fails_fast_with_retry_after(daemon):
     assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 500
 
 
-def test_an_expired_token_is_not_used_again(make_daemon):
+def test_a_refused_token_is_swapped_and_not_used_again(make_daemon):
+    """A refused create made no job: it goes out again at once with the other token."""
     daemon = make_daemon(auth_tokens=["tok-a-1234", "tok-b-5678"])
     daemon.do(daemon.sandbox.add_fault, "token_expired", route="create", count=1)
-    assert run_job(daemon)["error"]["type"] == "UpstreamAuthError"
     for _ in range(3):
         assert run_job(daemon)["state"] == "succeeded"
     used = [r.headers["Authorization"] for r in daemon.sandbox.requests_for("create")]
-    assert used[0] not in used[1:]
+    assert len(used) == 4 and used[0] not in used[1:]
+    status = httpx.get(daemon.url + "/arting/v1/status").json()
+    assert sorted(t["state"] for t in status["tokens"]) == ["invalid", "ok"]
 
 
 def test_transient_poll_faults_are_ridden_out(daemon):

@@ -6,8 +6,10 @@
 * result images are fetched with a plain GET, only from hosts we trust.
 
 Every exchange goes through one funnel (``_call``) that sends the bare
-``Authorization`` token and browser-like headers, and turns every way Arting (or
-Cloudflare in front of it) can fail into one of the errors in ``errors.py``.
+``Authorization`` token and browser-like headers (with the Cloudflare clearance, if
+any), passes a Cloudflare challenge once if cloudscraper can, and turns every way
+Arting (or Cloudflare in front of it) can fail into one of the errors in
+``errors.py``, counted in the metrics by route and class.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, Conte
                       UpstreamServerError, UpstreamTimeout, UpstreamUnavailable,
                       UpstreamUnreachable)
 from ..generation import Generation
+from ..metrics import Metrics
 from . import cloudflare
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,8 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF", b"GIF8")
 TXT2IMG = "/api/cg/text-to-image"
 IMG2IMG = "/api/cg/image-to-image"
 UPLOAD = "/api/upload"
+#: A request id no job has: polling it shows whether a token (and the clearance) gets in.
+PROBE_REQUEST_ID = "arting-2api-probe"
 
 # Arting publishes no error codes; these words in a message say what kind of refusal it is.
 _AUTH_WORDS = ("token", "auth", "login", "unauthor", "expired", "credential", "sign in")
@@ -59,10 +64,15 @@ class PollResult:
 class ArtingClient:
     """One aiohttp session, one request funnel, typed errors out."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.session = session
+        self.metrics = metrics or Metrics()
+        self.solver = cloudflare.Solver(settings, self.metrics)
         self.base = settings.base_url
+        #: The newest request id Arting gave us: the best thing to poll as a probe.
+        self.last_request_id: str | None = None
         self._failed = {s.lower() for s in settings.failed_statuses}
         self._done = {s.lower() for s in settings.done_statuses}
         self._allowed_hosts = [h.lower() for h in settings.image_hosts]
@@ -101,7 +111,8 @@ class ArtingClient:
         request_id = data.get("request_id") if isinstance(data, dict) else None
         if not isinstance(request_id, (str, int)) or request_id == "":
             raise BadUpstreamResponse("Arting accepted the job but sent no request_id.")
-        return str(request_id)
+        self.last_request_id = str(request_id)
+        return self.last_request_id
 
     async def poll(self, request_id: str, token: str | None, img2img: bool = False) -> PollResult:
         """One look at the job. Raises ``JobFailed`` as soon as Arting says it failed."""
@@ -125,11 +136,21 @@ class ArtingClient:
             raise JobFailed("Arting reported the job finished but returned no images.")
         return PollResult(status=status_text, urls=urls)
 
+    async def check_token(self, token: str | None) -> None:
+        """Prove Arting lets ``token`` in, without making a job: poll the newest request id
+        we know (or one no job has). Arting's envelope — the job, or a refusal of the id
+        such as "task not found" — proves it; an auth refusal, a rate limit or a
+        Cloudflare page is raised."""
+        try:
+            await self._call(TXT2IMG + "/get",
+                             {"request_id": self.last_request_id or PROBE_REQUEST_ID}, token,
+                             route="probe")
+        except UpstreamRejected:
+            pass
+
     async def upload(self, image: bytes, token: str | None) -> str:
         """Upload an init image (unconfirmed endpoint); returns the URL Arting gives back."""
-        form = aiohttp.FormData()
-        form.add_field("image", image, filename="init.png", content_type="image/png")
-        data = await self._call(UPLOAD, form, token, envelope=False)
+        data = await self._call(UPLOAD, image, token, envelope=False)
         url = data.get("url") if isinstance(data, dict) else None
         if not url and isinstance(data, dict) and isinstance(data.get("data"), dict):
             url = data["data"].get("url")
@@ -139,6 +160,13 @@ class ArtingClient:
 
     async def download(self, url: str) -> bytes:
         """Fetch one result image: a plain GET, only from a trusted host, size-bounded."""
+        try:
+            return await self._download(url)
+        except ArtingError as exc:
+            self.metrics.upstream_error("download", exc)
+            raise
+
+    async def _download(self, url: str) -> bytes:
         if url.startswith("data:image/"):
             try:
                 return base64.b64decode(url.partition(",")[2], validate=True)
@@ -187,28 +215,58 @@ class ArtingClient:
             "Accept": "application/json, text/plain, */*",
             "Origin": self.settings.origin,
             "Referer": self.settings.referer,
-            "User-Agent": self.settings.user_agent,
+            "User-Agent": self.solver.clearance.user_agent,
         }
         if json_body:
             headers["Content-Type"] = "application/json"
         if token:
             headers["Authorization"] = token  # bare: Arting's clients never add "Bearer "
-        if self.settings.cf_clearance:
-            headers["Cookie"] = f"cf_clearance={self.settings.cf_clearance.get_secret_value()}"
+        cookies = self.solver.clearance.cookie_header()
+        if cookies:
+            headers["Cookie"] = cookies
         return headers
 
     def _timeout(self) -> aiohttp.ClientTimeout:
         t = self.settings.request_timeout
         return aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
-    async def _call(self, path: str, body: dict | aiohttp.FormData, token: str | None,
-                    *, envelope: bool = True) -> object:
-        """POST to Arting and return the envelope's ``data`` (or the whole JSON)."""
+    async def _call(self, path: str, body: dict | bytes, token: str | None,
+                    *, envelope: bool = True, route: str | None = None) -> object:
+        """POST to Arting and return the envelope's ``data`` (or the whole JSON).
+
+        ``body`` is JSON, or the bytes of an image to upload. A Cloudflare challenge is
+        answered by the solver, then the request is sent once more: a challenge page
+        comes from Cloudflare, so Arting never saw the first one (no job was made)."""
+        try:
+            try:
+                return await self._exchange(path, body, token, envelope)
+            except CloudflareBlocked as exc:
+                if exc.kind != "challenge":
+                    raise
+                seen = self.solver.clearance
+                await self.solver.solve(self.base + TXT2IMG + "/get",
+                                        _solver_headers(self._headers(token, True)),
+                                        {"request_id": PROBE_REQUEST_ID}, seen)
+            try:
+                return await self._exchange(path, body, token, envelope)
+            except CloudflareBlocked as exc:
+                raise (self.solver.refused() if exc.kind == "challenge" else exc) from None
+        except ArtingError as exc:
+            self.metrics.upstream_error(route or path.rsplit("/", 1)[-1], exc)
+            raise
+
+    async def _exchange(self, path: str, body: dict | bytes, token: str | None,
+                        envelope: bool) -> object:
+        """One HTTP exchange, its failures as typed errors."""
         is_json = isinstance(body, dict)
+        if is_json:
+            data: str | aiohttp.FormData = json.dumps(body)
+        else:
+            data = aiohttp.FormData()
+            data.add_field("image", body, filename="init.png", content_type="image/png")
         try:
             async with self.session.post(
-                    self.base + path, headers=self._headers(token, is_json),
-                    data=json.dumps(body) if is_json else body,
+                    self.base + path, headers=self._headers(token, is_json), data=data,
                     timeout=self._timeout()) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
@@ -216,12 +274,17 @@ class ArtingClient:
             raise UpstreamTimeout(f"Arting did not answer {path} within "
                                   f"{self.settings.request_timeout:g} s.") from None
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); check the "
-                          "network and `base_url`.") from None
+            raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); "
+                                      "check the network and `base_url`.") from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
                                       f"({type(exc).__name__}).") from None
         return _interpret(path, status, headers, raw, envelope)
+
+
+def _solver_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Our headers minus what cloudscraper must choose itself (its User-Agent, its cookies)."""
+    return {k: v for k, v in headers.items() if k not in ("User-Agent", "Cookie")}
 
 
 def _interpret(path: str, status: int, headers, raw: bytes, envelope: bool) -> object:

@@ -1,16 +1,43 @@
-"""Recognising Cloudflare's pages where Arting's JSON should be.
+"""Recognising Cloudflare's pages where Arting's JSON should be, and passing what can be
+passed.
 
 The checks follow what is known of Cloudflare's pages (``arting_protocol.md`` §7):
 every page comes with ``Server: cloudflare``; challenges carry ``cf-mitigated:
 challenge`` or the "Just a moment..." markers; blocks carry an error code such as
 1020 (firewall) or 1015 (rate limited); 52x pages mean Cloudflare could not reach
 Arting.
+
+On a challenge, ``Solver`` lets cloudscraper (a blocking ``requests`` library) try
+once, in a worker thread so the event loop never waits on it. If it gets Arting's
+answer, its cookies and User-Agent become the clearance every later request carries.
+If not, the error says what to configure, and for a while further challenges fail at
+once instead of starting cloudscraper again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
 import re
+import sys
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import logs
+from ..errors import CloudflareBlocked
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: After a failed attempt, challenges fail at once for this long (seconds).
+SOLVE_RETRY = 60.0
 
 _CHALLENGE_MARKERS = ("_cf_chl_opt", "<title>Just a moment...</title>",
                       "/cdn-cgi/challenge-platform/", "challenge-form")
@@ -47,3 +74,124 @@ ADVICE = {
     "origin_error": "Cloudflare could not reach Arting's servers (5xx); Arting is down or "
                     "overloaded, retry later.",
 }
+
+
+@dataclass(frozen=True)
+class Clearance:
+    """What a browser (or cloudscraper) that passed the challenge sends: its cookies and
+    its exact User-Agent; Cloudflare accepts the cookies only with that User-Agent."""
+
+    user_agent: str
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def cookie_header(self) -> str | None:
+        return "; ".join(f"{k}={v}" for k, v in self.cookies.items()) or None
+
+
+class _Unsolved(Exception):
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
+
+
+class Solver:
+    """Holds the clearance and runs cloudscraper, one attempt at a time, off the loop."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        cookie = settings.cf_clearance.get_secret_value() if settings.cf_clearance else None
+        self.clearance = Clearance(settings.user_agent, {"cf_clearance": cookie} if cookie else {})
+        self.configured = cookie is not None
+        self.enabled = settings.cf_solver
+        self.timeout = settings.request_timeout
+        self.metrics = metrics
+        self._lock = asyncio.Lock()
+        self._gave_up: tuple[float, str, str] | None = None   # (when, kind, message)
+
+    @property
+    def last_failure(self) -> str | None:
+        """The advice of the last failed attempt, until one succeeds."""
+        return self._gave_up[2] if self._gave_up else None
+
+    async def solve(self, url: str, headers: dict[str, str], body: dict,
+                    seen: Clearance) -> None:
+        """Get a clearance that passes, or raise ``CloudflareBlocked`` with advice.
+
+        ``url``/``headers``/``body`` make a harmless request (a poll, never a create);
+        ``seen`` is the clearance the challenged request carried: if another request
+        has replaced it meanwhile, that one is tried first.
+        """
+        async with self._lock:
+            if self.clearance is not seen:
+                return
+            if self._gave_up and time.monotonic() - self._gave_up[0] < SOLVE_RETRY:
+                raise CloudflareBlocked(self._gave_up[2], kind=self._gave_up[1])
+            if not self.enabled:
+                raise self._give_up("challenge", "cf_solver is off", None)
+            try:
+                status, answer_headers, text, cookies, agent = await asyncio.wait_for(
+                    asyncio.to_thread(_scrape, url, headers, body, self.timeout),
+                    self.timeout + 5)
+            except _Unsolved as exc:
+                raise self._give_up(exc.kind, exc.reason,
+                                    "firewall" if exc.kind == "firewall" else "failed") from None
+            except asyncio.TimeoutError:
+                raise self._give_up("challenge", f"no answer within {self.timeout + 5:g} s",
+                                    "failed") from None
+            kind = classify(status, answer_headers, text)
+            if kind in ("challenge", "firewall"):
+                raise self._give_up(kind, f"Cloudflare still answered HTTP {status} with its "
+                                          f"{kind} page", "failed")
+            logs.add_secrets(*cookies.values())
+            self.clearance = Clearance(agent, cookies)
+            self._gave_up = None
+            self.metrics.cloudflare_solves.labels("solved").inc()
+            log.info("passed a Cloudflare challenge with cloudscraper; its clearance "
+                     "(%d cookie(s), its User-Agent) is used from now on", len(cookies))
+
+    def refused(self) -> CloudflareBlocked:
+        """The error for a challenge met again right after a solve."""
+        return self._give_up("challenge", "Cloudflare did not accept cloudscraper's clearance",
+                             "refused")
+
+    def _give_up(self, kind: str, reason: str, result: str | None) -> CloudflareBlocked:
+        """Remember the failure (so the next challenges fail at once) and say what to do."""
+        if result is not None:
+            self.metrics.cloudflare_solves.labels(result).inc()
+        message = ADVICE.get(kind, ADVICE["challenge"])
+        if kind == "challenge":
+            if self.configured:
+                message += (" The configured `cf_clearance` is no longer accepted (it expires, "
+                            "and only works with the User-Agent of the browser it came from).")
+            message += f" (Automatic solving failed: {reason}.)"
+        self._gave_up = (time.monotonic(), kind, message)
+        log.warning("Cloudflare challenge not passed: %s", reason)
+        return CloudflareBlocked(message, kind=kind)
+
+
+def _scrape(url: str, headers: dict[str, str], body: dict, timeout: float):
+    """In a worker thread: send the request with cloudscraper and return what it got."""
+    import cloudscraper
+    import requests
+    from cloudscraper.exceptions import CloudflareCode1020, CloudflareException
+
+    limit = getattr(sys, "tracebacklimit", None)
+    try:
+        with cloudscraper.create_scraper(
+                browser={"browser": "chrome", "platform": "windows", "mobile": False}) as s:
+            try:
+                resp = s.post(url, data=json.dumps(body), headers=headers, timeout=timeout)
+            except CloudflareCode1020:
+                raise _Unsolved("firewall", "Cloudflare error 1020") from None
+            except CloudflareException as exc:
+                raise _Unsolved("challenge", f"cloudscraper: {type(exc).__name__}") from None
+            except requests.RequestException as exc:
+                raise _Unsolved("challenge", f"{type(exc).__name__} while solving") from None
+            return (resp.status_code, dict(resp.headers), resp.text, s.cookies.get_dict(),
+                    s.headers["User-Agent"])
+    finally:
+        # cloudscraper sets sys.tracebacklimit = 0 (for the whole process) when it gives up.
+        if limit is None:
+            with contextlib.suppress(AttributeError):
+                del sys.tracebacklimit
+        else:
+            sys.tracebacklimit = limit

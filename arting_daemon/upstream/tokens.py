@@ -4,20 +4,36 @@ A token is *ok*, *cooling* (rate-limited until a time), *blocked* (Cloudflare st
 the way) or *invalid* (Arting refused it). Only auth errors make a token invalid.
 Jobs take the least-busy eligible token and hold it while Arting works on their job,
 so each token has a bound on jobs in flight.
+
+Unhealthy tokens are re-probed in the background with exponential backoff. A probe
+is one poll (``get``) of a request id, never a create, so it costs no generation: an
+answer in Arting's envelope (the job, or "task not found") proves the token passes
+Arting's door; a refusal, a 429 or a Cloudflare page keeps it out for longer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from .. import logs
 from ..errors import (ArtingError, CloudflareBlocked, UpstreamAuthError,
                       UpstreamRateLimited)
+
+log = logging.getLogger(__name__)
+
+#: Errors that say something about the token itself; anything else makes a probe
+#: inconclusive (Arting was down, or answered garbage).
+TOKEN_ERRORS = (UpstreamAuthError, UpstreamRateLimited, CloudflareBlocked)
 
 
 class TokenState(str, Enum):
@@ -33,12 +49,15 @@ class Token:
     secret: str = field(repr=False)
     anonymous: bool = False
     state: TokenState = TokenState.OK
-    until: float = 0.0          # monotonic time a cooling/blocked token may be tried again
+    until: float = 0.0          # monotonic time an unhealthy token is tried (and probed) again
     in_flight: int = 0
     jobs_ok: int = 0
     errors: int = 0
-    strikes: int = 0            # consecutive cooling/blocked reports, for the backoff
+    strikes: int = 0            # failures since the last job that went through, for the backoff
     last_error: str | None = None
+    probing: bool = False
+    last_probe: float | None = None                 # wall-clock time of the last probe
+    probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
 
     def eligible(self, now: float, max_jobs: int) -> bool:
         if self.state is TokenState.INVALID or self.in_flight >= max_jobs:
@@ -50,7 +69,8 @@ class Token:
         return {"label": self.label, "anonymous": self.anonymous, "state": self.state.value,
                 "retry_in": round(max(0.0, self.until - now), 1) if self.until > now else 0,
                 "in_flight": self.in_flight, "jobs_ok": self.jobs_ok, "errors": self.errors,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "last_probe": self.last_probe,
+                "probes": dict(self.probes)}
 
 
 def anonymous_identity(data_dir: Path) -> str:
@@ -69,18 +89,19 @@ def anonymous_identity(data_dir: Path) -> str:
 
 
 class TokenPool:
-    """Hands out tokens to jobs and keeps each token's health."""
+    """Hands out tokens to jobs, keeps each token's health and re-probes the unhealthy."""
 
-    COOL_DEFAULT = 30.0
-    COOL_MAX = 600.0
-
-    def __init__(self, secrets: list[str], max_jobs: int, *, anonymous: bool = False) -> None:
+    def __init__(self, secrets: list[str], max_jobs: int, *, anonymous: bool = False,
+                 backoff: float = 30.0, max_backoff: float = 1800.0) -> None:
         if not secrets:
             raise ValueError("a token pool needs at least one token")
         self.tokens = [Token(label="anonymous" if anonymous else f"token-{i + 1}",
                              secret=s, anonymous=anonymous) for i, s in enumerate(secrets)]
         self.max_jobs = max_jobs
+        self.backoff, self.max_backoff = backoff, max_backoff
         self._changed = asyncio.Condition()
+        self._check: Callable[[str], Awaitable[None]] | None = None
+        self._watcher: asyncio.Task | None = None
 
     def snapshot(self) -> list[dict]:
         now = time.monotonic()
@@ -127,20 +148,95 @@ class TokenPool:
     async def report(self, token: Token, error: ArtingError | None) -> None:
         """Update the token's health from the outcome of one upstream exchange."""
         async with self._changed:
-            now = time.monotonic()
             if error is None:
                 token.state, token.until, token.strikes = TokenState.OK, 0.0, 0
                 token.jobs_ok += 1
-            elif isinstance(error, UpstreamAuthError):
-                token.state, token.errors = TokenState.INVALID, token.errors + 1
-                token.last_error = error.message
-            elif isinstance(error, (UpstreamRateLimited, CloudflareBlocked)):
-                token.strikes += 1
+            elif isinstance(error, TOKEN_ERRORS):
                 token.errors += 1
-                backoff = error.retry_after or min(self.COOL_MAX,
-                                                   self.COOL_DEFAULT * 2 ** (token.strikes - 1))
-                token.state = (TokenState.COOLING if isinstance(error, UpstreamRateLimited)
-                               else TokenState.BLOCKED)
-                token.until = now + backoff
-                token.last_error = error.message
+                self._mark(token, error)
             self._changed.notify_all()
+
+    def _mark(self, token: Token, error: ArtingError) -> None:
+        """Put the token out of use after ``error``, until its next probe."""
+        token.strikes += 1
+        token.last_error = error.message
+        if isinstance(error, UpstreamAuthError):
+            token.state = TokenState.INVALID
+        elif isinstance(error, UpstreamRateLimited):
+            token.state = TokenState.COOLING
+        else:
+            token.state = TokenState.BLOCKED
+        wait = error.retry_after if isinstance(error, UpstreamRateLimited) else None
+        token.until = time.monotonic() + (wait or self._backoff(token))
+
+    def _backoff(self, token: Token) -> float:
+        return min(self.max_backoff, self.backoff * 2 ** max(0, token.strikes - 1))
+
+    # --- probing ------------------------------------------------------------------------
+
+    def start_probing(self, check: Callable[[str], Awaitable[None]]) -> None:
+        """Re-probe unhealthy tokens in the background. ``check(secret)`` returns when
+        Arting accepts the token and raises the ``ArtingError`` it met otherwise."""
+        self._check = check
+        self._watcher = asyncio.create_task(self._watch(), name="token-prober")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+    async def probe(self, token: Token) -> str:
+        """Probe one token now; returns ``ok``, ``failed`` or ``inconclusive``."""
+        assert self._check is not None, "start_probing() first"
+        token.probing = True
+        error: ArtingError | None = None
+        try:
+            await self._check(token.secret)
+        except ArtingError as exc:
+            error = exc
+        finally:
+            token.probing = False
+        async with self._changed:
+            token.last_probe = time.time()
+            if error is None:
+                result = "ok"
+                token.state, token.until, token.last_error = TokenState.OK, 0.0, None
+            elif isinstance(error, TOKEN_ERRORS):
+                result = "failed"
+                self._mark(token, error)
+            else:
+                result = "inconclusive"
+                token.until = time.monotonic() + self._backoff(token)
+            token.probes[result] += 1
+            self._changed.notify_all()
+        log.info("token %s probed: %s%s", token.label, result,
+                 f" ({type(error).__name__})" if error else "")
+        return result
+
+    async def probe_unhealthy(self) -> dict[str, str]:
+        """Probe every token that is not ok, now (the operator asked)."""
+        sick = [t for t in self.tokens if t.state is not TokenState.OK and not t.probing]
+        results = await asyncio.gather(*(self.probe(t) for t in sick))
+        return {t.label: r for t, r in zip(sick, results)}
+
+    async def _watch(self) -> None:
+        logs.request_id.set("token-probe")
+        while True:
+            async with self._changed:
+                now = time.monotonic()
+                sick = [t for t in self.tokens
+                        if t.state is not TokenState.OK and not t.probing]
+                due = [t for t in sick if t.until <= now]
+                if not due:
+                    wake = min((t.until for t in sick), default=None)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(),
+                                               None if wake is None else max(0.01, wake - now))
+                    continue
+            for token, outcome in zip(due, await asyncio.gather(
+                    *(self.probe(t) for t in due), return_exceptions=True)):
+                if isinstance(outcome, Exception):  # a bug: keep probing the others
+                    log.error("probing token %s crashed", token.label, exc_info=outcome)
+                    token.until = time.monotonic() + self._backoff(token)

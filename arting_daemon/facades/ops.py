@@ -1,0 +1,86 @@
+"""What the operator sees: ``/metrics``, ``/readyz`` and the token admin API.
+
+* ``GET /metrics`` — Prometheus text format; needs the API key when keys are set
+* ``GET /readyz`` — can this daemon take jobs now? Never calls Arting.
+* ``GET /arting/v1/admin/tokens`` — every token's health, and the Cloudflare clearance
+* ``POST /arting/v1/admin/tokens/probe`` — probe the unhealthy tokens now
+
+Nothing here shows a token or a cookie: tokens appear by label (``token-1``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from .. import auth
+from ..metrics import CONTENT_TYPE
+from ..state import ENGINE, POOL, SETTINGS
+from ..upstream.tokens import TokenState
+
+
+async def metrics(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    if not auth.is_authorized(request, settings):
+        raise web.HTTPUnauthorized(
+            text="Send the daemon's API key as `Authorization: Bearer <key>` (in Prometheus: "
+                 "`authorization: {credentials: <key>}`).\n",
+            headers={"WWW-Authenticate": 'Bearer realm="arting-2api"'})
+    body = request.config_dict[ENGINE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+@auth.public
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when jobs can be taken: not shutting down, the queue not full, and at
+    least one token Arting has not refused. Reads local state only."""
+    engine, pool = request.config_dict[ENGINE], request.config_dict[POOL]
+    reasons = []
+    if not engine.accepting:
+        reasons.append("the daemon is shutting down")
+    if engine.full:
+        reasons.append("the job queue is full (max_queued_jobs)")
+    if all(t.state is TokenState.INVALID for t in pool.tokens):
+        reasons.append("Arting refused every token; see /arting/v1/admin/tokens")
+    if reasons:
+        return web.json_response({"status": "not_ready", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def _tokens_view(request: web.Request) -> dict:
+    pool, engine = request.config_dict[POOL], request.config_dict[ENGINE]
+    solver = engine.upstream.solver
+    return {
+        "tokens": pool.snapshot(),
+        "max_jobs_per_token": pool.max_jobs,
+        "probe_backoff": [pool.backoff, pool.max_backoff],
+        "cloudflare": {
+            "solver": solver.enabled,
+            "cookies": sorted(solver.clearance.cookies),   # names only, never values
+            "user_agent": solver.clearance.user_agent,
+            "last_failure": solver.last_failure,
+        },
+        "time": time.time(),
+    }
+
+
+async def admin_tokens(request: web.Request) -> web.Response:
+    return web.json_response(_tokens_view(request))
+
+
+async def admin_probe(request: web.Request) -> web.Response:
+    probed = await request.config_dict[POOL].probe_unhealthy()
+    return web.json_response({"probed": probed, **_tokens_view(request)})
+
+
+def add_routes(app: web.Application) -> None:
+    """On the root application."""
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/readyz", readyz)
+
+
+def add_admin_routes(app: web.Application) -> None:
+    """On the native API's sub-application (its auth middleware guards them)."""
+    app.router.add_get("/admin/tokens", admin_tokens)
+    app.router.add_post("/admin/tokens/probe", admin_probe)
