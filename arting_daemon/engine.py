@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 RECENT_JOBS = 2000          # finished jobs kept in memory (older ones come from the journal)
 RETRY_BASE, RETRY_CAP = 0.5, 8.0
 MAX_CREATE_ATTEMPTS = 6
+MAX_POLL_REFUSALS = 3       # refused polls in a row before a (paid) job is given up
 
 
 class JobState(str, Enum):
@@ -384,8 +385,11 @@ class Engine:
             self.metrics.stage(state.value, time.monotonic() - started)
 
     async def _acquire_token(self, job: Job, deadline: float) -> Token:
-        """A token for this job; a resumed job gets the one it was created with if it can."""
-        token = await self.pool.acquire(max(0.0, deadline - time.time()), prefer=job.token)
+        """A token for this job; a resumed job gets the one it was created with if it can.
+        Busy tokens are waited for until ``deadline``; rate-limited or blocked ones only
+        within the retry budget."""
+        token = await self.pool.acquire(max(0.0, deadline - time.time()), prefer=job.token,
+                                        patience=self.settings.retry_budget)
         job.token = token.label
         return token
 
@@ -449,10 +453,11 @@ class Engine:
         gen = job.generation
         schedule = self.stats.schedule(gen.model, gen.width, gen.height)
         submitted = job.submitted_at or time.time()
-        failures = 0
+        failures = refusals = 0
         while True:
             elapsed = time.time() - submitted
-            delay = schedule.next_delay(elapsed) if failures == 0 else _backoff(failures, None)
+            delay = (schedule.next_delay(elapsed) if failures == 0 else
+                     min(self.settings.poll_max_interval, _backoff(failures, None)))
             await asyncio.sleep(delay)
             try:
                 result = await self.upstream.poll(job.request_id or "", token.secret,
@@ -460,6 +465,16 @@ class Engine:
             except CloudflareBlocked as exc:
                 await self.pool.report(token, exc)
                 raise
+            except UpstreamAuthError as exc:
+                # Arting has the job already, and polls seem not to be bound to the token
+                # (arting_protocol.md §2.1): ride out a refusal or two, not a third.
+                await self.pool.report(token, exc)
+                refusals += 1
+                if refusals >= MAX_POLL_REFUSALS:
+                    raise
+                failures += 1
+                log.info("poll of job %s refused the token; retrying", job.id)
+                continue
             except (UpstreamUnavailable, UpstreamTimeout, BadUpstreamResponse,
                     UpstreamRateLimited) as exc:
                 failures += 1
@@ -467,7 +482,7 @@ class Engine:
                     await asyncio.sleep(exc.retry_after)
                 log.info("poll of job %s failed (%s); retrying", job.id, type(exc).__name__)
                 continue
-            failures = 0
+            failures = refusals = 0
             job.polls += 1
             if result.done:
                 self.stats.record(gen.model, gen.width, gen.height, time.time() - submitted)

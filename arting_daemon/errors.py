@@ -18,6 +18,8 @@ class ArtingError(Exception):
     retryable: bool = False
     #: True when the failed create surely made no job upstream, so resubmitting is safe.
     safe_to_resubmit: bool = False
+    #: Attributes a subclass adds, kept in ``to_dict`` and restored by ``error_from_dict``.
+    extra_fields: tuple[str, ...] = ()
 
     def __init__(self, message: str, *, param: str | None = None,
                  retry_after: float | None = None) -> None:
@@ -31,6 +33,10 @@ class ArtingError(Exception):
         out = {"type": type(self).__name__, "code": self.code, "message": self.message}
         if self.param:
             out["param"] = self.param
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        for name in self.extra_fields:
+            out[name] = getattr(self, name, None)
         return out
 
 
@@ -80,6 +86,7 @@ class StageTimeout(ArtingError):
     """A stage of the job (queue, submit, generation, download) ran past its deadline."""
 
     status, code, retryable = 504, "timeout", True
+    extra_fields = ("stage",)
 
     def __init__(self, message: str, *, stage: str = "job", **kw) -> None:
         super().__init__(message, **kw)
@@ -120,13 +127,11 @@ class UpstreamRejected(UpstreamError):
     """Arting answered with an envelope code other than 100000."""
 
     code = "upstream_rejected"
+    extra_fields = ("upstream_code",)
 
     def __init__(self, message: str, *, upstream_code: int | None = None, **kw) -> None:
         super().__init__(message, **kw)
         self.upstream_code = upstream_code
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "upstream_code": self.upstream_code}
 
 
 class ContentRefused(UpstreamRejected):
@@ -156,6 +161,7 @@ class CloudflareBlocked(UpstreamError):
     """A Cloudflare challenge or block page stood where Arting's JSON should be."""
 
     code = "cloudflare_blocked"
+    extra_fields = ("kind",)
 
     def __init__(self, message: str, *, kind: str = "challenge", **kw) -> None:
         super().__init__(message, **kw)
@@ -175,5 +181,8 @@ def error_from_dict(data: dict) -> ArtingError:
     if not (isinstance(cls, type) and issubclass(cls, ArtingError)):
         cls = ArtingError
     err = cls.__new__(cls)
-    ArtingError.__init__(err, str(data.get("message", "")), param=data.get("param"))
+    ArtingError.__init__(err, str(data.get("message", "")), param=data.get("param"),
+                         retry_after=data.get("retry_after"))
+    for name in cls.extra_fields:
+        setattr(err, name, data.get(name))
     return err

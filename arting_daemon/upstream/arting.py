@@ -297,7 +297,9 @@ def _interpret(path: str, status: int, headers, raw: bytes, envelope: bool) -> o
             raise UpstreamRateLimited(cloudflare.ADVICE[kind],
                                       retry_after=_retry_after(headers))
         if kind == "origin_error":
-            raise UpstreamUnavailable(cloudflare.ADVICE[kind])
+            never_reached = status in cloudflare.ORIGIN_NEVER_REACHED
+            raise (UpstreamUnreachable if never_reached else UpstreamUnavailable)(
+                cloudflare.ADVICE[kind])
         if kind is not None:
             raise CloudflareBlocked(cloudflare.ADVICE[kind], kind=kind)
     if status == 429:

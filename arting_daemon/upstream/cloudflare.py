@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 #: After a failed attempt, challenges fail at once for this long (seconds).
 SOLVE_RETRY = 60.0
 
+#: Cloudflare's origin errors that mean Arting never received the request (its server
+#: was down, unreachable or failed the TLS handshake), so nothing was created there.
+#: 520 (unknown) and 524 (Arting took the request and was too slow) promise nothing.
+ORIGIN_NEVER_REACHED = frozenset({521, 522, 523, 525, 526})
+
 _CHALLENGE_MARKERS = ("_cf_chl_opt", "<title>Just a moment...</title>",
                       "/cdn-cgi/challenge-platform/", "challenge-form")
 _ERROR_CODE = re.compile(r'class="cf-error-code">\s*(\d{3,4})\s*<')

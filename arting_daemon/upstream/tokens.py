@@ -54,7 +54,7 @@ class Token:
     jobs_ok: int = 0
     errors: int = 0
     strikes: int = 0            # failures since the last job that went through, for the backoff
-    last_error: str | None = None
+    reason: ArtingError | None = field(default=None, repr=False)   # why it is out of use
     probing: bool = False
     last_probe: float | None = None                 # wall-clock time of the last probe
     probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
@@ -69,8 +69,18 @@ class Token:
         return {"label": self.label, "anonymous": self.anonymous, "state": self.state.value,
                 "retry_in": round(max(0.0, self.until - now), 1) if self.until > now else 0,
                 "in_flight": self.in_flight, "jobs_ok": self.jobs_ok, "errors": self.errors,
-                "last_error": self.last_error, "last_probe": self.last_probe,
+                "last_error": self.reason.message if self.reason else None,
+                "last_probe": self.last_probe,
                 "probes": dict(self.probes)}
+
+
+def _unavailable(token: Token, wait: float) -> ArtingError:
+    """Why no token can be used for ``wait`` seconds, in the words of ``token``'s trouble."""
+    if isinstance(token.reason, CloudflareBlocked):
+        return CloudflareBlocked(token.reason.message, kind=token.reason.kind)
+    last = f" (last answer: {token.reason.message})" if token.reason else ""
+    return UpstreamRateLimited(f"Arting is rate-limiting every token{last}; try again in "
+                               f"{wait:.0f} s.", retry_after=max(1.0, wait))
 
 
 def anonymous_identity(data_dir: Path) -> str:
@@ -107,10 +117,17 @@ class TokenPool:
         now = time.monotonic()
         return [t.public(now) for t in self.tokens]
 
-    async def acquire(self, timeout: float, prefer: str | None = None) -> Token:
-        """The least-busy eligible token (``prefer``'s label first, if eligible); waits
-        for one while any could become eligible."""
+    async def acquire(self, timeout: float, prefer: str | None = None,
+                      patience: float | None = None) -> Token:
+        """The least-busy eligible token (``prefer``'s label first, if eligible).
+
+        While some usable token is healthy but busy (at ``max_jobs``), waits for it, up to
+        ``timeout``. While every usable token is cooling or blocked, waits only if one
+        recovers within ``patience`` seconds (default: ``timeout``); otherwise fails at
+        once with that token's own error: a 429 with Retry-After, or Cloudflare's advice.
+        """
         deadline = time.monotonic() + timeout
+        patience = timeout if patience is None else patience
         async with self._changed:
             while True:
                 now = time.monotonic()
@@ -120,25 +137,26 @@ class TokenPool:
                                                       t.state is not TokenState.OK))
                     token.in_flight += 1
                     return token
-                if all(t.state is TokenState.INVALID for t in self.tokens):
+                usable = [t for t in self.tokens if t.state is not TokenState.INVALID]
+                if not usable:
                     raise UpstreamAuthError(
                         "Arting refused every configured token. Copy a fresh `Authorization` "
                         "value from a logged-in browser session on arting.ai and set "
                         "ARTING_AUTH_TOKEN (or auth_tokens in arting.toml).")
-                wake = min((t.until for t in self.tokens if t.state is not TokenState.INVALID
-                            and t.until > now), default=now + 1.0)
-                if wake >= deadline and not any(t.in_flight for t in self.tokens):
-                    raise UpstreamRateLimited(
-                        "Arting is rate-limiting every token; try again later.",
-                        retry_after=max(1.0, wake - now))
+                if any(t.state is TokenState.OK or t.until <= now for t in usable):
+                    wake = deadline                     # only busy: a release wakes us
+                else:
+                    soonest = min(usable, key=lambda t: t.until)
+                    wake = soonest.until
+                    if wake - now > min(patience, deadline - now):
+                        raise _unavailable(soonest, wake - now)
                 try:
-                    await asyncio.wait_for(self._changed.wait(),
-                                           max(0.05, min(wake, deadline) - now))
+                    await asyncio.wait_for(self._changed.wait(), max(0.01, wake - now))
                 except asyncio.TimeoutError:
                     if time.monotonic() >= deadline:
                         raise UpstreamRateLimited(
                             "No Arting token became free in time; try again later.",
-                            retry_after=max(1.0, wake - time.monotonic())) from None
+                            retry_after=1.0) from None
 
     async def release(self, token: Token) -> None:
         async with self._changed:
@@ -150,6 +168,7 @@ class TokenPool:
         async with self._changed:
             if error is None:
                 token.state, token.until, token.strikes = TokenState.OK, 0.0, 0
+                token.reason = None
                 token.jobs_ok += 1
             elif isinstance(error, TOKEN_ERRORS):
                 token.errors += 1
@@ -159,7 +178,7 @@ class TokenPool:
     def _mark(self, token: Token, error: ArtingError) -> None:
         """Put the token out of use after ``error``, until its next probe."""
         token.strikes += 1
-        token.last_error = error.message
+        token.reason = error
         if isinstance(error, UpstreamAuthError):
             token.state = TokenState.INVALID
         elif isinstance(error, UpstreamRateLimited):
@@ -202,7 +221,7 @@ class TokenPool:
             token.last_probe = time.time()
             if error is None:
                 result = "ok"
-                token.state, token.until, token.last_error = TokenState.OK, 0.0, None
+                token.state, token.until, token.reason = TokenState.OK, 0.0, None
             elif isinstance(error, TOKEN_ERRORS):
                 result = "failed"
                 self._mark(token, error)

@@ -1,0 +1,170 @@
+"""The token pool: health from live traffic, cheap background probes, the per-token bound,
+and the operator's view (admin API, metrics)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from arting_daemon.upstream.arting import PROBE_REQUEST_ID
+
+GOOD = "0f0e0d0c-1111-4222-8333-444455556666"
+OTHER = "1a2b3c4d-5555-4666-8777-888899990000"
+
+
+def run_job(daemon, **body) -> dict:
+    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p", **body}).json()
+    deadline = time.monotonic() + 15
+    while job["state"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
+        job = httpx.get(job["links"]["self"]).json()
+    return job
+
+
+def tokens(daemon, **headers) -> dict[str, dict]:
+    view = httpx.get(daemon.url + "/arting/v1/admin/tokens", headers=headers).json()
+    return {t["label"]: t for t in view["tokens"]}
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+    return value
+
+
+def requests_with(daemon, route: str, token: str):
+    return [r for r in daemon.sandbox.requests_for(route) if r.header("Authorization") == token]
+
+
+def test_a_refused_token_is_reprobed_with_a_poll_and_comes_back(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=0.3)
+    daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
+    assert run_job(daemon)["state"] == "succeeded"          # swapped to the other token
+    assert tokens(daemon)["token-1"]["state"] == "invalid"
+
+    wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
+    probes = requests_with(daemon, "get", GOOD)
+    # The probe is one poll of the newest request id we know: no generation was paid for.
+    assert [p.body for p in probes] == [{"request_id": next(iter(daemon.sandbox.jobs))}]
+    assert len(requests_with(daemon, "create", GOOD)) == 1
+    assert tokens(daemon)["token-1"]["probes"] == {"ok": 1}
+
+
+def test_a_token_still_refused_stays_out_and_its_probes_back_off(make_daemon):
+    daemon = make_daemon(auth_tokens=["not-a-uuid", GOOD], token_probe_backoff=0.1,
+                         sandbox_options={"auth_mode": "uuid"})
+    assert run_job(daemon)["state"] == "succeeded"
+    time.sleep(1.6)
+    probes = [r.time for r in requests_with(daemon, "get", "not-a-uuid")]
+    gaps = [b - a for a, b in zip(probes, probes[1:])]
+    assert 2 <= len(probes) <= 5, probes                    # 0.1, 0.2, 0.4, 0.8 ... not a storm
+    assert all(b > a for a, b in zip(gaps, gaps[1:])), gaps
+    assert all(r.body["request_id"] in daemon.sandbox.jobs
+               for r in requests_with(daemon, "get", "not-a-uuid"))
+    for _ in range(3):
+        assert run_job(daemon)["state"] == "succeeded"
+    assert len(requests_with(daemon, "create", "not-a-uuid")) == 1
+    view = tokens(daemon)["token-1"]
+    assert view["state"] == "invalid" and view["probes"]["failed"] == len(probes)
+    assert "ARTING_AUTH_TOKEN" in view["last_error"]
+
+
+def test_with_no_job_to_look_at_the_probe_polls_an_id_no_job_has(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1)
+    daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
+    assert run_job(daemon)["error"]["type"] == "UpstreamAuthError"
+    wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
+    assert [r.body for r in daemon.sandbox.requests_for("get")] == [
+        {"request_id": PROBE_REQUEST_ID}]                  # "task not found" proves the door
+    assert run_job(daemon)["state"] == "succeeded"
+
+
+def test_retry_after_is_respected_before_the_token_is_used_or_probed(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1)
+    daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=0.6, count=1)
+    assert run_job(daemon)["state"] == "succeeded"
+    limited = daemon.sandbox.requests_for("create")[0].time
+    later = [r.time for r in daemon.sandbox.requests if r.time > limited]
+    assert later and min(later) - limited >= 0.55
+
+
+def test_a_blocked_token_is_reprobed_and_unblocked(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.2)
+    daemon.do(daemon.sandbox.add_fault, "cf_1020", route="*", count=2)
+    assert run_job(daemon)["error"]["type"] == "CloudflareBlocked"
+    assert tokens(daemon)["token-1"]["state"] == "blocked"
+    wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
+    view = tokens(daemon)["token-1"]["probes"]
+    assert view == {"failed": 1, "ok": 1}                  # 1020 again, then through
+    assert len(daemon.sandbox.requests_for("create")) == 1
+
+
+def test_each_token_has_a_bound_on_jobs_in_flight_and_no_job_fails_for_want_of_one(
+        make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_max_jobs=1,
+                         sandbox_options={"generation_time": 0.3})
+    with ThreadPoolExecutor(5) as pool:
+        jobs = list(pool.map(lambda _: run_job(daemon), range(5)))
+    assert [j["state"] for j in jobs] == ["succeeded"] * 5
+    for token in (GOOD, OTHER):
+        mine = sorted((j for j in daemon.sandbox.jobs.values() if j.token == token),
+                      key=lambda j: j.created_at)
+        assert mine
+        for earlier, later in zip(mine, mine[1:]):
+            assert later.created_at >= earlier.done_at     # one job at a time per token
+
+
+def test_admin_tokens_needs_the_key_and_shows_no_secret(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], api_keys=["admin-key"],
+                         token_probe_backoff=60)
+    key = {"Authorization": "Bearer admin-key"}
+    daemon.do(daemon.sandbox.add_fault, "token_expired", route="create", count=1)
+    httpx.post(daemon.v1 + "/images/generations", json={"prompt": "p"}, headers=key)
+
+    refused = httpx.get(daemon.url + "/arting/v1/admin/tokens")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    resp = httpx.get(daemon.url + "/arting/v1/admin/tokens", headers=key)
+    assert resp.status_code == 200
+    assert GOOD not in resp.text and OTHER not in resp.text
+    view = tokens(daemon, **key)
+    assert view["token-1"]["state"] == "invalid" and view["token-1"]["retry_in"] > 50
+    assert view["token-2"]["state"] == "ok" and view["token-2"]["jobs_ok"] == 1
+
+    # The operator fixed things upstream: probe now instead of waiting a minute.
+    probed = httpx.post(daemon.url + "/arting/v1/admin/tokens/probe", headers=key).json()
+    assert probed["probed"] == {"token-1": "ok"}
+    assert {t["label"]: t["state"] for t in probed["tokens"]} == {"token-1": "ok",
+                                                                   "token-2": "ok"}
+
+
+def test_pool_state_is_in_the_metrics(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=60)
+    daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=60, count=1)
+    assert run_job(daemon)["state"] == "succeeded"
+    text = httpx.get(daemon.url + "/metrics").text
+    assert 'arting_tokens{state="cooling"} 1.0' in text
+    assert 'arting_tokens{state="ok"} 1.0' in text
+    assert 'arting_token_state{state="cooling",token="token-1"} 1.0' in text
+    assert 'arting_token_in_flight{token="token-2"} 0.0' in text
+    assert 'arting_create_retries_total{error="UpstreamRateLimited"} 1.0' in text
+    assert GOOD not in text and OTHER not in text
+
+
+@pytest.mark.parametrize("kind", ["token_expired", "rate_limit"])
+def test_every_token_out_fails_fast_with_advice(make_daemon, kind):
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=60)
+    daemon.do(daemon.sandbox.add_fault, kind, route="create", retry_after=60)
+    started = time.monotonic()
+    job = run_job(daemon)
+    assert time.monotonic() - started < 1.5
+    assert len(daemon.sandbox.requests_for("create")) == 2      # each token tried once
+    if kind == "token_expired":
+        assert "every configured token" in job["error"]["message"]
+    else:
+        assert job["error"]["retry_after"] >= 59
