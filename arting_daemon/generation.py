@@ -19,6 +19,8 @@ from .config import Settings
 from .errors import InvalidRequest, ModelNotFound
 
 MAX_SEED = 2**32 - 1
+#: Larger sides are refused rather than scaled: no real request asks for them.
+MAX_REQUESTED_SIDE = 100_000
 
 
 class Lora(BaseModel):
@@ -126,6 +128,9 @@ def fit_size(width: int, height: int, settings: Settings) -> tuple[int, int]:
     """
     if width <= 0 or height <= 0:
         raise InvalidRequest("width and height must be positive.", param="size")
+    if max(width, height) > MAX_REQUESTED_SIDE:
+        raise InvalidRequest(f"width and height must be at most {MAX_REQUESTED_SIDE} (sizes "
+                             f"are scaled down to max_side and max_pixels).", param="size")
     w, h = float(width), float(height)
     scale = min(1.0, settings.max_side / max(w, h), (settings.max_pixels / (w * h)) ** 0.5)
     w, h = w * scale, h * scale

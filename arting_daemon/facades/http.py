@@ -25,9 +25,30 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The request body is not valid JSON ({exc}).") from None
+    _check_text(data)
+    return data
+
+
+def _check_text(value: Any) -> None:
+    """JSON may escape lone UTF-16 surrogates ("\\ud800"), which no UTF-8 text can hold,
+    so nothing downstream (Arting, logs, answers) could carry them: refuse them here."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidRequest("The request body holds a lone surrogate escape "
+                                     "(like \\ud800), which is not text.") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
 
 
 def too_large(request: web.Request) -> PayloadTooLarge:

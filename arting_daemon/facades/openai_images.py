@@ -13,6 +13,7 @@ import time
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict
 
 from .. import imaging
@@ -126,6 +127,9 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], list[tuple[s
         post = await request.post()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(request) from None
+    except (ValueError, HttpProcessingError) as exc:   # no boundary, a broken part header
+        reason = getattr(exc, "message", None) or str(exc)
+        raise InvalidRequest(f"The multipart body could not be read ({reason}).") from None
     fields, files = {}, []
     for key, value in post.items():
         if isinstance(value, str):

@@ -1,0 +1,136 @@
+"""Every limit is configurable, and every refusal comes in the protocol's own error shape,
+naming the limit (and the field) so the caller knows what to change.
+
+A protocol is one entry in ``PROTOCOLS``: how to send a request, and how to read a
+refusal (status, the field it names, message, headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    param: str | None
+    message: str
+    retry_after: str | None
+
+
+def openai_shape(resp: httpx.Response) -> Refusal:
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == ("requests" if resp.status_code == 429 else "invalid_request_error")
+    return Refusal(resp.status_code, error["param"], error["message"],
+                   resp.headers.get("Retry-After"))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    send: Callable[[object, dict], httpx.Response]
+    read: Callable[[httpx.Response], Refusal]
+    status: Callable[[int], int] = lambda generic: generic   # its status for a generic one
+
+
+PROTOCOLS = {
+    "openai": Protocol(lambda d, body: httpx.post(d.v1 + "/images/generations", json=body),
+                       openai_shape),
+    "jobs": Protocol(lambda d, body: httpx.post(d.url + "/arting/v1/jobs", json=body),
+                     openai_shape),
+    # "sdapi": Protocol(send_txt2img, a1111_shape, lambda s: 422 if s == 400 else s),  ← later
+}
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    settings: dict
+    body: dict
+    status: int
+    param: str | None
+    words: str
+    sandbox: dict = field(default_factory=dict)
+    busy: bool = False           # a job runs already (for the queue limit)
+
+
+LIMITS = [
+    Limit("body size", {"max_body_mb": 0.01}, {"prompt": "p" * 20_000}, 413, None,
+          "max_body_mb"),
+    Limit("prompt length", {"max_prompt_chars": 10}, {"prompt": "p" * 11}, 400, "prompt",
+          "max_prompt_chars"),
+    Limit("images per request", {"max_images": 2}, {"prompt": "p", "n": 3}, 400, "n",
+          "max_images"),
+    Limit("size format", {}, {"prompt": "p", "size": "large"}, 400, "size", "WIDTHxHEIGHT"),
+    Limit("absurd size", {}, {"prompt": "p", "size": "0x512"}, 400, "size", "positive"),
+    Limit("queue length", {"max_active_jobs": 1, "max_queued_jobs": 0}, {"prompt": "p"}, 429,
+          None, "max_queued_jobs", sandbox={"generation_time": 2.0}, busy=True),
+]
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+@pytest.mark.parametrize("limit", LIMITS, ids=[lim.name for lim in LIMITS])
+def test_refusal_names_the_limit(make_daemon, limit: Limit, protocol: str):
+    daemon = make_daemon(sandbox_options=limit.sandbox, **limit.settings)
+    if limit.busy:
+        assert httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "busy"}
+                          ).status_code == 202
+    proto = PROTOCOLS[protocol]
+    refusal = proto.read(proto.send(daemon, limit.body))
+    assert refusal.status == proto.status(limit.status), refusal
+    assert refusal.param == limit.param, refusal
+    assert limit.words in refusal.message, refusal
+    if limit.status == 429:
+        assert refusal.retry_after and int(refusal.retry_after) >= 1
+    assert not daemon.sandbox.requests_for("create")[int(limit.busy):]   # nothing was sent
+
+
+def test_limits_are_settings_and_the_catalog_shows_them(make_daemon):
+    daemon = make_daemon(max_images=2, max_prompt_chars=99, max_side=1024, max_pixels=512 * 512)
+    limits = httpx.get(daemon.url + "/arting/v1/catalog").json()["limits"]
+    assert (limits["max_images"], limits["max_prompt_chars"]) == (2, 99)
+    assert (limits["max_side"], limits["max_pixels"]) == (1024, 512 * 512)
+
+
+def test_sizes_past_the_limits_are_fitted_not_refused(make_daemon):
+    daemon = make_daemon(max_side=1024, max_pixels=512 * 512)
+    resp = httpx.post(daemon.url + "/arting/v1/jobs",
+                      json={"prompt": "p", "width": 99_999, "height": 40_000})
+    assert resp.status_code == 202
+    req = resp.json()["request"]
+    assert req["width"] <= 1024 and req["width"] * req["height"] <= 512 * 512
+    assert req["width"] / req["height"] == pytest.approx(99_999 / 40_000, rel=0.02)
+
+
+def test_a_side_too_big_for_a_float_is_refused_not_a_crash(daemon):
+    """It once raised OverflowError in the size rule (HTTP 500)."""
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", content=b'{"prompt": "p", "width": 1'
+                      + b"0" * 400 + b', "height": 5}', headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "size"
+
+
+@pytest.mark.parametrize("path", ["/arting/v1/jobs", "/v1/images/generations"])
+def test_a_lone_surrogate_is_refused_up_front(daemon, path):
+    """It was once accepted, and the job then failed far downstream, slowly."""
+    resp = httpx.post(daemon.url + path, content=b'{"prompt": "a \\ud800 fox"}',
+                      headers={"Content-Type": "application/json"}, timeout=10)
+    assert resp.status_code == 400 and "surrogate" in resp.json()["error"]["message"]
+    assert not daemon.sandbox.requests_for("create")
+
+
+def test_the_default_body_limit_fits_an_img2img_upload(daemon):
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3)).save(buf, "PNG")
+    init = base64.b64encode(buf.getvalue()).decode()
+    assert len(init) > 4 * 1024 * 1024                 # a big, incompressible photo
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p", "init_image": init},
+                      timeout=30)
+    assert resp.status_code == 202, resp.text[:300]

@@ -1,0 +1,213 @@
+"""Restart safety, with the real daemon process: ``kill -9`` mid-job and SIGTERM.
+
+The Arting emulator runs in this test process (so it outlives the daemon and the test
+can look into it); the daemon is ``python -m arting_daemon`` pointed at it, and is
+killed and started again on the same data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from arting_daemon.sandbox import Sandbox
+
+TOKEN = "3c1d2e4f-5a6b-4c7d-8e9f-a0b1c2d3e4f5"
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+class Emulator:
+    """The Arting emulator on its own loop thread."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.sandbox = Sandbox()
+        self.url = self.call(self.sandbox.start())
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def configure(self, **changes) -> None:
+        async def run():
+            self.sandbox.configure(**changes)
+        self.call(run())
+
+    def close(self) -> None:
+        self.call(self.sandbox.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+class DaemonProcess:
+    """``python -m arting_daemon --port 0`` on a data directory, with its log in a file."""
+
+    def __init__(self, data_dir: Path, upstream: str, **env: str) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARTING_", "API_"))}
+        clean.update(ARTING_BASE_URL=upstream, ARTING_AUTH_TOKEN=TOKEN,
+                     ARTING_POLL_FIRST_DELAY="0.05", ARTING_POLL_MIN_INTERVAL="0.05",
+                     ARTING_POLL_MAX_INTERVAL="0.2", ARTING_LOG_LEVEL="info", **env)
+        self.log = data_dir.parent / f"daemon-{time.monotonic_ns()}.log"
+        self._log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "arting_daemon", "--port", "0", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE, stderr=self._log_file, text=True, env=clean,
+            cwd=data_dir.parent)
+        line = self.proc.stdout.readline()      # "arting-daemon X listening on http://..."
+        assert "listening on" in line, (line, self.log.read_text())
+        self.url = line.split("listening on ", 1)[1].split()[0]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+        self._log_file.close()
+
+
+@pytest.fixture
+def emulator():
+    emu = Emulator()
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def daemons(tmp_path):
+    """Start daemon processes on one data directory; every one is killed at the end."""
+    started: list[DaemonProcess] = []
+    data = tmp_path / "data"
+
+    def start(upstream: str, **env: str) -> DaemonProcess:
+        started.append(DaemonProcess(data, upstream, **env))
+        return started[-1]
+    start.data = data
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+def submit(daemon: DaemonProcess, prompt: str) -> str:
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": prompt})
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"]
+
+
+def journaled(data_dir: Path, job_id: str) -> dict | None:
+    """The job's record as it is on disk (what a restart will find)."""
+    db = sqlite3.connect(f"file:{data_dir / 'jobs.sqlite3'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0]) if row else None
+
+
+def wait_journaled(data_dir: Path, job_id: str, state: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rec = journaled(data_dir, job_id)
+        if rec and rec["state"] == state:
+            return rec
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} never reached {state} on disk: {rec}")
+
+
+def wait_done(daemon: DaemonProcess, job_id: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{daemon.url}/arting/v1/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['state']}")
+
+
+def png(daemon: DaemonProcess, digest: str) -> bytes:
+    resp = httpx.get(f"{daemon.url}/arting/v1/images/{digest}.png")
+    assert resp.status_code == 200
+    assert resp.content.startswith(b"\x89PNG")
+    return resp.content
+
+
+def test_kill_9_mid_job_then_restart_gets_the_image(emulator, daemons):
+    first = daemons(emulator.url)
+    finished = wait_done(first, submit(first, "finished before the crash"))
+    assert finished["state"] == "succeeded"
+
+    emulator.configure(generation_time=1.5)
+    job_id = submit(first, "running at the crash")
+    rec = wait_journaled(daemons.data, job_id, "running")
+    assert rec["request_id"] in emulator.sandbox.jobs
+    first.proc.send_signal(signal.SIGKILL)
+    assert first.proc.wait(5) == -signal.SIGKILL
+
+    second = daemons(emulator.url)
+    job = wait_done(second, job_id)
+    assert job["state"] == "succeeded", job
+    png(second, job["images"][0]["hash"])
+    png(second, finished["images"][0]["hash"])                 # served by id after restart
+    assert len(emulator.sandbox.requests_for("create")) == 2   # resumed, never sent again
+    assert emulator.sandbox.jobs[rec["request_id"]].state == "done"
+    assert "resumed 1 unfinished job" in second.log.read_text()
+
+
+def test_kill_9_while_submitting_never_sends_the_job_twice(emulator, daemons):
+    """The create may or may not have reached Arting: sending it again could make a
+    second (paid) job, so after the restart the job fails, saying to submit it again."""
+    emulator.sandbox.add_fault("slow", route="create", delay=1.0, count=1)
+    first = daemons(emulator.url)
+    job_id = submit(first, "in the air at the crash")
+    wait_journaled(daemons.data, job_id, "submitting")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(5)
+
+    second = daemons(emulator.url)
+    job = wait_done(second, job_id)
+    assert job["state"] == "failed" and "submit it again" in job["error"]["message"]
+    time.sleep(1.0)                                            # the slow create lands
+    assert len(emulator.sandbox.requests_for("create")) == 1
+
+
+def test_sigterm_finishes_jobs_within_the_grace_and_journals_the_rest(emulator, daemons):
+    first = daemons(emulator.url, ARTING_SHUTDOWN_GRACE="1.5")
+    emulator.configure(generation_time=0.8)
+    short = submit(first, "finishes within the grace")
+    wait_journaled(daemons.data, short, "running")
+    emulator.configure(generation_time=60)
+    long = submit(first, "outlasts the grace")
+    long_rec = wait_journaled(daemons.data, long, "running")
+
+    sent = time.monotonic()
+    first.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert first.proc.poll() is None                           # still draining ...
+    with pytest.raises(httpx.ConnectError):                    # ... and taking nothing new
+        httpx.post(first.url + "/arting/v1/jobs", json={"prompt": "too late"})
+    assert first.proc.wait(10) == 0
+    assert time.monotonic() - sent < 1.5 + 2.5
+
+    assert journaled(daemons.data, short)["state"] == "succeeded"
+    assert journaled(daemons.data, long)["state"] == "running"
+
+    emulator.configure(complete_after_polls=1)                 # Arting finishes meanwhile
+    second = daemons(emulator.url)
+    job = wait_done(second, long)
+    assert job["state"] == "succeeded", job
+    png(second, job["images"][0]["hash"])
+    assert len(emulator.sandbox.requests_for("create")) == 2
+    assert emulator.sandbox.jobs[long_rec["request_id"]].polls >= 1
+    assert TOKEN not in first.log.read_text() + second.log.read_text()
