@@ -170,20 +170,31 @@ def parse_loras(loras: Any = None, lora_ids: Any = None, lora_weight: Any = None
         for item in loras:
             if isinstance(item, str):
                 lid, _, weight = item.partition(":")
-                out.append(Lora(id=lid.strip(), weight=float(weight) if weight else 0.7))
+                out.append(Lora(id=lid.strip(),
+                                weight=_weight(weight, "loras") if weight else 0.7))
             elif isinstance(item, Mapping) and item.get("id"):
-                out.append(Lora(id=str(item["id"]), weight=float(item.get("weight", 0.7))))
+                out.append(Lora(id=str(item["id"]),
+                                weight=_weight(item.get("weight", 0.7), "loras")))
             else:
                 raise InvalidRequest("each LoRA needs an id.", param="loras")
     if lora_ids:
         ids = [x.strip() for x in str(lora_ids).split(",") if x.strip()]
-        weights = [float(x) for x in str(lora_weight or "0.7").split(",") if x.strip()] or [0.7]
+        weights = [_weight(x, "lora_weight") for x in str(lora_weight or "0.7").split(",")
+                   if x.strip()] or [0.7]
         if len(weights) not in (1, len(ids)):
             raise InvalidRequest("lora_weight needs one weight, or one per LoRA in lora_ids.",
                                  param="lora_weight")
         out.extend(Lora(id=i, weight=weights[k if len(weights) > 1 else 0])
                    for k, i in enumerate(ids))
     return tuple(out)
+
+
+def _weight(value: Any, param: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"LoRA weights must be numbers; got {value!r:.40}.",
+                             param=param) from None
 
 
 def new_seed() -> int:

@@ -37,10 +37,11 @@ class Capture(logging.Handler):
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     capture = Capture()
-    root = logging.getLogger()
-    old_level = root.level
+    root, ours = logging.getLogger(), logging.getLogger("arting_daemon")
+    old_levels = root.level, ours.level
     root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
+    root.setLevel(logging.INFO)          # every library's warnings and errors ...
+    ours.setLevel(logging.DEBUG)         # ... and every line of ours
     daemon = LiveDaemon(tmp_path_factory.mktemp("fuzz"), max_queued_jobs=4, max_body_mb=0.25,
                         sandbox_options={"generation_time": 0.0})
     daemon.start()
@@ -50,7 +51,8 @@ def live(tmp_path_factory):
     finally:
         daemon.stop()
         root.removeHandler(capture)
-        root.setLevel(old_level)
+        root.setLevel(old_levels[0])
+        ours.setLevel(old_levels[1])
 
 
 def png(size=(40, 30)) -> bytes:
@@ -68,7 +70,7 @@ scalars = (st.none() | st.booleans() | st.integers() | huge | st.text(max_size=3
            | surrogates | st.floats(allow_nan=True, allow_infinity=True))
 json_values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=10)
+    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=6)
 
 #: Values close to valid ones, so requests get past the first check and deeper in.
 near = {

@@ -134,3 +134,12 @@ def test_the_default_body_limit_fits_an_img2img_upload(daemon):
     resp = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p", "init_image": init},
                       timeout=30)
     assert resp.status_code == 202, resp.text[:300]
+
+
+@pytest.mark.parametrize("extra, param", [({"lora_ids": "a", "lora_weight": ":"}, "lora_weight"),
+                                          ({"loras": ["a:heavy"]}, "loras"),
+                                          ({"loras": [{"id": "a", "weight": [1]}]}, "loras")])
+def test_lora_weights_that_are_not_numbers_are_refused(daemon, extra, param):
+    """They once raised ValueError (HTTP 500); the fuzzer found it."""
+    resp = httpx.post(daemon.v1 + "/images/generations", json={"prompt": "p", **extra})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == param
