@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from .. import logs
 from ..config import Settings
 from ..errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, ContentRefused,
                       JobFailed, UpstreamAuthError, UpstreamRateLimited, UpstreamRejected,
@@ -353,10 +354,12 @@ def _check_envelope(payload: dict) -> None:
 
 
 def _message(payload: object) -> str:
+    """Arting's own words, as they go into our errors: shortened, and with any secret it
+    echoed back (a token, a cookie) masked, since errors reach clients and logs."""
     if isinstance(payload, dict):
         msg = payload.get("message") or payload.get("msg") or payload.get("error")
         if isinstance(msg, str):
-            return msg.strip()[:300]
+            return logs.redact(msg.strip())[:300]
     return ""
 
 

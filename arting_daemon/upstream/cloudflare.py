@@ -148,7 +148,7 @@ class Solver:
                                           f"{kind} page", "failed")
             logs.add_secrets(*cookies.values())
             self.clearance = Clearance(agent, cookies)
-            self._gave_up = None
+            self.configured, self._gave_up = False, None
             self.metrics.cloudflare_solves.labels("solved").inc()
             log.info("passed a Cloudflare challenge with cloudscraper; its clearance "
                      "(%d cookie(s), its User-Agent) is used from now on", len(cookies))
