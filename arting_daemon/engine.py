@@ -319,6 +319,8 @@ class Engine:
     async def _run(self, job: Job, resumed: bool = False) -> None:
         if logs.request_id.get() == "-":   # no request made it (resumed after a restart)
             logs.request_id.set(f"job-{job.id[:12]}")
+        if resumed:
+            log.info("job %s resumed %s", job.id, job.state.value)
         # A resumed job gets a fresh deadline: Arting kept working while we were down.
         deadline = (time.time() if resumed else job.created_at) + self.settings.job_timeout
         try:

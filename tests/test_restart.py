@@ -162,7 +162,9 @@ def test_kill_9_mid_job_then_restart_gets_the_image(emulator, daemons):
     png(second, finished["images"][0]["hash"])                 # served by id after restart
     assert len(emulator.sandbox.requests_for("create")) == 2   # resumed, never sent again
     assert emulator.sandbox.jobs[rec["request_id"]].state == "done"
-    assert "resumed 1 unfinished job" in second.log.read_text()
+    log = second.log.read_text()
+    assert "resumed 1 unfinished job" in log
+    assert f"[job-{job_id[:12]}] arting_daemon.engine: job {job_id} resumed running" in log
 
 
 def test_kill_9_while_submitting_never_sends_the_job_twice(emulator, daemons):
