@@ -94,6 +94,15 @@ class LiveDaemon:
 
 
 @pytest.fixture
+async def sandbox():
+    """An emulator on the test's own event loop, for async tests of the upstream side."""
+    sb = Sandbox()
+    await sb.start()
+    yield sb
+    await sb.close()
+
+
+@pytest.fixture
 def make_daemon(tmp_path: Path) -> Iterator[Callable[..., LiveDaemon]]:
     """Start daemons with custom settings: ``make_daemon(api_keys=["k"])``."""
     started: list[LiveDaemon] = []
