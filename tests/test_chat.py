@@ -227,6 +227,19 @@ def test_progress_lines_keep_coming_while_a_job_runs(make_daemon, monkeypatch):
     assert len(running) >= 4 and all("s elapsed · about" in ln for ln in running)
 
 
+def job_states(daemon) -> list[str]:
+    return [j.state.value for j in daemon.engine._jobs.values()]
+
+
+def wait_until(predicate, timeout=3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_client_going_away_cancels_the_job(make_daemon):
     daemon = make_daemon(sandbox_options={"generation_time": 10.0})
     with httpx.stream("POST", daemon.v1 + "/chat/completions", timeout=30,
@@ -234,15 +247,9 @@ def test_client_going_away_cancels_the_job(make_daemon):
         for line in resp.iter_lines():
             if "- generating" in line:
                 break
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        states = [j.state.value for j in daemon.engine._jobs.values()]
-        if states == ["cancelled"]:
-            break
-        time.sleep(0.05)
-    assert states == ["cancelled"]
+    assert wait_until(lambda: job_states(daemon) == ["cancelled"]), job_states(daemon)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(daemon.v1 + "/chat/completions", timeout=0.5,
                    json={"model": "x", "messages": user("p")})
-    time.sleep(1)
-    assert [j.state.value for j in daemon.engine._jobs.values()] == ["cancelled", "cancelled"]
+    assert wait_until(lambda: job_states(daemon) == ["cancelled", "cancelled"]), \
+        job_states(daemon)
