@@ -7,8 +7,9 @@ profile's own signature, the ``p`` dataclasses, ``get_fixed_seed``), ``modules.s
 (``opts`` with ``OptionInfo``/``add_option``, ``state`` with the real field names,
 ``cmd_opts``, ``prompt_styles``), ``modules.images.save_image``,
 ``modules.script_callbacks``, ``modules.errors`` and ``gradio`` (3.41 for A1111, 4.40
-for Forge: gradio 3 warns about keyword arguments it does not know, gradio 4 refuses
-them).
+for Forge, with the constructor arguments of those releases: gradio 3 warns about keyword
+arguments it does not know, gradio 4 refuses them; a callable ``value`` is evaluated at
+once and kept as the page-load function, as both do).
 
 Profiles: ``a1111`` is the oldest target (1.6: gradio 3, no ``stopping_generation``,
 ``on_ui_settings`` without ``name``); ``forge`` has gradio 4, ``Processed(...,
@@ -55,33 +56,34 @@ PROFILES = (A1111, FORGE)
 
 _BLOCK = {"label", "info", "every", "show_label", "container", "scale", "min_width",
           "interactive", "visible", "elem_id", "elem_classes"}
-_G4 = {"render", "key"}
+#: what gradio 4.40 components took on beside their 3.41 arguments
+_G4 = {"inputs", "render", "key"}
+_G4_LAYOUT = {"elem_classes", "render"}
 #: name → (positional parameters, keywords gradio 3.41 takes, keywords only 4.40 takes)
 GRADIO_SIGNATURES: dict[str, tuple[tuple[str, ...], set[str], set[str]]] = {
     "Textbox": (("value",), _BLOCK | {"lines", "max_lines", "placeholder", "type",
                                       "autofocus", "text_align", "rtl", "show_copy_button"},
-                _G4 | {"autoscroll", "max_length"}),
+                _G4 | {"autoscroll"}),
     "Number": (("value",), _BLOCK | {"precision", "minimum", "maximum", "step"}, _G4),
     "Slider": (("minimum", "maximum", "value"), _BLOCK | {"step", "randomize"}, _G4),
     "Checkbox": (("value",), _BLOCK, _G4),
     "Dropdown": (("choices",), _BLOCK | {"value", "type", "multiselect",
                                          "allow_custom_value", "max_choices"},
                  _G4 | {"filterable"}),
-    "Markdown": (("value",), {"visible", "elem_id", "elem_classes", "rtl",
-                              "latex_delimiters", "sanitize_html", "line_breaks",
-                              "header_links"},
-                 _G4 | {"label", "every", "show_label", "height", "show_copy_button"}),
+    "Markdown": (("value",), {"rtl", "latex_delimiters", "visible", "elem_id", "elem_classes"},
+                 _G4 | {"label", "every", "show_label", "sanitize_html", "line_breaks",
+                        "header_links", "height", "show_copy_button"}),
     "HTML": (("value",), {"label", "every", "show_label", "visible", "elem_id",
                           "elem_classes"}, _G4),
     "Button": (("value",), {"variant", "size", "icon", "link", "visible", "interactive",
                             "elem_id", "elem_classes", "scale", "min_width"},
                _G4 | {"every"}),
     "Row": ((), {"variant", "visible", "elem_id", "equal_height"},
-            _G4 | {"elem_classes", "show_progress"}),
+            _G4_LAYOUT | {"show_progress"}),
     "Column": ((), {"scale", "min_width", "variant", "visible", "elem_id"},
-               _G4 | {"elem_classes", "show_progress"}),
-    "Group": ((), {"visible", "elem_id"}, _G4 | {"elem_classes"}),
-    "Accordion": (("label",), {"open", "visible", "elem_id"}, _G4 | {"elem_classes"}),
+               _G4_LAYOUT | {"show_progress"}),
+    "Group": ((), {"visible", "elem_id"}, _G4_LAYOUT),
+    "Accordion": (("label",), {"open", "visible", "elem_id"}, _G4_LAYOUT),
 }
 GRADIO3_ONLY = {"Box"}
 LAYOUTS = {"Row", "Column", "Group", "Accordion", "Box"}
