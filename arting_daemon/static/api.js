@@ -169,8 +169,9 @@ function parseEvent(block) {
 }
 
 /** Follow a job to its end, calling onJob on every event. A dropped stream is
- *  reopened (the daemon keeps the job); refusals (wrong key, unknown job) end it. */
-export async function follow(id, onJob, signal) {
+ *  reopened (the daemon keeps the job), after telling onLost why; refusals (wrong
+ *  key, unknown job) end it. */
+export async function follow(id, onJob, onLost, signal) {
   let last = null;
   while (!signal.aborted) {
     try {
@@ -182,6 +183,7 @@ export async function follow(id, onJob, signal) {
     } catch (err) {
       if (err.name === "AbortError") return last;
       if (err.code !== "network" && !(err instanceof TypeError)) throw err;
+      onLost(err.code === "network" ? err : unreachable(err.message));
     }
     await sleep(1000, signal);
   }

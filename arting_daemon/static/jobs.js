@@ -46,7 +46,9 @@ export class JobList {
     this.update(card, job);
     // On a phone the list is below the form: bring a new job's card into view.
     if (reveal) el.scrollIntoView({ block: "nearest", behavior: "smooth" });
-    follow(job.id, (current) => this.update(card, current), card.abort.signal)
+    follow(job.id, (current) => this.update(card, current),
+           (err) => { card.el.querySelector(".job-state").textContent = `${err.message} Reconnecting…`; },
+           card.abort.signal)
       .catch((err) => this.problem(card, err));
   }
 
