@@ -174,6 +174,39 @@ def test_5xx_and_foreign_answers_become_readable_messages(serve):
                               "that it is running and not stuck.")
 
 
+def test_answers_cut_short_become_readable_messages(serve):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            if self.path.endswith("/events"):
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                self.wfile.write(b'event: job\ndata: {"id": "j", "state": "running"}\n\n')
+            else:
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                self.wfile.write(b'{"id": ')
+            self.close_connection = True
+
+    url = serve(Handler)
+    client = dc.DaemonClient(url)
+    with pytest.raises(dc.DaemonUnreachable) as err:
+        client.job("j")
+    assert str(err.value) == (f"The connection to the Arting daemon at {url} broke off "
+                              "mid-answer; try again.")
+    seen = []
+    with pytest.raises(dc.DaemonUnreachable) as err:
+        for job in client.events("j"):
+            seen.append(job["state"])
+    assert seen == ["running"]
+    assert str(err.value) == (f"The Arting daemon at {url} ended the event stream before the "
+                              "job ended; follow it again.")
+
+
 def test_daemon_down_is_one_sentence_with_the_url():
     url = f"http://127.0.0.1:{free_port()}"
     expected = (f"Arting daemon not reachable at {url} — start it with `arting-daemon` "

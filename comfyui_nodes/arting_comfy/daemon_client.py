@@ -18,6 +18,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from typing import Any, Callable, Iterator
@@ -88,6 +89,10 @@ def status_line(job: dict) -> str:
     return "Cancelled"
 
 
+def _quote(job_id: str) -> str:
+    return urllib.parse.quote(str(job_id), safe="")
+
+
 class DaemonClient:
     def __init__(self, base_url: str | None = None, api_key: str | None = None,
                  timeout: float = 10.0) -> None:
@@ -116,10 +121,10 @@ class DaemonClient:
         return self._request("POST", "/arting/v1/jobs", request, headers=headers, retries=2)
 
     def job(self, job_id: str) -> dict:
-        return self._request("GET", f"/arting/v1/jobs/{job_id}")
+        return self._request("GET", f"/arting/v1/jobs/{_quote(job_id)}")
 
     def cancel(self, job_id: str) -> dict:
-        return self._request("DELETE", f"/arting/v1/jobs/{job_id}")
+        return self._request("DELETE", f"/arting/v1/jobs/{_quote(job_id)}")
 
     def download(self, url: str) -> bytes:
         if url.startswith("/"):
@@ -129,12 +134,12 @@ class DaemonClient:
 
     def events(self, job_id: str) -> Iterator[dict]:
         """The job's server-sent events, each the job as a dict, until it ends."""
-        url = f"{self.base_url}/arting/v1/jobs/{job_id}/events"
+        url = f"{self.base_url}/arting/v1/jobs/{_quote(job_id)}/events"
         req = urllib.request.Request(url, headers={**self._headers(),
                                                    "Accept": "text/event-stream"})
         with self._open(req, url, timeout=max(self.timeout, 30.0)) as resp:
             data: list[str] = []
-            for raw in resp:
+            for raw in self._lines(resp):
                 line = raw.decode("utf-8").rstrip("\r\n")
                 if line.startswith("data:"):
                     data.append(line[5:].lstrip())
@@ -144,6 +149,8 @@ class DaemonClient:
                     yield job
                     if job.get("state") in TERMINAL:
                         return
+        raise DaemonUnreachable(f"The Arting daemon at {self.base_url} ended the event stream "
+                                "before the job ended; follow it again.")
 
     def run(self, request: dict, *, on_progress: Callable[[dict], None] | None = None,
             should_cancel: Callable[[], bool] | None = None, poll_interval: float = 0.5,
@@ -248,8 +255,17 @@ class DaemonClient:
         try:
             return resp.read()
         except (http.client.HTTPException, OSError):
-            raise DaemonUnreachable(f"The connection to the Arting daemon at {self.base_url} "
-                                    "broke off mid-answer; try again.") from None
+            raise self._broken() from None
+
+    def _lines(self, resp: http.client.HTTPResponse) -> Iterator[bytes]:
+        try:
+            yield from resp
+        except (http.client.HTTPException, OSError):
+            raise self._broken() from None
+
+    def _broken(self) -> DaemonUnreachable:
+        return DaemonUnreachable(f"The connection to the Arting daemon at {self.base_url} "
+                                 "broke off mid-answer; try again.")
 
     def _open(self, req: urllib.request.Request, url: str, timeout: float | None = None):
         try:
