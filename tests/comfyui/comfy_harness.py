@@ -1,6 +1,6 @@
 """Loading the node pack the way ComfyUI does, and the stub host the tests run it in.
 
-The stubs (``host_stubs/``) copy the signatures and behaviour of ComfyUI's
+The stubs (``host_stubs/``) are our own stand-ins with the signatures and behaviour of ComfyUI's
 ``comfy.utils``, ``comfy.model_management`` and ``server`` (Comfy-Org/ComfyUI 0.3.64).
 """
 

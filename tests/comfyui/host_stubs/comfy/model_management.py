@@ -1,31 +1,32 @@
-"""``comfy.model_management``: the interrupt flag, as in ComfyUI (no torch here)."""
+"""Stand-in for ``comfy.model_management``: only the interrupt flag a node touches.
+
+Same names and behaviour as ComfyUI's (a process-wide flag that the check clears as
+it raises), written for these tests; the real module initialises torch devices.
+"""
 
 import threading
 
 
 class InterruptProcessingException(Exception):
-    pass
+    """ComfyUI ends a prompt with ``execution_interrupted`` when a node raises this."""
 
 
-interrupt_processing_mutex = threading.RLock()
-
-interrupt_processing = False
+_lock = threading.Lock()
+_flag = {"set": False}
 
 
 def interrupt_current_processing(value=True):
-    global interrupt_processing
-    with interrupt_processing_mutex:
-        interrupt_processing = value
+    with _lock:
+        _flag["set"] = bool(value)
 
 
 def processing_interrupted():
-    with interrupt_processing_mutex:
-        return interrupt_processing
+    with _lock:
+        return _flag["set"]
 
 
 def throw_exception_if_processing_interrupted():
-    global interrupt_processing
-    with interrupt_processing_mutex:
-        if interrupt_processing:
-            interrupt_processing = False
-            raise InterruptProcessingException()
+    with _lock:
+        was_set, _flag["set"] = _flag["set"], False
+    if was_set:
+        raise InterruptProcessingException()
