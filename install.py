@@ -54,7 +54,7 @@ def link(source: Path, host_dir: Path, sub: str, name: str) -> None:
     """Link a plugin folder into its host application (copy where links are not allowed)."""
     if not host_dir.is_dir():
         raise SystemExit(f"[install] {host_dir} is not a folder; give the host's install "
-                         "folder (the one that contains `{sub}`).")
+                         f"folder (the one that contains `{sub}`).")
     parent = host_dir / sub
     parent.mkdir(exist_ok=True)
     target = parent / name

@@ -2,7 +2,8 @@
 
 Each protocol lives in its own sub-application with its own error shape and auth:
 
-    /v1/...          OpenAI           (facades/openai_images.py, models.py)
+    /v1/...          OpenAI           (facades/openai_images.py, openai_chat.py, models.py)
+    /sdapi/v1/...    AUTOMATIC1111    (facades/sdapi.py), and /internal/ping
     /arting/v1/...   native job API   (facades/jobs.py), token admin (facades/ops.py)
     /                web page, /healthz, /readyz, /metrics (facades/ops.py)
 
@@ -24,7 +25,8 @@ from aiohttp import web
 from . import __version__, auth, logs
 from .config import ConfigError, Settings
 from .engine import Engine
-from .facades import jobs, models, openai_errors, openai_images, ops, web as web_page
+from .facades import (jobs, models, openai_chat, openai_errors, openai_images, ops, sdapi,
+                      sdapi_errors, web as web_page)
 from .generation import Catalog
 from .journal import Journal
 from .metrics import Metrics
@@ -52,8 +54,15 @@ def create_app(settings: Settings) -> web.Application:
 
     openai = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
     openai_images.add_routes(openai)
+    openai_chat.add_routes(openai)
     models.add_routes(openai)
     app.add_subapp("/v1", openai)
+
+    # A1111 clients (SillyTavern) replace the URL path: these live at the root.
+    a1111 = web.Application(middlewares=[sdapi_errors.middleware, auth.middleware(basic=True)])
+    sdapi.add_routes(a1111)
+    app.add_subapp("/sdapi/v1", a1111)
+    app.router.add_get("/internal/ping", sdapi.ping)
 
     native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
     jobs.add_routes(native)

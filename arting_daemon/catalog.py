@@ -54,6 +54,16 @@ SAMPLERS: tuple[str, ...] = (
 )
 DEFAULT_SAMPLER = "Euler a"
 
+#: A1111's schedulers, name → label. Arting's only scheduler choice is a sampler's Karras
+#: variant; every other one is accepted and means the sampler's own schedule.
+SCHEDULERS: dict[str, str] = {
+    "automatic": "Automatic", "uniform": "Uniform", "karras": "Karras",
+    "exponential": "Exponential", "polyexponential": "Polyexponential",
+    "sgm_uniform": "SGM Uniform", "kl_optimal": "KL Optimal",
+    "align_your_steps": "Align Your Steps", "simple": "Simple", "normal": "Normal",
+    "ddim": "DDIM", "beta": "Beta",
+}
+
 #: Model names OpenAI clients hard-code; they stand for the configured default model.
 OPENAI_MODEL_NAMES: tuple[str, ...] = (
     "dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5",

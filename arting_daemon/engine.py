@@ -170,7 +170,7 @@ class Engine:
                 continue
             job.state = JobState.QUEUED if job.request_id is None else job.state
             self._remember(job)
-            self._start_task(job, resumed=True)
+            self._start_task(job, self._reserve(job), resumed=True)
         if self._tasks:
             log.info("resumed %d unfinished job(s) from the journal", len(self._tasks))
 
@@ -207,7 +207,7 @@ class Engine:
                   idempotency_key=idempotency_key)
         self._remember(job)
         self._save(job)
-        self._start_task(job)
+        self._start_task(job, self._reserve(job))
         return job
 
     async def run(self, gen: Generation, *, source: str = "api") -> Job:
@@ -311,12 +311,19 @@ class Engine:
 
     # --- the job's task ---------------------------------------------------------------
 
-    def _start_task(self, job: Job, resumed: bool = False) -> None:
-        task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
+    def _start_task(self, job: Job, turn: asyncio.Future | None, resumed: bool = False) -> None:
+        task = asyncio.create_task(self._run(job, turn, resumed), name=f"job-{job.id}")
         self._tasks[job.id] = task
-        task.add_done_callback(lambda _t, jid=job.id: self._tasks.pop(jid, None))
+        task.add_done_callback(lambda _t: self._task_done(job, turn))
 
-    async def _run(self, job: Job, resumed: bool = False) -> None:
+    def _task_done(self, job: Job, turn: asyncio.Future | None) -> None:
+        self._tasks.pop(job.id, None)
+        if not job.state.terminal and not self._stopping:
+            # Cancelled before its first step, so ``_run`` never ran: tidy up for it.
+            self._abandon(job, turn)
+            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+
+    async def _run(self, job: Job, turn: asyncio.Future | None, resumed: bool = False) -> None:
         if logs.request_id.get() == "-":   # no request made it (resumed after a restart)
             logs.request_id.set(f"job-{job.id[:12]}")
         if resumed:
@@ -325,7 +332,7 @@ class Engine:
         deadline = (time.time() if resumed else job.created_at) + self.settings.job_timeout
         try:
             async with _timeout(max(0.0, deadline - time.time())):
-                await self._take_slot(job)
+                await self._take_slot(job, turn)
                 try:
                     if job.state is not JobState.DOWNLOADING:
                         urls = await self._submit_and_wait(job, deadline)
@@ -526,25 +533,36 @@ class Engine:
 
     # --- the queue ----------------------------------------------------------------------
 
-    async def _take_slot(self, job: Job) -> None:
-        waiting_since = time.monotonic()
-        if self._free > 0 and not self._queue and self._accepting:
+    def _reserve(self, job: Job) -> asyncio.Future | None:
+        """Take a free slot now (None), or a place in the queue (a future that resolves
+        when a slot is handed over) — at submit time, so the answer shows the place."""
+        if self._free > 0 and not self._queue:
             self._free -= 1
-        else:
-            turn = asyncio.get_running_loop().create_future()
-            self._queue.append((job, turn))
-            self._touch_queue()
+            return None
+        turn = asyncio.get_running_loop().create_future()
+        self._queue.append((job, turn))
+        self._touch_queue()
+        return turn
+
+    async def _take_slot(self, job: Job, turn: asyncio.Future | None) -> None:
+        waiting_since = time.monotonic()
+        if turn is not None:
             try:
                 await turn
             except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():
-                    self._give_slot()  # the slot came just as we were cancelled
-                else:
-                    self._queue = deque(e for e in self._queue if e[0] is not job)
-                    self._touch_queue()
+                self._abandon(job, turn)
                 raise
         job.started_at = time.time()
         self.metrics.stage("queued", time.monotonic() - waiting_since)
+
+    def _abandon(self, job: Job, turn: asyncio.Future | None) -> None:
+        """Give back the slot a job held, or its place in the queue."""
+        if turn is None or (turn.done() and not turn.cancelled()):
+            self._give_slot()
+        else:
+            turn.cancel()
+            self._queue = deque(e for e in self._queue if e[0] is not job)
+            self._touch_queue()
 
     def _give_slot(self) -> None:
         while self._queue and self._accepting:   # shutting down: queued jobs stay queued

@@ -144,20 +144,62 @@ def fit_size(width: int, height: int, settings: Settings) -> tuple[int, int]:
     return snap(w), snap(h)
 
 
-def resolve_sampler(name: str | None) -> str:
-    """Known names pass (any case); A1111 scheduler suffixes are understood; unknown
-    names fall back to the default sampler, as A1111 itself does."""
-    if not name:
-        return catalog.DEFAULT_SAMPLER
+def resolve_sampler(name: str | None, scheduler: str | None = None) -> str:
+    """Known names pass (any case). An A1111 scheduler, given apart ("DPM++ 2M" with
+    "karras") or as a suffix ("DPM++ 2M Karras"), picks the sampler's Karras variant
+    where Arting has one; other schedulers mean the plain sampler. Unknown names fall
+    back to the default sampler, as A1111 itself does."""
     by_lower = {s.lower(): s for s in catalog.SAMPLERS}
-    key = name.strip().lower()
-    if key in by_lower:
-        return by_lower[key]
-    for suffix in (" automatic", " uniform", " exponential", " sgm uniform", " simple",
-                   " normal"):
-        if key.endswith(suffix) and key.removesuffix(suffix) in by_lower:
-            return by_lower[key.removesuffix(suffix)]
-    return catalog.DEFAULT_SAMPLER
+    base = " ".join((name or "").lower().split())
+    chosen = scheduler_name(scheduler)
+    for label in _SCHEDULER_SPELLINGS:
+        stem = base.removesuffix(" " + label)
+        if stem != base and stem in by_lower:
+            base, chosen = stem, scheduler_name(label)
+            break
+    if base not in by_lower:
+        return catalog.DEFAULT_SAMPLER
+    return by_lower.get(f"{base} karras" if chosen == "karras" else base, by_lower[base])
+
+
+def scheduler_name(value: str | None) -> str:
+    """An A1111 scheduler given by name or label ("karras", "Karras", "SGM Uniform")
+    as its name; unknown or empty ones are "automatic", as in A1111."""
+    key = (value or "").strip().lower().replace(" ", "_")
+    return key if key in catalog.SCHEDULERS else "automatic"
+
+
+#: Every spelling of every scheduler, longest first, for splitting "DPM++ 2M Karras".
+_SCHEDULER_SPELLINGS = sorted({s for name, label in catalog.SCHEDULERS.items()
+                               for s in (name, label.lower())}, key=len, reverse=True)
+
+_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
+
+
+def prompt_loras(prompt: str, known: Mapping[str, str]) -> tuple[str, tuple[Lora, ...], list[str]]:
+    """A1111's ``<lora:name:weight>`` prompt tags → (prompt without them, the LoRAs,
+    names not found). Names match LoRA ids or display names in any case; a missing
+    weight is 1.0 (A1111's). Unknown names are dropped, as A1111 drops them."""
+    lookup = {k.lower(): k for k in known}
+    lookup.update({v.lower(): k for k, v in known.items()})
+    found: list[Lora] = []
+    missing: list[str] = []
+
+    def take(match: re.Match) -> str:
+        name, weight = match[1].strip(), (match[2] or "").strip()
+        lora_id = lookup.get(name.lower())
+        if lora_id is None:
+            missing.append(name)
+            return ""
+        try:
+            found.append(Lora(id=lora_id, weight=float(weight) if weight else 1.0))
+        except ValueError:
+            raise InvalidRequest(f"The weight of <lora:{name}:{weight}> is not a number.",
+                                 param="prompt") from None
+        return ""
+
+    cleaned = re.sub(r",{2,}", ",", re.sub(r"[ \t]+,", ",", _LORA_TAG.sub(take, prompt)))
+    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(" \t,"), tuple(found), missing
 
 
 def parse_loras(loras: Any = None, lora_ids: Any = None, lora_weight: Any = None) -> tuple[Lora, ...]:

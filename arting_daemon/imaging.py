@@ -13,7 +13,7 @@ import base64
 import binascii
 import io
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .errors import InvalidRequest
 
@@ -66,9 +66,13 @@ def mask_from_alpha(data: bytes, param: str = "mask") -> bytes:
     return _png(alpha.point(lambda a: 255 if a == 0 else 0))
 
 
-def mask_from_luma(data: bytes, param: str = "mask") -> bytes:
-    """A1111's mask: white marks where to repaint."""
-    return _png(open_image(data, param).convert("L"))
+def mask_from_luma(data: bytes, param: str = "mask", blur: int = 0) -> bytes:
+    """A1111's mask: white marks where to repaint; ``blur`` softens its edge by that
+    many pixels, as A1111's ``mask_blur`` does."""
+    mask = open_image(data, param).convert("L")
+    if blur > 0:
+        mask = mask.filter(ImageFilter.GaussianBlur(blur))
+    return _png(mask)
 
 
 def invert_mask(mask_png: bytes) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +29,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs (idempotency_key)
 """
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+
+log = logging.getLogger(__name__)
 
 
 class Journal:
@@ -119,6 +122,8 @@ class Journal:
             try:
                 if latest:
                     await self._run(self._write, list(latest.values()))
+            except Exception:  # a full disk must not stop the daemon; say it loudly
+                log.exception("could not journal %d job record(s)", len(latest))
             finally:
                 for _ in batch:
                     self._queue.task_done()

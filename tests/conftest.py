@@ -9,6 +9,7 @@ and is stopped (sockets closed, tasks finished) when its test ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,9 +30,10 @@ FAST = dict(poll_first_delay=0.02, poll_min_interval=0.02, poll_max_interval=0.2
 
 class LiveDaemon:
     def __init__(self, data_dir: Path, sandbox_options: dict | None = None,
-                 **settings: Any) -> None:
+                 sandbox_class: type[Sandbox] = Sandbox, **settings: Any) -> None:
         self._data_dir = data_dir
         self._sandbox_options = sandbox_options or {}
+        self._sandbox_class = sandbox_class
         self._settings = settings
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -48,7 +50,7 @@ class LiveDaemon:
         return self
 
     async def _start(self) -> None:
-        self.sandbox = Sandbox(**self._sandbox_options)
+        self.sandbox = self._sandbox_class(**self._sandbox_options)
         upstream = await self.sandbox.start()
         self.settings = Settings(**{"data_dir": self._data_dir, "base_url": upstream,
                                     "port": 0, **FAST, **self._settings})
@@ -94,19 +96,45 @@ class LiveDaemon:
 
 
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Callable[..., LiveDaemon]]:
-    """Start daemons with custom settings: ``make_daemon(api_keys=["k"])``."""
+async def sandbox():
+    """An emulator on the test's own event loop, for async tests of the upstream side."""
+    sb = Sandbox()
+    await sb.start()
+    yield sb
+    await sb.close()
+
+
+@contextlib.contextmanager
+def daemons(directory: Path) -> Iterator[Callable[..., LiveDaemon]]:
+    """A factory of daemons, each with its own data directory; all stopped at the end."""
     started: list[LiveDaemon] = []
 
-    def make(sandbox_options: dict | None = None, **settings: Any) -> LiveDaemon:
-        data = tmp_path / f"data{len(started)}"
-        daemon = LiveDaemon(data, sandbox_options, **settings)
+    def make(sandbox_options: dict | None = None, sandbox_class: type[Sandbox] = Sandbox,
+             **settings: Any) -> LiveDaemon:
+        data = directory / f"data{len(started)}"
+        daemon = LiveDaemon(data, sandbox_options, sandbox_class, **settings)
         started.append(daemon)
         return daemon.start()
 
-    yield make
-    for daemon in started:
-        daemon.stop()
+    try:
+        yield make
+    finally:
+        for daemon in started:
+            daemon.stop()
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[..., LiveDaemon]]:
+    """Start daemons with custom settings: ``make_daemon(api_keys=["k"])``."""
+    with daemons(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_daemon(tmp_path_factory) -> Iterator[Callable[..., LiveDaemon]]:
+    """The same, for a daemon a whole module shares (a long property-based test)."""
+    with daemons(tmp_path_factory.mktemp("module")) as make:
+        yield make
 
 
 @pytest.fixture

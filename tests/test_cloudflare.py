@@ -8,7 +8,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import conftest
 import httpx
 import pytest
 
@@ -47,10 +46,8 @@ def solver_requests(daemon):
             if r.body == {"request_id": PROBE_REQUEST_ID}]
 
 
-def test_a_passed_challenge_leaves_a_clearance_every_later_call_carries(make_daemon,
-                                                                        monkeypatch):
-    monkeypatch.setattr(conftest, "Sandbox", EdgeSandbox)
-    daemon = make_daemon()
+def test_a_passed_challenge_leaves_a_clearance_every_later_call_carries(make_daemon):
+    daemon = make_daemon(sandbox_class=EdgeSandbox)
     daemon.do(daemon.sandbox.add_fault, "cf_challenge", route="create", count=1)
     assert run_job(daemon)["state"] == "succeeded"
     assert run_job(daemon)["state"] == "succeeded"

@@ -163,3 +163,26 @@ def test_schedule_with_history_waits_then_polls_where_jobs_finish():
 def test_progress_moves_but_never_reaches_the_end_early():
     values = [running_progress(t, 10) for t in range(0, 60)]
     assert values == sorted(values) and values[-1] < 0.99 and values[5] == 0.5
+
+
+def test_the_submit_answer_already_shows_the_queue_place(make_daemon):
+    daemon = make_daemon(max_active_jobs=1, sandbox_options={"generation_time": 30})
+    first = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "a"}).json()
+    second = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "b"}).json()
+    assert (first["queue_position"], second["queue_position"]) == (None, 1)
+
+
+def test_a_job_cancelled_before_it_ever_ran_ends_and_frees_its_slot(make_daemon):
+    daemon = make_daemon(max_active_jobs=1)
+    from arting_daemon.generation import Catalog, build_generation
+
+    async def submit_and_cancel_at_once():
+        engine = daemon.engine
+        gen = build_generation(daemon.settings, Catalog(daemon.settings), prompt="p")
+        job = await engine.submit(gen)
+        engine.cancel(job)               # before the job's task took its first step
+        await engine.wait(job, timeout=5)
+        return job.state.value
+
+    assert daemon.call(submit_and_cancel_at_once()) == "cancelled"
+    assert run_job(daemon)["state"] == "succeeded"   # the slot came back

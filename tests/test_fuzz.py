@@ -20,8 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import LiveDaemon
-
 EXAMPLES = 1000
 
 
@@ -35,21 +33,18 @@ class Capture(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def live(make_module_daemon):
     capture = Capture()
     root, ours = logging.getLogger(), logging.getLogger("arting_daemon")
     old_levels = root.level, ours.level
     root.addHandler(capture)
     root.setLevel(logging.INFO)          # every library's warnings and errors ...
     ours.setLevel(logging.DEBUG)         # ... and every line of ours
-    daemon = LiveDaemon(tmp_path_factory.mktemp("fuzz"), max_queued_jobs=4, max_body_mb=0.25,
-                        sandbox_options={"generation_time": 0.0})
-    daemon.start()
+    daemon = make_module_daemon(max_queued_jobs=4, max_body_mb=0.25)
     try:
         with httpx.Client(base_url=daemon.url, timeout=30) as client:
             yield daemon, client, capture
     finally:
-        daemon.stop()
         root.removeHandler(capture)
         root.setLevel(old_levels[0])
         ours.setLevel(old_levels[1])

@@ -6,8 +6,9 @@ import pytest
 
 from arting_daemon.config import Settings
 from arting_daemon.errors import InvalidRequest, ModelNotFound
+from arting_daemon.catalog import LORAS
 from arting_daemon.generation import (Catalog, Lora, build_generation, fit_size, parse_loras,
-                                      parse_size, resolve_sampler)
+                                      parse_size, prompt_loras, resolve_sampler)
 
 S = Settings()
 
@@ -53,6 +54,24 @@ def test_samplers_are_lenient_like_a1111():
     assert resolve_sampler("DPM++ 2M Karras") == "DPM++ 2M Karras"
     assert resolve_sampler("DPM++ 2M Automatic") == "DPM++ 2M"
     assert resolve_sampler("no such sampler") == "Euler a"
+    assert resolve_sampler("DPM++ 2M", "karras") == "DPM++ 2M Karras"
+    assert resolve_sampler("dpm++  2m", "Karras") == "DPM++ 2M Karras"
+    assert resolve_sampler("DPM++ 2M SGM Uniform") == "DPM++ 2M"
+    assert resolve_sampler("Euler", "karras") == "Euler"          # no Karras variant
+    assert resolve_sampler("Euler Karras") == "Euler"
+    assert resolve_sampler("Heun", "exponential") == "Heun"
+
+
+def test_a1111_lora_tags_in_the_prompt():
+    prompt, loras, missing = prompt_loras(
+        "a knight, <lora:add_detail:0.6>, <LORA:detail tweaker> <lora:nope:1> at night", LORAS)
+    assert prompt == "a knight, at night"
+    assert loras == (Lora(id="add_detail", weight=0.6), Lora(id="add_detail", weight=1.0))
+    assert missing == ["nope"]
+    assert prompt_loras("no tags", LORAS) == ("no tags", (), [])
+    with pytest.raises(InvalidRequest) as err:
+        prompt_loras("<lora:add_detail:lots>", LORAS)
+    assert err.value.param == "prompt"
 
 
 def test_loras_in_every_spelling():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -51,6 +53,22 @@ def test_idempotency_key_never_makes_a_second_generation(daemon):
     wait_state(daemon, first.json()["id"])
     third = httpx.post(jobs_url(daemon), json={"prompt": "p"}, headers=headers)
     assert third.json()["id"] == first.json()["id"]
+    assert len(daemon.sandbox.requests_for("create")) == 1
+
+
+def test_concurrent_submits_with_one_key_make_one_job(daemon):
+    """Retries racing the first attempt (a client that timed out and tried again)."""
+    barrier = threading.Barrier(6)
+
+    def submit(_):
+        barrier.wait()
+        return httpx.post(jobs_url(daemon), json={"prompt": "p"},
+                          headers={"Idempotency-Key": "racing"}).json()["id"]
+
+    with ThreadPoolExecutor(6) as pool:
+        ids = set(pool.map(submit, range(6)))
+    assert len(ids) == 1
+    wait_state(daemon, ids.pop())
     assert len(daemon.sandbox.requests_for("create")) == 1
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
 import time
+import uuid
+
+import aiohttp
 
 import httpx
 import openai
@@ -201,6 +205,66 @@ def test_edit_two_images_and_a_mask(client, daemon):
     assert out.size == (256, 256)
     assert out.getpixel((250, 128)) == (0, 128, 255)      # kept from the original
     assert out.getpixel((5, 128)) != (0, 128, 255)        # regenerated
+
+
+def uploaded_colour(daemon) -> tuple[int, int, int]:
+    """The colour of the init image the daemon sent to Arting's upload."""
+    (data, _), = daemon.sandbox.uploads.values()
+    return Image.open(io.BytesIO(data)).convert("RGB").getpixel((0, 0))
+
+
+def test_edit_with_two_images_uses_the_first(client, daemon):
+    resp = client.images.edit(
+        image=[("a.png", rgba_png((128, 96), (0, 128, 255, 255)), "image/png"),
+               ("b.png", rgba_png((64, 64), (255, 0, 0, 255)), "image/png")],
+        prompt="p", response_format="b64_json")
+    assert png_size(base64.b64decode(resp.data[0].b64_json)) == (336, 256)  # first one's aspect
+    assert uploaded_colour(daemon) == (0, 128, 255)
+    assert len(daemon.sandbox.requests_for("i2i_create")) == 1
+
+
+def test_edit_one_image_with_a_mask(client, daemon):
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 32, 64, 64))   # bottom half transparent: edit there
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    resp = client.images.edit(image=("in.png", rgba_png((256, 256)), "image/png"),
+                              mask=("m.png", buf.getvalue(), "image/png"), prompt="p",
+                              response_format="url", extra_body={"strength": 0.4})
+    out = Image.open(io.BytesIO(httpx.get(resp.data[0].url).content)).convert("RGB")
+    assert out.getpixel((128, 5)) == (0, 128, 255) and out.getpixel((128, 250)) != (0, 128, 255)
+    assert daemon.sandbox.requests_for("i2i_create")[-1].body["strength"] == 0.4
+
+
+def test_a_mask_without_transparency_is_refused(client):
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buf, "PNG")
+    with pytest.raises(openai.BadRequestError) as err:
+        client.images.edit(image=("in.png", rgba_png(), "image/png"),
+                           mask=("m.png", buf.getvalue(), "image/png"), prompt="p")
+    assert err.value.param == "mask" and "transparent" in err.value.message
+
+
+@pytest.mark.parametrize("key, count", [("image", 1), ("image[]", 2)])
+def test_open_webui_edit_replay(daemon, key, count):
+    """Open WebUI builds the multipart body itself: every field a string, uuid file names."""
+    async def replay() -> dict:
+        form = aiohttp.FormData()
+        for name, value in {"model": "gpt-image-1", "prompt": "make it night", "n": "1",
+                            "size": "512x512", "background": "auto",
+                            "response_format": "b64_json"}.items():
+            form.add_field(name, value)
+        for i in range(count):
+            form.add_field(key, rgba_png(), filename=f"{uuid.uuid4()}.png",
+                           content_type="image/png")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(daemon.v1 + "/images/edits", data=form,
+                                 headers={"Authorization": "Bearer sk-x"}) as r:
+                r.raise_for_status()
+                return await r.json(content_type=None)
+
+    result = asyncio.run(replay())
+    assert png_size(base64.b64decode(result["data"][0]["b64_json"])) == (512, 512)
 
 
 def test_edits_switched_off_say_how_to_switch_on(make_daemon):

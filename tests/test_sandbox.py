@@ -35,14 +35,6 @@ BODY = {"prompt": "a lighthouse at dawn", "model_id": "oneFORALLAnime", "samples
 
 
 @pytest.fixture
-async def sandbox():
-    sb = Sandbox()
-    await sb.start()
-    yield sb
-    await sb.close()
-
-
-@pytest.fixture
 async def http():
     async with aiohttp.ClientSession() as session:
         yield session

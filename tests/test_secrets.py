@@ -12,7 +12,6 @@ import base64
 import logging
 import time
 
-import conftest
 import httpx
 import openai
 import pytest
@@ -42,11 +41,10 @@ FAULTS = [
 
 
 @pytest.fixture
-def daemon(make_daemon, monkeypatch):
-    monkeypatch.setattr(conftest, "Sandbox", EdgeSandbox)
-    return make_daemon(auth_tokens=[UUID_TOKEN, JWT_TOKEN], api_keys=[API_KEY],
-                       basic_auth=[BASIC], cf_clearance=CONFIGURED, token_probe_backoff=0.05,
-                       log_level="debug")
+def daemon(make_daemon):
+    return make_daemon(sandbox_class=EdgeSandbox, auth_tokens=[UUID_TOKEN, JWT_TOKEN],
+                       api_keys=[API_KEY], basic_auth=[BASIC], cf_clearance=CONFIGURED,
+                       token_probe_backoff=0.05, log_level="debug")
 
 
 def test_no_secret_in_logs_errors_metrics_or_the_journal(daemon, caplog):

@@ -11,18 +11,9 @@ import pytest
 from arting_daemon import errors
 from arting_daemon.config import Settings
 from arting_daemon.generation import Catalog, Lora, build_generation
-from arting_daemon.sandbox import Sandbox
 from arting_daemon.upstream.arting import ArtingClient
 
 TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
-
-
-@pytest.fixture
-async def sandbox():
-    sb = Sandbox()
-    await sb.start()
-    yield sb
-    await sb.close()
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..state import SETTINGS, STORE
+
+if TYPE_CHECKING:
+    from ..engine import Engine, Job
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -94,3 +97,14 @@ async def image_b64(request: web.Request, digest: str) -> str:
     store = request.config_dict[STORE]
     return await asyncio.to_thread(
         lambda: base64.b64encode(store.path(digest).read_bytes()).decode("ascii"))
+
+
+def status_text(engine: Engine, job: Job) -> str:
+    """What a job is doing, in words for people (chat progress, A1111's ``textinfo``):
+    waiting in our queue, generating (Arting's part), fetching the images, or its end."""
+    state = job.state.value
+    position = engine.queue_position(job) if state == "queued" else None
+    if position:
+        return f"queued, position {position}"
+    return {"queued": "generating", "submitting": "generating", "running": "generating",
+            "downloading": "fetching the images"}.get(state, state)

@@ -24,7 +24,7 @@ from .. import __version__, catalog, imaging
 from ..auth import public
 from ..engine import Engine, Job, JobState, check_img2img
 from ..errors import InvalidRequest, NotFound
-from ..generation import Lora, build_generation
+from ..generation import Generation, Lora, build_generation
 from ..state import CATALOG, ENGINE, POOL, SETTINGS, STORE
 from .http import base_url, image_url, parse_model, read_json
 
@@ -180,6 +180,19 @@ async def get_image(request: web.Request) -> web.StreamResponse:
         "Content-Type": "image/png", "Cache-Control": "public, max-age=31536000, immutable"})
 
 
+async def last_outcomes(engine: Engine) -> dict[str, Any]:
+    """When a job last succeeded and last failed (from the journal, so restarts keep it):
+    the only evidence of whether Arting is reachable that costs Arting nothing."""
+    succeeded = await engine.recent(1, state=JobState.SUCCEEDED.value)
+    failed = await engine.recent(1, state=JobState.FAILED.value)
+    failure = failed[0] if failed else None
+    return {
+        "succeeded_at": succeeded[0].finished_at if succeeded else None,
+        "failed_at": failure.finished_at if failure else None,
+        "failure": failure.error.to_dict() if failure and failure.error else None,
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     settings, engine = request.config_dict[SETTINGS], request.config_dict[ENGINE]
     return web.json_response({
@@ -193,6 +206,7 @@ async def status(request: web.Request) -> web.Response:
                   "max_active": settings.max_active_jobs,
                   "max_queued": settings.max_queued_jobs},
         "jobs": dict(engine.counters),
+        "last_outcomes": await last_outcomes(engine),
     })
 
 
@@ -206,12 +220,20 @@ async def get_catalog(request: web.Request) -> web.Response:
         "samplers": list(catalog.SAMPLERS),
         "sizes": list(catalog.SIZE_PRESETS),
         "default_size": settings.default_size,
+        "defaults": {"steps": _default("steps"), "guidance": _default("guidance"),
+                     "sampler": _default("sampler"), "clip_skip": _default("clip_skip"),
+                     "nsfw": settings.default_nsfw},
         "limits": {"max_images": settings.max_images, "min_side": settings.min_side,
                    "max_side": settings.max_side, "max_pixels": settings.max_pixels,
                    "size_multiple": settings.size_multiple,
                    "max_prompt_chars": settings.max_prompt_chars},
         "img2img": settings.img2img,
     })
+
+
+def _default(field: str) -> Any:
+    """What ``build_generation`` uses when a request leaves ``field`` out."""
+    return Generation.model_fields[field].default
 
 
 def add_routes(app: web.Application) -> None:

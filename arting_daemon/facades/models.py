@@ -2,6 +2,7 @@
 
 Lists the Arting models by id, and the OpenAI names clients hard-code (they stand
 for the configured default model), each as ``{"id", "object", "created", "owned_by"}``.
+Every id serves both the Images API and chat completions (chat UIs pick from this list).
 """
 
 from __future__ import annotations

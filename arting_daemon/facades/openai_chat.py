@@ -1,0 +1,233 @@
+"""OpenAI Chat Completions as an image generator: ``POST /v1/chat/completions``.
+
+For chat UIs (NextChat, LobeChat, Open WebUI chat): the last user message is the
+prompt, ``model`` picks the Arting model exactly as the image API does (every id of
+``/v1/models`` works), and the answer is markdown with one image link per image —
+links to the daemon's own store, which the browser loads. The non-streamed answer
+also carries the images as data URLs in ``message.images`` (OpenRouter's shape, which
+LobeChat reads).
+
+Streamed, the wait is narrated: a line when the job is queued, starts, or every
+``PROGRESS_EVERY`` seconds with the elapsed time and the ETA, so neither the user nor
+a proxy's idle timeout gives up on a long job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from .. import imaging
+from ..engine import Engine, Job, check_img2img, raise_for_job
+from ..errors import ArtingError, InvalidRequest
+from ..generation import Generation, build_generation, prompt_loras
+from ..state import CATALOG, ENGINE, SETTINGS, STORE
+from . import openai_errors
+from .http import image_b64, image_url, parse_model, read_json, status_text
+from .openai_images import ArtingExtras
+
+#: Seconds between progress lines while a job waits or runs (at most 10, see above).
+PROGRESS_EVERY = 5.0
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    content: str | list[Any] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatRequest(ArtingExtras):
+    """Chat fields that matter here; the rest (temperature, tools, …) are ignored."""
+
+    model: str | None = None
+    messages: list[ChatMessage]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    #: extension field, as on the image API ("512x768", "auto")
+    size: str | None = None
+
+
+def last_user_message(messages: list[ChatMessage]) -> tuple[str, list[str]]:
+    """(text, inline image URLs) of the last user message; text parts are joined."""
+    for message in reversed(messages):
+        if message.role != "user":
+            continue
+        if isinstance(message.content, str):
+            return message.content, []
+        texts, images = [], []
+        for part in message.content or []:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif part.get("type") == "image_url":
+                url = part.get("image_url")
+                url = url.get("url") if isinstance(url, dict) else url
+                if isinstance(url, str):
+                    images.append(url)
+        return "\n".join(texts), images
+    raise InvalidRequest("messages has no user message: the last user message is the "
+                         "image prompt.", param="messages")
+
+
+async def _generation(request: web.Request, body: ChatRequest) -> Generation:
+    settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
+    text, images = last_user_message(body.messages)
+    prompt, tagged, _ = prompt_loras(text, models.loras)
+    options = body.options()
+    options["loras"] = (*options["loras"], *tagged)
+    init, size = None, body.size
+    if images:  # Arting takes one init image: the first one given is used
+        init, width, height = await _init_image(request, images[0])
+        size = size if size and size != "auto" else f"{width}x{height}"
+    try:
+        return build_generation(settings, models, prompt=prompt, model=body.model,
+                                size=size, init_image=init, **options)
+    except InvalidRequest as err:
+        if err.param == "prompt":
+            err.param = "messages"
+        raise
+
+
+async def _init_image(request: web.Request, url: str) -> tuple[str, int, int]:
+    """An image in the user's message makes it image-to-image (when that is on)."""
+    check_img2img(request.config_dict[SETTINGS])
+    if not url.startswith("data:"):
+        raise InvalidRequest("Attach images inline (as data: URLs); this daemon does not "
+                             "download images from links.", param="messages")
+    png, width, height = await asyncio.to_thread(
+        lambda: imaging.init_image(imaging.decode_b64(url, "messages"), "messages"))
+    return (await request.config_dict[STORE].put(png)).hash, width, height
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = parse_model(ChatRequest, await read_json(request))
+    gen = await _generation(request, body)
+    engine = request.config_dict[ENGINE]
+    name = body.model or gen.model
+    if body.stream:
+        job = await engine.submit(gen, source="chat")
+        return await _stream(request, engine, job, body, name)
+    job = await engine.run(gen, source="chat")
+    content = images_markdown(request, job) + f"*{caption(gen)}*\n"
+    images = [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64," + await image_b64(request, img.hash)}}
+        for img in job.images]
+    return web.json_response({
+        "id": f"chatcmpl-{job.id}", "object": "chat.completion",
+        "created": int(job.created_at), "model": name, "system_fingerprint": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content,
+                                             "refusal": None, "images": images},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": usage(gen.prompt, content),
+    })
+
+
+# --- what the answer says ---------------------------------------------------------------
+
+def caption(gen: Generation) -> str:
+    return f"{gen.model} · {gen.width}×{gen.height} · seed {gen.seed}"
+
+
+def header(gen: Generation) -> str:
+    count = f"{gen.n} images" if gen.n > 1 else "an image"
+    mode = "Editing your image" if gen.is_img2img else f"Generating {count}"
+    return f"{mode}: {caption(gen)}\n\n"
+
+
+def images_markdown(request: web.Request, job: Job) -> str:
+    alt = re.sub(r"[\[\]()\s]+", " ", job.generation.prompt).strip()[:80] or "image"
+    return "".join(f"![{alt}]({image_url(request, img.hash)})\n\n" for img in job.images)
+
+
+def progress_line(engine: Engine, job: Job, started: float) -> str:
+    line = f"- {status_text(engine, job)} · {time.monotonic() - started:.0f} s elapsed"
+    _, eta = engine.progress(job)
+    if eta is not None and not job.state.terminal:
+        line += f" · about {max(1, round(eta))} s left"
+    return line + "\n"
+
+
+def usage(prompt: str, content: str) -> dict[str, int]:
+    """A rough count (4 characters a token): clients only record it."""
+    prompt_tokens, completion_tokens = max(1, len(prompt) // 4), max(1, len(content) // 4)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+# --- streaming --------------------------------------------------------------------------
+
+async def _stream(request: web.Request, engine: Engine, job: Job, body: ChatRequest,
+                  name: str) -> web.StreamResponse:
+    gen = job.generation
+    with_usage = bool(body.stream_options and body.stream_options.include_usage)
+    base = {"id": f"chatcmpl-{job.id}", "object": "chat.completion.chunk",
+            "created": int(job.created_at), "model": name, "system_fingerprint": None}
+    written: list[str] = []
+
+    async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+        chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                      "finish_reason": finish}]}
+        if with_usage:
+            chunk["usage"] = None
+        written.append(delta.get("content") or "")
+        await resp.write(_data(chunk))
+
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    try:
+        await resp.prepare(request)
+        await send({"role": "assistant", "content": ""})
+        await send({"content": header(gen)})
+        started, last_line, last_said = time.monotonic(), 0.0, ""
+        async for _ in engine.changes(job, tick=min(1.0, PROGRESS_EVERY)):
+            if job.state.terminal:
+                break
+            said = status_text(engine, job)
+            if said != last_said or time.monotonic() - last_line >= PROGRESS_EVERY:
+                await send({"content": progress_line(engine, job, started)})
+                last_said, last_line = said, time.monotonic()
+        raise_for_job(job)
+        await send({"content": f"- done in {time.monotonic() - started:.0f} s\n\n"})
+        images = [{"type": "image_url", "image_url": {
+            "url": "data:image/png;base64," + await image_b64(request, img.hash)}}
+            for img in job.images]
+        await send({"content": images_markdown(request, job), "images": images})
+        await send({}, "stop")
+        if with_usage:
+            await resp.write(_data({**base, "choices": [],
+                                    "usage": usage(gen.prompt, "".join(written))}))
+        await resp.write(b"data: [DONE]\n\n")
+    except ArtingError as err:
+        # Said twice: as text for chat UIs that show only content, and as OpenAI's
+        # error object, which the SDKs raise.
+        await send({"content": f"\n\n**Image generation failed:** {err.message}\n"}, "stop")
+        await resp.write(_data({"error": {"message": err.message,
+                                          "type": openai_errors.error_type(err),
+                                          "param": err.param, "code": err.code}}))
+    finally:
+        engine.cancel(job)  # no-op once it ended; else the client went away
+    await resp.write_eof()
+    return resp
+
+
+def _data(payload: dict) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/chat/completions", completions)

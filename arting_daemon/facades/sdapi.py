@@ -1,0 +1,499 @@
+"""AUTOMATIC1111's API under ``/sdapi/v1``, for Open WebUI, SillyTavern, webuiapi & co.
+
+* ``txt2img`` / ``img2img`` — ``batch_size`` images per engine job, one job per
+  ``n_iter``; seeds ``seed, seed+1, …`` across all images; answered with raw base64
+  PNGs (carrying A1111's ``parameters`` text), the request echoed with its defaults as
+  ``parameters``, and ``info`` as a JSON string.
+* ``options`` — the whole dict round-trips; ``sd_model_checkpoint`` switches the model
+  A1111 requests use by default (this daemon's A1111 state, not its settings) and
+  ``CLIP_stop_at_last_layers`` their clip skip.
+* ``progress`` / ``interrupt`` / ``skip`` — the A1111 requests in flight, read from the
+  job engine (ETA from recent job durations).
+* the listings clients read at start-up (models, samplers, schedulers, LoRAs, …).
+
+Errors come in A1111's shapes (``sdapi_errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__, catalog as builtin, imaging
+from ..engine import Engine, Job, JobState, check_img2img
+from ..errors import InvalidRequest, ModelNotFound
+from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
+                          resolve_sampler)
+from ..state import CATALOG, ENGINE, SETTINGS, STORE
+from .http import read_json, status_text
+from .sdapi_models import Img2ImgRequest, Txt2ImgRequest
+
+log = logging.getLogger(__name__)
+
+#: Options A1111 clients read; POSTed keys are kept beside them and returned as given.
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 2, "samples_format": "png",
+    "enable_pnginfo": True, "return_grid": False, "eta_noise_seed_delta": 0,
+    "sd_checkpoints_limit": 1, "live_previews_enable": False, "samples_save": False,
+}
+#: Keys never stored: derived from the model, or (``forge_preset``) making SillyTavern
+#: take this daemon for Forge.
+UNSTORED = ("sd_model_checkpoint", "sd_checkpoint_hash", "forge_preset")
+
+
+@dataclass(eq=False)
+class Batch:
+    """One txt2img/img2img request in flight: its jobs, for progress and interrupt."""
+
+    kind: str
+    jobs: list[Job] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    interrupted: bool = False
+    skipped: bool = False
+
+
+class A1111State:
+    """What an A1111 server keeps between requests: its options and current work."""
+
+    def __init__(self) -> None:
+        self.model: str | None = None          # None: the daemon's default model
+        self.options: dict[str, Any] = {}
+        self.batches: list[Batch] = []
+
+    def current_model(self, models: Catalog) -> str:
+        return self.model or models.default_model
+
+    def jobs(self) -> list[Job]:
+        return [job for batch in self.batches for job in batch.jobs]
+
+
+STATE = web.AppKey("a1111", A1111State)
+
+
+# --- model names ------------------------------------------------------------------------
+
+def sha256_of(model_id: str) -> str:
+    """A stable stand-in for the checkpoint's file hash (Arting publishes none)."""
+    return hashlib.sha256(model_id.encode()).hexdigest()
+
+
+def title(model_id: str) -> str:
+    return f"{model_id}.safetensors [{sha256_of(model_id)[:10]}]"
+
+
+def find_model(models: Catalog, name: Any) -> str:
+    """A checkpoint named as A1111 accepts it: title, name, short hash or sha256."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("sd_model_checkpoint must be a model title from "
+                             "/sdapi/v1/sd-models.", param="sd_model_checkpoint")
+    if models.has_model(name):
+        return models.resolve_model(name)
+    key = name.strip().lower()
+    for model_id in models.models:
+        digest = sha256_of(model_id)
+        if key in (digest, digest[:10]):
+            return model_id
+    raise ModelNotFound(f"No checkpoint {name!r} here; GET /sdapi/v1/sd-models lists the "
+                        "models this daemon offers.", param="sd_model_checkpoint")
+
+
+# --- options ----------------------------------------------------------------------------
+
+def options_view(state: A1111State, models: Catalog) -> dict[str, Any]:
+    model = state.current_model(models)
+    return {**DEFAULT_OPTIONS, **state.options, "sd_model_checkpoint": title(model),
+            "sd_checkpoint_hash": sha256_of(model)}
+
+
+def clip_skip_option(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
+        raise InvalidRequest("CLIP_stop_at_last_layers must be an integer from 1 to 12.",
+                             param="CLIP_stop_at_last_layers")
+    return value
+
+
+async def get_options(request: web.Request) -> web.Response:
+    return web.json_response(options_view(request.config_dict[STATE],
+                                          request.config_dict[CATALOG]))
+
+
+async def set_options(request: web.Request) -> web.Response:
+    """Take the whole dict (Open WebUI posts back everything it read); nothing changes
+    unless every value is acceptable."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidRequest("Send the options as a JSON object of names and values.")
+    state, models = request.config_dict[STATE], request.config_dict[CATALOG]
+    model = find_model(models, data["sd_model_checkpoint"]) \
+        if "sd_model_checkpoint" in data else state.model
+    if "CLIP_stop_at_last_layers" in data:
+        clip_skip_option(data["CLIP_stop_at_last_layers"])
+    if model != state.model:
+        log.info("A1111 model switched to %s", model)
+    state.model = model
+    state.options.update({k: v for k, v in data.items() if k not in UNSTORED})
+    return web.json_response(None)
+
+
+# --- txt2img / img2img -----------------------------------------------------------------
+
+async def txt2img(request: web.Request) -> web.Response:
+    body = Txt2ImgRequest.model_validate(await read_json(request))
+    return await _generate(request, body, "txt2img")
+
+
+async def img2img(request: web.Request) -> web.Response:
+    body = Img2ImgRequest.model_validate(await read_json(request))
+    check_img2img(request.config_dict[SETTINGS])
+    if not body.init_images:
+        raise InvalidRequest("init_images is required: a list with the picture to start "
+                             "from, as base64 or a data URL.", param="init_images")
+    store = request.config_dict[STORE]
+    # Arting takes one init image: the first one given is used.
+    png, _, _ = await asyncio.to_thread(
+        lambda: imaging.init_image(imaging.decode_b64(body.init_images[0], "init_images"),
+                                   "init_images"))
+    init = (await store.put(png)).hash
+    mask = None
+    if body.mask:
+        mask_png = await asyncio.to_thread(_mask, body)
+        mask = (await store.put(mask_png)).hash
+    return await _generate(request, body, "img2img", init_image=init, mask=mask,
+                           strength=body.denoising_strength)
+
+
+def _mask(body: Img2ImgRequest) -> bytes:
+    """A1111's mask (white = repaint), blurred and inverted as the request says."""
+    assert body.mask is not None
+    blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x,
+                                                                body.mask_blur_y)
+    png = imaging.mask_from_luma(imaging.decode_b64(body.mask, "mask"), "mask", blur=blur)
+    return imaging.invert_mask(png) if body.inpainting_mask_invert else png
+
+
+def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
+    scripts = list(body.alwayson_scripts or {})
+    if scripts:
+        raise InvalidRequest(f"always on script {scripts[0]} not found: this daemon runs no "
+                             "scripts (GET /sdapi/v1/scripts).", param="alwayson_scripts")
+    if body.script_name:
+        raise InvalidRequest(f"Script '{body.script_name}' not found: this daemon runs no "
+                             "scripts.", param="script_name")
+    if body.batch_size < 1 or body.n_iter < 1:
+        raise InvalidRequest("batch_size and n_iter must be at least 1.",
+                             param="batch_size" if body.batch_size < 1 else "n_iter")
+    if body.images > max_images:
+        raise InvalidRequest(f"batch_size × n_iter asks for {body.images} images; this daemon "
+                             f"makes at most {max_images} per request (max_images).",
+                             param="batch_size")
+
+
+async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
+                    **image: Any) -> web.Response:
+    settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
+    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
+    _check_request(body, settings.max_images)
+    overrides = body.override_settings or {}
+    options = {**DEFAULT_OPTIONS, **state.options, **overrides}
+    model = state.current_model(models)
+    if "sd_model_checkpoint" in overrides:
+        try:
+            model = find_model(models, overrides["sd_model_checkpoint"])
+        except ModelNotFound:  # per request, unknown names follow `unknown_models`
+            model = models.resolve_model(overrides["sd_model_checkpoint"])
+    prompt, loras, missing = prompt_loras(body.prompt, models.loras)
+    if missing:
+        log.info("A1111 request: LoRAs not found and left out: %s", ", ".join(missing))
+    seed = body.seed if body.seed >= 0 else new_seed()
+    gens = [build_generation(
+        settings, models, prompt=prompt, negative_prompt=body.negative_prompt, model=model,
+        width=body.width, height=body.height, n=body.batch_size,
+        seed=seed + i * body.batch_size, steps=body.steps, guidance=body.cfg_scale,
+        sampler=resolve_sampler(body.sampler, body.scheduler),
+        clip_skip=clip_skip_option(options["CLIP_stop_at_last_layers"]), loras=loras, **image)
+        for i in range(body.n_iter)]
+
+    batch = Batch(kind)
+    state.batches.append(batch)
+    try:
+        for gen in gens:
+            batch.jobs.append(await engine.submit(gen, source="a1111"))
+        await _wait_all(engine, batch.jobs)
+    except BaseException:
+        for job in batch.jobs:
+            engine.cancel(job)
+        raise
+    finally:
+        state.batches.remove(batch)
+
+    info = build_info(body, gens, batch)
+    images: list[str] = []
+    if body.send_images:
+        pnginfo = bool(options.get("enable_pnginfo", True))
+        store = request.config_dict[STORE]
+        done = [img for job in batch.jobs for img in job.images]
+        images = await asyncio.gather(*(asyncio.to_thread(
+            _image_b64, store.path(img.hash), info["infotexts"][i] if pnginfo else None)
+            for i, img in enumerate(done)))
+    return web.json_response({"images": images, "parameters": body.parameters(),
+                              "info": json.dumps(info)})
+
+
+async def _wait_all(engine: Engine, jobs: list[Job]) -> None:
+    """Until every job has ended; a failed one raises at once (its error). Jobs ended by
+    interrupt or skip are not an error: the answer holds the images that were made."""
+    pending = {asyncio.ensure_future(engine.wait(job)) for job in jobs}
+    try:
+        while pending:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            failed = next((j for j in jobs if j.state is JobState.FAILED and j.error), None)
+            if failed is not None:
+                raise failed.error  # type: ignore[misc]
+    finally:
+        for waiter in pending:
+            waiter.cancel()
+
+
+# --- what the answer says ----------------------------------------------------------------
+
+def reported_sampler(gen: Generation) -> tuple[str, str]:
+    """(sampler, schedule type) as A1111 v1.10 reports them: "DPM++ 2M", "Karras"."""
+    if gen.sampler.endswith(" Karras"):
+        return gen.sampler.removesuffix(" Karras"), "Karras"
+    return gen.sampler, "Automatic"
+
+
+def infotext(body: Txt2ImgRequest, gen: Generation, seed: int) -> str:
+    """A1111's infotext: prompt, negative prompt, then ``key: value`` pairs."""
+    sampler, schedule = reported_sampler(gen)
+    pairs = {"Steps": gen.steps, "Sampler": sampler, "Schedule type": schedule,
+             "CFG scale": gen.guidance, "Seed": seed, "Size": f"{gen.width}x{gen.height}",
+             "Model hash": sha256_of(gen.model)[:10], "Model": gen.model}
+    if gen.is_img2img:
+        pairs["Denoising strength"] = gen.strength
+    if gen.clip_skip > 1:
+        pairs["Clip skip"] = gen.clip_skip
+    pairs["Version"] = f"arting-2api-{__version__}"
+    lines = [body.prompt]
+    if body.negative_prompt:
+        lines.append(f"Negative prompt: {body.negative_prompt}")
+    lines.append(", ".join(f"{k}: {v}" for k, v in pairs.items()))
+    return "\n".join(lines)
+
+
+def build_info(body: Txt2ImgRequest, gens: list[Generation], batch: Batch) -> dict[str, Any]:
+    """``info`` (sent as a JSON string): what A1111's ``Processed.js()`` holds."""
+    first = gens[0]
+    all_seeds = [s for gen in gens for s in gen.seeds()]
+    made = [img.seed for job in batch.jobs for img in job.images]
+    sampler, schedule = reported_sampler(first)
+    count = len(all_seeds)
+    return {
+        "prompt": body.prompt, "all_prompts": [body.prompt] * count,
+        "negative_prompt": body.negative_prompt,
+        "all_negative_prompts": [body.negative_prompt] * count,
+        "seed": first.seed, "all_seeds": all_seeds,
+        "subseed": body.subseed if body.subseed >= 0 else first.seed,
+        "all_subseeds": [body.subseed if body.subseed >= 0 else s for s in all_seeds],
+        "subseed_strength": body.subseed_strength,
+        "width": first.width, "height": first.height, "sampler_name": sampler,
+        "cfg_scale": first.guidance, "steps": first.steps, "batch_size": body.batch_size,
+        "restore_faces": bool(body.restore_faces), "face_restoration_model": None,
+        "sd_model_name": first.model, "sd_model_hash": sha256_of(first.model)[:10],
+        "sd_vae_name": None, "sd_vae_hash": None,
+        "seed_resize_from_w": body.seed_resize_from_w,
+        "seed_resize_from_h": body.seed_resize_from_h,
+        "denoising_strength": first.strength if first.is_img2img else None,
+        "extra_generation_params": {"Schedule type": schedule},
+        "index_of_first_image": 0,
+        "infotexts": [infotext(body, first, s) for s in made],
+        "styles": body.styles or [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(batch.started)),
+        "clip_skip": first.clip_skip, "is_using_inpainting_conditioning": False,
+        "version": f"arting-2api-{__version__}",
+        "interrupted": batch.interrupted,
+    }
+
+
+def _image_b64(path: Path, parameters: str | None) -> str:
+    png = path.read_bytes()
+    if parameters is not None:
+        png = png_with_text(png, "parameters", parameters)
+    return base64.b64encode(png).decode("ascii")
+
+
+def png_with_text(png: bytes, key: str, text: str) -> bytes:
+    """The PNG with a text chunk right after its header, as A1111 writes ``parameters``
+    (tEXt when Latin-1 can hold the text, else UTF-8 iTXt); no pixel is re-encoded."""
+    if png[12:16] != b"IHDR":
+        return png
+    try:
+        kind, data = b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")
+    except UnicodeEncodeError:
+        kind, data = b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
+                                                                     zlib.crc32(kind + data))
+    return png[:33] + chunk + png[33:]
+
+
+# --- progress, interrupt, skip ----------------------------------------------------------
+
+IDLE_STATE = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "",
+              "job_count": 0, "job_timestamp": "0", "job_no": 0, "sampling_step": 0,
+              "sampling_steps": 0}
+
+
+async def progress(request: web.Request) -> web.Response:
+    """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
+    with ``job_count 0``, which clients wait for after switching models."""
+    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
+    jobs = state.jobs()
+    if not jobs:
+        return web.json_response({"progress": 0.0, "eta_relative": 0.0, "state": IDLE_STATE,
+                                  "current_image": None, "textinfo": None})
+    estimates = [engine.progress(job) for job in jobs]
+    done = sum(job.state.terminal for job in jobs)
+    current = next((j for j in jobs if not j.state.terminal), jobs[-1])
+    fraction = sum(f for f, _ in estimates) / len(jobs)
+    eta = max((e for (_, e), j in zip(estimates, jobs) if not j.state.terminal and e),
+              default=0.0)
+    steps = current.generation.steps
+    return web.json_response({
+        "progress": round(min(max(fraction, 0.01), 0.99), 4),
+        "eta_relative": round(eta, 2),
+        "state": {
+            "skipped": any(b.skipped for b in state.batches),
+            "interrupted": any(b.interrupted for b in state.batches),
+            "stopping_generation": False,
+            "job": f"Batch {min(done + 1, len(jobs))} out of {len(jobs)}",
+            "job_count": len(jobs), "job_no": done,
+            "job_timestamp": time.strftime("%Y%m%d%H%M%S",
+                                           time.localtime(state.batches[0].started)),
+            "sampling_step": int(engine.progress(current)[0] * steps),
+            "sampling_steps": steps,
+        },
+        "current_image": None,
+        "textinfo": _textinfo(engine, current),
+    })
+
+
+def _textinfo(engine: Engine, job: Job) -> str:
+    said = status_text(engine, job)
+    where = f" on Arting ({job.generation.model})" if said == "generating" else ""
+    return said.capitalize() + where
+
+
+async def interrupt(request: web.Request) -> web.Response:
+    """Stop every A1111 request in flight; each answers with the images already made."""
+    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
+    for batch in state.batches:
+        batch.interrupted = True
+        for job in batch.jobs:
+            engine.cancel(job)
+    return web.json_response({})
+
+
+async def skip(request: web.Request) -> web.Response:
+    """Drop the job each A1111 request is working on; its other iterations go on."""
+    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
+    for batch in state.batches:
+        current = next((j for j in batch.jobs if not j.state.terminal), None)
+        if current is not None:
+            batch.skipped = True
+            engine.cancel(current)
+    return web.json_response(None)
+
+
+# --- listings ---------------------------------------------------------------------------
+
+async def sd_models(request: web.Request) -> web.Response:
+    return web.json_response([
+        {"title": title(m), "model_name": m, "hash": sha256_of(m)[:10], "sha256": sha256_of(m),
+         "filename": f"{m}.safetensors", "config": None}
+        for m in request.config_dict[CATALOG].models])
+
+
+async def loras(request: web.Request) -> web.Response:
+    """Use them as in A1111, ``<lora:add_detail:0.6>`` in the prompt."""
+    return web.json_response([
+        {"name": lora, "alias": lora, "path": f"{lora}.safetensors",
+         "metadata": {"ss_output_name": name}}
+        for lora, name in request.config_dict[CATALOG].loras.items()])
+
+
+def _samplers() -> list[dict]:
+    """Arting's samplers as A1111 v1.10 lists them: Karras variants are a scheduler."""
+    names = dict.fromkeys(s.removesuffix(" Karras") for s in builtin.SAMPLERS)
+    return [{"name": n, "aliases": [], "options": {}} for n in names]
+
+
+#: Arting honours these two; others are accepted and mean "automatic".
+SCHEDULERS = [
+    {"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
+     "need_inner_model": False},
+    {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0,
+     "need_inner_model": False},
+]
+
+#: Answers that never change: what A1111 clients list, and what this daemon has none of.
+FIXED_GETS: dict[str, Any] = {
+    "/samplers": _samplers(),
+    "/schedulers": SCHEDULERS,
+    "/scripts": {"txt2img": [], "img2img": []},
+    "/script-info": [],
+    "/upscalers": [{"name": "None", "model_name": None, "model_path": None, "model_url": None,
+                    "scale": 4.0}],
+    "/latent-upscale-modes": [],
+    "/sd-vae": [],
+    "/hypernetworks": [],
+    "/face-restorers": [],
+    "/realesrgan-models": [],
+    "/prompt-styles": [],
+    "/embeddings": {"loaded": {}, "skipped": {}},
+    "/extensions": [],
+    "/cmd-flags": {"api": True, "nowebui": True},
+}
+#: POSTs that do nothing here, answered as A1111 answers them.
+FIXED_POSTS: dict[str, Any] = {
+    "/refresh-checkpoints": None, "/refresh-vae": None, "/refresh-embeddings": None,
+    "/refresh-loras": None, "/unload-checkpoint": {}, "/reload-checkpoint": {},
+}
+
+
+def _fixed(value: Any):
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(value)
+    return handler
+
+
+async def ping(request: web.Request) -> web.Response:
+    """``GET /internal/ping`` (root app): A1111's liveness check."""
+    return web.json_response({})
+
+
+def add_routes(app: web.Application) -> None:
+    app[STATE] = A1111State()
+    app.router.add_post("/txt2img", txt2img)
+    app.router.add_post("/img2img", img2img)
+    app.router.add_get("/options", get_options)
+    app.router.add_post("/options", set_options)
+    app.router.add_get("/sd-models", sd_models)
+    app.router.add_get("/loras", loras)
+    app.router.add_get("/progress", progress)
+    app.router.add_post("/interrupt", interrupt)
+    app.router.add_post("/skip", skip)
+    for path, value in FIXED_GETS.items():
+        app.router.add_get(path, _fixed(value))
+    for path, value in FIXED_POSTS.items():
+        app.router.add_post(path, _fixed(value))

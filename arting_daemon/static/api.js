@@ -1,0 +1,191 @@
+// The daemon's native job API, as the page uses it: the key, requests, errors in words,
+// and job events read with fetch() (EventSource cannot send an Authorization header,
+// and the key must never travel in a URL).
+
+const KEY_NAME = "arting-2api.api-key";
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+
+/** The API key, kept in this browser's localStorage (absent when storage is off). */
+export const apiKey = {
+  get() {
+    try { return localStorage.getItem(KEY_NAME) || ""; } catch { return ""; }
+  },
+  set(value) {
+    try { localStorage.setItem(KEY_NAME, value); return true; } catch { return false; }
+  },
+  clear() {
+    try { localStorage.removeItem(KEY_NAME); } catch { /* storage off: nothing kept */ }
+  },
+};
+
+/** The daemon's root, as this page reached it (works behind a path prefix too). */
+export const root = new URL(".", document.baseURI);
+
+export const isTerminal = (job) => TERMINAL.has(job.state);
+
+/** A failure, with a message meant for a person. */
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = null, param = null } = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.param = param;
+  }
+}
+
+let clockOffset = 0;
+
+/** The daemon's clock, in seconds (job times are the daemon's). */
+export function serverNow() {
+  return Date.now() / 1000 + clockOffset;
+}
+
+function noteClock(resp) {
+  const date = Date.parse(resp.headers.get("Date") || "");
+  if (Number.isFinite(date)) {
+    const offset = date / 1000 - Date.now() / 1000;
+    // The header has one-second resolution: only a real difference counts.
+    clockOffset = Math.abs(offset) > 2 ? offset : 0;
+  }
+}
+
+const unreachable = (detail) => new ApiError(
+  `The daemon at ${root.host} did not answer (${detail}). Is it still running?`,
+  { code: "network" });
+
+/** Turn a refused answer into an ApiError whose message says what to do. */
+async function refusal(resp) {
+  let error = {};
+  try { error = (await resp.json()).error || {}; } catch { /* not JSON: say it plainly */ }
+  const opts = { status: resp.status, code: error.code || null, param: error.param || null };
+  if (resp.status === 401) {
+    const message = apiKey.get()
+      ? "The API key was refused. Enter the key this daemon was started with " +
+        "(API_MASTER_KEY) under “API key”."
+      : "This daemon needs an API key. Enter it under “API key”.";
+    return new ApiError(message, { ...opts, code: "invalid_api_key" });
+  }
+  let message = error.message || `The daemon answered ${resp.status} ${resp.statusText}.`;
+  const retry = Number(resp.headers.get("Retry-After"));
+  if (resp.status === 429 && retry > 0) message += ` Try again in ${Math.ceil(retry)} s.`;
+  return new ApiError(message, opts);
+}
+
+async function call(method, path, { body, headers = {}, signal } = {}) {
+  const sent = new Headers(headers);
+  const key = apiKey.get();
+  if (key) sent.set("Authorization", `Bearer ${key}`);
+  if (body !== undefined) sent.set("Content-Type", "application/json");
+  let resp;
+  try {
+    resp = await fetch(new URL(`arting/v1/${path}`, root), {
+      method, headers: sent, signal, cache: "no-store",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw unreachable(err.message);
+  }
+  noteClock(resp);
+  if (!resp.ok) throw await refusal(resp);
+  return resp;
+}
+
+const json = async (promise) => (await promise).json();
+
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export const api = {
+  health: () => json(fetch(new URL("healthz", root), { cache: "no-store" })),
+  catalog: () => json(call("GET", "catalog")),
+  status: () => json(call("GET", "status")),
+  job: (id) => json(call("GET", `jobs/${encodeURIComponent(id)}`)),
+  cancel: (id) => json(call("DELETE", `jobs/${encodeURIComponent(id)}`)),
+
+  list({ limit = 12, before = null, state = null } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (before !== null) query.set("before", String(before));
+    if (state) query.set("state", state);
+    return json(call("GET", `jobs?${query}`));
+  },
+
+  /** Submit a job. A lost answer is retried once with the same Idempotency-Key,
+   *  so the retry can never start a second generation. */
+  async submit(body) {
+    const headers = { "Idempotency-Key": randomKey(), "X-Arting-Client": "web" };
+    try {
+      return await json(call("POST", "jobs", { body, headers }));
+    } catch (err) {
+      if (err.code !== "network") throw err;
+      await sleep(1000);
+      return json(call("POST", "jobs", { body, headers }));
+    }
+  },
+};
+
+export const sleep = (ms, signal) => new Promise((resolve) => {
+  const timer = setTimeout(resolve, ms);
+  signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+});
+
+/** Yield the job from its server-sent events until the stream ends. */
+async function* events(id, signal) {
+  const resp = await call("GET", `jobs/${encodeURIComponent(id)}/events`,
+                          { headers: { Accept: "text/event-stream" }, signal });
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
+        const event = parseEvent(block);
+        if (event.type === "job" && event.data) yield JSON.parse(event.data);
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+function parseEvent(block) {
+  const event = { type: "message", data: "" };
+  for (const line of block.split(/\r?\n/)) {
+    const colon = line.indexOf(":");
+    if (colon === 0) continue; // a comment
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") event.type = value;
+    else if (field === "data") event.data += (event.data ? "\n" : "") + value;
+  }
+  return event;
+}
+
+/** Follow a job to its end, calling onJob on every event. A dropped stream is
+ *  reopened (the daemon keeps the job), after telling onLost why; refusals (wrong
+ *  key, unknown job) end it. */
+export async function follow(id, onJob, onLost, signal) {
+  let last = null;
+  while (!signal.aborted) {
+    try {
+      for await (const job of events(id, signal)) {
+        last = job;
+        onJob(job);
+      }
+      if (last && isTerminal(last)) return last;
+    } catch (err) {
+      if (err.name === "AbortError") return last;
+      if (err.code !== "network" && !(err instanceof TypeError)) throw err;
+      onLost(err.code === "network" ? err : unreachable(err.message));
+    }
+    await sleep(1000, signal);
+  }
+  return last;
+}

@@ -1,0 +1,103 @@
+// The daemon's state at a glance, from /arting/v1/status.
+//
+// "Upstream reachable" is judged without calling Arting (a check call would spend the
+// account's quota and could itself be rate-limited): from the token pool's health and
+// the outcome of the most recent jobs. Before any job ran, it honestly says so.
+
+import { serverNow } from "./api.js";
+import { seconds } from "./jobs.js";
+
+/** Job error codes that mean Arting could not be reached or did not answer usefully. */
+const UNREACHABLE = new Set(["upstream_error", "upstream_timeout", "timeout", "bad_upstream_response"]);
+
+function ago(timestamp) {
+  const s = serverNow() - timestamp;
+  return s < 10 ? "just now" : `${seconds(s)} ago`;
+}
+
+/** [level, value, detail] for the upstream: ok, warn, bad or unknown. */
+export function upstreamHealth(status) {
+  const tokens = status.tokens;
+  const lastError = (state) => tokens.find((t) => t.state === state)?.last_error || "";
+  if (tokens.length && tokens.every((t) => t.state === "invalid")) {
+    return ["bad", "token refused", lastError("invalid") ||
+      "Arting refused the token: copy a fresh one from a logged-in browser (see Troubleshooting)."];
+  }
+  if (!tokens.some((t) => t.state === "ok")) {
+    if (tokens.some((t) => t.state === "blocked")) return ["bad", "Cloudflare is in the way", lastError("blocked")];
+    const wait = Math.min(...tokens.filter((t) => t.state === "cooling").map((t) => t.retry_in));
+    if (Number.isFinite(wait)) return ["warn", `rate-limited for ${seconds(wait)}`, lastError("cooling")];
+  }
+  const { succeeded_at: ok, failed_at: bad, failure } = status.last_outcomes;
+  if (bad && (!ok || bad > ok) && failure) {
+    if (UNREACHABLE.has(failure.code)) return ["bad", "not reachable", `The last job failed: ${failure.message}`];
+    return ["warn", "answering, last job failed", `The last job failed: ${failure.message}`];
+  }
+  if (ok) return ["ok", `reachable, last image ${ago(ok)}`, ""];
+  return ["unknown", "not tried yet",
+          "No job has run yet: the daemon does not call Arting just to check."];
+}
+
+function tokenSummary(tokens) {
+  const counts = {};
+  for (const t of tokens) counts[t.state] = (counts[t.state] || 0) + 1;
+  const text = Object.entries(counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  const level = counts.ok === tokens.length ? "ok" : counts.ok ? "warn" : "bad";
+  const who = tokens.length === 1 && tokens[0].anonymous ? "guest identity: " : "";
+  return [level, who + text];
+}
+
+function show(chip, level, value, title = "") {
+  chip.dataset.level = level;
+  chip.querySelector(".chip-value").textContent = value;
+  chip.title = title;
+}
+
+function modeOf(sandbox, upstream) {
+  if (sandbox) return ["info", "sandbox (Arting emulator)"];
+  if (!upstream) return ["ok", "live"];
+  let host = upstream;
+  try { host = new URL(upstream).host; } catch { /* not a URL: show it as it is */ }
+  return ["ok", `live: ${host}`];
+}
+
+export class StatusBar {
+  constructor() {
+    const $ = (id) => document.getElementById(id);
+    Object.assign(this, { upstream: $("st-upstream"), mode: $("st-mode"), tokens: $("st-tokens"),
+                          queue: $("st-queue"), version: $("version"), detail: $("status-detail") });
+  }
+
+  render(status) {
+    this.version.textContent = `version ${status.version}`;
+    const [level, value, detail] = upstreamHealth(status);
+    show(this.upstream, level, value, detail);
+    show(this.mode, ...modeOf(status.sandbox, status.upstream), status.upstream);
+    const [tokenLevel, tokenText] = tokenSummary(status.tokens);
+    show(this.tokens, tokenLevel, tokenText,
+         status.tokens.map((t) => `${t.label}: ${t.state}${t.last_error ? ` (${t.last_error})` : ""}`).join("\n"));
+    const q = status.queue;
+    const full = q.queued >= q.max_queued;
+    show(this.queue, full ? "bad" : "ok", `${q.active} running, ${q.queued} waiting${full ? " (full)" : ""}`);
+    this.say(level === "ok" || level === "unknown" ? "" : detail, level);
+  }
+
+  /** /status refused or unreachable: say why; show what the public health check tells. */
+  unavailable(err, health) {
+    const value = err.status === 401 ? "needs the API key" : "unknown";
+    for (const chip of [this.upstream, this.tokens, this.queue]) show(chip, "unknown", value);
+    if (health) {
+      this.version.textContent = `version ${health.version}`;
+      show(this.mode, ...modeOf(health.sandbox, null));
+    } else {
+      show(this.mode, "unknown", "unknown");
+    }
+    this.say(err.message, "bad");
+  }
+
+  say(text, level) {
+    this.detail.textContent = text;
+    this.detail.dataset.level = level;
+    this.detail.hidden = !text;
+  }
+}
