@@ -83,6 +83,24 @@ def via_jobs(daemon, prompt: str) -> Outcome:
                    error["type"])
 
 
+def via_sdapi(daemon, prompt: str) -> Outcome:
+    """What webuiapi and SillyTavern send to A1111's txt2img."""
+    started = time.monotonic()
+    resp = httpx.post(daemon.url + "/sdapi/v1/txt2img", json={
+        "prompt": prompt, "negative_prompt": "", "steps": 5, "batch_size": 1,
+        "width": 512, "height": 512, "sampler_name": "Euler a"}, timeout=30)
+    seconds = time.monotonic() - started
+    body = resp.json()
+    if resp.status_code == 200:
+        assert base64.b64decode(body["images"][0]).startswith(b"\x89PNG")
+        return Outcome(200, None, "", None, seconds, newest_job_error(daemon))
+    assert set(body) == {"error", "detail", "body", "errors"}, body
+    assert body["error"] == newest_job_error(daemon)    # A1111 names the class itself
+    retry_after = resp.headers.get("Retry-After")
+    return Outcome(resp.status_code, None, body["detail"],
+                   float(retry_after) if retry_after else None, seconds, body["error"])
+
+
 @dataclass(frozen=True)
 class Facade:
     drive: Callable[..., Outcome]
@@ -94,7 +112,8 @@ FACADES = {
     "openai": Facade(via_openai, lambda err: 200 if err is None else err.status),
     "jobs": Facade(via_jobs, lambda err: 202),   # the job API answers the submit; the
                                                   # job itself carries the error
-    # "sdapi": Facade(via_sdapi, a1111_status),   ← the A1111 facade, once it lands
+    "sdapi": Facade(via_sdapi, lambda err: 200 if err is None else   # A1111: any exception
+                    err.status if err.status < 500 else 500),     # is a 500 there
 }
 
 

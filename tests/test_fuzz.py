@@ -8,11 +8,14 @@ truncated JSON, raw bytes, random multipart, under assorted Content-Types. Valid
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -40,7 +43,8 @@ def live(make_module_daemon):
     root.addHandler(capture)
     root.setLevel(logging.INFO)          # every library's warnings and errors ...
     ours.setLevel(logging.DEBUG)         # ... and every line of ours
-    daemon = make_module_daemon(max_queued_jobs=4, max_body_mb=0.25)
+    daemon = make_module_daemon(max_queued_jobs=4, max_body_mb=0.25, poll_first_delay=0,
+                                poll_min_interval=0.005)
     try:
         with httpx.Client(base_url=daemon.url, timeout=30) as client:
             yield daemon, client, capture
@@ -57,6 +61,7 @@ def png(size=(40, 30)) -> bytes:
 
 
 PNG = png()
+PNG_B64 = base64.b64encode(PNG).decode()
 
 huge = st.sampled_from([2**63, -2**63 - 1, 10**400, -(10**400)])
 surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1,
@@ -88,7 +93,26 @@ near = {
     "negative_prompt": st.text(max_size=20),
     "init_image": st.sampled_from(["", "data:image/png;base64,AAAA", "not base64!",
                                    "http://169.254.169.254/latest"]) | st.text(max_size=20),
-    "mask": st.text(max_size=20),
+    "mask": st.text(max_size=20) | st.just(PNG_B64),
+    # AUTOMATIC1111's names
+    "batch_size": st.integers(-2, 10), "n_iter": st.integers(-2, 10) | huge,
+    "sampler_name": st.sampled_from(["Euler a", "DPM++ 2M Karras", "nope"]),
+    "scheduler": st.sampled_from(["Karras", "Automatic", "x"]),
+    "denoising_strength": st.floats(), "mask_blur": st.integers(-5, 500) | huge,
+    "inpainting_mask_invert": st.integers(-1, 3),
+    "init_images": st.lists(st.sampled_from([PNG_B64, "data:image/png;base64," + PNG_B64,
+                                             "", "AAAA", "not base64"]), max_size=2),
+    "override_settings": st.fixed_dictionaries({}, optional={
+        "sd_model_checkpoint": json_values, "CLIP_stop_at_last_layers": json_values}),
+    "alwayson_scripts": st.dictionaries(st.text(max_size=5), json_values, max_size=1),
+    "sd_model_checkpoint": st.sampled_from(["oneFORALLAnime", "asyncsMIX_v7.safetensors",
+                                            "nope"]) | json_values,
+    "CLIP_stop_at_last_layers": st.integers(-1, 14) | json_values,
+    # chat
+    "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system",
+                                                                        "assistant", ""]),
+                                                "content": json_values | st.text()}),
+                         max_size=3) | json_values,
 }
 
 
@@ -152,27 +176,55 @@ def multipart_requests(draw):
     return {"data": fields, "files": files}
 
 
+def openai_shape(body: Any) -> bool:
+    return set(body["error"]) >= {"message", "type", "code"}
+
+
+def a1111_shape(body: Any) -> bool:
+    return isinstance(body, dict) and "detail" in body
+
+
 @dataclass(frozen=True)
 class Endpoint:
     path: str
     requests: st.SearchStrategy
+    error_shape: Callable[[Any], bool]      # the protocol's own error body
+    refused: int                            # its status for a request it cannot take
 
 
 IMAGE_FIELDS = ["prompt", "model", "n", "size", "response_format", "stream", "quality",
                 "style", "user", "negative_prompt", "seed", "steps", "guidance", "cfg_scale",
                 "sampler", "clip_skip", "loras", "lora_ids", "lora_weight", "nsfw", "strength"]
+CHAT_FIELDS = ["model", "messages", "stream", "size", "n", "seed", "negative_prompt",
+               "steps", "guidance", "loras", "user"]
 JOB_FIELDS = ["prompt", "negative_prompt", "model", "width", "height", "size", "n", "seed",
               "steps", "guidance", "sampler", "clip_skip", "loras", "nsfw", "init_image",
               "mask", "strength"]
+TXT2IMG_FIELDS = ["prompt", "negative_prompt", "seed", "sampler_name", "scheduler",
+                  "batch_size", "n_iter", "steps", "cfg_scale", "width", "height",
+                  "override_settings", "alwayson_scripts", "send_images", "styles"]
+IMG2IMG_FIELDS = [*TXT2IMG_FIELDS, "init_images", "denoising_strength", "mask", "mask_blur",
+                  "inpainting_mask_invert"]
+OPTIONS_FIELDS = ["sd_model_checkpoint", "CLIP_stop_at_last_layers", "samples_format",
+                  "enable_pnginfo"]
+A1111_VALID = {"prompt": "a fox", "width": 256, "height": 256, "steps": 5}
 
 ENDPOINTS = {
     "openai generations": Endpoint("/v1/images/generations", raw_requests(
-        IMAGE_FIELDS, {"prompt": "a fox", "size": "256x256", "response_format": "url"})),
-    "openai edits": Endpoint("/v1/images/edits", multipart_requests()),
+        IMAGE_FIELDS, {"prompt": "a fox", "size": "256x256", "response_format": "url"}),
+        openai_shape, 400),
+    "openai edits": Endpoint("/v1/images/edits", multipart_requests(), openai_shape, 400),
+    "openai chat": Endpoint("/v1/chat/completions", raw_requests(
+        CHAT_FIELDS, {"model": "oneFORALLAnime", "size": "256x256",
+                      "messages": [{"role": "user", "content": "a fox"}]}), openai_shape, 400),
     "native jobs": Endpoint("/arting/v1/jobs", raw_requests(
-        JOB_FIELDS, {"prompt": "a fox", "width": 256, "height": 256})),
-    # the A1111 facade, once it lands:
-    # "a1111 txt2img": Endpoint("/sdapi/v1/txt2img", raw_requests(TXT2IMG_FIELDS, {...})),
+        JOB_FIELDS, {"prompt": "a fox", "width": 256, "height": 256}), openai_shape, 400),
+    "a1111 txt2img": Endpoint("/sdapi/v1/txt2img", raw_requests(TXT2IMG_FIELDS, A1111_VALID),
+                              a1111_shape, 422),
+    "a1111 img2img": Endpoint("/sdapi/v1/img2img", raw_requests(
+        IMG2IMG_FIELDS, {**A1111_VALID, "init_images": [PNG_B64]}), a1111_shape, 422),
+    "a1111 options": Endpoint("/sdapi/v1/options", raw_requests(
+        OPTIONS_FIELDS, {"sd_model_checkpoint": "oneFORALLAnime"}), a1111_shape, 422),
 }
 
 
@@ -191,13 +243,12 @@ def test_no_5xx_and_no_traceback(live, name):
         statuses[resp.status_code] += 1
         assert resp.status_code < 500, (resp.status_code, resp.text[:500], request)
         assert "Traceback" not in resp.text and 'File "' not in resp.text, resp.text[:500]
-        if resp.status_code >= 400 and resp.headers.get("content-type", "").startswith(
-                "application/json"):
-            assert set(resp.json()["error"]) >= {"message", "type", "code"}
+        if resp.status_code >= 400:
+            assert endpoint.error_shape(resp.json()), resp.text[:500]
 
     post()
     assert sum(statuses.values()) >= EXAMPLES
-    assert statuses[400] > EXAMPLES / 3, statuses           # mostly refused, as it should
+    assert statuses[endpoint.refused] > EXAMPLES / 3, statuses   # mostly refused, rightly
     problems = [r for r in capture.records[first_record:]
                 if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
     assert not problems, [f"{r.name}: {r.getMessage()}" for r in problems[:5]]

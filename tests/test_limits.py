@@ -17,6 +17,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from arting_daemon.facades.sdapi_errors import FIELDS as A1111_FIELDS
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -34,11 +36,35 @@ def openai_shape(resp: httpx.Response) -> Refusal:
                    resp.headers.get("Retry-After"))
 
 
+def a1111_shape(resp: httpx.Response) -> Refusal:
+    body = resp.json()
+    if resp.status_code == 422:                    # FastAPI's validation shape
+        (detail,) = body["detail"]
+        assert detail["loc"][0] == "body" and detail["type"] == "value_error"
+        param = detail["loc"][1] if len(detail["loc"]) > 1 else None
+        return Refusal(422, param, detail["msg"], resp.headers.get("Retry-After"))
+    assert set(body) == {"error", "detail", "body", "errors"}
+    return Refusal(resp.status_code, None, body["detail"], resp.headers.get("Retry-After"))
+
+
+def a1111_body(body: dict) -> dict:
+    """The same request in A1111's words: batch_size for n, width and height for size."""
+    out = {"prompt": body["prompt"], "steps": 5}
+    if "n" in body:
+        out["batch_size"] = body["n"]
+    if "size" in body:
+        width, _, height = body["size"].partition("x")
+        out["width"], out["height"] = int(width), int(height)
+    return out
+
+
 @dataclass(frozen=True)
 class Protocol:
     send: Callable[[object, dict], httpx.Response]
     read: Callable[[httpx.Response], Refusal]
     status: Callable[[int], int] = lambda generic: generic   # its status for a generic one
+    param: Callable[[str | None], str | None] = lambda p: p  # its name for a field
+    sizes: bool = True                                        # has a WIDTHxHEIGHT field
 
 
 PROTOCOLS = {
@@ -46,7 +72,10 @@ PROTOCOLS = {
                        openai_shape),
     "jobs": Protocol(lambda d, body: httpx.post(d.url + "/arting/v1/jobs", json=body),
                      openai_shape),
-    # "sdapi": Protocol(send_txt2img, a1111_shape, lambda s: 422 if s == 400 else s),  ← later
+    "sdapi": Protocol(lambda d, body: httpx.post(d.url + "/sdapi/v1/txt2img",
+                                                 json=a1111_body(body)),
+                      a1111_shape, status=lambda s: 422 if s == 400 else s,
+                      param=lambda p: A1111_FIELDS.get(p, p) if p else None, sizes=False),
 }
 
 
@@ -69,7 +98,7 @@ LIMITS = [
           "max_prompt_chars"),
     Limit("images per request", {"max_images": 2}, {"prompt": "p", "n": 3}, 400, "n",
           "max_images"),
-    Limit("size format", {}, {"prompt": "p", "size": "large"}, 400, "size", "WIDTHxHEIGHT"),
+    Limit("size format", {}, {"prompt": "p", "size": "big"}, 400, "size", "WIDTHxHEIGHT"),
     Limit("absurd size", {}, {"prompt": "p", "size": "0x512"}, 400, "size", "positive"),
     Limit("queue length", {"max_active_jobs": 1, "max_queued_jobs": 0}, {"prompt": "p"}, 429,
           None, "max_queued_jobs", sandbox={"generation_time": 2.0}, busy=True),
@@ -84,9 +113,11 @@ def test_refusal_names_the_limit(make_daemon, limit: Limit, protocol: str):
         assert httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "busy"}
                           ).status_code == 202
     proto = PROTOCOLS[protocol]
+    if limit.name == "size format" and not proto.sizes:
+        pytest.skip("this protocol has no WIDTHxHEIGHT field")
     refusal = proto.read(proto.send(daemon, limit.body))
     assert refusal.status == proto.status(limit.status), refusal
-    assert refusal.param == limit.param, refusal
+    assert refusal.param == proto.param(limit.param), refusal
     assert limit.words in refusal.message, refusal
     if limit.status == 429:
         assert refusal.retry_after and int(refusal.retry_after) >= 1

@@ -173,3 +173,30 @@ def test_every_error_survives_the_journal(cls):
     assert type(again) is cls
     assert again.to_dict() == err.to_dict()
     assert (again.status, again.code, again.retry_after) == (err.status, err.code, 3.0)
+
+
+async def test_the_same_image_stored_twice_at_once(tmp_path, monkeypatch):
+    """Two jobs with the same prompt and seed finish together: both stores must succeed
+    (the fuzzer caught the second one failing on a temporary file they shared). The
+    barrier makes both writers reach the rename only after both have written."""
+    import asyncio
+    import io
+    import threading
+
+    from PIL import Image
+
+    from arting_daemon import store as store_module
+    both_written = threading.Barrier(2, timeout=5)
+    rename = store_module.os.replace
+
+    def replace_after_both(src, dst):
+        both_written.wait()
+        rename(src, dst)
+    monkeypatch.setattr(store_module.os, "replace", replace_after_both)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(buf, "PNG")
+    store = store_module.ImageStore(tmp_path)
+    first, second = await asyncio.gather(store.put(buf.getvalue()), store.put(buf.getvalue()))
+    assert first.hash == second.hash and store.exists(first.hash)
+    assert [p.name for p in (tmp_path / "images").rglob("*") if p.is_file()] == [
+        f"{first.hash}.png"]

@@ -170,7 +170,7 @@ def test_kill_9_mid_job_then_restart_gets_the_image(emulator, daemons):
 def test_kill_9_while_submitting_never_sends_the_job_twice(emulator, daemons):
     """The create may or may not have reached Arting: sending it again could make a
     second (paid) job, so after the restart the job fails, saying to submit it again."""
-    emulator.sandbox.add_fault("slow", route="create", delay=1.0, count=1)
+    emulator.sandbox.add_fault("slow", route="create", delay=3.0, count=1)
     first = daemons(emulator.url)
     job_id = submit(first, "in the air at the crash")
     wait_journaled(daemons.data, job_id, "submitting")
@@ -179,9 +179,9 @@ def test_kill_9_while_submitting_never_sends_the_job_twice(emulator, daemons):
 
     second = daemons(emulator.url)
     job = wait_done(second, job_id)
-    assert job["state"] == "failed" and "submit it again" in job["error"]["message"]
-    time.sleep(1.0)                                            # the slow create lands
-    assert len(emulator.sandbox.requests_for("create")) == 1
+    assert job["state"] == "failed" and "submit it again" in job["error"]["message"], job
+    time.sleep(0.3)
+    assert len(emulator.sandbox.requests_for("create")) == 1  # the one still in the air
 
 
 def test_sigterm_finishes_jobs_within_the_grace_and_journals_the_rest(emulator, daemons):

@@ -60,6 +60,8 @@ def test_no_secret_in_logs_errors_metrics_or_the_journal(daemon, caplog):
             seen.append(client.images.generate(prompt="p", response_format="url").to_json())
         except openai.APIStatusError as exc:
             seen.append(exc.response.text)
+        seen.append(httpx.post(daemon.url + "/sdapi/v1/txt2img", json={"prompt": "r"},
+                               headers=key, timeout=30).text)
         job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "q"}, headers=key)
         seen.append(job.text)
         for _ in range(100):
