@@ -1,4 +1,5 @@
-"""Every fault the Arting emulator can inject, through every facade.
+"""Every fault the Arting emulator can inject, through every facade: OpenAI images and
+chat, the native job API, AUTOMATIC1111.
 
 Each case sets up the emulator (faults, or one of its modes), makes one request the
 way that protocol's clients do, and checks what the client sees — the HTTP status in
@@ -65,6 +66,23 @@ def via_openai(daemon, prompt: str) -> Outcome:
     return Outcome(200, None, "", None, seconds, newest_job_error(daemon))
 
 
+def via_chat(daemon, prompt: str) -> Outcome:
+    """A chat app asking for a picture (Open WebUI, NextChat), through the openai SDK."""
+    client = openai.OpenAI(base_url=daemon.v1, api_key="unused", max_retries=0, timeout=30)
+    started = time.monotonic()
+    try:
+        resp = client.chat.completions.create(model="oneFORALLAnime",
+                                              messages=[{"role": "user", "content": prompt}])
+    except openai.APIStatusError as exc:
+        retry_after = exc.response.headers.get("retry-after")
+        return Outcome(exc.status_code, exc.code, exc.message,
+                       float(retry_after) if retry_after else None,
+                       time.monotonic() - started, newest_job_error(daemon))
+    seconds = time.monotonic() - started
+    assert "/arting/v1/images/" in resp.choices[0].message.content
+    return Outcome(200, None, "", None, seconds, newest_job_error(daemon))
+
+
 def via_jobs(daemon, prompt: str) -> Outcome:
     started = time.monotonic()
     resp = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": prompt})
@@ -110,6 +128,7 @@ class Facade:
 
 FACADES = {
     "openai": Facade(via_openai, lambda err: 200 if err is None else err.status),
+    "chat": Facade(via_chat, lambda err: 200 if err is None else err.status),
     "jobs": Facade(via_jobs, lambda err: 202),   # the job API answers the submit; the
                                                   # job itself carries the error
     "sdapi": Facade(via_sdapi, lambda err: 200 if err is None else   # A1111: any exception

@@ -143,8 +143,9 @@ def test_sizes_past_the_limits_are_fitted_not_refused(make_daemon):
 
 def test_a_side_too_big_for_a_float_is_refused_not_a_crash(daemon):
     """It once raised OverflowError in the size rule (HTTP 500)."""
-    resp = httpx.post(daemon.url + "/arting/v1/jobs", content=b'{"prompt": "p", "width": 1'
-                      + b"0" * 400 + b', "height": 5}', headers={"Content-Type": "application/json"})
+    body = b'{"prompt": "p", "width": 1' + b"0" * 400 + b', "height": 5}'
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", content=body,
+                      headers={"Content-Type": "application/json"})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "size"
 
 
