@@ -57,11 +57,14 @@ def test_a1111_style_basic_auth_with_the_key_as_password(make_daemon):
 
 
 def test_metrics_need_the_key_when_keys_are_set(make_daemon):
-    daemon = make_daemon(api_keys=KEYS)
+    daemon = make_daemon(api_keys=KEYS, basic_auth=["prometheus:scrape-pass"])
     refused = httpx.get(daemon.url + "/metrics")
     assert refused.status_code == 401 and "Bearer" in refused.headers["WWW-Authenticate"]
+    assert httpx.get(daemon.url + "/metrics", auth=("prometheus", "nope")).status_code == 401
     ok = httpx.get(daemon.url + "/metrics", headers={"Authorization": f"Bearer {KEYS[1]}"})
     assert ok.status_code == 200 and ok.text.startswith("# HELP")
+    assert httpx.get(daemon.url + "/metrics",
+                     auth=("prometheus", "scrape-pass")).status_code == 200
     assert httpx.get(daemon.url + "/readyz").status_code == 200     # probes stay open
     assert httpx.get(daemon.url + "/healthz").status_code == 200
 

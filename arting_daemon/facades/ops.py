@@ -1,6 +1,6 @@
 """What the operator sees: ``/metrics``, ``/readyz`` and the token admin API.
 
-* ``GET /metrics`` — Prometheus text format; needs the API key when keys are set
+* ``GET /metrics`` — Prometheus text format; needs a key (or Basic pair) when set
 * ``GET /readyz`` — can this daemon take jobs now? Never calls Arting.
 * ``GET /arting/v1/admin/tokens`` — every token's health, and the Cloudflare clearance
 * ``POST /arting/v1/admin/tokens/probe`` — probe the unhealthy tokens now
@@ -22,10 +22,10 @@ from ..upstream.tokens import TokenState
 
 async def metrics(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
-    if not auth.is_authorized(request, settings):
+    if not auth.is_authorized(request, settings, basic=True):
         raise web.HTTPUnauthorized(
             text="Send the daemon's API key as `Authorization: Bearer <key>` (in Prometheus: "
-                 "`authorization: {credentials: <key>}`).\n",
+                 "`authorization: {credentials: <key>}`), or a `basic_auth` pair.\n",
             headers={"WWW-Authenticate": 'Bearer realm="arting-2api"'})
     body = request.config_dict[ENGINE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
