@@ -19,9 +19,10 @@ def skip_install():
 def problems():
     if sys.version_info < (3, 10):
         yield f"needs Python 3.10 or newer; this SD-WebUI runs {sys.version.split()[0]}."
-    if not (HERE / "arting_webui" / "daemon_client.py").is_file():
-        yield ("arting_webui/daemon_client.py is missing: install the extension from a full "
-               "arting-2api checkout with `python install.py --webui <webui folder>`.")
+    for shared in ("daemon_client.py", "catalog.py"):  # links into the ComfyUI pack
+        if not (HERE / "arting_webui" / shared).is_file():
+            yield (f"arting_webui/{shared} is missing: install the extension from a full "
+                   "arting-2api checkout with `python install.py --webui <webui folder>`.")
 
 
 def main():

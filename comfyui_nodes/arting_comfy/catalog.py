@@ -1,8 +1,10 @@
-"""What the node offers, known without asking the daemon.
+"""What the plugins offer, known without asking the daemon.
 
-``INPUT_TYPES`` runs on every ``/object_info`` request and at validation, so its
-choices must be static. This is a copy of the daemon's built-in catalogue
-(``arting_daemon/catalog.py``) and default limits; a test keeps the two in step.
+ComfyUI's ``INPUT_TYPES`` runs on every ``/object_info`` request and SD-WebUI builds
+its UI at start-up, so their choices must be static, and neither host has the daemon
+package installed. This is the plugins' one copy of the daemon's built-in catalogue
+(``arting_daemon/catalog.py``) and default limits — the SD-WebUI extension links to this
+file, as it does to ``daemon_client.py`` — and a test keeps the two in step.
 """
 
 from __future__ import annotations

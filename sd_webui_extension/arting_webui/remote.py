@@ -16,7 +16,7 @@ from typing import Any
 
 from . import encode, glue, infotext, settings
 from .choices import DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, NO_LORA, sampler_name
-from .daemon_client import DaemonClient, JobCancelled
+from .daemon_client import DaemonClient, JobCancelled, status_line
 
 POLL_INTERVAL = 0.5
 CLIENT_NAME = "sd-webui"
@@ -115,7 +115,7 @@ class Progress:
     def update(self, job: dict) -> None:
         done = job.get("progress") or 0.0
         self.state.sampling_step = min(self.steps, int(done * self.steps))
-        self.state.textinfo = status(job)
+        self.state.textinfo = f"Arting: {status_line(job)}"
 
     def cancel_requested(self) -> bool:
         return bool(self.state.interrupted or self.state.skipped)
@@ -135,21 +135,6 @@ class Progress:
         """Leave nothing of ours behind, however the run ended."""
         self.state.textinfo = None
         self.state.sampling_step = 0
-
-
-def status(job: dict) -> str:
-    state, eta = job.get("state"), job.get("eta_seconds")
-    left = f", about {eta:.0f} s left" if isinstance(eta, (int, float)) and eta >= 1 else ""
-    if state == "queued":
-        place = job.get("queue_position")
-        return f"Arting: waiting in the daemon's queue{f' (#{place})' if place else ''}{left}"
-    if state == "submitting":
-        return f"Arting: sending the job{left}"
-    if state == "running":
-        return f"Arting: generating{left}"
-    if state == "downloading":
-        return "Arting: fetching the images"
-    return f"Arting: {state}"
 
 
 def run(p: Any, args: Sequence[Any]) -> Any:

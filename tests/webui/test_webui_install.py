@@ -17,7 +17,7 @@ from webui_harness import EXTENSION, installed, load
 from webui_stubs import A1111, Host
 
 ROOT = EXTENSION.parent
-SHARED_CLIENT = ROOT / "comfyui_nodes" / "arting_comfy" / "daemon_client.py"
+SHARED = ROOT / "comfyui_nodes" / "arting_comfy"
 
 
 def project_installer():
@@ -31,10 +31,11 @@ def extension_sources() -> list[Path]:
     return sorted(p for p in EXTENSION.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def test_the_client_is_one_file_shared_with_the_node_pack():
-    link = EXTENSION / "arting_webui" / "daemon_client.py"
+@pytest.mark.parametrize("name", ["daemon_client.py", "catalog.py"])
+def test_client_and_catalogue_are_one_file_shared_with_the_node_pack(name):
+    link = EXTENSION / "arting_webui" / name
     assert link.is_symlink() and not os.path.isabs(os.readlink(link))
-    assert link.resolve() == SHARED_CLIENT.resolve()
+    assert link.resolve() == (SHARED / name).resolve()
 
 
 def test_linked_into_a_webui_folder_it_loads_and_runs(host, tmp_path, monkeypatch, daemon):
@@ -61,8 +62,9 @@ def test_where_links_are_not_allowed_the_copy_carries_the_client(host, tmp_path,
     webui.mkdir()
     project_installer().link(EXTENSION, webui, "extensions", "arting-2api")
     copied = webui / "extensions" / "arting-2api"
-    client = copied / "arting_webui" / "daemon_client.py"
-    assert not copied.is_symlink() and client.is_file() and not client.is_symlink()
+    for shared in ("daemon_client.py", "catalog.py"):
+        copy = copied / "arting_webui" / shared
+        assert not copied.is_symlink() and copy.is_file() and not copy.is_symlink()
     arting = load(host, copied, monkeypatch)
     arting.point_at(daemon.url)
     assert arting.txt2img(prompt="p", seed=4, steps=5)[1].all_seeds == [4]

@@ -219,7 +219,7 @@ def test_state_moves_while_it_waits(arting, make_daemon):
     assert state.seen("sampling_steps") == [20]
     assert 0 < max(state.seen("sampling_step")) <= 20
     texts = [t for t in state.seen("textinfo") if t]
-    assert any(t.startswith("Arting: generating") for t in texts)
+    assert any(t.startswith("Arting: Generating") for t in texts)
     assert state.textinfo is None and state.sampling_step == 0
     assert state.current_image is not None  # the live preview showed each result
 
