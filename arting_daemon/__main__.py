@@ -39,13 +39,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class CannotListen(Exception):
+    """The address or port is taken (or not ours to use)."""
+
+
 async def serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CannotListen(exc.strerror or str(exc)) from None
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
     mode = " (sandbox: no account needed, nothing leaves this machine)" \
@@ -81,10 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
-        print(f"arting-daemon: cannot listen on {settings.host}:{settings.port}: "
-              f"{exc.strerror or exc}. Is another daemon running? Pick another port with "
-              "--port or ARTING_PORT.", file=sys.stderr)
+    except CannotListen as exc:
+        print(f"arting-daemon: cannot listen on {settings.host}:{settings.port}: {exc}. "
+              "Is another daemon running? Pick another port with --port or ARTING_PORT.",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a data directory we may not write to
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"arting-daemon: {exc.strerror or exc}{where}; check `data_dir` "
+              "(--data-dir, ARTING_DATA_DIR).", file=sys.stderr)
         return 1
     return 0
 
