@@ -14,6 +14,7 @@ import io
 import os
 import re
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,8 @@ class ImageStore:
         path = self.path(digest)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
+            # one temporary name per call: two puts of the same bytes may run at once
+            tmp = path.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(png)
             os.replace(tmp, path)
         width, height = png_size(png) or (0, 0)
