@@ -83,7 +83,7 @@ async def image_b64(request: web.Request, digest: str) -> str:
 
 @dataclass(frozen=True)
 class StoredB64:
-    """Stands in a JSON answer for the base64 of a stored image (see ``json_with_images``)."""
+    """Stands in a JSON answer for the base64 of a stored image (see ``render_json``)."""
 
     digest: str
 
