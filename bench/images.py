@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from PIL import Image, ImageOps

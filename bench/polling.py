@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from arting_daemon.config import Settings
-from arting_daemon.timing import DurationStats, quantile
+from arting_daemon.timing import DurationStats
 
 from . import procs
 from .clients import DirectClient, closed_loop, create_body, daemon_images, session

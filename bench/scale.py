@@ -136,7 +136,8 @@ async def run(mode: str, workdir: Path) -> Section:
         section.figures.insert(3, Figure(
             "event-loop lag p99 while all jobs wait", pct(waiting_lag, 99) * 1000, "ms",
             pct(idle_lag, 99) * 1000, "idle"))
+    per_job = (peak - idle_rss) / size.jobs / 1024
     section.notes.append(f"{len(burst_lag)} lag samples (10 ms probe) during the run, "
-                         f"{len(waiting_lag)} while all jobs waited; "
-                         f"memory per job in flight ≈ {(peak - idle_rss) / size.jobs / 1024:.0f} KB")
+                         f"{len(waiting_lag)} while all jobs waited; memory per job in "
+                         f"flight ≈ {per_job:.0f} KB")
     return section
