@@ -2,7 +2,7 @@
 
 Runs the benchmarks against the Arting emulator and prints every figure beside its
 baseline (measured in the same run), the ratio, and the target. Names: latency,
-scale, polling, startup, images (default: all, in that order; about 5 minutes).
+scale, polling, startup, images (default: all, in that order; about 4 minutes).
 ``--quick`` runs shorter variants (about 2 minutes); ``--smoke`` the tiniest (seconds;
 what the test suite runs so the code cannot rot — its numbers mean nothing).
 """
