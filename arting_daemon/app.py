@@ -123,8 +123,11 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
 
     journal = Journal(settings.data_dir / "jobs.sqlite3")
     await journal.open()
+    # At most 64 upstream exchanges in flight per host: ample for Arting (~400 polls/s
+    # at a 150 ms round trip), and it bounds how many answers one turn of the event loop
+    # handles when thousands of jobs finish together (see bench/RESULTS.md, scale).
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
         cookie_jar=aiohttp.DummyCookieJar())
     store = ImageStore(settings.data_dir)
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,

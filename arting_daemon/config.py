@@ -181,6 +181,11 @@ class Settings(BaseModel):
                                   "Shortest pause between two polls of one job.", gt=0)
     poll_max_interval: float = _s(5.0, "ARTING_POLL_MAX_INTERVAL",
                                   "Longest pause between two polls of one job.", gt=0)
+    poll_rate: float = _s(0.5, "ARTING_POLL_RATE",
+                          "Polls Arting may get per second of generation, on average over "
+                          "recent jobs; the schedule spends them where jobs usually finish. "
+                          "Higher notices finished jobs sooner (see bench/RESULTS.md).",
+                          gt=0, le=10)
     shutdown_grace: float = _s(10.0, "ARTING_SHUTDOWN_GRACE",
                                "Seconds running jobs get to finish on SIGTERM; unfinished "
                                "ones resume at the next start.", ge=0)

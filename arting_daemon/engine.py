@@ -413,6 +413,9 @@ class Engine:
         attempt = 0
         while True:
             try:
+                # Arting starts the job between sending and answering; under load the
+                # answer can be late, so the job's clock starts at the sending.
+                sent = time.time()
                 job.request_id = await self.upstream.create(gen, lease.token.secret, image_url)
                 break
             except ArtingError as exc:
@@ -431,7 +434,7 @@ class Engine:
                 log.info("create attempt %d of job %s failed (%s); sending it again with %s",
                          attempt, job.id, type(exc).__name__, lease.token.label)
         await self.pool.report(lease.token, None)
-        job.submitted_at = time.time()
+        job.submitted_at = sent
         self._save(job)
 
     async def _switch_token(self, job: Job, lease: _Lease, exc: ArtingError,
@@ -463,11 +466,13 @@ class Engine:
         schedule = self.stats.schedule(gen.model, gen.width, gen.height)
         submitted = job.submitted_at or time.time()
         failures = refusals = 0
+        pending = None      # when the last poll that found the job running was sent
         while True:
             elapsed = time.time() - submitted
-            delay = (schedule.next_delay(elapsed) if failures == 0 else
+            delay = (schedule.next_delay(elapsed, job.polls) if failures == 0 else
                      min(self.settings.poll_max_interval, _backoff(failures, None)))
             await asyncio.sleep(delay)
+            sent = time.time() - submitted
             try:
                 result = await self.upstream.poll(job.request_id or "", token.secret,
                                                   gen.is_img2img)
@@ -494,8 +499,10 @@ class Engine:
             failures = refusals = 0
             job.polls += 1
             if result.done:
-                self.stats.record(gen.model, gen.width, gen.height, time.time() - submitted)
+                self.stats.record(gen.model, gen.width, gen.height,
+                                  schedule.finished_at(sent, pending))
                 return result.urls
+            pending = sent
 
     async def _download(self, job: Job, urls: list[str], deadline: float) -> None:
         job.output_urls = urls

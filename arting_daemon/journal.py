@@ -2,7 +2,8 @@
 
 One thread owns the connection. Writes are queued and committed in batches by a
 writer task (the last record of a job wins), so a state change costs the event loop
-a queue put, not a disk sync.
+a queue put, not a disk sync; the writer waits ``LINGER`` after the first record of
+a batch, so the changes that come within a few milliseconds share one transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs (idempotency_key)
 """
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+#: Seconds the writer waits after a record arrives, so the handful of changes a job
+#: goes through in a few milliseconds are committed together, not one by one.
+LINGER = 0.005
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,8 @@ class Journal:
     async def _write_loop(self) -> None:
         while True:
             first = await self._queue.get()
+            if first is not None:
+                await asyncio.sleep(LINGER)     # one transaction for what comes with it
             batch = [first]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())

@@ -1,20 +1,27 @@
 """What we learn from how long Arting takes: ETAs, progress, and when to poll.
 
 Recent generation times are kept per model and size class. They give each job an
-expected duration (for progress bars and ETAs) and a polling schedule: stay quiet
-while a job almost surely is not done yet, poll briskly where jobs usually finish,
-and back off for the long tail. That costs fewer polls than a fixed interval and
-notices a finished job sooner.
+expected duration (for progress bars and ETAs) and a polling schedule that spends a
+fixed budget of polls (``poll_rate`` per second of generation) where they notice a
+finished job soonest: none while a job almost surely is not done yet, the most where
+recent jobs most often finished, fewer and fewer in the long tail.
 """
 
 from __future__ import annotations
 
+import math
+import random
+from bisect import bisect_left, bisect_right
 from collections import deque
 
 from .config import Settings
 
-HISTORY = 64        # durations remembered per key
-MIN_SAMPLES = 5     # before this many, the schedule uses the global history or defaults
+HISTORY = 64          # durations remembered per key
+MIN_SAMPLES = 5       # before this many, the schedule uses the global history or defaults
+SPREAD = 0.1          # half-width, in quantiles, of the window the density is read over
+IMMEDIATE = 0.005     # a first poll due sooner than this (seconds) is sent at once
+MIN_POLLS = 2         # polls any job may have, however short
+FIRST_POLL_LATEST = 0.25  # the first poll comes when at most this share of jobs is done
 
 
 def size_class(width: int, height: int) -> str:
@@ -29,16 +36,25 @@ class DurationStats:
         self.settings = settings
         self._by_key: dict[tuple[str, str], deque[float]] = {}
         self._all: deque[float] = deque(maxlen=HISTORY)
+        self._recorded: dict[tuple[str, str] | None, int] = {}
+        self._schedules: dict[tuple[str, str] | None, tuple[int, PollSchedule]] = {}
 
     def record(self, model: str, width: int, height: int, seconds: float) -> None:
         key = (model, size_class(width, height))
         self._by_key.setdefault(key, deque(maxlen=HISTORY)).append(seconds)
         self._all.append(seconds)
+        for k in (key, None):
+            self._recorded[k] = self._recorded.get(k, 0) + 1
+
+    def _source(self, model: str, width: int, height: int) -> tuple[str, str] | None:
+        """The history to use: this kind of job's own, else (None) all jobs'."""
+        key = (model, size_class(width, height))
+        return key if len(self._by_key.get(key, ())) >= MIN_SAMPLES else None
 
     def samples(self, model: str, width: int, height: int) -> list[float]:
         """Sorted durations for this kind of job (falling back to all jobs)."""
-        own = self._by_key.get((model, size_class(width, height)), ())
-        return sorted(own if len(own) >= MIN_SAMPLES else self._all)
+        source = self._source(model, width, height)
+        return sorted(self._all if source is None else self._by_key[source])
 
     def expected(self, model: str, width: int, height: int) -> float:
         data = self.samples(model, width, height)
@@ -50,7 +66,20 @@ class DurationStats:
         return quantile(data, 0.5) if data else self.settings.expected_duration
 
     def schedule(self, model: str, width: int, height: int) -> PollSchedule:
-        return PollSchedule(self.samples(model, width, height), self.settings)
+        """The schedule for a new job. It is planned again once an eighth of its
+        history is new: planning takes a fraction of a millisecond, and a busy daemon
+        starts many jobs between two records."""
+        source = self._source(model, width, height)
+        version = self._recorded.get(source, 0)
+        cached = self._schedules.get(source)
+        if cached is not None:
+            planned, schedule = cached
+            history = self._all if source is None else self._by_key[source]
+            if version - planned < max(1, len(history) // 8):
+                return schedule
+        schedule = PollSchedule(self.samples(model, width, height), self.settings)
+        self._schedules[source] = (version, schedule)
+        return schedule
 
 
 def quantile(sorted_data: list[float], q: float) -> float:
@@ -65,32 +94,145 @@ def quantile(sorted_data: list[float], q: float) -> float:
 class PollSchedule:
     """When to poll next, given how long the job has run.
 
-    With history: the first poll comes when the fastest tenth of jobs are done, polls
-    then follow each other at ``poll_min_interval`` until the slowest tenth would be
-    done, and after that the pause grows with the overrun, up to ``poll_max_interval``.
     Without history: a first poll after ``poll_first_delay``, then pauses of a fifth of
-    the elapsed time, within the configured bounds.
+    the elapsed time, within ``poll_min_interval``..``poll_max_interval``.
+
+    With history, the poll times are planned up front. The pause at time t is
+    ``c * sqrt(S(t) / f(t))``: one over the square root of the hazard rate (the chance
+    that a job still running at t finishes in the next moment), read off the recent
+    durations. Those pauses give the least mean delay between a job finishing and us
+    noticing for a given number of polls; ``c`` is chosen so that the recent jobs would
+    have cost ``poll_rate`` polls per second of generation. The first poll comes once
+    it pays for itself (``_Shape.first_poll``): before it, a job is almost surely still
+    running. Pauses stay within ``poll_min_interval``..``poll_max_interval``; past the
+    slowest recent job they grow with the overrun.
     """
 
     def __init__(self, history: list[float], settings: Settings) -> None:
         self.lo_interval = settings.poll_min_interval
         self.hi_interval = settings.poll_max_interval
         self.first = settings.poll_first_delay
-        self.start = self.end = None
+        self.plan: list[float] = []
         if len(history) >= MIN_SAMPLES:
-            self.start = quantile(history, 0.1)
-            self.end = quantile(history, 0.9)
+            self.plan = _plan(sorted(history), settings.poll_rate, self.lo_interval,
+                              self.hi_interval)
 
-    def next_delay(self, elapsed: float) -> float:
-        if self.start is None:
+    def next_delay(self, elapsed: float, polls: int = 1) -> float:
+        """Seconds to wait before the next poll of a job that has run ``elapsed``
+        seconds and been polled ``polls`` times."""
+        plan = self.plan
+        if not plan:
             if elapsed < self.first:
                 return self.first - elapsed
             return min(self.hi_interval, max(self.lo_interval, elapsed / 5))
-        if elapsed < self.start:
-            return self.start - elapsed
-        if elapsed < self.end:
-            return self.lo_interval
-        return min(self.hi_interval, max(self.lo_interval, (elapsed - self.end) / 4))
+        if elapsed < plan[0] or polls == 0:
+            return max(0.0, plan[0] - elapsed)
+        # a poll that ran late must not be followed at once by the next planned one
+        i = bisect_right(plan, elapsed + self.lo_interval / 2)
+        if i < len(plan):
+            return plan[i] - elapsed
+        return min(self.hi_interval, max(self.lo_interval, (elapsed - plan[-1]) / 4))
+
+    def finished_at(self, done: float, pending: float | None) -> float:
+        """When a job found done by the poll sent at ``done`` seconds most likely
+        finished: midway since the last poll that found it running (``pending``).
+
+        A job done at its very first poll may have finished any time before it: it is
+        put at random within the two pauses the schedule would have had before that
+        poll, which spreads such jobs out instead of piling them on one value that
+        would look like a peak of the distribution. Recording ``done`` itself would
+        teach the schedule that jobs take as long as it waited, and the first poll
+        would never come earlier than it does now."""
+        if pending is None:
+            return random.uniform(max(0.0, done - 2 * self.next_delay(done)), done)
+        return (pending + done) / 2
+
+
+def _plan(data: list[float], rate: float, lo: float, hi: float) -> list[float]:
+    """Poll times (seconds after submission) for jobs whose recent, sorted durations
+    are ``data``, costing ``rate`` polls per second of generation on those jobs."""
+    end = data[-1]
+    shape = _Shape(data)
+    # polls one average job may cost; any job may have two (short jobs cost little)
+    budget = max(MIN_POLLS, rate * sum(data) / len(data))
+
+    def build(c: float) -> list[float]:
+        t = shape.first_poll(c, lo, hi)
+        if t < IMMEDIATE:
+            t = 0.0
+        times = [t]
+        while t < end:
+            t += min(hi, max(lo, c * shape.gap(t)))
+            times.append(t)
+        return times
+
+    def cost(times: list[float]) -> float:
+        return sum(bisect_left(times, d) + 1 for d in data) / len(data)
+
+    # cost falls as c grows: bisect log(c) for the smallest c within the budget
+    low, high = math.log(1e-3), math.log(1e3)
+    best = build(math.exp(high))
+    for _ in range(16):
+        mid = (low + high) / 2
+        times = build(math.exp(mid))
+        if cost(times) > budget:
+            low = mid
+        else:
+            high, best = mid, times
+    return best
+
+
+class _Shape:
+    """What the sorted durations ``data`` say about when a running job finishes.
+
+    At each sample, with p its quantile: S = 1 - p (survival, kept off zero), and the
+    density f as the slope of the quantiles over ``±SPREAD``. A schedule with pauses
+    ``c * sqrt(S/f)`` minimises mean delay + ``c²/2`` × polls (``c²/2`` is the price
+    of a poll, in seconds of delay). The slowest fifth of a few dozen samples says
+    little about the hazard f/S out there, so from its start on the pauses grow like
+    ``sqrt(t)``: a hazard falling like 1/t, as in long tails of generation times.
+    """
+
+    def __init__(self, data: list[float]) -> None:
+        n = len(data)
+        self.data = data
+        self.tail = quantile(data, 1 - 2 * SPREAD)
+        self.gaps: list[float] = []       # sqrt(S / f) at each sample
+        self.done: list[float] = []       # F / f at each sample
+        for i in range(n):
+            p = i / (n - 1)
+            below, above = max(0.0, p - SPREAD), min(1.0, p + SPREAD)
+            slope = (quantile(data, above) - quantile(data, below)) / (above - below)
+            self.gaps.append(math.sqrt((1 - p + 1 / (n + 1)) * slope))
+            self.done.append(p * slope)
+        self.tail_gap = self._between(self.tail)
+
+    def gap(self, t: float) -> float:
+        if t > self.tail > 0:
+            return self.tail_gap * math.sqrt(t / self.tail)
+        return self._between(t)
+
+    def first_poll(self, c: float, lo: float, hi: float) -> float:
+        """The first poll is worth its price once the jobs likely done by then would
+        otherwise wait a whole pause more: F/f ≥ pause + c²/2. It comes no later than
+        the fastest quarter of recent jobs, so the schedule keeps seeing how early
+        jobs finish (a job done at the first poll only says "before")."""
+        latest = quantile(self.data, FIRST_POLL_LATEST)
+        for x, gap, done in zip(self.data, self.gaps, self.done):
+            if x >= latest or done >= min(hi, max(lo, c * gap)) + c * c / 2:
+                return min(x, latest)
+        return latest
+
+    def _between(self, t: float) -> float:
+        data, gaps = self.data, self.gaps
+        i = bisect_right(data, t)
+        if i == 0:
+            return gaps[0]
+        if i == len(data):
+            return gaps[-1]
+        a, b = data[i - 1], data[i]
+        frac = (t - a) / (b - a) if b > a else 1.0
+        return gaps[i - 1] + (gaps[i] - gaps[i - 1]) * frac
 
 
 def running_progress(elapsed: float, expected: float) -> float:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
-
-from arting_daemon.config import Settings
-from arting_daemon.timing import PollSchedule, running_progress
 
 
 def run_job(daemon, **body) -> dict:
@@ -139,30 +135,6 @@ def test_anonymous_identity_is_created_once_and_kept(make_daemon, tmp_path):
     saved = (daemon.settings.data_dir / "identity.json").read_text()
     assert tokens.pop() in saved
 
-
-# --- the polling schedule and progress, as plain functions ---------------------------------
-
-def test_schedule_without_history_backs_off():
-    s = PollSchedule([], Settings(poll_first_delay=1.0, poll_min_interval=0.4,
-                                  poll_max_interval=5.0))
-    assert s.next_delay(0) == 1.0
-    assert s.next_delay(1.0) == 0.4
-    assert s.next_delay(10) == 2.0
-    assert s.next_delay(100) == 5.0
-
-
-def test_schedule_with_history_waits_then_polls_where_jobs_finish():
-    history = [float(x) for x in range(5, 15)]            # jobs took 5..14 s
-    s = PollSchedule(history, Settings(poll_min_interval=0.3, poll_max_interval=4.0))
-    assert s.next_delay(0) == pytest.approx(5.9)           # quiet until the fastest tenth
-    assert s.next_delay(8) == 0.3                          # brisk where most finish
-    assert s.next_delay(20) == pytest.approx((20 - 13.1) / 4)   # the long tail backs off
-    assert s.next_delay(100) == 4.0
-
-
-def test_progress_moves_but_never_reaches_the_end_early():
-    values = [running_progress(t, 10) for t in range(0, 60)]
-    assert values == sorted(values) and values[-1] < 0.99 and values[5] == 0.5
 
 
 def test_the_submit_answer_already_shows_the_queue_place(make_daemon):

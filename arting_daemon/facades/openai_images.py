@@ -22,7 +22,8 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
 from ..state import CATALOG, ENGINE, SETTINGS, STORE
 from . import openai_errors
-from .http import image_b64, image_url, parse_model, read_json, too_large
+from .http import (StoredB64, image_url, json_with_images, parse_model, read_json,
+                   render_json, too_large)
 
 KEEPALIVE = 10.0
 
@@ -146,19 +147,20 @@ async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
     if body.stream:
         return await _stream(request, engine, body, gen, event_prefix)
     job = await engine.run(gen, source="openai")
-    return web.json_response(await images_payload(request, job, body.wants_b64()))
+    return await answer(request, job, body.wants_b64())
 
 
-async def images_payload(request: web.Request, job: Job, b64: bool) -> dict:
+async def answer(request: web.Request, job: Job, b64: bool) -> web.Response:
+    """The OpenAI answer for a finished job: image links, or the images themselves."""
     data = []
     for image in job.images:
         item: dict[str, Any] = {"revised_prompt": job.generation.prompt}
         if b64:
-            item["b64_json"] = await image_b64(request, image.hash)
+            item["b64_json"] = StoredB64(image.hash)
         else:
             item["url"] = image_url(request, image.hash)
         data.append(item)
-    return {"created": int(job.created_at), "data": data}
+    return await json_with_images(request, {"created": int(job.created_at), "data": data})
 
 
 async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
@@ -176,16 +178,17 @@ async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
         raise_for_job(job)
         for image in job.images:
             event = {"type": f"{event_prefix}.completed",
-                     "b64_json": await image_b64(request, image.hash),
+                     "b64_json": StoredB64(image.hash),
                      "created_at": int(time.time()), "size": gen.size, "quality": "auto",
                      "background": "auto", "output_format": "png",
                      "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
                                "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}}}
-            await resp.write(_sse(event, f"{event_prefix}.completed"))
+            await resp.write(_sse(await render_json(request, event),
+                                  f"{event_prefix}.completed"))
     except ArtingError as err:
         payload = {"error": {"message": err.message, "type": openai_errors.error_type(err),
                              "code": err.code, "param": err.param}}
-        await resp.write(_sse(payload, "error"))
+        await resp.write(_sse(json.dumps(payload).encode(), "error"))
     except asyncio.CancelledError:
         engine.cancel(job)
         raise
@@ -193,8 +196,8 @@ async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
     return resp
 
 
-def _sse(data: dict, event: str) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+def _sse(data: bytes, event: str) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (event.encode(), data)
 
 
 def add_routes(app: web.Application) -> None:
