@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -22,6 +24,8 @@ from arting_daemon.app import create_app
 from arting_daemon.config import Settings
 from arting_daemon.sandbox import Sandbox
 from arting_daemon.state import ENGINE
+
+TERMINAL = ("succeeded", "failed", "cancelled")
 
 #: Settings that make tests quick: the emulator answers at once and we poll briskly.
 FAST = dict(poll_first_delay=0.02, poll_min_interval=0.02, poll_max_interval=0.2,
@@ -85,6 +89,23 @@ class LiveDaemon:
         async def run() -> Any:
             return fn(*args, **kwargs)
         return self.call(run())
+
+    def wait_job(self, job_id: str, states: tuple[str, ...] = TERMINAL, timeout: float = 15,
+                 headers: dict | None = None) -> dict:
+        """Follow a job through the job API until it reaches one of ``states``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = httpx.get(f"{self.url}/arting/v1/jobs/{job_id}", headers=headers).json()
+            if job["state"] in states:
+                return job
+            assert time.monotonic() < deadline, f"job still {job['state']}: {job}"
+            time.sleep(0.02)
+
+    def run_job(self, headers: dict | None = None, **body: Any) -> dict:
+        """Submit a job (prompt "p" unless given) and follow it until it ends."""
+        job = httpx.post(f"{self.url}/arting/v1/jobs", json={"prompt": "p", **body},
+                         headers=headers).json()
+        return self.wait_job(job["id"], headers=headers)
 
     @property
     def engine(self):

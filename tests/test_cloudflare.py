@@ -31,14 +31,6 @@ class EdgeSandbox(Sandbox):
         return app
 
 
-def run_job(daemon) -> dict:
-    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p"}).json()
-    deadline = time.monotonic() + 15
-    while job["state"] not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.01)
-        job = httpx.get(job["links"]["self"]).json()
-    return job
 
 
 def solver_requests(daemon):
@@ -49,8 +41,8 @@ def solver_requests(daemon):
 def test_a_passed_challenge_leaves_a_clearance_every_later_call_carries(make_daemon):
     daemon = make_daemon(sandbox_class=EdgeSandbox)
     daemon.do(daemon.sandbox.add_fault, "cf_challenge", route="create", count=1)
-    assert run_job(daemon)["state"] == "succeeded"
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
 
     creates = daemon.sandbox.requests_for("create")
     assert len(creates) == 3                       # challenged, sent again, the next job
@@ -85,7 +77,7 @@ def test_solving_runs_off_the_event_loop(make_daemon):
         return worst
 
     with ThreadPoolExecutor(1) as pool:
-        job = pool.submit(run_job, daemon)
+        job = pool.submit(daemon.run_job)
         worst_gap = daemon.call(heartbeat(1.6))
         job = job.result()
     assert len(solver_requests(daemon)) == 1       # cloudscraper did try, meanwhile
@@ -103,9 +95,9 @@ def test_after_a_failed_attempt_challenges_fail_at_once(make_daemon, kind):
     third finds both tokens blocked and is not even sent."""
     daemon = make_daemon(auth_tokens=["token-a-0001", "token-b-0002"])
     daemon.do(daemon.sandbox.add_fault, kind, route="*")
-    first = run_job(daemon)
+    first = daemon.run_job()
     started = time.monotonic()
-    second, third = run_job(daemon), run_job(daemon)
+    second, third = daemon.run_job(), daemon.run_job()
     assert time.monotonic() - started < 0.5
     assert len(solver_requests(daemon)) == 1       # cloudscraper started once, not thrice
     assert len(daemon.sandbox.requests_for("create")) == 2
@@ -120,7 +112,7 @@ def test_after_a_failed_attempt_challenges_fail_at_once(make_daemon, kind):
 def test_a_firewall_block_is_not_a_puzzle(make_daemon):
     daemon = make_daemon()
     daemon.do(daemon.sandbox.add_fault, "cf_1020", route="*")
-    job = run_job(daemon)
+    job = daemon.run_job()
     assert job["error"]["kind"] == "firewall" and "1020" in job["error"]["message"]
     assert "another network" in job["error"]["message"]
     assert daemon.sandbox.requests_for("get") == []          # no solver, no probe yet
@@ -129,18 +121,18 @@ def test_a_firewall_block_is_not_a_puzzle(make_daemon):
 def test_a_configured_clearance_is_sent_and_its_expiry_explained(make_daemon):
     daemon = make_daemon(cf_clearance="configured-clearance-0042",
                          user_agent="Mozilla/5.0 TestBrowser/1.0")
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
     create = daemon.sandbox.requests_for("create")[0]
     assert create.header("Cookie") == "cf_clearance=configured-clearance-0042"
     assert create.header("User-Agent") == "Mozilla/5.0 TestBrowser/1.0"
     daemon.do(daemon.sandbox.add_fault, "cf_challenge_v2", route="*")
-    job = run_job(daemon)
+    job = daemon.run_job()
     assert "configured `cf_clearance` is no longer accepted" in job["error"]["message"]
 
 
 def test_the_solver_can_be_switched_off(make_daemon):
     daemon = make_daemon(cf_solver=False)
     daemon.do(daemon.sandbox.add_fault, "cf_challenge", route="create", count=1)
-    job = run_job(daemon)
+    job = daemon.run_job()
     assert job["error"]["type"] == "CloudflareBlocked" and "cf_solver" in job["error"]["message"]
     assert solver_requests(daemon) == [] and len(daemon.sandbox.requests_for("create")) == 1

@@ -7,14 +7,6 @@ import time
 import httpx
 
 
-def run_job(daemon, **body) -> dict:
-    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p", **body}).json()
-    deadline = time.monotonic() + 15
-    while job["state"] not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = httpx.get(job["links"]["self"]).json()
-    return job
 
 
 def creates(daemon) -> int:
@@ -23,14 +15,14 @@ def creates(daemon) -> int:
 
 def test_a_5xx_create_is_retried(daemon):
     daemon.do(daemon.sandbox.add_fault, "http_error", route="create", status=503, count=2)
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
     assert creates(daemon) == 3
 
 
 def test_a_broken_connection_on_create_is_not_retried(daemon):
     """The create may have reached Arting: a retry could make a second (paid) job."""
     daemon.do(daemon.sandbox.add_fault, "reset", route="create", count=1)
-    job = run_job(daemon)
+    job = daemon.run_job()
     assert job["state"] == "failed" and job["error"]["type"] == "UpstreamUnavailable"
     assert creates(daemon) == 1
 
@@ -38,14 +30,14 @@ def test_a_broken_connection_on_create_is_not_retried(daemon):
 def test_a_slow_create_is_not_retried(make_daemon):
     daemon = make_daemon(request_timeout=0.3)
     daemon.do(daemon.sandbox.add_fault, "slow", route="create", delay=2, count=1)
-    assert run_job(daemon)["error"]["type"] == "UpstreamTimeout"
+    assert daemon.run_job()["error"]["type"] == "UpstreamTimeout"
     assert creates(daemon) == 1
 
 
 def test_rate_limit_honours_retry_after(daemon):
     daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=0.3, count=1)
     started = time.monotonic()
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
     assert time.monotonic() - started >= 0.3 and creates(daemon) == 2
 
 
@@ -53,7 +45,7 @@ def test_rate_limit_moves_to_the_next_token(make_daemon):
     daemon = make_daemon(auth_tokens=["tok-a-1234", "tok-b-5678"])
     daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=60, count=1)
     started = time.monotonic()
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
     assert time.monotonic() - started < 2
     sent = [r.headers["Authorization"] for r in daemon.sandbox.requests_for("create")]
     assert sent[0] != sent[1]
@@ -74,7 +66,7 @@ def test_a_refused_token_is_swapped_and_not_used_again(make_daemon):
     daemon = make_daemon(auth_tokens=["tok-a-1234", "tok-b-5678"])
     daemon.do(daemon.sandbox.add_fault, "token_expired", route="create", count=1)
     for _ in range(3):
-        assert run_job(daemon)["state"] == "succeeded"
+        assert daemon.run_job()["state"] == "succeeded"
     used = [r.headers["Authorization"] for r in daemon.sandbox.requests_for("create")]
     assert len(used) == 4 and used[0] not in used[1:]
     status = httpx.get(daemon.url + "/arting/v1/status").json()
@@ -85,17 +77,17 @@ def test_transient_poll_faults_are_ridden_out(daemon):
     daemon.do(daemon.sandbox.configure, complete_after_polls=3)
     for kind in ("http_error", "truncated_json", "reset"):
         daemon.do(daemon.sandbox.add_fault, kind, route="get", count=1)
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
 
 
 def test_downloads_are_retried(daemon):
     daemon.do(daemon.sandbox.add_fault, "http_error", route="image", status=502, count=2)
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
 
 
 def test_an_expired_result_link_fails_the_job_clearly(daemon):
     daemon.do(daemon.sandbox.add_fault, "expired_image", route="image")
-    job = run_job(daemon)
+    job = daemon.run_job()
     assert job["state"] == "failed" and "expired" in job["error"]["message"]
 
 
@@ -103,7 +95,7 @@ def test_never_finishing_job_hits_its_stage_deadline(make_daemon):
     daemon = make_daemon(run_timeout=0.4)
     daemon.do(daemon.sandbox.add_fault, "never_finish", route="create")
     started = time.monotonic()
-    job = run_job(daemon)
+    job = daemon.run_job()
     assert time.monotonic() - started < 2
     assert job["error"]["type"] == "StageTimeout" and "run_timeout" in job["error"]["message"]
 
@@ -112,15 +104,15 @@ def test_job_deadline_covers_the_queue(make_daemon):
     daemon = make_daemon(max_active_jobs=1, job_timeout=0.6,
                          sandbox_options={"generation_time": 0.4})
     first = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "a"}).json()
-    second = run_job(daemon)
+    second = daemon.run_job()
     assert second["error"]["type"] == "StageTimeout" and "job_timeout" in \
         second["error"]["message"]
     assert httpx.get(first["links"]["self"]).json()["state"] == "succeeded"
 
 
 def test_the_same_image_is_stored_once(daemon):
-    a = run_job(daemon, seed=5)
-    b = run_job(daemon, seed=5)
+    a = daemon.run_job(seed=5)
+    b = daemon.run_job(seed=5)
     assert a["images"][0]["hash"] == b["images"][0]["hash"]
     files = list((daemon.settings.data_dir / "images").rglob("*.png"))
     assert len(files) == 1
@@ -128,8 +120,8 @@ def test_the_same_image_is_stored_once(daemon):
 
 def test_anonymous_identity_is_created_once_and_kept(make_daemon, tmp_path):
     daemon = make_daemon()
-    run_job(daemon)
-    run_job(daemon)
+    daemon.run_job()
+    daemon.run_job()
     tokens = {r.headers["Authorization"] for r in daemon.sandbox.requests_for("create")}
     assert len(tokens) == 1
     saved = (daemon.settings.data_dir / "identity.json").read_text()
@@ -157,4 +149,4 @@ def test_a_job_cancelled_before_it_ever_ran_ends_and_frees_its_slot(make_daemon)
         return job.state.value
 
     assert daemon.call(submit_and_cancel_at_once()) == "cancelled"
-    assert run_job(daemon)["state"] == "succeeded"   # the slot came back
+    assert daemon.run_job()["state"] == "succeeded"   # the slot came back

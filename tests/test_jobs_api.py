@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -18,14 +17,6 @@ def jobs_url(daemon, *parts: str) -> str:
     return "/".join([daemon.url + "/arting/v1/jobs", *parts])
 
 
-def wait_state(daemon, job_id: str, states=("succeeded", "failed", "cancelled"), timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(jobs_url(daemon, job_id)).json()
-        if job["state"] in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job still {job['state']}")
 
 
 def test_submit_then_poll_to_images(daemon):
@@ -33,7 +24,7 @@ def test_submit_then_poll_to_images(daemon):
                                               "width": 512, "height": 512})
     assert resp.status_code == 202
     assert resp.headers["Location"].endswith(resp.json()["id"])
-    job = wait_state(daemon, resp.json()["id"])
+    job = daemon.wait_job(resp.json()["id"])
     assert job["state"] == "succeeded" and job["progress"] == 1.0
     assert [i["seed"] for i in job["images"]] == [42, 43]
     assert all((i["width"], i["height"]) == (512, 512) for i in job["images"])
@@ -50,7 +41,7 @@ def test_idempotency_key_never_makes_a_second_generation(daemon):
     second = httpx.post(jobs_url(daemon), json={"prompt": "p"}, headers=headers)
     assert (first.status_code, second.status_code) == (202, 200)
     assert first.json()["id"] == second.json()["id"]
-    wait_state(daemon, first.json()["id"])
+    daemon.wait_job(first.json()["id"])
     third = httpx.post(jobs_url(daemon), json={"prompt": "p"}, headers=headers)
     assert third.json()["id"] == first.json()["id"]
     assert len(daemon.sandbox.requests_for("create")) == 1
@@ -68,7 +59,7 @@ def test_concurrent_submits_with_one_key_make_one_job(daemon):
     with ThreadPoolExecutor(6) as pool:
         ids = set(pool.map(submit, range(6)))
     assert len(ids) == 1
-    wait_state(daemon, ids.pop())
+    daemon.wait_job(ids.pop())
     assert len(daemon.sandbox.requests_for("create")) == 1
 
 
@@ -90,7 +81,7 @@ def test_events_stream_ends_in_a_terminal_state(make_daemon):
 def test_cancel_a_running_job(make_daemon):
     daemon = make_daemon(sandbox_options={"generation_time": 30})
     job = httpx.post(jobs_url(daemon), json={"prompt": "p"}).json()
-    wait_state(daemon, job["id"], states=("running",))
+    daemon.wait_job(job["id"], states=("running",))
     resp = httpx.delete(jobs_url(daemon, job["id"]))
     assert resp.json()["state"] == "cancelled"
     assert resp.json()["error"]["code"] == "cancelled"
@@ -100,7 +91,7 @@ def test_queue_positions(make_daemon):
     daemon = make_daemon(max_active_jobs=1, sandbox_options={"generation_time": 30})
     ids = [httpx.post(jobs_url(daemon), json={"prompt": f"p{i}"}).json()["id"]
            for i in range(3)]
-    wait_state(daemon, ids[0], states=("running",))
+    daemon.wait_job(ids[0], states=("running",))
     views = [httpx.get(jobs_url(daemon, i)).json() for i in ids]
     assert [v["queue_position"] for v in views] == [None, 1, 2]
     assert views[2]["eta_seconds"] > views[1]["eta_seconds"]
@@ -112,7 +103,7 @@ def test_list_is_newest_first_and_pages(daemon):
     ids = []
     for i in range(3):
         ids.append(httpx.post(jobs_url(daemon), json={"prompt": f"p{i}"}).json()["id"])
-        wait_state(daemon, ids[-1])
+        daemon.wait_job(ids[-1])
     page = httpx.get(jobs_url(daemon), params={"limit": 2}).json()
     assert [j["id"] for j in page["data"]] == ids[::-1][:2]
     rest = httpx.get(jobs_url(daemon), params={"limit": 2,
@@ -131,7 +122,7 @@ def test_image_to_image_with_a_mask(daemon):
         "prompt": "p", "strength": 0.5,
         "init_image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
         "mask": base64.b64encode(mask.getvalue()).decode()}).json()
-    job = wait_state(daemon, job["id"])
+    job = daemon.wait_job(job["id"])
     assert job["state"] == "succeeded", job["error"]
     assert job["images"][0]["width"] == 256  # 128x128 grown to min_side
     body = daemon.sandbox.requests_for("i2i_create")[-1].body
@@ -169,7 +160,7 @@ def test_status_and_catalog(make_daemon):
 
 def test_images_are_kept_when_arting_links_expire(daemon):
     job = httpx.post(jobs_url(daemon), json={"prompt": "keep me"}).json()
-    job = wait_state(daemon, job["id"])
+    job = daemon.wait_job(job["id"])
     daemon.do(daemon.sandbox.configure, image_expiry=0)
     assert httpx.get(daemon.sandbox.jobs[job_request_id(daemon)].outputs[0]).status_code == 404
     assert httpx.get(job["images"][0]["url"]).status_code == 200

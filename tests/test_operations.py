@@ -14,15 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from arting_daemon import errors
 
 
-def run_job(daemon, headers=None, **body) -> dict:
-    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p", **body},
-                     headers=headers).json()
-    deadline = time.monotonic() + 15
-    while job["state"] not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.02)
-        job = httpx.get(job["links"]["self"]).json()
-    return job
 
 
 def samples(daemon) -> dict[tuple, float]:
@@ -43,11 +34,11 @@ def value(metrics: dict, name: str, **labels) -> float:
 
 def test_metrics_count_jobs_stages_and_upstream_errors(make_daemon):
     daemon = make_daemon(sandbox_options={"generation_time": 0.2})
-    run_job(daemon)
+    daemon.run_job()
     daemon.do(daemon.sandbox.add_fault, "reject", route="create", count=1)
-    run_job(daemon)
+    daemon.run_job()
     daemon.do(daemon.sandbox.add_fault, "http_error", route="get", status=502, count=1)
-    run_job(daemon)
+    daemon.run_job()
     m = samples(daemon)
     assert value(m, "arting_jobs_finished_total", outcome="succeeded", code="") == 2
     assert value(m, "arting_jobs_finished_total", outcome="failed",
@@ -92,7 +83,7 @@ def test_readyz_never_calls_arting(make_daemon):
 def test_readyz_says_why_it_is_not_ready(make_daemon):
     daemon = make_daemon(auth_tokens=["not-a-uuid"], token_probe_backoff=60,
                          sandbox_options={"auth_mode": "uuid"})
-    assert run_job(daemon)["error"]["type"] == "UpstreamAuthError"
+    assert daemon.run_job()["error"]["type"] == "UpstreamAuthError"
     resp = httpx.get(daemon.url + "/readyz")
     assert resp.status_code == 503
     assert resp.json()["reasons"] == ["Arting refused every token; see /arting/v1/admin/tokens"]
@@ -110,8 +101,8 @@ def test_job_log_lines_carry_the_request_id(daemon, caplog):
     caplog.set_level(logging.INFO, logger="arting_daemon")
     daemon.do(daemon.sandbox.add_fault, "http_error", route="get", status=503, count=1)
     daemon.do(daemon.sandbox.add_fault, "reject", route="create", after=1)
-    run_job(daemon, headers={"X-Request-Id": "trace-0a1b2c"})
-    job = run_job(daemon, headers={"X-Request-Id": "trace-3d4e5f"})
+    daemon.run_job(headers={"X-Request-Id": "trace-0a1b2c"})
+    job = daemon.run_job(headers={"X-Request-Id": "trace-3d4e5f"})
     lines = {(r.request_id, r.getMessage()) for r in caplog.records
              if r.name == "arting_daemon.engine"}
     assert any(rid == "trace-0a1b2c" and "poll of job" in msg for rid, msg in lines), lines
@@ -128,7 +119,7 @@ def test_create_retries_stay_inside_the_retry_budget(make_daemon):
     daemon = make_daemon(retry_budget=0.8)
     daemon.do(daemon.sandbox.add_fault, "http_error", route="create", status=503)
     started = time.monotonic()
-    job = run_job(daemon)
+    job = daemon.run_job()
     elapsed = time.monotonic() - started
     assert job["error"]["type"] == "UpstreamServerError"
     assert elapsed < 0.8 + 0.5
@@ -138,7 +129,7 @@ def test_create_retries_stay_inside_the_retry_budget(make_daemon):
 def test_no_budget_means_no_retry(make_daemon):
     daemon = make_daemon(retry_budget=0)
     daemon.do(daemon.sandbox.add_fault, "http_error", route="create", status=503, count=1)
-    assert run_job(daemon)["error"]["type"] == "UpstreamServerError"
+    assert daemon.run_job()["error"]["type"] == "UpstreamServerError"
     assert len(daemon.sandbox.requests_for("create")) == 1
 
 

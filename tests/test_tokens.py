@@ -15,14 +15,6 @@ GOOD = "0f0e0d0c-1111-4222-8333-444455556666"
 OTHER = "1a2b3c4d-5555-4666-8777-888899990000"
 
 
-def run_job(daemon, **body) -> dict:
-    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p", **body}).json()
-    deadline = time.monotonic() + 15
-    while job["state"] not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.02)
-        job = httpx.get(job["links"]["self"]).json()
-    return job
 
 
 def tokens(daemon, **headers) -> dict[str, dict]:
@@ -45,7 +37,7 @@ def requests_with(daemon, route: str, token: str):
 def test_a_refused_token_is_reprobed_with_a_poll_and_comes_back(make_daemon):
     daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=0.3)
     daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
-    assert run_job(daemon)["state"] == "succeeded"          # swapped to the other token
+    assert daemon.run_job()["state"] == "succeeded"          # swapped to the other token
     assert tokens(daemon)["token-1"]["state"] == "invalid"
 
     wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
@@ -59,7 +51,7 @@ def test_a_refused_token_is_reprobed_with_a_poll_and_comes_back(make_daemon):
 def test_a_token_still_refused_stays_out_and_its_probes_back_off(make_daemon):
     daemon = make_daemon(auth_tokens=["not-a-uuid", GOOD], token_probe_backoff=0.1,
                          sandbox_options={"auth_mode": "uuid"})
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
     time.sleep(1.6)
     probes = [r.time for r in requests_with(daemon, "get", "not-a-uuid")]
     gaps = [b - a for a, b in zip(probes, probes[1:])]
@@ -68,7 +60,7 @@ def test_a_token_still_refused_stays_out_and_its_probes_back_off(make_daemon):
     assert all(r.body["request_id"] in daemon.sandbox.jobs
                for r in requests_with(daemon, "get", "not-a-uuid"))
     for _ in range(3):
-        assert run_job(daemon)["state"] == "succeeded"
+        assert daemon.run_job()["state"] == "succeeded"
     assert len(requests_with(daemon, "create", "not-a-uuid")) == 1
     view = tokens(daemon)["token-1"]
     assert view["state"] == "invalid" and view["probes"]["failed"] == len(probes)
@@ -78,17 +70,17 @@ def test_a_token_still_refused_stays_out_and_its_probes_back_off(make_daemon):
 def test_with_no_job_to_look_at_the_probe_polls_an_id_no_job_has(make_daemon):
     daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1)
     daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
-    assert run_job(daemon)["error"]["type"] == "UpstreamAuthError"
+    assert daemon.run_job()["error"]["type"] == "UpstreamAuthError"
     wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
     assert [r.body for r in daemon.sandbox.requests_for("get")] == [
         {"request_id": PROBE_REQUEST_ID}]                  # "task not found" proves the door
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
 
 
 def test_retry_after_is_respected_before_the_token_is_used_or_probed(make_daemon):
     daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1)
     daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=0.6, count=1)
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
     limited = daemon.sandbox.requests_for("create")[0].time
     later = [r.time for r in daemon.sandbox.requests if r.time > limited]
     assert later and min(later) - limited >= 0.55
@@ -97,7 +89,7 @@ def test_retry_after_is_respected_before_the_token_is_used_or_probed(make_daemon
 def test_a_blocked_token_is_reprobed_and_unblocked(make_daemon):
     daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.2)
     daemon.do(daemon.sandbox.add_fault, "cf_1020", route="*", count=2)
-    assert run_job(daemon)["error"]["type"] == "CloudflareBlocked"
+    assert daemon.run_job()["error"]["type"] == "CloudflareBlocked"
     assert tokens(daemon)["token-1"]["state"] == "blocked"
     wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
     view = tokens(daemon)["token-1"]["probes"]
@@ -110,7 +102,7 @@ def test_each_token_has_a_bound_on_jobs_in_flight_and_no_job_fails_for_want_of_o
     daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_max_jobs=1,
                          sandbox_options={"generation_time": 0.3})
     with ThreadPoolExecutor(5) as pool:
-        jobs = list(pool.map(lambda _: run_job(daemon), range(5)))
+        jobs = list(pool.map(lambda _: daemon.run_job(), range(5)))
     assert [j["state"] for j in jobs] == ["succeeded"] * 5
     for token in (GOOD, OTHER):
         mine = sorted((j for j in daemon.sandbox.jobs.values() if j.token == token),
@@ -146,7 +138,7 @@ def test_admin_tokens_needs_the_key_and_shows_no_secret(make_daemon):
 def test_pool_state_is_in_the_metrics(make_daemon):
     daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=60)
     daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=60, count=1)
-    assert run_job(daemon)["state"] == "succeeded"
+    assert daemon.run_job()["state"] == "succeeded"
     text = httpx.get(daemon.url + "/metrics").text
     assert 'arting_tokens{state="cooling"} 1.0' in text
     assert 'arting_tokens{state="ok"} 1.0' in text
@@ -161,7 +153,7 @@ def test_every_token_out_fails_fast_with_advice(make_daemon, kind):
     daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=60)
     daemon.do(daemon.sandbox.add_fault, kind, route="create", retry_after=60)
     started = time.monotonic()
-    job = run_job(daemon)
+    job = daemon.run_job()
     assert time.monotonic() - started < 1.5
     assert len(daemon.sandbox.requests_for("create")) == 2      # each token tried once
     if kind == "token_expired":
