@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 RECENT_JOBS = 2000          # finished jobs kept in memory (older ones come from the journal)
 RETRY_BASE, RETRY_CAP = 0.5, 8.0
+#: Our own generator: jitter must not disturb (or depend on) the global ``random``.
+_jitter = random.Random()
 MAX_CREATE_ATTEMPTS = 6
 MAX_POLL_REFUSALS = 3       # refused polls in a row before a (paid) job is given up
 
@@ -659,4 +661,4 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     """Exponential backoff with full jitter; a server's Retry-After wins."""
     if retry_after is not None:
         return retry_after
-    return random.uniform(0, min(RETRY_CAP, RETRY_BASE * 2 ** (attempt - 1))) + 0.05
+    return _jitter.uniform(0, min(RETRY_CAP, RETRY_BASE * 2 ** (attempt - 1))) + 0.05

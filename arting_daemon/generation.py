@@ -18,6 +18,9 @@ from . import catalog
 from .config import Settings
 from .errors import InvalidRequest, ModelNotFound
 
+#: Seeds come from the OS, never from (or into) the global ``random`` state.
+_seeds = random.SystemRandom()
+
 MAX_SEED = 2**32 - 1
 #: Larger sides are refused rather than scaled: no real request asks for them.
 MAX_REQUESTED_SIDE = 100_000
@@ -240,7 +243,7 @@ def _weight(value: Any, param: str) -> float:
 
 
 def new_seed() -> int:
-    return random.randint(0, MAX_SEED)
+    return _seeds.randint(0, MAX_SEED)
 
 
 def build_generation(settings: Settings, models: Catalog, *, prompt: Any,

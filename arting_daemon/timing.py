@@ -16,6 +16,8 @@ from collections import deque
 
 from .config import Settings
 
+_spread = random.Random()   # our own: the global ``random`` state is not ours
+
 HISTORY = 64          # durations remembered per key
 MIN_SAMPLES = 5       # before this many, the schedule uses the global history or defaults
 SPREAD = 0.1          # half-width, in quantiles, of the window the density is read over
@@ -144,7 +146,7 @@ class PollSchedule:
         teach the schedule that jobs take as long as it waited, and the first poll
         would never come earlier than it does now."""
         if pending is None:
-            return random.uniform(max(0.0, done - 2 * self.next_delay(done)), done)
+            return _spread.uniform(max(0.0, done - 2 * self.next_delay(done)), done)
         return (pending + done) / 2
 
 
