@@ -168,3 +168,12 @@ def test_images_are_kept_when_arting_links_expire(daemon):
 
 def job_request_id(daemon) -> str:
     return next(iter(daemon.sandbox.jobs))
+
+
+def test_a_watcher_leaving_the_events_does_not_cancel_the_job(make_daemon, caplog):
+    daemon = make_daemon(sandbox_options={"generation_time": 1.5})
+    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p"}).json()
+    with httpx.stream("GET", job["links"]["events"], timeout=10) as resp:
+        next(resp.iter_lines())
+    assert daemon.wait_job(job["id"])["state"] == "succeeded"
+    assert "Error handling request" not in caplog.text

@@ -295,3 +295,20 @@ def test_no_token_in_logs_or_responses(make_daemon, caplog):
         str(r.__dict__) for r in caplog.records)
     assert TOKEN not in everything
     assert "the-api-key" not in everything
+
+
+def test_a_streaming_client_going_away_cancels_its_job(make_daemon, caplog):
+    """Noticed within a second or so, though the stream is silent for 10 s at a time."""
+    daemon = make_daemon(sandbox_options={"generation_time": 30.0})
+    with httpx.stream("POST", daemon.v1 + "/images/generations", timeout=10,
+                      json={"prompt": "p", "stream": True}) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        deadline = time.monotonic() + 5
+        while [j.state.value for j in daemon.engine._jobs.values()] != ["running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    left = time.monotonic()
+    while [j.state.value for j in daemon.engine._jobs.values()] != ["cancelled"]:
+        assert time.monotonic() - left < 3, "the daemon did not notice the client leave"
+        time.sleep(0.02)
+    assert "Error handling request" not in caplog.text

@@ -17,6 +17,8 @@ from ..state import SETTINGS, STORE
 from ..store import ImageStore
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from ..engine import Engine, Job
 
 M = TypeVar("M", bound=BaseModel)
@@ -160,3 +162,30 @@ def _splice(store: ImageStore, skeleton: bytes, marker: bytes, digests: list[str
     for digest, rest in zip(digests, pieces[1:], strict=True):
         out += (b'"', base64.b64encode(store.path(digest).read_bytes()), b'"', rest)
     return b"".join(out)
+
+
+# --- streamed answers -----------------------------------------------------------------------
+
+class ClientGone(ConnectionResetError):
+    """The client closed the connection of a streamed answer."""
+
+
+def event_stream() -> web.StreamResponse:
+    """A ``text/event-stream`` response (to prepare): not cached, not buffered by proxies,
+    never compressed (chat apps and Open WebUI forward it as it is)."""
+    return web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def follow(request: web.Request, engine: Engine, job: Job,
+                 tick: float) -> AsyncIterator[Job]:
+    """The job on every change and every ``tick`` seconds, while the client listens.
+
+    A client that hangs up is noticed within a tick (``ClientGone``), not only at the
+    next write: aiohttp may hold the hang-up back while the socket still has data to
+    send, and a stream may write nothing for several seconds."""
+    async for current in engine.changes(job, tick=tick):
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ClientGone()
+        yield current

@@ -26,7 +26,7 @@ from ..engine import Engine, Job, JobState, check_img2img
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..state import CATALOG, ENGINE, POOL, SETTINGS, STORE
-from .http import base_url, image_url, parse_model, read_json
+from .http import base_url, event_stream, follow, image_url, parse_model, read_json
 
 TICK = 1.0
 
@@ -139,15 +139,16 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     runs, as progress and ETA move), ending with the terminal state."""
     engine = request.config_dict[ENGINE]
     job = await _job(request)
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
-    await resp.prepare(request)
-    await resp.write(b"retry: 1000\n\n")
-    async for current in engine.changes(job, tick=TICK):
-        data = json.dumps(job_view(request, engine, current))
-        await resp.write(f"event: job\ndata: {data}\n\n".encode())
-    await resp.write_eof()
+    resp = event_stream()
+    try:
+        await resp.prepare(request)
+        await resp.write(b"retry: 1000\n\n")
+        async for current in follow(request, engine, job, TICK):
+            data = json.dumps(job_view(request, engine, current))
+            await resp.write(f"event: job\ndata: {data}\n\n".encode())
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the watcher left; the job goes on
     return resp
 
 

@@ -29,7 +29,8 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, prompt_loras
 from ..state import CATALOG, ENGINE, SETTINGS, STORE
 from . import openai_errors
-from .http import image_b64, image_url, parse_model, read_json, status_text
+from .http import (event_stream, follow, image_b64, image_url, parse_model, read_json,
+                   status_text)
 from .openai_images import ArtingExtras
 
 #: Seconds between progress lines while a job waits or runs (at most 10, see above).
@@ -186,15 +187,13 @@ async def _stream(request: web.Request, engine: Engine, job: Job, body: ChatRequ
         written.append(delta.get("content") or "")
         await resp.write(_data(chunk))
 
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
+    resp = event_stream()
     try:
         await resp.prepare(request)
         await send({"role": "assistant", "content": ""})
         await send({"content": header(gen)})
         started, last_line, last_said = time.monotonic(), 0.0, ""
-        async for _ in engine.changes(job, tick=min(1.0, PROGRESS_EVERY)):
+        async for _ in follow(request, engine, job, tick=min(1.0, PROGRESS_EVERY)):
             if job.state.terminal:
                 break
             said = status_text(engine, job)
@@ -219,6 +218,8 @@ async def _stream(request: web.Request, engine: Engine, job: Job, body: ChatRequ
         await resp.write(_data({"error": {"message": err.message,
                                           "type": openai_errors.error_type(err),
                                           "param": err.param, "code": err.code}}))
+    except ConnectionResetError:
+        return resp  # the client went away (its job is cancelled below)
     finally:
         engine.cancel(job)  # no-op once it ended; else the client went away
     await resp.write_eof()

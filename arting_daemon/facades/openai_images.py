@@ -22,8 +22,8 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
 from ..state import CATALOG, ENGINE, SETTINGS, STORE
 from . import openai_errors
-from .http import (StoredB64, image_url, json_with_images, parse_model, read_json,
-                   render_json, too_large)
+from .http import (StoredB64, event_stream, follow, image_url, json_with_images, parse_model,
+                   read_json, render_json, too_large)
 
 KEEPALIVE = 10.0
 
@@ -168,13 +168,14 @@ async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
     """OpenAI's image streaming: no partial images, one ``completed`` event per image,
     with SSE comments while Arting works so no proxy drops the connection."""
     job = await engine.submit(gen, source="openai")
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache"})
-    await resp.prepare(request)
+    resp = event_stream()
     try:
-        async for _ in engine.changes(job, tick=KEEPALIVE):
-            if not job.state.terminal:
+        await resp.prepare(request)
+        said = time.monotonic()
+        async for _ in follow(request, engine, job, tick=1.0):
+            if not job.state.terminal and time.monotonic() - said >= KEEPALIVE:
                 await resp.write(b": generating\n\n")
+                said = time.monotonic()
         raise_for_job(job)
         for image in job.images:
             event = {"type": f"{event_prefix}.completed",
@@ -189,6 +190,9 @@ async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
         payload = {"error": {"message": err.message, "type": openai_errors.error_type(err),
                              "code": err.code, "param": err.param}}
         await resp.write(_sse(json.dumps(payload).encode(), "error"))
+    except ConnectionResetError:
+        engine.cancel(job)  # the client went away: so does its job
+        return resp
     except asyncio.CancelledError:
         engine.cancel(job)
         raise
