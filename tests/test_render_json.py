@@ -41,3 +41,17 @@ async def test_without_images_it_is_plain_json(tmp_path):
     response = await json_with_images(request, {"data": [{"url": "http://x/a.png"}]})
     assert json.loads(response.body) == {"data": [{"url": "http://x/a.png"}]}
     assert response.content_type == "application/json" and response.charset == "utf-8"
+
+
+async def test_a_prefix_and_an_edit_are_applied_in_the_splice(tmp_path):
+    store = ImageStore(tmp_path)
+    png = render_png(Picture(prompt="p", seed=3, model="m", width=32, height=32))
+    digest = (await store.put(png)).hash
+    app = web.Application()
+    app[STORE] = store
+    request = make_mocked_request("POST", "/", app=app)
+    data = {"url": StoredB64(digest, prefix="data:image/png;base64,"),
+            "raw": StoredB64(digest, edit=lambda b: b + b"tail")}
+    answer = json.loads(await render_json(request, data))
+    assert answer["url"] == "data:image/png;base64," + base64.b64encode(png).decode()
+    assert base64.b64decode(answer["raw"]) == png + b"tail"

@@ -17,7 +17,7 @@ from ..state import SETTINGS, STORE
 from ..store import ImageStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from ..engine import Engine, Job
 
@@ -97,16 +97,6 @@ def image_url(request: web.Request, digest: str) -> str:
     return f"{base_url(request)}/arting/v1/images/{digest}.png"
 
 
-async def image_b64(request: web.Request, digest: str) -> str:
-    """A stored image as raw base64 (no data: prefix), encoded off the event loop.
-
-    For JSON answers that carry images, ``render_json`` with ``StoredB64`` costs two
-    copies less per image and keeps ``json.dumps`` of the base64 off the event loop."""
-    store = request.config_dict[STORE]
-    return await asyncio.to_thread(
-        lambda: base64.b64encode(store.path(digest).read_bytes()).decode("ascii"))
-
-
 def status_text(engine: Engine, job: Job) -> str:
     """What a job is doing, in words for people (chat progress, A1111's ``textinfo``):
     waiting in our queue, generating (Arting's part), fetching the images, or its end."""
@@ -118,11 +108,19 @@ def status_text(engine: Engine, job: Job) -> str:
             "downloading": "fetching the images"}.get(state, state)
 
 
+#: What goes before the base64 of a PNG to make it a data URL.
+DATA_URL = "data:image/png;base64,"
+
+
 @dataclass(frozen=True)
 class StoredB64:
-    """Stands in a JSON answer for the base64 of a stored image (see ``render_json``)."""
+    """Stands in a JSON answer for the base64 of a stored image (see ``render_json``):
+    ``prefix`` goes before it (``DATA_URL`` for a data URL), and ``edit``, if given,
+    changes the PNG bytes first (A1111's ``parameters`` text chunk)."""
 
     digest: str
+    prefix: str = ""
+    edit: Callable[[bytes], bytes] | None = None
 
 
 async def render_json(request: web.Request, data: Any) -> bytes:
@@ -135,19 +133,19 @@ async def render_json(request: web.Request, data: Any) -> bytes:
     every image and a ``json.dumps`` over megabytes on the event loop.)
     """
     marker = f"\0{secrets.token_hex(8)}\0"     # cannot occur in the request's own text
-    digests: list[str] = []
+    images: list[StoredB64] = []
 
     def stand_in(obj: Any) -> str:
         if isinstance(obj, StoredB64):
-            digests.append(obj.digest)
+            images.append(obj)
             return marker
         raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
     body = json.dumps(data, default=stand_in).encode()
-    if not digests:
+    if not images:
         return body
     return await asyncio.to_thread(_splice, request.config_dict[STORE], body,
-                                   json.dumps(marker).encode(), digests)
+                                   json.dumps(marker).encode(), images)
 
 
 async def json_with_images(request: web.Request, data: Any) -> web.Response:
@@ -156,11 +154,15 @@ async def json_with_images(request: web.Request, data: Any) -> web.Response:
                         content_type="application/json", charset="utf-8")
 
 
-def _splice(store: ImageStore, skeleton: bytes, marker: bytes, digests: list[str]) -> bytes:
+def _splice(store: ImageStore, skeleton: bytes, marker: bytes,
+            images: list[StoredB64]) -> bytes:
     pieces = skeleton.split(marker)
     out = [pieces[0]]
-    for digest, rest in zip(digests, pieces[1:], strict=True):
-        out += (b'"', base64.b64encode(store.path(digest).read_bytes()), b'"', rest)
+    for image, rest in zip(images, pieces[1:], strict=True):
+        png = store.path(image.digest).read_bytes()
+        if image.edit is not None:
+            png = image.edit(png)
+        out += (b'"', image.prefix.encode("ascii"), base64.b64encode(png), b'"', rest)
     return b"".join(out)
 
 

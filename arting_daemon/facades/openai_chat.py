@@ -15,7 +15,6 @@ a proxy's idle timeout gives up on a long job.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from typing import Any
@@ -29,8 +28,8 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, prompt_loras
 from ..state import CATALOG, ENGINE, SETTINGS, STORE
 from . import openai_errors
-from .http import (event_stream, follow, image_b64, image_url, parse_model, read_json,
-                   status_text)
+from .http import (DATA_URL, StoredB64, event_stream, follow, image_url, json_with_images,
+                   parse_model, read_json, render_json, status_text)
 from .openai_images import ArtingExtras
 
 #: Seconds between progress lines while a job waits or runs (at most 10, see above).
@@ -124,14 +123,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return await _stream(request, engine, job, body, name)
     job = await engine.run(gen, source="chat")
     content = images_markdown(request, job) + f"*{caption(gen)}*\n"
-    images = [{"type": "image_url", "image_url": {
-        "url": "data:image/png;base64," + await image_b64(request, img.hash)}}
-        for img in job.images]
-    return web.json_response({
+    return await json_with_images(request, {
         "id": f"chatcmpl-{job.id}", "object": "chat.completion",
         "created": int(job.created_at), "model": name, "system_fingerprint": None,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content,
-                                             "refusal": None, "images": images},
+                                             "refusal": None, "images": image_parts(job)},
                      "logprobs": None, "finish_reason": "stop"}],
         "usage": usage(gen.prompt, content),
     })
@@ -147,6 +143,12 @@ def header(gen: Generation) -> str:
     count = f"{gen.n} images" if gen.n > 1 else "an image"
     mode = "Editing your image" if gen.is_img2img else f"Generating {count}"
     return f"{mode}: {caption(gen)}\n\n"
+
+
+def image_parts(job: Job) -> list[dict[str, Any]]:
+    """The images as data URLs, in OpenRouter's ``message.images`` shape (LobeChat)."""
+    return [{"type": "image_url", "image_url": {"url": StoredB64(img.hash, prefix=DATA_URL)}}
+            for img in job.images]
 
 
 def images_markdown(request: web.Request, job: Job) -> str:
@@ -179,13 +181,16 @@ async def _stream(request: web.Request, engine: Engine, job: Job, body: ChatRequ
             "created": int(job.created_at), "model": name, "system_fingerprint": None}
     written: list[str] = []
 
+    async def write(payload: dict[str, Any]) -> None:
+        await resp.write(b"data: " + await render_json(request, payload) + b"\n\n")
+
     async def send(delta: dict[str, Any], finish: str | None = None) -> None:
         chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                       "finish_reason": finish}]}
         if with_usage:
             chunk["usage"] = None
         written.append(delta.get("content") or "")
-        await resp.write(_data(chunk))
+        await write(chunk)
 
     resp = event_stream()
     try:
@@ -202,32 +207,23 @@ async def _stream(request: web.Request, engine: Engine, job: Job, body: ChatRequ
                 last_said, last_line = said, time.monotonic()
         raise_for_job(job)
         await send({"content": f"- done in {time.monotonic() - started:.0f} s\n\n"})
-        images = [{"type": "image_url", "image_url": {
-            "url": "data:image/png;base64," + await image_b64(request, img.hash)}}
-            for img in job.images]
-        await send({"content": images_markdown(request, job), "images": images})
+        await send({"content": images_markdown(request, job), "images": image_parts(job)})
         await send({}, "stop")
         if with_usage:
-            await resp.write(_data({**base, "choices": [],
-                                    "usage": usage(gen.prompt, "".join(written))}))
+            await write({**base, "choices": [], "usage": usage(gen.prompt, "".join(written))})
         await resp.write(b"data: [DONE]\n\n")
     except ArtingError as err:
         # Said twice: as text for chat UIs that show only content, and as OpenAI's
         # error object, which the SDKs raise.
         await send({"content": f"\n\n**Image generation failed:** {err.message}\n"}, "stop")
-        await resp.write(_data({"error": {"message": err.message,
-                                          "type": openai_errors.error_type(err),
-                                          "param": err.param, "code": err.code}}))
+        await write({"error": {"message": err.message, "type": openai_errors.error_type(err),
+                               "param": err.param, "code": err.code}})
     except ConnectionResetError:
         return resp  # the client went away (its job is cancelled below)
     finally:
         engine.cancel(job)  # no-op once it ended; else the client went away
     await resp.write_eof()
     return resp
-
-
-def _data(payload: dict) -> bytes:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
 
 def add_routes(app: web.Application) -> None:

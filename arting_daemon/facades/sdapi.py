@@ -17,7 +17,6 @@ Errors come in A1111's shapes (``sdapi_errors``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -25,7 +24,7 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +35,7 @@ from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
 from ..state import CATALOG, ENGINE, SETTINGS, STORE
-from .http import read_json, status_text
+from .http import StoredB64, json_with_images, read_json, status_text
 from .sdapi_models import Img2ImgRequest, Txt2ImgRequest
 
 log = logging.getLogger(__name__)
@@ -238,16 +237,15 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         state.batches.remove(batch)
 
     info = build_info(body, gens, batch)
-    images: list[str] = []
+    images: list[StoredB64] = []
     if body.send_images:
         pnginfo = bool(options.get("enable_pnginfo", True))
-        store = request.config_dict[STORE]
         done = [img for job in batch.jobs for img in job.images]
-        images = await asyncio.gather(*(asyncio.to_thread(
-            _image_b64, store.path(img.hash), info["infotexts"][i] if pnginfo else None)
-            for i, img in enumerate(done)))
-    return web.json_response({"images": images, "parameters": body.parameters(),
-                              "info": json.dumps(info)})
+        images = [StoredB64(img.hash, edit=partial(png_with_text, key="parameters", text=text)
+                            if pnginfo else None)
+                  for img, text in zip(done, info["infotexts"])]
+    return await json_with_images(request, {"images": images, "parameters": body.parameters(),
+                                            "info": json.dumps(info)})
 
 
 async def _wait_all(engine: Engine, jobs: list[Job]) -> None:
@@ -324,13 +322,6 @@ def build_info(body: Txt2ImgRequest, gens: list[Generation], batch: Batch) -> di
         "version": f"arting-2api-{__version__}",
         "interrupted": batch.interrupted,
     }
-
-
-def _image_b64(path: Path, parameters: str | None) -> str:
-    png = path.read_bytes()
-    if parameters is not None:
-        png = png_with_text(png, "parameters", parameters)
-    return base64.b64encode(png).decode("ascii")
 
 
 def png_with_text(png: bytes, key: str, text: str) -> bytes:
