@@ -187,10 +187,11 @@ class ArtingClient:
                     raise UpstreamUnavailable(f"The image host answered HTTP {resp.status}.")
                 if resp.status != 200:
                     raise BadUpstreamResponse(f"The image host answered HTTP {resp.status}.")
-                data = bytearray()
+                chunks, size = [], 0
                 async for chunk in resp.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > MAX_IMAGE_BYTES:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_IMAGE_BYTES:
                         raise BadUpstreamResponse("The result image is larger than 50 MiB.")
         except ArtingError:
             raise
@@ -199,9 +200,10 @@ class ArtingClient:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"Downloading the result image failed: "
                                       f"{type(exc).__name__}.") from None
-        if not bytes(data[:8]).startswith(IMAGE_MAGIC):
+        data = b"".join(chunks)  # the one copy of the image
+        if not data[:8].startswith(IMAGE_MAGIC):
             raise BadUpstreamResponse("The result URL did not return an image.")
-        return bytes(data)
+        return data
 
     def host_allowed(self, host: str) -> bool:
         for pattern in self._allowed_hosts:
