@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
+    except ConfigError as exc:   # found while starting (e.g. a journal from a newer version)
+        print(f"arting-daemon: {exc}", file=sys.stderr)
+        return 2
     except CannotListen as exc:
         print(f"arting-daemon: cannot listen on {settings.host}:{settings.port}: {exc}. "
               "Is another daemon running? Pick another port with --port or ARTING_PORT.",
