@@ -47,13 +47,15 @@ async def serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
     try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise CannotListen(exc.strerror or str(exc)) from None
+    except BaseException as exc:
+        await runner.cleanup()     # closes the services that did start, in reverse
+        if isinstance(exc, OSError) and runner.server is not None:
+            raise CannotListen(exc.strerror or str(exc)) from None
+        raise
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
     mode = " (sandbox: no account needed, nothing leaves this machine)" \

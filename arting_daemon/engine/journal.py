@@ -54,7 +54,11 @@ log = logging.getLogger(__name__)
 
 # --- migrations ---------------------------------------------------------------------------
 
-def _provider_state(db: sqlite3.Connection) -> None:
+#: What a migration calls with a record it cannot read: (job id, record text, reason).
+SetAside = Callable[[str, str, str], None]
+
+
+def _provider_state(db: sqlite3.Connection, set_aside: SetAside) -> None:
     """1: records from before providers were Arting's, with its fields at the top level
     (``request_id``, ``token``, ``polls``, ``output_urls``); they move into the job's
     ``provider_state`` and ``outputs``."""
@@ -68,21 +72,15 @@ def _provider_state(db: sqlite3.Connection) -> None:
             rec.setdefault("provider_state", state)
             rec.setdefault("outputs", rec.pop("output_urls", None) or [])
         except (ValueError, AttributeError, TypeError) as exc:
-            _quarantine(db, job_id, text, f"unreadable before migration 1 ({exc})")
+            set_aside(job_id, text, f"unreadable before migration 1 ({exc})")
             continue
         db.execute("UPDATE jobs SET record = ? WHERE id = ?", (json.dumps(rec), job_id))
 
 
 #: ``MIGRATIONS[v]`` takes a journal from schema version ``v`` to ``v + 1``. Version 0 is
 #: the schema from before versioning.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_provider_state]
+MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [_provider_state]
 VERSION = len(MIGRATIONS)
-
-
-def _quarantine(db: sqlite3.Connection, job_id: str, text: str, reason: str) -> None:
-    db.execute("INSERT INTO quarantine (id, record, reason, quarantined_at) VALUES (?, ?, ?, ?)",
-               (job_id, text, reason, time.time()))
-    db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
 
 class Journal(Generic[T]):
@@ -123,7 +121,7 @@ class Journal(Generic[T]):
                 db.execute(statement)
             if not fresh:
                 for step in range(version, VERSION):
-                    MIGRATIONS[step](db)
+                    MIGRATIONS[step](db, self._set_aside)
                     log.info("journal %s migrated to schema %d", self.path.name, step + 1)
             db.execute(f"PRAGMA user_version = {VERSION}")
 
@@ -194,15 +192,23 @@ class Journal(Generic[T]):
             try:
                 out.append(self._load(json.loads(text)))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 assert self._db is not None
                 with self._db:
                     self._db.execute("BEGIN")
-                    _quarantine(self._db, job_id, text, reason)
-                self.quarantined.append((job_id, reason))
-                log.warning("journal: the record of job %s does not describe a job (%s); "
-                            "moved to the quarantine table and skipped", job_id, reason)
+                    self._set_aside(job_id, text, f"{type(exc).__name__}: "
+                                                  f"{str(exc).splitlines()[0][:200]}")
         return out
+
+    def _set_aside(self, job_id: str, text: str, reason: str) -> None:
+        """Move a record that no longer describes a job to the quarantine table (inside
+        the caller's transaction), and say so."""
+        assert self._db is not None
+        self._db.execute("INSERT INTO quarantine (id, record, reason, quarantined_at) "
+                         "VALUES (?, ?, ?, ?)", (job_id, text, reason, time.time()))
+        self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        self.quarantined.append((job_id, reason))
+        log.warning("journal: the record of job %s does not describe a job (%s); moved to "
+                    "the quarantine table and skipped", job_id, reason)
 
     async def _write_loop(self) -> None:
         while True:
