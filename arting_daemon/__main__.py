@@ -52,8 +52,9 @@ async def serve(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
     except BaseException as exc:
+        started = runner.server is not None      # so it was the address that failed
         await runner.cleanup()     # closes the services that did start, in reverse
-        if isinstance(exc, OSError) and runner.server is not None:
+        if started and isinstance(exc, OSError):
             raise CannotListen(exc.strerror or str(exc)) from None
         raise
     host, port = runner.addresses[0][:2]
