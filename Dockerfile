@@ -10,19 +10,27 @@
 #
 #   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt -t arting-2api .
 #
-# Any Debian-like base with Python >= 3.10 and its venv module works: --build-arg BASE=...
+# Any Debian-like base with Python >= 3.11 and its venv module works: --build-arg BASE=...
 
 ARG BASE=python:3.12-slim
 
 FROM ${BASE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY arting_daemon ./arting_daemon
-# pip and setuptools are needed to install, not to run: the image gets the venv without them.
+# The dependencies first, in a layer of their own: a change to the code alone reuses it.
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python3 -m venv /opt/arting \
-    && /opt/arting/bin/pip install --no-cache-dir --disable-pip-version-check --quiet . \
+    && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
+print("\n".join(p["project"]["dependencies"] + p["build-system"]["requires"]))' \
+        > requirements.txt \
+    && /opt/arting/bin/pip install --no-cache-dir --disable-pip-version-check --quiet \
+        --requirement requirements.txt
+COPY README.md ./
+COPY arting_daemon ./arting_daemon
+# pip and setuptools are needed to install, not to run: the image gets the venv without them.
+RUN /opt/arting/bin/pip install --no-cache-dir --disable-pip-version-check --quiet \
+        --no-deps --no-build-isolation . \
     && /opt/arting/bin/pip uninstall --yes --quiet pip setuptools
 
 FROM ${BASE}
