@@ -129,6 +129,9 @@ def test_stop_is_graceful_and_the_volume_keeps_the_images(docker, image, secured
         assert got.status_code == 200 and got.content.startswith(b"\x89PNG")
     for secret in env.values():
         assert secret not in docker.logs(again)
+        found = docker("run", "--rm", "--volume", f"{volume}:/data:ro", "--entrypoint", "grep",
+                       image, "-rlF", secret, "/data", check=False)
+        assert found.returncode == 1, f"a secret at rest in {found.stdout}"
 
 
 def follow(url: str, job_id: str, headers: dict, states: tuple[str, ...],
