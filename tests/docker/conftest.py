@@ -1,8 +1,9 @@
 """Fixtures for the container tests: Docker itself (started here when it is not running,
 and stopped again), and the repository's image, built once per session.
 
-Everything a test creates is named ``arting-test-<random>-…`` and removed at the end of
-the session; only the base image is kept, as a cache (see ``docker_harness``).
+Everything a test creates is named ``arting-test-<random>-…``: its containers, volumes
+and networks are removed when it ends, the image's tag when the session ends; only the
+base image is kept, as a cache (see ``docker_harness``).
 """
 
 from __future__ import annotations
@@ -43,3 +44,9 @@ def base(docker: Docker) -> str:
 @pytest.fixture(scope="session")
 def image(docker: Docker, base: str) -> str:
     return build_image(docker, base)
+
+
+@pytest.fixture(autouse=True)
+def remove_what_the_test_made(docker: Docker) -> Iterator[None]:
+    yield
+    docker.clean_up(tags=False)

@@ -10,6 +10,7 @@ a ``docker`` CLI without buildx cannot run BuildKit builds, Debian's 20.10 CLI c
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -44,11 +45,12 @@ class Docker:
         self.prefix = f"arting-test-{secrets.token_hex(4)}"
         self._made: dict[str, list[str]] = {"container": [], "volume": [], "network": [],
                                              "tag": [], "project": []}
+        self._numbers = itertools.count()
 
-    def __call__(self, *args: str, timeout: float = 120, check: bool = True,
-                 input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([self.cli, *args], capture_output=True, text=input is None,
-                              input=input, env=self.env, timeout=timeout)
+    def __call__(self, *args: str, timeout: float = 120,
+                 check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([self.cli, *args], capture_output=True, text=True,
+                              env=self.env, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}): "
                                  f"{proc.stderr[-3000:]}")
@@ -57,15 +59,17 @@ class Docker:
     def name(self, kind: str) -> str:
         """A fresh name for a ``container``, ``volume``, ``network``, ``tag`` or compose
         ``project``, removed by ``clean_up``."""
-        made = self._made[kind]
-        name = f"{self.prefix}-{kind}{len(made)}"
+        number = next(self._numbers)
+        name = f"{self.prefix}-{kind}{number}"
         if kind == "tag":
-            name = f"arting-2api-test:{self.prefix.removeprefix('arting-test-')}-{len(made)}"
-        made.append(name)
+            name = f"arting-2api-test:{self.prefix.removeprefix('arting-test-')}-{number}"
+        self._made[kind].append(name)
         return name
 
-    def clean_up(self) -> None:
-        for project in self._made["project"]:
+    def clean_up(self, tags: bool = True) -> None:
+        """Remove what was made (image tags too, unless ``tags`` is false)."""
+        projects, self._made["project"] = self._made["project"], []
+        for project in projects:
             for kind, flag in (("container", "ps -aq"), ("volume", "volume ls -q"),
                                ("network", "network ls -q")):
                 found = self(*flag.split(), "--filter",
@@ -73,6 +77,8 @@ class Docker:
                 self._made[kind] += found.stdout.split()
         for kind, command in (("container", ("rm", "-f", "-v")), ("volume", ("volume", "rm")),
                               ("network", ("network", "rm")), ("tag", ("rmi",))):
+            if kind == "tag" and not tags:
+                continue
             for name in self._made[kind]:
                 self(*command, name, check=False, timeout=60)
             self._made[kind].clear()

@@ -51,16 +51,17 @@ class Compose:
 
 def compose_command(kind: str, docker: Docker) -> list[str]:
     if kind == "docker-compose":
-        command = [shutil.which("docker-compose") or "docker-compose"]
+        candidates = [[shutil.which("docker-compose") or "docker-compose"]]
     else:
-        command = [docker.cli, "compose"]
-    try:
-        found = subprocess.run([*command, "version"], capture_output=True, timeout=30)
-    except FileNotFoundError:
-        found = None
-    if found is None or found.returncode != 0:
-        pytest.skip(f"`{kind}` is not installed here")
-    return command
+        candidates = [[cli, "compose"] for cli in dict.fromkeys((docker.cli, "docker"))]
+    for command in candidates:
+        try:
+            if subprocess.run([*command, "version"], capture_output=True,
+                              timeout=30).returncode == 0:
+                return command
+        except FileNotFoundError:
+            pass
+    pytest.skip(f"`{kind}` is not installed here")
 
 
 def free_port() -> int:
