@@ -149,8 +149,9 @@ def daemon_answers(cli: str) -> bool:
     return subprocess.run([cli, "info"], capture_output=True, timeout=30).returncode == 0
 
 
-def start_dockerd(cli: str, log: Path, timeout: float = 30) -> subprocess.Popen:
-    """``dockerd`` as root with no flags, answering within ``timeout``, or ``Unavailable``."""
+def start_dockerd(cli: str, log: Path, timeout: float = 30) -> subprocess.Popen | None:
+    """``dockerd`` as root with no flags, answering within ``timeout``, or ``Unavailable``;
+    None when another one (a parallel test session's) came up meanwhile: not ours to stop."""
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     if not Path(dockerd).is_file():
         raise Unavailable("no Docker daemon is running and dockerd is not installed "
@@ -162,12 +163,12 @@ def start_dockerd(cli: str, log: Path, timeout: float = 30) -> subprocess.Popen:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while not daemon_answers(cli):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if time.monotonic() > deadline:
             stop_process(proc)
             raise Unavailable("dockerd did not come up: "
                               + log.read_text(errors="replace")[-1500:])
         time.sleep(0.2)
-    return proc
+    return proc if proc.poll() is None else None
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
