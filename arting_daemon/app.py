@@ -80,13 +80,27 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve an open API on a network address unless told to."""
-    if settings.auth_required or settings.allow_insecure or is_loopback(settings.host):
+    """Refuse to serve an open API on a network address unless told to.
+
+    In a container the daemon must listen on all interfaces, and what is reachable is
+    decided on the host: there the operator's ``published_host`` is what counts."""
+    published = settings.published_host
+    if settings.auth_required or settings.allow_insecure or is_loopback(settings.host) \
+            or (published and is_loopback(published)):
         return
+    if published:
+        raise ConfigError(
+            f"Refusing to serve with no API key: the port is published on {published}, so "
+            "anyone on the network could use your Arting account. Set API_MASTER_KEY, or "
+            "publish the port on the host's 127.0.0.1 only and set "
+            "ARTING_PUBLISHED_HOST=127.0.0.1 (with compose.yaml that one variable does "
+            "both), or set ARTING_ALLOW_INSECURE=true if this network is trusted.")
     raise ConfigError(
         f"Refusing to listen on {settings.host} with no API key: anyone on the network "
         "could use your Arting account. Set API_MASTER_KEY (or `api_keys`), or pass "
-        "--allow-insecure if this network is trusted.")
+        "--allow-insecure if this network is trusted. In a container, if its port is "
+        "published on the host's loopback only (-p 127.0.0.1:8090:8090), say so with "
+        "ARTING_PUBLISHED_HOST=127.0.0.1.")
 
 
 def is_loopback(host: str) -> bool:
