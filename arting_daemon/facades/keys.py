@@ -20,7 +20,7 @@ from .. import auth
 from ..errors import InvalidRequest, NotFound
 from ..keys.store import ApiKey, Limits
 from ..keys.usage import report
-from ..state import CATALOG, ENGINE, GATE, JOURNAL, KEYS
+from ..state import CATALOG, GATE, JOURNAL, KEYS
 from .http import parse_model, read_json
 
 MAX_DAYS = 90
@@ -84,7 +84,7 @@ async def _with_usage(request: web.Request, keys: list[ApiKey]) -> list[dict[str
 
 async def _report(request: web.Request, owners: list[str], days: int) -> list[dict]:
     app = request.config_dict
-    return await report(owners, days, app[KEYS], app[JOURNAL], app[GATE], app[ENGINE])
+    return await report(owners, days, app[KEYS], app[JOURNAL], app[GATE])
 
 
 @auth.admin
