@@ -308,3 +308,47 @@ def test_without_keys_the_local_user_sees_usage_without_limits_and_no_keys_panel
     assert text(page, "#usage-history") == "Nothing in the last 7 days."
     assert not css(page, "#keys").is_displayed()
     assert requested(page, "/admin/") == []
+
+
+def test_the_new_key_form_says_what_to_fix_and_a_picked_day_is_the_last_one(page, make_daemon):
+    from selenium.webdriver.common.keys import Keys
+
+    daemon = make_daemon(api_keys=[ADMIN])
+    old = admin_api(daemon, "POST", "admin/keys",
+                    json={"name": "last year", "expires_at": time.time() - 86400 * 365}).json()
+    open_page(page, daemon)
+    save_key(page, ADMIN)
+    card = f'#key-list li[data-key-id="{old["id"]}"]'
+    until(page, lambda d: text(d, f"{card} .key-badge") == "expired", what="the expired key")
+    assert " · expired " in text(page, f"{card} .key-meta")
+    assert css(page, f"{card} .key-revoke").is_displayed()  # an expired key can still be revoked
+
+    # No name: said at the field, which gets the focus; nothing is made.
+    css(page, "#key-create-submit").click()
+    assert text(page, "#new-key-name-error") == "Give the key a name: who or what it is for."
+    assert active(page) == css(page, "#new-key-name")
+    assert css(page, "#new-key-name").get_attribute("aria-invalid") == "true"
+    css(page, "#new-key-name").send_keys("brief")
+    assert css(page, "#new-key-name").get_attribute("aria-invalid") is None
+
+    # A day that is over is refused; a later one is the key's last day (this browser's time).
+    assert not css(page, "#new-key-expires_on").is_displayed()
+    choose(page, "#new-key-expires", "date")
+    assert css(page, "#new-key-expires_on").is_displayed()
+    set_date = ("const el = document.getElementById('new-key-expires_on'); el.value = arguments[0];"
+                "el.dispatchEvent(new Event('input', {bubbles: true}))")
+    page.execute_script(set_date, "2020-01-31")
+    css(page, "#new-key-name").send_keys(Keys.ENTER)
+    assert text(page, "#new-key-expires-error") == "That day is over: pick today or a later day."
+    assert active(page) == css(page, "#new-key-expires_on")
+    day = time.strftime("%Y-%m-%d", time.localtime(time.time() + 3 * 86400))
+    page.execute_script(set_date, day)
+    assert not css(page, "#new-key-expires-error").is_displayed()
+    css(page, "#new-key-name").send_keys(Keys.ENTER)
+    until(page, lambda d: css(d, "#key-secret").is_displayed(), what="the new key")
+    made = [k for k in admin_api(daemon, "GET", "admin/keys").json()["data"] if k["name"] == "brief"]
+    last_second = page.execute_script(
+        "return new Date(arguments[0] + 'T23:59:59').getTime() / 1000", day)
+    assert made and made[0]["expires_at"] == last_second
+    assert css(page, "#new-key-expires").get_attribute("value") == "never"  # the form is reset
+    assert not css(page, "#new-key-expires_on").is_displayed()
