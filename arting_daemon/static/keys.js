@@ -7,6 +7,7 @@
 // URL, and gone when the person presses Done, makes another key, or the page's key changes.
 
 import { call, json, serverNow } from "./api.js";
+import { clearFieldError, clearFieldErrors } from "./form.js";
 import { dateText, imagesText, jobsText, plural } from "./usage.js";
 
 const EVERY = 15000;
@@ -49,7 +50,7 @@ class KeyFields {
       this.field("expires").prepend(this.keep);
     }
     this.field("expires").addEventListener("change", () => this.showDate());
-    this.root.addEventListener("input", (event) => this.clearError(event.target));
+    this.root.addEventListener("input", (event) => clearFieldError(event.target));
     slot.replaceChildren(this.root);
     this.reset();
   }
@@ -142,15 +143,8 @@ class KeyFields {
     }
   }
 
-  clearError(field) {
-    field.removeAttribute("aria-invalid");
-    const slot = field.closest(".field")?.querySelector(".field-error");
-    if (slot) slot.hidden = true;
-  }
-
   clearErrors() {
-    for (const el of this.root.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-    for (const el of this.root.querySelectorAll(".field-error, .form-error")) el.hidden = true;
+    clearFieldErrors(this.root);
   }
 }
 
