@@ -159,6 +159,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     link = RedisLink(url.get_secret_value())
     await link.open()
     app[LINK] = link
+    app[METRICS].watch(link)
     try:
         yield
     finally:

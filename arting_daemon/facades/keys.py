@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import auth
-from ..errors import InvalidRequest, NotFound
+from ..errors import Forbidden, InvalidRequest, NotFound
 from ..keys.store import ApiKey, Limits
 from ..keys.usage import report
 from ..state import CATALOG, GATE, JOURNAL, KEYS
@@ -89,6 +89,10 @@ async def _report(request: web.Request, owners: list[str], days: int) -> list[di
 
 @auth.admin
 async def create_key(request: web.Request) -> web.Response:
+    if auth.principal(request) is auth.LOCAL:
+        raise Forbidden("Set an admin key (API_MASTER_KEY) before making user keys: once a "
+                        "user key exists every request needs a key, and without an admin key "
+                        "nobody could manage keys here (`arting-daemon keys` still can).")
     body = parse_model(NewKey, await read_json(request))
     key, secret = await request.config_dict[KEYS].create(
         body.name, _limits(request, body), _expiry(body.expires_at))

@@ -24,6 +24,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from ..config import ConfigError
 from ..errors import Unavailable
 
@@ -60,6 +62,8 @@ class RedisLink:
         self.redis = redis.from_url(url, decode_responses=True, socket_timeout=5,
                                     socket_connect_timeout=3, health_check_interval=10)
         self.down: str | None = None     # why Redis is out of reach, while it is
+        self.round_trips = 0             # requests sent to Redis (a pipeline is one)
+        self._count_round_trips()
         self._handlers: dict[str, Callable[[str], Awaitable[None] | None]] = {}
         self._tasks: list[asyncio.Task] = []
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
@@ -83,6 +87,33 @@ class RedisLink:
             await asyncio.wait(self._tasks, timeout=2)
         self._tasks = []
         await self.redis.aclose()
+
+    def _count_round_trips(self) -> None:
+        """Count each command sent, and each pipeline as one (for the metrics)."""
+        client, execute, pipeline = self.redis, self.redis.execute_command, self.redis.pipeline
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.round_trips += 1
+            return await execute(*args, **kwargs)
+
+        def counted_pipeline(*args: Any, **kwargs: Any):
+            pipe = pipeline(*args, **kwargs)
+            run = pipe.execute
+
+            async def counted_run(*a: Any, **kw: Any) -> Any:
+                self.round_trips += 1
+                return await run(*a, **kw)
+            pipe.execute = counted_run
+            return pipe
+
+        client.execute_command, client.pipeline = counted, counted_pipeline
+
+    def collect(self):
+        """Prometheus: round trips to Redis so far, and whether it answers."""
+        yield CounterMetricFamily("arting_redis_round_trips", "Requests this replica sent to "
+                                  "Redis (a pipeline counts once).", value=self.round_trips)
+        yield GaugeMetricFamily("arting_redis_up", "1 while Redis answers.",
+                                value=0 if self.down else 1)
 
     @staticmethod
     def key(*parts: Any) -> str:
