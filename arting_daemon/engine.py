@@ -458,7 +458,7 @@ class Engine:
     async def _init_image_url(self, gen: Generation, token: Token) -> str:
         assert gen.init_image is not None
         data = await self.store.read(gen.init_image)
-        if self.settings.img2img_transport == "upload":
+        if self.settings.img2img_transport == "signed_url":
             return await self.upstream.upload(data, token.secret)
         return "data:image/png;base64," + base64.b64encode(data).decode()
 

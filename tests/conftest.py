@@ -107,6 +107,23 @@ class LiveDaemon:
                          headers=headers).json()
         return self.wait_job(job["id"], headers=headers)
 
+    def uploads(self) -> list[bytes]:
+        """The images the daemon uploaded, checked against the sandbox's request log: each
+        one asked for a signed URL pair (with its identity) and PUT the PNG (without it),
+        and every image-to-image create and upscale read the get URL of one of them."""
+        signs = self.sandbox.requests_for("signed_urls")
+        puts = self.sandbox.requests_for("oss_put")
+        assert len(signs) == len(puts) and puts, (signs, puts)
+        assert all(r.body == {"f_suffixs": ["png"]} and r.header("Authorization") for r in signs)
+        assert all(r.header("Authorization") is None and r.header("Content-Type") == "image/png"
+                   for r in puts)
+        got = {f"{self.sandbox.url}/cdn/{r.path.partition('/oss/')[2].partition('?')[0]}"
+               for r in puts}
+        for create in (self.sandbox.requests_for("i2i_create")
+                       + self.sandbox.requests_for("enhance_create")):
+            assert create.body["image_url"] in got, create.body["image_url"]
+        return [r.body for r in puts]
+
     @property
     def engine(self):
         return self.app[ENGINE]

@@ -201,7 +201,7 @@ def test_image_to_image_sends_the_image_and_strength(node, daemon):
     assert json.loads(info)["strength"] == 0.35
     create = daemon.sandbox.requests_for("i2i_create")[-1].body
     assert create["strength"] == 0.35
-    sent = png_tensor(daemon.sandbox.requests_for("upload")[-1].body["image"])
+    sent = png_tensor(daemon.uploads()[-1])
     assert torch.allclose(sent, picture[0], atol=0.5 / 255)
 
 
