@@ -421,6 +421,7 @@ class Engine:
                 job.request_id = await self.upstream.create(gen, lease.token.secret, image_url)
                 break
             except ArtingError as exc:
+                self.pool.explain(lease.token, exc)
                 await self.pool.report(lease.token, exc)
                 attempt += 1
                 if not exc.safe_to_resubmit or attempt >= MAX_CREATE_ATTEMPTS:
@@ -500,6 +501,8 @@ class Engine:
                 continue
             failures = refusals = 0
             job.polls += 1
+            if result.balance is not None:
+                self.pool.note_balance(token, result.balance)
             if result.done:
                 self.stats.record(gen.model, gen.width, gen.height,
                                   schedule.finished_at(sent, pending))

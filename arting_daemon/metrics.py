@@ -106,6 +106,9 @@ class _Live:
         in_flight = GaugeMetricFamily("arting_token_in_flight",
                                       "Jobs each token has in flight upstream.",
                                       labels=["token"])
+        balance = GaugeMetricFamily("arting_token_balance",
+                                    "Each token's remain_balance at its last poll (tokens "
+                                    "Arting has reported one for).", labels=["token"])
         probes = CounterMetricFamily("arting_token_probes",
                                      "Probes of unhealthy tokens, by result.",
                                      labels=["token", "result"])
@@ -113,8 +116,11 @@ class _Live:
             for state in TOKEN_STATES:
                 token_state.add_metric([t.label, state], float(t.state.value == state))
             in_flight.add_metric([t.label], t.in_flight)
+            if t.balance is not None:
+                balance.add_metric([t.label], t.balance)
             for result in ("ok", "failed", "inconclusive"):
                 probes.add_metric([t.label, result], t.probes[result])
         yield token_state
         yield in_flight
+        yield balance
         yield probes
