@@ -85,3 +85,16 @@ def apply_mask(generated: bytes, init: bytes, mask: bytes) -> bytes:
     base = Image.open(io.BytesIO(init)).convert("RGB").resize(gen.size)
     m = Image.open(io.BytesIO(mask)).convert("L").resize(gen.size)
     return _png(Image.composite(gen, base, m))
+
+
+def resize(png: bytes, width: int, height: int, crop: tuple[int, int] | None = None) -> bytes:
+    """An image at exactly ``width``×``height`` (Lanczos), then cut to ``crop`` around
+    its centre, as A1111 finishes an upscale to a factor or to a size."""
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.LANCZOS)
+    if crop is not None and crop != img.size:
+        canvas = Image.new("RGB", crop)
+        canvas.paste(img, (crop[0] // 2 - img.width // 2, crop[1] // 2 - img.height // 2))
+        img = canvas
+    return _png(img)
