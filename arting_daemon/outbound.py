@@ -41,7 +41,7 @@ class OutboundPolicy:
         """Raise unless a result image may be fetched from ``url``."""
         host = (urlsplit(url).hostname or "").lower()
         if not self.trusted(host):
-            raise BadUpstreamResponse(
+            raise _refused(
                 f"Arting returned an image on host {host!r}, which is not in `image_hosts`; "
                 "add it there if you trust it.")
 
@@ -51,17 +51,22 @@ class OutboundPolicy:
         host = (parts.hostname or "").lower()
         schemes = ("https", "http") if self._plain_http else ("https",)
         if parts.scheme not in schemes or not host:
-            raise BadUpstreamResponse(
+            raise _refused(
                 f"Arting's signed upload URL is not an {' or '.join(schemes)} URL "
                 f"({parts.scheme or 'no scheme'}://{host}); the image was not sent.")
         if self.trusted(host):
             return
         private = [a for a in await _addresses(host, parts.port) if not a.is_global]
         if private:
-            raise BadUpstreamResponse(
+            raise _refused(
                 f"Arting's signed upload URL points at {host!r}, which is a private or local "
                 f"address ({private[0]}); the image was not sent there. If that storage is "
                 "really yours, add the host to `image_hosts`.")
+
+
+def _refused(message: str) -> BadUpstreamResponse:
+    """A URL from Arting the policy will not follow: asking again does not change that."""
+    return BadUpstreamResponse(message, retryable=False)
 
 
 async def _addresses(host: str, port: int | None) -> list[ipaddress.IPv4Address |

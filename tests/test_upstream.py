@@ -12,8 +12,8 @@ from PIL import Image
 
 from arting_daemon import errors
 from arting_daemon.config import Settings
-from arting_daemon.generation import Catalog, Lora, build_generation
-from arting_daemon.upstream.arting import ArtingClient
+from arting_daemon.generation import Catalog, Lora, Rules, build_generation
+from arting_daemon.providers.arting.client import ArtingClient, Upstream
 
 TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
 
@@ -22,11 +22,11 @@ TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
 async def client(sandbox):
     settings = Settings(base_url=sandbox.url, request_timeout=2.0)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield ArtingClient(settings, session)
+        yield ArtingClient(Upstream.of(settings), session)
 
 
 def gen(**kw):
-    s = Settings()
+    s = Rules.of(Settings())
     return build_generation(s, Catalog(s), **{"prompt": "a lighthouse", "seed": 7, **kw})
 
 
@@ -176,7 +176,7 @@ async def test_nothing_listening_means_unreachable_and_safe_to_resubmit():
     settings = Settings(base_url="http://127.0.0.1:9", request_timeout=2.0)
     async with aiohttp.ClientSession() as session:
         with pytest.raises(errors.UpstreamUnreachable) as err:
-            await ArtingClient(settings, session).create(gen(), TOKEN)
+            await ArtingClient(Upstream.of(settings), session).create(gen(), TOKEN)
     assert err.value.safe_to_resubmit
 
 
@@ -247,7 +247,7 @@ async def test_a_trusted_storage_host_may_be_local(sandbox):
     sandbox.configure(storage_url=f"http://localhost:{port}")
     settings = Settings(base_url=sandbox.url, image_hosts=["localhost"])
     async with aiohttp.ClientSession() as session:
-        url = await ArtingClient(settings, session).upload(red_png(), TOKEN)
+        url = await ArtingClient(Upstream.of(settings), session).upload(red_png(), TOKEN)
     assert url.startswith(f"http://localhost:{port}/cdn/") and sandbox.storage.objects
 
 
@@ -272,7 +272,7 @@ async def test_upscale_statuses_follow_the_settings(sandbox):
     settings = Settings(base_url=sandbox.url, upscale_done_statuses=[5],
                         upscale_failed_statuses=[6])
     async with aiohttp.ClientSession() as session:
-        client = ArtingClient(settings, session)
+        client = ArtingClient(Upstream.of(settings), session)
         task_id = await client.enhance(await client.upload(red_png(), TOKEN), 2, TOKEN)
         assert (await client.enhance_poll(task_id, TOKEN)).done
         sandbox.add_fault("fail", route="enhance_get")
