@@ -86,15 +86,20 @@ def job_request(data: dict[str, Any]) -> JobRequest:
     return Generation.model_validate(data)
 
 
-def build_upscale(sources: list[Source], scale: Any, version: str, max_images: int,
-                  param: str = "images") -> Upscale:
-    """Check an upscale against the limits."""
+def check_request(count: int, scale: Any, max_images: int, param: str = "images") -> None:
+    """What can be checked before the pictures are read: their number, the factor."""
     if scale not in SCALES or isinstance(scale, bool):
         raise InvalidRequest(f"scale must be 2 or 4 (Arting's image-enhance offers those); "
                              f"got {scale!r}.", param="scale")
-    if not 1 <= len(sources) <= max_images:
+    if not 1 <= count <= max_images:
         raise InvalidRequest(f"Send 1 to {max_images} images to upscale (max_images); got "
-                             f"{len(sources)}.", param=param)
+                             f"{count}.", param=param)
+
+
+def build_upscale(sources: list[Source], scale: Any, version: str, max_images: int,
+                  param: str = "images") -> Upscale:
+    """Check an upscale against the limits."""
+    check_request(len(sources), scale, max_images, param)
     for source in sources:
         if source.width * scale * source.height * scale > MAX_PIXELS:
             raise InvalidRequest(

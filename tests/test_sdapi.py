@@ -241,7 +241,7 @@ def test_samplers_schedulers_loras_and_the_other_listings(api):
     loras = api.get_loras()
     assert {"add_detail", "Sv5-10"} <= {lo["name"] for lo in loras}
     assert all(set(lo) == {"name", "alias", "path", "metadata"} for lo in loras)
-    assert [u["name"] for u in api.get_upscalers()] == ["None"]
+    assert [u["name"] for u in api.get_upscalers()] == ["None", "Lanczos", "Nearest", "Arting"]
     assert api.get_latent_upscale_modes() == [] and api.get_sd_vae() == []
     assert api.get_scripts() == {"txt2img": [], "img2img": []}
     assert api.get_embeddings() == {"loaded": {}, "skipped": {}}
