@@ -150,10 +150,13 @@ class ArtingUpscale:
         client = DaemonClient(daemon_url)
         progress = _Progress(unique_id)
         pngs = convert.image_to_pngs(image)
+        # One job per max_images pictures (the daemon's, which may differ from the
+        # default): a bigger batch would be refused as a whole.
+        limits = client.catalog().get("limits") or {}
+        per_job = int(limits.get("max_images") or catalog.MAX_IMAGES)
         out = []
-        # One job per max_images pictures: a bigger batch would be refused as a whole.
-        for start in range(0, len(pngs), catalog.MAX_IMAGES):
-            chunk = pngs[start:start + catalog.MAX_IMAGES]
+        for start in range(0, len(pngs), per_job):
+            chunk = pngs[start:start + per_job]
             job = _run(client, {"kind": "upscale", "scale": scale,
                                 "images": [_b64(p) for p in chunk]}, progress)
             out += [client.download(i["url"]) for i in job["images"]]

@@ -58,7 +58,8 @@ def free_port() -> int:
 def test_the_pack_registers_like_a_comfyui_node_pack(pack):
     name = comfy_module_name(PACK)
     assert pack.__name__ == name
-    assert pack.NODE_DISPLAY_NAME_MAPPINGS == {"ArtingGenerate": "Arting Generate"}
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS == {"ArtingGenerate": "Arting Generate",
+                                               "ArtingUpscale": "Arting Upscale"}
     cls = pack.NODE_CLASS_MAPPINGS["ArtingGenerate"]
     assert cls.__module__ == f"{name}.arting_comfy.nodes"  # relative imports only
     assert cls.CATEGORY == "Arting"
