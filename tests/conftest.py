@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -178,3 +179,31 @@ def make_module_daemon(tmp_path_factory) -> Iterator[Callable[..., LiveDaemon]]:
 @pytest.fixture
 def daemon(make_daemon) -> LiveDaemon:
     return make_daemon()
+
+
+@pytest.fixture
+def spy():
+    """A web server that counts every request it gets (GET, POST, PUT): no one should
+    call it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+        do_POST = do_PUT = do_GET
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.hits = hits
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
-import http.server
-import threading
 
 import httpx
-import pytest
 from PIL import Image
 
 
@@ -50,29 +47,6 @@ def test_an_openai_edit_refused_by_storage_is_an_openai_error(daemon):
     assert resp.json()["error"]["code"] == "upstream_rejected"
     assert "refused the image upload" in resp.json()["error"]["message"]
     assert not daemon.sandbox.requests_for("i2i_create")
-
-
-@pytest.fixture
-def spy():
-    """A plain HTTP server that records every request it gets."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_PUT(self):
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.hits = hits
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 def test_a_signed_url_into_the_local_network_is_not_followed(daemon, spy):
