@@ -150,7 +150,8 @@ class ArtingAttempt(Attempt):
                    makes_nothing: bool = False) -> T:
         """``call(token)`` with the token held, sent again only when that cannot make a
         second job upstream (always, after a transient fault, when ``makes_nothing``),
-        while the retry budget (waits included) and the stage's deadline allow."""
+        while the retry budget (waits included) and the stage's deadline allow. Only what
+        makes a job counts for (or against) the token's record."""
         p = self.provider
         attempt = 0
         while True:
@@ -159,7 +160,8 @@ class ArtingAttempt(Attempt):
                 result = await call(self.token.secret)
                 break
             except ArtingError as exc:
-                p.pool.explain(self.token, exc)
+                if not makes_nothing:
+                    p.pool.explain(self.token, exc)
                 await p.pool.report(self.token, exc)
                 attempt += 1
                 safe = exc.safe_to_resubmit or (makes_nothing and exc.retryable)
@@ -176,7 +178,8 @@ class ArtingAttempt(Attempt):
                     p.metrics.create_retries.labels(type(exc).__name__).inc()
                 log.info("attempt %d of job %s failed (%s); sending it again with %s",
                          attempt, self.work.id, type(exc).__name__, self.token.label)
-        await p.pool.report(self.token, None)
+        if not makes_nothing:
+            await p.pool.report(self.token, None)
         return result
 
     async def _switch_token(self, exc: ArtingError, retry_until: float) -> None:
