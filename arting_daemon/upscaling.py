@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from .errors import InvalidRequest
 from .generation import Generation
@@ -58,9 +58,11 @@ class Upscale(BaseModel):
     def n(self) -> int:
         return len(self.images)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def model(self) -> str:
-        """What durations are learned under (with the first picture's size)."""
+        """What it counts under in usage, and learns its durations under (with the first
+        picture's size), as a generation does under its model."""
         return f"image-enhance {self.version} {self.scale}x"
 
     @property

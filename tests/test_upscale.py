@@ -283,3 +283,26 @@ def test_enable_hr_with_upscaling_off_is_refused_before_generating(make_daemon):
         "prompt": "p", "enable_hr": True})
     assert resp.status_code == 422 and "upscale = true" in json.dumps(resp.json()["detail"])
     assert not daemon.sandbox.requests_for("create")
+
+
+# --- with user keys --------------------------------------------------------------------------
+
+def test_a_users_upscales_count_as_images_and_models_do_not_limit_them(make_daemon):
+    admin = "admin-key-0123456789"
+    daemon = make_daemon(api_keys=[admin])
+    made = httpx.post(f"{daemon.url}/arting/v1/admin/keys", json={
+        "name": "alice", "images_per_day": 3, "models": ["asyncsMIX_v7"]},
+        headers={"Authorization": f"Bearer {admin}"}).json()
+    alice = {"Authorization": f"Bearer {made['key']}"}
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", headers=alice,
+                      json={"kind": "upscale", "images": [b64(png()), b64(png((1, 2, 3)))]})
+    assert resp.status_code == 202, resp.text
+    assert daemon.wait_job(resp.json()["id"], headers=alice)["state"] == "succeeded"
+    usage = httpx.get(daemon.url + "/arting/v1/usage", headers=alice).json()["data"][0]
+    assert usage["days"][0]["models"] == {"image-enhance v1.4 2x": {"jobs": 1, "images": 2}}
+    assert usage["remaining"]["images_today"] == 1
+    refused = httpx.post(daemon.url + "/arting/v1/jobs", headers=alice,
+                         json={"kind": "upscale", "images": [b64(png())] * 2})
+    assert refused.status_code == 429 and "images_per_day" in refused.json()["error"]["message"]
+    others = httpx.get(daemon.url + "/arting/v1/jobs", headers=alice).json()["data"]
+    assert [j["kind"] for j in others] == ["upscale"]

@@ -34,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__, catalog as builtin
+from ..auth import generates, principal
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
@@ -66,6 +67,7 @@ class Batch:
     progress and interrupt."""
 
     kind: str
+    owner: str
     jobs: list[Job] = field(default_factory=list)
     upscales: list[Job] = field(default_factory=list)
     started: float = field(default_factory=time.time)
@@ -81,7 +83,7 @@ class Batch:
         async def run(requests: list[Upscale]) -> list[Job]:
             started = []
             for upscale in requests:
-                started.append(await engine.submit(upscale, source="a1111"))
+                started.append(await engine.submit(upscale, source="a1111", owner=self.owner))
                 self.upscales.append(started[-1])
             await _wait_all(engine, started)
             return started
@@ -99,8 +101,11 @@ class A1111State:
     def current_model(self, models: Catalog) -> str:
         return self.model or models.default_model
 
-    def jobs(self) -> list[Job]:
-        return [job for batch in self.batches for job in batch.every]
+    def batches_of(self, request: web.Request) -> list[Batch]:
+        """The caller's requests in flight: each key has its own progress, interrupt and
+        skip, as each user of an A1111 server has their own browser session."""
+        owner = principal(request).id
+        return [b for b in self.batches if b.owner == owner]
 
 
 STATE = web.AppKey("a1111", A1111State)
@@ -173,11 +178,13 @@ async def set_options(request: web.Request) -> web.Response:
 
 # --- txt2img / img2img -----------------------------------------------------------------
 
+@generates
 async def txt2img(request: web.Request) -> web.Response:
     body = Txt2ImgRequest.model_validate(await read_json(request))
     return await _generate(request, body, "txt2img")
 
 
+@generates
 async def img2img(request: web.Request) -> web.Response:
     body = Img2ImgRequest.model_validate(await read_json(request))
     require_img2img(request)
@@ -195,12 +202,14 @@ async def img2img(request: web.Request) -> web.Response:
                            strength=body.denoising_strength)
 
 
+@generates
 async def extra_single_image(request: web.Request) -> web.Response:
     body = ExtrasSingleImageRequest.model_validate(await read_json(request))
     hashes, info = await _extras(request, body, [body.image])
     return await json_with_images(request, {"html_info": info, "image": StoredB64(hashes[0])})
 
 
+@generates
 async def extra_batch_images(request: web.Request) -> web.Response:
     body = ExtrasBatchImagesRequest.model_validate(await read_json(request))
     hashes, info = await _extras(request, body, [image.data for image in body.imageList])
@@ -262,7 +271,7 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
     target = sdapi_upscale.hires_target(body, gens[0].width, gens[0].height) if hires else None
     async with _in_flight(request, kind) as batch:
         for gen in gens:
-            batch.jobs.append(await engine.submit(gen, source="a1111"))
+            batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner))
         await _wait_all(engine, batch.jobs)
         made = [img for job in batch.jobs for img in job.images]
         hashes = [img.hash for img in made]
@@ -289,7 +298,7 @@ async def _in_flight(request: web.Request, kind: str) -> AsyncIterator[Batch]:
     """An A1111 request's jobs, seen by progress and interrupt while it runs; if it
     fails or its client goes away, its jobs are cancelled."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    batch = Batch(kind)
+    batch = Batch(kind, principal(request).id)
     state.batches.append(batch)
     try:
         yield batch
@@ -415,8 +424,8 @@ IDLE_STATE = {"skipped": False, "interrupted": False, "stopping_generation": Fal
 async def progress(request: web.Request) -> web.Response:
     """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
     with ``job_count 0``, which clients wait for after switching models."""
-    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    jobs = state.jobs()
+    engine, batches = request.config_dict[ENGINE], request.config_dict[STATE].batches_of(request)
+    jobs = [job for batch in batches for job in batch.every]
     if not jobs:
         return web.json_response({"progress": 0.0, "eta_relative": 0.0, "state": IDLE_STATE,
                                   "current_image": None, "textinfo": None})
@@ -431,13 +440,13 @@ async def progress(request: web.Request) -> web.Response:
         "progress": round(min(max(fraction, 0.01), 0.99), 4),
         "eta_relative": round(eta, 2),
         "state": {
-            "skipped": any(b.skipped for b in state.batches),
-            "interrupted": any(b.interrupted for b in state.batches),
+            "skipped": any(b.skipped for b in batches),
+            "interrupted": any(b.interrupted for b in batches),
             "stopping_generation": False,
             "job": f"Batch {min(done + 1, len(jobs))} out of {len(jobs)}",
             "job_count": len(jobs), "job_no": done,
             "job_timestamp": time.strftime("%Y%m%d%H%M%S",
-                                           time.localtime(state.batches[0].started)),
+                                           time.localtime(batches[0].started)),
             "sampling_step": int(engine.progress(current)[0] * steps),
             "sampling_steps": steps,
         },
@@ -455,9 +464,10 @@ def _textinfo(engine: Runner, job: Job) -> str:
 
 
 async def interrupt(request: web.Request) -> web.Response:
-    """Stop every A1111 request in flight; each answers with the images already made."""
+    """Stop the caller's A1111 requests in flight; each answers with the images already
+    made."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches:
+    for batch in state.batches_of(request):
         batch.interrupted = True
         for job in batch.every:
             engine.cancel(job)
@@ -465,9 +475,10 @@ async def interrupt(request: web.Request) -> web.Response:
 
 
 async def skip(request: web.Request) -> web.Response:
-    """Drop the job each A1111 request is working on; its other iterations go on."""
+    """Drop the job each of the caller's A1111 requests is working on; its other iterations
+    go on."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches:
+    for batch in state.batches_of(request):
         current = next((j for j in batch.every if not j.state.terminal), None)
         if current is not None:
             batch.skipped = True

@@ -14,8 +14,8 @@ task per picture). A picture Arting must read goes up the signed-URL way
 that surely made no job.
 
 What a restart needs is kept in the job's provider state: Arting's ``request_id`` (or
-an upscale's ``tasks``), the label of the token it was created with, and the polls
-spent on it.
+an upscale's ``tasks``), the fingerprint of the token it was created with (never the
+token), and the polls spent.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ArtingProvider(Provider):
         token = await self.pool.acquire(max(0.0, until - time.time()),
                                         prefer=work.provider_state.get("token"),
                                         patience=self.options.retry_budget)
-        work.provider_state["token"] = token.label
+        work.provider_state["token"] = token.fingerprint
         return token
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ... import logs
+from ... import datadir, logs
 from ...errors import (ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited,
                        UpstreamRejected)
 
@@ -62,6 +63,12 @@ class Token:
     probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
     balance: int | None = None                      # ``remain_balance`` of the last poll
     balance_at: float | None = None                 # wall-clock time it was seen
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the token in job records (which may outlive its place in the list)
+        without holding it: the start of its SHA-256."""
+        return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
 
     def eligible(self, now: float, max_jobs: int) -> bool:
         if self.state is TokenState.INVALID or self.in_flight >= max_jobs:
@@ -96,10 +103,7 @@ def anonymous_identity(data_dir: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     ident = str(uuid.uuid4())
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"uuid": ident}))
-    tmp.replace(path)
+    datadir.write(path, json.dumps({"uuid": ident}).encode())
     return ident
 
 
@@ -158,7 +162,8 @@ class TokenPool:
 
     async def acquire(self, timeout: float, prefer: str | None = None,
                       patience: float | None = None) -> Token:
-        """The least-busy eligible token (``prefer``'s label first, if eligible).
+        """The least-busy eligible token (the one ``prefer`` fingerprints first, if
+        eligible).
 
         While some usable token is healthy but busy (at ``max_jobs``), waits for it, up to
         ``timeout``. While every usable token is cooling or blocked, waits only if one
@@ -172,7 +177,7 @@ class TokenPool:
                 now = time.monotonic()
                 ready = [t for t in self.tokens if t.eligible(now, self.max_jobs)]
                 if ready:
-                    token = min(ready, key=lambda t: (t.label != prefer, t.balance == 0,
+                    token = min(ready, key=lambda t: (t.fingerprint != prefer, t.balance == 0,
                                                       t.in_flight,
                                                       t.state is not TokenState.OK))
                     token.in_flight += 1
