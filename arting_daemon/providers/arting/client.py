@@ -27,8 +27,8 @@ import base64
 import binascii
 import json
 import logging
-from dataclasses import dataclass
 import re
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -55,8 +55,6 @@ TXT2IMG = "/api/cg/text-to-image"
 IMG2IMG = "/api/cg/image-to-image"
 SIGNED_URLS = "/api/cg/get_oss_signed_urls"
 ENHANCE = "/api/image/image-enhance"
-#: The file suffix Arting's signed URLs are asked for, by the Content-Type of the upload.
-SUFFIXES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 #: A request id no job has: polling it shows whether a token (and the clearance) gets in.
 PROBE_REQUEST_ID = "arting-2api-probe"
 
@@ -188,12 +186,11 @@ class ArtingClient:
         except UpstreamRejected:
             pass
 
-    async def upload(self, image: bytes, token: str | None,
-                     content_type: str = "image/png") -> str:
-        """Put an image where Arting can read it: ask for a signed URL pair, PUT the bytes
-        to ``put``, and return ``get`` (what ``image_url`` takes)."""
-        data = await self._call(SIGNED_URLS, {"f_suffixs": [SUFFIXES[content_type]]}, token,
-                                route="upload_sign")
+    async def upload(self, png: bytes, token: str | None) -> str:
+        """Put a PNG (the store holds nothing else) where Arting can read it: ask for a
+        signed URL pair, PUT the bytes to ``put``, and return ``get`` (what ``image_url``
+        takes)."""
+        data = await self._call(SIGNED_URLS, {"f_suffixs": ["png"]}, token, route="upload_sign")
         pairs = data.get("oss_signed_urls") if isinstance(data, dict) else None
         pair = pairs[0] if isinstance(pairs, list) and pairs else None
         put, get = (pair.get("put"), pair.get("get")) if isinstance(pair, dict) else (None, None)
@@ -205,19 +202,19 @@ class ArtingClient:
             raise error
         try:
             await self.outbound.check_signed_put(put)
-            await self._put(put, image, content_type)
+            await self._put(put, png)
         except ArtingError as exc:
             self.metrics.upstream_error("upload_put", exc)
             raise
         return get
 
-    async def _put(self, url: str, data: bytes, content_type: str) -> None:
+    async def _put(self, url: str, png: bytes) -> None:
         """The presigned PUT: the bytes and their Content-Type, no token, no cookies (the
         signature is the permission), and no redirect followed."""
         host = urlsplit(url).hostname
-        headers = {"Content-Type": content_type, "User-Agent": self.solver.clearance.user_agent}
+        headers = {"Content-Type": "image/png", "User-Agent": self.solver.clearance.user_agent}
         try:
-            async with self.session.put(url, data=data, headers=headers, allow_redirects=False,
+            async with self.session.put(url, data=png, headers=headers, allow_redirects=False,
                                         timeout=self._timeout()) as resp:
                 status, text = resp.status, (await resp.content.read(4096)).decode(
                     "utf-8", "replace")

@@ -150,8 +150,9 @@ class ArtingAttempt(Attempt):
                    makes_nothing: bool = False) -> T:
         """``call(token)`` with the token held, sent again only when that cannot make a
         second job upstream (always, after a transient fault, when ``makes_nothing``),
-        while the retry budget (waits included) and the stage's deadline allow. Only what
-        makes a job counts for (or against) the token's record."""
+        while the retry budget (waits included) and the stage's deadline allow. A refusal
+        marks the token either way; only a send that makes a job counts as one of its jobs
+        (and gets the zero-balance note on a refusal)."""
         p = self.provider
         attempt = 0
         while True:
