@@ -125,7 +125,8 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
 
     sandbox = Sandbox(generation_time=settings.sandbox_generation_time)
     url = await sandbox.start("127.0.0.1", 0)
-    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True})
+    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True,
+                                                "upscale": True})
     app[SANDBOX] = sandbox
     log.info("sandbox: Arting emulator at %s", url)
     try:
