@@ -5,7 +5,11 @@ Each protocol lives in its own sub-application with its own error shape and auth
     /v1/...          OpenAI           (facades/openai_images.py, openai_chat.py, models.py)
     /sdapi/v1/...    AUTOMATIC1111    (facades/sdapi.py), and /internal/ping
     /arting/v1/...   native job API   (facades/jobs.py), token admin (facades/ops.py)
-    /                web page, /healthz, /readyz, /metrics (facades/ops.py)
+    /                web page, /healthz, /readyz, /metrics (facades/ops.py),
+                     /openapi.json and /docs (facades/docs.py)
+
+Each sub-application says which protocol it speaks (``openapi.API``), for the OpenAPI
+document, which is built from the router and the handlers' ``@operation``s.
 
 Each service (the emulator with ``--sandbox``, the journal, the HTTP session, the
 provider, the job runner) has its own cleanup context, opened in that order and closed
@@ -24,18 +28,19 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import __version__, auth, datadir, logs
+from . import auth, datadir, logs
 from .config import ConfigError, Settings
 from .engine.jobs import Job
 from .engine.journal import Journal
 from .engine.runner import Limits, Runner
-from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
-                      sdapi, sdapi_errors, web as web_page)
+from .facades import (docs, jobs, keys, models, openai_chat, openai_errors, openai_images,
+                      ops, sdapi, sdapi_errors, web as web_page)
 from .facades.a1111_state import A1111State
 from .generation import Catalog, Rules
 from .keys.limits import Gate, LocalLedger
 from .keys.ring import key_ring
 from .metrics import Metrics
+from .openapi import API
 from .providers.arting.client import ArtingClient, Upstream
 from .providers.arting.provider import ArtingOptions, ArtingProvider
 from .providers.arting.tokens import TokenPool, anonymous_identity
@@ -57,11 +62,12 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
-    app.router.add_get("/healthz", healthz)
     ops.add_routes(app)
     web_page.add_routes(app)
+    docs.add_routes(app)
 
     openai = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
+    openai[API] = openai_errors.OPENAI
     openai_images.add_routes(openai)
     openai_chat.add_routes(openai)
     models.add_routes(openai)
@@ -69,11 +75,13 @@ def create_app(settings: Settings) -> web.Application:
 
     # A1111 clients (SillyTavern) replace the URL path: these live at the root.
     a1111 = web.Application(middlewares=[sdapi_errors.middleware, auth.middleware(basic=True)])
+    a1111[API] = sdapi_errors.A1111_API
     sdapi.add_routes(a1111)
     app.add_subapp("/sdapi/v1", a1111)
     app.router.add_get("/internal/ping", sdapi.ping)
 
     native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
+    native[API] = openai_errors.NATIVE
     jobs.add_routes(native)
     keys.add_routes(native)
     ops.add_admin_routes(native)
@@ -333,9 +341,3 @@ async def _stamp_response(request: web.Request, response: web.StreamResponse) ->
         response.headers["Access-Control-Allow-Origin"] = request[CORS_ORIGIN]
         response.headers["Vary"] = "Origin"
 
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: answers without touching Arting."""
-    settings = request.config_dict[SETTINGS]
-    return web.json_response({"status": "ok", "version": __version__,
-                              "sandbox": settings.sandbox})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import secrets
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import (BaseModel, ConfigDict, PlainValidator, TypeAdapter, ValidationError,
+                      WithJsonSchema, model_serializer)
 
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..state import SETTINGS, STORE
@@ -76,6 +77,11 @@ def parse_model(model: type[M], data: Any) -> M:
         raise InvalidRequest(message, param=field) from None
 
 
+def parse_query(model: type[M], request: web.Request) -> M:
+    """The query string validated into ``model`` (as ``parse_model`` does a body)."""
+    return parse_model(model, dict(request.query))
+
+
 def describe(exc: ValidationError) -> tuple[str, str | None]:
     """(readable message, offending field) of a pydantic error."""
     err = exc.errors()[0]
@@ -113,15 +119,18 @@ def status_text(engine: Runner, job: Job) -> str:
 DATA_URL = "data:image/png;base64,"
 
 
-@dataclass(frozen=True)
 class StoredB64:
     """Stands in a JSON answer for the base64 of a stored image (see ``render_json``):
     ``prefix`` goes before it (``DATA_URL`` for a data URL), and ``edit``, if given,
-    changes the PNG bytes first (A1111's ``parameters`` text chunk)."""
+    changes the PNG bytes first (A1111's ``parameters`` text chunk). A plain class, not a
+    dataclass: dumping an answer model leaves it as it is (a dataclass would become a
+    dict)."""
 
-    digest: str
-    prefix: str = ""
-    edit: Callable[[bytes], bytes] | None = None
+    __slots__ = ("digest", "prefix", "edit")
+
+    def __init__(self, digest: str, prefix: str = "",
+                 edit: Callable[[bytes], bytes] | None = None) -> None:
+        self.digest, self.prefix, self.edit = digest, prefix, edit
 
 
 async def render_json(request: web.Request, data: Any) -> bytes:
@@ -165,6 +174,63 @@ def _splice(store: ImageStore, skeleton: bytes, marker: bytes,
             png = image.edit(png)
         out += (b'"', image.prefix.encode("ascii"), base64.b64encode(png), b'"', rest)
     return b"".join(out)
+
+
+# --- answers --------------------------------------------------------------------------------
+
+class Answer(BaseModel):
+    """A JSON answer. Handlers build their answers as these models, and the OpenAPI
+    document describes the same models (``openapi.py``); a field the code sends and the
+    model lacks fails at once (``extra="forbid"``), so the two cannot drift."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sparse(Answer):
+    """An answer whose fields that are None are left out (not sent as null)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+def _stored(value: Any) -> StoredB64:
+    if not isinstance(value, StoredB64):
+        raise ValueError("a stored image (StoredB64) was expected")
+    return value
+
+
+#: A stored PNG sent as base64 (a ``StoredB64``, which ``render_json`` puts in).
+Base64Png = Annotated[Any, PlainValidator(_stored), WithJsonSchema({
+    "type": "string", "contentEncoding": "base64", "contentMediaType": "image/png",
+    "description": "A PNG, base64-encoded (no data: prefix)."})]
+#: A stored PNG sent as a ``data:image/png;base64,…`` URL.
+DataUrlPng = Annotated[Any, PlainValidator(_stored), WithJsonSchema({
+    "type": "string", "pattern": "^data:image/png;base64,",
+    "description": "A PNG as a data URL."})]
+
+
+def reply(answer: Any, status: int = 200, headers: dict[str, str] | None = None, *,
+          as_type: Any = None) -> web.Response:
+    """``answer`` as JSON: a model, or a value checked against (and built as) ``as_type``,
+    the type the OpenAPI document declares (``list[Model]``, ``None`` …)."""
+    if as_type is not None:
+        adapter = _adapter(as_type)
+        answer = adapter.dump_python(adapter.validate_python(answer), mode="json")
+    elif isinstance(answer, BaseModel):
+        answer = answer.model_dump(mode="json")
+    return web.json_response(answer, status=status, headers=headers)
+
+
+@functools.cache
+def _adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp)
+
+
+async def reply_with_images(request: web.Request, answer: BaseModel) -> web.Response:
+    """An answer holding stored images (``Base64Png``, ``DataUrlPng``), made by
+    ``render_json``."""
+    return await json_with_images(request, answer.model_dump())
 
 
 # --- streamed answers -----------------------------------------------------------------------

@@ -26,16 +26,24 @@ from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
+from ..openapi import Answer as Doc, operation
 from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
 from ..upscaling import SCALES, Upscale, build_upscale, check_request
-from .http import base_url, event_stream, follow, image_url, parse_model, read_json
+from .http import (Answer, Sparse, base_url, event_stream, follow, image_url, parse_model,
+                   parse_query, read_json, reply)
 from .intake import require_img2img, take_init_image, take_source
+from .ops import TokenView
 
 TICK = 1.0
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Generate ``n`` images; every field but ``prompt`` has a default (``GET /catalog``
+    says which)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prompt": "a lighthouse at dawn, watercolour", "model": "oneFORALLAnime",
+         "size": "512x768", "n": 2, "seed": 42, "loras": [{"id": "add_detail", "weight": 0.6}]}]})
 
     kind: Literal["generate"] = "generate"
     prompt: str
@@ -63,7 +71,8 @@ class UpscaleRequest(BaseModel):
     """Upscale pictures 2× or 4×: each one the hash of a stored image (a result), or the
     image itself as base64 or a data URL."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"kind": "upscale", "images": ["<the hash of a result image>"], "scale": 4}]})
 
     kind: Literal["upscale"]
     images: list[str] = []
@@ -71,29 +80,107 @@ class UpscaleRequest(BaseModel):
     scale: int = 2
 
 
-def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
+class JobError(Sparse):
+    """Why a job failed (or was cancelled): the error's class, its stable ``code``, a
+    message for people, and what the error knows besides."""
+
+    type: str
+    code: str
+    message: str
+    param: str | None = None
+    retry_after: float | None = None
+    #: QuotaExceeded: the limit used up; StageTimeout: the stage; UpstreamRejected:
+    #: Arting's own code; CloudflareBlocked: challenge or block.
+    limit: str | None = None
+    stage: str | None = None
+    upstream_code: int | None = None
+    kind: str | None = None
+
+
+class JobImage(Answer):
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the PNG")
+    url: str = Field(description="Where to download it (public: the hash is the "
+                                 "capability).")
+    seed: int
+    width: int
+    height: int
+
+
+class JobLinks(Answer):
+    self: str
+    events: str
+
+
+class JobView(Answer):
+    """A job as clients see it."""
+
+    id: str
+    state: JobState
+    source: str = Field(description="Who made it: `api`, `openai`, `chat`, `a1111`, or "
+                                    "the `X-Arting-Client` header.")
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    progress: float = Field(ge=0, le=1)
+    eta_seconds: float | None
+    queue_position: int | None
+    kind: Literal["generate", "upscale"]
+    request: Generation | Upscale = Field(description="The request as it runs: every "
+                                                      "value resolved (the seed too).")
+    images: list[JobImage]
+    error: JobError | None
+    links: JobLinks
+
+
+class JobList(Answer):
+    object: Literal["list"] = "list"
+    data: list[JobView]
+    next_before: float | None = Field(description="Pass as `before` for the next page "
+                                                  "(null: no more).")
+
+
+class JobsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(20, description="How many (1 to 100; others are clamped).")
+    before: float | None = Field(None, description="Only jobs made before this time "
+                                                   "(`next_before` of the previous page).")
+    state: JobState | None = Field(None, description="Only jobs in this state.")
+
+
+def job_view(request: web.Request, engine: Runner, job: Job) -> JobView:
     """What clients see of a job."""
     progress, eta = engine.progress(job)
-    return {
-        "id": job.id,
-        "state": job.state.value,
-        "source": job.source,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "progress": round(progress, 4),
-        "eta_seconds": None if eta is None else round(eta, 1),
-        "queue_position": engine.queue_position(job),
-        "kind": job.generation.kind,
-        "request": job.generation.model_dump(mode="json"),
-        "images": [{"hash": i.hash, "url": image_url(request, i.hash), "seed": i.seed,
-                    "width": i.width, "height": i.height} for i in job.images],
-        "error": job.error.to_dict() if job.error else None,
-        "links": {"self": f"{base_url(request)}/arting/v1/jobs/{job.id}",
-                  "events": f"{base_url(request)}/arting/v1/jobs/{job.id}/events"},
-    }
+    return JobView(
+        id=job.id, state=job.state, source=job.source, created_at=job.created_at,
+        started_at=job.started_at, finished_at=job.finished_at,
+        progress=round(progress, 4), eta_seconds=None if eta is None else round(eta, 1),
+        queue_position=engine.queue_position(job), kind=job.generation.kind,
+        request=job.generation,
+        images=[JobImage(hash=i.hash, url=image_url(request, i.hash), seed=i.seed,
+                         width=i.width, height=i.height) for i in job.images],
+        error=JobError(**job.error.to_dict()) if job.error else None,
+        links=JobLinks(self=f"{base_url(request)}/arting/v1/jobs/{job.id}",
+                       events=f"{base_url(request)}/arting/v1/jobs/{job.id}/events"))
 
 
+_JOB_HEADERS = {
+    "Idempotency-Key": {"type": "string", "maxLength": 255, "description":
+                        "Makes a retried submit return the same job (200) instead of a "
+                        "second one; per caller."},
+    "X-Arting-Client": {"type": "string", "description":
+                        "Who is submitting (a plugin's name), kept as the job's `source`."},
+}
+
+
+@operation(
+    "Submit a job", "Queue a generation, or with `\"kind\": \"upscale\"` an upscale "
+    "of stored images. Answers at once with the job (`202`); follow it by "
+    "`GET /jobs/{id}` or its events. With `Idempotency-Key`, a retried submit answers "
+    "the job it made before (`200`).",
+    body=JobRequest | UpscaleRequest, headers=_JOB_HEADERS,
+    answers={202: Doc(JobView, "Queued.", headers={"Location": "The job's URL."}),
+             200: Doc(JobView, "The job this `Idempotency-Key` already made.")})
 @generates
 async def create_job(request: web.Request) -> web.Response:
     data = await read_json(request)
@@ -104,7 +191,7 @@ async def create_job(request: web.Request) -> web.Response:
     if key is not None:
         known = await engine.get_by_key(key, owner)
         if known is not None:
-            return web.json_response(job_view(request, engine, known), status=200)
+            return reply(job_view(request, engine, known))
     upscaling = isinstance(data, dict) and data.get("kind") == "upscale"
     job_request = await (_upscale(request, parse_model(UpscaleRequest, data)) if upscaling
                          else _generation(request, parse_model(JobRequest, data)))
@@ -112,7 +199,7 @@ async def create_job(request: web.Request) -> web.Response:
                               source=request.headers.get("X-Arting-Client", "api")[:32],
                               owner=owner, idempotency_key=key)
     view = job_view(request, engine, job)
-    return web.json_response(view, status=202, headers={"Location": view["links"]["self"]})
+    return reply(view, status=202, headers={"Location": view.links.self})
 
 
 async def _upscale(request: web.Request, body: UpscaleRequest) -> Upscale:
@@ -153,19 +240,29 @@ async def _job(request: web.Request) -> Job:
     return job
 
 
+@operation("A job", "State, progress, ETA, queue position, images, error.",
+           answers={200: JobView})
 async def get_job(request: web.Request) -> web.Response:
     engine = request.config_dict[ENGINE]
-    return web.json_response(job_view(request, engine, await _job(request)))
+    return reply(job_view(request, engine, await _job(request)))
 
 
+@operation("Cancel a job", "Ends the job (`cancelled`) unless it has ended already; "
+           "answers the job as it is then.", answers={200: JobView})
 async def cancel_job(request: web.Request) -> web.Response:
     engine = request.config_dict[ENGINE]
     job = await _job(request)
     engine.cancel(job)
     await engine.wait(job, timeout=5)
-    return web.json_response(job_view(request, engine, job))
+    return reply(job_view(request, engine, job))
 
 
+@operation(
+    "Follow a job", "Server-sent events: `event: job` with the job (as `GET /jobs/{id}` "
+    "answers it) on every change and every second while it runs, ending with its final "
+    "state; `event: error` (`{type, code, message}`) if this daemon stops first. "
+    "Reconnect to go on.",
+    answers={200: Doc({"type": "string"}, "The event stream.", media="text/event-stream")})
 async def job_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``job`` event per change (and every second while it
     runs, as progress and ETA move), ending with the terminal state."""
@@ -177,7 +274,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         await resp.write(b"retry: 1000\n\n")
         try:
             async for current in follow(request, engine, job, TICK):
-                data = json.dumps(job_view(request, engine, current))
+                data = job_view(request, engine, current).model_dump_json()
                 await resp.write(f"event: job\ndata: {data}\n\n".encode())
         except ArtingError as err:     # this daemon stops: the client reconnects elsewhere
             await resp.write(f"event: error\ndata: {json.dumps(err.to_dict())}\n\n".encode())
@@ -187,26 +284,23 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@operation("Recent jobs", "Newest first (a user's own; an admin's: everyone's).",
+           query=JobsQuery, answers={200: JobList})
 async def list_jobs(request: web.Request) -> web.Response:
     engine = request.config_dict[ENGINE]
-    try:
-        limit = min(100, max(1, int(request.query.get("limit", "20"))))
-        before = float(request.query["before"]) if "before" in request.query else None
-    except ValueError:
-        raise InvalidRequest("limit must be an integer and before a timestamp.") from None
-    state = request.query.get("state")
-    if state is not None and state not in {s.value for s in JobState}:
-        raise InvalidRequest(f"state must be one of {', '.join(s.value for s in JobState)}.",
-                             param="state")
+    query = parse_query(JobsQuery, request)
+    limit = min(100, max(1, query.limit))
     caller = principal(request)
-    jobs = await engine.recent(limit, before, state, owner=None if caller.admin else caller.id)
-    return web.json_response({
-        "object": "list",
-        "data": [job_view(request, engine, j) for j in jobs],
-        "next_before": jobs[-1].created_at if len(jobs) == limit else None,
-    })
+    jobs = await engine.recent(limit, query.before, query.state and query.state.value,
+                               owner=None if caller.admin else caller.id)
+    return reply(JobList(data=[job_view(request, engine, j) for j in jobs],
+                         next_before=jobs[-1].created_at if len(jobs) == limit else None))
 
 
+@operation("A stored image", "A PNG by its sha256 (a job's `images[].hash`). Public: "
+           "its hash is its capability, so chat apps can show it.",
+           answers={200: Doc({"type": "string", "contentMediaType": "image/png"}, "The PNG.",
+                             media="image/png")}, errors=(404,))
 @public
 async def get_image(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["hash"]
@@ -217,60 +311,142 @@ async def get_image(request: web.Request) -> web.StreamResponse:
         "Content-Type": "image/png", "Cache-Control": "public, max-age=31536000, immutable"})
 
 
-async def last_outcomes(engine: Runner) -> dict[str, Any]:
+class Caller(Answer):
+    """Who is calling: a user key's id and name, ``admin``, or ``local`` (no keys)."""
+
+    id: str
+    name: str
+    admin: bool
+
+
+class QueueView(Answer):
+    active: int
+    queued: int
+    max_active: int
+    max_queued: int
+
+
+class LastOutcomes(Answer):
+    succeeded_at: float | None
+    failed_at: float | None
+    failure: JobError | None
+
+
+class JobCounts(Answer):
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class StatusView(Answer):
+    """The daemon's state, and the provider's health (Arting's: ``tokens``)."""
+
+    version: str
+    sandbox: bool
+    upstream: str
+    img2img: bool
+    upscale: bool
+    auth_required: bool
+    caller: Caller
+    tokens: list[TokenView]
+    queue: QueueView
+    jobs: JobCounts = Field(description="Jobs ended since this daemon started.")
+    last_outcomes: LastOutcomes
+
+
+async def last_outcomes(engine: Runner) -> LastOutcomes:
     """When a job last succeeded and last failed (from the journal, so restarts keep it):
     the only evidence of whether Arting is reachable that costs Arting nothing."""
     succeeded = await engine.recent(1, state=JobState.SUCCEEDED.value)
     failed = await engine.recent(1, state=JobState.FAILED.value)
     failure = failed[0] if failed else None
-    return {
-        "succeeded_at": succeeded[0].finished_at if succeeded else None,
-        "failed_at": failure.finished_at if failure else None,
-        "failure": failure.error.to_dict() if failure and failure.error else None,
-    }
+    return LastOutcomes(
+        succeeded_at=succeeded[0].finished_at if succeeded else None,
+        failed_at=failure.finished_at if failure else None,
+        failure=JobError(**failure.error.to_dict()) if failure and failure.error else None)
 
 
+def caller_of(request: web.Request) -> Caller:
+    who = principal(request)
+    return Caller(id=who.id, name=who.name, admin=who.admin)
+
+
+@operation("The daemon's state", "Version, sandbox or live, features, token pool health, "
+           "queue, who is calling, and when a job last succeeded and failed.",
+           answers={200: StatusView})
 async def status(request: web.Request) -> web.Response:
     settings, engine = request.config_dict[SETTINGS], request.config_dict[ENGINE]
-    return web.json_response({
-        "version": __version__,
-        "sandbox": settings.sandbox,
-        "upstream": settings.base_url,
-        "img2img": settings.img2img,
-        "upscale": settings.upscale,
-        "auth_required": settings.auth_required or request.config_dict[KEYS].in_use,
-        "caller": {"id": principal(request).id, "name": principal(request).name,
-                   "admin": principal(request).admin},
-        **request.config_dict[PROVIDER].health(),
-        "queue": {"active": len(engine.active), "queued": engine.queued,
-                  "max_active": settings.max_active_jobs,
-                  "max_queued": settings.max_queued_jobs},
-        "jobs": dict(engine.counters),
-        "last_outcomes": await last_outcomes(engine),
-    })
+    return reply(StatusView(
+        version=__version__, sandbox=settings.sandbox, upstream=settings.base_url,
+        img2img=settings.img2img, upscale=settings.upscale,
+        auth_required=settings.auth_required or request.config_dict[KEYS].in_use,
+        caller=caller_of(request), **request.config_dict[PROVIDER].health(),
+        queue=QueueView(active=len(engine.active), queued=engine.queued,
+                        max_active=settings.max_active_jobs,
+                        max_queued=settings.max_queued_jobs),
+        jobs=JobCounts(**engine.counters), last_outcomes=await last_outcomes(engine)))
 
 
+class Named(Answer):
+    id: str
+    name: str
+
+
+class Defaults(Answer):
+    """What a job gets for what it leaves out."""
+
+    steps: int
+    guidance: float
+    sampler: str
+    clip_skip: int
+    nsfw: bool
+
+
+class CatalogLimits(Answer):
+    max_images: int
+    min_side: int
+    max_side: int
+    max_pixels: int
+    size_multiple: int
+    max_prompt_chars: int
+
+
+class CatalogView(Answer):
+    """What this daemon offers."""
+
+    models: list[Named]
+    default_model: str
+    loras: list[Named]
+    samplers: list[str]
+    sizes: list[str]
+    default_size: str
+    defaults: Defaults
+    limits: CatalogLimits
+    img2img: bool
+    upscale: bool
+    upscale_scales: list[int]
+
+
+@operation("What the daemon offers", "Models, LoRAs, samplers, size presets, limits, the "
+           "defaults, and whether image-to-image and upscaling are on. Public.",
+           answers={200: CatalogView})
 @public
 async def get_catalog(request: web.Request) -> web.Response:
     settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
-    return web.json_response({
-        "models": [{"id": k, "name": v} for k, v in models.models.items()],
-        "default_model": models.default_model,
-        "loras": [{"id": k, "name": v} for k, v in models.loras.items()],
-        "samplers": list(catalog.SAMPLERS),
-        "sizes": list(catalog.SIZE_PRESETS),
-        "default_size": settings.default_size,
-        "defaults": {"steps": _default("steps"), "guidance": _default("guidance"),
-                     "sampler": _default("sampler"), "clip_skip": _default("clip_skip"),
-                     "nsfw": settings.default_nsfw},
-        "limits": {"max_images": settings.max_images, "min_side": settings.min_side,
-                   "max_side": settings.max_side, "max_pixels": settings.max_pixels,
-                   "size_multiple": settings.size_multiple,
-                   "max_prompt_chars": settings.max_prompt_chars},
-        "img2img": settings.img2img,
-        "upscale": settings.upscale,
-        "upscale_scales": list(SCALES),
-    })
+    return reply(CatalogView(
+        models=[Named(id=k, name=v) for k, v in models.models.items()],
+        default_model=models.default_model,
+        loras=[Named(id=k, name=v) for k, v in models.loras.items()],
+        samplers=list(catalog.SAMPLERS), sizes=list(catalog.SIZE_PRESETS),
+        default_size=settings.default_size,
+        defaults=Defaults(steps=_default("steps"), guidance=_default("guidance"),
+                          sampler=_default("sampler"), clip_skip=_default("clip_skip"),
+                          nsfw=settings.default_nsfw),
+        limits=CatalogLimits(max_images=settings.max_images, min_side=settings.min_side,
+                      max_side=settings.max_side, max_pixels=settings.max_pixels,
+                      size_multiple=settings.size_multiple,
+                      max_prompt_chars=settings.max_prompt_chars),
+        img2img=settings.img2img, upscale=settings.upscale, upscale_scales=list(SCALES)))
 
 
 def _default(field: str) -> Any:

@@ -11,7 +11,7 @@ their own usage.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,8 +20,10 @@ from .. import auth
 from ..errors import Forbidden, InvalidRequest, NotFound
 from ..keys.store import ApiKey, Limits
 from ..keys.usage import report
+from ..openapi import Answer as Doc, operation
 from ..state import CATALOG, GATE, JOURNAL, KEYS
-from .http import parse_model, read_json
+from .http import Answer, Sparse, parse_model, parse_query, read_json, reply
+from .jobs import Caller, JobCounts, caller_of
 
 MAX_DAYS = 90
 
@@ -39,11 +41,119 @@ class KeyLimits(BaseModel):
 
 
 class NewKey(KeyLimits):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "alice", "images_per_day": 200, "requests_per_minute": 20,
+         "max_concurrent": 2, "models": ["oneFORALLAnime"], "expires_at": "2030-01-01T00:00:00Z"}]})
+
     name: str = Field(min_length=1, max_length=100)
 
 
 class KeyChange(KeyLimits):
     name: str | None = Field(None, min_length=1, max_length=100)
+
+
+# --- answers -------------------------------------------------------------------------------
+
+class KeyView(Answer):
+    """A user key, without its secret (``key_prefix`` shows its first characters)."""
+
+    id: str
+    name: str
+    key_prefix: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    requests_per_minute: int | None
+    images_per_day: int | None
+    max_concurrent: int | None
+    models: list[str] | None
+
+
+class NewKeyView(KeyView):
+    key: str = Field(description="The secret: shown this once, never again.")
+
+
+class ModelUsage(Answer):
+    jobs: int
+    images: int
+
+
+class DayUsage(Answer):
+    day: str = Field(description="A UTC day, YYYY-MM-DD.")
+    requests: int
+    jobs: JobCounts
+    images: int
+    models: dict[str, ModelUsage]
+
+
+class Totals(Answer):
+    requests: int
+    jobs: JobCounts
+    images: int
+
+
+class InFlight(Answer):
+    jobs: int
+    images: int
+
+
+class Today(Answer):
+    day: str
+    images: int
+
+
+class Remaining(Answer):
+    """What is left of each limit (null: no limit)."""
+
+    images_today: int | None
+    requests_this_minute: int | None
+    jobs_in_flight: int | None
+    window_seconds: float
+
+
+class OwnerUsage(Sparse):
+    """One owner's usage: a user key's, or the operator's (``admin``) or the keyless
+    local user's (``local``); ``key`` and ``remaining`` only for user keys."""
+
+    owner: str
+    name: str
+    key: KeyView | None = None
+    totals: Totals
+    days: list[DayUsage]
+    in_flight: InFlight
+    today: Today
+    remaining: Remaining | None = None
+
+
+class UsageReport(Answer):
+    object: Literal["usage"] = "usage"
+    days: int
+    caller: Caller
+    data: list[OwnerUsage]
+
+
+class KeyUsage(Answer):
+    today: Today
+    totals: Totals
+    remaining: Remaining
+
+
+class KeyWithUsage(KeyView):
+    usage: KeyUsage
+
+
+class KeyList(Answer):
+    object: Literal["list"] = "list"
+    data: list[KeyWithUsage]
+
+
+class UsageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    days: int = Field(7, description=f"How many UTC days, today included (1 to {MAX_DAYS}; "
+                                     "others are clamped).")
+    key: str | None = Field(None, description="An admin: one key's id (or `admin`, "
+                                              "`local`); `all` or none: every owner.")
 
 
 def _limits(request: web.Request, body: KeyLimits, base: Limits = Limits()) -> Limits:
@@ -75,10 +185,10 @@ async def _key(request: web.Request) -> ApiKey:
     return key
 
 
-async def _with_usage(request: web.Request, keys: list[ApiKey]) -> list[dict[str, Any]]:
+async def _with_usage(request: web.Request, keys: list[ApiKey]) -> list[KeyWithUsage]:
     usage = await _report(request, [k.id for k in keys], days=1)
-    return [{**k.public(), "usage": {"today": u["today"], "totals": u["totals"],
-                                     "remaining": u["remaining"]}}
+    return [KeyWithUsage(**k.public(), usage=KeyUsage(today=u["today"], totals=u["totals"],
+                                                      remaining=u["remaining"]))
             for k, u in zip(keys, usage)]
 
 
@@ -87,6 +197,9 @@ async def _report(request: web.Request, owners: list[str], days: int) -> list[di
     return await report(owners, days, app[KEYS], app[JOURNAL], app[GATE])
 
 
+@operation("Make a user key", "With optional limits and expiry. The answer holds the "
+           "secret (`key`), shown this once.", body=NewKey,
+           answers={201: Doc(NewKeyView, "Made.")})
 @auth.admin
 async def create_key(request: web.Request) -> web.Response:
     if auth.principal(request) is auth.LOCAL:
@@ -96,20 +209,25 @@ async def create_key(request: web.Request) -> web.Response:
     body = parse_model(NewKey, await read_json(request))
     key, secret = await request.config_dict[KEYS].create(
         body.name, _limits(request, body), _expiry(body.expires_at))
-    return web.json_response({**key.public(), "key": secret}, status=201)
+    return reply(NewKeyView(**key.public(), key=secret), status=201)
 
 
+@operation("Every user key", "Without secrets, with today's usage and what is left.",
+           answers={200: KeyList})
 @auth.admin
 async def list_keys(request: web.Request) -> web.Response:
     keys = request.config_dict[KEYS].all()
-    return web.json_response({"object": "list", "data": await _with_usage(request, keys)})
+    return reply(KeyList(data=await _with_usage(request, keys)))
 
 
+@operation("A user key", answers={200: KeyWithUsage})
 @auth.admin
 async def get_key(request: web.Request) -> web.Response:
-    return web.json_response((await _with_usage(request, [await _key(request)]))[0])
+    return reply((await _with_usage(request, [await _key(request)]))[0])
 
 
+@operation("Change a user key", "Its name, limits (`null` removes one) or expiry; what "
+           "is left out stays.", body=KeyChange, answers={200: KeyView})
 @auth.admin
 async def change_key(request: web.Request) -> web.Response:
     key = await _key(request)
@@ -119,24 +237,28 @@ async def change_key(request: web.Request) -> web.Response:
         changes["expires_at"] = _expiry(body.expires_at)
     changed = await request.config_dict[KEYS].update(key.id, **changes)
     assert changed is not None
-    return web.json_response(changed.public())
+    return reply(KeyView(**changed.public()))
 
 
+@operation("Revoke a user key", "Refused at once from then on; it stays listed, with "
+           "`revoked_at`.", answers={200: KeyView})
 @auth.admin
 async def revoke_key(request: web.Request) -> web.Response:
     key = await request.config_dict[KEYS].revoke((await _key(request)).id)
     assert key is not None
-    return web.json_response(key.public())
+    return reply(KeyView(**key.public()))
 
 
+@operation("Usage", "The caller's requests, jobs by outcome and images, per UTC day and "
+           "model, jobs in flight, and what is left of each limit. An admin gets every "
+           "owner's, or one key's.", query=UsageQuery, answers={200: UsageReport},
+           errors=(404,))
 async def usage(request: web.Request) -> web.Response:
     """The caller's usage; an admin may ask for any key's (``key``) or every owner's."""
     caller = auth.principal(request)
-    try:
-        days = min(MAX_DAYS, max(1, int(request.query.get("days", "7"))))
-    except ValueError:
-        raise InvalidRequest("days must be a whole number.", param="days") from None
-    wanted = request.query.get("key")
+    query = parse_query(UsageQuery, request)
+    days = min(MAX_DAYS, max(1, query.days))
+    wanted = query.key
     if not caller.admin:
         if wanted not in (None, caller.id):
             raise NotFound(f"No key {wanted!r}.", param="key")
@@ -147,9 +269,8 @@ async def usage(request: web.Request) -> web.Response:
         owners = [wanted]
     else:
         owners = ["admin", "local", *(k.id for k in request.config_dict[KEYS].all())]
-    return web.json_response({"object": "usage", "days": days, "caller": {
-        "id": caller.id, "name": caller.name, "admin": caller.admin},
-        "data": await _report(request, owners, days)})
+    return reply(UsageReport(days=days, caller=caller_of(request),
+                             data=await _report(request, owners, days)))
 
 
 def add_routes(app: web.Application) -> None:

@@ -7,34 +7,51 @@ Every id serves both the Images API and chat completions (chat UIs pick from thi
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 
 from ..catalog import OPENAI_MODEL_NAMES
 from ..errors import ModelNotFound
 from ..generation import Catalog
+from ..openapi import operation
 from ..state import CATALOG
+from .http import Answer, reply
 
 CREATED = 1760832000  # Arting publishes no dates; a fixed one keeps the list stable
 
 
-def model_entries(catalog: Catalog) -> list[dict]:
-    entries = [{"id": model_id, "object": "model", "created": CREATED, "owned_by": "arting"}
-               for model_id in catalog.models]
-    entries += [{"id": name, "object": "model", "created": CREATED,
-                 "owned_by": "arting-2api"} for name in OPENAI_MODEL_NAMES]
+class ModelEntry(Answer):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = CREATED
+    owned_by: Literal["arting", "arting-2api"]
+
+
+class ModelList(Answer):
+    object: Literal["list"] = "list"
+    data: list[ModelEntry]
+
+
+def model_entries(catalog: Catalog) -> list[ModelEntry]:
+    entries = [ModelEntry(id=model_id, owned_by="arting") for model_id in catalog.models]
+    entries += [ModelEntry(id=name, owned_by="arting-2api") for name in OPENAI_MODEL_NAMES]
     return entries
 
 
+@operation("The models", "Arting's models by id, and the OpenAI names clients hard-code "
+           "(they stand for `default_model`). Every id works for images and for chat.",
+           answers={200: ModelList})
 async def list_models(request: web.Request) -> web.Response:
-    return web.json_response({"object": "list",
-                              "data": model_entries(request.config_dict[CATALOG])})
+    return reply(ModelList(data=model_entries(request.config_dict[CATALOG])))
 
 
+@operation("A model", answers={200: ModelEntry})
 async def get_model(request: web.Request) -> web.Response:
     wanted = request.match_info["model"]
     for entry in model_entries(request.config_dict[CATALOG]):
-        if entry["id"] == wanted:
-            return web.json_response(entry)
+        if entry.id == wanted:
+            return reply(entry)
     raise ModelNotFound(f"The model `{wanted}` does not exist.", param="model")
 
 

@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import generates, principal
 from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, prompt_loras
+from ..openapi import Answer as Doc, operation
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (DATA_URL, StoredB64, event_stream, follow, image_url, json_with_images,
-                   parse_model, read_json, render_json, status_text)
+from .http import (DATA_URL, Answer, DataUrlPng, StoredB64, event_stream, follow, image_url,
+                   parse_model, read_json, render_json, reply_with_images, status_text)
 from .intake import InitImage, require_img2img, take_init_image
 from .openai_images import ArtingExtras
 
@@ -52,6 +53,10 @@ class StreamOptions(BaseModel):
 
 class ChatRequest(ArtingExtras):
     """Chat fields that matter here; the rest (temperature, tools, …) are ignored."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "asyncsMIX_v7", "messages": [
+            {"role": "user", "content": "a lighthouse at dawn <lora:add_detail:0.6>"}]}]})
 
     model: str | None = None
     messages: list[ChatMessage]
@@ -113,6 +118,55 @@ async def _init_image(request: web.Request, url: str) -> InitImage:
     return await take_init_image(request, url, "messages")
 
 
+class ImageUrl(Answer):
+    url: DataUrlPng
+
+
+class ImagePart(Answer):
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageUrl
+
+
+class AssistantMessage(Answer):
+    role: Literal["assistant"] = "assistant"
+    content: str = Field(description="Markdown: a link per image and a caption.")
+    refusal: None = None
+    images: list[ImagePart] = Field(description="The images as data URLs (OpenRouter's "
+                                                "shape).")
+
+
+class Choice(Answer):
+    index: int
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Literal["stop"] = "stop"
+
+
+class Usage(Answer):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(Answer):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    system_fingerprint: None = None
+    choices: list[Choice]
+    usage: Usage
+
+
+EVENTS = {"text/event-stream": {"schema": {"type": "string", "description": (
+    "With `stream: true`: `data:` chunks in OpenAI's `chat.completion.chunk` format "
+    "(progress lines while the job runs, then the images), `data: [DONE]` at the end.")}}}
+
+
+@operation("An image from a chat", "The last user message is the prompt (an attached "
+           "image makes it image-to-image); the answer is markdown with the images.",
+           body=ChatRequest,
+           answers={200: Doc(ChatCompletion, "The answer.", alternatives=EVENTS)})
 @generates
 async def completions(request: web.Request) -> web.StreamResponse:
     body = parse_model(ChatRequest, await read_json(request))
@@ -124,14 +178,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return await _stream(request, engine, job, body, name)
     job = await engine.run(gen, source="chat", owner=owner)
     content = images_markdown(request, job) + f"*{caption(gen)}*\n"
-    return await json_with_images(request, {
-        "id": f"chatcmpl-{job.id}", "object": "chat.completion",
-        "created": int(job.created_at), "model": name, "system_fingerprint": None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content,
-                                             "refusal": None, "images": image_parts(job)},
-                     "logprobs": None, "finish_reason": "stop"}],
-        "usage": usage(gen.prompt, content),
-    })
+    return await reply_with_images(request, ChatCompletion(
+        id=f"chatcmpl-{job.id}", created=int(job.created_at), model=name,
+        choices=[Choice(index=0, message=AssistantMessage(content=content,
+                                                          images=image_parts(job)))],
+        usage=usage(gen.prompt, content)))
 
 
 # --- what the answer says ---------------------------------------------------------------

@@ -10,8 +10,38 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from ..errors import ArtingError, NotFound, PayloadTooLarge
+from ..openapi import Answer, Api, error_answer
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error envelope."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"error": {
+        "message": "n: Input should be a valid integer.", "type": "invalid_request_error",
+        "param": "n", "code": "invalid_request"}}]})
+
+    error: ErrorDetail
+
+
+def _error(cause: int) -> tuple[int, Answer]:
+    return cause, error_answer(ErrorBody, cause)
+
+
+#: The OpenAI routes, and the job API (which shares the envelope).
+OPENAI = Api("OpenAI", ("bearer",), _error)
+NATIVE = Api("Job API", ("bearer",), _error)
 
 
 def error_type(err: ArtingError) -> str:
@@ -26,8 +56,8 @@ def error_type(err: ArtingError) -> str:
 
 def body(err: ArtingError) -> dict:
     """The error object, as answers and streams (SSE ``error`` events) carry it."""
-    return {"error": {"message": err.message, "type": error_type(err),
-                      "param": err.param, "code": err.code}}
+    return ErrorBody(error=ErrorDetail(message=err.message, type=error_type(err),
+                                       param=err.param, code=err.code)).model_dump()
 
 
 def render(err: ArtingError) -> web.Response:

@@ -14,20 +14,26 @@ from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import generates, principal
 from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
+from ..openapi import Answer as Doc, operation
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (StoredB64, event_stream, follow, image_url, json_with_images, parse_model,
-                   read_json, render_json, too_large)
+from .http import (Answer, Base64Png, Sparse, StoredB64, event_stream, follow, image_url,
+                   parse_model, read_json, render_json, reply_with_images, too_large)
 from .intake import require_img2img, take_init_image
 
 KEEPALIVE = 10.0
+#: What ``stream: true`` answers with, beside JSON.
+EVENTS = {"text/event-stream": {"schema": {"type": "string", "description": (
+    "With `stream: true`: `event: <prefix>.completed` with `{type, b64_json, created_at, "
+    "size, quality, background, output_format, usage}` per image, or `event: error` "
+    "with OpenAI's error envelope.")}}}
 
 
 class ArtingExtras(BaseModel):
@@ -61,6 +67,13 @@ class ArtingExtras(BaseModel):
 
 
 class ImagesRequest(ArtingExtras):
+    """OpenAI's fields (those Arting has no use for are accepted and ignored) and
+    Arting's extras; unknown fields are ignored."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"prompt": "a red fox in snow", "model": "dall-e-3", "size": "512x768",
+         "response_format": "url", "seed": 42, "negative_prompt": "blurry"}]})
+
     prompt: Any = None
     model: str | None = None
     n: int | None = None
@@ -85,6 +98,22 @@ class ImagesRequest(ArtingExtras):
         return (self.model or "").lower().startswith(("gpt-image", "chatgpt-image"))
 
 
+class ImageData(Sparse):
+    url: str | None = Field(None, description="With `response_format=url`: the image in "
+                                              "the daemon's store.")
+    b64_json: Base64Png | None = None
+    revised_prompt: str
+
+
+class ImagesResponse(Answer):
+    created: int
+    data: list[ImageData]
+
+
+@operation("Generate images", "OpenAI's Images API; Arting's extras as extra fields. "
+           "Answers when the images are made (or, with `stream: true`, as events).",
+           body=ImagesRequest,
+           answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS)})
 @generates
 async def generations(request: web.Request) -> web.StreamResponse:
     body = parse_model(ImagesRequest, await read_json(request))
@@ -92,6 +121,11 @@ async def generations(request: web.Request) -> web.StreamResponse:
     return await _respond(request, body, gen, "image_generation")
 
 
+@operation("Edit an image", "Image-to-image, multipart as the OpenAI SDK sends it: "
+           "`image` (or `image[]`; the first is used), an optional `mask` (transparent = "
+           "edit), and the fields of `generations` as text parts. Needs `img2img = true`.",
+           form=ImagesRequest, files=("image", "mask"),
+           answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS)})
 @generates
 async def edits(request: web.Request) -> web.StreamResponse:
     require_img2img(request)
@@ -150,15 +184,12 @@ async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
 
 async def answer(request: web.Request, job: Job, b64: bool) -> web.Response:
     """The OpenAI answer for a finished job: image links, or the images themselves."""
-    data = []
-    for image in job.images:
-        item: dict[str, Any] = {"revised_prompt": job.generation.prompt}
-        if b64:
-            item["b64_json"] = StoredB64(image.hash)
-        else:
-            item["url"] = image_url(request, image.hash)
-        data.append(item)
-    return await json_with_images(request, {"created": int(job.created_at), "data": data})
+    data = [ImageData(revised_prompt=job.generation.prompt, b64_json=StoredB64(image.hash))
+            if b64 else
+            ImageData(revised_prompt=job.generation.prompt, url=image_url(request, image.hash))
+            for image in job.images]
+    return await reply_with_images(
+        request, ImagesResponse(created=int(job.created_at), data=data))
 
 
 async def _stream(request: web.Request, engine: Runner, body: ImagesRequest,

@@ -1,5 +1,6 @@
-"""What the operator sees: ``/metrics``, ``/readyz`` and the token admin API.
+"""What the operator sees: ``/healthz``, ``/metrics``, ``/readyz`` and the token admin API.
 
+* ``GET /healthz`` — liveness, without touching Arting
 * ``GET /metrics`` — Prometheus text format; needs a key (or Basic pair) when set
 * ``GET /readyz`` — can this daemon take jobs now? Never calls Arting.
 * ``GET /arting/v1/admin/tokens`` — every token's health, and the Cloudflare clearance
@@ -11,15 +12,41 @@ Nothing here shows a token or a cookie: tokens appear by label (``token-1``).
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from aiohttp import web
+from pydantic import Field
 
-from .. import auth
+from .. import __version__, auth
 from ..errors import Unauthorized
 from ..metrics import CONTENT_TYPE
-from ..state import ARTING, ENGINE, LINK, METRICS, PROVIDER
+from ..openapi import Answer as Doc, operation
+from ..state import ARTING, ENGINE, LINK, METRICS, PROVIDER, SETTINGS
+from .http import Answer, Sparse, reply
+
+TEXT = {"type": "string"}
 
 
+class Health(Answer):
+    status: Literal["ok"]
+    version: str
+    sandbox: bool
+
+
+@operation("Liveness", "`ok` while the daemon runs; never calls Arting. Public.",
+           answers={200: Health}, tag="Operations")
+@auth.public
+async def healthz(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    return reply(Health(status="ok", version=__version__, sandbox=settings.sandbox))
+
+
+@operation(
+    "Prometheus metrics", "The text exposition format. The operator's: an admin key or a "
+    "`basic_auth` pair (with no keys at all: open).", tag="Operations",
+    answers={200: Doc(TEXT, "The metrics.", media="text/plain"),
+             401: Doc(TEXT, "No valid key.", media="text/plain"),
+             403: Doc(TEXT, "A user key: metrics are the operator's.", media="text/plain")})
 async def metrics(request: web.Request) -> web.Response:
     """The operator's: an admin key or a ``basic_auth`` pair (with no keys at all: open)."""
     try:
@@ -36,6 +63,15 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
+class Ready(Sparse):
+    status: Literal["ready", "not_ready"]
+    reasons: list[str] | None = Field(None, description="Why not (with `not_ready`).")
+
+
+@operation("Readiness", "Whether jobs can be taken now: not shutting down, the queue not "
+           "full, a token Arting has not refused (and with replicas, Redis in reach). "
+           "Reads local state only. Public.", tag="Operations",
+           answers={200: Doc(Ready, "Ready."), 503: Doc(Ready, "Not ready, and why.")})
 @auth.public
 async def readyz(request: web.Request) -> web.Response:
     """Ready when jobs can be taken: not shutting down, the queue not full, and the
@@ -53,8 +89,49 @@ async def readyz(request: web.Request) -> web.Response:
     if link is not None and link.down:
         reasons.append(f"{link.down}; requests that need it get a retryable 503")
     if reasons:
-        return web.json_response({"status": "not_ready", "reasons": reasons}, status=503)
-    return web.json_response({"status": "ready"})
+        return reply(Ready(status="not_ready", reasons=reasons), status=503)
+    return reply(Ready(status="ready"))
+
+
+class TokenView(Answer):
+    """One Arting token's health, by label (never the token)."""
+
+    label: str
+    anonymous: bool
+    state: Literal["ok", "cooling", "blocked", "invalid"]
+    retry_in: float = Field(description="Seconds until it is tried or probed again.")
+    in_flight: int
+    jobs_ok: int
+    errors: int
+    last_error: str | None
+    last_probe: float | None
+    probes: dict[str, int] = Field(description="Probes by result: ok, failed, "
+                                               "inconclusive.")
+    balance: float | None = Field(description="Arting's `remain_balance` at its last poll.")
+    balance_at: float | None
+
+
+class ClearanceView(Answer):
+    """The Cloudflare clearance in use: cookie names (never values)."""
+
+    solver: bool
+    cookies: list[str]
+    user_agent: str | None
+    last_failure: str | None
+
+
+class TokensView(Answer):
+    tokens: list[TokenView]
+    max_jobs_per_token: int
+    probe_backoff: tuple[float, float] = Field(description="First and longest pause "
+                                                           "between probes, in seconds.")
+    cloudflare: ClearanceView
+    time: float
+
+
+class ProbeView(TokensView):
+    probed: dict[str, Literal["ok", "failed", "inconclusive"]] = Field(
+        description="Each unhealthy token's probe result, by label.")
 
 
 def _tokens_view(request: web.Request) -> dict:
@@ -63,30 +140,34 @@ def _tokens_view(request: web.Request) -> dict:
     return {
         "tokens": pool.snapshot(),
         "max_jobs_per_token": pool.max_jobs,
-        "probe_backoff": [pool.backoff, pool.max_backoff],
-        "cloudflare": {
-            "solver": solver.enabled,
-            "cookies": sorted(solver.clearance.cookies),   # names only, never values
-            "user_agent": solver.clearance.user_agent,
-            "last_failure": solver.last_failure,
-        },
+        "probe_backoff": (pool.backoff, pool.max_backoff),
+        "cloudflare": ClearanceView(
+            solver=solver.enabled,
+            cookies=sorted(solver.clearance.cookies),   # names only, never values
+            user_agent=solver.clearance.user_agent, last_failure=solver.last_failure),
         "time": time.time(),
     }
 
 
+@operation("Token health", "Every Arting token's health by label, and the Cloudflare "
+           "clearance in use.", answers={200: TokensView})
 @auth.admin
 async def admin_tokens(request: web.Request) -> web.Response:
-    return web.json_response(_tokens_view(request))
+    return reply(TokensView(**_tokens_view(request)))
 
 
+@operation("Probe the unhealthy tokens now", "Instead of waiting for their backoff (after "
+           "you fixed something). A probe is a poll, never a generation.",
+           answers={200: ProbeView})
 @auth.admin
 async def admin_probe(request: web.Request) -> web.Response:
     probed = await request.config_dict[ARTING].pool.probe_unhealthy()
-    return web.json_response({"probed": probed, **_tokens_view(request)})
+    return reply(ProbeView(probed=probed, **_tokens_view(request)))
 
 
 def add_routes(app: web.Application) -> None:
     """On the root application."""
+    app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
 

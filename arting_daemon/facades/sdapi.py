@@ -33,20 +33,25 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__, catalog as builtin
-from ..auth import generates, principal
+from ..auth import generates, principal, public
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
+from ..openapi import operation
 from ..state import A1111, CATALOG, ENGINE, PROVIDER, RULES, SETTINGS
 from ..upscaling import Source, Upscale
 from . import sdapi_upscale
 from .a1111_state import Batch
-from .http import StoredB64, json_with_images, read_json, status_text
+from .http import StoredB64, read_json, reply, reply_with_images, status_text
 from .intake import require_img2img, take_init_image
-from .sdapi_models import (ExtrasBatchImagesRequest, ExtrasSingleImageRequest, Img2ImgRequest,
-                           Txt2ImgRequest)
+from .sdapi_models import (Embeddings, Empty, Extension, ExtrasBatchAnswer,
+                           ExtrasBatchImagesRequest, ExtrasSingleAnswer,
+                           ExtrasSingleImageRequest, FaceRestorer, Hypernetwork, ImagesAnswer,
+                           Img2ImgRequest, LoraEntry, NameOnly, Progress, ProgressQuery,
+                           ProgressState, PromptStyle, RealesrganModel, Sampler, Scheduler,
+                           ScriptInfo, Scripts, SDModel, Txt2ImgRequest, Upscaler, Vae)
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +125,20 @@ def clip_skip_option(value: Any) -> int:
     return value
 
 
+#: A1111's options: every name → its value (``sd_model_checkpoint`` among them).
+Options = dict[str, Any]
+
+
+@operation("The options", "Every option, `sd_model_checkpoint` (the model A1111 requests "
+           "use when they name none) among them.", answers={200: Options})
 async def get_options(request: web.Request) -> web.Response:
     chosen, options = await request.config_dict[A1111].read()
-    return web.json_response(options_view(chosen, options, request.config_dict[CATALOG]))
+    return reply(options_view(chosen, options, request.config_dict[CATALOG]), as_type=Options)
 
 
+@operation("Set options", "Any of them (Open WebUI posts back the whole dict); nothing "
+           "changes unless every value is acceptable. Kept across restarts.",
+           body=Options, answers={200: None}, errors=(404,))
 async def set_options(request: web.Request) -> web.Response:
     """Take the whole dict (Open WebUI posts back everything it read); nothing changes
     unless every value is acceptable."""
@@ -141,17 +155,23 @@ async def set_options(request: web.Request) -> web.Response:
         log.info("A1111 model switched to %s", model)
     options.update({k: v for k, v in data.items() if k not in UNSTORED})
     await state.write(model, options)
-    return web.json_response(None)
+    return reply(None, as_type=None)
 
 
 # --- txt2img / img2img -----------------------------------------------------------------
 
+@operation("Text to image", "A1111's txt2img: `batch_size` images per Arting job, "
+           "`n_iter` jobs; `<lora:id:weight>` in the prompt; `enable_hr` upscales with "
+           "Arting.", body=Txt2ImgRequest, answers={200: ImagesAnswer})
 @generates
 async def txt2img(request: web.Request) -> web.Response:
     body = Txt2ImgRequest.model_validate(await read_json(request))
     return await _generate(request, body, "txt2img")
 
 
+@operation("Image to image", "txt2img's fields plus `init_images` (the first is used), "
+           "`denoising_strength` and `mask` (white = repaint). Needs `img2img = true`.",
+           body=Img2ImgRequest, answers={200: ImagesAnswer})
 @generates
 async def img2img(request: web.Request) -> web.Response:
     body = Img2ImgRequest.model_validate(await read_json(request))
@@ -170,19 +190,25 @@ async def img2img(request: web.Request) -> web.Response:
                            strength=body.denoising_strength)
 
 
+@operation("Upscale a picture (Extras)", "Upscalers `None`, `Lanczos`, `Nearest`, and "
+           "`Arting` (image-enhance 2× or 4×, then resized to the exact size).",
+           body=ExtrasSingleImageRequest, answers={200: ExtrasSingleAnswer})
 @generates
 async def extra_single_image(request: web.Request) -> web.Response:
     body = ExtrasSingleImageRequest.model_validate(await read_json(request))
     hashes, info = await _extras(request, body, [body.image])
-    return await json_with_images(request, {"html_info": info, "image": StoredB64(hashes[0])})
+    return await reply_with_images(request, ExtrasSingleAnswer(html_info=info,
+                                                               image=StoredB64(hashes[0])))
 
 
+@operation("Upscale pictures (Extras, batch)", body=ExtrasBatchImagesRequest,
+           answers={200: ExtrasBatchAnswer})
 @generates
 async def extra_batch_images(request: web.Request) -> web.Response:
     body = ExtrasBatchImagesRequest.model_validate(await read_json(request))
     hashes, info = await _extras(request, body, [image.data for image in body.imageList])
-    return await json_with_images(request, {"html_info": info,
-                                            "images": [StoredB64(h) for h in hashes]})
+    return await reply_with_images(request, ExtrasBatchAnswer(
+        html_info=info, images=[StoredB64(h) for h in hashes]))
 
 
 async def _extras(request: web.Request, body: Any, images: list[str]) -> tuple[list[str], str]:
@@ -262,8 +288,8 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         images = [StoredB64(digest, edit=partial(png_with_text, key="parameters", text=text)
                             if pnginfo else None)
                   for digest, text in zip(hashes, info["infotexts"])]
-    return await json_with_images(request, {"images": images, "parameters": body.parameters(),
-                                            "info": json.dumps(info)})
+    return await reply_with_images(request, ImagesAnswer(
+        images=images, parameters=body.parameters(), info=json.dumps(info)))
 
 
 @contextlib.asynccontextmanager
@@ -389,11 +415,13 @@ def png_with_text(png: bytes, key: str, text: str) -> bytes:
 
 # --- progress, interrupt, skip ----------------------------------------------------------
 
-IDLE_STATE = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "",
-              "job_count": 0, "job_timestamp": "0", "job_no": 0, "sampling_step": 0,
-              "sampling_steps": 0}
+IDLE_STATE = ProgressState(skipped=False, interrupted=False, stopping_generation=False,
+                           job="", job_count=0, job_timestamp="0", job_no=0, sampling_step=0,
+                           sampling_steps=0)
 
 
+@operation("Progress", "The caller's A1111 requests in flight as one progress bar.",
+           query=ProgressQuery, answers={200: Progress})
 async def progress(request: web.Request) -> web.Response:
     """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
     with ``job_count 0``, which clients wait for after switching models."""
@@ -401,8 +429,8 @@ async def progress(request: web.Request) -> web.Response:
     batches = await request.config_dict[A1111].of(principal(request).id)
     jobs = [job for batch in batches for job in batch.every]
     if not jobs:
-        return web.json_response({"progress": 0.0, "eta_relative": 0.0, "state": IDLE_STATE,
-                                  "current_image": None, "textinfo": None})
+        return reply(Progress(progress=0.0, eta_relative=0.0, state=IDLE_STATE,
+                              current_image=None, textinfo=None))
     estimates = [engine.progress(job) for job in jobs]
     done = sum(job.state.terminal for job in jobs)
     current = next((j for j in jobs if not j.state.terminal), jobs[-1])
@@ -410,23 +438,20 @@ async def progress(request: web.Request) -> web.Response:
     eta = max((e for (_, e), j in zip(estimates, jobs) if not j.state.terminal and e),
               default=0.0)
     steps = current.generation.steps if isinstance(current.generation, Generation) else 1
-    return web.json_response({
-        "progress": round(min(max(fraction, 0.01), 0.99), 4),
-        "eta_relative": round(eta, 2),
-        "state": {
-            "skipped": any(b.skipped for b in batches),
-            "interrupted": any(b.interrupted for b in batches),
-            "stopping_generation": False,
-            "job": f"Batch {min(done + 1, len(jobs))} out of {len(jobs)}",
-            "job_count": len(jobs), "job_no": done,
-            "job_timestamp": time.strftime("%Y%m%d%H%M%S",
-                                           time.localtime(batches[0].started)),
-            "sampling_step": int(engine.progress(current)[0] * steps),
-            "sampling_steps": steps,
-        },
-        "current_image": None,
-        "textinfo": _textinfo(engine, current),
-    })
+    return reply(Progress(
+        progress=round(min(max(fraction, 0.01), 0.99), 4),
+        eta_relative=round(eta, 2),
+        state=ProgressState(
+            skipped=any(b.skipped for b in batches),
+            interrupted=any(b.interrupted for b in batches),
+            stopping_generation=False,
+            job=f"Batch {min(done + 1, len(jobs))} out of {len(jobs)}",
+            job_count=len(jobs), job_no=done,
+            job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(batches[0].started)),
+            sampling_step=int(engine.progress(current)[0] * steps),
+            sampling_steps=steps),
+        current_image=None,
+        textinfo=_textinfo(engine, current)))
 
 
 def _textinfo(engine: Runner, job: Job) -> str:
@@ -437,6 +462,8 @@ def _textinfo(engine: Runner, job: Job) -> str:
     return said.capitalize() + where
 
 
+@operation("Interrupt", "Stop the caller's A1111 requests in flight; each answers with "
+           "the images already made.", answers={200: Empty})
 async def interrupt(request: web.Request) -> web.Response:
     """Stop the caller's A1111 requests in flight; each answers with the images already
     made."""
@@ -445,9 +472,11 @@ async def interrupt(request: web.Request) -> web.Response:
         await state.mark(batch, interrupted=True)
         for job in batch.every:
             engine.cancel(job)
-    return web.json_response({})
+    return reply(Empty())
 
 
+@operation("Skip", "Drop the job each of the caller's A1111 requests is on; their other "
+           "iterations go on.", answers={200: None})
 async def skip(request: web.Request) -> web.Response:
     """Drop the job each of the caller's A1111 requests is working on; its other iterations
     go on."""
@@ -457,76 +486,89 @@ async def skip(request: web.Request) -> web.Response:
         if current is not None:
             await state.mark(batch, skipped=True)
             engine.cancel(current)
-    return web.json_response(None)
+    return reply(None, as_type=None)
 
 
 # --- listings ---------------------------------------------------------------------------
 
+@operation("Checkpoints", "Arting's models as A1111 checkpoints (`title`: "
+           "`id.safetensors [hash]`).", answers={200: list[SDModel]})
 async def sd_models(request: web.Request) -> web.Response:
-    return web.json_response([
-        {"title": title(m), "model_name": m, "hash": sha256_of(m)[:10], "sha256": sha256_of(m),
-         "filename": f"{m}.safetensors", "config": None}
-        for m in request.config_dict[CATALOG].models])
+    return reply([SDModel(title=title(m), model_name=m, hash=sha256_of(m)[:10],
+                          sha256=sha256_of(m), filename=f"{m}.safetensors", config=None)
+                  for m in request.config_dict[CATALOG].models], as_type=list[SDModel])
 
 
+@operation("LoRAs", "Use them as in A1111: `<lora:add_detail:0.6>` in the prompt.",
+           answers={200: list[LoraEntry]})
 async def loras(request: web.Request) -> web.Response:
     """Use them as in A1111, ``<lora:add_detail:0.6>`` in the prompt."""
-    return web.json_response([
-        {"name": lora, "alias": lora, "path": f"{lora}.safetensors",
-         "metadata": {"ss_output_name": name}}
-        for lora, name in request.config_dict[CATALOG].loras.items()])
+    return reply([LoraEntry(name=lora, alias=lora, path=f"{lora}.safetensors",
+                            metadata={"ss_output_name": name})
+                  for lora, name in request.config_dict[CATALOG].loras.items()],
+                 as_type=list[LoraEntry])
 
 
-def _samplers() -> list[dict]:
+def _samplers() -> list[Sampler]:
     """Arting's samplers as A1111 v1.10 lists them: Karras variants are a scheduler."""
     names = dict.fromkeys(s.removesuffix(" Karras") for s in builtin.SAMPLERS)
-    return [{"name": n, "aliases": [], "options": {}} for n in names]
+    return [Sampler(name=n, aliases=[], options={}) for n in names]
 
 
 #: Arting honours these two; others are accepted and mean "automatic".
 SCHEDULERS = [
-    {"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
-     "need_inner_model": False},
-    {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0,
-     "need_inner_model": False},
+    Scheduler(name="automatic", label="Automatic", aliases=None, default_rho=-1,
+              need_inner_model=False),
+    Scheduler(name="karras", label="Karras", aliases=None, default_rho=7.0,
+              need_inner_model=False),
 ]
 
-#: Answers that never change: what A1111 clients list, and what this daemon has none of.
-FIXED_GETS: dict[str, Any] = {
-    "/samplers": _samplers(),
-    "/schedulers": SCHEDULERS,
-    "/scripts": {"txt2img": [], "img2img": []},
-    "/script-info": [],
-    "/latent-upscale-modes": [],
-    "/sd-vae": [],
-    "/hypernetworks": [],
-    "/face-restorers": [],
-    "/realesrgan-models": [],
-    "/prompt-styles": [],
-    "/embeddings": {"loaded": {}, "skipped": {}},
-    "/extensions": [],
-    "/cmd-flags": {"api": True, "nowebui": True},
+#: Answers that never change: what A1111 clients list, and what this daemon has none of
+#: (path → the answer, its type, what it is).
+FIXED_GETS: dict[str, tuple[Any, Any, str]] = {
+    "/samplers": (_samplers(), list[Sampler], "Samplers (Karras variants are a scheduler)"),
+    "/schedulers": (SCHEDULERS, list[Scheduler], "Schedulers: `automatic` and `karras`"),
+    "/scripts": ({"txt2img": [], "img2img": []}, Scripts, "Scripts (none)"),
+    "/script-info": ([], list[ScriptInfo], "Scripts' arguments (none)"),
+    "/latent-upscale-modes": ([], list[NameOnly], "Latent upscale modes (none)"),
+    "/sd-vae": ([], list[Vae], "VAEs (none)"),
+    "/hypernetworks": ([], list[Hypernetwork], "Hypernetworks (none)"),
+    "/face-restorers": ([], list[FaceRestorer], "Face restorers (none)"),
+    "/realesrgan-models": ([], list[RealesrganModel], "RealESRGAN models (none)"),
+    "/prompt-styles": ([], list[PromptStyle], "Prompt styles (none)"),
+    "/embeddings": ({"loaded": {}, "skipped": {}}, Embeddings, "Embeddings (none)"),
+    "/extensions": ([], list[Extension], "Extensions (none)"),
+    "/cmd-flags": ({"api": True, "nowebui": True}, dict[str, Any], "Command-line flags"),
 }
 #: POSTs that do nothing here, answered as A1111 answers them.
-FIXED_POSTS: dict[str, Any] = {
-    "/refresh-checkpoints": None, "/refresh-vae": None, "/refresh-embeddings": None,
-    "/refresh-loras": None, "/unload-checkpoint": {}, "/reload-checkpoint": {},
+FIXED_POSTS: dict[str, tuple[Any, Any, str]] = {
+    "/refresh-checkpoints": (None, None, "Refresh checkpoints (nothing to do)"),
+    "/refresh-vae": (None, None, "Refresh VAEs (nothing to do)"),
+    "/refresh-embeddings": (None, None, "Refresh embeddings (nothing to do)"),
+    "/refresh-loras": (None, None, "Refresh LoRAs (nothing to do)"),
+    "/unload-checkpoint": ({}, Empty, "Unload the checkpoint (nothing to do)"),
+    "/reload-checkpoint": ({}, Empty, "Reload the checkpoint (nothing to do)"),
 }
 
 
-def _fixed(value: Any):
+def _fixed(value: Any, kind: Any, summary: str):
+    @operation(summary, answers={200: kind})
     async def handler(request: web.Request) -> web.Response:
-        return web.json_response(value)
+        return reply(value, as_type=kind)
     return handler
 
 
+@operation("Upscalers", "`None`, `Lanczos`, `Nearest`, and `Arting` when `upscale` is on.",
+           answers={200: list[Upscaler]})
 async def upscalers(request: web.Request) -> web.Response:
-    return web.json_response(sdapi_upscale.upscalers(request.config_dict[SETTINGS]))
+    return reply(sdapi_upscale.upscalers(request.config_dict[SETTINGS]), as_type=list[Upscaler])
 
 
+@operation("A1111's liveness check", answers={200: Empty}, tag="AUTOMATIC1111")
+@public
 async def ping(request: web.Request) -> web.Response:
     """``GET /internal/ping`` (root app): A1111's liveness check."""
-    return web.json_response({})
+    return reply(Empty())
 
 
 def add_routes(app: web.Application) -> None:
@@ -542,7 +584,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/progress", progress)
     app.router.add_post("/interrupt", interrupt)
     app.router.add_post("/skip", skip)
-    for path, value in FIXED_GETS.items():
-        app.router.add_get(path, _fixed(value))
-    for path, value in FIXED_POSTS.items():
-        app.router.add_post(path, _fixed(value))
+    for path, fixed in FIXED_GETS.items():
+        app.router.add_get(path, _fixed(*fixed))
+    for path, fixed in FIXED_POSTS.items():
+        app.router.add_post(path, _fixed(*fixed))

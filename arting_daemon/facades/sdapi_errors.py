@@ -14,9 +14,39 @@ A1111 runs on FastAPI 0.94 with pydantic v1, and clients print what it sends, so
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ArtingError, InvalidRequest, Unauthorized
+from ..openapi import Answer, Api, error_answer
+
+
+class ValidationItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrors(BaseModel):
+    """A bad request, as FastAPI 0.94 (pydantic v1) reports it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"detail": [{
+        "loc": ["body", "steps"], "msg": "value is not a valid integer",
+        "type": "type_error.integer"}]}]})
+
+    detail: list[ValidationItem]
+
+
+class A1111Error(BaseModel):
+    """Any other failure, as A1111 answers an exception."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str
+    detail: str
+    body: str
+    errors: str
 
 #: pydantic v2 error types → pydantic v1's (message, type), as FastAPI 0.94 reported them.
 _V1 = {
@@ -54,24 +84,34 @@ def invalid_detail(err: InvalidRequest) -> list[dict]:
     return [{"loc": loc, "msg": err.message, "type": "value_error"}]
 
 
-def status_of(err: ArtingError) -> int:
+def status_of(status: int) -> int:
     """The A1111 column of the taxonomy: client-side statuses stay (and a retryable 503),
     the rest is 500."""
-    return err.status if 400 <= err.status < 500 and err.status != 499 or \
-        err.status == 503 else 500
+    return status if 400 <= status < 500 and status != 499 or status == 503 else 500
+
+
+def _error(cause: int) -> tuple[int, Answer]:
+    if cause == 400:
+        return 422, Answer(ValidationErrors, "A bad request: a field of the wrong type, or "
+                           "breaking a rule or a limit.")
+    return status_of(cause), error_answer(A1111Error, cause)
+
+
+#: The ``/sdapi/v1`` routes: A1111's errors, Bearer or Basic credentials.
+A1111_API = Api("AUTOMATIC1111", ("bearer", "basic"), _error)
 
 
 def render(err: ArtingError) -> web.Response:
     if isinstance(err, InvalidRequest):
-        return web.json_response({"detail": invalid_detail(err)}, status=422)
+        return web.json_response(
+            ValidationErrors(detail=invalid_detail(err)).model_dump(), status=422)
     headers = {}
     if isinstance(err, Unauthorized):
         headers["WWW-Authenticate"] = 'Basic realm="arting-2api"'
     if err.retry_after is not None:
         headers["Retry-After"] = err.retry_after_header()
-    body = {"error": type(err).__name__, "detail": err.message, "body": "",
-            "errors": err.message}
-    return web.json_response(body, status=status_of(err), headers=headers)
+    body = A1111Error(error=type(err).__name__, detail=err.message, body="", errors=err.message)
+    return web.json_response(body.model_dump(), status=status_of(err.status), headers=headers)
 
 
 @web.middleware
@@ -79,7 +119,8 @@ async def middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ValidationError as exc:
-        return web.json_response({"detail": validation_detail(exc)}, status=422)
+        return web.json_response(
+            ValidationErrors(detail=validation_detail(exc)).model_dump(), status=422)
     except ArtingError as err:
         return render(err)
     except web.HTTPException as exc:

@@ -1,16 +1,20 @@
-"""AUTOMATIC1111's request bodies for ``txt2img`` and ``img2img``, as its API declares them.
+"""AUTOMATIC1111's request bodies and answers, as its API declares them.
 
 Every field A1111 knows is here with A1111's default, so ``parameters`` in the answer
 echoes the request with the defaults filled in, exactly as A1111 does. As in A1111
 (pydantic v1), unknown keys are ignored, ``null`` means "the default", numbers are
 accepted where strings are expected, and a value of the wrong type is a 422.
+
+The answers' shapes are A1111's (``modules/api/models.py``), so its clients read them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .http import Answer, Base64Png
 
 
 def _null_is_default(cls: type[BaseModel], data: Any) -> Any:
@@ -23,7 +27,11 @@ def _null_is_default(cls: type[BaseModel], data: Any) -> Any:
 
 
 class Txt2ImgRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True,
+                              json_schema_extra={"examples": [
+                                  {"prompt": "a lighthouse <lora:add_detail:0.6>", "seed": 42,
+                                   "batch_size": 2, "width": 512, "height": 768,
+                                   "sampler_name": "DPM++ 2M", "scheduler": "karras"}]})
 
     prompt: str = ""
     negative_prompt: str = ""
@@ -162,3 +170,153 @@ class ExtrasImage(BaseModel):
 
 class ExtrasBatchImagesRequest(ExtrasOptions):
     imageList: list[ExtrasImage] = []
+
+
+# --- answers -------------------------------------------------------------------------------
+
+class ImagesAnswer(Answer):
+    """txt2img's and img2img's answer."""
+
+    images: list[Base64Png] = Field(description="PNGs with A1111's `parameters` text "
+                                                "chunk (none with `send_images: false`).")
+    parameters: dict[str, Any] = Field(description="The request, with every default "
+                                                   "filled in.")
+    info: str = Field(description="A JSON object as a string: `seed`, `all_seeds`, "
+                                  "`infotexts`, `sd_model_name`, …")
+
+
+class ExtrasSingleAnswer(Answer):
+    html_info: str
+    image: Base64Png
+
+
+class ExtrasBatchAnswer(Answer):
+    html_info: str
+    images: list[Base64Png]
+
+
+class Upscaler(Answer):
+    name: str
+    model_name: str | None
+    model_path: str | None
+    model_url: str | None
+    scale: float | None
+
+
+class SDModel(Answer):
+    title: str
+    model_name: str
+    hash: str | None
+    sha256: str | None
+    filename: str
+    config: str | None
+
+
+class LoraEntry(Answer):
+    name: str
+    alias: str
+    path: str
+    metadata: dict[str, Any]
+
+
+class ProgressState(Answer):
+    skipped: bool
+    interrupted: bool
+    stopping_generation: bool
+    job: str
+    job_count: int
+    job_timestamp: str
+    job_no: int
+    sampling_step: int
+    sampling_steps: int
+
+
+class Progress(Answer):
+    """Idle is exactly ``progress`` 0 with ``state.job_count`` 0."""
+
+    progress: float = Field(ge=0, le=1)
+    eta_relative: float
+    state: ProgressState
+    current_image: str | None
+    textinfo: str | None
+
+
+class ProgressQuery(BaseModel):
+    skip_current_image: bool = Field(False, description="Accepted and ignored (no "
+                                                        "previews).")
+
+
+class Sampler(Answer):
+    name: str
+    aliases: list[str]
+    options: dict[str, str]
+
+
+class Scheduler(Answer):
+    name: str
+    label: str
+    aliases: list[str] | None
+    default_rho: float | None
+    need_inner_model: bool | None
+
+
+class Scripts(Answer):
+    txt2img: list[str]
+    img2img: list[str]
+
+
+class ScriptInfo(Answer):
+    name: str | None
+    is_alwayson: bool | None
+    is_img2img: bool | None
+    args: list[dict[str, Any]]
+
+
+class NameOnly(Answer):
+    name: str
+
+
+class Vae(Answer):
+    model_name: str
+    filename: str
+
+
+class Hypernetwork(Answer):
+    name: str
+    path: str | None
+
+
+class FaceRestorer(Answer):
+    name: str
+    cmd_dir: str | None
+
+
+class RealesrganModel(Answer):
+    name: str
+    path: str | None
+    scale: int | None
+
+
+class PromptStyle(Answer):
+    name: str
+    prompt: str | None
+    negative_prompt: str | None
+
+
+class Embeddings(Answer):
+    loaded: dict[str, Any]
+    skipped: dict[str, Any]
+
+
+class Extension(Answer):
+    name: str
+    remote: str
+    branch: str
+    commit_hash: str
+    version: str
+    commit_date: str
+    enabled: bool
+
+
+class Empty(Answer):
+    """``{}``."""

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..auth import public
+from ..openapi import Answer, operation
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 #: Every answer for the page: same-origin only, no inline script, never framed.
@@ -36,10 +39,20 @@ def _file(path: Path) -> web.FileResponse:
     return resp
 
 
+@operation("The web page", "Generate, follow jobs, browse results, manage keys.",
+           tag="Web page", answers={200: Answer({"type": "string"}, "The page.",
+                                                media="text/html")})
+@public
 async def index(request: web.Request) -> web.FileResponse:
     return _file(STATIC / "index.html")
 
 
+@operation("A file of the web page", "Its scripts, style sheet and icon.", tag="Web page",
+           answers={200: Answer({"type": "string"}, "The file.", media="",
+                                alternatives={t: {"schema": {"type": "string"}}
+                                              for t in sorted(set(_TYPES.values()))}),
+                    404: Answer({"type": "string"}, "No such file.", media="text/plain")})
+@public
 async def static_file(request: web.Request) -> web.FileResponse:
     """One file of ``static/`` (flat: the name may not leave the folder)."""
     name = request.match_info["name"]
