@@ -30,16 +30,27 @@ DEFAULT_PARAM = "[^{}/]+"
 
 
 @dataclass(frozen=True)
+class Events:
+    """A server-sent event stream: each event's name → the type of the JSON its ``data``
+    holds (``message``: events sent without a name). ``done`` is a data line that is not
+    JSON and ends the stream (OpenAI's ``[DONE]``). OpenAPI 3.1 has a stream's schema
+    describe each event, as ``{event, data}``."""
+
+    kinds: Mapping[str, Any]
+    done: str | None = None
+
+
+@dataclass(frozen=True)
 class Answer:
-    """One documented answer: ``schema`` (a pydantic model or type; ``None`` is JSON's
-    null) as JSON, or a plain JSON schema of any media type (``media=""``: only the
+    """One documented answer: ``schema`` (a pydantic model or type, ``None`` being JSON's
+    null; ``Events``; or a plain JSON schema) of the ``media`` type (``""``: only the
     ``alternatives``)."""
 
     schema: Any = None
     description: str = ""
     media: str = JSON
-    #: More media types for the same status (the event stream of ``stream: true``).
-    alternatives: Mapping[str, dict] = field(default_factory=dict)
+    #: More media types for the same status, each with its schema (as ``schema``).
+    alternatives: Mapping[str, Any] = field(default_factory=dict)
     #: Response headers: name → description (always sent).
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -269,11 +280,8 @@ def _answer(answer: Any, schemas: _Schemas) -> dict[str, Any]:
     if not isinstance(answer, Answer):
         answer = Answer(answer)
     out: dict[str, Any] = {"description": answer.description or "OK"}
-    content = {}
-    if answer.media:
-        content[answer.media] = {"schema": answer.schema if isinstance(answer.schema, dict)
-                                 else schemas.ref(answer.schema, "serialization")}
-    content.update(answer.alternatives)
+    content = {media: {"schema": _schema(schema, schemas)} for media, schema in
+               [(answer.media, answer.schema), *answer.alternatives.items()] if media}
     if content:
         out["content"] = content
     if answer.headers:
@@ -281,6 +289,24 @@ def _answer(answer: Any, schemas: _Schemas) -> dict[str, Any]:
                                  "schema": {"type": "string"}}
                           for name, text in answer.headers.items()}
     return out
+
+
+def _schema(value: Any, schemas: _Schemas) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, Events):
+        return {"anyOf": [_event(name, tp, value.done if name == "message" else None, schemas)
+                          for name, tp in value.kinds.items()]}
+    return schemas.ref(value, "serialization")
+
+
+def _event(name: str, tp: Any, done: str | None, schemas: _Schemas) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": "string", "contentMediaType": JSON,
+                            "contentSchema": schemas.ref(tp, "serialization")}
+    if done is not None:
+        data = {"anyOf": [data, {"const": done}]}
+    return {"type": "object", "required": ["event", "data"],
+            "properties": {"event": {"const": name}, "data": data}}
 
 
 def _path_param(name: str, pattern: str) -> dict[str, Any]:

@@ -58,8 +58,8 @@ async def docs_page(request: web.Request) -> web.FileResponse:
 
 @operation("A file of the docs page", "Swagger UI's script and style sheet.",
            tag="Web page",
-           answers={200: Answer(TEXT, "The file.", media="", alternatives={
-               t: {"schema": TEXT} for t in sorted(set(FILES.values()))}),
+           answers={200: Answer(TEXT, "The file.", media="", alternatives=dict.fromkeys(
+               sorted(set(FILES.values())), TEXT)),
                404: Answer(TEXT, "No such file.", media="text/plain")})
 @public
 async def docs_file(request: web.Request) -> web.FileResponse:

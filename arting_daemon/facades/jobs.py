@@ -14,7 +14,6 @@ Errors use OpenAI's envelope, ``{"error": {"message", "type", "param", "code"}}`
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from aiohttp import web
@@ -26,7 +25,7 @@ from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
-from ..openapi import Answer as Doc, operation
+from ..openapi import Answer as Doc, Events, operation
 from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
 from ..upscaling import SCALES, Upscale, build_upscale, check_request
 from .http import (Answer, Sparse, base_url, event_stream, follow, image_url, parse_model,
@@ -262,7 +261,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     "answers it) on every change and every second while it runs, ending with its final "
     "state; `event: error` (`{type, code, message}`) if this daemon stops first. "
     "Reconnect to go on.",
-    answers={200: Doc({"type": "string"}, "The event stream.", media="text/event-stream")})
+    answers={200: Doc(Events({"job": JobView, "error": JobError}), "The event stream.",
+                      media="text/event-stream")})
 async def job_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``job`` event per change (and every second while it
     runs, as progress and ETA move), ending with the terminal state."""
@@ -277,7 +277,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 data = job_view(request, engine, current).model_dump_json()
                 await resp.write(f"event: job\ndata: {data}\n\n".encode())
         except ArtingError as err:     # this daemon stops: the client reconnects elsewhere
-            await resp.write(f"event: error\ndata: {json.dumps(err.to_dict())}\n\n".encode())
+            data = JobError(**err.to_dict()).model_dump_json()
+            await resp.write(f"event: error\ndata: {data}\n\n".encode())
         await resp.write_eof()
     except ConnectionResetError:
         pass  # the watcher left; the job goes on

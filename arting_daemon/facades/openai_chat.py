@@ -26,7 +26,7 @@ from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, prompt_loras
-from ..openapi import Answer as Doc, operation
+from ..openapi import Answer as Doc, Events, operation
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
 from .http import (DATA_URL, Answer, DataUrlPng, StoredB64, event_stream, follow, image_url,
@@ -158,9 +158,10 @@ class ChatCompletion(Answer):
     usage: Usage
 
 
-EVENTS = {"text/event-stream": {"schema": {"type": "string", "description": (
-    "With `stream: true`: `data:` chunks in OpenAI's `chat.completion.chunk` format "
-    "(progress lines while the job runs, then the images), `data: [DONE]` at the end.")}}}
+#: With ``stream: true``: chunks in OpenAI's ``chat.completion.chunk`` format (progress
+#: lines while the job runs, then the images; the chunks are not modelled here, only
+#: their envelope), or its error object, then ``[DONE]``.
+EVENTS = {"text/event-stream": Events({"message": dict[str, Any]}, done="[DONE]")}
 
 
 @operation("An image from a chat", "The last user message is the prompt (an attached "

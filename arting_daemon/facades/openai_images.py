@@ -21,7 +21,7 @@ from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
-from ..openapi import Answer as Doc, operation
+from ..openapi import Answer as Doc, Events, operation
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
 from .http import (Answer, Base64Png, Sparse, StoredB64, event_stream, follow, image_url,
@@ -29,11 +29,6 @@ from .http import (Answer, Base64Png, Sparse, StoredB64, event_stream, follow, i
 from .intake import require_img2img, take_init_image
 
 KEEPALIVE = 10.0
-#: What ``stream: true`` answers with, beside JSON.
-EVENTS = {"text/event-stream": {"schema": {"type": "string", "description": (
-    "With `stream: true`: `event: <prefix>.completed` with `{type, b64_json, created_at, "
-    "size, quality, background, output_format, usage}` per image, or `event: error` "
-    "with OpenAI's error envelope.")}}}
 
 
 class ArtingExtras(BaseModel):
@@ -108,6 +103,37 @@ class ImageData(Sparse):
 class ImagesResponse(Answer):
     created: int
     data: list[ImageData]
+
+
+class TokenDetails(Answer):
+    image_tokens: int
+    text_tokens: int
+
+
+class ImageUsage(Answer):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_tokens_details: TokenDetails
+
+
+class ImageEvent(Answer):
+    """One image of a streamed answer (``stream: true``): no partial images."""
+
+    type: Literal["image_generation.completed", "image_edit.completed"]
+    b64_json: Base64Png
+    created_at: int
+    size: str
+    quality: Literal["auto"] = "auto"
+    background: Literal["auto"] = "auto"
+    output_format: Literal["png"] = "png"
+    usage: ImageUsage
+
+
+#: What ``stream: true`` answers with, beside JSON.
+EVENTS = {"text/event-stream": Events({"image_generation.completed": ImageEvent,
+                                       "image_edit.completed": ImageEvent,
+                                       "error": openai_errors.ErrorBody})}
 
 
 @operation("Generate images", "OpenAI's Images API; Arting's extras as extra fields. "
@@ -206,14 +232,12 @@ async def _stream(request: web.Request, engine: Runner, body: ImagesRequest,
                 await resp.write(b": generating\n\n")
                 said = time.monotonic()
         raise_for_job(job)
+        nothing = ImageUsage(input_tokens=0, output_tokens=0, total_tokens=0,
+                             input_tokens_details=TokenDetails(image_tokens=0, text_tokens=0))
         for image in job.images:
-            event = {"type": f"{event_prefix}.completed",
-                     "b64_json": StoredB64(image.hash),
-                     "created_at": int(time.time()), "size": gen.size, "quality": "auto",
-                     "background": "auto", "output_format": "png",
-                     "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
-                               "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}}}
-            await resp.write(_sse(await render_json(request, event),
+            event = ImageEvent(type=f"{event_prefix}.completed", b64_json=StoredB64(image.hash),
+                               created_at=int(time.time()), size=gen.size, usage=nothing)
+            await resp.write(_sse(await render_json(request, event.model_dump()),
                                   f"{event_prefix}.completed"))
     except ArtingError as err:
         await resp.write(_sse(json.dumps(openai_errors.body(err)).encode(), "error"))

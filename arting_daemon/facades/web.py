@@ -49,8 +49,8 @@ async def index(request: web.Request) -> web.FileResponse:
 
 @operation("A file of the web page", "Its scripts, style sheet and icon.", tag="Web page",
            answers={200: Answer({"type": "string"}, "The file.", media="",
-                                alternatives={t: {"schema": {"type": "string"}}
-                                              for t in sorted(set(_TYPES.values()))}),
+                                alternatives=dict.fromkeys(sorted(set(_TYPES.values())),
+                                                            {"type": "string"})),
                     404: Answer({"type": "string"}, "No such file.", media="text/plain")})
 @public
 async def static_file(request: web.Request) -> web.FileResponse:
