@@ -11,16 +11,12 @@ log and must have gone to the daemon. Screenshots go to ``artifacts/web-page/``.
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import httpx
 import pytest
 
-from test_web_page import CHROMIUM_FLAGS, css, css_all, screenshot, until
+from test_web_page import css, css_all, screenshot, start_chromium, until
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 KEY = "docs-sesame-0123456789"
 #: No network: names do not resolve, addresses go to a closed port (loopback is direct).
 OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
@@ -29,21 +25,8 @@ OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 
 @pytest.fixture(scope="module")
 def offline_browser(tmp_path_factory):
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
-    if missing:
-        pytest.skip(f"needs Debian's chromium and chromium-driver ({', '.join(missing)} not "
-                    "found): apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver",
-                                    reason="needs selenium (pip install -e '.[dev]')")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, *OFFLINE):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-docs')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-docs"), OFFLINE,
+                            logs=("performance",))
     try:
         yield driver
     finally:
