@@ -73,9 +73,11 @@ class Operation:
 
 def operation(summary: str, description: str = "", **details: Any) -> Callable:
     """Describe a handler: ``body`` (the type its JSON body is parsed into), ``form`` and
-    ``files`` (multipart), ``query`` (a model of the query string), ``headers`` (request
+    ``files`` (multipart: a model of its text parts, the names of its file parts, the
+    first one required), ``query`` (a model of the query string), ``headers`` (request
     headers: name → schema), ``answers`` (status → model, type or ``Answer``), ``errors``
-    (more taxonomy statuses it may answer, beyond what its traits imply), ``tag``."""
+    (more taxonomy statuses it may answer, beyond what its traits imply), ``tag`` (else
+    its protocol's)."""
     details["errors"] = tuple(details.get("errors", ()))
     described = Operation(summary, description, **details)
 
