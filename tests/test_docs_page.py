@@ -56,8 +56,8 @@ def test_the_docs_render_offline_and_try_it_out_calls_the_daemon(offline_browser
 
     # The web page links to the docs.
     driver.get(daemon.url + "/")
-    until(driver, lambda d: css_all(d, 'a[href="docs"]'), what="the link to the docs")
-    css(driver, 'a[href="docs"]').click()
+    until(driver, lambda d: css_all(d, '#docs-link'), what="the link to the docs")
+    css(driver, '#docs-link').click()
     until(driver, lambda d: operations_shown(d) == count, timeout=20,
           what=f"all {count} operations")
     assert driver.current_url == f"{daemon.url}/docs"

@@ -497,7 +497,7 @@ def test_keyboard_labels_focus_and_field_errors(page, make_daemon):
     # Tab walks the page in reading order, and the focus can be seen.
     page.execute_script("document.activeElement.blur()")
     order = []
-    for _ in range(16):
+    for _ in range(17):
         page.switch_to.active_element.send_keys(Keys.TAB)
         el = page.switch_to.active_element
         order.append(el.get_attribute("id") or el.get_attribute("class"))
@@ -505,9 +505,9 @@ def test_keyboard_labels_focus_and_field_errors(page, make_daemon):
             "const s = getComputedStyle(document.activeElement);"
             "return [s.outlineStyle, parseFloat(s.outlineWidth)]")
         assert outline[0] != "none" and outline[1] >= 2, (order[-1], outline)
-    assert order == ["skip", "key-toggle", "prompt", "negative_prompt", "model", "lora-add",
-                     "size", "n", "seed", "seed-random", "steps", "guidance", "sampler",
-                     "nsfw", "generate", "form-code"]
+    assert order == ["skip", "docs-link", "key-toggle", "prompt", "negative_prompt", "model",
+                     "lora-add", "size", "n", "seed", "seed-random", "steps", "guidance",
+                     "sampler", "nsfw", "generate", "form-code"]
 
     # Shift+Enter is a new line; Enter with no prompt is an error in words, at the field.
     prompt = css(page, "#prompt")
