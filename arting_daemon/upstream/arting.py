@@ -9,7 +9,8 @@ Every exchange goes through one funnel (``_call``) that sends the bare
 ``Authorization`` token and browser-like headers (with the Cloudflare clearance, if
 any), passes a Cloudflare challenge once if cloudscraper can, and turns every way
 Arting (or Cloudflare in front of it) can fail into one of the errors in
-``errors.py``, counted in the metrics by route and class.
+``errors.py``, counted in the metrics by route and class. An ``observe`` hook, when
+given, sees every exchange as it was sent and answered (``arting-daemon check``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, Conte
                       UpstreamUnreachable)
 from ..generation import Generation
 from ..metrics import Metrics
+from ..recording import Observer, watch
 from . import cloudflare
 
 log = logging.getLogger(__name__)
@@ -66,11 +68,12 @@ class ArtingClient:
     """One aiohttp session, one request funnel, typed errors out."""
 
     def __init__(self, settings: Settings, session: aiohttp.ClientSession,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, observe: Observer | None = None) -> None:
         self.settings = settings
         self.session = session
         self.metrics = metrics or Metrics()
-        self.solver = cloudflare.Solver(settings, self.metrics)
+        self.observe = observe
+        self.solver = cloudflare.Solver(settings, self.metrics, observe)
         self.base = settings.base_url
         #: The newest request id Arting gave us: the best thing to poll as a probe.
         self.last_request_id: str | None = None
@@ -178,29 +181,31 @@ class ArtingClient:
             raise BadUpstreamResponse(
                 f"Arting returned an image on host {host!r}, which is not in `image_hosts`; "
                 "add it there if you trust it.")
-        try:
-            async with self.session.get(url, timeout=self._timeout()) as resp:
-                if resp.status in (403, 404, 410):
-                    raise BadUpstreamResponse(
-                        f"The result image is gone (HTTP {resp.status}); its URL expired.")
-                if resp.status >= 500 or resp.status == 429:
-                    raise UpstreamUnavailable(f"The image host answered HTTP {resp.status}.")
-                if resp.status != 200:
-                    raise BadUpstreamResponse(f"The image host answered HTTP {resp.status}.")
-                chunks, size = [], 0
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > MAX_IMAGE_BYTES:
-                        raise BadUpstreamResponse("The result image is larger than 50 MiB.")
-        except ArtingError:
-            raise
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout("Downloading the result image timed out.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"Downloading the result image failed: "
-                                      f"{type(exc).__name__}.") from None
-        data = b"".join(chunks)  # the one copy of the image
+        with watch(self.observe, "GET", url, {}, None) as seen:
+            try:
+                async with self.session.get(url, timeout=self._timeout()) as resp:
+                    seen.answer(resp.status, resp.headers, b"")
+                    if resp.status in (403, 404, 410):
+                        raise BadUpstreamResponse(
+                            f"The result image is gone (HTTP {resp.status}); its URL expired.")
+                    if resp.status >= 500 or resp.status == 429:
+                        raise UpstreamUnavailable(f"The image host answered HTTP {resp.status}.")
+                    if resp.status != 200:
+                        raise BadUpstreamResponse(f"The image host answered HTTP {resp.status}.")
+                    chunks, size = [], 0
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if size > MAX_IMAGE_BYTES:
+                            raise BadUpstreamResponse("The result image is larger than 50 MiB.")
+            except ArtingError:
+                raise
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout("Downloading the result image timed out.") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(f"Downloading the result image failed: "
+                                          f"{type(exc).__name__}.") from None
+            data = seen.response_body = b"".join(chunks)  # the one copy of the image
         if not data[:8].startswith(IMAGE_MAGIC):
             raise BadUpstreamResponse("The result URL did not return an image.")
         return data
@@ -267,22 +272,24 @@ class ArtingClient:
         else:
             data = aiohttp.FormData()
             data.add_field("image", body, filename="init.png", content_type="image/png")
-        try:
-            async with self.session.post(
-                    self.base + path, headers=self._headers(token, is_json), data=data,
-                    timeout=self._timeout()) as resp:
-                raw = await resp.read()
-                status, headers = resp.status, resp.headers
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout(f"Arting did not answer {path} within "
-                                  f"{self.settings.request_timeout:g} s.") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); "
-                                      "check the network and `base_url`.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
-                                      f"({type(exc).__name__}).") from None
-        return _interpret(path, status, headers, raw, envelope)
+        sent = self._headers(token, is_json)
+        with watch(self.observe, "POST", self.base + path, sent, body) as seen:
+            try:
+                async with self.session.post(self.base + path, headers=sent, data=data,
+                                             timeout=self._timeout()) as resp:
+                    raw = await resp.read()
+                    status, headers = resp.status, resp.headers
+                    seen.answer(status, headers, raw)
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout(f"Arting did not answer {path} within "
+                                      f"{self.settings.request_timeout:g} s.") from None
+            except aiohttp.ClientConnectorError as exc:
+                raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); "
+                                          "check the network and `base_url`.") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
+                                          f"({type(exc).__name__}).") from None
+            return _interpret(path, status, headers, raw, envelope)
 
 
 def _solver_headers(headers: dict[str, str]) -> dict[str, str]:
