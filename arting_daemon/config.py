@@ -198,6 +198,10 @@ class Settings(BaseModel):
                        "Run the built-in Arting emulator and use it as the upstream.")
     sandbox_generation_time: float = _s(3.0, "ARTING_SANDBOX_GENERATION_TIME",
                                         "Seconds the emulator takes per job.", ge=0)
+    sandbox_replay: Path | None = _s(None, "ARTING_SANDBOX_REPLAY",
+                                     "A directory written by `arting-daemon check --record`: "
+                                     "the emulator answers with its recorded shapes, literals "
+                                     "and timings (needs `sandbox`).")
 
     @field_validator(*LIST_FIELDS, mode="before")
     @classmethod
@@ -213,10 +217,10 @@ class Settings(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "sandbox_replay")
     @classmethod
-    def _home(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @field_validator("basic_auth")
     @classmethod
