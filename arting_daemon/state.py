@@ -10,6 +10,7 @@ from .config import Settings
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .facades.ops import CheckRuns
     from .generation import Catalog
     from .sandbox import Sandbox
     from .store import ImageStore
@@ -21,6 +22,7 @@ CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
 STORE: web.AppKey[ImageStore] = web.AppKey("store")
 POOL: web.AppKey[TokenPool] = web.AppKey("pool")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+CHECKS: web.AppKey[CheckRuns] = web.AppKey("checks")
 
 #: Per request: its id (for logs) and the CORS origin to echo.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -362,7 +363,7 @@ def test_no_image_to_image_endpoint_means_switching_it_off(tmp_path, upstream):
                      if re.match(r"\w+\s+image-to-image: ", line)]
     assert hint == ("warn  image-to-image: a poll of its endpoint was answered as a path that "
                     'does not exist is (HTTP 404, code 100404 "not found"): it seems missing. '
-                    "img2img is on: `check --img2img` settles it.")
+                    "img2img is on: `arting-daemon check --img2img` settles it.")
     assert verdict == (
         'fail  image-to-image: Arting has no image-to-image endpoint (HTTP 404, code 100404 '
         '"not found"): with img2img on, every edit would fail. → arting.toml: img2img = false')
@@ -411,3 +412,27 @@ def test_json_report(tmp_path, upstream):
     generate = next(f for f in report["findings"] if f["topic"] == "generate")
     assert set(generate["data"]) >= {"to_request_id", "polls", "total", "statuses"}
     assert {f["level"] for f in report["findings"]} <= {"ok", "info", "warn", "fail"}
+
+
+# --- in the daemon ----------------------------------------------------------------------------
+
+def test_the_daemon_runs_the_free_check_in_process(make_daemon):
+    daemon = make_daemon(api_keys=["k"], sandbox_options={"errors_as_http": True})
+    key = {"Authorization": "Bearer k"}
+    url = daemon.url + "/arting/v1/admin/check"
+    assert httpx.post(url).status_code == 401
+    assert httpx.get(url, headers=key).json() is None             # none run yet
+
+    with ThreadPoolExecutor(2) as pool:                           # two at once: one run
+        first, second = pool.map(lambda _: httpx.post(url, headers=key, timeout=60).json(),
+                                 range(2))
+    assert first == second
+    assert first["ok"] is True and first["target"]["mode"] == "live"
+    assert [f["topic"] for f in first["findings"]] == \
+        ["reach", "cloudflare", "anonymous identity", "image-to-image", "envelope"]
+    assert "errors come as HTTP 404" in first["findings"][-1]["message"]
+    assert httpx.get(url, headers=key).json() == first
+    # Polls only, and the guest identity is never shown.
+    assert daemon.sandbox.requests_for("create") == []
+    identity = json.loads((daemon.settings.data_dir / "identity.json").read_text())["uuid"]
+    assert identity not in json.dumps(first)

@@ -273,13 +273,15 @@ async def hint_img2img(ctx: Context, client: ArtingClient, accepted: Probe) -> N
     said = describe(answer)
     if present:
         ctx.report.add("image-to-image", "info", f"a poll of its endpoint was answered as the "
-                       f"text-to-image one is ({said}): it seems to exist. `check --img2img` "
-                       "tries it with one generation.", answer=said, seems="present")
+                       f"text-to-image one is ({said}): it seems to exist. `arting-daemon "
+                       "check --img2img` tries it with one generation.", answer=said,
+                       seems="present")
         return
     like = "as a path that does not exist is" if shape(answer) == ctx.absent.shape else \
         f"otherwise than text-to-image ({describe(accepted.answer)})"
     level = "warn" if ctx.settings.img2img else "info"
     ctx.report.add("image-to-image", level, f"a poll of its endpoint was answered {like} "
                    f"({said}): it seems missing."
-                   + (" img2img is on: `check --img2img` settles it." if ctx.settings.img2img
-                      else " Keep img2img off."), answer=said, seems="missing")
+                   + (" img2img is on: `arting-daemon check --img2img` settles it."
+                      if ctx.settings.img2img else " Keep img2img off."),
+                   answer=said, seems="missing")

@@ -1,6 +1,7 @@
 // The page: wires the key panel, the status bar, the form, the jobs and the gallery.
 
 import { api, apiKey, isTerminal } from "./api.js";
+import { CheckPanel } from "./check.js";
 import { CodeView } from "./codeview.js";
 import { GenerateForm } from "./form.js";
 import { Gallery } from "./gallery.js";
@@ -11,6 +12,7 @@ const $ = (id) => document.getElementById(id);
 const STATUS_EVERY = 5000;
 
 const statusBar = new StatusBar();
+const checkPanel = new CheckPanel();
 const form = new GenerateForm($("gen-form"));
 let authRequired = false;
 let refused = false; // the last /status answer was 401
@@ -93,6 +95,7 @@ async function afterKeyChange() {
   }
   gallery.load();
   resumeJobs();
+  checkPanel.load();
 }
 
 // --- status ----------------------------------------------------------------------------
@@ -174,6 +177,7 @@ async function start() {
   await refreshStatus();
   gallery.load();
   resumeJobs();
+  checkPanel.load();
   setInterval(() => { if (!document.hidden) refreshStatus(); }, STATUS_EVERY);
 }
 
