@@ -344,6 +344,14 @@ def test_another_image_host_is_a_line_to_add(tmp_path, upstream):
     assert again.finding("image").startswith("ok    image: PNG, 512×512")
 
 
+def test_an_image_that_cannot_be_fetched_is_a_problem(tmp_path, upstream):
+    upstream.fault("expired_image", route="image")
+    ran = check(tmp_path, upstream, "--generate", "--yes")
+    assert ran.code == 1, ran.out
+    assert ran.finding("image") == ("fail  image: the result could not be used: The result "
+                                    "image is gone (HTTP 404); its URL expired.")
+
+
 def test_a_failed_job_with_an_unknown_literal_suggests_it(tmp_path, upstream):
     upstream.configure(failed_status="aborted", complete_after_polls=50)
     upstream.fault("fail", route="get", after=2, count=1)    # (after the token's probe)
@@ -380,7 +388,8 @@ def test_a_working_image_to_image_endpoint_means_switching_it_on(tmp_path, upstr
     assert ran.code == 0, ran.out
     assert "info  image-to-image: image-to-image works: switch it on. → arting.toml: " \
            "img2img = true" in ran.out
-    assert ran.finding("image-to-image generate").startswith("ok    image-to-image generate: 1 image")
+    assert ran.finding("image-to-image generate").startswith(
+        "ok    image-to-image generate: 1 image")
     assert ran.lines == ["img2img = true"]
     (create,) = upstream.requests("i2i_create")
     assert create["body"]["image_url"].startswith(upstream.url + "/uploads/")
@@ -423,7 +432,8 @@ def test_the_daemon_runs_the_free_check_in_process(make_daemon):
     assert httpx.post(url).status_code == 401
     assert httpx.get(url, headers=key).json() is None             # none run yet
 
-    with ThreadPoolExecutor(2) as pool:                           # two at once: one run
+    daemon.do(daemon.sandbox.add_fault, "slow", route="get", delay=1.0, count=1)
+    with ThreadPoolExecutor(2) as pool:             # the second comes while the first runs
         first, second = pool.map(lambda _: httpx.post(url, headers=key, timeout=60).json(),
                                  range(2))
     assert first == second

@@ -36,7 +36,8 @@ class Context:
     session: aiohttp.ClientSession
     recorder: Recorder
     report: Report
-    #: The answer to a poll of a path that does not exist (``probes.NO_SUCH_PATH``).
+    #: The probe of a path that does not exist (``probes.NO_SUCH_PATH``): how Arting
+    #: answers for an endpoint it does not have.
     absent: Any = None
 
     def client(self, **changes: Any) -> ArtingClient:
@@ -62,6 +63,12 @@ def envelope(exchange: Exchange | None) -> dict | None:
 def envelope_data(exchange: Exchange | None) -> dict:
     data = (envelope(exchange) or {}).get("data")
     return data if isinstance(data, dict) else {}
+
+
+def shape(exchange: Exchange | None) -> tuple:
+    """What tells two answers apart: HTTP status, code, message."""
+    payload = envelope(exchange) or {}
+    return (exchange.status if exchange else None, payload.get("code"), payload.get("message"))
 
 
 def is_success(payload: dict) -> bool:

@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from ..errors import ArtingError, BadUpstreamResponse, JobFailed
+from ..errors import ArtingError, BadUpstreamResponse, JobFailed, UpstreamRejected
 from ..generation import Catalog, Generation, build_generation
 from ..recording import Exchange
 from ..upstream.arting import ArtingClient
-from .context import Context, Identity, api_answer, describe, envelope_data
+from .context import (Context, Identity, api_answer, describe, envelope, envelope_data,
+                      shape)
 
 PROMPT = "a small red apple on a wooden table, soft daylight"
 IMG2IMG_PROMPT = "the same picture as a watercolour painting"
@@ -42,6 +43,17 @@ def describe_generation(settings, img2img: bool = False) -> str:
 
 
 @dataclass
+class Fetched:
+    """A result image as the check got it, or why it could not."""
+
+    url: str
+    data: bytes = b""
+    format: str | None = None           # as Pillow names it: PNG, JPEG, WEBP ...
+    size: tuple[int, int] = (0, 0)
+    problem: str | None = None          # why it is no image the daemon can store
+
+
+@dataclass
 class Run:
     """One job as it went."""
 
@@ -55,7 +67,7 @@ class Run:
     error: ArtingError | None = None
     create_answer: Exchange | None = None
     total: float = 0.0
-    images: list[tuple[str, bytes]] = field(default_factory=list)
+    images: list[Fetched] = field(default_factory=list)
 
 
 async def run_job(ctx: Context, client: ArtingClient, identity: Identity, gen: Generation,
@@ -81,11 +93,29 @@ async def run_job(ctx: Context, client: ArtingClient, identity: Identity, gen: G
         run.total = time.monotonic() - started
         for url in run.urls:
             if url.startswith("data:") or client.host_allowed(_host(url)):
-                try:
-                    run.images.append((url, await client.download(url)))
-                except ArtingError as exc:
-                    run.error = run.error or exc
+                run.images.append(await _fetch(client, url))
     return run
+
+
+async def _fetch(client: ArtingClient, url: str) -> Fetched:
+    """Download one result as the daemon does, and decode it (in a thread) as its store
+    would have to."""
+    try:
+        data = await client.download(url)
+    except ArtingError as exc:
+        return Fetched(url, problem=exc.message)
+    try:
+        kind, size = await asyncio.to_thread(_decode, data)
+    except Exception as exc:  # Pillow raises many kinds for many formats
+        return Fetched(url, data, problem=f"it does not decode ({type(exc).__name__}; "
+                                          f"{len(data)} bytes)")
+    return Fetched(url, data, kind, size)
+
+
+def _decode(data: bytes) -> tuple[str, tuple[int, int]]:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.format or "?", img.size
 
 
 async def _follow(ctx: Context, client: ArtingClient, identity: Identity, run: Run,
@@ -104,8 +134,8 @@ async def _follow(ctx: Context, client: ArtingClient, identity: Identity, run: R
         failed: ArtingError | None = None
         try:
             await client.poll(run.request_id or "", identity.secret, run.gen.is_img2img)
-        except (JobFailed, BadUpstreamResponse) as exc:   # answered, and the daemon would stop
-            failed = exc
+        except (JobFailed, BadUpstreamResponse, UpstreamRejected) as exc:
+            failed = exc                  # answered, and the daemon would stop the job here
         except ArtingError as exc:                        # no usable answer: try again
             errors += 1
             if errors >= MAX_POLL_ERRORS:
@@ -148,27 +178,30 @@ def _host(url: str) -> str:
 
 # --- judging a run ----------------------------------------------------------------------
 
-def judge(ctx: Context, client: ArtingClient, run: Run, prefix: str = "") -> None:
-    """Findings for one run: the job, the status literals, the image hosts, the images."""
+def judge(ctx: Context, client: ArtingClient, run: Run, prefix: str = "",
+          bad: str = "fail") -> None:
+    """Findings for one run: the job, the status literals, the image hosts, the images.
+    ``bad`` is the level of what would break the daemon: ``warn`` for a feature it has
+    switched off."""
     report, proposal = ctx.report, ctx.report.proposal
     topic = (lambda name: f"{prefix} {name}".strip())
     if run.ended == "create_failed":
-        report.add(topic("generate"), "fail", f"Arting refused to create the job "
+        report.add(topic("generate"), bad, f"Arting refused to create the job "
                    f"({describe(run.create_answer)}): "
                    + (run.error.message if run.error else "no reason given"))
         return
-    _judge_literals(ctx, run, topic)
+    _judge_literals(ctx, run, topic, bad)
     summary = (f"request_id after {run.to_request_id:.2f} s, {run.polls} "
                f"poll{'s' if run.polls != 1 else ''}, {run.total:.1f} s in all")
     data = {"to_request_id": round(run.to_request_id or 0, 3), "polls": run.polls,
             "total": round(run.total, 3), "statuses": _unique(run.statuses)}
     if run.ended == "timeout":
-        report.add(topic("generate"), "fail", f"no images within run_timeout "
+        report.add(topic("generate"), bad, f"no images within run_timeout "
                    f"({ctx.settings.run_timeout:g} s): {summary}; statuses seen: "
                    f"{_shown(run.statuses)}.", **data)
         return
     if run.ended == "failed":
-        report.add(topic("generate"), "fail", f"the job failed: {summary}; statuses seen: "
+        report.add(topic("generate"), bad, f"the job failed: {summary}; statuses seen: "
                    f"{_shown(run.statuses)}"
                    + (f" ({run.error.message})" if run.error else "") + ".", **data)
         return
@@ -179,17 +212,17 @@ def judge(ctx: Context, client: ArtingClient, run: Run, prefix: str = "") -> Non
             report.add(topic("image host"), "ok", f"the images come from {host}, which "
                        "image_hosts admits.", host=host)
         else:
-            report.add(topic("image host"), "fail", f"the images come from {host}, which "
+            report.add(topic("image host"), bad, f"the images come from {host}, which "
                        "image_hosts does not admit: the daemon would refuse to download them. "
                        "(Not downloaded; run the check again after adding it.)",
                        [proposal.add("image_hosts", host)], host=host)
     if any(u.startswith("data:") for u in run.urls):
         report.add(topic("image host"), "info", "the images come inline, as data: URLs.")
-    for url, data_bytes in run.images:
-        _judge_image(ctx, run.gen, data_bytes, topic("image"))
+    for fetched in run.images:
+        _judge_image(ctx, run.gen, fetched, topic("image"), bad)
 
 
-def _judge_literals(ctx: Context, run: Run, topic) -> None:
+def _judge_literals(ctx: Context, run: Run, topic, bad: str) -> None:
     report, proposal = ctx.report, ctx.report.proposal
     done_set = {s.lower() for s in proposal.current("done_statuses")}
     failed_set = {s.lower() for s in proposal.current("failed_statuses")}
@@ -198,11 +231,11 @@ def _judge_literals(ctx: Context, run: Run, topic) -> None:
     for status in running:
         text = str(status).lower()
         if text in failed_set:
-            findings.append(("fail", f"Arting said {status!r} while the job was still running, "
+            findings.append((bad, f"Arting said {status!r} while the job was still running, "
                              "but failed_statuses lists it: the daemon would fail every job.",
                              proposal.remove("failed_statuses", str(status))))
         elif text in done_set:
-            findings.append(("fail", f"Arting said {status!r} while the job was still running, "
+            findings.append((bad, f"Arting said {status!r} while the job was still running, "
                              "but done_statuses lists it: the daemon would fail every job as "
                              "finished without images.",
                              proposal.remove("done_statuses", str(status))))
@@ -216,7 +249,7 @@ def _judge_literals(ctx: Context, run: Run, topic) -> None:
                              "finished job without images would wait for run_timeout).",
                              proposal.add("done_statuses", str(last))))
     elif last is not None and str(last).lower() not in failed_set:
-        findings.append(("fail", f"the job stopped at {last!r}, which failed_statuses does not "
+        findings.append((bad, f"the job stopped at {last!r}, which failed_statuses does not "
                          "list: if it means failed, the daemon should stop there too.",
                          proposal.add("failed_statuses", str(last))))
     data = {"pending": running, "last": last, "ended": run.ended}
@@ -244,20 +277,20 @@ def _phases(run: Run) -> tuple[list, object]:
     return (seen[:-1], seen[-1]) if len(seen) > 1 else (seen, None)
 
 
-def _judge_image(ctx: Context, gen: Generation, data: bytes, topic: str) -> None:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            kind, (width, height) = img.format or "?", img.size
-    except Exception as exc:  # Pillow raises many kinds for many formats
-        ctx.report.add(topic, "fail", f"the result is not an image the daemon can store "
-                       f"({type(exc).__name__}; {len(data)} bytes).")
+def _judge_image(ctx: Context, gen: Generation, fetched: Fetched, topic: str,
+                 bad: str) -> None:
+    if fetched.problem is not None:
+        problem = fetched.problem.rstrip(".")
+        ctx.report.add(topic, bad, f"the result could not be used: {problem}.", url=fetched.url)
         return
-    facts = {"format": kind, "width": width, "height": height, "bytes": len(data)}
-    said = f"{kind}, {width}×{height}, {len(data) // 1024} kB"
+    width, height = fetched.size
+    facts = {"format": fetched.format, "width": width, "height": height,
+             "bytes": len(fetched.data)}
+    said = f"{fetched.format}, {width}×{height}, {len(fetched.data) // 1024} kB"
     if (width, height) != (gen.width, gen.height):
         ctx.report.add(topic, "info", f"{said}, where {gen.width}×{gen.height} was asked for: "
                        "clients get the size Arting made.", **facts)
-    elif kind != "PNG":
+    elif fetched.format != "PNG":
         ctx.report.add(topic, "ok", f"{said} as asked; the daemon keeps it as PNG.", **facts)
     else:
         ctx.report.add(topic, "ok", f"{said}, as asked.", **facts)
@@ -283,7 +316,7 @@ async def check_generate(ctx: Context, client: ArtingClient, identity: Identity)
                            nsfw=False)
     run = await run_job(ctx, client, identity, gen, "generate")
     judge(ctx, client, run)
-    return run.images[0][1] if run.images else None
+    return next((f.data for f in run.images if f.problem is None), None)
 
 
 async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
@@ -291,6 +324,7 @@ async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
     """``--img2img``: the unconfirmed endpoint, with the configured transport (and the
     other one when Arting has no upload endpoint). Says whether to set ``img2img``."""
     settings, report = ctx.settings, ctx.report
+    bad = "fail" if settings.img2img else "warn"      # off, the daemon does not need it
     init = init or await asyncio.to_thread(_test_picture)
     gen = build_generation(settings, Catalog(settings), prompt=IMG2IMG_PROMPT, size=SIZE,
                            nsfw=False, init_image=hashlib.sha256(init).hexdigest(),
@@ -304,9 +338,9 @@ async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
                 pass
         answer = api_answer(made)
         if image_url is None:
-            _mark(answer, "missing" if _absent(answer) else "refused")
-            if not _absent(answer):
-                report.add("image-to-image", "fail", "the upload of the init image failed "
+            _mark(answer, "missing" if _absent(ctx, answer) else "refused")
+            if not _absent(ctx, answer):
+                report.add("image-to-image", bad, "the upload of the init image failed "
                            f"({describe(answer)}).")
                 return
             missing, transport = f"upload: {describe(answer)}", "data_url"
@@ -315,7 +349,7 @@ async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
     if image_url is None:
         image_url = "data:image/png;base64," + base64.b64encode(init).decode()
     run = await run_job(ctx, client, identity, gen, "img2img", image_url)
-    if run.ended == "create_failed" and _absent(run.create_answer):
+    if run.ended == "create_failed" and _absent(ctx, run.create_answer):
         _mark(run.create_answer, "missing")
         said = f"Arting has no image-to-image endpoint ({describe(run.create_answer)})"
         if settings.img2img:
@@ -324,8 +358,8 @@ async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
         else:
             report.add("image-to-image", "ok", f"{said}: keep img2img off.")
         return
-    judge(ctx, client, run, prefix="image-to-image")
-    if run.ended != "done" or not run.images:
+    judge(ctx, client, run, prefix="image-to-image", bad=bad)
+    if run.ended != "done" or not any(f.problem is None for f in run.images):
         return
     lines = []
     if missing:
@@ -338,9 +372,14 @@ async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
                said + (": switch it on." if not settings.img2img else "."), lines)
 
 
-def _absent(answer: Exchange | None) -> bool:
-    """An endpoint that is not there: 404 or 405 (Arting's JSON or anything else)."""
-    return answer is not None and answer.status in (404, 405)
+def _absent(ctx: Context, answer: Exchange | None) -> bool:
+    """An endpoint that is not there: answered as a path that does not exist is, or with
+    a bare 404 or 405."""
+    if answer is None:
+        return False
+    if ctx.absent is not None and shape(answer) == ctx.absent.shape:
+        return True
+    return answer.status in (404, 405) and envelope(answer) is None
 
 
 def _test_picture() -> bytes:

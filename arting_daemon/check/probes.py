@@ -13,7 +13,7 @@ from ..errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, Upstr
 from ..recording import Exchange
 from ..upstream.arting import PROBE_REQUEST_ID, ArtingClient
 from .context import (Context, Identity, api_answer, cloudflare_kind, describe, envelope,
-                      is_success)
+                      is_success, shape)
 
 CLEARANCE_PLACEHOLDER = "<the cf_clearance cookie of a browser that passed the check>"
 AGENT_PLACEHOLDER = "<that browser's exact User-Agent>"
@@ -37,12 +37,6 @@ class Probe:
     @property
     def shape(self) -> tuple:
         return shape(self.answer)
-
-
-def shape(exchange: Exchange | None) -> tuple:
-    """What tells two answers apart: HTTP status, code, message."""
-    payload = envelope(exchange) or {}
-    return (exchange.status if exchange else None, payload.get("code"), payload.get("message"))
 
 
 async def probe(ctx: Context, client: ArtingClient, identity: Identity,
