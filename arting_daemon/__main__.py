@@ -83,13 +83,16 @@ async def serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
     try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise CannotListen(exc.strerror or str(exc)) from None
+    except BaseException as exc:
+        started = runner.server is not None      # so it was the address that failed
+        await runner.cleanup()     # closes the services that did start, in reverse
+        if started and isinstance(exc, OSError):
+            raise CannotListen(exc.strerror or str(exc)) from None
+        raise
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
     mode = " (sandbox: no account needed, nothing leaves this machine)" \
@@ -125,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
+    except ConfigError as exc:   # found while starting (e.g. a journal from a newer version)
+        print(f"arting-daemon: {exc}", file=sys.stderr)
+        return 2
     except CannotListen as exc:
         print(f"arting-daemon: cannot listen on {settings.host}:{settings.port}: {exc}. "
               "Is another daemon running? Pick another port with --port or ARTING_PORT.",

@@ -8,11 +8,12 @@ it came from, and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
                       field_validator, model_validator)
@@ -251,6 +252,20 @@ class Settings(BaseModel):
         if self.cf_clearance:
             values.append(self.cf_clearance)
         return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+S = TypeVar("S", bound="Section")
+
+
+class Section:
+    """A component's own slice of the settings: a frozen dataclass whose fields are named as
+    in ``Settings``. Components take one of these (or plain arguments), never ``Settings``
+    itself, so each says what it depends on and a test can build it from a few values."""
+
+    @classmethod
+    def of(cls: type[S], settings: Settings) -> S:
+        return cls(**{f.name: getattr(settings, f.name)
+                      for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
 
 def env_names(name: str) -> list[str]:

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 
 from .config import Settings
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .engine.jobs import Job
+    from .engine.journal import Journal
+    from .engine.runner import Runner
     from .facades.ops import CheckRuns
-    from .generation import Catalog
+    from .generation import Catalog, Rules
+    from .metrics import Metrics
+    from .providers.arting.provider import ArtingProvider
+    from .providers.base import Provider
     from .sandbox import Sandbox
     from .store import ImageStore
-    from .upstream.tokens import TokenPool
+    from .timing import DurationStats
 
 SETTINGS = web.AppKey("settings", Settings)
-ENGINE: web.AppKey[Engine] = web.AppKey("engine")
+RULES: web.AppKey[Rules] = web.AppKey("rules")
 CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+STATS: web.AppKey[DurationStats] = web.AppKey("stats")
 STORE: web.AppKey[ImageStore] = web.AppKey("store")
-POOL: web.AppKey[TokenPool] = web.AppKey("pool")
+JOURNAL: web.AppKey[Journal[Job]] = web.AppKey("journal")
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
+#: The provider jobs run on, and the Arting provider (its tokens, for the admin API).
+PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
+ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
+ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
 CHECKS: web.AppKey[CheckRuns] = web.AppKey("checks")
 

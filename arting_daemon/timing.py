@@ -13,8 +13,9 @@ import math
 import random
 from bisect import bisect_left, bisect_right
 from collections import deque
+from dataclasses import dataclass
 
-from .config import Settings
+from .config import Section
 
 _spread = random.Random()   # our own: the global ``random`` state is not ours
 
@@ -26,6 +27,15 @@ MIN_POLLS = 2         # polls any job may have, however short
 FIRST_POLL_LATEST = 0.25  # the first poll comes when at most this share of jobs is done
 
 
+@dataclass(frozen=True)
+class Timing(Section):
+    expected_duration: float
+    poll_first_delay: float
+    poll_min_interval: float
+    poll_max_interval: float
+    poll_rate: float
+
+
 def size_class(width: int, height: int) -> str:
     pixels = width * height
     return "s" if pixels <= 512 * 512 else "m" if pixels <= 768 * 768 else "l"
@@ -34,8 +44,8 @@ def size_class(width: int, height: int) -> str:
 class DurationStats:
     """Recent durations of the generation stage, per (model, size class) and overall."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
         self._by_key: dict[tuple[str, str], deque[float]] = {}
         self._all: deque[float] = deque(maxlen=HISTORY)
         self._recorded: dict[tuple[str, str] | None, int] = {}
@@ -60,12 +70,12 @@ class DurationStats:
 
     def expected(self, model: str, width: int, height: int) -> float:
         data = self.samples(model, width, height)
-        return quantile(data, 0.5) if data else self.settings.expected_duration
+        return quantile(data, 0.5) if data else self.timing.expected_duration
 
     def typical(self) -> float:
         """Median duration of any job, or the configured guess."""
         data = sorted(self._all)
-        return quantile(data, 0.5) if data else self.settings.expected_duration
+        return quantile(data, 0.5) if data else self.timing.expected_duration
 
     def schedule(self, model: str, width: int, height: int) -> PollSchedule:
         """The schedule for a new job. It is planned again once an eighth of its
@@ -79,7 +89,7 @@ class DurationStats:
             history = self._all if source is None else self._by_key[source]
             if version - planned < max(1, len(history) // 8):
                 return schedule
-        schedule = PollSchedule(self.samples(model, width, height), self.settings)
+        schedule = PollSchedule(self.samples(model, width, height), self.timing)
         self._schedules[source] = (version, schedule)
         return schedule
 
@@ -110,13 +120,13 @@ class PollSchedule:
     slowest recent job they grow with the overrun.
     """
 
-    def __init__(self, history: list[float], settings: Settings) -> None:
-        self.lo_interval = settings.poll_min_interval
-        self.hi_interval = settings.poll_max_interval
-        self.first = settings.poll_first_delay
+    def __init__(self, history: list[float], timing: Timing) -> None:
+        self.lo_interval = timing.poll_min_interval
+        self.hi_interval = timing.poll_max_interval
+        self.first = timing.poll_first_delay
         self.plan: list[float] = []
         if len(history) >= MIN_SAMPLES:
-            self.plan = _plan(sorted(history), settings.poll_rate, self.lo_interval,
+            self.plan = _plan(sorted(history), timing.poll_rate, self.lo_interval,
                               self.hi_interval)
 
     def next_delay(self, elapsed: float, polls: int = 1) -> float:

@@ -104,7 +104,8 @@ def test_job_log_lines_carry_the_request_id(daemon, caplog):
     daemon.run_job(headers={"X-Request-Id": "trace-0a1b2c"})
     job = daemon.run_job(headers={"X-Request-Id": "trace-3d4e5f"})
     lines = {(r.request_id, r.getMessage()) for r in caplog.records
-             if r.name == "arting_daemon.engine"}
+             if r.name in ("arting_daemon.engine.runner",
+                           "arting_daemon.providers.arting.provider")}
     assert any(rid == "trace-0a1b2c" and "poll of job" in msg for rid, msg in lines), lines
     assert ("trace-3d4e5f", f"job {job['id']} failed: {job['error']['message']}") in lines
     resp = httpx.get(daemon.url + "/healthz", headers={"X-Request-Id": "trace-777"})

@@ -151,7 +151,7 @@ def test_kill_9_mid_job_then_restart_gets_the_image(emulator, daemons):
     emulator.configure(generation_time=1.5)
     job_id = submit(first, "running at the crash")
     rec = wait_journaled(daemons.data, job_id, "running")
-    assert rec["request_id"] in emulator.sandbox.jobs
+    assert rec["provider_state"]["request_id"] in emulator.sandbox.jobs
     first.proc.send_signal(signal.SIGKILL)
     assert first.proc.wait(5) == -signal.SIGKILL
 
@@ -161,10 +161,10 @@ def test_kill_9_mid_job_then_restart_gets_the_image(emulator, daemons):
     png(second, job["images"][0]["hash"])
     png(second, finished["images"][0]["hash"])                 # served by id after restart
     assert len(emulator.sandbox.requests_for("create")) == 2   # resumed, never sent again
-    assert emulator.sandbox.jobs[rec["request_id"]].state == "done"
+    assert emulator.sandbox.jobs[rec["provider_state"]["request_id"]].state == "done"
     log = second.log.read_text()
     assert "resumed 1 unfinished job" in log
-    assert f"[job-{job_id[:12]}] arting_daemon.engine: job {job_id} resumed running" in log
+    assert f"[job-{job_id[:12]}] arting_daemon.engine.runner: job {job_id} resumed running" in log
 
 
 def test_kill_9_while_submitting_never_sends_the_job_twice(emulator, daemons):
@@ -211,5 +211,5 @@ def test_sigterm_finishes_jobs_within_the_grace_and_journals_the_rest(emulator, 
     assert job["state"] == "succeeded", job
     png(second, job["images"][0]["hash"])
     assert len(emulator.sandbox.requests_for("create")) == 2
-    assert emulator.sandbox.jobs[long_rec["request_id"]].polls >= 1
+    assert emulator.sandbox.jobs[long_rec["provider_state"]["request_id"]].polls >= 1
     assert TOKEN not in first.log.read_text() + second.log.read_text()

@@ -10,11 +10,12 @@ import pytest
 
 from arting_daemon import timing
 from arting_daemon.config import Settings
-from arting_daemon.timing import DurationStats, PollSchedule, quantile, running_progress
+from arting_daemon.timing import (DurationStats, PollSchedule, Timing, quantile,
+                                  running_progress)
 
 #: 64 durations shaped like Arting's: lognormal, median 8 s, sigma 0.6.
 LOGNORMAL = [8 * math.exp(0.6 * NormalDist().inv_cdf((i + 0.5) / 64)) for i in range(64)]
-SETTINGS = Settings(poll_min_interval=0.4, poll_max_interval=5.0, poll_rate=0.5)
+SETTINGS = Timing.of(Settings(poll_min_interval=0.4, poll_max_interval=5.0, poll_rate=0.5))
 
 
 def polls_for(schedule: PollSchedule, duration: float) -> tuple[int, float]:
@@ -38,8 +39,8 @@ def gaps(schedule: PollSchedule, until: float) -> list[tuple[float, float]]:
 
 
 def test_schedule_without_history_backs_off():
-    s = PollSchedule([], Settings(poll_first_delay=1.0, poll_min_interval=0.4,
-                                  poll_max_interval=5.0))
+    s = PollSchedule([], Timing.of(Settings(poll_first_delay=1.0, poll_min_interval=0.4,
+                                            poll_max_interval=5.0)))
     assert s.next_delay(0) == 1.0
     assert s.next_delay(1.0) == 0.4
     assert s.next_delay(10) == 2.0
@@ -53,19 +54,20 @@ def test_schedule_is_quiet_while_few_jobs_can_be_done():
     assert 0.05 <= done_by_then <= 0.3
     assert s.next_delay(1.0, polls=0) == pytest.approx(first - 1.0)
     # with more polls to spend, the first one is worth making earlier
-    assert PollSchedule(LOGNORMAL, Settings(poll_rate=1.5)).next_delay(0, polls=0) < first
+    eager = PollSchedule(LOGNORMAL, Timing.of(Settings(poll_rate=1.5)))
+    assert eager.next_delay(0, polls=0) < first
 
 
 def test_schedule_spends_poll_rate_polls_per_second_of_generation():
     for rate in (0.3, 0.5, 1.0, 1.5):
-        s = PollSchedule(LOGNORMAL, Settings(poll_rate=rate))
+        s = PollSchedule(LOGNORMAL, Timing.of(Settings(poll_rate=rate)))
         polls = sum(polls_for(s, d)[0] for d in LOGNORMAL)
         assert polls / sum(LOGNORMAL) == pytest.approx(rate, rel=0.1)
 
 
 def test_more_polls_notice_sooner():
     def median_delay(rate: float) -> float:
-        s = PollSchedule(LOGNORMAL, Settings(poll_rate=rate))
+        s = PollSchedule(LOGNORMAL, Timing.of(Settings(poll_rate=rate)))
         return quantile(sorted(polls_for(s, d)[1] for d in LOGNORMAL), 0.5)
     delays = [median_delay(rate) for rate in (0.3, 0.5, 1.0, 1.5)]
     assert delays == sorted(delays, reverse=True) and delays[-1] < delays[0] / 3
@@ -133,7 +135,7 @@ def test_learning_from_jobs_faster_than_the_first_poll(monkeypatch):
     the first poll without history comes after 1 s. (Jobs done at their first poll are
     placed at random before it: the generator is seeded so the test is repeatable.)"""
     monkeypatch.setattr(timing, "_spread", random.Random(7))
-    stats = DurationStats(Settings(poll_first_delay=1.0))
+    stats = DurationStats(Timing.of(Settings(poll_first_delay=1.0)))
     for _ in range(60):
         schedule = stats.schedule("m", 512, 512)
         elapsed, pending, polls = 0.0, None, 0

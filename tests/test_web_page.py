@@ -598,7 +598,8 @@ def test_the_status_area_runs_the_free_check_and_lists_its_findings(page, make_d
     assert 'refused by Arting (HTTP 200, code 100401 "invalid token")' in refused
     lines = 'auth_tokens = ["<a fresh token: arting.ai, F12, Network, the Authorization ' \
             'header>", "<token-2>"]'
-    assert text(page, "#check-findings li:nth-child(3) code") == lines
+    assert text(page, "#check-findings li:nth-child(3) code:last-of-type") == lines
+    assert text(page, "#check-findings li:nth-child(3) code") == "Authorization"  # `quoted`
     assert css(page, "#check-config").is_displayed() and text(page, "#check-lines") == lines
     assert page.execute_script("return document.activeElement.id") == "check-run"
     # No image was made: polls only.

@@ -12,8 +12,8 @@ from .. import logs
 from ..config import Settings
 from ..metrics import Metrics
 from ..recording import Exchange, Recorder
-from ..upstream import cloudflare
-from ..upstream.arting import SUCCESS, ArtingClient
+from ..providers.arting import cloudflare
+from ..providers.arting.client import SUCCESS, ArtingClient, Upstream
 from .report import Report
 
 
@@ -44,7 +44,8 @@ class Context:
         """An Arting client whose every exchange is recorded; ``changes`` alter its settings
         (e.g. without the configured clearance), never the daemon's."""
         settings = self.settings.model_copy(update=changes) if changes else self.settings
-        return ArtingClient(settings, self.session, Metrics(), observe=self.recorder)
+        return ArtingClient(Upstream.of(settings), self.session, Metrics(),
+                            observe=self.recorder)
 
 
 def api_answer(exchanges: list[Exchange]) -> Exchange | None:

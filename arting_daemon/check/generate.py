@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from ..errors import ArtingError, BadUpstreamResponse, JobFailed, UpstreamRejected
-from ..generation import Catalog, Generation, build_generation
+from ..generation import Catalog, Generation, Rules, build_generation
 from ..recording import Exchange
-from ..upstream.arting import ArtingClient
+from ..providers.arting.client import ArtingClient
 from .context import (Context, Identity, api_answer, describe, envelope, envelope_data,
                       shape)
 
@@ -312,8 +312,8 @@ def _shown(statuses: list) -> str:
 
 async def check_generate(ctx: Context, client: ArtingClient, identity: Identity) -> bytes | None:
     """``--generate``: one small image. Returns it (the init image for ``--img2img``)."""
-    gen = build_generation(ctx.settings, Catalog(ctx.settings), prompt=PROMPT, size=SIZE,
-                           nsfw=False)
+    rules = Rules.of(ctx.settings)
+    gen = build_generation(rules, Catalog(rules), prompt=PROMPT, size=SIZE, nsfw=False)
     run = await run_job(ctx, client, identity, gen, "generate")
     judge(ctx, client, run)
     return next((f.data for f in run.images if f.problem is None), None)
@@ -326,9 +326,9 @@ async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
     settings, report = ctx.settings, ctx.report
     bad = "fail" if settings.img2img else "warn"      # off, the daemon does not need it
     init = init or await asyncio.to_thread(_test_picture)
-    gen = build_generation(settings, Catalog(settings), prompt=IMG2IMG_PROMPT, size=SIZE,
-                           nsfw=False, init_image=hashlib.sha256(init).hexdigest(),
-                           strength=0.6)
+    rules = Rules.of(settings)
+    gen = build_generation(rules, Catalog(rules), prompt=IMG2IMG_PROMPT, size=SIZE, nsfw=False,
+                           init_image=hashlib.sha256(init).hexdigest(), strength=0.6)
     transport, image_url, missing = settings.img2img_transport, None, None
     if transport == "upload":
         with ctx.recorder.step("img2img upload") as made:

@@ -11,7 +11,7 @@ from ..config import Settings
 from ..errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, UpstreamAuthError,
                       UpstreamRateLimited)
 from ..recording import Exchange
-from ..upstream.arting import PROBE_REQUEST_ID, ArtingClient
+from ..providers.arting.client import PROBE_REQUEST_ID, ArtingClient
 from .context import (Context, Identity, api_answer, cloudflare_kind, describe, envelope,
                       is_success, shape)
 

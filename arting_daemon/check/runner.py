@@ -15,7 +15,7 @@ import aiohttp
 
 from ..config import Settings
 from ..recording import Recorder
-from ..upstream.tokens import anonymous_identity
+from ..providers.arting.tokens import anonymous_identity
 from .context import Context, Identity
 from .generate import check_generate, check_img2img
 from .probes import check_identities, hint_img2img, report_envelope
@@ -43,14 +43,18 @@ def identities_for(settings: Settings) -> list[Identity]:
 
 async def run_check(settings: Settings, identities: list[Identity], options: Options = Options(),
                     *, recorder: Recorder | None = None, mode: str = "live",
-                    on_finding: Callable[[Finding], None] | None = None) -> Report:
+                    on_finding: Callable[[Finding], None] | None = None,
+                    session: aiohttp.ClientSession | None = None) -> Report:
+    """Check Arting as ``settings`` reach it, with ``identities``. ``session``: the
+    daemon's own, when it runs the check (else one for this run)."""
     recorder = recorder or Recorder()
     report = Report(settings, {"base_url": settings.base_url, "mode": mode,
                                "identities": [i.name for i in identities],
                                "generate": options.generate, "img2img": options.img2img},
                     on_finding)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8),
-                                    cookie_jar=aiohttp.DummyCookieJar())
+    own = session is None
+    if session is None:
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     try:
         ctx = Context(settings, session, recorder, report)
         if not await check_reach(settings.base_url, min(settings.request_timeout, 10.0), report):
@@ -69,6 +73,7 @@ async def run_check(settings: Settings, identities: list[Identity], options: Opt
             report.add("generate", "info", "not run: no identity got in, nothing was spent.")
         report_envelope(ctx)
     finally:
-        await session.close()
+        if own:
+            await session.close()
         report.duration = time.time() - report.started
     return report

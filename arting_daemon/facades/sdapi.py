@@ -29,13 +29,15 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__, catalog as builtin, imaging
-from ..engine import Engine, Job, JobState, check_img2img
+from .. import __version__, catalog as builtin
+from ..engine.jobs import Job, JobState
+from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
-from ..state import CATALOG, ENGINE, SETTINGS, STORE
+from ..state import CATALOG, ENGINE, RULES
 from .http import StoredB64, json_with_images, read_json, status_text
+from .intake import require_img2img, take_init_image
 from .sdapi_models import Img2ImgRequest, Txt2ImgRequest
 
 log = logging.getLogger(__name__)
@@ -154,31 +156,19 @@ async def txt2img(request: web.Request) -> web.Response:
 
 async def img2img(request: web.Request) -> web.Response:
     body = Img2ImgRequest.model_validate(await read_json(request))
-    check_img2img(request.config_dict[SETTINGS])
+    require_img2img(request)
     if not body.init_images:
         raise InvalidRequest("init_images is required: a list with the picture to start "
                              "from, as base64 or a data URL.", param="init_images")
-    store = request.config_dict[STORE]
-    # Arting takes one init image: the first one given is used.
-    png, _, _ = await asyncio.to_thread(
-        lambda: imaging.init_image(imaging.decode_b64(body.init_images[0], "init_images"),
-                                   "init_images"))
-    init = (await store.put(png)).hash
-    mask = None
-    if body.mask:
-        mask_png = await asyncio.to_thread(_mask, body)
-        mask = (await store.put(mask_png)).hash
-    return await _generate(request, body, "img2img", init_image=init, mask=mask,
-                           strength=body.denoising_strength)
-
-
-def _mask(body: Img2ImgRequest) -> bytes:
-    """A1111's mask (white = repaint), blurred and inverted as the request says."""
-    assert body.mask is not None
+    # Arting takes one init image: the first one given is used. A1111's mask: white =
+    # repaint, blurred and inverted as the request says.
     blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x,
                                                                 body.mask_blur_y)
-    png = imaging.mask_from_luma(imaging.decode_b64(body.mask, "mask"), "mask", blur=blur)
-    return imaging.invert_mask(png) if body.inpainting_mask_invert else png
+    init = await take_init_image(request, body.init_images[0], "init_images",
+                                 mask=body.mask or None, blur=blur,
+                                 invert=bool(body.inpainting_mask_invert))
+    return await _generate(request, body, "img2img", init_image=init.hash, mask=init.mask,
+                           strength=body.denoising_strength)
 
 
 def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
@@ -200,9 +190,9 @@ def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
 
 async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                     **image: Any) -> web.Response:
-    settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
+    rules, models = request.config_dict[RULES], request.config_dict[CATALOG]
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    _check_request(body, settings.max_images)
+    _check_request(body, rules.max_images)
     overrides = body.override_settings or {}
     options = {**DEFAULT_OPTIONS, **state.options, **overrides}
     model = state.current_model(models)
@@ -216,7 +206,7 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         log.info("A1111 request: LoRAs not found and left out: %s", ", ".join(missing))
     seed = body.seed if body.seed >= 0 else new_seed()
     gens = [build_generation(
-        settings, models, prompt=prompt, negative_prompt=body.negative_prompt, model=model,
+        rules, models, prompt=prompt, negative_prompt=body.negative_prompt, model=model,
         width=body.width, height=body.height, n=body.batch_size,
         seed=seed + i * body.batch_size, steps=body.steps, guidance=body.cfg_scale,
         sampler=resolve_sampler(body.sampler, body.scheduler),
@@ -248,7 +238,7 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                                             "info": json.dumps(info)})
 
 
-async def _wait_all(engine: Engine, jobs: list[Job]) -> None:
+async def _wait_all(engine: Runner, jobs: list[Job]) -> None:
     """Until every job has ended; a failed one raises at once (its error). Jobs ended by
     interrupt or skip are not an error: the answer holds the images that were made."""
     pending = {asyncio.ensure_future(engine.wait(job)) for job in jobs}
@@ -379,7 +369,7 @@ async def progress(request: web.Request) -> web.Response:
     })
 
 
-def _textinfo(engine: Engine, job: Job) -> str:
+def _textinfo(engine: Runner, job: Job) -> str:
     said = status_text(engine, job)
     where = f" on Arting ({job.generation.model})" if said == "generating" else ""
     return said.capitalize() + where

@@ -20,20 +20,17 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from .. import logs
-from ..errors import (ArtingError, CloudflareBlocked, UpstreamAuthError,
-                      UpstreamRateLimited)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ... import logs
+from ...errors import ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited
 
 log = logging.getLogger(__name__)
-
-#: Errors that say something about the token itself; anything else makes a probe
-#: inconclusive (Arting was down, or answered garbage).
-TOKEN_ERRORS = (UpstreamAuthError, UpstreamRateLimited, CloudflareBlocked)
 
 
 class TokenState(str, Enum):
@@ -117,6 +114,34 @@ class TokenPool:
         now = time.monotonic()
         return [t.public(now) for t in self.tokens]
 
+    def collect(self) -> Iterator:
+        """Prometheus gauges of the tokens' health, read at scrape time (by label, never
+        the secret)."""
+        counts = Counter(t.state.value for t in self.tokens)
+        tokens = GaugeMetricFamily("arting_tokens", "Tokens, by health state.",
+                                   labels=["state"])
+        for state in TokenState:
+            tokens.add_metric([state.value], counts[state.value])
+        yield tokens
+        token_state = GaugeMetricFamily("arting_token_state",
+                                        "1 for the state each token is in.",
+                                        labels=["token", "state"])
+        in_flight = GaugeMetricFamily("arting_token_in_flight",
+                                      "Jobs each token has in flight upstream.",
+                                      labels=["token"])
+        probes = CounterMetricFamily("arting_token_probes",
+                                     "Probes of unhealthy tokens, by result.",
+                                     labels=["token", "result"])
+        for t in self.tokens:
+            for state in TokenState:
+                token_state.add_metric([t.label, state.value], float(t.state is state))
+            in_flight.add_metric([t.label], t.in_flight)
+            for result in ("ok", "failed", "inconclusive"):
+                probes.add_metric([t.label, result], t.probes[result])
+        yield token_state
+        yield in_flight
+        yield probes
+
     async def acquire(self, timeout: float, prefer: str | None = None,
                       patience: float | None = None) -> Token:
         """The least-busy eligible token (``prefer``'s label first, if eligible).
@@ -170,7 +195,7 @@ class TokenPool:
                 token.state, token.until, token.strikes = TokenState.OK, 0.0, 0
                 token.reason = None
                 token.jobs_ok += 1
-            elif isinstance(error, TOKEN_ERRORS):
+            elif error.token_fault:
                 token.errors += 1
                 self._mark(token, error)
             self._changed.notify_all()
@@ -222,7 +247,7 @@ class TokenPool:
             if error is None:
                 result = "ok"
                 token.state, token.until, token.reason = TokenState.OK, 0.0, None
-            elif isinstance(error, TOKEN_ERRORS):
+            elif error.token_fault:     # else Arting was down, or answered garbage
                 result = "failed"
                 self._mark(token, error)
             else:
