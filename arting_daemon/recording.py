@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 
 #: Set-Cookie and Cookie values, Authorization and the like are never written as sent.
 _SECRET_HEADERS = {"authorization", "cookie", "set-cookie", "proxy-authorization"}
-_IP = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b", re.I)
+_IP_LIKE = re.compile(r"[0-9A-Fa-f:.]{3,}")
 _IMAGE_TYPES = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpg", b"RIFF": "webp", b"GIF8": "gif"}
 
 
@@ -183,14 +183,15 @@ def _cookie_names(value: str, set_cookie: bool) -> str:
 
 
 def _mask_addresses(text: str) -> str:
-    """IP addresses in an HTML page (Cloudflare's pages show the caller's)."""
+    """IP addresses (v4 and v6) in an HTML page: Cloudflare's pages show the caller's."""
     def mask(match: re.Match) -> str:
+        candidate = match[0].strip(":.")
         try:
-            ipaddress.ip_address(match[0])
+            ipaddress.ip_address(candidate)
         except ValueError:
             return match[0]
-        return "<ip-address>"
-    return _IP.sub(mask, text)
+        return match[0].replace(candidate, "<ip-address>")
+    return _IP_LIKE.sub(mask, text)
 
 
 def write_record(directory: Path, exchanges: list[Exchange], started: float,
@@ -290,10 +291,6 @@ class RecordedExchange:
     @property
     def path(self) -> str:
         return urlsplit(self.url).path
-
-    def header(self, name: str) -> str:
-        wanted = name.lower()
-        return next((v for k, v in self.headers if k.lower() == wanted), "")
 
 
 def read_record(directory: Path) -> tuple[dict, list[RecordedExchange]]:

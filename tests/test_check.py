@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -186,6 +187,22 @@ def test_a_refused_guest_identity_asks_for_a_token(tmp_path, upstream):
                          'Network, Authorization>"]']
 
 
+def test_rate_limited_identities_are_named_and_all_of_them_is_a_problem(tmp_path, upstream):
+    upstream.fault("rate_limit", route="get", retry_after=30, count=1)
+    ran = check(tmp_path, upstream, ARTING_AUTH_TOKEN=f"{UUID_TOKEN},second-token-77")
+    assert ran.code == 0, ran.out                         # token-2 gets in
+    assert ran.finding("token-1") == (
+        'warn  token-1: rate-limited (HTTP 429, code 100429 "too many requests", retry after '
+        "30 s): the daemon rests it and tries it again later.")
+    assert ran.finding("token-2").startswith("ok    token-2: accepted")
+    upstream.fault("rate_limit", route="get", retry_after=30)
+    ran = check(tmp_path, upstream, ARTING_AUTH_TOKEN=f"{UUID_TOKEN},second-token-77")
+    assert ran.code == 1, ran.out
+    assert ran.finding("tokens") == (
+        "fail  tokens: every identity is rate-limited right now: the daemon could not create "
+        "a job; try again later, or add tokens.")
+
+
 def test_a_cloudflare_challenge_cloudscraper_cannot_pass(tmp_path, upstream):
     upstream.fault("cf_challenge")
     ran = check(tmp_path, upstream)
@@ -275,6 +292,35 @@ def test_spending_needs_yes_off_a_terminal_and_sends_nothing_without_it(tmp_path
     assert "will send one image (512x512, model oneFORALLAnime)" in ran.err
     assert "pass --yes to spend it. Nothing was sent." in ran.err
     assert upstream.requests("create") == [] and upstream.requests("get") == []
+
+
+def test_on_a_terminal_it_asks_before_spending(tmp_path, upstream):
+    def answer(reply: str) -> tuple[int, str]:
+        main, side = os.openpty()
+        proc = subprocess.Popen([str(COMMAND), "check", "--generate"], cwd=tmp_path,
+                                env=env_for(tmp_path, upstream), stdin=side, stderr=side,
+                                stdout=subprocess.PIPE, text=True)
+        os.close(side)
+        said = b""
+        try:
+            while b"Go ahead? [y/N] " not in said:
+                assert select.select([main], [], [], 30)[0], f"no question, only {said!r}"
+                said += os.read(main, 1024)
+            os.write(main, reply.encode() + b"\n")
+            out = proc.communicate(timeout=60)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            os.close(main)
+        assert b"will send one image (512x512, model oneFORALLAnime)" in said
+        return proc.returncode, out
+
+    code, out = answer("n")
+    assert code == 2 and out == ""
+    assert upstream.requests("create") == [] and upstream.requests("get") == []
+    code, out = answer("y")
+    assert code == 0, out
+    assert len(upstream.requests("create")) == 1
 
 
 def test_generate_reports_the_job_and_spends_exactly_one(tmp_path, upstream):

@@ -20,6 +20,7 @@ import openai
 import pytest
 from PIL import Image
 
+from arting_daemon.recording import Exchange, Redactor, write_record
 from arting_daemon.sandbox.replay import start_sandbox
 from test_check import COMMAND, DEFAULT_HOSTS, ThreadedSandbox, check, env_for
 
@@ -98,6 +99,26 @@ def test_the_anonymous_identity_is_redacted_too(tmp_path, upstream):
     assert_nowhere([identity], files)
     first = json.loads(files[json.loads(files["record.json"])["exchanges"][0]])
     assert dict(first["request"]["headers"])["Authorization"] == "<anonymous-identity>"
+
+
+def test_cookies_keep_their_names_and_cloudflare_pages_lose_the_address(tmp_path):
+    page = ('<html><head><title>Access denied</title></head><body>Your IP: 203.0.113.7 '
+            '(2001:db8::1); ray 8f3a</body></html>').encode()
+    seen = Exchange("POST", "https://api.example/api/cg/text-to-image/get",
+                    {"Authorization": UUID_TOKEN, "Cookie": f"cf_clearance={CLEARANCE}; b=2"},
+                    {"request_id": "x"}, 0.0, step="token-1")
+    seen.answer(403, {"Content-Type": "text/html", "Set-Cookie": f"__cf_bm={CLEARANCE}; Path=/"},
+                page)
+    write_record(tmp_path, [seen], 0.0, {}, Redactor({UUID_TOKEN: "<token-1>"}))
+    (written,) = (tmp_path / "exchanges").glob("*.json")
+    doc = json.loads(written.read_text())
+    assert doc["request"]["headers"] == [["Authorization", "<token-1>"],
+                                         ["Cookie", "cf_clearance=<redacted>; b=<redacted>"]]
+    assert ["Set-Cookie", "__cf_bm=<redacted>; Path=/"] in doc["response"]["headers"]
+    assert doc["response"]["text"] == ("<html><head><title>Access denied</title></head><body>"
+                                       "Your IP: <ip-address> (<ip-address>); ray 8f3a"
+                                       "</body></html>")
+    assert_nowhere([UUID_TOKEN, CLEARANCE, "203.0.113.7"], every_file(tmp_path))
 
 
 # --- replay ----------------------------------------------------------------------------------

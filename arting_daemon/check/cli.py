@@ -86,10 +86,8 @@ def _agreed(settings: Settings, options: Options, yes: bool) -> bool:
         print(f"{PROG}: not on a terminal, so nobody can confirm: pass --yes to spend it. "
               "Nothing was sent.", file=sys.stderr)
         return False
-    try:
-        answer = input("Go ahead? [y/N] ")
-    except EOFError:
-        answer = ""
+    print("Go ahead? [y/N] ", end="", file=sys.stderr, flush=True)   # stdout is the report
+    answer = sys.stdin.readline()
     if answer.strip().lower() in ("y", "yes"):
         return True
     print(f"{PROG}: nothing was sent.", file=sys.stderr)
