@@ -14,6 +14,7 @@ from . import __version__, logs
 from .app import check_exposure, create_app
 from .check import cli as check_cli
 from .config import ConfigError, Settings, load_settings
+from .keys import cli as keys_cli
 from .recording import RecordError
 
 
@@ -26,32 +27,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; anything "
                         "else needs an API key or --allow-insecure)")
     parser.add_argument("--port", type=int, help="TCP port (default 8090; 0 picks a free one)")
-    add_shared_options(parser, None)
+    add_upstream_options(parser, None)
     parser.add_argument("--allow-insecure", action="store_true", default=None,
                         help="allow a non-loopback --host without an API key")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"arting-2api {__version__}")
+    _add_shared(parser, None)
+    shared = argparse.ArgumentParser(add_help=False)
+    _add_shared(shared, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      title="commands (without one: serve)")
-    check_cli.add_parser(commands, add_shared_options)
+    keys_cli.add_parser(commands, shared)
+    check_cli.add_parser(commands, shared, add_upstream_options)
     return parser.parse_args(argv)
 
 
-def add_shared_options(parser: argparse.ArgumentParser, default) -> None:
-    """Options the daemon and ``check`` read the same way (``default``: SUPPRESS for a
-    subcommand, so an option given before it is kept)."""
-    parser.add_argument("--config", metavar="PATH", type=Path, default=default,
-                        help="TOML settings file (default: $ARTING_CONFIG, else ./arting.toml "
-                             "if present)")
-    parser.add_argument("--data-dir", type=Path, default=default,
-                        help="where images, the job journal and the identity are kept")
+def add_upstream_options(parser: argparse.ArgumentParser, default) -> None:
+    """Which Arting to talk to: the live one, or the emulator (replaying a record)."""
     parser.add_argument("--sandbox", action="store_true", default=default,
                         help="run the built-in Arting emulator and use it instead of "
                              "api.arting.ai: try every client with no account or network")
     parser.add_argument("--replay", metavar="DIR", type=Path, default=default,
                         help="with --sandbox: the emulator answers as Arting did in a record "
                              "written by `arting-daemon check --record DIR`")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        default=default)
 
 
 def settings_from(args: argparse.Namespace, **overrides) -> Settings:
@@ -73,6 +71,16 @@ def settings_from(args: argparse.Namespace, **overrides) -> Settings:
         except RecordError as exc:
             raise ConfigError(f"Cannot replay: {exc}") from None
     return settings
+
+
+def _add_shared(parser: argparse.ArgumentParser, default) -> None:
+    """Options the daemon and its commands read the same way (``default``: SUPPRESS for
+    a command, so the option may also come before it)."""
+    parser.add_argument("--config", metavar="PATH", type=Path, default=default,
+                        help="TOML settings file (default: $ARTING_CONFIG, else ./arting.toml "
+                             "if present)")
+    parser.add_argument("--data-dir", type=Path, default=default,
+                        help="where images, the job journal, the keys and the identity are kept")
 
 
 class CannotListen(Exception):
@@ -119,10 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args, host=args.host, port=args.port,
                                  allow_insecure=args.allow_insecure)
+        if args.command == "keys":
+            return keys_cli.run(args, settings)
         check_exposure(settings)
     except ConfigError as exc:
         print(f"arting-daemon: {exc}", file=sys.stderr)
         return 2
+    except (OSError, ValueError) as exc:     # the keys file, or a key's name
+        print(f"arting-daemon: {exc}", file=sys.stderr)
+        return 1
     logs.setup(settings.log_level)
     try:
         asyncio.run(serve(settings))

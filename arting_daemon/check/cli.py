@@ -26,15 +26,20 @@ from .runner import Options, identities_for, run_check
 PROG = "arting-daemon check"
 
 
-def add_parser(commands, add_shared_options: Callable) -> None:
+def add_parser(commands, shared: argparse.ArgumentParser,
+               add_upstream_options: Callable[[argparse.ArgumentParser, object], None]) -> None:
+    """``shared``: the options every command reads (--config, --data-dir)."""
     parser = commands.add_parser(
-        "check", help="measure the live Arting and say what to configure",
+        "check", parents=[shared], help="measure the live Arting and say what to configure",
         description="Measure how the live Arting behaves (reach, Cloudflare, every token, the "
                     "answers' shape), compare it with the settings, and print one line per "
                     "finding, with the arting.toml line to add where a value differs. Costs "
                     "nothing unless --generate or --img2img. Exit status: 0 when everything "
                     "the daemon needs works, 1 when not, 2 when the check could not run.")
-    add_shared_options(parser, argparse.SUPPRESS)
+    add_upstream_options(parser, argparse.SUPPRESS)
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        default=argparse.SUPPRESS, help="the daemon's own log lines "
+                        "(default: errors only; the findings say the rest)")
     parser.add_argument("--generate", action="store_true",
                         help="also run ONE small generation (spends it; asks first) and check "
                              "the status literals, image hosts and image it brings")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from .. import datadir
 from ..config import Settings
 from ..recording import Recorder
 from ..providers.arting.tokens import anonymous_identity
@@ -38,6 +39,7 @@ def identities_for(settings: Settings) -> list[Identity]:
     tokens = [t.get_secret_value() for t in settings.auth_tokens]
     if tokens:
         return [Identity(f"token-{i + 1}", t) for i, t in enumerate(tokens)]
+    datadir.prepare(settings.data_dir)          # where the daemon keeps (or makes) it
     return [Identity("anonymous", anonymous_identity(settings.data_dir), anonymous=True)]
 
 
