@@ -476,6 +476,9 @@ def test_the_daemon_runs_the_free_check_in_process(make_daemon):
     key = {"Authorization": "Bearer k"}
     url = daemon.url + "/arting/v1/admin/check"
     assert httpx.post(url).status_code == 401
+    user = httpx.post(daemon.url + "/arting/v1/admin/keys", headers=key,
+                      json={"name": "a user"}).json()["key"]
+    assert httpx.post(url, headers={"Authorization": f"Bearer {user}"}).status_code == 403
     assert httpx.get(url, headers=key).json() is None             # none run yet
 
     daemon.do(daemon.sandbox.add_fault, "slow", route="get", delay=1.0, count=1)
