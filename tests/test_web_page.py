@@ -327,8 +327,8 @@ def test_a_wrong_api_key_is_reported_in_words(page, make_daemon):
     daemon = make_daemon(api_keys=[KEY])
     open_page(page, daemon)
     save_key(page, "not-the-key")
-    refused = "The API key was refused. Enter the key this daemon was started with " \
-              "(API_MASTER_KEY) under “API key”."
+    refused = "The API key was refused: this daemon does not know it. Enter your key (a user " \
+              "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”."
     until(page, lambda d: text(d, "#status-detail") == refused, what="the refusal")
     assert css(page, "#status-detail").is_displayed()
     assert css(page, "#key-panel").is_displayed()
@@ -613,6 +613,12 @@ def test_the_status_area_runs_the_free_check_and_lists_its_findings(page, make_d
     page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     open_page(page, daemon)
     until(page, lambda d: len(css_all(d, "#check-findings li")) == 6, what="the last findings")
+
+    # It is the operator's: a user key is not offered it, nor shown its findings.
+    user = api(daemon, "admin/keys", "POST", json={"name": "a user"}).json()["key"]
+    save_key(page, user)
+    until(page, lambda d: not css(d, "#check-row").is_displayed(), what="the check to go")
+    assert not css(page, "#check-result").is_displayed()
 
 
 # --- without a browser --------------------------------------------------------------------

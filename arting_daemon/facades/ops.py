@@ -22,7 +22,7 @@ from ..check import Options, run_check
 from ..check.context import Identity
 from ..errors import Unauthorized
 from ..metrics import CONTENT_TYPE
-from ..state import ARTING, CHECKS, ENGINE, HTTP, METRICS, PROVIDER, SETTINGS
+from ..state import ARTING, CHECKS, ENGINE, HTTP, LINK, METRICS, PROVIDER, SETTINGS
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -54,6 +54,9 @@ async def readyz(request: web.Request) -> web.Response:
         reasons.append("the job queue is full (max_queued_jobs)")
     if (trouble := request.config_dict[PROVIDER].unready()) is not None:
         reasons.append(trouble)
+    link = request.config_dict[LINK]
+    if link is not None and link.down:
+        reasons.append(f"{link.down}; requests that need it get a retryable 503")
     if reasons:
         return web.json_response({"status": "not_ready", "reasons": reasons}, status=503)
     return web.json_response({"status": "ready"})

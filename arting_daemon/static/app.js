@@ -1,4 +1,5 @@
-// The page: wires the key panel, the status bar, the form, the jobs and the gallery.
+// The page: wires the key panel, the status bar, the form, the jobs, the gallery, the
+// caller's usage and (for an admin key) the keys panel.
 
 import { api, apiKey, isTerminal } from "./api.js";
 import { CheckPanel } from "./check.js";
@@ -6,13 +7,17 @@ import { CodeView } from "./codeview.js";
 import { GenerateForm } from "./form.js";
 import { Gallery } from "./gallery.js";
 import { JobList } from "./jobs.js";
+import { KeysPanel } from "./keys.js";
 import { StatusBar } from "./status.js";
+import { UsageView } from "./usage.js";
 
 const $ = (id) => document.getElementById(id);
 const STATUS_EVERY = 5000;
 
 const statusBar = new StatusBar();
 const checkPanel = new CheckPanel();
+const usage = new UsageView();
+const keysPanel = new KeysPanel();
 const form = new GenerateForm($("gen-form"));
 let authRequired = false;
 let refused = false; // the last /status answer was 401
@@ -33,7 +38,7 @@ const gallery = new Gallery({
 const jobs = new JobList({
   list: $("jobs"), empty: $("jobs-empty"), template: $("job-template"),
   onSucceeded: (job) => gallery.add(job),
-  onEnded: () => refreshStatus(),
+  onEnded: () => { refreshStatus(); usage.load(); },
 });
 
 // --- messages --------------------------------------------------------------------------
@@ -95,7 +100,6 @@ async function afterKeyChange() {
   }
   gallery.load();
   resumeJobs();
-  checkPanel.load();
 }
 
 // --- status ----------------------------------------------------------------------------
@@ -107,6 +111,9 @@ async function refreshStatus() {
     authRequired = status.auth_required;
     refused = false;
     statusBar.render(status);
+    usage.show(status.caller);
+    keysPanel.show(status.caller);
+    checkPanel.show(status.caller);
     return true;
   } catch (err) {
     if (err.status === 401) {
@@ -114,6 +121,7 @@ async function refreshStatus() {
       if (!refused) openKeyPanel(true); // once: a person who closed it meant it
     }
     refused = err.status === 401;
+    if (refused) { usage.show(null); keysPanel.show(null); checkPanel.show(null); }
     statusBar.unavailable(err, await api.health().catch(() => null));
     return false;
   }
@@ -144,6 +152,7 @@ $("gen-form").addEventListener("submit", async (event) => {
   } finally {
     button.disabled = false;
     button.textContent = "Generate";
+    usage.load();
   }
 });
 
@@ -170,14 +179,15 @@ async function resumeJobs() {
 async function start() {
   showKeyState();
   try {
-    form.populate(await api.catalog());
+    const catalog = await api.catalog();
+    form.populate(catalog);
+    keysPanel.populate(catalog);
   } catch (err) {
     notice(`The form cannot be filled: ${err.message}`);
   }
   await refreshStatus();
   gallery.load();
   resumeJobs();
-  checkPanel.load();
   setInterval(() => { if (!document.hidden) refreshStatus(); }, STATUS_EVERY);
 }
 

@@ -1,6 +1,7 @@
 // The no-cost check of Arting, from the status area: the daemon runs `arting-daemon check`'s
 // free part (reach, Cloudflare, every token, the answers' shape: polls only, never an image)
-// and the page lists its findings, with the arting.toml lines they call for.
+// and the page lists its findings, with the arting.toml lines they call for. It is the
+// operator's: offered to an admin key (or an open daemon) only.
 
 import { api } from "./api.js";
 
@@ -31,11 +32,23 @@ function item(finding) {
 export class CheckPanel {
   constructor() {
     const $ = (id) => document.getElementById(id);
-    Object.assign(this, { button: $("check-run"), result: $("check-result"),
-                          summary: $("check-summary"), list: $("check-findings"),
-                          config: $("check-config"), lines: $("check-lines") });
+    Object.assign(this, { row: $("check-row"), button: $("check-run"),
+                          result: $("check-result"), summary: $("check-summary"),
+                          list: $("check-findings"), config: $("check-config"),
+                          lines: $("check-lines") });
     this.busy = false;
+    this.caller = null;
     this.button.addEventListener("click", () => this.run());
+  }
+
+  /** Offer the check to an admin (``caller`` from /status; null: unknown or refused). */
+  show(caller) {
+    const admin = caller?.admin ? caller : null;
+    if (admin?.id === this.caller?.id) return;
+    this.caller = admin;
+    this.row.hidden = !admin;
+    this.result.hidden = true;
+    if (admin) this.load();
   }
 
   /** Show the last check's findings, if the daemon ran one. */
