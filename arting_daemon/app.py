@@ -136,10 +136,11 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
 
 def sandbox_settings(settings: Settings, url: str) -> Settings:
     """The settings with the emulator at ``url`` as Arting. Replaying a record, it stands
-    in for the live Arting, so image-to-image stays as configured; else it is on."""
+    in for the live Arting, so image-to-image and upscaling stay as configured; else
+    they are on."""
     update: dict = {"base_url": url}
     if settings.sandbox_replay is None:
-        update["img2img"] = True
+        update.update(img2img=True, upscale=True)
     return settings.model_copy(update=update)
 
 

@@ -437,18 +437,22 @@ def test_a_working_image_to_image_endpoint_means_switching_it_on(tmp_path, upstr
     assert ran.finding("image-to-image generate").startswith(
         "ok    image-to-image generate: 1 image")
     assert ran.lines == ["img2img = true"]
+    # Uploaded the way the daemon does (a signed URL, then the PUT), the picture
+    # --generate made, and that upload's URL is what the create names.
+    (sign,) = upstream.requests("signed_urls")
+    (put,) = upstream.requests("oss_put")
+    assert sign["body"] == {"f_suffixs": ["png"]} and put["body"]["bytes"] > 1000
     (create,) = upstream.requests("i2i_create")
-    assert create["body"]["image_url"].startswith(upstream.url + "/uploads/")
-    # The init image is the picture --generate made.
-    (upload,) = upstream.requests("upload")
-    assert upload["body"]["image"]["bytes"] > 1000
+    assert create["body"]["image_url"].startswith(upstream.url + "/cdn/")
 
 
-def test_without_an_upload_endpoint_the_inline_transport_is_suggested(tmp_path, upstream):
-    upstream.configure(upload_enabled=False)
+def test_without_a_signed_upload_the_inline_transport_is_suggested(tmp_path, upstream):
+    upstream.fault("http_error", route="signed_urls", status=404, body="empty")
     ran = check(tmp_path, upstream, "--img2img", "--yes", ARTING_IMG2IMG="1")
     assert ran.code == 0, ran.out
     assert ran.lines == ['img2img_transport = "data_url"']
+    assert "image-to-image works with the init image inline (no signed upload: " \
+           "get_oss_signed_urls: HTTP 404, no Content-Type, 0 bytes)." in ran.out
     (create,) = upstream.requests("i2i_create")
     assert create["body"]["image_url"].startswith("data:image/png;base64,")
 

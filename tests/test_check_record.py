@@ -86,8 +86,9 @@ def test_a_record_holds_every_exchange_and_no_secret(tmp_path, upstream):
     png = files[f"exchanges/{image['response']['file']}"]
     assert image["response"]["sha256"] == hashlib.sha256(png).hexdigest()
     assert Image.open(io.BytesIO(png)).size == (512, 512)
-    upload = next(e for e in exchanges if e["step"] == "img2img upload")
-    assert upload["request"]["file"].endswith(".png") and upload["outcome"] == "uploaded"
+    sign, put = [e for e in exchanges if e["step"] == "img2img upload"]
+    assert (sign["outcome"], put["outcome"], put["method"]) == ("signed", "uploaded", "PUT")
+    assert put["request"]["file"].endswith(".png")
 
 
 def test_the_anonymous_identity_is_redacted_too(tmp_path, upstream):
@@ -174,13 +175,14 @@ def test_the_emulator_replays_the_recorded_shapes_literals_and_timings(tmp_path,
         assert 0.5 <= config["generation_time"] <= 2.5
         assert config["public_url"] == f"http://localhost:{url.rsplit(':', 1)[1]}"
 
-        missing = httpx.post(url + "/api/cg/text-to-image/get", json={"request_id": "none"})
+        arting = httpx.Client(base_url=url, headers={"Authorization": UUID_TOKEN})
+        missing = arting.post("/api/cg/text-to-image/get", json={"request_id": "none"})
         assert (missing.status_code, missing.json()) == \
             (by_outcome["accepted"]["status"], by_outcome["accepted"]["json"])
-        created = httpx.post(url + "/api/cg/text-to-image/create", json={"prompt": "p"}).json()
+        created = arting.post("/api/cg/text-to-image/create", json={"prompt": "p"}).json()
         shape = by_outcome["created"]["json"]
         assert created.keys() == shape.keys() and created["message"] == shape["message"]
-        pending = httpx.post(url + "/api/cg/text-to-image/get", json=created["data"]).json()
+        pending = arting.post("/api/cg/text-to-image/get", json=created["data"]).json()
         assert pending["data"]["status"] == "queued"
         assert pending.keys() == by_outcome["pending"]["json"].keys()
     finally:
@@ -229,7 +231,8 @@ async def test_recorded_images_are_served_back_as_they_were(tmp_path, upstream):
     (recorded,) = (record / "exchanges").glob("*-image-response.png")
     sandbox = await start_sandbox(0.0, record)
     try:
-        async with httpx.AsyncClient(base_url=sandbox.url) as http:
+        async with httpx.AsyncClient(base_url=sandbox.url,
+                                     headers={"Authorization": UUID_TOKEN}) as http:
             made = (await http.post("/api/cg/text-to-image/create",
                                     json={"prompt": "p", "samples": 2})).json()
             for _ in range(100):       # the recorded job took a moment: so does this one

@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..errors import ArtingError, BadUpstreamResponse, JobFailed, UpstreamRejected
 from ..generation import Catalog, Generation, Rules, build_generation
+from ..store import to_png
 from ..recording import Exchange
 from ..providers.arting.client import ArtingClient
 from .context import (Context, Identity, api_answer, describe, envelope, envelope_data,
@@ -92,7 +93,7 @@ async def run_job(ctx: Context, client: ArtingClient, identity: Identity, gen: G
         await _follow(ctx, client, identity, run, made, started + settings.run_timeout)
         run.total = time.monotonic() - started
         for url in run.urls:
-            if url.startswith("data:") or client.host_allowed(_host(url)):
+            if url.startswith("data:") or client.outbound.trusted(_host(url)):
                 run.images.append(await _fetch(client, url))
     return run
 
@@ -208,7 +209,7 @@ def judge(ctx: Context, client: ArtingClient, run: Run, prefix: str = "",
     report.add(topic("generate"), "ok", f"{len(run.urls)} image{'s' if len(run.urls) > 1 else ''}"
                f": {summary}.", **data)
     for host in dict.fromkeys(_host(u) for u in run.urls if not u.startswith("data:")):
-        if client.host_allowed(host):
+        if client.outbound.trusted(host):
             report.add(topic("image host"), "ok", f"the images come from {host}, which "
                        "image_hosts admits.", host=host)
         else:
@@ -321,31 +322,34 @@ async def check_generate(ctx: Context, client: ArtingClient, identity: Identity)
 
 async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
                         init: bytes | None) -> None:
-    """``--img2img``: the unconfirmed endpoint, with the configured transport (and the
-    other one when Arting has no upload endpoint). Says whether to set ``img2img``."""
+    """``--img2img``: the unconfirmed endpoint, with the configured transport (inline when
+    Arting has no signed upload). Says whether to set ``img2img``."""
     settings, report = ctx.settings, ctx.report
     bad = "fail" if settings.img2img else "warn"      # off, the daemon does not need it
-    init = init or await asyncio.to_thread(_test_picture)
+    # The daemon sends its store's PNGs: so does the check (Arting may have sent another type).
+    init = await asyncio.to_thread(to_png, init) if init else \
+        await asyncio.to_thread(_test_picture)
     rules = Rules.of(settings)
     gen = build_generation(rules, Catalog(rules), prompt=IMG2IMG_PROMPT, size=SIZE, nsfw=False,
                            init_image=hashlib.sha256(init).hexdigest(), strength=0.6)
-    transport, image_url, missing = settings.img2img_transport, None, None
-    if transport == "upload":
+    image_url, missing = None, None
+    if settings.img2img_transport == "signed_url":
         with ctx.recorder.step("img2img upload") as made:
             try:
-                image_url = await client.upload(init, identity.secret)
-            except ArtingError:
-                pass
-        answer = api_answer(made)
-        if image_url is None:
-            _mark(answer, "missing" if _absent(ctx, answer) else "refused")
-            if not _absent(ctx, answer):
-                report.add("image-to-image", bad, "the upload of the init image failed "
-                           f"({describe(answer)}).")
-                return
-            missing, transport = f"upload: {describe(answer)}", "data_url"
-        else:
-            _mark(answer, "uploaded")
+                image_url, failure = await client.upload(init, identity.secret), None
+            except ArtingError as exc:
+                failure = exc
+        sign = api_answer(made)
+        put = next((e for e in made if e.method == "PUT"), None)
+        _mark(sign, "signed" if put is not None else
+              "missing" if _absent(ctx, sign) else "refused")
+        _mark(put, "uploaded" if image_url else "refused")
+        if failure is not None and put is None and _absent(ctx, sign):
+            missing = f"get_oss_signed_urls: {describe(sign)}"
+        elif failure is not None:
+            report.add("image-to-image", bad, f"the upload of the init image failed: "
+                       f"{failure.message}")
+            return
     if image_url is None:
         image_url = "data:image/png;base64," + base64.b64encode(init).decode()
     run = await run_job(ctx, client, identity, gen, "img2img", image_url)
@@ -366,7 +370,7 @@ async def check_img2img(ctx: Context, client: ArtingClient, identity: Identity,
         lines.append(report.proposal.set("img2img_transport", "data_url"))
     if not settings.img2img:
         lines.append(report.proposal.set("img2img", True))
-    said = "image-to-image works" + (f" with the init image inline (no upload endpoint: "
+    said = "image-to-image works" + (f" with the init image inline (no signed upload: "
                                      f"{missing})" if missing else "")
     report.add("image-to-image", "info" if lines else "ok",
                said + (": switch it on." if not settings.img2img else "."), lines)
