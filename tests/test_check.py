@@ -335,6 +335,8 @@ def test_generate_reports_the_job_and_spends_exactly_one(tmp_path, upstream):
         "ok    image host: the images come from 127.0.0.1, which image_hosts admits."
     assert ran.finding("image") == "ok    image: PNG, 512×512, " \
         f"{_kb(ran.finding('image'))} kB, as asked."
+    assert ran.finding("balance") == ("info  balance: Arting says 999 remain for this identity "
+                                      "after the job (`remain_balance`).")
     assert ran.lines == []
     (create,) = upstream.requests("create")
     assert create["body"]["samples"] == 1 and create["body"]["is_nsfw"] is False

@@ -67,6 +67,7 @@ class Run:
     ended: str = ""                     # done, failed, timeout, create_failed
     error: ArtingError | None = None
     create_answer: Exchange | None = None
+    balance: int | None = None          # the identity's remain_balance at the last poll
     total: float = 0.0
     images: list[Fetched] = field(default_factory=list)
 
@@ -134,7 +135,9 @@ async def _follow(ctx: Context, client: ArtingClient, identity: Identity, run: R
         before = len(made)
         failed: ArtingError | None = None
         try:
-            await client.poll(run.request_id or "", identity.secret, run.gen.is_img2img)
+            result = await client.poll(run.request_id or "", identity.secret,
+                                       run.gen.is_img2img)
+            run.balance = result.balance if result.balance is not None else run.balance
         except (JobFailed, BadUpstreamResponse, UpstreamRejected) as exc:
             failed = exc                  # answered, and the daemon would stop the job here
         except ArtingError as exc:                        # no usable answer: try again
@@ -221,6 +224,12 @@ def judge(ctx: Context, client: ArtingClient, run: Run, prefix: str = "",
         report.add(topic("image host"), "info", "the images come inline, as data: URLs.")
     for fetched in run.images:
         _judge_image(ctx, run.gen, fetched, topic("image"), bad)
+    if run.balance is not None:
+        report.add(topic("balance"), "warn" if run.balance <= 0 else "info",
+                   f"Arting says {run.balance} remain{'s' if run.balance == 1 else ''} for "
+                   "this identity after the job (`remain_balance`)"
+                   + (": at 0 it refuses further jobs; add another token." if run.balance <= 0
+                      else "."), balance=run.balance)
 
 
 def _judge_literals(ctx: Context, run: Run, topic, bad: str) -> None:
