@@ -139,6 +139,9 @@ def no_sideways_scroll(driver) -> bool:
 
 def save_key(driver, key: str) -> None:
     from selenium.webdriver.common.keys import Keys
+    # The page opens the key panel itself when its first status is refused: wait for that
+    # answer, or a click on the toggle may close the panel it has just opened.
+    until(driver, lambda d: chip(d, "upstream") != "checking…", what="the first status")
     if not css(driver, "#key-panel").is_displayed():
         css(driver, "#key-toggle").click()
     field = css(driver, "#api-key")

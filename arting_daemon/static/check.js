@@ -48,7 +48,8 @@ export class CheckPanel {
     this.caller = admin;
     this.row.hidden = !admin;
     this.result.hidden = true;
-    if (admin) this.load();
+    // An open daemon's page calls no admin route unasked: its last findings wait for a click.
+    if (admin && admin.id !== "local") this.load();
   }
 
   /** Show the last check's findings, if the daemon ran one. */
