@@ -97,7 +97,7 @@ class Runner:
                 pass                                    # fetch the images again
             elif submitted and job.state is not JobState.QUEUED:
                 job.state = JobState.RUNNING            # follow it where it is
-            elif job.state is JobState.QUEUED or self.provider.free_to_repeat:
+            elif job.state is JobState.QUEUED or self.provider.for_job(job).free_to_repeat:
                 job.state, job.submitted_at = JobState.QUEUED, None
             else:
                 # The upstream may or may not have the job: sending it again could make
@@ -140,13 +140,12 @@ class Runner:
             existing = await self.get_by_key(idempotency_key)
             if existing:
                 return existing
-        if gen.is_img2img:
-            self.provider.require("img2img")
+        provider = self.provider.admit(gen)
         if self.full:
             raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
         job = Job(id=uuid.uuid4().hex, generation=gen, source=source,
-                  idempotency_key=idempotency_key, provider=self.provider.name)
+                  idempotency_key=idempotency_key, provider=provider)
         self._remember(job)
         self._save(job)
         self._start_task(job)
@@ -354,7 +353,7 @@ class Runner:
         except asyncio.TimeoutError:
             if budget < limit:
                 raise  # the whole job's deadline: reported by _run
-            what = what.format(upstream=self.provider.label)
+            what = what.format(upstream=self.provider.for_job(job).label)
             raise StageTimeout(f"{what} took longer than {limit:g} s ({name}).",
                                stage=state.value) from None
         finally:
@@ -365,6 +364,7 @@ class Runner:
         stage's deadline. A mask is applied here: upstreams take none."""
         gen = job.generation
         seeds = gen.seeds()
+        provider = self.provider.for_job(job)
         masking = None
         if gen.mask and gen.init_image:
             masking = (await self.store.read(gen.init_image), await self.store.read(gen.mask))
@@ -373,7 +373,7 @@ class Runner:
             attempt = 0
             while True:
                 try:
-                    data = await self.provider.fetch(output)
+                    data = await provider.fetch(output)
                     break
                 except ArtingError as exc:
                     if not exc.retryable:
@@ -435,7 +435,8 @@ class Runner:
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()
         self.counters[state.value] += 1
-        self.metrics.job_finished(state.value, error, job.finished_at - job.created_at)
+        self.metrics.job_finished(state.value, error, job.finished_at - job.created_at,
+                                  job.provider)
         if error is not None:
             log.info("job %s %s: %s", job.id, state.value, error.message)
         self._save(job)

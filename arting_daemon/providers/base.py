@@ -10,6 +10,10 @@ A provider sees a job only as ``Work``: its id, its ``Generation``, when it was 
 upstream, and ``provider_state``, a dict the provider keeps what it must remember in
 (a request id, a token's label). The runner journals that dict with the job and hands
 it back after a restart, so the provider can pick the job up without sending it twice.
+
+A provider may stand for several (the router, ``router.py``): ``admit`` names the one a
+new job is recorded under, and ``for_job`` the one that answers for a job, whose
+``label``, ``free_to_repeat`` and ``fetch`` the runner then uses.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class Work(Protocol):
     generation: Generation
     #: When the upstream got the job (``Attempt.submit``'s answer), once it has it.
     submitted_at: float | None
+    #: The name of the provider working on it.
+    provider: str
     provider_state: dict[str, Any]
 
 
@@ -67,6 +73,21 @@ class Provider(ABC):
     @abstractmethod
     def require(self, feature: str) -> None:
         """Raise ``FeatureDisabled`` unless this provider does ``feature`` (``img2img``)."""
+
+    def admit(self, gen: Generation) -> str:
+        """Check that ``gen`` can be made here (raising why not); returns the name of the
+        provider its job is recorded under."""
+        if gen.is_img2img:
+            self.require("img2img")
+        return self.name
+
+    def for_job(self, work: Work) -> Provider:
+        """The provider answering for ``work``: this one, unless it stands for several."""
+        return self
+
+    def lineup(self) -> list[Provider]:
+        """The providers this one stands for, in routing order: itself, unless several."""
+        return [self]
 
     @abstractmethod
     def submitted(self, work: Work) -> bool:
