@@ -32,9 +32,7 @@ from .facades import (jobs, models, openai_chat, openai_errors, openai_images, o
                       sdapi_errors, web as web_page)
 from .generation import Catalog, Rules
 from .metrics import Metrics
-from .providers.arting.client import ArtingClient, Upstream
-from .providers.arting.provider import ArtingOptions, ArtingProvider
-from .providers.arting.tokens import TokenPool, anonymous_identity
+from .providers.build import Services, open_providers
 from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, HTTP, JOURNAL, METRICS, PROVIDER,
                     REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
@@ -156,26 +154,13 @@ async def http_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def provider_context(app: web.Application) -> AsyncIterator[None]:
-    """The Arting provider: its client, its token pool (probing in the background)."""
-    settings, metrics = app[SETTINGS], app[METRICS]
-    tokens = [t.get_secret_value() for t in settings.auth_tokens]
-    anonymous = not tokens
-    if anonymous:
-        tokens = [anonymous_identity(settings.data_dir)]
-    logs.add_secrets(*tokens)
-    pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
-                     backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff)
-    client = ArtingClient(Upstream.of(settings), app[HTTP], metrics)
-    provider = ArtingProvider(ArtingOptions.of(settings), client, pool, app[STORE], app[STATS],
-                              metrics)
-    metrics.watch(pool)
-    app[PROVIDER] = app[ARTING] = provider
-    pool.start_probing(client.check_token)
-    try:
+    """The providers (``providers/build.py``): Arting from the settings, and with
+    ``[[providers]]`` the others behind a router; token pools probe in the background."""
+    services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
+                        app[CATALOG])
+    async with open_providers(services) as (provider, arting):
+        app[PROVIDER], app[ARTING] = provider, arting
         yield
-    finally:
-        await pool.close()
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:

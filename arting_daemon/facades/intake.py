@@ -15,6 +15,7 @@ from typing import Literal
 from aiohttp import web
 
 from .. import imaging
+from ..errors import FeatureDisabled
 from ..state import PROVIDER, STORE
 
 
@@ -33,8 +34,16 @@ class InitImage:
 
 
 def require_img2img(request: web.Request) -> None:
-    """Refuse image-to-image at once when the provider does not do it."""
+    """Refuse image-to-image at once when no provider does it."""
     request.config_dict[PROVIDER].require("img2img")
+
+
+def does_img2img(request: web.Request) -> bool:
+    try:
+        require_img2img(request)
+    except FeatureDisabled:
+        return False
+    return True
 
 
 async def take_init_image(request: web.Request, image: bytes | str, param: str, *,

@@ -15,7 +15,9 @@ import time
 from aiohttp import web
 
 from .. import auth
+from ..errors import NotFound
 from ..metrics import CONTENT_TYPE
+from ..providers.arting.provider import ArtingProvider
 from ..state import ARTING, ENGINE, METRICS, PROVIDER, SETTINGS
 
 
@@ -48,8 +50,15 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def _tokens_view(request: web.Request) -> dict:
+def _arting(request: web.Request) -> ArtingProvider:
     arting = request.config_dict[ARTING]
+    if arting is None:
+        raise NotFound("This daemon has no provider named `arting`, so no Arting tokens.")
+    return arting
+
+
+def _tokens_view(request: web.Request) -> dict:
+    arting = _arting(request)
     pool, solver = arting.pool, arting.client.solver
     return {
         "tokens": pool.snapshot(),
@@ -70,7 +79,7 @@ async def admin_tokens(request: web.Request) -> web.Response:
 
 
 async def admin_probe(request: web.Request) -> web.Response:
-    probed = await request.config_dict[ARTING].pool.probe_unhealthy()
+    probed = await _arting(request).pool.probe_unhealthy()
     return web.json_response({"probed": probed, **_tokens_view(request)})
 
 
