@@ -2,6 +2,7 @@
 // and what can be done with them (open, download, reuse the settings, copy as code).
 
 import { api, root } from "./api.js";
+import { providerLabel, routeText, severalProviders } from "./providers.js";
 
 const PAGE = 12;
 const when = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
@@ -19,6 +20,8 @@ function settingsOf(req, job) {
   const seeds = job.images.map((i) => i.seed);
   const rows = [
     ["Model", req.model],
+    ["Provider", severalProviders() || job.fallbacks?.length ? providerLabel(job.provider) : ""],
+    ["Fell back", routeText(job)],
     ["Size", `${req.width} × ${req.height}`],
     [seeds.length > 1 ? "Seeds" : "Seed", seeds.length ? seeds.join(", ") : String(req.seed)],
     ["Steps", req.steps],

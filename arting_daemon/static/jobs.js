@@ -2,6 +2,7 @@
 // progress, elapsed time, ETA), with Cancel. A finished job moves to the gallery.
 
 import { api, follow, isTerminal, serverNow } from "./api.js";
+import { providerLabel, routeText, severalProviders } from "./providers.js";
 
 export function seconds(value) {
   const s = Math.max(0, Math.round(value));
@@ -14,8 +15,8 @@ function stateText(job) {
       return job.queue_position
         ? `Waiting in the queue: position ${job.queue_position}.`
         : "Waiting for a free slot.";
-    case "submitting": return "Sending the job to Arting…";
-    case "running": return `Generating… ${Math.round(job.progress * 100)} %`;
+    case "submitting": return `Sending the job to ${providerLabel(job.provider)}…`;
+    case "running": return `Generating${severalProviders() ? ` on ${providerLabel(job.provider)}` : ""}… ${Math.round(job.progress * 100)} %`;
     case "downloading": return "Downloading the images…";
     case "succeeded": return `Done: ${job.images.length} image${job.images.length === 1 ? "" : "s"}.`;
     case "cancelled": return "Cancelled.";
@@ -61,6 +62,9 @@ export class JobList {
     if (job.state === "queued" || job.state === "submitting") bar.removeAttribute("value");
     else bar.value = job.state === "succeeded" ? 1 : job.progress;
     el.querySelector(".job-state").textContent = stateText(job);
+    const route = el.querySelector(".job-route");
+    route.textContent = routeText(job);
+    route.hidden = !route.textContent;
     this.showTimes(card);
     const done = isTerminal(job);
     el.querySelector(".job-cancel").hidden = done;
