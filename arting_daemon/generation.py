@@ -107,15 +107,16 @@ class Catalog:
         #: model id → the provider offering it; lower-case prefix → catalogue provider
         self.owners = {m: owner for m in self.models}
         self.prefixes: dict[str, str] = {}
+        self._offers = {owner: dict(self.models)}
         self._by_lower = {m.lower(): m for m in self.models}
 
     def offer(self, provider: str, models: Mapping[str, str], prefix: str = "") -> None:
-        """Replace what ``provider`` offers: ids (its ``prefix`` included) → names. With a
-        prefix, every id under it is the provider's, listed or not."""
-        for model_id in [m for m, owner in self.owners.items() if owner == provider]:
-            del self.models[model_id], self.owners[model_id]
-        for model_id, name in models.items():
-            self.models[model_id], self.owners[model_id] = name, provider
+        """Replace what ``provider`` offers: ids (its ``prefix`` included) → names, listed
+        in the order providers first made an offer. With a prefix, every id under it is
+        the provider's, listed or not."""
+        self._offers[provider] = dict(models)
+        self.models = {m: name for offer in self._offers.values() for m, name in offer.items()}
+        self.owners = {m: owner for owner, offer in self._offers.items() for m in offer}
         if prefix:
             self.prefixes[prefix.lower()] = provider
         self._by_lower = {m.lower(): m for m in self.models}
