@@ -12,10 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +22,9 @@ import pytest
 from a1111_standin import A1111StandIn, title
 from openai import OpenAI
 from PIL import Image
+from test_restart import DaemonProcess
 
+from arting_daemon import catalog
 from arting_daemon.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -387,31 +386,28 @@ def test_no_fallback_for_a_refused_prompt_or_when_the_list_is_spent(make_daemon,
     assert (job["state"], job["provider"], job["fallbacks"]) == ("failed", "arting", [])
 
 
+def test_a_second_arting_provider_with_its_own_token(make_daemon):
+    spare = make_daemon()                                # its emulator stands for Arting
+    daemon = make_daemon(
+        providers=[{"name": "backup", "kind": "arting", "label": "Arting (backup)",
+                    "base_url": spare.settings.base_url,
+                    "auth_tokens": ["5f0e2d1c-0b9a-4877-8665-544332211000"]}],
+        fallbacks={"oneFORALLAnime": ["backup/oneFORALLAnime"]}, retry_budget=0.5)
+    daemon.do(daemon.sandbox.add_fault, "cf_1020", route="create")
+    job = daemon.run_job(model="oneFORALLAnime")
+    assert (job["state"], job["provider"]) == ("succeeded", "backup"), job
+    assert job["fallbacks"][0]["model"] == "oneFORALLAnime"
+    [create] = spare.sandbox.requests_for("create")
+    assert create.header("Authorization") == "5f0e2d1c-0b9a-4877-8665-544332211000"
+    assert create.body["model_id"] == "oneFORALLAnime"
+    status = httpx.get(daemon.url + "/arting/v1/status").json()
+    backup = next(p for p in status["providers"] if p["name"] == "backup")
+    assert backup["label"] == "Arting (backup)" and backup["tokens"][0]["label"] == "token-1"
+    assert backup["models"] == len(catalog.MODELS)      # as backup/<id>
+    assert "5f0e2d1c" not in httpx.get(daemon.url + "/arting/v1/status").text
+
+
 # --- restarts of jobs in flight at a synchronous provider ------------------------------
-
-class DaemonProcess:
-    """``python -m arting_daemon`` on a data directory, with providers from the environment."""
-
-    def __init__(self, data_dir: Path, **env: str) -> None:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARTING_", "API_"))}
-        clean.update(ARTING_BASE_URL="http://127.0.0.1:9", **env)
-        self.log = data_dir.parent / f"daemon-{time.monotonic_ns()}.log"
-        self._log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "arting_daemon", "--port", "0", "--data-dir", str(data_dir)],
-            stdout=subprocess.PIPE, stderr=self._log_file, text=True, env=clean,
-            cwd=data_dir.parent)
-        line = self.proc.stdout.readline()
-        assert "listening on" in line, (line, self.log.read_text())
-        self.url = line.split("listening on ", 1)[1].split()[0]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc.stdout.close()
-        self._log_file.close()
-
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("free_to_repeat", [True, False])
@@ -421,7 +417,7 @@ def test_a_job_in_flight_at_a1111_during_a_crash(tmp_path, standin, free_to_repe
     env = {"ARTING_PROVIDERS": (
         f'[{{"name": "studio", "kind": "a1111", "base_url": "{studio.url}", '
         f'"free_to_repeat": {str(free_to_repeat).lower()}}}]')}
-    first = DaemonProcess(tmp_path / "data", **env)
+    first = DaemonProcess(tmp_path / "data", "http://127.0.0.1:9", **env)
     try:
         job = httpx.post(first.url + "/arting/v1/jobs",
                          json={"prompt": "p", "model": STUDIO_MODEL, "seed": 3}).json()
@@ -430,7 +426,7 @@ def test_a_job_in_flight_at_a1111_during_a_crash(tmp_path, standin, free_to_repe
         first.stop()                                     # kill -9 while A1111 works on it
     studio.hold_at = None
     studio.release()
-    second = DaemonProcess(tmp_path / "data", **env)
+    second = DaemonProcess(tmp_path / "data", "http://127.0.0.1:9", **env)
     try:
         deadline = time.monotonic() + 15
         while (view := httpx.get(f"{second.url}/arting/v1/jobs/{job['id']}").json())[
