@@ -71,6 +71,16 @@ class Unauthorized(ArtingError):
     status, code = 401, "invalid_api_key"
 
 
+class Forbidden(ArtingError):
+    """The caller is known, and this is not theirs to do."""
+
+    status, code = 403, "forbidden"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+
 class NotFound(ArtingError):
     status, code = 404, "not_found"
 
@@ -87,6 +97,17 @@ class QueueFull(ArtingError):
     """Our own queue is full: come back after ``retry_after`` seconds."""
 
     status, code, retryable = 429, "rate_limit_exceeded", True
+
+
+class QuotaExceeded(ArtingError):
+    """One of the caller's own limits (``limit`` names it) is used up for now."""
+
+    status, code, retryable = 429, "quota_exceeded", True
+    extra_fields = ("limit",)
+
+    def __init__(self, message: str, *, limit: str = "", **kw) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
 
 
 class Cancelled(ArtingError):

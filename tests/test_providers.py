@@ -22,7 +22,7 @@ import pytest
 from a1111_standin import A1111StandIn, title
 from openai import OpenAI
 from PIL import Image
-from test_restart import DaemonProcess
+from processes import DaemonProcess
 
 from arting_daemon import catalog
 from arting_daemon.config import load_settings

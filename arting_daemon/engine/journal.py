@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from .. import datadir
 from ..config import ConfigError
 
 T = TypeVar("T")
@@ -77,9 +78,25 @@ def _provider_state(db: sqlite3.Connection, set_aside: SetAside) -> None:
         db.execute("UPDATE jobs SET record = ? WHERE id = ?", (json.dumps(rec), job_id))
 
 
+def _owners(db: sqlite3.Connection, set_aside: SetAside) -> None:
+    """2: jobs have owners (who may see them, whose quota they count against): the owner
+    and the finish time become columns (computed from the record) with indexes, and
+    idempotency keys are kept within their owner's (``owner:key``); older jobs are the
+    local user's."""
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT GENERATED ALWAYS AS "
+               "(coalesce(json_extract(record, '$.owner'), 'local')) VIRTUAL")
+    db.execute("ALTER TABLE jobs ADD COLUMN finished_at REAL GENERATED ALWAYS AS "
+               "(json_extract(record, '$.finished_at')) VIRTUAL")
+    db.execute("CREATE INDEX jobs_owner ON jobs (owner, created_at)")
+    db.execute("CREATE INDEX jobs_finished ON jobs (finished_at)")
+    db.execute("UPDATE jobs SET idempotency_key = 'local:' || idempotency_key, "
+               "record = json_set(record, '$.idempotency_key', 'local:' || idempotency_key) "
+               "WHERE idempotency_key IS NOT NULL")
+
+
 #: ``MIGRATIONS[v]`` takes a journal from schema version ``v`` to ``v + 1``. Version 0 is
 #: the schema from before versioning.
-MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [_provider_state]
+MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [_provider_state, _owners]
 VERSION = len(MIGRATIONS)
 
 
@@ -103,7 +120,7 @@ class Journal(Generic[T]):
         self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
 
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        datadir.touch(self.path)
         self._db = db = sqlite3.connect(self.path, check_same_thread=False,
                                         isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
@@ -115,13 +132,13 @@ class Journal(Generic[T]):
                               "daemon another `data_dir`.")
         fresh = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs'"
                            ).fetchone()[0] == 0
-        with db:
+        with db:      # a new journal is made the way an old one is migrated
             db.execute("BEGIN IMMEDIATE")
             for statement in TABLES:
                 db.execute(statement)
-            if not fresh:
-                for step in range(version, VERSION):
-                    MIGRATIONS[step](db, self._set_aside)
+            for step in range(version, VERSION):
+                MIGRATIONS[step](db, self._set_aside)
+                if not fresh:
                     log.info("journal %s migrated to schema %d", self.path.name, step + 1)
             db.execute(f"PRAGMA user_version = {VERSION}")
 
@@ -160,7 +177,7 @@ class Journal(Generic[T]):
                                  "ORDER BY created_at", TERMINAL_STATES)
 
     async def recent(self, limit: int, before: float | None = None,
-                     state: str | None = None) -> list[T]:
+                     state: str | None = None, owner: str | None = None) -> list[T]:
         """Newest first; ``before`` is the created_at of the last record of the previous page."""
         await self.flush()
         sql, args = "SELECT id, record FROM jobs WHERE 1=1", []
@@ -170,9 +187,31 @@ class Journal(Generic[T]):
         if state is not None:
             sql += " AND state = ?"
             args.append(state)
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
         sql += " ORDER BY created_at DESC LIMIT ?"
         args.append(limit)
         return await self._query(sql, tuple(args))
+
+    async def outcomes(self, since: float, owner: str | None = None) -> list[tuple]:
+        """Finished jobs since ``since``: (owner, UTC day, model, state, jobs, images) rows.
+        Each job's outcome is here once, so usage counted from it is counted once."""
+        await self.flush()
+        sql = ("SELECT owner, date(finished_at, 'unixepoch'), "
+               "json_extract(record, '$.generation.model'), state, count(*), "
+               "sum(json_array_length(record, '$.images')) FROM jobs "
+               "WHERE finished_at >= ? AND state IN ('succeeded', 'failed', 'cancelled')")
+        args: list = [since]
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        sql += " GROUP BY 1, 2, 3, 4"
+
+        def run() -> list[tuple]:
+            assert self._db is not None
+            return self._db.execute(sql, args).fetchall()
+        return await self._run(run)
 
     # --- internals ----------------------------------------------------------------------
 

@@ -21,13 +21,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__, catalog
-from ..auth import public
+from ..auth import generates, principal, public
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..providers.router import FALLBACKS
-from ..state import CATALOG, ENGINE, PROVIDER, RULES, SETTINGS, STORE
+from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
 from .http import base_url, event_stream, follow, image_url, parse_model, read_json
 from .intake import does_img2img, require_img2img, take_init_image
 
@@ -83,14 +83,15 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
     }
 
 
+@generates
 async def create_job(request: web.Request) -> web.Response:
     body = parse_model(JobRequest, await read_json(request))
-    engine = request.config_dict[ENGINE]
+    engine, owner = request.config_dict[ENGINE], principal(request).id
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 255:
         raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
     if key is not None:
-        known = await engine.get_by_key(key)
+        known = await engine.get_by_key(key, owner)
         if known is not None:
             return web.json_response(job_view(request, engine, known), status=200)
     if body.mask and not body.init_image:
@@ -109,14 +110,17 @@ async def create_job(request: web.Request) -> web.Response:
         loras=body.loras, nsfw=body.nsfw, init_image=init and init.hash,
         strength=body.strength, mask=init and init.mask)
     job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
-                              idempotency_key=key)
+                              owner=owner, idempotency_key=key)
     view = job_view(request, engine, job)
     return web.json_response(view, status=202, headers={"Location": view["links"]["self"]})
 
 
 async def _job(request: web.Request) -> Job:
+    """The job the path names, if the caller may see it: their own (an admin: any). Another
+    user's job is "not found", as if it did not exist."""
     job = await request.config_dict[ENGINE].get(request.match_info["id"])
-    if job is None:
+    caller = principal(request)
+    if job is None or not (caller.admin or job.owner == caller.id):
         raise NotFound(f"No job {request.match_info['id']!r}.", param="id")
     return job
 
@@ -163,7 +167,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     if state is not None and state not in {s.value for s in JobState}:
         raise InvalidRequest(f"state must be one of {', '.join(s.value for s in JobState)}.",
                              param="state")
-    jobs = await engine.recent(limit, before, state)
+    caller = principal(request)
+    jobs = await engine.recent(limit, before, state, owner=None if caller.admin else caller.id)
     return web.json_response({
         "object": "list",
         "data": [job_view(request, engine, j) for j in jobs],
@@ -201,7 +206,9 @@ async def status(request: web.Request) -> web.Response:
         "sandbox": settings.sandbox,
         "upstream": settings.base_url,
         "img2img": does_img2img(request),
-        "auth_required": settings.auth_required,
+        "auth_required": settings.auth_required or request.config_dict[KEYS].in_use,
+        "caller": {"id": principal(request).id, "name": principal(request).name,
+                   "admin": principal(request).admin},
         **request.config_dict[PROVIDER].health(),
         "queue": {"active": len(engine.active), "queued": engine.queued,
                   "max_active": settings.max_active_jobs,

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict
 
+from ..auth import generates, principal
 from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
@@ -84,12 +85,14 @@ class ImagesRequest(ArtingExtras):
         return (self.model or "").lower().startswith(("gpt-image", "chatgpt-image"))
 
 
+@generates
 async def generations(request: web.Request) -> web.StreamResponse:
     body = parse_model(ImagesRequest, await read_json(request))
     gen = _build(request, body)
     return await _respond(request, body, gen, "image_generation")
 
 
+@generates
 async def edits(request: web.Request) -> web.StreamResponse:
     require_img2img(request)
     fields, files = await _read_form(request)
@@ -141,7 +144,7 @@ async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
     engine = request.config_dict[ENGINE]
     if body.stream:
         return await _stream(request, engine, body, gen, event_prefix)
-    job = await engine.run(gen, source="openai")
+    job = await engine.run(gen, source="openai", owner=principal(request).id)
     return await answer(request, job, body.wants_b64())
 
 
@@ -162,7 +165,7 @@ async def _stream(request: web.Request, engine: Runner, body: ImagesRequest,
                   gen: Generation, event_prefix: str) -> web.StreamResponse:
     """OpenAI's image streaming: no partial images, one ``completed`` event per image,
     with SSE comments while Arting works so no proxy drops the connection."""
-    job = await engine.submit(gen, source="openai")
+    job = await engine.submit(gen, source="openai", owner=principal(request).id)
     resp = event_stream()
     try:
         await resp.prepare(request)
