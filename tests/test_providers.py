@@ -254,6 +254,25 @@ def test_the_relays_edits_carry_the_init_image(make_daemon):
     assert (job["images"][0]["width"], job["images"][0]["height"]) == (256, 320)
 
 
+def test_cancel_reaches_the_relay_daemons_job(make_daemon):
+    relay = make_daemon(sandbox_options={"generation_time": 30})
+    daemon = make_daemon(providers=[{"name": "relay", "kind": "openai", "base_url": relay.v1,
+                                     "models": ["relay-model"]}])
+    job = submit(daemon, model="relay-model")
+    relayed = relay.wait_job(_first_job(relay), ("running",))
+    cancelled = httpx.delete(f"{daemon.url}/arting/v1/jobs/{job['id']}").json()
+    assert cancelled["state"] == "cancelled"
+    assert relay.wait_job(relayed["id"])["state"] == "cancelled"   # the relay let it go too
+
+
+def _first_job(daemon, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not (data := httpx.get(daemon.url + "/arting/v1/jobs").json()["data"]):
+        assert time.monotonic() < deadline, "no job arrived"
+        time.sleep(0.02)
+    return data[0]["id"]
+
+
 def test_the_relays_refusals_are_mapped_and_never_passed_through(make_daemon):
     relay = make_daemon(api_keys=["sk-right"])
     daemon = make_daemon(providers=[{"name": "relay", "kind": "openai", "base_url": relay.v1,
