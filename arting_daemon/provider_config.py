@@ -162,6 +162,9 @@ def check(providers: list[ProviderConfig], fallbacks: dict[str, list[str]],
         if p.name in seen:
             raise ValueError(f"two providers are named `{p.name}`")
         seen.add(p.name)
+        if p.name == ARTING and p.kind != "arting":
+            raise ValueError("the provider named `arting` stands for Arting: its kind is "
+                             "arting (give the other one another name)")
         if p.kind == "arting" and p.name != ARTING and not p.auth_tokens:
             raise ValueError(f"provider `{p.name}` (kind arting) needs its own `auth_tokens`; "
                              "the flat `auth_tokens` belong to the provider `arting`")

@@ -497,6 +497,8 @@ def test_the_readme_example_loads(tmp_path):
      r"`asyncsMIX_v7` is offered by both `arting` and `r`; give one of them a `prefix`"),
     ('[[providers]]\nname = "b"\nkind = "arting"\n',
      r"provider `b` \(kind arting\) needs its own `auth_tokens`"),
+    ('[[providers]]\nname = "arting"\nkind = "a1111"\nbase_url = "http://x"\n',
+     r"the provider named `arting` stands for Arting: its kind is arting"),
     ('[fallbacks]\noneFORALLAnime = ["nowhere/*"]\n',
      r"fallbacks.oneFORALLAnime: `nowhere/\*` names no provider"),
     ('[fallbacks]\nnosuch = ["asyncsMIX_v7"]\n', r"fallbacks: `nosuch` is no model"),

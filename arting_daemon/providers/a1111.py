@@ -26,8 +26,10 @@ from typing import Any
 
 from ..errors import ArtingError, BadUpstreamResponse, ModelNotFound
 from ..generation import Generation
+from ..provider_config import ProviderConfig
+from ..store import ImageStore
 from .base import Progress, Work
-from .remote import SyncProvider, image_bytes
+from .remote import RemoteAPI, SyncProvider, image_bytes
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,8 @@ def request_body(gen: Generation, checkpoint: str | None) -> dict[str, Any]:
 
 
 class A1111Provider(SyncProvider):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, cfg: ProviderConfig, api: RemoteAPI, store: ImageStore) -> None:
+        super().__init__(cfg, api, store)
         self.titles: dict[str, str] = {}     # model_name (lower case) → title
 
     async def catalogue(self) -> dict[str, str]:

@@ -61,8 +61,8 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
                 provider: Provider = await stack.enter_async_context(open_arting(s, cfg))
             else:
                 provider = remote(s, cfg)
-            s.catalog.offer(cfg.name, {m: s.catalog.models.get(m, m) for m in offers.ids[cfg.name]},
-                            cfg.model_prefix if cfg.models == "*" else "")
+            names = {m: s.catalog.models.get(m, m) for m in offers.ids[cfg.name]}
+            s.catalog.offer(cfg.name, names, cfg.model_prefix if cfg.models == "*" else "")
             members.append(Member(provider, cfg, default_model(cfg, offers, settings),
                                   img2img=_does_img2img(provider)))
         router = Router(members, s.catalog, settings.fallbacks, s.metrics)
@@ -108,10 +108,8 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
 
 def remote(s: Services, cfg: ProviderConfig) -> SyncProvider:
     api = RemoteAPI(endpoint(cfg, s.settings.request_timeout), s.session)
-    if cfg.kind == "a1111":
-        return A1111Provider(cfg, api, s.store)
-    return OpenAIProvider(cfg, api, s.store, response_format=cfg.response_format,
-                          send_extras=cfg.extras)
+    kind = A1111Provider if cfg.kind == "a1111" else OpenAIProvider
+    return kind(cfg, api, s.store)
 
 
 def default_model(cfg: ProviderConfig, offers: Offers, settings: Settings) -> str | None:

@@ -23,8 +23,10 @@ import aiohttp
 from ..catalog import OPENAI_MODEL_NAMES
 from ..errors import BadUpstreamResponse
 from ..generation import Generation
+from ..provider_config import ProviderConfig
+from ..store import ImageStore
 from .base import Progress, Work
-from .remote import SyncProvider, image_bytes
+from .remote import RemoteAPI, SyncProvider, image_bytes
 
 
 def extras(gen: Generation) -> dict[str, Any]:
@@ -39,11 +41,10 @@ def extras(gen: Generation) -> dict[str, Any]:
 
 
 class OpenAIProvider(SyncProvider):
-    def __init__(self, *args: Any, response_format: str = "b64_json",
-                 send_extras: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.response_format = response_format
-        self.send_extras = send_extras
+    def __init__(self, cfg: ProviderConfig, api: RemoteAPI, store: ImageStore) -> None:
+        super().__init__(cfg, api, store)
+        self.response_format = cfg.response_format
+        self.send_extras = cfg.extras
 
     async def catalogue(self) -> dict[str, str]:
         answer = await self.api.call("GET", "/models")

@@ -23,7 +23,6 @@ import base64
 import binascii
 import contextlib
 import json
-import logging
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -41,8 +40,6 @@ from ..errors import (BadUpstreamResponse, ContentRefused, FeatureDisabled,
 from ..provider_config import CREDENTIALS, ProviderConfig
 from ..store import ImageStore
 from .base import Attempt, Progress, Provider, Work
-
-log = logging.getLogger(__name__)
 
 #: Largest answer read from a provider: a few base64 images in JSON.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024
