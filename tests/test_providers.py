@@ -426,6 +426,36 @@ def test_a_second_arting_provider_with_its_own_token(make_daemon):
     assert "5f0e2d1c" not in httpx.get(daemon.url + "/arting/v1/status").text
 
 
+def test_no_provider_secret_in_logs_errors_status_metrics_or_the_journal(make_daemon,
+                                                                         standin, caplog):
+    caplog.set_level(logging.DEBUG)
+    password, key = "studio-pass-9911", "sk-relay-secret-4242"
+    basic = base64.b64encode(f"painter:{password}".encode()).decode()
+    studio = standin(auth=f"painter:{password}")
+    studio.fail_with = (500, {"error": "RuntimeError",
+                              "detail": f"bad auth header Basic {basic} ({password})"})
+    relay = make_daemon(api_keys=[key])
+    daemon = make_daemon(log_level="debug", providers=[
+        a1111(studio, username="painter", password=password),
+        {"name": "relay", "kind": "openai", "base_url": relay.v1, "api_key": key,
+         "models": ["relay-model"]}], fallbacks={"*": ["relay-model"]})
+    fell_back = daemon.run_job(model=STUDIO_MODEL)          # studio echoes; relay makes it
+    seen = [str(fell_back), str(daemon.run_job(model="relay-model"))]
+    assert fell_back["provider"] == "relay"
+    assert "(HTTP 500): RuntimeError: bad auth header Basic ***" in seen[0]
+    for path in ("/arting/v1/status", "/arting/v1/jobs?limit=10", "/metrics",
+                 "/arting/v1/catalog"):
+        seen.append(httpx.get(daemon.url + path).text)
+    seen.append(httpx.get(daemon.v1 + "/models").text)
+    daemon.call(daemon.engine.journal.flush())
+    journal = b"".join(f.read_bytes() for f in daemon.settings.data_dir.glob("jobs.sqlite3*"))
+    everything = "\n".join([*seen, *(r.getMessage() for r in caplog.records)])
+    for secret in (password, basic, key):
+        assert secret not in everything, secret
+        assert secret.encode() not in journal, secret
+    assert studio.requests and len(relay.sandbox.requests_for("create")) == 2
+
+
 # --- restarts of jobs in flight at a synchronous provider ------------------------------
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
