@@ -25,7 +25,9 @@ from PIL import Image
 from processes import DaemonProcess
 
 from arting_daemon import catalog
-from arting_daemon.config import load_settings
+from arting_daemon.config import ConfigError, Settings, load_settings
+from arting_daemon.errors import ModelNotFound
+from arting_daemon.generation import Catalog, Rules
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIO_MODEL = "studio/dreamshaper_8"
@@ -332,6 +334,26 @@ def test_every_providers_models_are_listed_with_their_provider(make_daemon, stud
         title("realisticVisionV51")
 
 
+def test_the_catalog_routes_ids_prefixes_and_provider_qualified_names():
+    catalog_ = Catalog(Rules.of(Settings(unknown_models="reject")))
+    catalog_.offer("studio", {"studio/DreamShaper_8": "DreamShaper_8"}, "studio/")
+    catalog_.offer("relay", {"relay-model": "relay-model"})
+    resolve = catalog_.resolve_model
+    assert resolve("STUDIO/dreamshaper_8") == "studio/DreamShaper_8"
+    assert resolve("studio/DreamShaper_8.safetensors [0123abcd45]") == "studio/DreamShaper_8"
+    assert resolve("studio/added_since") == "studio/added_since"       # studio judges it
+    assert resolve("relay/RELAY-MODEL") == "relay-model"
+    assert resolve("arting/asyncsmix_v7") == "asyncsMIX_v7"
+    assert resolve("dall-e-3") == "oneFORALLAnime"
+    assert [catalog_.owner(m) for m in ("studio/added_since", "relay-model", "asyncsMIX_v7")] \
+        == ["studio", "relay", "arting"]
+    assert list(catalog_.models)[-2:] == ["studio/DreamShaper_8", "relay-model"]
+    catalog_.offer("studio", {"studio/sdxl": "sdxl"}, "studio/")        # a catalogue re-read
+    assert list(catalog_.models)[-2:] == ["studio/sdxl", "relay-model"]
+    with pytest.raises(ModelNotFound):
+        resolve("relay/other")
+
+
 # --- fallbacks ---------------------------------------------------------------------------
 
 def test_cloudflare_at_arting_falls_back_to_a1111_and_the_job_says_so(make_daemon, studio,
@@ -536,7 +558,6 @@ def test_the_readme_example_loads(tmp_path):
 def test_provider_mistakes_stop_start_up_with_one_line(tmp_path, toml, expected):
     path = tmp_path / "arting.toml"
     path.write_text(toml)
-    from arting_daemon.config import ConfigError
     with pytest.raises(ConfigError, match=expected) as caught:
         load_settings(path, environ={})
     assert "\n" not in str(caught.value) and "sk-1" not in str(caught.value)
