@@ -230,9 +230,12 @@ class Router(Provider):
         return Target(member, member.upstream(model_id)) if member and model_id else None
 
     def targets(self, work: Work) -> list[Target]:
-        """The job's chain from the provider it is at (a resumed job stays where it was)."""
+        """The job's chain from where it is (a resumed job stays where it was): as many
+        steps along as it moved, or, if the chain changed since, at its provider."""
         chain = self.chain(work.generation)
-        here = next((i for i, t in enumerate(chain) if t.member.name == work.provider), 0)
+        here = len(work.provider_state.get(FALLBACKS, []))
+        if here >= len(chain) or chain[here].member.name != work.provider:
+            here = next((i for i, t in enumerate(chain) if t.member.name == work.provider), 0)
         return chain[here:]
 
     def _member(self, work: Work) -> Member:
