@@ -23,6 +23,7 @@ from a1111_standin import A1111StandIn, title
 from openai import OpenAI
 from PIL import Image
 from processes import DaemonProcess
+from test_restart import wait_journaled
 
 from arting_daemon import catalog
 from arting_daemon.config import ConfigError, Settings, load_settings
@@ -493,6 +494,7 @@ def test_a_job_in_flight_at_a1111_during_a_crash(tmp_path, standin, free_to_repe
         job = httpx.post(first.url + "/arting/v1/jobs",
                          json={"prompt": "p", "model": STUDIO_MODEL, "seed": 3}).json()
         studio.wait_until(lambda s: s.step == 1)
+        wait_journaled(tmp_path / "data", job["id"], "running")   # what a restart finds
     finally:
         first.stop()                                     # kill -9 while A1111 works on it
     studio.hold_at = None
