@@ -32,12 +32,12 @@ from .engine.runner import Limits, Runner
 from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
                       sdapi, sdapi_errors, web as web_page)
 from .generation import Catalog, Rules
-from .keys.limits import Gate
-from .keys.ring import KeyRing
+from .keys.limits import Gate, LocalLedger
+from .keys.ring import key_ring
 from .metrics import Metrics
 from .providers.build import Services, open_providers
-from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, METRICS,
-                    PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
+from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
+                    METRICS, PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 
@@ -48,8 +48,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=int(settings.max_body_mb * 1024 * 1024),
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, keys_context,
-                            http_context, provider_context, runner_context])
+    app.cleanup_ctx.extend([sandbox_context, state_context, redis_context, journal_context,
+                            keys_context, http_context, provider_context, runner_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -145,8 +145,33 @@ async def state_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """With ``redis_url``: the link to the Redis this daemon's replicas share."""
+    url = app[SETTINGS].redis_url
+    if url is None:
+        app[LINK] = None
+        yield
+        return
+    from .replicas.link import RedisLink
+
+    link = RedisLink(url.get_secret_value())
+    await link.open()
+    app[LINK] = link
+    app[METRICS].watch(link)
+    try:
+        yield
+    finally:
+        await link.close()
+
+
 async def journal_context(app: web.Application) -> AsyncIterator[None]:
-    journal = Journal(app[SETTINGS].data_dir / "jobs.sqlite3", Job.from_record)
+    """Job records: in the data directory, or (replicas) in Redis."""
+    settings, link = app[SETTINGS], app[LINK]
+    if link is None:
+        journal = Journal(settings.data_dir / "jobs.sqlite3", Job.from_record)
+    else:
+        from .replicas.jobs import RedisJournal
+        journal = RedisJournal(link, Job.from_record, settings.replica_lease)
     await journal.open()
     app[JOURNAL] = journal
     try:
@@ -156,20 +181,23 @@ async def journal_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def keys_context(app: web.Application) -> AsyncIterator[None]:
-    """User keys (``keys.sqlite3``) and their limits; today's images from the journal."""
-    ring = KeyRing(app[SETTINGS].data_dir / "keys.sqlite3")
+    """User keys and the counts their limits are held to: in the data directory
+    (``keys.sqlite3``; today's images from the journal), or (replicas) in Redis."""
+    link = app[LINK]
+    ring, ledger = key_ring(app[SETTINGS], link), None
     await ring.open()
     try:
-        gate = Gate(ring, app[METRICS])
-        today = time.time() - time.time() % 86400
-        images: dict[str, int] = {}
-        for owner, _, _, state, _, count in await app[JOURNAL].outcomes(today):
-            if state == "succeeded":
-                images[owner] = images.get(owner, 0) + (count or 0)
-        gate.start_day(images)
-        app[KEYS], app[GATE] = ring, gate
+        if link is None:
+            ledger = LocalLedger(app[JOURNAL])
+        else:
+            from .replicas.limits import RedisLedger
+            ledger = RedisLedger(link)
+        await ledger.open()
+        app[KEYS], app[GATE] = ring, Gate(ring, app[METRICS], ledger)
         yield
     finally:
+        if ledger is not None:
+            await ledger.close()
         await ring.close()
 
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
                       field_validator, model_validator)
@@ -213,6 +214,16 @@ class Settings(BaseModel):
         "Per model id (or `*`), where its jobs go when its provider fails: model ids or "
         "`<provider>/*` (in the environment, a JSON object).")
 
+    # --- replicas ---------------------------------------------------------------------
+    redis_url: SecretStr | None = _s(None, "ARTING_REDIS_URL",
+                                     "Redis shared by several daemons (`redis://host:6379/0`; "
+                                     "a password in it is kept secret). Unset: one daemon, "
+                                     "its state in the data directory.")
+    replica_lease: float = _s(10.0, "ARTING_REPLICA_LEASE",
+                              "With `redis_url`: seconds a replica holds its jobs without "
+                              "renewing; another one takes over a dead replica's jobs after "
+                              "this.", ge=2, le=300)
+
     # --- sandbox ----------------------------------------------------------------------
     sandbox: bool = _s(False, "ARTING_SANDBOX",
                        "Run the built-in Arting emulator and use it as the upstream.")
@@ -244,6 +255,14 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("data_dir")
     @classmethod
@@ -280,9 +299,12 @@ class Settings(BaseModel):
         """Every secret value, for the log redactor."""
         values = [*self.api_keys, *self.basic_auth, *self.auth_tokens,
                   *(s for p in self.providers for s in p.secrets())]
-        if self.cf_clearance:
+        if self.cf_clearance is not None:
             values.append(self.cf_clearance)
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v.get_secret_value()]
+        if self.redis_url is not None:     # of Redis' URL, only its password is secret
+            found.append(urlsplit(self.redis_url.get_secret_value()).password or "")
+        return [v for v in found if v]
 
 
 S = TypeVar("S", bound="Section")
@@ -369,7 +391,8 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
         return f"Invalid settings: {message}."
     if key == "providers" and len(err["loc"]) > 1:
         return f"Invalid setting {where}: {_provider_entry(err['loc'], values)}: {message}."
-    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance") \
+    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
+                                  "redis_url", "providers") \
         else repr(values.get(key))
     return f"Invalid setting {where}: {message} (got {shown})."
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
+    from .replicas.link import RedisLink
     from .sandbox import Sandbox
     from .store import ImageStore
     from .timing import DurationStats
@@ -41,6 +42,8 @@ ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+#: With ``redis_url``: the link to the Redis replicas share (else None).
+LINK: web.AppKey[RedisLink | None] = web.AppKey("link")
 
 #: Per request: its id (for logs), the CORS origin to echo, and who it is from.
 REQUEST_ID = web.RequestKey("request_id", str)

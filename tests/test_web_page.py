@@ -326,8 +326,8 @@ def test_a_wrong_api_key_is_reported_in_words(page, make_daemon):
     daemon = make_daemon(api_keys=[KEY])
     open_page(page, daemon)
     save_key(page, "not-the-key")
-    refused = "The API key was refused. Enter the key this daemon was started with " \
-              "(API_MASTER_KEY) under “API key”."
+    refused = "The API key was refused: this daemon does not know it. Enter your key (a user " \
+              "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”."
     until(page, lambda d: text(d, "#status-detail") == refused, what="the refusal")
     assert css(page, "#status-detail").is_displayed()
     assert css(page, "#key-panel").is_displayed()

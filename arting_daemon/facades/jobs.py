@@ -24,7 +24,7 @@ from .. import __version__, catalog
 from ..auth import generates, principal, public
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
-from ..errors import InvalidRequest, NotFound
+from ..errors import ArtingError, InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..providers.router import FALLBACKS
 from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
@@ -147,9 +147,12 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     try:
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
-        async for current in follow(request, engine, job, TICK):
-            data = json.dumps(job_view(request, engine, current))
-            await resp.write(f"event: job\ndata: {data}\n\n".encode())
+        try:
+            async for current in follow(request, engine, job, TICK):
+                data = json.dumps(job_view(request, engine, current))
+                await resp.write(f"event: job\ndata: {data}\n\n".encode())
+        except ArtingError as err:     # this daemon stops: the client reconnects elsewhere
+            await resp.write(f"event: error\ndata: {json.dumps(err.to_dict())}\n\n".encode())
         await resp.write_eof()
     except ConnectionResetError:
         pass  # the watcher left; the job goes on

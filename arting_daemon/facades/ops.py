@@ -18,7 +18,7 @@ from .. import auth
 from ..errors import NotFound, Unauthorized
 from ..metrics import CONTENT_TYPE
 from ..providers.arting.provider import ArtingProvider
-from ..state import ARTING, ENGINE, METRICS, PROVIDER
+from ..state import ARTING, ENGINE, LINK, METRICS, PROVIDER
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -50,6 +50,9 @@ async def readyz(request: web.Request) -> web.Response:
         reasons.append("the job queue is full (max_queued_jobs)")
     if (trouble := request.config_dict[PROVIDER].unready()) is not None:
         reasons.append(trouble)
+    link = request.config_dict[LINK]
+    if link is not None and link.down:
+        reasons.append(f"{link.down}; requests that need it get a retryable 503")
     if reasons:
         return web.json_response({"status": "not_ready", "reasons": reasons}, status=503)
     return web.json_response({"status": "ready"})
