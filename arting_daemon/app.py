@@ -31,12 +31,13 @@ from .engine.journal import Journal
 from .engine.runner import Limits, Runner
 from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
                       sdapi, sdapi_errors, web as web_page)
+from .facades.a1111_state import A1111State
 from .generation import Catalog, Rules
 from .keys.limits import Gate, LocalLedger
 from .keys.ring import key_ring
 from .metrics import Metrics
 from .providers.build import Services, open_providers
-from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
+from .state import (A1111, ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
                     METRICS, PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
 from .timing import DurationStats, Timing
@@ -49,7 +50,8 @@ def create_app(settings: Settings) -> web.Application:
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([sandbox_context, state_context, redis_context, journal_context,
-                            keys_context, http_context, provider_context, runner_context])
+                            keys_context, http_context, provider_context, runner_context,
+                            a1111_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -123,7 +125,8 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
 
     sandbox = Sandbox(generation_time=settings.sandbox_generation_time)
     url = await sandbox.start("127.0.0.1", 0)
-    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True})
+    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True,
+                                                "upscale": True})
     app[SANDBOX] = sandbox
     log.info("sandbox: Arting emulator at %s", url)
     try:
@@ -219,9 +222,10 @@ async def http_context(app: web.Application) -> AsyncIterator[None]:
 
 async def provider_context(app: web.Application) -> AsyncIterator[None]:
     """The providers (``providers/build.py``): Arting from the settings, and with
-    ``[[providers]]`` the others behind a router; token pools probe in the background."""
+    ``[[providers]]`` the others behind a router; token pools probe in the background
+    (with replicas, Arting's shares its tokens' health and places through Redis)."""
     services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
-                        app[CATALOG])
+                        app[CATALOG], app[LINK])
     async with open_providers(services) as (provider, arting):
         app[PROVIDER], app[ARTING] = provider, arting
         yield
@@ -238,6 +242,21 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runner.close()
+
+
+async def a1111_context(app: web.Application) -> AsyncIterator[None]:
+    """What AUTOMATIC1111 clients set (kept across restarts) and run (for progress)."""
+    if app[LINK] is None:
+        state = A1111State(app[SETTINGS].data_dir / "a1111.json")
+    else:
+        from .replicas.a1111 import RedisA1111State
+        state = RedisA1111State(app[LINK], app[ENGINE], app[SETTINGS].replica_lease)
+    await state.open()
+    app[A1111] = state
+    try:
+        yield
+    finally:
+        await state.close()
 
 
 async def drain(app: web.Application) -> None:

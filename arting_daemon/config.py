@@ -60,7 +60,8 @@ def _split_list(value: Any) -> Any:
 
 
 LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
-               "failed_statuses", "done_statuses", "extra_models", "extra_loras")
+               "failed_statuses", "done_statuses", "upscale_done_statuses",
+               "upscale_failed_statuses", "extra_models", "extra_loras")
 
 
 class Settings(BaseModel):
@@ -114,22 +115,36 @@ class Settings(BaseModel):
                                         "that passed the challenge.")
     image_hosts: list[str] = _s(["arting.ai", "*.arting.ai", "*.r2.dev"], "ARTING_IMAGE_HOSTS",
                                 "Hosts result images may be downloaded from (`*.` matches "
-                                "subdomains); the upstream's own host is always allowed.")
+                                "subdomains); the upstream's own host is always allowed. A "
+                                "signed upload URL Arting names may also point at one of "
+                                "these when it is on a private address.")
     request_timeout: float = _s(30.0, "ARTING_REQUEST_TIMEOUT",
                                 "Seconds one upstream HTTP exchange may take.", gt=0)
     img2img: bool = _s(False, "ARTING_IMG2IMG",
                        "Use Arting's image-to-image endpoints (their existence is unconfirmed; "
                        "on with `--sandbox`).")
-    img2img_transport: Literal["upload", "data_url"] = _s(
-        "upload", "ARTING_IMG2IMG_TRANSPORT",
-        "How the init image reaches Arting: `upload` (POST /api/upload) or `data_url` "
-        "(inline in `image_url`).")
+    img2img_transport: Literal["signed_url", "data_url"] = _s(
+        "signed_url", "ARTING_IMG2IMG_TRANSPORT",
+        "How an init image reaches Arting's image-to-image: `signed_url` (uploaded the way "
+        "Arting's own clients do, its URL as `image_url`) or `data_url` (inline in "
+        "`image_url`; no public client does this).")
     failed_statuses: list[str] = _s(["failed", "error"], "ARTING_FAILED_STATUSES",
                                     "Values of `data.status` that mean the job failed.")
     done_statuses: list[str] = _s(["success", "succeeded", "done", "completed", "finished"],
                                   "ARTING_DONE_STATUSES",
                                   "Values of `data.status` that mean finished: with no "
                                   "`output` the job counts as failed.")
+    upscale: bool = _s(True, "ARTING_UPSCALE",
+                       "Offer upscaling (2× or 4×) through Arting's image-enhance API (LIKELY: "
+                       "seen in two public clients; always on with `--sandbox`).")
+    upscale_version: str = _s("v1.4", "ARTING_UPSCALE_VERSION",
+                              "`version` sent to Arting's image-enhance.", min_length=1)
+    upscale_done_statuses: list[int] = _s([1], "ARTING_UPSCALE_DONE_STATUSES",
+                                          "Values of image-enhance's integer `data.status` "
+                                          "that mean done.")
+    upscale_failed_statuses: list[int] = _s([-1], "ARTING_UPSCALE_FAILED_STATUSES",
+                                            "Values of image-enhance's integer `data.status` "
+                                            "that mean failed (any other value: pending).")
     token_max_jobs: int = _s(4, "ARTING_TOKEN_MAX_JOBS",
                              "Jobs one token may have in flight upstream at once.", ge=1)
     token_probe_backoff: float = _s(30.0, "ARTING_TOKEN_PROBE_BACKOFF",

@@ -355,6 +355,21 @@ def test_the_catalog_routes_ids_prefixes_and_provider_qualified_names():
         resolve("relay/other")
 
 
+def test_an_upscale_goes_to_the_provider_that_upscales(make_daemon, studio):
+    daemon = make_daemon(providers=[a1111(studio)], fallbacks={"*": ["studio/*"]})
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", json={
+        "kind": "upscale", "images": [png(64, 48)], "scale": 2})
+    assert resp.status_code == 202, resp.text
+    job = daemon.wait_job(resp.json()["id"])
+    assert (job["state"], job["provider"]) == ("succeeded", "arting"), job
+    assert (job["images"][0]["width"], job["images"][0]["height"]) == (128, 96)
+    assert studio.requests == []
+    status = httpx.get(daemon.url + "/arting/v1/status").json()
+    assert status["upscale"] is True
+    assert [(p["name"], p["upscale"]) for p in status["providers"]] == [("arting", True),
+                                                                        ("studio", False)]
+
+
 # --- fallbacks ---------------------------------------------------------------------------
 
 def test_cloudflare_at_arting_falls_back_to_a1111_and_the_job_says_so(make_daemon, studio,

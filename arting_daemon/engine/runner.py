@@ -31,13 +31,13 @@ from .. import logs
 from ..config import Section
 from ..errors import (ArtingError, Cancelled, QueueFull, StageTimeout, Unavailable,
                       UpstreamError)
-from ..generation import Generation
 from ..imaging import apply_mask
 from ..metrics import Metrics
 from ..providers.base import Provider
 from ..retry import backoff
 from ..store import ImageStore
 from ..timing import DurationStats, running_progress
+from ..upscaling import JobRequest
 from .jobs import Job, JobImage, JobState, raise_for_job
 from .journal import Journal
 from .queue import Place, SlotQueue
@@ -192,10 +192,11 @@ class Runner:
 
     # --- the API the facades use ----------------------------------------------------------
 
-    async def submit(self, gen: Generation, *, source: str = "api", owner: str = "local",
+    async def submit(self, gen: JobRequest, *, source: str = "api", owner: str = "local",
                      idempotency_key: str | None = None) -> Job:
-        """Queue a generation and return its job at once. An ``idempotency_key`` is the
-        owner's own: the same key from another owner is another job."""
+        """Queue a generation (or an upscale) and return its job at once. An
+        ``idempotency_key`` is the owner's own: the same key from another owner is another
+        job."""
         if not self._accepting:
             raise _shutting_down()
         if idempotency_key:
@@ -222,7 +223,7 @@ class Runner:
         self._start_task(job)
         return job
 
-    async def run(self, gen: Generation, *, source: str = "api", owner: str = "local") -> Job:
+    async def run(self, gen: JobRequest, *, source: str = "api", owner: str = "local") -> Job:
         """Submit and wait for the result; if the caller goes away, the job is cancelled.
 
         Raises the job's error unless it succeeded."""

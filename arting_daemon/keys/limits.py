@@ -98,7 +98,9 @@ class Gate:
             await self.ledger.reserve(job, None, None)
             return
         limits, gen = key.limits, job.generation
-        if limits.models is not None and gen.model not in limits.models:
+        # `models` names generation models; an upscale is not one (its images count).
+        if limits.models is not None and gen.kind == "generate" and gen.model not in \
+                limits.models:
             self._refuse(key.name, "models", ModelNotAllowed(
                 f"This key may not use the model `{gen.model}` (its `models`: "
                 f"{', '.join(limits.models) or 'none'}).", param="model"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -30,6 +31,9 @@ from .openai import OpenAIProvider
 from .remote import RemoteAPI, SyncProvider, endpoint
 from .router import Member, Router
 
+if TYPE_CHECKING:
+    from ..replicas.link import RedisLink
+
 
 @dataclasses.dataclass(frozen=True)
 class Services:
@@ -41,6 +45,8 @@ class Services:
     stats: DurationStats
     metrics: Metrics
     catalog: Catalog
+    #: With replicas: the Redis link the ``arting`` provider's token board goes through.
+    link: RedisLink | None = None
 
 
 @asynccontextmanager
@@ -64,7 +70,7 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
             names = {m: s.catalog.models.get(m, m) for m in offers.ids[cfg.name]}
             s.catalog.offer(cfg.name, names, cfg.model_prefix if cfg.models == "*" else "")
             members.append(Member(provider, cfg, default_model(cfg, offers, settings),
-                                  img2img=_does_img2img(provider)))
+                                  features=_features(provider)))
         router = Router(members, s.catalog, settings.fallbacks, s.metrics)
         s.metrics.watch(router)
         router.start()
@@ -77,7 +83,8 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
 @asynccontextmanager
 async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingProvider]:
     """An Arting provider: its client, its token pool (probing in the background). The
-    one named ``arting`` takes the flat settings' tokens (or the anonymous identity)."""
+    one named ``arting`` takes the flat settings' tokens (or the anonymous identity), and
+    with replicas shares its tokens' health and places through Redis."""
     settings = s.settings
     secrets = cfg.auth_tokens if cfg.auth_tokens is not None else settings.auth_tokens
     tokens = [t.get_secret_value() for t in secrets]
@@ -85,9 +92,13 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     if anonymous:
         tokens = [anonymous_identity(settings.data_dir)]
     logs.add_secrets(*tokens)
+    board = None
+    if s.link is not None and cfg.name == ARTING:
+        from ..replicas.tokens import RedisBoard
+        board = RedisBoard(s.link, settings.replica_lease)
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
                      backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff)
+                     max_backoff=settings.token_probe_max_backoff, board=board)
     upstream = dataclasses.replace(Upstream.of(settings),
                                    base_url=cfg.base_url or settings.base_url)
     options = dataclasses.replace(ArtingOptions.of(settings), img2img=settings.img2img
@@ -99,11 +110,15 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     provider.free_to_repeat = cfg.free_to_repeat
     if cfg.name == ARTING:       # its token gauges; more pools would repeat their names
         s.metrics.watch(pool)
+    if board is not None:
+        await board.open(pool)
     pool.start_probing(client.check_token)
     try:
         yield provider
     finally:
         await pool.close()
+        if board is not None:
+            await board.close()
 
 
 def remote(s: Services, cfg: ProviderConfig) -> SyncProvider:
@@ -126,9 +141,12 @@ def default_model(cfg: ProviderConfig, offers: Offers, settings: Settings) -> st
     return None
 
 
-def _does_img2img(provider: Provider) -> bool:
-    try:
-        provider.require("img2img")
-    except ArtingError:
-        return False
-    return True
+def _features(provider: Provider) -> frozenset[str]:
+    """What the provider does beyond generating."""
+    def does(feature: str) -> bool:
+        try:
+            provider.require(feature)
+        except ArtingError:
+            return False
+        return True
+    return frozenset(f for f in ("img2img", "upscale") if does(f))

@@ -2,7 +2,8 @@
 
 * ``RemoteAPI``: one request funnel per provider. It talks only to the ``base_url`` the
   operator configured (no redirects followed; result images only from that host or the
-  provider's ``image_hosts``), bounds every answer's size, and turns every way the
+  provider's ``image_hosts``, judged by the daemon's ``OutboundPolicy``), bounds every
+  answer's size, and turns every way the
   exchange can fail into the error taxonomy (``errors.py``), in words that name the
   provider and say what to do. Nothing the provider sent is passed on raw: at most a
   short, redacted excerpt of its own message.
@@ -37,6 +38,7 @@ from ..errors import (BadUpstreamResponse, ContentRefused, FeatureDisabled,
                       UpstreamAuthError, UpstreamInvalid, UpstreamRateLimited,
                       UpstreamRejected, UpstreamServerError, UpstreamTimeout,
                       UpstreamUnavailable, UpstreamUnreachable)
+from ..outbound import OutboundPolicy
 from ..provider_config import CREDENTIALS, ProviderConfig
 from ..store import ImageStore
 from .base import Attempt, Progress, Provider, Work
@@ -68,10 +70,6 @@ class Endpoint:
     image_hosts: tuple[str, ...] = ()
 
     @property
-    def host(self) -> str:
-        return (urlsplit(self.base_url).hostname or "").lower()
-
-    @property
     def advice(self) -> str:
         """Where its credentials are set, for the messages of refused requests."""
         return f"set {CREDENTIALS[self.kind]} of provider `{self.name}` in arting.toml"
@@ -96,6 +94,7 @@ class RemoteAPI:
     def __init__(self, where: Endpoint, session: aiohttp.ClientSession) -> None:
         self.where = where
         self.session = session
+        self.policy = OutboundPolicy(list(where.image_hosts), where.base_url)
 
     async def call(self, method: str, path: str, *, body: Any = None,
                    form: aiohttp.FormData | None = None, long: bool = False) -> Any:
@@ -130,8 +129,7 @@ class RemoteAPI:
         ``image_hosts``, size-bounded."""
         w = self.where
         host = (urlsplit(url).hostname or "").lower()
-        if not (host == w.host or any(host == h or (h.startswith("*.") and host.endswith(h[1:]))
-                                      for h in w.image_hosts)):
+        if not self.policy.trusted(host):
             raise BadUpstreamResponse(
                 f"{w.label} answered with an image on host {host!r}, which is neither its "
                 f"own nor in `image_hosts` of provider `{w.name}`; add it there if you "
@@ -273,9 +271,11 @@ class SyncProvider(Provider):
     def require(self, feature: str) -> None:
         if feature == "img2img" and self.img2img:
             return
-        raise FeatureDisabled(
-            f"{self.label} does no {feature} here; if it has it, set `img2img = true` for "
-            f"provider `{self.name}` in arting.toml.", param="image")
+        if feature == "img2img":
+            raise FeatureDisabled(
+                f"{self.label} does no image-to-image here; if it has it, set "
+                f"`img2img = true` for provider `{self.name}` in arting.toml.", param="image")
+        raise FeatureDisabled(f"{self.label} does no {feature}.")
 
     def submitted(self, work: Work) -> bool:
         return False

@@ -36,9 +36,10 @@ from ..errors import (ArtingError, CloudflareBlocked, ContentRefused, ModelNotFo
                       UpstreamAuthError,
                       UpstreamError, UpstreamInvalid, UpstreamRateLimited, UpstreamTimeout,
                       UpstreamUnreachable)
-from ..generation import Catalog, Generation
+from ..generation import Catalog
 from ..metrics import Metrics
 from ..provider_config import ProviderConfig
+from ..upscaling import JobRequest, Upscale
 from .base import Attempt, Progress, Provider, Work
 from .remote import SyncProvider
 
@@ -49,7 +50,7 @@ CATALOGUE_EVERY = 300.0
 FALLBACKS = "fallbacks"
 
 
-def no_provider(gen: Generation) -> ModelNotFound:
+def no_provider(gen: JobRequest) -> ModelNotFound:
     return ModelNotFound(f"No provider offers the model `{gen.model}` (any more); "
                          "GET /v1/models lists what the providers offer.", param="model")
 
@@ -95,7 +96,8 @@ class Member:
     config: ProviderConfig
     #: The model "<name>/*" stands for (None: the upstream's own choice).
     default_model: str | None
-    img2img: bool
+    #: What it does beyond generating (``img2img``, ``upscale``).
+    features: frozenset[str]
     health: Health = field(default_factory=Health)
     in_flight: int = 0
     models_read_at: float | None = None
@@ -137,11 +139,12 @@ class Target:
 
 class View:
     """A job as one provider sees it: its model named the way that provider knows it;
-    everything else is the job's own."""
+    everything else is the job's own (an upscale is the same for every provider)."""
 
     def __init__(self, job: Work, model: str | None) -> None:
         self._job = job
-        self.generation: Generation = job.generation.model_copy(update={"model": model or ""})
+        self.generation: JobRequest = job.generation if isinstance(job.generation, Upscale) \
+            else job.generation.model_copy(update={"model": model or ""})
 
     @property
     def id(self) -> str:
@@ -208,9 +211,12 @@ class Router(Provider):
 
     # --- routing --------------------------------------------------------------------------
 
-    def chain(self, gen: Generation) -> list[Target]:
+    def chain(self, gen: JobRequest) -> list[Target]:
         """Where ``gen``'s job may go, in order: its model's provider, then its fallbacks
-        (those that can make it: image-to-image needs a provider that does it)."""
+        (those that can make it: image-to-image needs a provider that does it). An
+        upscale has no model: it goes to the providers that upscale, in order."""
+        if isinstance(gen, Upscale):
+            return [Target(m, None) for m in self.members.values() if "upscale" in m.features]
         model_id = gen.model
         owner = self.members.get(self.catalog.owner(model_id) or "")
         targets = [Target(owner, owner.upstream(model_id))] if owner else []
@@ -219,7 +225,7 @@ class Router(Provider):
             target = self._target(entry)
             if target is not None and target not in targets:
                 targets.append(target)
-        return [t for t in targets if t.member.img2img or not gen.is_img2img]
+        return [t for t in targets if t.member.features.issuperset(gen.features)]
 
     def _target(self, entry: str) -> Target | None:
         if entry.endswith("/*"):
@@ -259,17 +265,14 @@ class Router(Provider):
                 errors.append(exc)
         raise errors[0]
 
-    def admit(self, gen: Generation) -> str:
+    def admit(self, gen: JobRequest) -> str:
         chain = self.chain(gen)
         if not chain:
-            if gen.is_img2img:
-                self._member_of(gen).provider.require("img2img")
+            owner = self.members.get(self.catalog.owner(gen.model) or "")
+            for feature in gen.features:        # its provider's own words, if it has one
+                (owner or next(iter(self.members.values()))).provider.require(feature)
             raise no_provider(gen)
         return chain[0].member.name
-
-    def _member_of(self, gen: Generation) -> Member:
-        owner = self.members.get(self.catalog.owner(gen.model) or "")
-        return owner or next(iter(self.members.values()))
 
     def for_job(self, work: Work) -> Provider:
         return self._member(work).provider
@@ -303,7 +306,8 @@ class Router(Provider):
         models = sum(1 for owner in self.catalog.owners.values() if owner == m.name)
         return {
             "name": m.name, "label": m.provider.label, "kind": m.config.kind,
-            "models": models, "prefix": m.prefix, "img2img": m.img2img,
+            "models": models, "prefix": m.prefix, "img2img": "img2img" in m.features,
+            "upscale": "upscale" in m.features,
             "free_to_repeat": m.provider.free_to_repeat, "max_jobs": m.config.jobs_at_once,
             "in_flight": m.in_flight, "state": m.health.state,
             "last_error": m.health.last_error, "last_ok": m.health.last_ok,

@@ -31,6 +31,20 @@ const gallery = new Gallery({
     notice("The form now holds that result's settings, its seed too. Change what you like and generate.", "info");
   },
   onCode: (req, opener) => codeView.open(req, opener),
+  async onUpscale(job, scale, button) {
+    notice("");
+    button.disabled = true;
+    try {
+      const body = { kind: "upscale", scale, images: job.images.map((image) => image.hash) };
+      jobs.track(await api.submit(body), { reveal: true });
+      refreshStatus();
+    } catch (err) {
+      notice(`Upscaling was refused: ${err.message}`);
+      if (err.status === 401) openKeyPanel(true);
+    } finally {
+      button.disabled = false;
+    }
+  },
 });
 
 const jobs = new JobList({
@@ -178,6 +192,7 @@ async function start() {
   try {
     const catalog = await api.catalog();
     form.populate(catalog);
+    gallery.upscaling = Boolean(catalog.upscale);
     keysPanel.populate(catalog);
   } catch (err) {
     notice(`The form cannot be filled: ${err.message}`);
