@@ -497,7 +497,6 @@ class Runner:
         stage's deadline. A mask is applied here: upstreams take none."""
         gen = job.generation
         seeds = gen.seeds()
-        provider = self.provider.for_job(job)
         masking = None
         if gen.mask and gen.init_image:
             masking = (await self.store.read(gen.init_image), await self.store.read(gen.mask))
@@ -506,7 +505,7 @@ class Runner:
             attempt = 0
             while True:
                 try:
-                    data = await provider.fetch(output)
+                    data = await self.provider.fetch(job, output)
                     break
                 except ArtingError as exc:
                     if not exc.retryable:

@@ -101,8 +101,8 @@ class Provider(ABC):
         time) at the latest."""
 
     @abstractmethod
-    async def fetch(self, output: str) -> bytes:
-        """The bytes of one finished image ``follow`` pointed at."""
+    async def fetch(self, work: Work, output: str) -> bytes:
+        """The bytes of one finished image of ``work`` that ``follow`` pointed at."""
 
     async def cancel(self, work: Work) -> None:
         """Ask the upstream to stop a submitted job (best effort); by default there is no

@@ -283,7 +283,7 @@ class SyncProvider(Provider):
     def attempt(self, work: Work, deadline: float) -> SyncAttempt:
         return SyncAttempt(self, work)
 
-    async def fetch(self, output: str) -> bytes:
+    async def fetch(self, work: Work, output: str) -> bytes:
         return await self.store.read(output.removeprefix(STORED))
 
     def health(self) -> dict[str, Any]:

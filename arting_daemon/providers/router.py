@@ -287,10 +287,9 @@ class Router(Provider):
     def attempt(self, work: Work, deadline: float) -> RoutedAttempt:
         return RoutedAttempt(self, work, deadline)
 
-    async def fetch(self, output: str) -> bytes:
-        """Not used: the runner fetches from ``for_job(job)``, the provider that made the
-        output."""
-        raise NotImplementedError
+    async def fetch(self, work: Work, output: str) -> bytes:
+        """From the provider that made it."""
+        return await self.for_job(work).fetch(work, output)
 
     async def cancel(self, work: Work) -> None:
         member = self.members.get(work.provider)
