@@ -20,8 +20,9 @@ from aiohttp import web
 from .. import auth
 from ..check import Options, run_check
 from ..check.context import Identity
-from ..errors import Unauthorized
+from ..errors import NotFound, Unauthorized
 from ..metrics import CONTENT_TYPE
+from ..providers.arting.provider import ArtingProvider
 from ..state import ARTING, CHECKS, ENGINE, HTTP, LINK, METRICS, PROVIDER, SETTINGS
 
 
@@ -62,8 +63,15 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def _tokens_view(request: web.Request) -> dict:
+def _arting(request: web.Request) -> ArtingProvider:
     arting = request.config_dict[ARTING]
+    if arting is None:
+        raise NotFound("This daemon has no provider named `arting`, so no Arting tokens.")
+    return arting
+
+
+def _tokens_view(request: web.Request) -> dict:
+    arting = _arting(request)
     pool, solver = arting.pool, arting.client.solver
     return {
         "tokens": pool.snapshot(),
@@ -86,7 +94,7 @@ async def admin_tokens(request: web.Request) -> web.Response:
 
 @auth.admin
 async def admin_probe(request: web.Request) -> web.Response:
-    probed = await request.config_dict[ARTING].pool.probe_unhealthy()
+    probed = await _arting(request).pool.probe_unhealthy()
     return web.json_response({"probed": probed, **_tokens_view(request)})
 
 
@@ -107,7 +115,7 @@ async def admin_check(request: web.Request) -> web.Response:
     async with runs.lock:
         settings = request.config_dict[SETTINGS]
         identities = [Identity(t.label, t.secret, t.anonymous)
-                      for t in request.config_dict[ARTING].pool.tokens]
+                      for t in _arting(request).pool.tokens]
         report = await run_check(settings, identities, Options(),
                                  mode="sandbox" if settings.sandbox else "live",
                                  session=request.config_dict[HTTP])
