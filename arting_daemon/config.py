@@ -175,8 +175,6 @@ class Settings(BaseModel):
                             "Seconds Arting may take to finish a submitted job.", gt=0)
     download_timeout: float = _s(60.0, "ARTING_DOWNLOAD_TIMEOUT",
                                  "Seconds the download stage may take.", gt=0)
-    poll_first_delay: float = _s(1.0, "ARTING_POLL_FIRST_DELAY",
-                                 "Seconds before the first poll when no history exists.", ge=0)
     poll_min_interval: float = _s(0.4, "ARTING_POLL_MIN_INTERVAL",
                                   "Shortest pause between two polls of one job.", gt=0)
     poll_max_interval: float = _s(5.0, "ARTING_POLL_MAX_INTERVAL",
@@ -190,7 +188,8 @@ class Settings(BaseModel):
                                "Seconds running jobs get to finish on SIGTERM; unfinished "
                                "ones resume at the next start.", ge=0)
     expected_duration: float = _s(15.0, "ARTING_EXPECTED_DURATION",
-                                  "Generation time assumed for ETAs before any job finished.",
+                                  "Generation time assumed before jobs finished: for ETAs, and "
+                                  "the poll schedule of the first jobs is planned around it.",
                                   gt=0)
 
     # --- sandbox ----------------------------------------------------------------------

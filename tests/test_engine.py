@@ -101,8 +101,9 @@ def test_never_finishing_job_hits_its_stage_deadline(make_daemon):
 
 
 def test_job_deadline_covers_the_queue(make_daemon):
-    daemon = make_daemon(max_active_jobs=1, job_timeout=0.6,
-                         sandbox_options={"generation_time": 0.4})
+    """The first job needs 2 s of its 3; the second waits 2 s for it, then needs 2 more."""
+    daemon = make_daemon(max_active_jobs=1, job_timeout=3.0,
+                         sandbox_options={"generation_time": 2.0})
     first = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "a"}).json()
     second = daemon.run_job()
     assert second["error"]["type"] == "StageTimeout" and "job_timeout" in \

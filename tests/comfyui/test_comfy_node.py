@@ -136,7 +136,8 @@ def test_the_same_image_as_the_daemon_stored(node, daemon):
 
 
 def test_progress_is_monotonic_with_status_text(node, comfy_host, make_daemon):
-    daemon = make_daemon(max_active_jobs=1, sandbox_options={"generation_time": 1.0})
+    daemon = make_daemon(max_active_jobs=1, expected_duration=1.0,
+                         sandbox_options={"generation_time": 1.0})
     blocker = httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "first"}).json()
     wait_running(daemon, blocker["id"])
     node.generate(**inputs(node, daemon_url=daemon.url), unique_id="7")
