@@ -7,12 +7,14 @@ Each protocol lives in its own sub-application with its own error shape and auth
     /arting/v1/...   native job API   (facades/jobs.py), token admin (facades/ops.py)
     /                web page, /healthz, /readyz, /metrics (facades/ops.py)
 
-Services (HTTP session, journal, token pool, engine, and the emulator with
-``--sandbox``) are opened and closed by cleanup contexts, in order.
+Each service (the emulator with ``--sandbox``, the journal, the HTTP session, the
+provider, the job runner) has its own cleanup context, opened in that order and closed
+in reverse: if one fails to start, those already started are closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import secrets
@@ -22,19 +24,24 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import __version__, auth, logs
+from . import __version__, auth, datadir, logs
 from .config import ConfigError, Settings
-from .engine import Engine
-from .facades import (jobs, models, openai_chat, openai_errors, openai_images, ops, sdapi,
-                      sdapi_errors, web as web_page)
-from .generation import Catalog
-from .journal import Journal
+from .engine.jobs import Job
+from .engine.journal import Journal
+from .engine.runner import Limits, Runner
+from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
+                      sdapi, sdapi_errors, web as web_page)
+from .generation import Catalog, Rules
+from .keys.limits import Gate
+from .keys.ring import KeyRing
 from .metrics import Metrics
-from .state import (CATALOG, CORS_ORIGIN, ENGINE, POOL, REQUEST_ID, SANDBOX, SETTINGS,
-                    STORE)
+from .providers.arting.client import ArtingClient, Upstream
+from .providers.arting.provider import ArtingOptions, ArtingProvider
+from .providers.arting.tokens import TokenPool, anonymous_identity
+from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, METRICS,
+                    PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
-from .upstream.arting import ArtingClient
-from .upstream.tokens import TokenPool, anonymous_identity
+from .timing import DurationStats, Timing
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +50,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=int(settings.max_body_mb * 1024 * 1024),
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(sandbox_context)
-    app.cleanup_ctx.append(services_context)
+    app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, keys_context,
+                            http_context, provider_context, runner_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -66,19 +73,34 @@ def create_app(settings: Settings) -> web.Application:
 
     native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
     jobs.add_routes(native)
+    keys.add_routes(native)
     ops.add_admin_routes(native)
     app.add_subapp("/arting/v1", native)
     return app
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve an open API on a network address unless told to."""
-    if settings.auth_required or settings.allow_insecure or is_loopback(settings.host):
+    """Refuse to serve an open API on a network address unless told to.
+
+    In a container the daemon must listen on all interfaces, and what is reachable is
+    decided on the host: there the operator's ``published_host`` is what counts."""
+    published = settings.published_host
+    if settings.auth_required or settings.allow_insecure or is_loopback(settings.host) \
+            or (published and is_loopback(published)):
         return
+    if published:
+        raise ConfigError(
+            f"Refusing to serve with no API key: the port is published on {published}, so "
+            "anyone on the network could use your Arting account. Set API_MASTER_KEY, or "
+            "publish the port on the host's 127.0.0.1 only and set "
+            "ARTING_PUBLISHED_HOST=127.0.0.1 (with compose.yaml that one variable does "
+            "both), or set ARTING_ALLOW_INSECURE=true if this network is trusted.")
     raise ConfigError(
         f"Refusing to listen on {settings.host} with no API key: anyone on the network "
         "could use your Arting account. Set API_MASTER_KEY (or `api_keys`), or pass "
-        "--allow-insecure if this network is trusted.")
+        "--allow-insecure if this network is trusted. In a container, if its port is "
+        "published on the host's loopback only (-p 127.0.0.1:8090:8090), say so with "
+        "ARTING_PUBLISHED_HOST=127.0.0.1.")
 
 
 def is_loopback(host: str) -> bool:
@@ -112,42 +134,97 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
         await sandbox.close()
 
 
-async def services_context(app: web.Application) -> AsyncIterator[None]:
+async def state_context(app: web.Application) -> AsyncIterator[None]:
+    """What holds no resource: the rules, the catalogue, metrics, timings, the store."""
     settings = app[SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(datadir.prepare, settings.data_dir)
+    logs.add_secrets(*settings.secrets())
+    app[RULES] = rules = Rules.of(settings)
+    app[CATALOG] = Catalog(rules)
+    app[METRICS] = Metrics()
+    app[STATS] = DurationStats(Timing.of(settings))
+    app[STORE] = ImageStore(settings.data_dir)
+    yield
+
+
+async def journal_context(app: web.Application) -> AsyncIterator[None]:
+    journal = Journal(app[SETTINGS].data_dir / "jobs.sqlite3", Job.from_record)
+    await journal.open()
+    app[JOURNAL] = journal
+    try:
+        yield
+    finally:
+        await journal.close()
+
+
+async def keys_context(app: web.Application) -> AsyncIterator[None]:
+    """User keys (``keys.sqlite3``) and their limits; today's images from the journal."""
+    ring = KeyRing(app[SETTINGS].data_dir / "keys.sqlite3")
+    await ring.open()
+    try:
+        gate = Gate(ring, app[METRICS])
+        today = time.time() - time.time() % 86400
+        images: dict[str, int] = {}
+        for owner, _, _, state, _, count in await app[JOURNAL].outcomes(today):
+            if state == "succeeded":
+                images[owner] = images.get(owner, 0) + (count or 0)
+        gate.start_day(images)
+        app[KEYS], app[GATE] = ring, gate
+        yield
+    finally:
+        await ring.close()
+
+
+async def http_context(app: web.Application) -> AsyncIterator[None]:
+    """One HTTP client session for every upstream exchange.
+
+    At most 64 exchanges in flight per host: ample for Arting (~400 polls/s at a 150 ms
+    round trip), and it bounds how many answers one turn of the event loop handles when
+    thousands of jobs finish together (see bench/RESULTS.md, scale)."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
+        cookie_jar=aiohttp.DummyCookieJar())
+    app[HTTP] = session
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+async def provider_context(app: web.Application) -> AsyncIterator[None]:
+    """The Arting provider: its client, its token pool (probing in the background)."""
+    settings, metrics = app[SETTINGS], app[METRICS]
     tokens = [t.get_secret_value() for t in settings.auth_tokens]
     anonymous = not tokens
     if anonymous:
         tokens = [anonymous_identity(settings.data_dir)]
-    logs.add_secrets(*settings.secrets(), *tokens)
-
-    journal = Journal(settings.data_dir / "jobs.sqlite3")
-    await journal.open()
-    # At most 64 upstream exchanges in flight per host: ample for Arting (~400 polls/s
-    # at a 150 ms round trip), and it bounds how many answers one turn of the event loop
-    # handles when thousands of jobs finish together (see bench/RESULTS.md, scale).
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
-        cookie_jar=aiohttp.DummyCookieJar())
-    store = ImageStore(settings.data_dir)
+    logs.add_secrets(*tokens)
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
                      backoff=settings.token_probe_backoff,
                      max_backoff=settings.token_probe_max_backoff)
-    metrics = Metrics()
-    client = ArtingClient(settings, session, metrics)
-    engine = Engine(settings, client, pool, store, journal, metrics)
-    metrics.watch(engine, pool)
-    app[STORE], app[POOL], app[ENGINE] = store, pool, engine
-    app[CATALOG] = Catalog(settings)
-    await engine.start()
+    client = ArtingClient(Upstream.of(settings), app[HTTP], metrics)
+    provider = ArtingProvider(ArtingOptions.of(settings), client, pool, app[STORE], app[STATS],
+                              metrics)
+    metrics.watch(pool)
+    app[PROVIDER] = app[ARTING] = provider
     pool.start_probing(client.check_token)
     try:
         yield
     finally:
         await pool.close()
-        await engine.close()
-        await journal.close()
-        await session.close()
+
+
+async def runner_context(app: web.Application) -> AsyncIterator[None]:
+    """The job runner; at start it resumes what the journal says was unfinished."""
+    runner = Runner(Limits.of(app[SETTINGS]), app[PROVIDER], app[STORE], app[JOURNAL],
+                    app[STATS], app[METRICS], admission=app[GATE])
+    app[METRICS].watch(runner)
+    app[ENGINE] = runner
+    try:
+        await runner.start()
+        yield
+    finally:
+        await runner.close()
 
 
 async def drain(app: web.Application) -> None:
@@ -186,7 +263,7 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
             request.headers:
         return web.Response(status=204, headers={
             "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": request.headers.get(
                 "Access-Control-Request-Headers", "Authorization, Content-Type"),
             "Access-Control-Max-Age": "600", "Vary": "Origin"})

@@ -8,11 +8,12 @@ it came from, and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
                       field_validator, model_validator)
@@ -65,7 +66,7 @@ class Settings(BaseModel):
     # --- serving ---------------------------------------------------------------------
     host: str = _s("127.0.0.1", "ARTING_HOST",
                    "Address to listen on. Anything but loopback needs an API key "
-                   "(or `allow_insecure`).")
+                   "(or `allow_insecure`, or a loopback `published_host`).")
     port: int = _s(8090, "ARTING_PORT", "TCP port to listen on (0 picks a free one).",
                    ge=0, le=65535)
     data_dir: Path = _s(default_data_dir(), "ARTING_DATA_DIR",
@@ -81,6 +82,11 @@ class Settings(BaseModel):
                                      "(as A1111's `--api-auth`).")
     allow_insecure: bool = _s(False, "ARTING_ALLOW_INSECURE",
                               "Allow listening on a non-loopback address with no key.")
+    published_host: str | None = _s(None, "ARTING_PUBLISHED_HOST",
+                                    "In a container: the host address its port is published "
+                                    "on (`-p 127.0.0.1:8090:8090`). A loopback address lets "
+                                    "the daemon listen on all the container's interfaces "
+                                    "with no key.")
     cors_origins: list[str] = _s([], "ARTING_CORS_ORIGINS",
                                  "Origins allowed to call the API from a browser (`*` for any).")
     max_body_mb: float = _s(32.0, "ARTING_MAX_BODY_MB",
@@ -246,6 +252,20 @@ class Settings(BaseModel):
         if self.cf_clearance:
             values.append(self.cf_clearance)
         return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+S = TypeVar("S", bound="Section")
+
+
+class Section:
+    """A component's own slice of the settings: a frozen dataclass whose fields are named as
+    in ``Settings``. Components take one of these (or plain arguments), never ``Settings``
+    itself, so each says what it depends on and a test can build it from a few values."""
+
+    @classmethod
+    def of(cls: type[S], settings: Settings) -> S:
+        return cls(**{f.name: getattr(settings, f.name)
+                      for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
 
 def env_names(name: str) -> list[str]:

@@ -8,6 +8,8 @@ facade needs to know where an error came from.
 
 from __future__ import annotations
 
+import math
+
 
 class ArtingError(Exception):
     """Root of every error the daemon reports to a client."""
@@ -18,15 +20,26 @@ class ArtingError(Exception):
     retryable: bool = False
     #: True when the failed create surely made no job upstream, so resubmitting is safe.
     safe_to_resubmit: bool = False
+    #: True when the error is about the upstream identity (token) that was used, so another
+    #: identity may fare better and this one's health is affected.
+    token_fault: bool = False
     #: Attributes a subclass adds, kept in ``to_dict`` and restored by ``error_from_dict``.
     extra_fields: tuple[str, ...] = ()
 
     def __init__(self, message: str, *, param: str | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, retryable: bool | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.retry_after = retry_after
+        if retryable is not None:   # this instance knows better than its class
+            self.retryable = retryable
+
+    def retry_after_header(self) -> str | None:
+        """``Retry-After`` in whole seconds (at least 1), or None when waiting won't help."""
+        if self.retry_after is None:
+            return None
+        return str(max(1, math.ceil(self.retry_after)))
 
     def to_dict(self) -> dict:
         """A JSON-safe summary, as stored in job records and shown by the job API."""
@@ -58,6 +71,16 @@ class Unauthorized(ArtingError):
     status, code = 401, "invalid_api_key"
 
 
+class Forbidden(ArtingError):
+    """The caller is known, and this is not theirs to do."""
+
+    status, code = 403, "forbidden"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+
 class NotFound(ArtingError):
     status, code = 404, "not_found"
 
@@ -74,6 +97,17 @@ class QueueFull(ArtingError):
     """Our own queue is full: come back after ``retry_after`` seconds."""
 
     status, code, retryable = 429, "rate_limit_exceeded", True
+
+
+class QuotaExceeded(ArtingError):
+    """One of the caller's own limits (``limit`` names it) is used up for now."""
+
+    status, code, retryable = 429, "quota_exceeded", True
+    extra_fields = ("limit",)
+
+    def __init__(self, message: str, *, limit: str = "", **kw) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
 
 
 class Cancelled(ArtingError):
@@ -143,12 +177,12 @@ class UpstreamAuthError(UpstreamError):
     A refused create made no job, so it may go out again with another token."""
 
     code = "upstream_auth"
-    safe_to_resubmit = True
+    safe_to_resubmit = token_fault = True
 
 
 class UpstreamRateLimited(UpstreamError):
     status, code, retryable = 429, "upstream_rate_limited", True
-    safe_to_resubmit = True
+    safe_to_resubmit = token_fault = True
 
 
 class JobFailed(UpstreamError):
@@ -161,6 +195,7 @@ class CloudflareBlocked(UpstreamError):
     """A Cloudflare challenge or block page stood where Arting's JSON should be."""
 
     code = "cloudflare_blocked"
+    token_fault = True
     extra_fields = ("kind",)
 
     def __init__(self, message: str, *, kind: str = "challenge", **kw) -> None:

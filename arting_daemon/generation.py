@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from . import catalog
-from .config import Settings
+from .config import Section
 from .errors import InvalidRequest, ModelNotFound
 
 #: Seeds come from the OS, never from (or into) the global ``random`` state.
@@ -24,6 +25,24 @@ _seeds = random.SystemRandom()
 MAX_SEED = 2**32 - 1
 #: Larger sides are refused rather than scaled: no real request asks for them.
 MAX_REQUESTED_SIDE = 100_000
+
+
+@dataclass(frozen=True)
+class Rules(Section):
+    """The settings requests are held to: models, sizes, limits, defaults."""
+
+    default_model: str
+    unknown_models: Literal["fallback", "reject"]
+    extra_models: list[str]
+    extra_loras: list[str]
+    default_size: str
+    min_side: int
+    max_side: int
+    max_pixels: int
+    size_multiple: int
+    max_images: int
+    max_prompt_chars: int
+    default_nsfw: bool
 
 
 class Lora(BaseModel):
@@ -73,15 +92,15 @@ class Generation(BaseModel):
 class Catalog:
     """The models and LoRAs this daemon offers: built-in ids plus the configured extras."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, rules: Rules) -> None:
         self.models = dict(catalog.MODELS)
-        self.models.update({m: m for m in settings.extra_models if m not in self.models})
-        if settings.default_model not in self.models:
-            self.models[settings.default_model] = settings.default_model
+        self.models.update({m: m for m in rules.extra_models if m not in self.models})
+        if rules.default_model not in self.models:
+            self.models[rules.default_model] = rules.default_model
         self.loras = dict(catalog.LORAS)
-        self.loras.update({lo: lo for lo in settings.extra_loras if lo not in self.loras})
-        self.default_model = settings.default_model
-        self.unknown_models = settings.unknown_models
+        self.loras.update({lo: lo for lo in rules.extra_loras if lo not in self.loras})
+        self.default_model = rules.default_model
+        self.unknown_models = rules.unknown_models
         self._by_lower = {m.lower(): m for m in self.models}
 
     def resolve_model(self, name: str | None) -> str:
@@ -112,10 +131,10 @@ def _strip_title(name: str) -> str:
     return re.sub(r"\.(safetensors|ckpt)$", "", name)
 
 
-def parse_size(value: str | None, settings: Settings) -> tuple[int, int]:
+def parse_size(value: str | None, rules: Rules) -> tuple[int, int]:
     """'1024x768' → (1024, 768); None, '' and 'auto' → the configured default size."""
     if value is None or value.strip().lower() in ("", "auto"):
-        value = settings.default_size
+        value = rules.default_size
     match = re.fullmatch(r"\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*", value)
     if not match:
         raise InvalidRequest(f"size must be written WIDTHxHEIGHT (like 512x768) or auto; "
@@ -123,7 +142,7 @@ def parse_size(value: str | None, settings: Settings) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def fit_size(width: int, height: int, settings: Settings) -> tuple[int, int]:
+def fit_size(width: int, height: int, rules: Rules) -> tuple[int, int]:
     """The size rule: keep the aspect ratio, fit both sides into [min_side, max_side]
     and the area into max_pixels, then round each side to a multiple of size_multiple.
 
@@ -135,11 +154,11 @@ def fit_size(width: int, height: int, settings: Settings) -> tuple[int, int]:
         raise InvalidRequest(f"width and height must be at most {MAX_REQUESTED_SIDE} (sizes "
                              f"are scaled down to max_side and max_pixels).", param="size")
     w, h = float(width), float(height)
-    scale = min(1.0, settings.max_side / max(w, h), (settings.max_pixels / (w * h)) ** 0.5)
+    scale = min(1.0, rules.max_side / max(w, h), (rules.max_pixels / (w * h)) ** 0.5)
     w, h = w * scale, h * scale
-    grow = max(1.0, settings.min_side / min(w, h))
-    w, h = min(w * grow, settings.max_side), min(h * grow, settings.max_side)
-    m = settings.size_multiple
+    grow = max(1.0, rules.min_side / min(w, h))
+    w, h = min(w * grow, rules.max_side), min(h * grow, rules.max_side)
+    m = rules.size_multiple
 
     def snap(x: float) -> int:
         return max(m, int(x // m) * m)
@@ -246,7 +265,7 @@ def new_seed() -> int:
     return _seeds.randint(0, MAX_SEED)
 
 
-def build_generation(settings: Settings, models: Catalog, *, prompt: Any,
+def build_generation(rules: Rules, models: Catalog, *, prompt: Any,
                      negative_prompt: str | None = None, model: str | None = None,
                      size: str | None = None, width: int | None = None,
                      height: int | None = None, n: int = 1, seed: int | None = None,
@@ -259,15 +278,15 @@ def build_generation(settings: Settings, models: Catalog, *, prompt: Any,
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequest("prompt is required and must be a non-empty string.",
                              param="prompt")
-    if len(prompt) > settings.max_prompt_chars:
+    if len(prompt) > rules.max_prompt_chars:
         raise InvalidRequest(f"prompt is {len(prompt)} characters long; the limit is "
-                             f"{settings.max_prompt_chars} (max_prompt_chars).", param="prompt")
-    if not 1 <= n <= settings.max_images:
-        raise InvalidRequest(f"n must be between 1 and {settings.max_images} (max_images); "
+                             f"{rules.max_prompt_chars} (max_prompt_chars).", param="prompt")
+    if not 1 <= n <= rules.max_images:
+        raise InvalidRequest(f"n must be between 1 and {rules.max_images} (max_images); "
                              f"got {n}.", param="n")
     if width is None or height is None:
-        width, height = parse_size(size, settings)
-    width, height = fit_size(width, height, settings)
+        width, height = parse_size(size, rules)
+    width, height = fit_size(width, height, rules)
     if seed is None or seed < 0:
         seed = new_seed()
     if steps is not None and not 1 <= steps <= 150:
@@ -288,7 +307,7 @@ def build_generation(settings: Settings, models: Catalog, *, prompt: Any,
         seed=seed % (MAX_SEED + 1), steps=steps or 25,
         guidance=7.0 if guidance is None else guidance,
         sampler=resolve_sampler(sampler), clip_skip=clip_skip or 2, loras=tuple(loras),
-        nsfw=settings.default_nsfw if nsfw is None else nsfw,
+        nsfw=rules.default_nsfw if nsfw is None else nsfw,
         init_image=init_image,
         strength=(0.7 if strength is None else strength) if init_image else None,
         mask=mask if init_image else None)

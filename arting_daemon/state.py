@@ -4,24 +4,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 
 from .config import Settings
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .generation import Catalog
+    from .auth import Principal
+    from .engine.jobs import Job
+    from .engine.journal import Journal
+    from .engine.runner import Runner
+    from .generation import Catalog, Rules
+    from .keys.limits import Gate
+    from .keys.ring import KeyRing
+    from .metrics import Metrics
+    from .providers.arting.provider import ArtingProvider
+    from .providers.base import Provider
     from .sandbox import Sandbox
     from .store import ImageStore
-    from .upstream.tokens import TokenPool
+    from .timing import DurationStats
 
 SETTINGS = web.AppKey("settings", Settings)
-ENGINE: web.AppKey[Engine] = web.AppKey("engine")
+RULES: web.AppKey[Rules] = web.AppKey("rules")
 CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+STATS: web.AppKey[DurationStats] = web.AppKey("stats")
 STORE: web.AppKey[ImageStore] = web.AppKey("store")
-POOL: web.AppKey[TokenPool] = web.AppKey("pool")
+JOURNAL: web.AppKey[Journal[Job]] = web.AppKey("journal")
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
+#: The provider jobs run on, and the Arting provider (its tokens, for the admin API).
+PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
+ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
+ENGINE: web.AppKey[Runner] = web.AppKey("engine")
+#: User keys, and the limits they are held to.
+KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
+GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
 
-#: Per request: its id (for logs) and the CORS origin to echo.
+#: Per request: its id (for logs), the CORS origin to echo, and who it is from.
 REQUEST_ID = web.RequestKey("request_id", str)
 CORS_ORIGIN = web.RequestKey("cors_origin", str)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import os
 import re
 import struct
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from . import datadir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -73,11 +73,8 @@ class ImageStore:
         digest = hashlib.sha256(png).hexdigest()
         path = self.path(digest)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Unique per write: two jobs may store the same image at the same moment.
-            tmp = path.with_name(f".{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(png)
-            os.replace(tmp, path)
+            datadir.subdir(path.parent)
+            datadir.write(path, png)    # two jobs may store the same image at once
         width, height = png_size(png) or (0, 0)
         return StoredImage(digest, width, height, len(png))
 

@@ -16,9 +16,10 @@ import math
 import random
 from bisect import bisect_left, bisect_right
 from collections import deque
+from dataclasses import dataclass
 from statistics import NormalDist
 
-from .config import Settings
+from .config import Section
 
 _spread = random.Random()   # our own: the global ``random`` state is not ours
 
@@ -32,6 +33,14 @@ MIN_POLLS = 2         # polls any job may have, however short
 FIRST_POLL_LATEST = 0.25  # the first poll comes when at most this share of jobs is done
 
 
+@dataclass(frozen=True)
+class Timing(Section):
+    expected_duration: float
+    poll_min_interval: float
+    poll_max_interval: float
+    poll_rate: float
+
+
 def size_class(width: int, height: int) -> str:
     pixels = width * height
     return "s" if pixels <= 512 * 512 else "m" if pixels <= 768 * 768 else "l"
@@ -40,8 +49,8 @@ def size_class(width: int, height: int) -> str:
 class DurationStats:
     """Recent durations of the generation stage, per (model, size class) and overall."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
         self._by_key: dict[tuple[str, str], deque[float]] = {}
         self._all: deque[float] = deque(maxlen=HISTORY)
         self._recorded: dict[tuple[str, str] | None, int] = {}
@@ -66,12 +75,12 @@ class DurationStats:
 
     def expected(self, model: str, width: int, height: int) -> float:
         data = self.samples(model, width, height)
-        return quantile(data, 0.5) if data else self.settings.expected_duration
+        return quantile(data, 0.5) if data else self.timing.expected_duration
 
     def typical(self) -> float:
         """Median duration of any job, or the configured guess."""
         data = sorted(self._all)
-        return quantile(data, 0.5) if data else self.settings.expected_duration
+        return quantile(data, 0.5) if data else self.timing.expected_duration
 
     def schedule(self, model: str, width: int, height: int) -> PollSchedule:
         """The schedule for a new job. It is planned again once an eighth of its
@@ -85,7 +94,7 @@ class DurationStats:
             history = self._all if source is None else self._by_key[source]
             if version - planned < max(1, len(history) // 8):
                 return schedule
-        schedule = PollSchedule(self.samples(model, width, height), self.settings)
+        schedule = PollSchedule(self.samples(model, width, height), self.timing)
         self._schedules[source] = (version, schedule)
         return schedule
 
@@ -119,13 +128,13 @@ class PollSchedule:
     for any duration from a tenth to ten times the centre (tests/test_timing.py).
     """
 
-    def __init__(self, history: list[float], settings: Settings) -> None:
-        self.lo_interval = settings.poll_min_interval
-        self.hi_interval = settings.poll_max_interval
+    def __init__(self, history: list[float], timing: Timing) -> None:
+        self.lo_interval = timing.poll_min_interval
+        self.hi_interval = timing.poll_max_interval
         data = sorted(history)
         if len(data) < MIN_SAMPLES:
-            data = prior(quantile(data, 0.5) if data else settings.expected_duration)
-        self.plan = _plan(data, settings.poll_rate, self.lo_interval, self.hi_interval)
+            data = prior(quantile(data, 0.5) if data else timing.expected_duration)
+        self.plan = _plan(data, timing.poll_rate, self.lo_interval, self.hi_interval)
 
     def next_delay(self, elapsed: float, polls: int = 1) -> float:
         """Seconds to wait before the next poll of a job that has run ``elapsed``

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from arting_daemon.config import Settings
-from arting_daemon.generation import Catalog, build_generation
-from arting_daemon.upstream.arting import ArtingClient, TXT2IMG
+from arting_daemon.generation import Catalog, Rules, build_generation
+from arting_daemon.providers.arting.client import TXT2IMG, ArtingClient, Upstream
 
 TOKEN = "0d4b5d8e-2222-4a2b-9c3d-5e6f7a8b9c0d"
 HEADERS = {"Content-Type": "application/json", "Authorization": TOKEN}
@@ -28,8 +28,9 @@ def create_body(**fields) -> bytes:
     """The create body the daemon would send for these OpenAI-style fields, byte for byte
     (built by the daemon's own code), so both paths ask the emulator for the same job."""
     settings = Settings()
-    gen = build_generation(settings, Catalog(settings), **fields)
-    client = ArtingClient(settings, session=None)  # type: ignore[arg-type]  # no I/O here
+    rules = Rules.of(settings)
+    gen = build_generation(rules, Catalog(rules), **fields)
+    client = ArtingClient(Upstream.of(settings), session=None)  # type: ignore[arg-type]
     return json.dumps(client.create_body(gen)).encode()
 
 

@@ -30,7 +30,7 @@ from aiohttp.test_utils import make_mocked_request
 from PIL import Image, ImageOps
 
 from arting_daemon.config import Settings
-from arting_daemon.engine import Job, JobImage, JobState
+from arting_daemon.engine.jobs import Job, JobImage, JobState
 from arting_daemon.facades import openai_images
 from arting_daemon.generation import Generation
 from arting_daemon.state import SETTINGS, STORE

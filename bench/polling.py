@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from arting_daemon.config import Settings
-from arting_daemon.timing import DurationStats
+from arting_daemon.timing import DurationStats, Timing
 
 from . import procs
 from .clients import DirectClient, closed_loop, create_body, daemon_images, session
@@ -133,7 +133,7 @@ def simulate(settings: Settings | None, size: Sizes, seed: int = 1,
     """Jobs one after another through ``DurationStats``/``PollSchedule`` as the engine
     uses them (or a fixed interval), with durations drawn like the emulator's."""
     rng = random.Random(seed)
-    stats = DurationStats(settings or Settings())
+    stats = DurationStats(Timing.of(settings or Settings()))
     polls, seconds, delays = 0, 0.0, []
     for n in range(size.simulated + size.warmup):
         duration = min(rng.lognormvariate(math.log(size.median), size.sigma), size.cap)

@@ -13,7 +13,7 @@ import pytest
 
 from arting_daemon.config import DEFAULT_USER_AGENT
 from arting_daemon.sandbox import Sandbox
-from arting_daemon.upstream.arting import PROBE_REQUEST_ID
+from arting_daemon.providers.arting.client import PROBE_REQUEST_ID
 
 CLEARANCE = "edge-issued-clearance-7f3a9c1e5b"
 

@@ -139,11 +139,12 @@ def test_the_submit_answer_already_shows_the_queue_place(make_daemon):
 
 def test_a_job_cancelled_before_it_ever_ran_ends_and_frees_its_slot(make_daemon):
     daemon = make_daemon(max_active_jobs=1)
-    from arting_daemon.generation import Catalog, build_generation
+    from arting_daemon.generation import Catalog, Rules, build_generation
 
     async def submit_and_cancel_at_once():
         engine = daemon.engine
-        gen = build_generation(daemon.settings, Catalog(daemon.settings), prompt="p")
+        rules = Rules.of(daemon.settings)
+        gen = build_generation(rules, Catalog(rules), prompt="p")
         job = await engine.submit(gen)
         engine.cancel(job)               # before the job's task took its first step
         await engine.wait(job, timeout=5)

@@ -7,10 +7,10 @@ import pytest
 from arting_daemon.config import Settings
 from arting_daemon.errors import InvalidRequest, ModelNotFound
 from arting_daemon.catalog import LORAS
-from arting_daemon.generation import (Catalog, Lora, build_generation, fit_size, parse_loras,
+from arting_daemon.generation import (Catalog, Lora, Rules, build_generation, fit_size, parse_loras,
                                       parse_size, prompt_loras, resolve_sampler)
 
-S = Settings()
+S = Rules.of(Settings())
 
 
 @pytest.mark.parametrize("size, expected", [
@@ -42,7 +42,8 @@ def test_model_names():
     assert cat.resolve_model("asyncsMIX_v7.safetensors [0123abcd]") == "asyncsMIX_v7"
     for name in ("dall-e-3", "gpt-image-1", None, "", "sdxl"):
         assert cat.resolve_model(name) == S.default_model
-    strict = Catalog(Settings(unknown_models="reject", extra_models=["newModel_v1"]))
+    strict = Catalog(Rules.of(Settings(unknown_models="reject",
+                                          extra_models=["newModel_v1"])))
     assert strict.resolve_model("newModel_v1") == "newModel_v1"
     assert strict.resolve_model("dall-e-2") == S.default_model
     with pytest.raises(ModelNotFound):

@@ -103,7 +103,8 @@ def test_job_log_lines_carry_the_request_id(daemon, caplog):
     daemon.run_job(headers={"X-Request-Id": "trace-0a1b2c"})
     job = daemon.run_job(headers={"X-Request-Id": "trace-3d4e5f"})
     lines = {(r.request_id, r.getMessage()) for r in caplog.records
-             if r.name == "arting_daemon.engine"}
+             if r.name in ("arting_daemon.engine.runner",
+                           "arting_daemon.providers.arting.provider")}
     assert any(rid == "trace-0a1b2c" and "poll of job" in msg for rid, msg in lines), lines
     assert ("trace-3d4e5f", f"job {job['id']} failed: {job['error']['message']}") in lines
     resp = httpx.get(daemon.url + "/healthz", headers={"X-Request-Id": "trace-777"})
@@ -178,14 +179,14 @@ async def test_the_same_image_stored_twice_at_once(tmp_path, monkeypatch):
 
     from PIL import Image
 
-    from arting_daemon import store as store_module
+    from arting_daemon import datadir, store as store_module
     both_written = threading.Barrier(2, timeout=5)
-    rename = store_module.os.replace
+    rename = datadir.os.replace
 
     def replace_after_both(src, dst):
         both_written.wait()
         rename(src, dst)
-    monkeypatch.setattr(store_module.os, "replace", replace_after_both)
+    monkeypatch.setattr(datadir.os, "replace", replace_after_both)
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "teal").save(buf, "PNG")
     store = store_module.ImageStore(tmp_path)

@@ -7,75 +7,19 @@ killed and started again on the same data directory.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from arting_daemon.sandbox import Sandbox
+from processes import TOKEN, DaemonProcess, Emulator
 
-TOKEN = "3c1d2e4f-5a6b-4c7d-8e9f-a0b1c2d3e4f5"
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-class Emulator:
-    """The Arting emulator on its own loop thread."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.sandbox = Sandbox()
-        self.url = self.call(self.sandbox.start())
-
-    def call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
-    def configure(self, **changes) -> None:
-        async def run():
-            self.sandbox.configure(**changes)
-        self.call(run())
-
-    def close(self) -> None:
-        self.call(self.sandbox.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-
-class DaemonProcess:
-    """``python -m arting_daemon --port 0`` on a data directory, with its log in a file."""
-
-    def __init__(self, data_dir: Path, upstream: str, **env: str) -> None:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARTING_", "API_"))}
-        clean.update(ARTING_BASE_URL=upstream, ARTING_AUTH_TOKEN=TOKEN,
-                     ARTING_EXPECTED_DURATION="0.05", ARTING_POLL_MIN_INTERVAL="0.05",
-                     ARTING_POLL_MAX_INTERVAL="0.2", ARTING_LOG_LEVEL="info", **env)
-        self.log = data_dir.parent / f"daemon-{time.monotonic_ns()}.log"
-        self._log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "arting_daemon", "--port", "0", "--data-dir", str(data_dir)],
-            stdout=subprocess.PIPE, stderr=self._log_file, text=True, env=clean,
-            cwd=data_dir.parent)
-        line = self.proc.stdout.readline()      # "arting-daemon X listening on http://..."
-        assert "listening on" in line, (line, self.log.read_text())
-        self.url = line.split("listening on ", 1)[1].split()[0]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self.proc.stdout.close()
-        self._log_file.close()
 
 
 @pytest.fixture
@@ -151,7 +95,7 @@ def test_kill_9_mid_job_then_restart_gets_the_image(emulator, daemons):
     emulator.configure(generation_time=1.5)
     job_id = submit(first, "running at the crash")
     rec = wait_journaled(daemons.data, job_id, "running")
-    assert rec["request_id"] in emulator.sandbox.jobs
+    assert rec["provider_state"]["request_id"] in emulator.sandbox.jobs
     first.proc.send_signal(signal.SIGKILL)
     assert first.proc.wait(5) == -signal.SIGKILL
 
@@ -161,10 +105,10 @@ def test_kill_9_mid_job_then_restart_gets_the_image(emulator, daemons):
     png(second, job["images"][0]["hash"])
     png(second, finished["images"][0]["hash"])                 # served by id after restart
     assert len(emulator.sandbox.requests_for("create")) == 2   # resumed, never sent again
-    assert emulator.sandbox.jobs[rec["request_id"]].state == "done"
+    assert emulator.sandbox.jobs[rec["provider_state"]["request_id"]].state == "done"
     log = second.log.read_text()
     assert "resumed 1 unfinished job" in log
-    assert f"[job-{job_id[:12]}] arting_daemon.engine: job {job_id} resumed running" in log
+    assert f"[job-{job_id[:12]}] arting_daemon.engine.runner: job {job_id} resumed running" in log
 
 
 def test_kill_9_while_submitting_never_sends_the_job_twice(emulator, daemons):
@@ -211,5 +155,5 @@ def test_sigterm_finishes_jobs_within_the_grace_and_journals_the_rest(emulator, 
     assert job["state"] == "succeeded", job
     png(second, job["images"][0]["hash"])
     assert len(emulator.sandbox.requests_for("create")) == 2
-    assert emulator.sandbox.jobs[long_rec["request_id"]].polls >= 1
+    assert emulator.sandbox.jobs[long_rec["provider_state"]["request_id"]].polls >= 1
     assert TOKEN not in first.log.read_text() + second.log.read_text()

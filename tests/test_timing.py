@@ -10,11 +10,12 @@ import pytest
 
 from arting_daemon import timing
 from arting_daemon.config import Settings
-from arting_daemon.timing import DurationStats, PollSchedule, quantile, running_progress
+from arting_daemon.timing import (DurationStats, PollSchedule, Timing, quantile,
+                                  running_progress)
 
 #: 64 durations shaped like Arting's: lognormal, median 8 s, sigma 0.6.
 LOGNORMAL = [8 * math.exp(0.6 * NormalDist().inv_cdf((i + 0.5) / 64)) for i in range(64)]
-SETTINGS = Settings(poll_min_interval=0.4, poll_max_interval=5.0, poll_rate=0.5)
+SETTINGS = Timing.of(Settings(poll_min_interval=0.4, poll_max_interval=5.0, poll_rate=0.5))
 
 
 def polls_for(schedule: PollSchedule, duration: float) -> tuple[int, float]:
@@ -42,7 +43,7 @@ def burst_cost(schedule: PollSchedule, durations: list[float]) -> float:
     return sum(polls_for(schedule, d)[0] for d in durations) / sum(durations)
 
 
-def warmed(settings: Settings, durations: list[float]) -> DurationStats:
+def warmed(settings: Timing, durations: list[float]) -> DurationStats:
     """A daemon's history after these jobs ran one after another."""
     stats = DurationStats(settings)
     for d in durations:
@@ -61,7 +62,7 @@ def warmed(settings: Settings, durations: list[float]) -> DurationStats:
 @pytest.mark.parametrize("expected", [3.0, 15.0, 60.0])
 def test_a_cold_schedule_spends_poll_rate_on_jobs_like_its_prior(expected):
     for rate in (0.3, 0.5, 1.0, 1.5):
-        s = PollSchedule([], Settings(poll_rate=rate, expected_duration=expected))
+        s = PollSchedule([], Timing.of(Settings(poll_rate=rate, expected_duration=expected)))
         jobs = timing.prior(expected)
         polls = sum(polls_for(s, d)[0] for d in jobs)
         budget = max(timing.MIN_POLLS * len(jobs), rate * sum(jobs))
@@ -73,7 +74,7 @@ def test_a_cold_schedule_keeps_the_budget_whatever_jobs_take(expected):
     """``expected_duration`` is a guess: jobs from a tenth to ten times as long cost at
     most a fifth more than the budget (with the defaults), or a fifth and one poll."""
     for rate in (0.3, 0.5, 1.0, 1.5):
-        settings = Settings(poll_rate=rate, expected_duration=expected)
+        settings = Timing.of(Settings(poll_rate=rate, expected_duration=expected))
         s = PollSchedule([], settings)
         for k in range(-100, 101):
             d = expected * 10 ** (k / 100)
@@ -103,7 +104,7 @@ def test_the_first_finished_jobs_move_the_schedule():
     """Without history the plan is made for a prior around ``expected_duration``; the
     first finished job recentres it, and from ``MIN_SAMPLES`` on the jobs' own
     durations shape it."""
-    settings = Settings(expected_duration=15.0)
+    settings = Timing.of(Settings(expected_duration=15.0))
     stats = DurationStats(settings)
     cold = stats.schedule("m", 512, 512)
     assert cold.plan == PollSchedule(timing.prior(15.0), settings).plan
@@ -128,19 +129,20 @@ def test_schedule_is_quiet_while_few_jobs_can_be_done():
     assert 0.05 <= done_by_then <= 0.3
     assert s.next_delay(1.0, polls=0) == pytest.approx(first - 1.0)
     # with more polls to spend, the first one is worth making earlier
-    assert PollSchedule(LOGNORMAL, Settings(poll_rate=1.5)).next_delay(0, polls=0) < first
+    eager = PollSchedule(LOGNORMAL, Timing.of(Settings(poll_rate=1.5)))
+    assert eager.next_delay(0, polls=0) < first
 
 
 def test_schedule_spends_poll_rate_polls_per_second_of_generation():
     for rate in (0.3, 0.5, 1.0, 1.5):
-        s = PollSchedule(LOGNORMAL, Settings(poll_rate=rate))
+        s = PollSchedule(LOGNORMAL, Timing.of(Settings(poll_rate=rate)))
         polls = sum(polls_for(s, d)[0] for d in LOGNORMAL)
         assert polls / sum(LOGNORMAL) == pytest.approx(rate, rel=0.1)
 
 
 def test_more_polls_notice_sooner():
     def median_delay(rate: float) -> float:
-        s = PollSchedule(LOGNORMAL, Settings(poll_rate=rate))
+        s = PollSchedule(LOGNORMAL, Timing.of(Settings(poll_rate=rate)))
         return quantile(sorted(polls_for(s, d)[1] for d in LOGNORMAL), 0.5)
     delays = [median_delay(rate) for rate in (0.3, 0.5, 1.0, 1.5)]
     assert delays == sorted(delays, reverse=True) and delays[-1] < delays[0] / 3
@@ -208,7 +210,7 @@ def test_learning_from_jobs_faster_than_the_first_poll(monkeypatch):
     the first poll without history comes after about 1 s. (Jobs done at their first poll are
     placed at random before it: the generator is seeded so the test is repeatable.)"""
     monkeypatch.setattr(timing, "_spread", random.Random(7))
-    stats = DurationStats(Settings(expected_duration=2.0))
+    stats = DurationStats(Timing.of(Settings(expected_duration=2.0)))
     assert stats.schedule("m", 512, 512).next_delay(0) == pytest.approx(1.0, abs=0.1)
     for _ in range(60):
         schedule = stats.schedule("m", 512, 512)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from arting_daemon.upstream.arting import PROBE_REQUEST_ID
+from arting_daemon.providers.arting.client import PROBE_REQUEST_ID
 
 GOOD = "0f0e0d0c-1111-4222-8333-444455556666"
 OTHER = "1a2b3c4d-5555-4666-8777-888899990000"

@@ -10,8 +10,8 @@ import pytest
 
 from arting_daemon import errors
 from arting_daemon.config import Settings
-from arting_daemon.generation import Catalog, Lora, build_generation
-from arting_daemon.upstream.arting import ArtingClient
+from arting_daemon.generation import Catalog, Lora, Rules, build_generation
+from arting_daemon.providers.arting.client import ArtingClient, Upstream
 
 TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
 
@@ -20,11 +20,11 @@ TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
 async def client(sandbox):
     settings = Settings(base_url=sandbox.url, request_timeout=2.0)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield ArtingClient(settings, session)
+        yield ArtingClient(Upstream.of(settings), session)
 
 
 def gen(**kw):
-    s = Settings()
+    s = Rules.of(Settings())
     return build_generation(s, Catalog(s), **{"prompt": "a lighthouse", "seed": 7, **kw})
 
 
@@ -154,7 +154,7 @@ async def test_nothing_listening_means_unreachable_and_safe_to_resubmit():
     settings = Settings(base_url="http://127.0.0.1:9", request_timeout=2.0)
     async with aiohttp.ClientSession() as session:
         with pytest.raises(errors.UpstreamUnreachable) as err:
-            await ArtingClient(settings, session).create(gen(), TOKEN)
+            await ArtingClient(Upstream.of(settings), session).create(gen(), TOKEN)
     assert err.value.safe_to_resubmit
 
 

@@ -19,7 +19,8 @@ from ..store import ImageStore
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from ..engine import Engine, Job
+    from ..engine.jobs import Job
+    from ..engine.runner import Runner
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -97,7 +98,7 @@ def image_url(request: web.Request, digest: str) -> str:
     return f"{base_url(request)}/arting/v1/images/{digest}.png"
 
 
-def status_text(engine: Engine, job: Job) -> str:
+def status_text(engine: Runner, job: Job) -> str:
     """What a job is doing, in words for people (chat progress, A1111's ``textinfo``):
     waiting in our queue, generating (Arting's part), fetching the images, or its end."""
     state = job.state.value
@@ -179,7 +180,7 @@ def event_stream() -> web.StreamResponse:
                                        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def follow(request: web.Request, engine: Engine, job: Job,
+async def follow(request: web.Request, engine: Runner, job: Job,
                  tick: float) -> AsyncIterator[Job]:
     """The job on every change and every ``tick`` seconds, while the client listens.
 

@@ -13,20 +13,21 @@ Errors use OpenAI's envelope, ``{"error": {"message", "type", "param", "code"}}`
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import __version__, catalog, imaging
-from ..auth import public
-from ..engine import Engine, Job, JobState, check_img2img
+from .. import __version__, catalog
+from ..auth import generates, principal, public
+from ..engine.jobs import Job, JobState
+from ..engine.runner import Runner
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
-from ..state import CATALOG, ENGINE, POOL, SETTINGS, STORE
+from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
 from .http import base_url, event_stream, follow, image_url, parse_model, read_json
+from .intake import require_img2img, take_init_image
 
 TICK = 1.0
 
@@ -55,7 +56,7 @@ class JobRequest(BaseModel):
     strength: float | None = None
 
 
-def job_view(request: web.Request, engine: Engine, job: Job) -> dict[str, Any]:
+def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
     """What clients see of a job."""
     progress, eta = engine.progress(job)
     return {
@@ -77,46 +78,44 @@ def job_view(request: web.Request, engine: Engine, job: Job) -> dict[str, Any]:
     }
 
 
+@generates
 async def create_job(request: web.Request) -> web.Response:
     body = parse_model(JobRequest, await read_json(request))
-    settings, store = request.config_dict[SETTINGS], request.config_dict[STORE]
-    engine = request.config_dict[ENGINE]
+    engine, owner = request.config_dict[ENGINE], principal(request).id
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 255:
         raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
     if key is not None:
-        known = await engine.get_by_key(key)
+        known = await engine.get_by_key(key, owner)
         if known is not None:
             return web.json_response(job_view(request, engine, known), status=200)
-    init = mask = None
+    if body.mask and not body.init_image:
+        raise InvalidRequest("mask needs init_image.", param="mask")
+    init = None
     if body.init_image:
-        check_img2img(settings)
-        png, width, height = await asyncio.to_thread(
-            imaging.init_image, imaging.decode_b64(body.init_image, "init_image"), "init_image")
-        init = (await store.put(png)).hash
+        require_img2img(request)
+        init = await take_init_image(request, body.init_image, "init_image", mask=body.mask)
         if body.width is None and body.height is None and body.size is None:
-            body.width, body.height = width, height
-    if body.mask:
-        if not init:
-            raise InvalidRequest("mask needs init_image.", param="mask")
-        mask_png = await asyncio.to_thread(
-            imaging.mask_from_luma, imaging.decode_b64(body.mask, "mask"), "mask")
-        mask = (await store.put(mask_png)).hash
+            body.width, body.height = init.width, init.height
     gen = build_generation(
-        settings, request.config_dict[CATALOG], prompt=body.prompt,
+        request.config_dict[RULES], request.config_dict[CATALOG], prompt=body.prompt,
         negative_prompt=body.negative_prompt, model=body.model, size=body.size,
         width=body.width, height=body.height, n=body.n, seed=body.seed, steps=body.steps,
         guidance=body.guidance, sampler=body.sampler, clip_skip=body.clip_skip,
-        loras=body.loras, nsfw=body.nsfw, init_image=init, strength=body.strength, mask=mask)
+        loras=body.loras, nsfw=body.nsfw, init_image=init and init.hash,
+        strength=body.strength, mask=init and init.mask)
     job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
-                              idempotency_key=key)
+                              owner=owner, idempotency_key=key)
     view = job_view(request, engine, job)
     return web.json_response(view, status=202, headers={"Location": view["links"]["self"]})
 
 
 async def _job(request: web.Request) -> Job:
+    """The job the path names, if the caller may see it: their own (an admin: any). Another
+    user's job is "not found", as if it did not exist."""
     job = await request.config_dict[ENGINE].get(request.match_info["id"])
-    if job is None:
+    caller = principal(request)
+    if job is None or not (caller.admin or job.owner == caller.id):
         raise NotFound(f"No job {request.match_info['id']!r}.", param="id")
     return job
 
@@ -163,7 +162,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     if state is not None and state not in {s.value for s in JobState}:
         raise InvalidRequest(f"state must be one of {', '.join(s.value for s in JobState)}.",
                              param="state")
-    jobs = await engine.recent(limit, before, state)
+    caller = principal(request)
+    jobs = await engine.recent(limit, before, state, owner=None if caller.admin else caller.id)
     return web.json_response({
         "object": "list",
         "data": [job_view(request, engine, j) for j in jobs],
@@ -181,7 +181,7 @@ async def get_image(request: web.Request) -> web.StreamResponse:
         "Content-Type": "image/png", "Cache-Control": "public, max-age=31536000, immutable"})
 
 
-async def last_outcomes(engine: Engine) -> dict[str, Any]:
+async def last_outcomes(engine: Runner) -> dict[str, Any]:
     """When a job last succeeded and last failed (from the journal, so restarts keep it):
     the only evidence of whether Arting is reachable that costs Arting nothing."""
     succeeded = await engine.recent(1, state=JobState.SUCCEEDED.value)
@@ -201,8 +201,10 @@ async def status(request: web.Request) -> web.Response:
         "sandbox": settings.sandbox,
         "upstream": settings.base_url,
         "img2img": settings.img2img,
-        "auth_required": settings.auth_required,
-        "tokens": request.config_dict[POOL].snapshot(),
+        "auth_required": settings.auth_required or request.config_dict[KEYS].in_use,
+        "caller": {"id": principal(request).id, "name": principal(request).name,
+                   "admin": principal(request).admin},
+        **request.config_dict[PROVIDER].health(),
         "queue": {"active": len(engine.active), "queued": engine.queued,
                   "max_active": settings.max_active_jobs,
                   "max_queued": settings.max_queued_jobs},

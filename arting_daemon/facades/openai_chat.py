@@ -14,7 +14,6 @@ a proxy's idle timeout gives up on a long job.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import Any
@@ -22,14 +21,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from .. import imaging
-from ..engine import Engine, Job, check_img2img, raise_for_job
+from ..auth import generates, principal
+from ..engine.jobs import Job, raise_for_job
+from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, prompt_loras
-from ..state import CATALOG, ENGINE, SETTINGS, STORE
+from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
 from .http import (DATA_URL, StoredB64, event_stream, follow, image_url, json_with_images,
                    parse_model, read_json, render_json, status_text)
+from .intake import InitImage, require_img2img, take_init_image
 from .openai_images import ArtingExtras
 
 #: Seconds between progress lines while a job waits or runs (at most 10, see above).
@@ -84,44 +85,44 @@ def last_user_message(messages: list[ChatMessage]) -> tuple[str, list[str]]:
 
 
 async def _generation(request: web.Request, body: ChatRequest) -> Generation:
-    settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
+    models = request.config_dict[CATALOG]
     text, images = last_user_message(body.messages)
     prompt, tagged, _ = prompt_loras(text, models.loras)
     options = body.options()
     options["loras"] = (*options["loras"], *tagged)
     init, size = None, body.size
     if images:  # Arting takes one init image: the first one given is used
-        init, width, height = await _init_image(request, images[0])
-        size = size if size and size != "auto" else f"{width}x{height}"
+        init = await _init_image(request, images[0])
+        size = size if size and size != "auto" else init.size
     try:
-        return build_generation(settings, models, prompt=prompt, model=body.model,
-                                size=size, init_image=init, **options)
+        return build_generation(request.config_dict[RULES], models, prompt=prompt,
+                                model=body.model, size=size, init_image=init and init.hash,
+                                **options)
     except InvalidRequest as err:
         if err.param == "prompt":
             err.param = "messages"
         raise
 
 
-async def _init_image(request: web.Request, url: str) -> tuple[str, int, int]:
+async def _init_image(request: web.Request, url: str) -> InitImage:
     """An image in the user's message makes it image-to-image (when that is on)."""
-    check_img2img(request.config_dict[SETTINGS])
+    require_img2img(request)
     if not url.startswith("data:"):
         raise InvalidRequest("Attach images inline (as data: URLs); this daemon does not "
                              "download images from links.", param="messages")
-    png, width, height = await asyncio.to_thread(
-        lambda: imaging.init_image(imaging.decode_b64(url, "messages"), "messages"))
-    return (await request.config_dict[STORE].put(png)).hash, width, height
+    return await take_init_image(request, url, "messages")
 
 
+@generates
 async def completions(request: web.Request) -> web.StreamResponse:
     body = parse_model(ChatRequest, await read_json(request))
     gen = await _generation(request, body)
-    engine = request.config_dict[ENGINE]
+    engine, owner = request.config_dict[ENGINE], principal(request).id
     name = body.model or gen.model
     if body.stream:
-        job = await engine.submit(gen, source="chat")
+        job = await engine.submit(gen, source="chat", owner=owner)
         return await _stream(request, engine, job, body, name)
-    job = await engine.run(gen, source="chat")
+    job = await engine.run(gen, source="chat", owner=owner)
     content = images_markdown(request, job) + f"*{caption(gen)}*\n"
     return await json_with_images(request, {
         "id": f"chatcmpl-{job.id}", "object": "chat.completion",
@@ -156,7 +157,7 @@ def images_markdown(request: web.Request, job: Job) -> str:
     return "".join(f"![{alt}]({image_url(request, img.hash)})\n\n" for img in job.images)
 
 
-def progress_line(engine: Engine, job: Job, started: float) -> str:
+def progress_line(engine: Runner, job: Job, started: float) -> str:
     line = f"- {status_text(engine, job)} · {time.monotonic() - started:.0f} s elapsed"
     _, eta = engine.progress(job)
     if eta is not None and not job.state.terminal:
@@ -173,7 +174,7 @@ def usage(prompt: str, content: str) -> dict[str, int]:
 
 # --- streaming --------------------------------------------------------------------------
 
-async def _stream(request: web.Request, engine: Engine, job: Job, body: ChatRequest,
+async def _stream(request: web.Request, engine: Runner, job: Job, body: ChatRequest,
                   name: str) -> web.StreamResponse:
     gen = job.generation
     with_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -216,8 +217,7 @@ async def _stream(request: web.Request, engine: Engine, job: Job, body: ChatRequ
         # Said twice: as text for chat UIs that show only content, and as OpenAI's
         # error object, which the SDKs raise.
         await send({"content": f"\n\n**Image generation failed:** {err.message}\n"}, "stop")
-        await write({"error": {"message": err.message, "type": openai_errors.error_type(err),
-                               "param": err.param, "code": err.code}})
+        await write(openai_errors.body(err))
     except ConnectionResetError:
         return resp  # the client went away (its job is cancelled below)
     finally:

@@ -8,7 +8,6 @@ when waiting helps, ``x-should-retry: false`` when repeating cannot help.
 from __future__ import annotations
 
 import json
-import math
 
 from aiohttp import web
 
@@ -18,21 +17,27 @@ from ..errors import ArtingError, NotFound, PayloadTooLarge
 def error_type(err: ArtingError) -> str:
     if err.status == 429:
         return "requests"
+    if err.status == 403:
+        return "permission_error"
     if err.status >= 500:
         return "server_error"
     return "invalid_request_error"
 
 
-def render(err: ArtingError) -> web.Response:
-    body = {"error": {"message": err.message, "type": error_type(err),
+def body(err: ArtingError) -> dict:
+    """The error object, as answers and streams (SSE ``error`` events) carry it."""
+    return {"error": {"message": err.message, "type": error_type(err),
                       "param": err.param, "code": err.code}}
+
+
+def render(err: ArtingError) -> web.Response:
     headers = {}
     if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        headers["Retry-After"] = err.retry_after_header()
         headers["retry-after-ms"] = str(int(err.retry_after * 1000))
     if err.status >= 408 and not err.retryable:
         headers["x-should-retry"] = "false"
-    return web.json_response(body, status=err.status, headers=headers,
+    return web.json_response(body(err), status=err.status, headers=headers,
                              dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 

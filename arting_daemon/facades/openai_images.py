@@ -16,14 +16,16 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict
 
-from .. import imaging
-from ..engine import Engine, Job, check_img2img, raise_for_job
+from ..auth import generates, principal
+from ..engine.jobs import Job, raise_for_job
+from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
-from ..state import CATALOG, ENGINE, SETTINGS, STORE
+from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
 from .http import (StoredB64, event_stream, follow, image_url, json_with_images, parse_model,
                    read_json, render_json, too_large)
+from .intake import require_img2img, take_init_image
 
 KEEPALIVE = 10.0
 
@@ -83,38 +85,34 @@ class ImagesRequest(ArtingExtras):
         return (self.model or "").lower().startswith(("gpt-image", "chatgpt-image"))
 
 
+@generates
 async def generations(request: web.Request) -> web.StreamResponse:
     body = parse_model(ImagesRequest, await read_json(request))
     gen = _build(request, body)
     return await _respond(request, body, gen, "image_generation")
 
 
+@generates
 async def edits(request: web.Request) -> web.StreamResponse:
-    check_img2img(request.config_dict[SETTINGS])
+    require_img2img(request)
     fields, files = await _read_form(request)
     images = [data for key, data in files if key == "image" or key.startswith("image[")]
     if not images:
         raise InvalidRequest("image is required: send the picture to edit as a file part "
                              "named `image` (or `image[]`).", param="image")
     body = parse_model(ImagesRequest, fields)
-    store = request.config_dict[STORE]
     # Arting takes a single init image: the first one given is used.
-    png, width, height = await asyncio.to_thread(imaging.init_image, images[0], "image")
-    init = await store.put(png)
-    mask = None
-    mask_file = next((data for key, data in files if key == "mask"), None)
-    if mask_file:
-        mask_png = await asyncio.to_thread(imaging.mask_from_alpha, mask_file, "mask")
-        mask = (await store.put(mask_png)).hash
-    size = body.size if body.size and body.size != "auto" else f"{width}x{height}"
-    gen = _build(request, body, size=size, init_image=init.hash, mask=mask)
+    mask = next((data for key, data in files if key == "mask"), None) or None
+    init = await take_init_image(request, images[0], "image", mask=mask, mask_from="alpha")
+    size = body.size if body.size and body.size != "auto" else init.size
+    gen = _build(request, body, size=size, init_image=init.hash, mask=init.mask)
     return await _respond(request, body, gen, "image_edit")
 
 
 def _build(request: web.Request, body: ImagesRequest, **extra: Any) -> Generation:
     options = body.options()
     return build_generation(
-        request.config_dict[SETTINGS], request.config_dict[CATALOG],
+        request.config_dict[RULES], request.config_dict[CATALOG],
         prompt=body.prompt, model=body.model, n=body.n or 1,
         size=extra.pop("size", body.size), **options, **extra)
 
@@ -146,7 +144,7 @@ async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
     engine = request.config_dict[ENGINE]
     if body.stream:
         return await _stream(request, engine, body, gen, event_prefix)
-    job = await engine.run(gen, source="openai")
+    job = await engine.run(gen, source="openai", owner=principal(request).id)
     return await answer(request, job, body.wants_b64())
 
 
@@ -163,11 +161,11 @@ async def answer(request: web.Request, job: Job, b64: bool) -> web.Response:
     return await json_with_images(request, {"created": int(job.created_at), "data": data})
 
 
-async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
+async def _stream(request: web.Request, engine: Runner, body: ImagesRequest,
                   gen: Generation, event_prefix: str) -> web.StreamResponse:
     """OpenAI's image streaming: no partial images, one ``completed`` event per image,
     with SSE comments while Arting works so no proxy drops the connection."""
-    job = await engine.submit(gen, source="openai")
+    job = await engine.submit(gen, source="openai", owner=principal(request).id)
     resp = event_stream()
     try:
         await resp.prepare(request)
@@ -187,9 +185,7 @@ async def _stream(request: web.Request, engine: Engine, body: ImagesRequest,
             await resp.write(_sse(await render_json(request, event),
                                   f"{event_prefix}.completed"))
     except ArtingError as err:
-        payload = {"error": {"message": err.message, "type": openai_errors.error_type(err),
-                             "code": err.code, "param": err.param}}
-        await resp.write(_sse(json.dumps(payload).encode(), "error"))
+        await resp.write(_sse(json.dumps(openai_errors.body(err)).encode(), "error"))
     except ConnectionResetError:
         engine.cancel(job)  # the client went away: so does its job
         return resp

@@ -15,42 +15,48 @@ import time
 from aiohttp import web
 
 from .. import auth
+from ..errors import Unauthorized
 from ..metrics import CONTENT_TYPE
-from ..state import ENGINE, POOL, SETTINGS
-from ..upstream.tokens import TokenState
+from ..state import ARTING, ENGINE, METRICS, PROVIDER
 
 
 async def metrics(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
-    if not auth.is_authorized(request, settings, basic=True):
+    """The operator's: an admin key or a ``basic_auth`` pair (with no keys at all: open)."""
+    try:
+        caller = auth.resolve(request, basic=True)
+    except Unauthorized:
         raise web.HTTPUnauthorized(
             text="Send the daemon's API key as `Authorization: Bearer <key>` (in Prometheus: "
                  "`authorization: {credentials: <key>}`), or a `basic_auth` pair.\n",
-            headers={"WWW-Authenticate": 'Bearer realm="arting-2api"'})
-    body = request.config_dict[ENGINE].metrics.render()
+            headers={"WWW-Authenticate": 'Bearer realm="arting-2api"'}) from None
+    if not caller.admin:
+        raise web.HTTPForbidden(text="Metrics are the operator's: send an admin key "
+                                     "(API_MASTER_KEY), not a user key.\n")
+    body = request.config_dict[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 @auth.public
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when jobs can be taken: not shutting down, the queue not full, and at
-    least one token Arting has not refused. Reads local state only."""
-    engine, pool = request.config_dict[ENGINE], request.config_dict[POOL]
+    """Ready when jobs can be taken: not shutting down, the queue not full, and the
+    provider able to take them (at least one token Arting has not refused). Reads
+    local state only."""
+    engine = request.config_dict[ENGINE]
     reasons = []
     if not engine.accepting:
         reasons.append("the daemon is shutting down")
     if engine.full:
         reasons.append("the job queue is full (max_queued_jobs)")
-    if all(t.state is TokenState.INVALID for t in pool.tokens):
-        reasons.append("Arting refused every token; see /arting/v1/admin/tokens")
+    if (trouble := request.config_dict[PROVIDER].unready()) is not None:
+        reasons.append(trouble)
     if reasons:
         return web.json_response({"status": "not_ready", "reasons": reasons}, status=503)
     return web.json_response({"status": "ready"})
 
 
 def _tokens_view(request: web.Request) -> dict:
-    pool, engine = request.config_dict[POOL], request.config_dict[ENGINE]
-    solver = engine.upstream.solver
+    arting = request.config_dict[ARTING]
+    pool, solver = arting.pool, arting.client.solver
     return {
         "tokens": pool.snapshot(),
         "max_jobs_per_token": pool.max_jobs,
@@ -65,12 +71,14 @@ def _tokens_view(request: web.Request) -> dict:
     }
 
 
+@auth.admin
 async def admin_tokens(request: web.Request) -> web.Response:
     return web.json_response(_tokens_view(request))
 
 
+@auth.admin
 async def admin_probe(request: web.Request) -> web.Response:
-    probed = await request.config_dict[POOL].probe_unhealthy()
+    probed = await request.config_dict[ARTING].pool.probe_unhealthy()
     return web.json_response({"probed": probed, **_tokens_view(request)})
 
 

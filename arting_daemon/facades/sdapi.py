@@ -29,13 +29,16 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__, catalog as builtin, imaging
-from ..engine import Engine, Job, JobState, check_img2img
+from .. import __version__, catalog as builtin
+from ..auth import generates, principal
+from ..engine.jobs import Job, JobState
+from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
-from ..state import CATALOG, ENGINE, SETTINGS, STORE
+from ..state import CATALOG, ENGINE, RULES
 from .http import StoredB64, json_with_images, read_json, status_text
+from .intake import require_img2img, take_init_image
 from .sdapi_models import Img2ImgRequest, Txt2ImgRequest
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class Batch:
     """One txt2img/img2img request in flight: its jobs, for progress and interrupt."""
 
     kind: str
+    owner: str
     jobs: list[Job] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     interrupted: bool = False
@@ -73,8 +77,11 @@ class A1111State:
     def current_model(self, models: Catalog) -> str:
         return self.model or models.default_model
 
-    def jobs(self) -> list[Job]:
-        return [job for batch in self.batches for job in batch.jobs]
+    def batches_of(self, request: web.Request) -> list[Batch]:
+        """The caller's requests in flight: each key has its own progress, interrupt and
+        skip, as each user of an A1111 server has their own browser session."""
+        owner = principal(request).id
+        return [b for b in self.batches if b.owner == owner]
 
 
 STATE = web.AppKey("a1111", A1111State)
@@ -147,38 +154,28 @@ async def set_options(request: web.Request) -> web.Response:
 
 # --- txt2img / img2img -----------------------------------------------------------------
 
+@generates
 async def txt2img(request: web.Request) -> web.Response:
     body = Txt2ImgRequest.model_validate(await read_json(request))
     return await _generate(request, body, "txt2img")
 
 
+@generates
 async def img2img(request: web.Request) -> web.Response:
     body = Img2ImgRequest.model_validate(await read_json(request))
-    check_img2img(request.config_dict[SETTINGS])
+    require_img2img(request)
     if not body.init_images:
         raise InvalidRequest("init_images is required: a list with the picture to start "
                              "from, as base64 or a data URL.", param="init_images")
-    store = request.config_dict[STORE]
-    # Arting takes one init image: the first one given is used.
-    png, _, _ = await asyncio.to_thread(
-        lambda: imaging.init_image(imaging.decode_b64(body.init_images[0], "init_images"),
-                                   "init_images"))
-    init = (await store.put(png)).hash
-    mask = None
-    if body.mask:
-        mask_png = await asyncio.to_thread(_mask, body)
-        mask = (await store.put(mask_png)).hash
-    return await _generate(request, body, "img2img", init_image=init, mask=mask,
-                           strength=body.denoising_strength)
-
-
-def _mask(body: Img2ImgRequest) -> bytes:
-    """A1111's mask (white = repaint), blurred and inverted as the request says."""
-    assert body.mask is not None
+    # Arting takes one init image: the first one given is used. A1111's mask: white =
+    # repaint, blurred and inverted as the request says.
     blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x,
                                                                 body.mask_blur_y)
-    png = imaging.mask_from_luma(imaging.decode_b64(body.mask, "mask"), "mask", blur=blur)
-    return imaging.invert_mask(png) if body.inpainting_mask_invert else png
+    init = await take_init_image(request, body.init_images[0], "init_images",
+                                 mask=body.mask or None, blur=blur,
+                                 invert=bool(body.inpainting_mask_invert))
+    return await _generate(request, body, "img2img", init_image=init.hash, mask=init.mask,
+                           strength=body.denoising_strength)
 
 
 def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
@@ -200,9 +197,9 @@ def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
 
 async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                     **image: Any) -> web.Response:
-    settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
+    rules, models = request.config_dict[RULES], request.config_dict[CATALOG]
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    _check_request(body, settings.max_images)
+    _check_request(body, rules.max_images)
     overrides = body.override_settings or {}
     options = {**DEFAULT_OPTIONS, **state.options, **overrides}
     model = state.current_model(models)
@@ -216,18 +213,18 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         log.info("A1111 request: LoRAs not found and left out: %s", ", ".join(missing))
     seed = body.seed if body.seed >= 0 else new_seed()
     gens = [build_generation(
-        settings, models, prompt=prompt, negative_prompt=body.negative_prompt, model=model,
+        rules, models, prompt=prompt, negative_prompt=body.negative_prompt, model=model,
         width=body.width, height=body.height, n=body.batch_size,
         seed=seed + i * body.batch_size, steps=body.steps, guidance=body.cfg_scale,
         sampler=resolve_sampler(body.sampler, body.scheduler),
         clip_skip=clip_skip_option(options["CLIP_stop_at_last_layers"]), loras=loras, **image)
         for i in range(body.n_iter)]
 
-    batch = Batch(kind)
+    batch = Batch(kind, principal(request).id)
     state.batches.append(batch)
     try:
         for gen in gens:
-            batch.jobs.append(await engine.submit(gen, source="a1111"))
+            batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner))
         await _wait_all(engine, batch.jobs)
     except BaseException:
         for job in batch.jobs:
@@ -248,7 +245,7 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                                             "info": json.dumps(info)})
 
 
-async def _wait_all(engine: Engine, jobs: list[Job]) -> None:
+async def _wait_all(engine: Runner, jobs: list[Job]) -> None:
     """Until every job has ended; a failed one raises at once (its error). Jobs ended by
     interrupt or skip are not an error: the answer holds the images that were made."""
     pending = {asyncio.ensure_future(engine.wait(job)) for job in jobs}
@@ -348,8 +345,8 @@ IDLE_STATE = {"skipped": False, "interrupted": False, "stopping_generation": Fal
 async def progress(request: web.Request) -> web.Response:
     """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
     with ``job_count 0``, which clients wait for after switching models."""
-    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    jobs = state.jobs()
+    engine, batches = request.config_dict[ENGINE], request.config_dict[STATE].batches_of(request)
+    jobs = [job for batch in batches for job in batch.jobs]
     if not jobs:
         return web.json_response({"progress": 0.0, "eta_relative": 0.0, "state": IDLE_STATE,
                                   "current_image": None, "textinfo": None})
@@ -364,13 +361,13 @@ async def progress(request: web.Request) -> web.Response:
         "progress": round(min(max(fraction, 0.01), 0.99), 4),
         "eta_relative": round(eta, 2),
         "state": {
-            "skipped": any(b.skipped for b in state.batches),
-            "interrupted": any(b.interrupted for b in state.batches),
+            "skipped": any(b.skipped for b in batches),
+            "interrupted": any(b.interrupted for b in batches),
             "stopping_generation": False,
             "job": f"Batch {min(done + 1, len(jobs))} out of {len(jobs)}",
             "job_count": len(jobs), "job_no": done,
             "job_timestamp": time.strftime("%Y%m%d%H%M%S",
-                                           time.localtime(state.batches[0].started)),
+                                           time.localtime(batches[0].started)),
             "sampling_step": int(engine.progress(current)[0] * steps),
             "sampling_steps": steps,
         },
@@ -379,16 +376,17 @@ async def progress(request: web.Request) -> web.Response:
     })
 
 
-def _textinfo(engine: Engine, job: Job) -> str:
+def _textinfo(engine: Runner, job: Job) -> str:
     said = status_text(engine, job)
     where = f" on Arting ({job.generation.model})" if said == "generating" else ""
     return said.capitalize() + where
 
 
 async def interrupt(request: web.Request) -> web.Response:
-    """Stop every A1111 request in flight; each answers with the images already made."""
+    """Stop the caller's A1111 requests in flight; each answers with the images already
+    made."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches:
+    for batch in state.batches_of(request):
         batch.interrupted = True
         for job in batch.jobs:
             engine.cancel(job)
@@ -396,9 +394,10 @@ async def interrupt(request: web.Request) -> web.Response:
 
 
 async def skip(request: web.Request) -> web.Response:
-    """Drop the job each A1111 request is working on; its other iterations go on."""
+    """Drop the job each of the caller's A1111 requests is working on; its other iterations
+    go on."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches:
+    for batch in state.batches_of(request):
         current = next((j for j in batch.jobs if not j.state.terminal), None)
         if current is not None:
             batch.skipped = True

@@ -13,8 +13,6 @@ A1111 runs on FastAPI 0.94 with pydantic v1, and clients print what it sends, so
 
 from __future__ import annotations
 
-import math
-
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -68,7 +66,7 @@ def render(err: ArtingError) -> web.Response:
     if isinstance(err, Unauthorized):
         headers["WWW-Authenticate"] = 'Basic realm="arting-2api"'
     if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        headers["Retry-After"] = err.retry_after_header()
     body = {"error": type(err).__name__, "detail": err.message, "body": "",
             "errors": err.message}
     return web.json_response(body, status=status_of(err), headers=headers)

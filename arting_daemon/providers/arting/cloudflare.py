@@ -27,12 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import logs
-from ..errors import CloudflareBlocked
+from ... import logs
+from ...errors import CloudflareBlocked
 
 if TYPE_CHECKING:
-    from ..config import Settings
-    from ..metrics import Metrics
+    from ...metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +101,13 @@ class _Unsolved(Exception):
 class Solver:
     """Holds the clearance and runs cloudscraper, one attempt at a time, off the loop."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        cookie = settings.cf_clearance.get_secret_value() if settings.cf_clearance else None
-        self.clearance = Clearance(settings.user_agent, {"cf_clearance": cookie} if cookie else {})
+    def __init__(self, user_agent: str, cookie: str | None, enabled: bool, timeout: float,
+                 metrics: Metrics) -> None:
+        """``cookie``: a configured ``cf_clearance``; ``enabled``: let cloudscraper try."""
+        self.clearance = Clearance(user_agent, {"cf_clearance": cookie} if cookie else {})
         self.configured = cookie is not None
-        self.enabled = settings.cf_solver
-        self.timeout = settings.request_timeout
+        self.enabled = enabled
+        self.timeout = timeout
         self.metrics = metrics
         self._lock = asyncio.Lock()
         self._gave_up: tuple[float, str, str] | None = None   # (when, kind, message)

@@ -15,25 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from .. import logs
-from ..errors import (ArtingError, CloudflareBlocked, UpstreamAuthError,
-                      UpstreamRateLimited)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ... import datadir, logs
+from ...errors import ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited
 
 log = logging.getLogger(__name__)
-
-#: Errors that say something about the token itself; anything else makes a probe
-#: inconclusive (Arting was down, or answered garbage).
-TOKEN_ERRORS = (UpstreamAuthError, UpstreamRateLimited, CloudflareBlocked)
 
 
 class TokenState(str, Enum):
@@ -58,6 +56,12 @@ class Token:
     probing: bool = False
     last_probe: float | None = None                 # wall-clock time of the last probe
     probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the token in job records (which may outlive its place in the list)
+        without holding it: the start of its SHA-256."""
+        return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
 
     def eligible(self, now: float, max_jobs: int) -> bool:
         if self.state is TokenState.INVALID or self.in_flight >= max_jobs:
@@ -91,10 +95,7 @@ def anonymous_identity(data_dir: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     ident = str(uuid.uuid4())
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"uuid": ident}))
-    tmp.replace(path)
+    datadir.write(path, json.dumps({"uuid": ident}).encode())
     return ident
 
 
@@ -117,9 +118,38 @@ class TokenPool:
         now = time.monotonic()
         return [t.public(now) for t in self.tokens]
 
+    def collect(self) -> Iterator:
+        """Prometheus gauges of the tokens' health, read at scrape time (by label, never
+        the secret)."""
+        counts = Counter(t.state.value for t in self.tokens)
+        tokens = GaugeMetricFamily("arting_tokens", "Tokens, by health state.",
+                                   labels=["state"])
+        for state in TokenState:
+            tokens.add_metric([state.value], counts[state.value])
+        yield tokens
+        token_state = GaugeMetricFamily("arting_token_state",
+                                        "1 for the state each token is in.",
+                                        labels=["token", "state"])
+        in_flight = GaugeMetricFamily("arting_token_in_flight",
+                                      "Jobs each token has in flight upstream.",
+                                      labels=["token"])
+        probes = CounterMetricFamily("arting_token_probes",
+                                     "Probes of unhealthy tokens, by result.",
+                                     labels=["token", "result"])
+        for t in self.tokens:
+            for state in TokenState:
+                token_state.add_metric([t.label, state.value], float(t.state is state))
+            in_flight.add_metric([t.label], t.in_flight)
+            for result in ("ok", "failed", "inconclusive"):
+                probes.add_metric([t.label, result], t.probes[result])
+        yield token_state
+        yield in_flight
+        yield probes
+
     async def acquire(self, timeout: float, prefer: str | None = None,
                       patience: float | None = None) -> Token:
-        """The least-busy eligible token (``prefer``'s label first, if eligible).
+        """The least-busy eligible token (the one ``prefer`` fingerprints first, if
+        eligible).
 
         While some usable token is healthy but busy (at ``max_jobs``), waits for it, up to
         ``timeout``. While every usable token is cooling or blocked, waits only if one
@@ -133,7 +163,7 @@ class TokenPool:
                 now = time.monotonic()
                 ready = [t for t in self.tokens if t.eligible(now, self.max_jobs)]
                 if ready:
-                    token = min(ready, key=lambda t: (t.label != prefer, t.in_flight,
+                    token = min(ready, key=lambda t: (t.fingerprint != prefer, t.in_flight,
                                                       t.state is not TokenState.OK))
                     token.in_flight += 1
                     return token
@@ -170,7 +200,7 @@ class TokenPool:
                 token.state, token.until, token.strikes = TokenState.OK, 0.0, 0
                 token.reason = None
                 token.jobs_ok += 1
-            elif isinstance(error, TOKEN_ERRORS):
+            elif error.token_fault:
                 token.errors += 1
                 self._mark(token, error)
             self._changed.notify_all()
@@ -222,7 +252,7 @@ class TokenPool:
             if error is None:
                 result = "ok"
                 token.state, token.until, token.reason = TokenState.OK, 0.0, None
-            elif isinstance(error, TOKEN_ERRORS):
+            elif error.token_fault:     # else Arting was down, or answered garbage
                 result = "failed"
                 self._mark(token, error)
             else:

@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import SecretStr
 
-from .. import logs
-from ..config import Settings
-from ..errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, ContentRefused,
+from ... import logs
+from ...config import Section
+from ...errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, ContentRefused,
                       JobFailed, UpstreamAuthError, UpstreamRateLimited, UpstreamRejected,
                       UpstreamServerError, UpstreamTimeout, UpstreamUnavailable,
                       UpstreamUnreachable)
-from ..generation import Generation
-from ..metrics import Metrics
+from ...generation import Generation
+from ...metrics import Metrics
 from . import cloudflare
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,22 @@ _CONTENT_WORDS = ("nsfw", "content not allowed", "sensitive", "inappropriate", "
 
 
 @dataclass(frozen=True)
+class Upstream(Section):
+    """How to reach Arting and read its answers."""
+
+    base_url: str
+    user_agent: str
+    origin: str
+    referer: str
+    cf_clearance: SecretStr | None
+    cf_solver: bool
+    image_hosts: list[str]
+    request_timeout: float
+    failed_statuses: list[str]
+    done_statuses: list[str]
+
+
+@dataclass(frozen=True)
 class PollResult:
     status: str | None
     urls: list[str]
@@ -65,18 +82,20 @@ class PollResult:
 class ArtingClient:
     """One aiohttp session, one request funnel, typed errors out."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession,
+    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession,
                  metrics: Metrics | None = None) -> None:
-        self.settings = settings
+        self.upstream = upstream
         self.session = session
         self.metrics = metrics or Metrics()
-        self.solver = cloudflare.Solver(settings, self.metrics)
-        self.base = settings.base_url
+        cookie = upstream.cf_clearance.get_secret_value() if upstream.cf_clearance else None
+        self.solver = cloudflare.Solver(upstream.user_agent, cookie, upstream.cf_solver,
+                                        upstream.request_timeout, self.metrics)
+        self.base = upstream.base_url
         #: The newest request id Arting gave us: the best thing to poll as a probe.
         self.last_request_id: str | None = None
-        self._failed = {s.lower() for s in settings.failed_statuses}
-        self._done = {s.lower() for s in settings.done_statuses}
-        self._allowed_hosts = [h.lower() for h in settings.image_hosts]
+        self._failed = {s.lower() for s in upstream.failed_statuses}
+        self._done = {s.lower() for s in upstream.done_statuses}
+        self._allowed_hosts = [h.lower() for h in upstream.image_hosts]
         self._allowed_hosts.append(urlsplit(self.base).hostname or "")
 
     # --- the protocol -------------------------------------------------------------------
@@ -168,31 +187,33 @@ class ArtingClient:
             raise
 
     async def _download(self, url: str) -> bytes:
+        """A fault of the image host is retryable (``UpstreamUnavailable``, a timeout); an
+        image that is gone, too big or not an image is not (``_unusable``)."""
         if url.startswith("data:image/"):
             try:
                 return base64.b64decode(url.partition(",")[2], validate=True)
             except (binascii.Error, ValueError):
-                raise BadUpstreamResponse("Arting returned a malformed data: image.") from None
+                raise _unusable("Arting returned a malformed data: image.") from None
         host = (urlsplit(url).hostname or "").lower()
         if not self.host_allowed(host):
-            raise BadUpstreamResponse(
+            raise _unusable(
                 f"Arting returned an image on host {host!r}, which is not in `image_hosts`; "
                 "add it there if you trust it.")
         try:
             async with self.session.get(url, timeout=self._timeout()) as resp:
                 if resp.status in (403, 404, 410):
-                    raise BadUpstreamResponse(
+                    raise _unusable(
                         f"The result image is gone (HTTP {resp.status}); its URL expired.")
                 if resp.status >= 500 or resp.status == 429:
                     raise UpstreamUnavailable(f"The image host answered HTTP {resp.status}.")
                 if resp.status != 200:
-                    raise BadUpstreamResponse(f"The image host answered HTTP {resp.status}.")
+                    raise _unusable(f"The image host answered HTTP {resp.status}.")
                 chunks, size = [], 0
                 async for chunk in resp.content.iter_chunked(64 * 1024):
                     chunks.append(chunk)
                     size += len(chunk)
                     if size > MAX_IMAGE_BYTES:
-                        raise BadUpstreamResponse("The result image is larger than 50 MiB.")
+                        raise _unusable("The result image is larger than 50 MiB.")
         except ArtingError:
             raise
         except asyncio.TimeoutError:
@@ -202,7 +223,7 @@ class ArtingClient:
                                       f"{type(exc).__name__}.") from None
         data = b"".join(chunks)  # the one copy of the image
         if not data[:8].startswith(IMAGE_MAGIC):
-            raise BadUpstreamResponse("The result URL did not return an image.")
+            raise _unusable("The result URL did not return an image.")
         return data
 
     def host_allowed(self, host: str) -> bool:
@@ -216,8 +237,8 @@ class ArtingClient:
     def _headers(self, token: str | None, json_body: bool) -> dict[str, str]:
         headers = {
             "Accept": "application/json, text/plain, */*",
-            "Origin": self.settings.origin,
-            "Referer": self.settings.referer,
+            "Origin": self.upstream.origin,
+            "Referer": self.upstream.referer,
             "User-Agent": self.solver.clearance.user_agent,
         }
         if json_body:
@@ -230,7 +251,7 @@ class ArtingClient:
         return headers
 
     def _timeout(self) -> aiohttp.ClientTimeout:
-        t = self.settings.request_timeout
+        t = self.upstream.request_timeout
         return aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
     async def _call(self, path: str, body: dict | bytes, token: str | None,
@@ -275,7 +296,7 @@ class ArtingClient:
                 status, headers = resp.status, resp.headers
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"Arting did not answer {path} within "
-                                  f"{self.settings.request_timeout:g} s.") from None
+                                  f"{self.upstream.request_timeout:g} s.") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); "
                                       "check the network and `base_url`.") from None
@@ -283,6 +304,11 @@ class ArtingClient:
             raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
                                       f"({type(exc).__name__}).") from None
         return _interpret(path, status, headers, raw, envelope)
+
+
+def _unusable(message: str) -> BadUpstreamResponse:
+    """An answer about a result image that asking again will not change."""
+    return BadUpstreamResponse(message, retryable=False)
 
 
 def _solver_headers(headers: dict[str, str]) -> dict[str, str]:

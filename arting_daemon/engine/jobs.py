@@ -1,0 +1,109 @@
+"""A job: one generation on its way from the queue to images in the store.
+
+``queued → submitting → running → downloading → succeeded | failed | cancelled``
+
+What the provider that runs it needs to remember (Arting's request id, the token it was
+sent with, ...) lives in ``provider_state``: opaque here, journaled with the job, so a
+restart can pick the job up where the provider left it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ..errors import ArtingError, Cancelled, error_from_dict
+from ..generation import Generation
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    DOWNLOADING = "downloading"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobImage:
+    hash: str
+    seed: int
+    width: int
+    height: int
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    generation: Generation
+    source: str = "api"
+    #: Who submitted it (a key id, ``admin`` or ``local``): who may see and cancel it.
+    owner: str = "local"
+    idempotency_key: str | None = None
+    state: JobState = JobState.QUEUED
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    #: The provider running the job, and what it keeps about it (opaque, journaled).
+    provider: str = ""
+    provider_state: dict[str, Any] = field(default_factory=dict)
+    #: Where the finished images are upstream (for the provider's ``fetch``), kept so
+    #: that a restart during the download fetches them again instead of regenerating.
+    outputs: list[str] = field(default_factory=list)
+    images: list[JobImage] = field(default_factory=list)
+    error: ArtingError | None = None
+    #: Progress the provider reported (0..1), if it knows better than the clock.
+    reported_progress: float | None = field(default=None, repr=False)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def record(self) -> dict:
+        """The journal's JSON form."""
+        return {
+            "id": self.id, "generation": self.generation.model_dump(mode="json"),
+            "source": self.source, "owner": self.owner,
+            "idempotency_key": self.idempotency_key,
+            "state": self.state.value, "created_at": self.created_at,
+            "started_at": self.started_at, "submitted_at": self.submitted_at,
+            "finished_at": self.finished_at, "provider": self.provider,
+            "provider_state": self.provider_state, "outputs": self.outputs,
+            "images": [vars(i) for i in self.images],
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict) -> Job:
+        """A job from its journal record; raises (KeyError, ValueError, TypeError) when the
+        record does not describe one."""
+        job = cls(id=str(rec["id"]), generation=Generation.model_validate(rec["generation"]),
+                  source=rec.get("source", "api"), owner=rec.get("owner") or "local",
+                  idempotency_key=rec.get("idempotency_key"),
+                  state=JobState(rec["state"]), created_at=float(rec["created_at"]),
+                  started_at=rec.get("started_at"), submitted_at=rec.get("submitted_at"),
+                  finished_at=rec.get("finished_at"), provider=rec.get("provider", ""),
+                  provider_state=dict(rec.get("provider_state") or {}),
+                  outputs=[str(u) for u in rec.get("outputs") or []],
+                  images=[JobImage(**i) for i in rec.get("images") or []],
+                  error=error_from_dict(rec["error"]) if rec.get("error") else None)
+        if job.state.terminal:
+            job._done.set()
+        return job
+
+
+def raise_for_job(job: Job) -> Job:
+    """The job if it succeeded, else its error."""
+    if job.state is JobState.SUCCEEDED:
+        return job
+    if job.error is not None:
+        raise job.error
+    raise Cancelled("The job was cancelled.")

@@ -1,0 +1,501 @@
+"""The job runner: takes each job from the queue to images in the store.
+
+Each job is one asyncio task (no thread per job). It waits for a slot (``queue``),
+then the provider works on it — ``submit``, ``follow`` to the end — and the runner
+fetches its images once into the content-addressed store. Every stage has a deadline,
+and the whole job has one too; every state change is journaled, so after a restart
+unfinished jobs resume (``start``) and finished images are still served. If the
+caller goes away, the job is cancelled.
+
+The runner knows nothing of any upstream's protocol: that is the provider's
+(``providers/base.py``). Job tasks log under the id of the request that made them
+(or ``job-<id>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from prometheus_client.core import GaugeMetricFamily
+
+from .. import logs
+from ..config import Section
+from ..errors import ArtingError, Cancelled, QueueFull, StageTimeout, UpstreamError
+from ..generation import Generation
+from ..imaging import apply_mask
+from ..metrics import Metrics
+from ..providers.base import Provider
+from ..retry import backoff
+from ..store import ImageStore
+from ..timing import DurationStats, running_progress
+from .jobs import Job, JobImage, JobState, raise_for_job
+from .journal import Journal
+from .queue import Place, SlotQueue
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover
+    from async_timeout import timeout as _timeout
+
+log = logging.getLogger(__name__)
+
+RECENT_JOBS = 2000          # finished jobs kept in memory (older ones come from the journal)
+UNFINISHED = ("queued", "submitting", "running", "downloading")
+
+
+@dataclass(frozen=True)
+class Limits(Section):
+    max_active_jobs: int
+    max_queued_jobs: int
+    job_timeout: float
+    submit_timeout: float
+    run_timeout: float
+    download_timeout: float
+
+
+class Load(NamedTuple):
+    """One owner's unfinished jobs, and the images they ask for."""
+
+    jobs: int = 0
+    images: int = 0
+
+
+class Admission(Protocol):
+    """Who may submit what (per-owner limits): asked before a job is queued, and told
+    once when it ends. ``admit`` must decide without awaiting, so that concurrent
+    submits see each other."""
+
+    def admit(self, job: Job, load: Load) -> None: ...
+
+    def finished(self, job: Job) -> None: ...
+
+
+STAGES = {  # state → (its deadline's setting, what the stage is, in words)
+    JobState.SUBMITTING: ("submit_timeout", "Submitting the job to {upstream}"),
+    JobState.RUNNING: ("run_timeout", "{upstream}'s generation"),
+    JobState.DOWNLOADING: ("download_timeout", "Downloading the images"),
+}
+
+
+class Runner:
+    def __init__(self, limits: Limits, provider: Provider, store: ImageStore,
+                 journal: Journal[Job], stats: DurationStats,
+                 metrics: Metrics | None = None, admission: Admission | None = None) -> None:
+        self.limits = limits
+        self.admission = admission
+        self.provider = provider
+        self.store = store
+        self.journal = journal
+        self.stats = stats
+        self.metrics = metrics or Metrics()
+        self.queue = SlotQueue(limits.max_active_jobs, limits.max_queued_jobs)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._by_key: dict[str, Job] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._places: dict[str, Place] = {}
+        self._loads: dict[str, Load] = {}
+        self._accepting = True
+        self._stopping = False
+        self.counters: dict[str, int] = {"succeeded": 0, "failed": 0, "cancelled": 0}
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume the jobs a previous run left unfinished."""
+        for job in await self.journal.unfinished():
+            submitted = self.provider.submitted(job)
+            if job.state is JobState.DOWNLOADING and job.outputs:
+                pass                                    # fetch the images again
+            elif submitted and job.state is not JobState.QUEUED:
+                job.state = JobState.RUNNING            # follow it where it is
+            elif job.state is JobState.QUEUED or self.provider.free_to_repeat:
+                job.state, job.submitted_at = JobState.QUEUED, None
+            else:
+                # The upstream may or may not have the job: sending it again could make
+                # a second one, so this one ends here.
+                self._finish(job, JobState.FAILED, UpstreamError(
+                    "The daemon restarted while submitting this job; submit it again."))
+                continue
+            self._remember(job)
+            self._start_task(job, resumed=True)
+        if self._tasks:
+            log.info("resumed %d unfinished job(s) from the journal", len(self._tasks))
+        if self.journal.quarantined:
+            log.warning("skipped %d journal record(s) that no longer describe a job (%s); "
+                        "they are kept in the journal's quarantine table",
+                        len(self.journal.quarantined),
+                        ", ".join(job_id for job_id, _ in self.journal.quarantined[:5]))
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop: take no new jobs and start no queued one; give the jobs in flight
+        ``grace`` seconds, then stop the rest where they are (their journal records let
+        the next start resume them)."""
+        self._accepting = False
+        self.queue.paused = True
+        in_flight = [self._tasks[j.id] for j in self.active if j.id in self._tasks]
+        if grace > 0 and in_flight:
+            await asyncio.wait(in_flight, timeout=grace)
+        self._stopping = True
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # --- the API the facades use ----------------------------------------------------------
+
+    async def submit(self, gen: Generation, *, source: str = "api", owner: str = "local",
+                     idempotency_key: str | None = None) -> Job:
+        """Queue a generation and return its job at once. An ``idempotency_key`` is the
+        owner's own: the same key from another owner is another job."""
+        if not self._accepting:
+            raise QueueFull("The daemon is shutting down.", retry_after=5)
+        if idempotency_key:
+            existing = await self.get_by_key(idempotency_key, owner)
+            if existing:
+                return existing
+        if gen.is_img2img:
+            self.provider.require("img2img")
+        if self.full:
+            raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
+                            "already; max_queued_jobs).", retry_after=self._retry_after())
+        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
+                  idempotency_key=_scoped(idempotency_key, owner),
+                  provider=self.provider.name)
+        if self.admission is not None:     # no await from here to _remember: atomic
+            self.admission.admit(job, self._loads.get(owner, Load()))
+        self._remember(job)
+        self._save(job)
+        self._start_task(job)
+        return job
+
+    async def run(self, gen: Generation, *, source: str = "api", owner: str = "local") -> Job:
+        """Submit and wait for the result; if the caller goes away, the job is cancelled.
+
+        Raises the job's error unless it succeeded."""
+        job = await self.submit(gen, source=source, owner=owner)
+        try:
+            await job._done.wait()
+        except asyncio.CancelledError:
+            self.cancel(job)
+            raise
+        return raise_for_job(job)
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id) or await self.journal.get(job_id)
+
+    def cancel(self, job: Job) -> None:
+        task = self._tasks.get(job.id)
+        if task is not None and not job.state.terminal:
+            task.cancel()
+
+    async def wait(self, job: Job, timeout: float | None = None) -> bool:
+        """Wait until the job ends; False on timeout."""
+        try:
+            await asyncio.wait_for(job._done.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def changes(self, job: Job, tick: float = 1.0) -> AsyncIterator[Job]:
+        """Yield the job now, on every change, and every ``tick`` seconds, until it ends."""
+        while True:
+            event = job._changed
+            yield job
+            if job.state.terminal:
+                return
+            try:
+                await asyncio.wait_for(event.wait(), tick)
+            except asyncio.TimeoutError:
+                pass
+
+    async def recent(self, limit: int, before: float | None = None,
+                     state: str | None = None, owner: str | None = None) -> list[Job]:
+        """Newest first; only ``owner``'s when given."""
+        return await self.journal.recent(limit, before, state, owner)
+
+    async def get_by_key(self, key: str, owner: str = "local") -> Job | None:
+        scoped = _scoped(key, owner)
+        job = self._by_key.get(scoped)
+        if job is None:
+            found = await self.journal.by_idempotency_key(scoped)
+            # look again: a twin request may have registered the key while we read
+            job = self._by_key.get(scoped) or found
+        return job
+
+    def load(self, owner: str) -> Load:
+        """The owner's unfinished jobs and the images they ask for."""
+        return self._loads.get(owner, Load())
+
+    # --- what the facades show --------------------------------------------------------------
+
+    def queue_position(self, job: Job) -> int | None:
+        """1-based place in the queue, or None when not waiting."""
+        place = self._places.get(job.id)
+        return self.queue.position(place) if place is not None else None
+
+    def expected(self, job: Job) -> float:
+        g = job.generation
+        return self.stats.expected(g.model, g.width, g.height)
+
+    def progress(self, job: Job) -> tuple[float, float | None]:
+        """(fraction done 0..1, seconds left or None)."""
+        expected = self.expected(job)
+        if job.state is JobState.SUCCEEDED:
+            return 1.0, 0.0
+        if job.state.terminal:
+            return 0.0, None
+        if job.state is JobState.QUEUED:
+            ahead = (self.queue_position(job) or 1) - 1
+            waves = ahead // max(1, self.limits.max_active_jobs) + 1
+            return 0.0, waves * expected + expected
+        if job.state is JobState.SUBMITTING or job.submitted_at is None:
+            return 0.02, expected
+        if job.state is JobState.DOWNLOADING:
+            return 0.95, 1.0
+        elapsed = time.time() - job.submitted_at
+        if job.reported_progress is not None:
+            frac = job.reported_progress
+            left = elapsed / frac - elapsed if frac > 0.05 else expected - elapsed
+        else:
+            frac, left = running_progress(elapsed, expected), expected - elapsed
+        return 0.05 + 0.9 * frac, max(0.5, left)
+
+    @property
+    def active(self) -> list[Job]:
+        return [j for j in self._jobs.values()
+                if not j.state.terminal and j.state is not JobState.QUEUED]
+
+    @property
+    def queued(self) -> int:
+        return self.queue.waiting
+
+    @property
+    def full(self) -> bool:
+        """Every slot busy and the queue at max_queued_jobs: a new job would be refused."""
+        return self.queue.full
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown has begun."""
+        return self._accepting
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Prometheus gauges of the unfinished jobs, read at scrape time."""
+        states = {state: 0 for state in UNFINISHED}
+        for job in self.active:
+            states[job.state.value] += 1
+        states["queued"] = self.queued
+        jobs = GaugeMetricFamily("arting_jobs", "Unfinished jobs, by state.", labels=["state"])
+        for state, count in states.items():
+            jobs.add_metric([state], count)
+        yield jobs
+        yield GaugeMetricFamily("arting_queue_depth", "Jobs waiting for a free slot.",
+                                value=self.queued)
+        yield GaugeMetricFamily("arting_queue_limit", "Jobs that may wait (max_queued_jobs).",
+                                value=self.limits.max_queued_jobs)
+
+    # --- the job's task ---------------------------------------------------------------
+
+    def _start_task(self, job: Job, resumed: bool = False) -> None:
+        """Take the job's place now (a slot, or its turn in the queue), then run it."""
+        self._places[job.id] = self.queue.reserve()
+        task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda _t: self._task_done(job))
+
+    def _task_done(self, job: Job) -> None:
+        self._tasks.pop(job.id, None)
+        place = self._places.pop(job.id, None)
+        if place is not None:
+            self.queue.release(place)
+        if not job.state.terminal and not self._stopping:
+            # Cancelled before its first step, so ``_run`` never ran: end it here.
+            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+
+    async def _run(self, job: Job, resumed: bool = False) -> None:
+        if logs.request_id.get() == "-":   # no request made it (resumed after a restart)
+            logs.request_id.set(f"job-{job.id[:12]}")
+        if resumed:
+            log.info("job %s resumed %s", job.id, job.state.value)
+        # A resumed job gets a fresh deadline: the upstream kept working while we were down.
+        deadline = (time.time() if resumed else job.created_at) + self.limits.job_timeout
+        try:
+            async with _timeout(max(0.0, deadline - time.time())):
+                await self._take_slot(job)
+                try:
+                    if job.state is not JobState.DOWNLOADING:
+                        job.outputs = await self._generate(job, deadline)
+                    await self._download(job, deadline)
+                finally:
+                    self.queue.release(self._places.pop(job.id))
+            self._finish(job, JobState.SUCCEEDED)
+        except asyncio.CancelledError:
+            if self._stopping:
+                self._save(job)  # left as it is: the next start resumes it
+                raise
+            await self._cancel_upstream(job)
+            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+        except asyncio.TimeoutError:
+            self._finish(job, JobState.FAILED, StageTimeout(
+                f"The job took longer than {self.limits.job_timeout:g} s (job_timeout) "
+                f"and stopped while {job.state.value}.", stage=job.state.value))
+        except ArtingError as exc:
+            self._finish(job, JobState.FAILED, exc)
+        except Exception as exc:  # a bug: keep the daemon alive and say so
+            log.exception("job %s crashed", job.id)
+            self._finish(job, JobState.FAILED, ArtingError(
+                f"Internal error ({type(exc).__name__}); see the daemon's log."))
+
+    async def _take_slot(self, job: Job) -> None:
+        waiting_since = time.monotonic()
+        await self.queue.wait(self._places[job.id])
+        job.started_at = time.time()
+        self.metrics.stage("queued", time.monotonic() - waiting_since)
+
+    async def _generate(self, job: Job, deadline: float) -> list[str]:
+        """The provider's part: submit (unless the upstream has the job already) and
+        follow it until its images are ready."""
+        async with self.provider.attempt(job, deadline) as attempt:
+            if not self.provider.submitted(job):
+                job.submitted_at = await self._stage(job, JobState.SUBMITTING, deadline,
+                                                     attempt.submit())
+                self._save(job)
+            return await self._stage(job, JobState.RUNNING, deadline,
+                                     attempt.follow(lambda f: self._reported(job, f)))
+
+    async def _stage(self, job: Job, state: JobState, deadline: float, work: Awaitable):
+        """Run one stage of the job under its own deadline (and the job's)."""
+        self._set(job, state)
+        name, what = STAGES[state]
+        limit = getattr(self.limits, name)
+        budget = min(limit, deadline - time.time())
+        started = time.monotonic()
+        try:
+            async with _timeout(max(0.0, budget)):
+                return await work
+        except asyncio.TimeoutError:
+            if budget < limit:
+                raise  # the whole job's deadline: reported by _run
+            what = what.format(upstream=self.provider.label)
+            raise StageTimeout(f"{what} took longer than {limit:g} s ({name}).",
+                               stage=state.value) from None
+        finally:
+            self.metrics.stage(state.value, time.monotonic() - started)
+
+    async def _download(self, job: Job, deadline: float) -> None:
+        """Fetch every image once into the store; retryable faults are retried until the
+        stage's deadline. A mask is applied here: upstreams take none."""
+        gen = job.generation
+        seeds = gen.seeds()
+        masking = None
+        if gen.mask and gen.init_image:
+            masking = (await self.store.read(gen.init_image), await self.store.read(gen.mask))
+
+        async def one(index: int, output: str) -> JobImage:
+            attempt = 0
+            while True:
+                try:
+                    data = await self.provider.fetch(output)
+                    break
+                except ArtingError as exc:
+                    if not exc.retryable:
+                        raise
+                    attempt += 1
+                    await asyncio.sleep(backoff(attempt))
+            if masking:
+                data = await asyncio.to_thread(apply_mask, data, *masking)
+            stored = await self.store.put(data)
+            seed = seeds[index] if index < len(seeds) else seeds[-1] + index
+            return JobImage(stored.hash, seed, stored.width, stored.height)
+
+        async def all_images() -> None:
+            results = await asyncio.gather(*(one(i, o) for i, o in enumerate(job.outputs)),
+                                           return_exceptions=True)
+            job.images = [r for r in results if isinstance(r, JobImage)]
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+
+        await self._stage(job, JobState.DOWNLOADING, deadline, all_images())
+
+    async def _cancel_upstream(self, job: Job) -> None:
+        """Tell the upstream to stop a job it has (best effort, briefly)."""
+        if job.state in (JobState.RUNNING, JobState.SUBMITTING) and \
+                self.provider.submitted(job):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.provider.cancel(job), 5)
+
+    def _retry_after(self) -> float:
+        waves = self.queue.waiting / max(1, self.limits.max_active_jobs)
+        return round(max(1.0, waves * self.stats.typical()), 1)
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _remember(self, job: Job) -> None:
+        if job.id not in self._jobs and not job.state.terminal:
+            self._carry(job, +1)
+        self._jobs[job.id] = job
+        if job.idempotency_key:
+            self._by_key[job.idempotency_key] = job
+        while len(self._jobs) > RECENT_JOBS:
+            oldest_id = next(iter(self._jobs))
+            oldest = self._jobs[oldest_id]
+            if not oldest.state.terminal:
+                self._jobs.move_to_end(oldest_id)
+                break
+            del self._jobs[oldest_id]
+            if oldest.idempotency_key:
+                self._by_key.pop(oldest.idempotency_key, None)
+
+    def _reported(self, job: Job, fraction: float) -> None:
+        job.reported_progress = min(1.0, max(0.0, fraction))
+        self._notify(job)
+
+    def _set(self, job: Job, state: JobState) -> None:
+        job.state = state
+        self._save(job)
+        self._notify(job)
+
+    def _carry(self, job: Job, sign: int) -> None:
+        """Add (or take away) an unfinished job from its owner's load."""
+        jobs, images = self._loads.get(job.owner, Load())
+        load = Load(jobs + sign, images + sign * job.generation.n)
+        if load.jobs > 0:
+            self._loads[job.owner] = load
+        else:
+            self._loads.pop(job.owner, None)
+
+    def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
+        if job.id in self._jobs and not job.state.terminal:
+            self._carry(job, -1)
+        job.state, job.error, job.finished_at = state, error, time.time()
+        if self.admission is not None:
+            self.admission.finished(job)
+        self.counters[state.value] += 1
+        self.metrics.job_finished(state.value, error, job.finished_at - job.created_at)
+        if error is not None:
+            log.info("job %s %s: %s", job.id, state.value, error.message)
+        self._save(job)
+        self._notify(job)
+        job._done.set()
+
+    def _save(self, job: Job) -> None:
+        self.journal.save(job.record())
+
+    @staticmethod
+    def _notify(job: Job) -> None:
+        event, job._changed = job._changed, asyncio.Event()
+        event.set()
+
+
+def _scoped(key: str | None, owner: str) -> str | None:
+    """An idempotency key as the journal keeps it: within its owner's own keys."""
+    return f"{owner}:{key}" if key else None

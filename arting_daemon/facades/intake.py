@@ -1,0 +1,68 @@
+"""Init images and masks as clients send them, into the store: one way for every facade.
+
+Clients send pictures as file parts, base64 or data URLs, and masks in two conventions
+(OpenAI: transparent = edit; A1111 and the job API: white = edit). Here each becomes an
+RGB PNG (the init image) and an 8-bit mask, white where the picture may change, stored
+by hash for the ``Generation``. Decoding and Pillow work run off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+
+from .. import imaging
+from ..state import PROVIDER, STORE
+
+
+@dataclass(frozen=True)
+class InitImage:
+    """A stored init image (and mask): what a ``Generation`` refers to."""
+
+    hash: str
+    width: int
+    height: int
+    mask: str | None = None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+def require_img2img(request: web.Request) -> None:
+    """Refuse image-to-image at once when the provider does not do it."""
+    request.config_dict[PROVIDER].require("img2img")
+
+
+async def take_init_image(request: web.Request, image: bytes | str, param: str, *,
+                          mask: bytes | str | None = None, mask_param: str = "mask",
+                          mask_from: Literal["luma", "alpha"] = "luma", blur: int = 0,
+                          invert: bool = False) -> InitImage:
+    """Store an init image (raw bytes, base64 or a data URL) and its mask, if any.
+
+    ``mask_from``: ``luma`` (white = repaint, softened by ``blur`` pixels as A1111's
+    ``mask_blur``) or ``alpha`` (transparent = edit, OpenAI's); ``invert`` flips it.
+    """
+    def convert() -> tuple[bytes, int, int, bytes | None]:
+        png, width, height = imaging.init_image(_raw(image, param), param)
+        mask_png = None
+        if mask is not None:
+            raw = _raw(mask, mask_param)
+            mask_png = (imaging.mask_from_alpha(raw, mask_param) if mask_from == "alpha"
+                        else imaging.mask_from_luma(raw, mask_param, blur=blur))
+            if invert:
+                mask_png = imaging.invert_mask(mask_png)
+        return png, width, height, mask_png
+
+    png, width, height, mask_png = await asyncio.to_thread(convert)
+    store = request.config_dict[STORE]
+    stored = await store.put(png)
+    mask_hash = (await store.put(mask_png)).hash if mask_png is not None else None
+    return InitImage(stored.hash, width, height, mask_hash)
+
+
+def _raw(value: bytes | str, param: str) -> bytes:
+    return imaging.decode_b64(value, param) if isinstance(value, str) else value

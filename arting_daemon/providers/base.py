@@ -1,0 +1,94 @@
+"""The provider interface: what the job runner asks of whoever makes the images.
+
+The runner owns a job's life (queue, stages and their deadlines, cancellation, the
+journal, the store); a provider owns one upstream's protocol. For each job the runner
+opens an ``attempt`` (where the provider holds what the job needs upstream, such as an
+Arting token), ``submit``\\s it unless the provider says it was submitted already,
+``follow``\\s it to the end, and ``fetch``\\es each finished image.
+
+A provider sees a job only as ``Work``: its id, its ``Generation``, when it was sent
+upstream, and ``provider_state``, a dict the provider keeps what it must remember in
+(a request id, a token's label). The runner journals that dict with the job and hands
+it back after a restart, so the provider can pick the job up without sending it twice.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from ..generation import Generation
+
+#: Called by ``follow`` with the fraction done (0..1) when the upstream says.
+Progress = Callable[[float], None]
+
+
+class Work(Protocol):
+    """What a provider sees of a job."""
+
+    id: str
+    generation: Generation
+    #: When the upstream got the job (``Attempt.submit``'s answer), once it has it.
+    submitted_at: float | None
+    provider_state: dict[str, Any]
+
+
+class Attempt(ABC):
+    """One try at one job upstream, holding what that needs (released on exit)."""
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    @abstractmethod
+    async def submit(self) -> float:
+        """Send the job upstream; returns the wall time it was sent (when the upstream
+        started on it). Sends it again only when that cannot make a second job."""
+
+    @abstractmethod
+    async def follow(self, progress: Progress) -> list[str]:
+        """Wait until the upstream has finished the job; returns where its images are
+        (for ``Provider.fetch``). Raises the job's error as soon as the upstream says it
+        failed."""
+
+
+class Provider(ABC):
+    #: Names the provider in job records, logs and metrics; ``label`` in messages.
+    name: str
+    label: str
+    #: A job may be sent again at no cost (e.g. a local WebUI): one caught in flight by a
+    #: crash is run again instead of failed.
+    free_to_repeat: bool = False
+
+    @abstractmethod
+    def require(self, feature: str) -> None:
+        """Raise ``FeatureDisabled`` unless this provider does ``feature`` (``img2img``)."""
+
+    @abstractmethod
+    def submitted(self, work: Work) -> bool:
+        """Whether the upstream accepted this job already, so it is followed, not resent."""
+
+    @abstractmethod
+    def attempt(self, work: Work, deadline: float) -> AbstractAsyncContextManager[Attempt]:
+        """An attempt at ``work``; what it holds is waited for until ``deadline`` (wall
+        time) at the latest."""
+
+    @abstractmethod
+    async def fetch(self, output: str) -> bytes:
+        """The bytes of one finished image ``follow`` pointed at."""
+
+    async def cancel(self, work: Work) -> None:
+        """Ask the upstream to stop a submitted job (best effort); by default there is no
+        way to, and the upstream finishes it unseen."""
+
+    def health(self) -> dict[str, Any]:
+        """What the operator sees of this provider in ``/arting/v1/status``."""
+        return {}
+
+    def unready(self) -> str | None:
+        """Why no job can go through now (for ``/readyz``), or None."""
+        return None
