@@ -97,6 +97,8 @@ class ArtingClient:
         self._done = {s.lower() for s in upstream.done_statuses}
         self._allowed_hosts = [h.lower() for h in upstream.image_hosts]
         self._allowed_hosts.append(urlsplit(self.base).hostname or "")
+        t = upstream.request_timeout
+        self._timeout = aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -200,7 +202,7 @@ class ArtingClient:
                 f"Arting returned an image on host {host!r}, which is not in `image_hosts`; "
                 "add it there if you trust it.")
         try:
-            async with self.session.get(url, timeout=self._timeout()) as resp:
+            async with self.session.get(url, timeout=self._timeout) as resp:
                 if resp.status in (403, 404, 410):
                     raise _unusable(
                         f"The result image is gone (HTTP {resp.status}); its URL expired.")
@@ -250,10 +252,6 @@ class ArtingClient:
             headers["Cookie"] = cookies
         return headers
 
-    def _timeout(self) -> aiohttp.ClientTimeout:
-        t = self.upstream.request_timeout
-        return aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
-
     async def _call(self, path: str, body: dict | bytes, token: str | None,
                     *, envelope: bool = True, route: str | None = None) -> object:
         """POST to Arting and return the envelope's ``data`` (or the whole JSON).
@@ -291,7 +289,7 @@ class ArtingClient:
         try:
             async with self.session.post(
                     self.base + path, headers=self._headers(token, is_json), data=data,
-                    timeout=self._timeout()) as resp:
+                    timeout=self._timeout) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
         except asyncio.TimeoutError:
@@ -341,13 +339,13 @@ def _interpret(path: str, status: int, headers, raw: bytes, envelope: bool) -> o
         if status < 400:
             raise BadUpstreamResponse(f"Arting's answer to {path} is not valid JSON "
                                       f"(HTTP {status}, {len(raw)} bytes).") from None
-    message = _message(payload)
-    if status in (401, 403):
-        raise UpstreamAuthError(_auth_advice(message or f"HTTP {status}"))
-    if status >= 500:
-        raise UpstreamServerError(f"Arting answered HTTP {status}"
-                                  + (f": {message}" if message else "."))
     if status >= 400:
+        message = _message(payload)
+        if status in (401, 403):
+            raise UpstreamAuthError(_auth_advice(message or f"HTTP {status}"))
+        if status >= 500:
+            raise UpstreamServerError(f"Arting answered HTTP {status}"
+                                      + (f": {message}" if message else "."))
         if isinstance(payload, dict) and "code" in payload:
             _check_envelope(payload)
         raise UpstreamRejected(f"Arting refused the request (HTTP {status})"
