@@ -31,15 +31,16 @@ from .engine.journal import Journal
 from .engine.runner import Limits, Runner
 from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
                       sdapi, sdapi_errors, web as web_page)
+from .facades.a1111_state import A1111State
 from .generation import Catalog, Rules
-from .keys.limits import Gate
-from .keys.ring import KeyRing
+from .keys.limits import Gate, LocalLedger
+from .keys.ring import key_ring
 from .metrics import Metrics
 from .providers.arting.client import ArtingClient, Upstream
 from .providers.arting.provider import ArtingOptions, ArtingProvider
 from .providers.arting.tokens import TokenPool, anonymous_identity
-from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, METRICS,
-                    PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
+from .state import (A1111, ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
+                    METRICS, PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 
@@ -50,8 +51,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=int(settings.max_body_mb * 1024 * 1024),
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, keys_context,
-                            http_context, provider_context, runner_context])
+    app.cleanup_ctx.extend([sandbox_context, state_context, redis_context, journal_context,
+                            keys_context, http_context, provider_context, runner_context,
+                            a1111_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -125,7 +127,8 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
 
     sandbox = Sandbox(generation_time=settings.sandbox_generation_time)
     url = await sandbox.start("127.0.0.1", 0)
-    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True})
+    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True,
+                                                "upscale": True})
     app[SANDBOX] = sandbox
     log.info("sandbox: Arting emulator at %s", url)
     try:
@@ -147,8 +150,33 @@ async def state_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """With ``redis_url``: the link to the Redis this daemon's replicas share."""
+    url = app[SETTINGS].redis_url
+    if url is None:
+        app[LINK] = None
+        yield
+        return
+    from .replicas.link import RedisLink
+
+    link = RedisLink(url.get_secret_value())
+    await link.open()
+    app[LINK] = link
+    app[METRICS].watch(link)
+    try:
+        yield
+    finally:
+        await link.close()
+
+
 async def journal_context(app: web.Application) -> AsyncIterator[None]:
-    journal = Journal(app[SETTINGS].data_dir / "jobs.sqlite3", Job.from_record)
+    """Job records: in the data directory, or (replicas) in Redis."""
+    settings, link = app[SETTINGS], app[LINK]
+    if link is None:
+        journal = Journal(settings.data_dir / "jobs.sqlite3", Job.from_record)
+    else:
+        from .replicas.jobs import RedisJournal
+        journal = RedisJournal(link, Job.from_record, settings.replica_lease)
     await journal.open()
     app[JOURNAL] = journal
     try:
@@ -158,20 +186,23 @@ async def journal_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def keys_context(app: web.Application) -> AsyncIterator[None]:
-    """User keys (``keys.sqlite3``) and their limits; today's images from the journal."""
-    ring = KeyRing(app[SETTINGS].data_dir / "keys.sqlite3")
+    """User keys and the counts their limits are held to: in the data directory
+    (``keys.sqlite3``; today's images from the journal), or (replicas) in Redis."""
+    link = app[LINK]
+    ring, ledger = key_ring(app[SETTINGS], link), None
     await ring.open()
     try:
-        gate = Gate(ring, app[METRICS])
-        today = time.time() - time.time() % 86400
-        images: dict[str, int] = {}
-        for owner, _, _, state, _, count in await app[JOURNAL].outcomes(today):
-            if state == "succeeded":
-                images[owner] = images.get(owner, 0) + (count or 0)
-        gate.start_day(images)
-        app[KEYS], app[GATE] = ring, gate
+        if link is None:
+            ledger = LocalLedger(app[JOURNAL])
+        else:
+            from .replicas.limits import RedisLedger
+            ledger = RedisLedger(link)
+        await ledger.open()
+        app[KEYS], app[GATE] = ring, Gate(ring, app[METRICS], ledger)
         yield
     finally:
+        if ledger is not None:
+            await ledger.close()
         await ring.close()
 
 
@@ -199,19 +230,27 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
     if anonymous:
         tokens = [anonymous_identity(settings.data_dir)]
     logs.add_secrets(*tokens)
+    board = None
+    if app[LINK] is not None:         # replicas share the tokens' health and places
+        from .replicas.tokens import RedisBoard
+        board = RedisBoard(app[LINK], settings.replica_lease)
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
                      backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff)
+                     max_backoff=settings.token_probe_max_backoff, board=board)
     client = ArtingClient(Upstream.of(settings), app[HTTP], metrics)
     provider = ArtingProvider(ArtingOptions.of(settings), client, pool, app[STORE], app[STATS],
                               metrics)
     metrics.watch(pool)
     app[PROVIDER] = app[ARTING] = provider
+    if board is not None:
+        await board.open(pool)
     pool.start_probing(client.check_token)
     try:
         yield
     finally:
         await pool.close()
+        if board is not None:
+            await board.close()
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
@@ -225,6 +264,21 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runner.close()
+
+
+async def a1111_context(app: web.Application) -> AsyncIterator[None]:
+    """What AUTOMATIC1111 clients set (kept across restarts) and run (for progress)."""
+    if app[LINK] is None:
+        state = A1111State(app[SETTINGS].data_dir / "a1111.json")
+    else:
+        from .replicas.a1111 import RedisA1111State
+        state = RedisA1111State(app[LINK], app[ENGINE], app[SETTINGS].replica_lease)
+    await state.open()
+    app[A1111] = state
+    try:
+        yield
+    finally:
+        await state.close()
 
 
 async def drain(app: web.Application) -> None:

@@ -12,6 +12,7 @@ from .config import Settings
 if TYPE_CHECKING:
     from .auth import Principal
     from .engine.jobs import Job
+    from .facades.a1111_state import A1111State
     from .engine.journal import Journal
     from .engine.runner import Runner
     from .generation import Catalog, Rules
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
+    from .replicas.link import RedisLink
     from .sandbox import Sandbox
     from .store import ImageStore
     from .timing import DurationStats
@@ -40,6 +42,10 @@ ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+#: What AUTOMATIC1111 clients set and run (options, requests in flight).
+A1111: web.AppKey[A1111State] = web.AppKey("a1111")
+#: With ``redis_url``: the link to the Redis replicas share (else None).
+LINK: web.AppKey[RedisLink | None] = web.AppKey("link")
 
 #: Per request: its id (for logs), the CORS origin to echo, and who it is from.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -198,7 +198,7 @@ def daemon(workdir: Path, upstream: str, name: str = "daemon", lag_probe: bool =
            **settings: Any) -> Child:
     """The daemon with its upstream at ``upstream``; ``settings`` become ARTING_* vars.
     With ``BENCH_PROFILE_DIR`` set (``--profile``), it runs under cProfile."""
-    data = workdir / f"{name}-data"
+    data = settings.pop("data_dir", workdir / f"{name}-data")
     env = clean_env(ARTING_BASE_URL=upstream, ARTING_SHUTDOWN_GRACE="0",
                     **{env_names(k)[0]: str(v) for k, v in settings.items()})
     if os.environ.get("BENCH_PROFILE_DIR"):

@@ -1,4 +1,4 @@
-"""6. Against the seed's approach: a burst of concurrent jobs, all taking the same time,
+"""7. Against the seed's approach: a burst of concurrent jobs, all taking the same time,
 through the daemon and through a stand-in of the seed project, on one emulator.
 
 One emulator serves four runs of the same burst, one after another, each measured on
@@ -97,7 +97,7 @@ async def through_seedstyle(http: aiohttp.ClientSession, workdir: Path, emulator
 
 async def run(mode: str, workdir: Path) -> Section:
     size = SIZES[mode]
-    section = Section("6. Seed-style baseline", (
+    section = Section("7. Seed-style baseline", (
         f"{size.jobs} jobs at once, {size.seconds:g} s generation each (256x256, url), one "
         "emulator; in turn: a direct client, a cold daemon, a warm daemon, the seed-style "
         "stand-in (FastAPI + uvicorn, cloudscraper in a thread pool, a poll every "

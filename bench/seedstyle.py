@@ -1,5 +1,5 @@
 """``python -m bench.seedstyle --upstream URL [--port N]``: the seed project's approach,
-as the baseline of bench section 6.
+as the baseline of bench section 7.
 
 The seed (lzA6/arting-2api, ``shared/arting_protocol.md`` §8) is a FastAPI app served
 by uvicorn with one worker (``uvicorn[standard]``: uvloop and httptools). For

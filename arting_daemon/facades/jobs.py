@@ -1,6 +1,7 @@
 """The daemon's own job API under ``/arting/v1``, for the plugins and the web page.
 
-* ``POST /jobs`` — submit (``Idempotency-Key`` makes a retried submit return the same job)
+* ``POST /jobs`` — submit a generation, or with ``"kind": "upscale"`` an upscale of images
+  (``Idempotency-Key`` makes a retried submit return the same job)
 * ``GET /jobs`` — recent jobs, newest first, paged with ``before``
 * ``GET /jobs/{id}`` — state, progress, ETA, queue position, images, error
 * ``GET /jobs/{id}/events`` — the same as server-sent events until the job ends
@@ -14,7 +15,7 @@ Errors use OpenAI's envelope, ``{"error": {"message", "type", "param", "code"}}`
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,11 +24,12 @@ from .. import __version__, catalog
 from ..auth import generates, principal, public
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
-from ..errors import InvalidRequest, NotFound
+from ..errors import ArtingError, InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
+from ..upscaling import SCALES, Upscale, build_upscale, check_request
 from .http import base_url, event_stream, follow, image_url, parse_model, read_json
-from .intake import require_img2img, take_init_image
+from .intake import require_img2img, take_init_image, take_source
 
 TICK = 1.0
 
@@ -35,6 +37,7 @@ TICK = 1.0
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["generate"] = "generate"
     prompt: str
     negative_prompt: str = ""
     model: str | None = None
@@ -56,6 +59,18 @@ class JobRequest(BaseModel):
     strength: float | None = None
 
 
+class UpscaleRequest(BaseModel):
+    """Upscale pictures 2× or 4×: each one the hash of a stored image (a result), or the
+    image itself as base64 or a data URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["upscale"]
+    images: list[str] = []
+    image: str | None = None
+    scale: int = 2
+
+
 def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
     """What clients see of a job."""
     progress, eta = engine.progress(job)
@@ -69,6 +84,7 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
         "progress": round(progress, 4),
         "eta_seconds": None if eta is None else round(eta, 1),
         "queue_position": engine.queue_position(job),
+        "kind": job.generation.kind,
         "request": job.generation.model_dump(mode="json"),
         "images": [{"hash": i.hash, "url": image_url(request, i.hash), "seed": i.seed,
                     "width": i.width, "height": i.height} for i in job.images],
@@ -80,7 +96,7 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
 
 @generates
 async def create_job(request: web.Request) -> web.Response:
-    body = parse_model(JobRequest, await read_json(request))
+    data = await read_json(request)
     engine, owner = request.config_dict[ENGINE], principal(request).id
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 255:
@@ -89,6 +105,27 @@ async def create_job(request: web.Request) -> web.Response:
         known = await engine.get_by_key(key, owner)
         if known is not None:
             return web.json_response(job_view(request, engine, known), status=200)
+    upscaling = isinstance(data, dict) and data.get("kind") == "upscale"
+    job_request = await (_upscale(request, parse_model(UpscaleRequest, data)) if upscaling
+                         else _generation(request, parse_model(JobRequest, data)))
+    job = await engine.submit(job_request,
+                              source=request.headers.get("X-Arting-Client", "api")[:32],
+                              owner=owner, idempotency_key=key)
+    view = job_view(request, engine, job)
+    return web.json_response(view, status=202, headers={"Location": view["links"]["self"]})
+
+
+async def _upscale(request: web.Request, body: UpscaleRequest) -> Upscale:
+    request.config_dict[PROVIDER].require("upscale")
+    images = body.images + ([body.image] if body.image else [])
+    settings = request.config_dict[SETTINGS]
+    check_request(len(images), body.scale, settings.max_images)
+    sources = [await take_source(request, image, f"images.{i}") for i, image in
+               enumerate(images)]
+    return build_upscale(sources, body.scale, settings.upscale_version, settings.max_images)
+
+
+async def _generation(request: web.Request, body: JobRequest) -> Generation:
     if body.mask and not body.init_image:
         raise InvalidRequest("mask needs init_image.", param="mask")
     init = None
@@ -97,17 +134,13 @@ async def create_job(request: web.Request) -> web.Response:
         init = await take_init_image(request, body.init_image, "init_image", mask=body.mask)
         if body.width is None and body.height is None and body.size is None:
             body.width, body.height = init.width, init.height
-    gen = build_generation(
+    return build_generation(
         request.config_dict[RULES], request.config_dict[CATALOG], prompt=body.prompt,
         negative_prompt=body.negative_prompt, model=body.model, size=body.size,
         width=body.width, height=body.height, n=body.n, seed=body.seed, steps=body.steps,
         guidance=body.guidance, sampler=body.sampler, clip_skip=body.clip_skip,
         loras=body.loras, nsfw=body.nsfw, init_image=init and init.hash,
         strength=body.strength, mask=init and init.mask)
-    job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
-                              owner=owner, idempotency_key=key)
-    view = job_view(request, engine, job)
-    return web.json_response(view, status=202, headers={"Location": view["links"]["self"]})
 
 
 async def _job(request: web.Request) -> Job:
@@ -142,9 +175,12 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     try:
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
-        async for current in follow(request, engine, job, TICK):
-            data = json.dumps(job_view(request, engine, current))
-            await resp.write(f"event: job\ndata: {data}\n\n".encode())
+        try:
+            async for current in follow(request, engine, job, TICK):
+                data = json.dumps(job_view(request, engine, current))
+                await resp.write(f"event: job\ndata: {data}\n\n".encode())
+        except ArtingError as err:     # this daemon stops: the client reconnects elsewhere
+            await resp.write(f"event: error\ndata: {json.dumps(err.to_dict())}\n\n".encode())
         await resp.write_eof()
     except ConnectionResetError:
         pass  # the watcher left; the job goes on
@@ -201,6 +237,7 @@ async def status(request: web.Request) -> web.Response:
         "sandbox": settings.sandbox,
         "upstream": settings.base_url,
         "img2img": settings.img2img,
+        "upscale": settings.upscale,
         "auth_required": settings.auth_required or request.config_dict[KEYS].in_use,
         "caller": {"id": principal(request).id, "name": principal(request).name,
                    "admin": principal(request).admin},
@@ -231,6 +268,8 @@ async def get_catalog(request: web.Request) -> web.Response:
                    "size_multiple": settings.size_multiple,
                    "max_prompt_chars": settings.max_prompt_chars},
         "img2img": settings.img2img,
+        "upscale": settings.upscale,
+        "upscale_scales": list(SCALES),
     })
 
 

@@ -59,19 +59,29 @@ async function refusal(resp) {
   try { error = (await resp.json()).error || {}; } catch { /* not JSON: say it plainly */ }
   const opts = { status: resp.status, code: error.code || null, param: error.param || null };
   if (resp.status === 401) {
-    const message = apiKey.get()
-      ? "The API key was refused. Enter the key this daemon was started with " +
-        "(API_MASTER_KEY) under “API key”."
-      : "This daemon needs an API key. Enter it under “API key”.";
+    // A revoked or expired key: the daemon's own words say which, and since when.
+    const known = /revoked|expired/i.test(error.message || "");
+    const message = !apiKey.get()
+      ? "This daemon needs an API key. Enter it under “API key”."
+      : known ? error.message
+        : "The API key was refused: this daemon does not know it. Enter your key (a user " +
+          "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”.";
     return new ApiError(message, { ...opts, code: "invalid_api_key" });
   }
   let message = error.message || `The daemon answered ${resp.status} ${resp.statusText}.`;
   const retry = Number(resp.headers.get("Retry-After"));
-  if (resp.status === 429 && retry > 0) message += ` Try again in ${Math.ceil(retry)} s.`;
+  if (resp.status === 429 && retry > 0) message += ` Try again in ${waitText(retry)}.`;
   return new ApiError(message, opts);
 }
 
-async function call(method, path, { body, headers = {}, signal } = {}) {
+/** A Retry-After in words: seconds, minutes, or hours (a daily quota waits for midnight). */
+function waitText(s) {
+  if (s < 90) return `${Math.ceil(s)} s`;
+  const minutes = Math.ceil(s / 60);
+  return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+export async function call(method, path, { body, headers = {}, signal } = {}) {
   const sent = new Headers(headers);
   const key = apiKey.get();
   if (key) sent.set("Authorization", `Bearer ${key}`);
@@ -91,7 +101,7 @@ async function call(method, path, { body, headers = {}, signal } = {}) {
   return resp;
 }
 
-const json = async (promise) => (await promise).json();
+export const json = async (promise) => (await promise).json();
 
 function randomKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));

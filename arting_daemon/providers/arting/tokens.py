@@ -5,6 +5,10 @@ the way) or *invalid* (Arting refused it). Only auth errors make a token invalid
 Jobs take the least-busy eligible token and hold it while Arting works on their job,
 so each token has a bound on jobs in flight.
 
+Arting's poll answers may carry the identity's ``remain_balance`` (§11); each token keeps
+the last one seen. A token whose balance reached zero is used only when no other is
+free, and a refusal it meets afterwards says so.
+
 Unhealthy tokens are re-probed in the background with exponential backoff. A probe
 is one poll (``get``) of a request id, never a create, so it costs no generation: an
 answer in Arting's envelope (the job, or "task not found") proves the token passes
@@ -29,7 +33,8 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ... import datadir, logs
-from ...errors import ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited
+from ...errors import (ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited,
+                       UpstreamRejected)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class Token:
     probing: bool = False
     last_probe: float | None = None                 # wall-clock time of the last probe
     probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
+    balance: int | None = None                      # ``remain_balance`` of the last poll
+    balance_at: float | None = None                 # wall-clock time it was seen
 
     @property
     def fingerprint(self) -> str:
@@ -75,7 +82,8 @@ class Token:
                 "in_flight": self.in_flight, "jobs_ok": self.jobs_ok, "errors": self.errors,
                 "last_error": self.reason.message if self.reason else None,
                 "last_probe": self.last_probe,
-                "probes": dict(self.probes)}
+                "probes": dict(self.probes),
+                "balance": self.balance, "balance_at": self.balance_at}
 
 
 def _unavailable(token: Token, wait: float) -> ArtingError:
@@ -88,28 +96,56 @@ def _unavailable(token: Token, wait: float) -> ArtingError:
 
 
 def anonymous_identity(data_dir: Path) -> str:
-    """A UUID created once and kept, so we look like one returning guest, not many."""
+    """A UUID created once and kept, so we look like one returning guest, not many
+    (replicas on one data directory included: the first to make it wins)."""
     path = data_dir / "identity.json"
-    try:
-        return str(uuid.UUID(json.loads(path.read_text())["uuid"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    for _ in range(2):
+        try:
+            return str(uuid.UUID(json.loads(path.read_text())["uuid"]))
+        except FileNotFoundError:
+            datadir.create(path, json.dumps({"uuid": str(uuid.uuid4())}).encode())
+        except (OSError, ValueError, KeyError, TypeError):   # unreadable: start anew
+            break
     ident = str(uuid.uuid4())
     datadir.write(path, json.dumps({"uuid": ident}).encode())
     return ident
+
+
+class Board:
+    """Where a pool's tokens are shared: nowhere, with one daemon. Replicas share the
+    tokens' health and their jobs in flight (``replicas/tokens.py``)."""
+
+    #: How often a caller waiting for a busy token looks again (None: when woken).
+    poll: float | None = None
+
+    async def take(self, token: Token) -> bool:
+        """Claim one of the token's ``max_jobs`` places (here: the pool counts them)."""
+        return True
+
+    async def give(self, token: Token) -> None:
+        """Give a place back."""
+
+    async def tell(self, token: Token) -> None:
+        """The token's health changed."""
+
+    async def may_probe(self, token: Token) -> bool:
+        """Whether this daemon is the one to probe the token now."""
+        return True
 
 
 class TokenPool:
     """Hands out tokens to jobs, keeps each token's health and re-probes the unhealthy."""
 
     def __init__(self, secrets: list[str], max_jobs: int, *, anonymous: bool = False,
-                 backoff: float = 30.0, max_backoff: float = 1800.0) -> None:
+                 backoff: float = 30.0, max_backoff: float = 1800.0,
+                 board: Board | None = None) -> None:
         if not secrets:
             raise ValueError("a token pool needs at least one token")
         self.tokens = [Token(label="anonymous" if anonymous else f"token-{i + 1}",
                              secret=s, anonymous=anonymous) for i, s in enumerate(secrets)]
         self.max_jobs = max_jobs
         self.backoff, self.max_backoff = backoff, max_backoff
+        self.board = board or Board()
         self._changed = asyncio.Condition()
         self._check: Callable[[str], Awaitable[None]] | None = None
         self._watcher: asyncio.Task | None = None
@@ -133,6 +169,9 @@ class TokenPool:
         in_flight = GaugeMetricFamily("arting_token_in_flight",
                                       "Jobs each token has in flight upstream.",
                                       labels=["token"])
+        balance = GaugeMetricFamily("arting_token_balance",
+                                    "Each token's remain_balance at its last poll (tokens "
+                                    "Arting has reported one for).", labels=["token"])
         probes = CounterMetricFamily("arting_token_probes",
                                      "Probes of unhealthy tokens, by result.",
                                      labels=["token", "result"])
@@ -140,10 +179,13 @@ class TokenPool:
             for state in TokenState:
                 token_state.add_metric([t.label, state.value], float(t.state is state))
             in_flight.add_metric([t.label], t.in_flight)
+            if t.balance is not None:
+                balance.add_metric([t.label], t.balance)
             for result in ("ok", "failed", "inconclusive"):
                 probes.add_metric([t.label, result], t.probes[result])
         yield token_state
         yield in_flight
+        yield balance
         yield probes
 
     async def acquire(self, timeout: float, prefer: str | None = None,
@@ -161,12 +203,13 @@ class TokenPool:
         async with self._changed:
             while True:
                 now = time.monotonic()
-                ready = [t for t in self.tokens if t.eligible(now, self.max_jobs)]
-                if ready:
-                    token = min(ready, key=lambda t: (t.fingerprint != prefer, t.in_flight,
-                                                      t.state is not TokenState.OK))
-                    token.in_flight += 1
-                    return token
+                ready = sorted((t for t in self.tokens if t.eligible(now, self.max_jobs)),
+                               key=lambda t: (t.fingerprint != prefer, t.balance == 0,
+                                              t.in_flight, t.state is not TokenState.OK))
+                for token in ready:
+                    if await self.board.take(token):
+                        token.in_flight += 1
+                        return token
                 usable = [t for t in self.tokens if t.state is not TokenState.INVALID]
                 if not usable:
                     raise UpstreamAuthError(
@@ -175,6 +218,8 @@ class TokenPool:
                         "ARTING_AUTH_TOKEN (or auth_tokens in arting.toml).")
                 if any(t.state is TokenState.OK or t.until <= now for t in usable):
                     wake = deadline                     # only busy: a release wakes us
+                    if self.board.poll is not None:     # (or, elsewhere, a look again)
+                        wake = min(wake, now + self.board.poll)
                 else:
                     soonest = min(usable, key=lambda t: t.until)
                     wake = soonest.until
@@ -191,6 +236,7 @@ class TokenPool:
     async def release(self, token: Token) -> None:
         async with self._changed:
             token.in_flight = max(0, token.in_flight - 1)
+            await self.board.give(token)
             self._changed.notify_all()
 
     async def report(self, token: Token, error: ArtingError | None) -> None:
@@ -203,7 +249,25 @@ class TokenPool:
             elif error.token_fault:
                 token.errors += 1
                 self._mark(token, error)
+            await self.board.tell(token)
             self._changed.notify_all()
+
+    @staticmethod
+    def note_balance(token: Token, balance: int) -> None:
+        """Keep the ``remain_balance`` a poll answered with for ``token``."""
+        token.balance, token.balance_at = balance, time.time()
+
+    @staticmethod
+    def explain(token: Token, error: ArtingError) -> ArtingError:
+        """A refusal met by a token whose balance had reached zero: say that this is the
+        likely reason (Arting's own message rarely does)."""
+        if token.balance == 0 and isinstance(error, (UpstreamRejected, UpstreamRateLimited,
+                                                     UpstreamAuthError)):
+            error.message += (f" The balance of {token.label} was 0 at its last poll "
+                              "(remain_balance): Arting may refuse it until it is topped up; "
+                              "add another token to ARTING_AUTH_TOKEN, or wait.")
+            error.args = (error.message,)
+        return error
 
     def _mark(self, token: Token, error: ArtingError) -> None:
         """Put the token out of use after ``error``, until its next probe."""
@@ -217,6 +281,14 @@ class TokenPool:
             token.state = TokenState.BLOCKED
         wait = error.retry_after if isinstance(error, UpstreamRateLimited) else None
         token.until = time.monotonic() + (wait or self._backoff(token))
+
+    def learn(self, fingerprint: str, state: TokenState, until: float, strikes: int,
+              reason: ArtingError | None) -> None:
+        """Another daemon met this token (``until``: wall-clock time)."""
+        for token in self.tokens:
+            if token.fingerprint == fingerprint:
+                token.state, token.strikes, token.reason = state, strikes, reason
+                token.until = time.monotonic() + max(0.0, until - time.time()) if until else 0.0
 
     def _backoff(self, token: Token) -> float:
         return min(self.max_backoff, self.backoff * 2 ** max(0, token.strikes - 1))
@@ -259,6 +331,7 @@ class TokenPool:
                 result = "inconclusive"
                 token.until = time.monotonic() + self._backoff(token)
             token.probes[result] += 1
+            await self.board.tell(token)
             self._changed.notify_all()
         log.info("token %s probed: %s%s", token.label, result,
                  f" ({type(error).__name__})" if error else "")
@@ -277,7 +350,12 @@ class TokenPool:
                 now = time.monotonic()
                 sick = [t for t in self.tokens
                         if t.state is not TokenState.OK and not t.probing]
-                due = [t for t in sick if t.until <= now]
+                due = []
+                for token in (t for t in sick if t.until <= now):
+                    if await self.board.may_probe(token):
+                        due.append(token)
+                    else:       # another daemon probes it, and will tell the result
+                        token.until = now + self.backoff
                 if not due:
                     wake = min((t.until for t in sick), default=None)
                     with contextlib.suppress(asyncio.TimeoutError):
