@@ -36,9 +36,7 @@ from .generation import Catalog, Rules
 from .keys.limits import Gate, LocalLedger
 from .keys.ring import key_ring
 from .metrics import Metrics
-from .providers.arting.client import ArtingClient, Upstream
-from .providers.arting.provider import ArtingOptions, ArtingProvider
-from .providers.arting.tokens import TokenPool, anonymous_identity
+from .providers.build import Services, open_providers
 from .state import (A1111, ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
                     METRICS, PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
@@ -223,34 +221,14 @@ async def http_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def provider_context(app: web.Application) -> AsyncIterator[None]:
-    """The Arting provider: its client, its token pool (probing in the background)."""
-    settings, metrics = app[SETTINGS], app[METRICS]
-    tokens = [t.get_secret_value() for t in settings.auth_tokens]
-    anonymous = not tokens
-    if anonymous:
-        tokens = [anonymous_identity(settings.data_dir)]
-    logs.add_secrets(*tokens)
-    board = None
-    if app[LINK] is not None:         # replicas share the tokens' health and places
-        from .replicas.tokens import RedisBoard
-        board = RedisBoard(app[LINK], settings.replica_lease)
-    pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
-                     backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff, board=board)
-    client = ArtingClient(Upstream.of(settings), app[HTTP], metrics)
-    provider = ArtingProvider(ArtingOptions.of(settings), client, pool, app[STORE], app[STATS],
-                              metrics)
-    metrics.watch(pool)
-    app[PROVIDER] = app[ARTING] = provider
-    if board is not None:
-        await board.open(pool)
-    pool.start_probing(client.check_token)
-    try:
+    """The providers (``providers/build.py``): Arting from the settings, and with
+    ``[[providers]]`` the others behind a router; token pools probe in the background
+    (with replicas, Arting's shares its tokens' health and places through Redis)."""
+    services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
+                        app[CATALOG], app[LINK])
+    async with open_providers(services) as (provider, arting):
+        app[PROVIDER], app[ARTING] = provider, arting
         yield
-    finally:
-        await pool.close()
-        if board is not None:
-            await board.close()
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:

@@ -34,9 +34,10 @@ STATS: web.AppKey[DurationStats] = web.AppKey("stats")
 STORE: web.AppKey[ImageStore] = web.AppKey("store")
 JOURNAL: web.AppKey[Journal[Job]] = web.AppKey("journal")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
-#: The provider jobs run on, and the Arting provider (its tokens, for the admin API).
+#: The provider jobs run on (a router when there are several), and the Arting provider
+#: named ``arting``, if there is one (its tokens, for the admin API).
 PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
-ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
+ARTING: web.AppKey[ArtingProvider | None] = web.AppKey("arting")
 ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 #: User keys, and the limits they are held to.
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys")

@@ -73,10 +73,6 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
-    def command(self, *args: str) -> str:
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                              text=True, timeout=10).stdout
-
 
 @pytest.fixture
 def redis_server(tmp_path):

@@ -431,9 +431,10 @@ async def progress(request: web.Request) -> web.Response:
 
 def _textinfo(engine: Runner, job: Job) -> str:
     said = status_text(engine, job)
+    label = engine.provider.for_job(job).label
     if said == "generating" and isinstance(job.generation, Upscale):
-        return f"Upscaling {job.generation.scale}× on Arting"
-    where = f" on Arting ({job.generation.model})" if said == "generating" else ""
+        return f"Upscaling {job.generation.scale}× on {label}"
+    where = f" on {label} ({job.generation.model})" if said == "generating" else ""
     return said.capitalize() + where
 
 
@@ -463,10 +464,12 @@ async def skip(request: web.Request) -> web.Response:
 # --- listings ---------------------------------------------------------------------------
 
 async def sd_models(request: web.Request) -> web.Response:
+    """Every provider's models, as checkpoints (``provider`` says whose; clients ignore it)."""
+    models = request.config_dict[CATALOG]
     return web.json_response([
         {"title": title(m), "model_name": m, "hash": sha256_of(m)[:10], "sha256": sha256_of(m),
-         "filename": f"{m}.safetensors", "config": None}
-        for m in request.config_dict[CATALOG].models])
+         "filename": f"{m}.safetensors", "config": None, "provider": models.owner(m)}
+        for m in models.models])
 
 
 async def loras(request: web.Request) -> web.Response:
