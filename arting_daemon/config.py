@@ -357,6 +357,10 @@ def load_settings(config_path: str | os.PathLike | None = None,
         path = "arting.toml"
     if path is not None:
         for key, value in _read_toml(Path(path)).items():
+            if key in RETIRED:
+                logging.getLogger(__name__).warning(
+                    "`%s` in %s is no longer used (%s); remove it.", key, path, RETIRED[key])
+                continue
             if key not in Settings.model_fields:
                 raise ConfigError(f"Unknown setting `{key}` in {path}. "
                                   f"Known settings: {', '.join(Settings.model_fields)}.")
@@ -376,6 +380,12 @@ def load_settings(config_path: str | os.PathLike | None = None,
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, values, origin)) from None
+
+
+#: Settings that once existed, and why they are ignored now: an older arting.toml still
+#: starts (with a warning) instead of stopping at an unknown key.
+RETIRED = {"poll_first_delay": "the first poll is now planned from `expected_duration` "
+                               "(and the durations seen), like every other poll"}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
