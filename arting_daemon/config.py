@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -201,8 +202,6 @@ class Settings(BaseModel):
                             "Seconds Arting may take to finish a submitted job.", gt=0)
     download_timeout: float = _s(60.0, "ARTING_DOWNLOAD_TIMEOUT",
                                  "Seconds the download stage may take.", gt=0)
-    poll_first_delay: float = _s(1.0, "ARTING_POLL_FIRST_DELAY",
-                                 "Seconds before the first poll when no history exists.", ge=0)
     poll_min_interval: float = _s(0.4, "ARTING_POLL_MIN_INTERVAL",
                                   "Shortest pause between two polls of one job.", gt=0)
     poll_max_interval: float = _s(5.0, "ARTING_POLL_MAX_INTERVAL",
@@ -216,7 +215,8 @@ class Settings(BaseModel):
                                "Seconds running jobs get to finish on SIGTERM; unfinished "
                                "ones resume at the next start.", ge=0)
     expected_duration: float = _s(15.0, "ARTING_EXPECTED_DURATION",
-                                  "Generation time assumed for ETAs before any job finished.",
+                                  "Generation time assumed before jobs finished: for ETAs, and "
+                                  "the poll schedule of the first jobs is planned around it.",
                                   gt=0)
 
     # --- providers ----------------------------------------------------------------------
@@ -362,6 +362,10 @@ def load_settings(config_path: str | os.PathLike | None = None,
         path = "arting.toml"
     if path is not None:
         for key, value in _read_toml(Path(path)).items():
+            if key in RETIRED:
+                logging.getLogger(__name__).warning(
+                    "`%s` in %s is no longer used (%s); remove it.", key, path, RETIRED[key])
+                continue
             if key not in Settings.model_fields:
                 raise ConfigError(f"Unknown setting `{key}` in {path}. "
                                   f"Known settings: {', '.join(Settings.model_fields)}.")
@@ -381,6 +385,12 @@ def load_settings(config_path: str | os.PathLike | None = None,
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, values, origin)) from None
+
+
+#: Settings that once existed, and why they are ignored now: an older arting.toml still
+#: starts (with a warning) instead of stopping at an unknown key.
+RETIRED = {"poll_first_delay": "the first poll is now planned from `expected_duration` "
+                               "(and the durations seen), like every other poll"}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -83,11 +83,37 @@ class Exchange:
 Observer = Callable[[Exchange], None]
 
 
-@contextlib.contextmanager
+class _Unwatched:
+    """Stands in for an exchange nobody observes (the daemon's own): costs nothing, and
+    keeps nothing."""
+
+    def answer(self, status: int, headers, body: bytes) -> None:
+        pass
+
+    @property
+    def response_body(self) -> bytes:
+        return b""
+
+    @response_body.setter
+    def response_body(self, value: bytes) -> None:
+        pass
+
+
+_UNWATCHED = contextlib.nullcontext(_Unwatched())
+
+
 def watch(observe: Observer | None, method: str, url: str, headers: dict[str, str],
-          body: Any, via: str = "aiohttp") -> Iterator[Exchange]:
+          body: Any, via: str = "aiohttp"):
     """Around one request: the caller fills in the answer; ``observe`` gets the exchange
     when the request is over, whether it was answered or failed."""
+    if observe is None:
+        return _UNWATCHED
+    return _watching(observe, method, url, headers, body, via)
+
+
+@contextlib.contextmanager
+def _watching(observe: Observer, method: str, url: str, headers: dict[str, str],
+              body: Any, via: str) -> Iterator[Exchange]:
     seen = Exchange(method, url, dict(headers), body, time.time(), via=via)
     try:
         yield seen
@@ -95,9 +121,8 @@ def watch(observe: Observer | None, method: str, url: str, headers: dict[str, st
         seen.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        if observe is not None:
-            seen.elapsed = time.time() - seen.started
-            observe(seen)
+        seen.elapsed = time.time() - seen.started
+        observe(seen)
 
 
 class Recorder:

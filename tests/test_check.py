@@ -105,8 +105,8 @@ class Ran:
 def env_for(tmp_path: Path, upstream: ThreadedSandbox | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTING_", "API_"))}
     env.update(HOME=str(tmp_path), ARTING_DATA_DIR=str(tmp_path / "data"),
-               ARTING_POLL_FIRST_DELAY="0.05", ARTING_POLL_MIN_INTERVAL="0.05",
-               ARTING_POLL_MAX_INTERVAL="0.1", ARTING_REQUEST_TIMEOUT="10")
+               ARTING_POLL_MIN_INTERVAL="0.05", ARTING_POLL_MAX_INTERVAL="0.1",
+               ARTING_REQUEST_TIMEOUT="10")
     if upstream is not None:
         env["ARTING_BASE_URL"] = upstream.url
     env.update(extra)

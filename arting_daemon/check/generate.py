@@ -125,7 +125,7 @@ async def _follow(ctx: Context, client: ArtingClient, identity: Identity, run: R
     settings = ctx.settings
     ends = {s.lower() for s in (*settings.done_statuses, *settings.failed_statuses)}
     interval = min(max(settings.poll_min_interval, 1.0), settings.poll_max_interval)
-    delay, settled, errors = settings.poll_first_delay, 0, 0
+    delay, settled, errors = interval, 0, 0
     while True:
         if time.monotonic() + delay > deadline:
             run.ended = "timeout"

@@ -118,6 +118,8 @@ class ArtingClient:
         self._done = {s.lower() for s in upstream.done_statuses}
         self._upscale_done = set(upstream.upscale_done_statuses)
         self._upscale_failed = set(upstream.upscale_failed_statuses)
+        t = upstream.request_timeout
+        self._timeout = aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -220,7 +222,7 @@ class ArtingClient:
             try:
                 async with self.session.put(url, data=png, headers=headers,
                                             allow_redirects=False,
-                                            timeout=self._timeout()) as resp:
+                                            timeout=self._timeout) as resp:
                     said = await resp.content.read(4096)
                     seen.answer(resp.status, resp.headers, said)
                     status, text = resp.status, said.decode("utf-8", "replace")
@@ -300,7 +302,7 @@ class ArtingClient:
         self.outbound.check_download(url)
         with watch(self.observe, "GET", url, {}, None) as seen:
             try:
-                async with self.session.get(url, timeout=self._timeout()) as resp:
+                async with self.session.get(url, timeout=self._timeout) as resp:
                     seen.answer(resp.status, resp.headers, b"")
                     if resp.status in (403, 404, 410):
                         raise _unusable(
@@ -345,10 +347,6 @@ class ArtingClient:
             headers["Cookie"] = cookies
         return headers
 
-    def _timeout(self) -> aiohttp.ClientTimeout:
-        t = self.upstream.request_timeout
-        return aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
-
     async def _call(self, path: str, body: dict | None, token: str | None, *,
                     method: str = "POST", params: dict[str, str] | None = None,
                     route: str | None = None) -> object:
@@ -380,12 +378,12 @@ class ArtingClient:
         """One HTTP exchange, its failures as typed errors."""
         data = None if body is None else json.dumps(body)
         sent = self._headers(token, body is not None)
-        url = self.base + path + (f"?{urlencode(params)}" if params else "")
-        with watch(self.observe, method, url, sent, body) as seen:
+        url = self.base + path
+        with watch(self.observe, method, f"{url}?{urlencode(params)}" if params else url,
+                   sent, body) as seen:
             try:
-                async with self.session.request(
-                        method, self.base + path, headers=sent, data=data, params=params,
-                        timeout=self._timeout()) as resp:
+                async with self.session.request(method, url, headers=sent, data=data,
+                                                params=params, timeout=self._timeout) as resp:
                     raw = await resp.read()
                     status, headers = resp.status, resp.headers
                     seen.answer(status, headers, raw)
@@ -436,13 +434,13 @@ def _interpret(path: str, status: int, headers, raw: bytes) -> object:
         if status < 400:
             raise BadUpstreamResponse(f"Arting's answer to {path} is not valid JSON "
                                       f"(HTTP {status}, {len(raw)} bytes).") from None
-    message = _message(payload)
-    if status in (401, 403):
-        raise UpstreamAuthError(_auth_advice(message or f"HTTP {status}"))
-    if status >= 500:
-        raise UpstreamServerError(f"Arting answered HTTP {status}"
-                                  + (f": {message}" if message else "."))
     if status >= 400:
+        message = _message(payload)
+        if status in (401, 403):
+            raise UpstreamAuthError(_auth_advice(message or f"HTTP {status}"))
+        if status >= 500:
+            raise UpstreamServerError(f"Arting answered HTTP {status}"
+                                      + (f": {message}" if message else "."))
         if isinstance(payload, dict) and "code" in payload:
             _check_envelope(payload)
         raise UpstreamRejected(f"Arting refused the request (HTTP {status})"
