@@ -41,9 +41,7 @@ from .keys.limits import Gate, LocalLedger
 from .keys.ring import key_ring
 from .metrics import Metrics
 from .openapi import API
-from .providers.arting.client import ArtingClient, Upstream
-from .providers.arting.provider import ArtingOptions, ArtingProvider
-from .providers.arting.tokens import TokenPool, anonymous_identity
+from .providers.build import Services, open_providers
 from .state import (A1111, ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
                     METRICS, PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
@@ -131,18 +129,27 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
         app[SANDBOX] = None
         yield
         return
-    from .sandbox import Sandbox
+    from .sandbox.replay import start_sandbox
 
-    sandbox = Sandbox(generation_time=settings.sandbox_generation_time)
-    url = await sandbox.start("127.0.0.1", 0)
-    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True,
-                                                "upscale": True})
+    sandbox = await start_sandbox(settings.sandbox_generation_time, settings.sandbox_replay)
+    app[SETTINGS] = sandbox_settings(settings, sandbox.url or "")
     app[SANDBOX] = sandbox
-    log.info("sandbox: Arting emulator at %s", url)
+    log.info("sandbox: Arting emulator at %s%s", sandbox.url,
+             f", replaying {settings.sandbox_replay}" if settings.sandbox_replay else "")
     try:
         yield
     finally:
         await sandbox.close()
+
+
+def sandbox_settings(settings: Settings, url: str) -> Settings:
+    """The settings with the emulator at ``url`` as Arting. Replaying a record, it stands
+    in for the live Arting, so image-to-image and upscaling stay as configured; else
+    they are on."""
+    update: dict = {"base_url": url}
+    if settings.sandbox_replay is None:
+        update.update(img2img=True, upscale=True)
+    return settings.model_copy(update=update)
 
 
 async def state_context(app: web.Application) -> AsyncIterator[None]:
@@ -231,34 +238,14 @@ async def http_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def provider_context(app: web.Application) -> AsyncIterator[None]:
-    """The Arting provider: its client, its token pool (probing in the background)."""
-    settings, metrics = app[SETTINGS], app[METRICS]
-    tokens = [t.get_secret_value() for t in settings.auth_tokens]
-    anonymous = not tokens
-    if anonymous:
-        tokens = [anonymous_identity(settings.data_dir)]
-    logs.add_secrets(*tokens)
-    board = None
-    if app[LINK] is not None:         # replicas share the tokens' health and places
-        from .replicas.tokens import RedisBoard
-        board = RedisBoard(app[LINK], settings.replica_lease)
-    pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
-                     backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff, board=board)
-    client = ArtingClient(Upstream.of(settings), app[HTTP], metrics)
-    provider = ArtingProvider(ArtingOptions.of(settings), client, pool, app[STORE], app[STATS],
-                              metrics)
-    metrics.watch(pool)
-    app[PROVIDER] = app[ARTING] = provider
-    if board is not None:
-        await board.open(pool)
-    pool.start_probing(client.check_token)
-    try:
+    """The providers (``providers/build.py``): Arting from the settings, and with
+    ``[[providers]]`` the others behind a router; token pools probe in the background
+    (with replicas, Arting's shares its tokens' health and places through Redis)."""
+    services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
+                        app[CATALOG], app[LINK])
+    async with open_providers(services) as (provider, arting):
+        app[PROVIDER], app[ARTING] = provider, arting
         yield
-    finally:
-        await pool.close()
-        if board is not None:
-            await board.close()
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:

@@ -8,7 +8,10 @@ it came from, and what is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -18,6 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
                       field_validator, model_validator)
+
+from .provider_config import ProviderConfig, check as check_providers
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -197,8 +202,6 @@ class Settings(BaseModel):
                             "Seconds Arting may take to finish a submitted job.", gt=0)
     download_timeout: float = _s(60.0, "ARTING_DOWNLOAD_TIMEOUT",
                                  "Seconds the download stage may take.", gt=0)
-    poll_first_delay: float = _s(1.0, "ARTING_POLL_FIRST_DELAY",
-                                 "Seconds before the first poll when no history exists.", ge=0)
     poll_min_interval: float = _s(0.4, "ARTING_POLL_MIN_INTERVAL",
                                   "Shortest pause between two polls of one job.", gt=0)
     poll_max_interval: float = _s(5.0, "ARTING_POLL_MAX_INTERVAL",
@@ -212,8 +215,19 @@ class Settings(BaseModel):
                                "Seconds running jobs get to finish on SIGTERM; unfinished "
                                "ones resume at the next start.", ge=0)
     expected_duration: float = _s(15.0, "ARTING_EXPECTED_DURATION",
-                                  "Generation time assumed for ETAs before any job finished.",
+                                  "Generation time assumed before jobs finished: for ETAs, and "
+                                  "the poll schedule of the first jobs is planned around it.",
                                   gt=0)
+
+    # --- providers ----------------------------------------------------------------------
+    providers: list[ProviderConfig] = _s(
+        [], "ARTING_PROVIDERS",
+        "More places to make images: `[[providers]]` tables (in the environment, a JSON "
+        "list); see [Providers](#providers). Empty: Arting alone, from the settings above.")
+    fallbacks: dict[str, list[str]] = _s(
+        {}, "ARTING_FALLBACKS",
+        "Per model id (or `*`), where its jobs go when its provider fails: model ids or "
+        "`<provider>/*` (in the environment, a JSON object).")
 
     # --- replicas ---------------------------------------------------------------------
     redis_url: SecretStr | None = _s(None, "ARTING_REDIS_URL",
@@ -230,11 +244,27 @@ class Settings(BaseModel):
                        "Run the built-in Arting emulator and use it as the upstream.")
     sandbox_generation_time: float = _s(3.0, "ARTING_SANDBOX_GENERATION_TIME",
                                         "Seconds the emulator takes per job.", ge=0)
+    sandbox_replay: Path | None = _s(None, "ARTING_SANDBOX_REPLAY",
+                                     "A directory written by `arting-daemon check --record`: "
+                                     "the emulator answers with its recorded shapes, literals "
+                                     "and timings (needs `sandbox`).")
 
     @field_validator(*LIST_FIELDS, mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("providers", "fallbacks", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        """Tables in the file; JSON text in the environment."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be JSON (a list of provider tables, or an object of "
+                                 "model → fallbacks)") from None
+        return value
 
     @field_validator("base_url", "public_url")
     @classmethod
@@ -253,10 +283,10 @@ class Settings(BaseModel):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "sandbox_replay")
     @classmethod
-    def _home(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @field_validator("basic_auth")
     @classmethod
@@ -274,6 +304,9 @@ class Settings(BaseModel):
             raise ValueError("token_probe_backoff must not exceed token_probe_max_backoff")
         if self.min_side > self.max_side:
             raise ValueError("min_side must not exceed max_side")
+        if self.providers or self.fallbacks:
+            check_providers(self.providers, self.fallbacks, self.default_model,
+                            self.extra_models)
         return self
 
     # --- derived ----------------------------------------------------------------------
@@ -283,7 +316,8 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
-        values = [*self.api_keys, *self.basic_auth, *self.auth_tokens]
+        values = [*self.api_keys, *self.basic_auth, *self.auth_tokens,
+                  *(s for p in self.providers for s in p.secrets())]
         if self.cf_clearance is not None:
             values.append(self.cf_clearance)
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
@@ -328,6 +362,10 @@ def load_settings(config_path: str | os.PathLike | None = None,
         path = "arting.toml"
     if path is not None:
         for key, value in _read_toml(Path(path)).items():
+            if key in RETIRED:
+                logging.getLogger(__name__).warning(
+                    "`%s` in %s is no longer used (%s); remove it.", key, path, RETIRED[key])
+                continue
             if key not in Settings.model_fields:
                 raise ConfigError(f"Unknown setting `{key}` in {path}. "
                                   f"Known settings: {', '.join(Settings.model_fields)}.")
@@ -347,6 +385,12 @@ def load_settings(config_path: str | os.PathLike | None = None,
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, values, origin)) from None
+
+
+#: Settings that once existed, and why they are ignored now: an older arting.toml still
+#: starts (with a warning) instead of stopping at an unknown key.
+RETIRED = {"poll_first_delay": "the first poll is now planned from `expected_duration` "
+                               "(and the durations seen), like every other poll"}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -371,13 +415,31 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
     err = exc.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else ""
     where = origin.get(key, f"`{key}`") if key else "the settings"
-    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
-                                  "redis_url") \
-        else repr(values.get(key))
     message = str(err["msg"]).removeprefix("Value error, ")
     if not key:
         return f"Invalid settings: {message}."
+    if key == "providers" and len(err["loc"]) > 1:
+        return f"Invalid setting {where}: {_provider_entry(err['loc'], values)}: {message}."
+    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
+                                  "redis_url", "providers") \
+        else repr(values.get(key))
     return f"Invalid setting {where}: {message} (got {shown})."
+
+
+def _provider_entry(loc: tuple, values: Mapping[str, Any]) -> str:
+    """``providers[1] (studio).kind``: the entry by place and name, then the field (its
+    value is not shown: entries hold credentials)."""
+    index = loc[1]
+    entries = values.get("providers")
+    name = None
+    if isinstance(entries, str):
+        with contextlib.suppress(ValueError):
+            entries = json.loads(entries)
+    if isinstance(entries, list) and isinstance(index, int) and index < len(entries) \
+            and isinstance(entries[index], dict):
+        name = entries[index].get("name")
+    field = "".join(f".{part}" if isinstance(part, str) else f"[{part}]" for part in loc[2:])
+    return f"providers[{index}]" + (f" ({name})" if isinstance(name, str) else "") + field
 
 
 def markdown_table() -> str:
@@ -387,7 +449,7 @@ def markdown_table() -> str:
         default = field.default
         if name == "data_dir":
             shown = "platform data dir (see below)"
-        elif isinstance(default, list):
+        elif isinstance(default, (list, dict)):
             shown = ", ".join(f"`{v}`" for v in default) or "(empty)"
         elif default is None:
             shown = "(unset)"

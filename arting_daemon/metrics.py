@@ -2,9 +2,10 @@
 
 Each daemon has its own registry, so several daemons in one process (the tests) never
 mix their numbers. Counters and histograms are fed as things happen; gauges are read
-at scrape time from whoever holds the state (the job runner, the token pool), which
-``watch`` registers. Label values are stage names, error class names and token
-*labels* (``token-1``) and user key *names*, never a token, key or cookie.
+at scrape time from whoever holds the state (the job runner, the token pool, the
+providers), which ``watch`` registers. Label values are stage names, error class
+names, provider names, token *labels* (``token-1``) and user key *names*, never a
+token, key or cookie.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ class Metrics:
         self.create_retries = Counter(
             "arting_create_retries", "Creates sent again, by the error that made it safe.",
             ["error"], registry=r)
+        self.provider_jobs = Counter(
+            "arting_provider_jobs", "Jobs that ended, by the provider that had them last "
+            "and outcome.", ["provider", "outcome"], registry=r)
+        self.provider_failures = Counter(
+            "arting_provider_failures", "Tries at a job that a provider failed, by provider "
+            "and error class (with providers configured).", ["provider", "error"], registry=r)
+        self.fallbacks = Counter(
+            "arting_provider_fallbacks", "Jobs moved from one provider to the next after a "
+            "failure.", ["from_provider", "to_provider"], registry=r)
         self.cloudflare_solves = Counter(
             "arting_cloudflare_solves", "Attempts to pass a Cloudflare challenge with "
             "cloudscraper, by result.", ["result"], registry=r)
@@ -50,6 +60,7 @@ class Metrics:
         self.key_refusals = Counter(
             "arting_key_refusals", "Requests refused by a user key's limits, by key name "
             "and limit.", ["key", "limit"], registry=r)
+        self._children: dict[tuple[Histogram, str], Histogram] = {}
 
     def watch(self, collector: Collector) -> None:
         """Expose a component's current state (its ``collect()``) at every scrape."""
@@ -60,13 +71,24 @@ class Metrics:
 
     # --- events ---------------------------------------------------------------------------
 
-    def job_finished(self, outcome: str, error: ArtingError | None, seconds: float) -> None:
+    def job_finished(self, outcome: str, error: ArtingError | None, seconds: float,
+                     provider: str = "") -> None:
         code = error.code if error is not None and outcome == "failed" else ""
         self.jobs_finished.labels(outcome, code).inc()
-        self.job_seconds.labels(outcome).observe(max(0.0, seconds))
+        self.provider_jobs.labels(provider, outcome).inc()
+        self._child(self.job_seconds, outcome).observe(max(0.0, seconds))
 
     def stage(self, name: str, seconds: float) -> None:
-        self.stage_seconds.labels(name).observe(max(0.0, seconds))
+        self._child(self.stage_seconds, name).observe(max(0.0, seconds))
+
+    def _child(self, histogram: Histogram, label: str) -> Histogram:
+        """``histogram.labels(label)``, looked up once: a few of these come with every
+        job, and prometheus_client's lookup costs three times the observation."""
+        key = (histogram, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = histogram.labels(label)
+        return child
 
     def upstream_error(self, route: str, error: ArtingError) -> None:
         self.upstream_errors.labels(route, type(error).__name__).inc()

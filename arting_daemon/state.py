@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .facades.a1111_state import A1111State
     from .engine.journal import Journal
     from .engine.runner import Runner
+    from .facades.ops import CheckRuns
     from .generation import Catalog, Rules
     from .keys.limits import Gate
     from .keys.ring import KeyRing
@@ -34,14 +35,16 @@ STATS: web.AppKey[DurationStats] = web.AppKey("stats")
 STORE: web.AppKey[ImageStore] = web.AppKey("store")
 JOURNAL: web.AppKey[Journal[Job]] = web.AppKey("journal")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
-#: The provider jobs run on, and the Arting provider (its tokens, for the admin API).
+#: The provider jobs run on (a router when there are several), and the Arting provider
+#: named ``arting``, if there is one (its tokens, for the admin API).
 PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
-ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
+ARTING: web.AppKey[ArtingProvider | None] = web.AppKey("arting")
 ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 #: User keys, and the limits they are held to.
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+CHECKS: web.AppKey[CheckRuns] = web.AppKey("checks")
 #: What AUTOMATIC1111 clients set and run (options, requests in flight).
 A1111: web.AppKey[A1111State] = web.AppKey("a1111")
 #: With ``redis_url``: the link to the Redis replicas share (else None).

@@ -12,7 +12,9 @@ import re
 
 import httpx
 import pytest
+from a1111_standin import A1111StandIn
 from aiohttp import web
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pydantic import TypeAdapter
 
@@ -121,6 +123,47 @@ def test_each_protocol_has_its_error_shapes_security_and_tag(doc):
                  "/arting/v1/images/{hash}.png"):
         assert paths[path]["get"]["security"] == []
     assert doc["components"]["securitySchemes"]["basic"]["scheme"] == "basic"
+
+
+def conforms(doc: dict, method: str, path: str, resp: httpx.Response) -> dict:
+    """``resp``'s JSON, after checking it against what the document declares for it."""
+    declared = doc["paths"][path][method]["responses"][str(resp.status_code)]
+    schema = declared["content"]["application/json"]["schema"]
+    Draft202012Validator({**schema, "components": doc["components"]}).validate(resp.json())
+    return resp.json()
+
+
+def test_what_the_schemathesis_run_cannot_reach_matches_the_document_too(doc, make_daemon):
+    """A daemon with a second provider and a fallback: each provider's health, each
+    model's provider, a job that left a provider, and the check's report."""
+    studio = A1111StandIn().start()
+    try:
+        daemon = make_daemon(
+            providers=[{"name": "studio", "kind": "a1111", "base_url": studio.url}],
+            fallbacks={"oneFORALLAnime": ["studio/*"]}, retry_budget=0.5)
+        daemon.do(daemon.sandbox.add_fault, "cf_1020", route="create")
+        job = daemon.run_job(model="oneFORALLAnime")
+        url, jobs = daemon.url, "/arting/v1/jobs"
+        job = conforms(doc, "get", jobs + "/{id}", httpx.get(f"{url}{jobs}/{job['id']}"))
+        assert job["provider"] == "studio" and job["fallbacks"][0]["from"] == "arting", job
+        assert conforms(doc, "get", jobs, httpx.get(url + jobs))["data"][0]["fallbacks"]
+
+        status = conforms(doc, "get", "/arting/v1/status", httpx.get(url + "/arting/v1/status"))
+        arting, other = status["providers"]
+        assert arting["tokens"] and "base_url" not in arting, arting
+        assert other["base_url"] == studio.url and "tokens" not in other, other
+        catalog = conforms(doc, "get", "/arting/v1/catalog",
+                           httpx.get(url + "/arting/v1/catalog"))
+        assert [p["name"] for p in catalog["providers"]] == ["arting", "studio"]
+        conforms(doc, "get", "/v1/models", httpx.get(url + "/v1/models"))
+        conforms(doc, "get", "/sdapi/v1/sd-models", httpx.get(url + "/sdapi/v1/sd-models"))
+
+        check = "/arting/v1/admin/check"
+        assert conforms(doc, "get", check, httpx.get(url + check)) is None
+        report = conforms(doc, "post", check, httpx.post(url + check, timeout=60))
+        assert report["findings"] and report == httpx.get(url + check).json()
+    finally:
+        studio.stop()
 
 
 def test_every_operation_has_a_summary_a_tag_and_an_answer(doc):

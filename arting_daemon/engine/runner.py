@@ -139,7 +139,7 @@ class Runner:
             pass                                    # fetch the images again
         elif submitted and job.state is not JobState.QUEUED:
             job.state = JobState.RUNNING            # follow it where it is
-        elif job.state is JobState.QUEUED or self.provider.free_to_repeat:
+        elif job.state is JobState.QUEUED or self.provider.for_job(job).free_to_repeat:
             job.state, job.submitted_at = JobState.QUEUED, None
         else:
             self._finish(job, JobState.FAILED, UpstreamError(
@@ -203,14 +203,13 @@ class Runner:
             existing = await self.get_by_key(idempotency_key, owner)
             if existing:
                 return existing
-        for feature in gen.features:
-            self.provider.require(feature)
+        provider = self.provider.admit(gen)
         if self.full:
             raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
         job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
                   idempotency_key=_scoped(idempotency_key, owner),
-                  provider=self.provider.name)
+                  provider=provider)
         if job.idempotency_key:
             # With replicas a twin may have been submitted elsewhere: the first one wins.
             holder = await self.journal.claim_key(job.idempotency_key, job.id)
@@ -470,7 +469,7 @@ class Runner:
             if not self.provider.submitted(job):
                 job.submitted_at = await self._stage(job, JobState.SUBMITTING, deadline,
                                                      attempt.submit())
-                self._save(job)
+            # entering the stage journals the job, upstream request id and all
             return await self._stage(job, JobState.RUNNING, deadline,
                                      attempt.follow(lambda f: self._reported(job, f)))
 
@@ -487,7 +486,7 @@ class Runner:
         except asyncio.TimeoutError:
             if budget < limit:
                 raise  # the whole job's deadline: reported by _run
-            what = what.format(upstream=self.provider.label)
+            what = what.format(upstream=self.provider.for_job(job).label)
             raise StageTimeout(f"{what} took longer than {limit:g} s ({name}).",
                                stage=state.value) from None
         finally:
@@ -506,7 +505,7 @@ class Runner:
             attempt = 0
             while True:
                 try:
-                    data = await self.provider.fetch(output)
+                    data = await self.provider.fetch(job, output)
                     break
                 except ArtingError as exc:
                     if not exc.retryable:
@@ -520,6 +519,9 @@ class Runner:
             return JobImage(stored.hash, seed, stored.width, stored.height)
 
         async def all_images() -> None:
+            if len(job.outputs) == 1:     # most jobs: no task of its own for the one image
+                job.images = [await one(0, job.outputs[0])]
+                return
             results = await asyncio.gather(*(one(i, o) for i, o in enumerate(job.outputs)),
                                            return_exceptions=True)
             job.images = [r for r in results if isinstance(r, JobImage)]
@@ -576,7 +578,8 @@ class Runner:
         if self.admission is not None:
             self.admission.finished(job)
         self.counters[state.value] += 1
-        self.metrics.job_finished(state.value, error, job.finished_at - job.created_at)
+        self.metrics.job_finished(state.value, error, job.finished_at - job.created_at,
+                                  job.provider)
         if error is not None:
             log.info("job %s %s: %s", job.id, state.value, error.message)
         self._save(job)

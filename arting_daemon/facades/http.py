@@ -7,7 +7,7 @@ import base64
 import functools
 import json
 import secrets
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from aiohttp import web
 from pydantic import (BaseModel, ConfigDict, PlainValidator, TypeAdapter, ValidationError,
@@ -187,11 +187,17 @@ class Answer(BaseModel):
 
 
 class Sparse(Answer):
-    """An answer whose fields that are None are left out (not sent as null)."""
+    """An answer whose fields that are None are left out (not sent as null): all of them,
+    or only those ``omitted`` names."""
 
+    omitted: ClassVar[frozenset[str] | None] = None
+
+    # No return annotation: with one, the document would describe any object instead of
+    # the model's fields.
     @model_serializer(mode="wrap")
-    def _omit_none(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
+    def _omit_none(self, handler: Any):  # type: ignore[no-untyped-def]
+        return {k: v for k, v in handler(self).items()
+                if v is not None or (self.omitted is not None and k not in self.omitted)}
 
 
 def _stored(value: Any) -> StoredB64:
@@ -216,9 +222,10 @@ def reply(answer: Any, status: int = 200, headers: dict[str, str] | None = None,
     the type the OpenAPI document declares (``list[Model]``, ``None`` …)."""
     if as_type is not None:
         adapter = _adapter(as_type)
-        answer = adapter.dump_python(adapter.validate_python(answer), mode="json")
+        answer = adapter.dump_python(adapter.validate_python(answer), mode="json",
+                                     by_alias=True)
     elif isinstance(answer, BaseModel):
-        answer = answer.model_dump(mode="json")
+        answer = answer.model_dump(mode="json", by_alias=True)
     return web.json_response(answer, status=status, headers=headers)
 
 
@@ -230,7 +237,7 @@ def _adapter(tp: Any) -> TypeAdapter:
 async def reply_with_images(request: web.Request, answer: BaseModel) -> web.Response:
     """An answer holding stored images (``Base64Png``, ``DataUrlPng``), made by
     ``render_json``."""
-    return await json_with_images(request, answer.model_dump())
+    return await json_with_images(request, answer.model_dump(by_alias=True))
 
 
 # --- streamed answers -----------------------------------------------------------------------

@@ -7,14 +7,15 @@
 * ``GET /jobs/{id}/events`` — the same as server-sent events until the job ends
 * ``DELETE /jobs/{id}`` — cancel
 * ``GET /images/{hash}.png`` — a stored image (public: the hash is the capability)
-* ``GET /status`` and ``GET /catalog`` — the daemon's state, and what it offers
+* ``GET /status`` and ``GET /catalog`` — the daemon's state (each provider's health
+  with ``[[providers]]``), and what it offers (each model with its provider)
 
 Errors use OpenAI's envelope, ``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,11 +27,13 @@ from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..openapi import Answer as Doc, Events, operation
+from ..provider_config import Kind
+from ..providers.router import FALLBACKS
 from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
 from ..upscaling import SCALES, Upscale, build_upscale, check_request
 from .http import (Answer, Sparse, base_url, event_stream, follow, image_url, parse_model,
                    parse_query, read_json, reply)
-from .intake import require_img2img, take_init_image, take_source
+from .intake import offers, require_img2img, take_init_image, take_source
 from .ops import TokenView
 
 TICK = 1.0
@@ -110,6 +113,22 @@ class JobLinks(Answer):
     events: str
 
 
+class FallbackError(Answer):
+    code: str
+    message: str
+
+
+class Fallback(Answer):
+    """A move of a job from a provider that failed it to the next in its chain."""
+
+    from_: str = Field(alias="from", description="The provider it left.")
+    to: str
+    model: str | None = Field(description="The model it asked the next one for (null: "
+                                          "that provider's own choice).")
+    at: float
+    error: FallbackError = Field(description="Why it left.")
+
+
 class JobView(Answer):
     """A job as clients see it."""
 
@@ -117,6 +136,10 @@ class JobView(Answer):
     state: JobState
     source: str = Field(description="Who made it: `api`, `openai`, `chat`, `a1111`, or "
                                     "the `X-Arting-Client` header.")
+    provider: str = Field(description="The provider making it (its name in the settings; "
+                                      "`arting` without `[[providers]]`).")
+    fallbacks: list[Fallback] = Field(description="The providers it left, and why, in "
+                                                  "order.")
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -148,10 +171,12 @@ class JobsQuery(BaseModel):
 
 
 def job_view(request: web.Request, engine: Runner, job: Job) -> JobView:
-    """What clients see of a job."""
+    """What clients see of a job (``provider``: where it is made; ``fallbacks``: the
+    providers it left, and why)."""
     progress, eta = engine.progress(job)
     return JobView(
-        id=job.id, state=job.state, source=job.source, created_at=job.created_at,
+        id=job.id, state=job.state, source=job.source, provider=job.provider,
+        fallbacks=job.provider_state.get(FALLBACKS, []), created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,
         progress=round(progress, 4), eta_seconds=None if eta is None else round(eta, 1),
         queue_position=engine.queue_position(job), kind=job.generation.kind,
@@ -274,7 +299,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         await resp.write(b"retry: 1000\n\n")
         try:
             async for current in follow(request, engine, job, TICK):
-                data = job_view(request, engine, current).model_dump_json()
+                data = job_view(request, engine, current).model_dump_json(by_alias=True)
                 await resp.write(f"event: job\ndata: {data}\n\n".encode())
         except ArtingError as err:     # this daemon stops: the client reconnects elsewhere
             data = JobError(**err.to_dict()).model_dump_json()
@@ -339,17 +364,49 @@ class JobCounts(Answer):
     cancelled: int
 
 
-class StatusView(Answer):
-    """The daemon's state, and the provider's health (Arting's: ``tokens``)."""
+class ProviderView(Sparse):
+    """One provider behind the router, as traffic shows it; Arting's adds ``tokens``,
+    the others ``base_url`` and ``credentials``."""
+
+    omitted: ClassVar = frozenset({"tokens", "base_url", "credentials"})
+
+    name: str
+    label: str
+    kind: Kind
+    models: int = Field(description="How many models it offers.")
+    prefix: str = Field(description="The prefix of its model ids (may be empty).")
+    img2img: bool
+    upscale: bool
+    free_to_repeat: bool
+    max_jobs: int | None = Field(description="Its jobs at once (null: no limit).")
+    in_flight: int
+    state: Literal["unknown", "ok", "refused", "unreachable", "blocked", "rate-limited",
+                   "failing"] = Field(description="What its last exchange said.")
+    last_error: str | None
+    last_ok: float | None
+    last_failure: float | None
+    models_read_at: float | None = Field(description="When its catalogue was last read.")
+    tokens: list[TokenView] | None = None
+    base_url: str | None = None
+    credentials: Literal["set", "none"] | None = None
+
+
+class StatusView(Sparse):
+    """The daemon's state, and the providers' health: Arting's ``tokens``, and with
+    ``[[providers]]`` each one's (``providers``)."""
+
+    omitted: ClassVar = frozenset({"providers"})
 
     version: str
     sandbox: bool
     upstream: str
-    img2img: bool
-    upscale: bool
+    img2img: bool = Field(description="Whether some provider does image-to-image.")
+    upscale: bool = Field(description="Whether some provider upscales.")
     auth_required: bool
     caller: Caller
-    tokens: list[TokenView]
+    tokens: list[TokenView] = Field(description="The `arting` provider's tokens (none "
+                                                "without one).")
+    providers: list[ProviderView] | None = None
     queue: QueueView
     jobs: JobCounts = Field(description="Jobs ended since this daemon started.")
     last_outcomes: LastOutcomes
@@ -372,14 +429,15 @@ def caller_of(request: web.Request) -> Caller:
     return Caller(id=who.id, name=who.name, admin=who.admin)
 
 
-@operation("The daemon's state", "Version, sandbox or live, features, token pool health, "
-           "queue, who is calling, and when a job last succeeded and failed.",
+@operation("The daemon's state", "Version, sandbox or live, features, token pool health "
+           "(and with `[[providers]]` each provider's), queue, who is calling, and when a "
+           "job last succeeded and failed.",
            answers={200: StatusView})
 async def status(request: web.Request) -> web.Response:
     settings, engine = request.config_dict[SETTINGS], request.config_dict[ENGINE]
     return reply(StatusView(
         version=__version__, sandbox=settings.sandbox, upstream=settings.base_url,
-        img2img=settings.img2img, upscale=settings.upscale,
+        img2img=offers(request, "img2img"), upscale=offers(request, "upscale"),
         auth_required=settings.auth_required or request.config_dict[KEYS].in_use,
         caller=caller_of(request), **request.config_dict[PROVIDER].health(),
         queue=QueueView(active=len(engine.active), queued=engine.queued,
@@ -412,10 +470,20 @@ class CatalogLimits(Answer):
     max_prompt_chars: int
 
 
-class CatalogView(Answer):
-    """What this daemon offers."""
+class ModelView(Named):
+    provider: str = Field(description="The provider offering it.")
 
-    models: list[Named]
+
+class ProviderName(Answer):
+    name: str = Field(description="As in the settings (`arting` without `[[providers]]`).")
+    label: str = Field(description="As messages name it.")
+
+
+class CatalogView(Answer):
+    """What this daemon offers (``img2img``, ``upscale``: whether some provider does)."""
+
+    models: list[ModelView]
+    providers: list[ProviderName] = Field(description="In routing order.")
     default_model: str
     loras: list[Named]
     samplers: list[str]
@@ -428,14 +496,18 @@ class CatalogView(Answer):
     upscale_scales: list[int]
 
 
-@operation("What the daemon offers", "Models, LoRAs, samplers, size presets, limits, the "
-           "defaults, and whether image-to-image and upscaling are on. Public.",
+@operation("What the daemon offers", "Models (each with its provider), the providers, LoRAs, "
+           "samplers, size presets, limits, the defaults, and whether image-to-image and "
+           "upscaling are on. Public.",
            answers={200: CatalogView})
 @public
 async def get_catalog(request: web.Request) -> web.Response:
     settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
     return reply(CatalogView(
-        models=[Named(id=k, name=v) for k, v in models.models.items()],
+        models=[ModelView(id=k, name=v, provider=models.owners[k])
+                for k, v in models.models.items()],
+        providers=[ProviderName(name=p.name, label=p.label)
+                   for p in request.config_dict[PROVIDER].lineup()],
         default_model=models.default_model,
         loras=[Named(id=k, name=v) for k, v in models.loras.items()],
         samplers=list(catalog.SAMPLERS), sizes=list(catalog.SIZE_PRESETS),
@@ -444,10 +516,11 @@ async def get_catalog(request: web.Request) -> web.Response:
                           sampler=_default("sampler"), clip_skip=_default("clip_skip"),
                           nsfw=settings.default_nsfw),
         limits=CatalogLimits(max_images=settings.max_images, min_side=settings.min_side,
-                      max_side=settings.max_side, max_pixels=settings.max_pixels,
-                      size_multiple=settings.size_multiple,
-                      max_prompt_chars=settings.max_prompt_chars),
-        img2img=settings.img2img, upscale=settings.upscale, upscale_scales=list(SCALES)))
+                             max_side=settings.max_side, max_pixels=settings.max_pixels,
+                             size_multiple=settings.size_multiple,
+                             max_prompt_chars=settings.max_prompt_chars),
+        img2img=offers(request, "img2img"), upscale=offers(request, "upscale"),
+        upscale_scales=list(SCALES)))
 
 
 def _default(field: str) -> Any:

@@ -1,7 +1,8 @@
 """OpenAI's model list: ``GET /v1/models`` and ``GET /v1/models/{id}``.
 
-Lists the Arting models by id, and the OpenAI names clients hard-code (they stand
-for the configured default model), each as ``{"id", "object", "created", "owned_by"}``.
+Lists every provider's models by id (``owned_by``: the provider), and the OpenAI names
+clients hard-code (they stand for the configured default model), each as
+``{"id", "object", "created", "owned_by"}``.
 Every id serves both the Images API and chat completions (chat UIs pick from this list).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from ..catalog import OPENAI_MODEL_NAMES
 from ..errors import ModelNotFound
@@ -25,7 +27,8 @@ class ModelEntry(Answer):
     id: str
     object: Literal["model"] = "model"
     created: int = CREATED
-    owned_by: Literal["arting", "arting-2api"]
+    owned_by: str = Field(description="The provider offering it (`arting` …), or "
+                                      "`arting-2api` for the OpenAI names.")
 
 
 class ModelList(Answer):
@@ -34,12 +37,13 @@ class ModelList(Answer):
 
 
 def model_entries(catalog: Catalog) -> list[ModelEntry]:
-    entries = [ModelEntry(id=model_id, owned_by="arting") for model_id in catalog.models]
+    entries = [ModelEntry(id=model_id, owned_by=catalog.owners[model_id])
+               for model_id in catalog.models]
     entries += [ModelEntry(id=name, owned_by="arting-2api") for name in OPENAI_MODEL_NAMES]
     return entries
 
 
-@operation("The models", "Arting's models by id, and the OpenAI names clients hard-code "
+@operation("The models", "Every provider's models by id, and the OpenAI names clients hard-code "
            "(they stand for `default_model`). Every id works for images and for chat.",
            answers={200: ModelList})
 async def list_models(request: web.Request) -> web.Response:

@@ -5,23 +5,29 @@
 * ``GET /readyz`` — can this daemon take jobs now? Never calls Arting.
 * ``GET /arting/v1/admin/tokens`` — every token's health, and the Cloudflare clearance
 * ``POST /arting/v1/admin/tokens/probe`` — probe the unhealthy tokens now
+* ``POST /arting/v1/admin/check`` — run ``arting-daemon check``'s no-cost part in-process
+  (polls only, never a generation) and answer its report; ``GET`` the last one
 
 Nothing here shows a token or a cookie: tokens appear by label (``token-1``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
 
 from .. import __version__, auth
-from ..errors import Unauthorized
+from ..check import Options, run_check
+from ..check.context import Identity
+from ..errors import NotFound, Unauthorized
 from ..metrics import CONTENT_TYPE
 from ..openapi import Answer as Doc, operation
-from ..state import ARTING, ENGINE, LINK, METRICS, PROVIDER, SETTINGS
+from ..providers.arting.provider import ArtingProvider
+from ..state import ARTING, CHECKS, ENGINE, HTTP, LINK, METRICS, PROVIDER, SETTINGS
 from .http import Answer, Sparse, reply
 
 TEXT = {"type": "string"}
@@ -69,7 +75,8 @@ class Ready(Sparse):
 
 
 @operation("Readiness", "Whether jobs can be taken now: not shutting down, the queue not "
-           "full, a token Arting has not refused (and with replicas, Redis in reach). "
+           "full, some provider able to take one (Arting: a token it has not refused), "
+           "and with replicas, Redis in reach. "
            "Reads local state only. Public.", tag="Operations",
            answers={200: Doc(Ready, "Ready."), 503: Doc(Ready, "Not ready, and why.")})
 @auth.public
@@ -134,8 +141,15 @@ class ProbeView(TokensView):
         description="Each unhealthy token's probe result, by label.")
 
 
-def _tokens_view(request: web.Request) -> dict:
+def _arting(request: web.Request) -> ArtingProvider:
     arting = request.config_dict[ARTING]
+    if arting is None:
+        raise NotFound("This daemon has no provider named `arting`, so no Arting tokens.")
+    return arting
+
+
+def _tokens_view(request: web.Request) -> dict:
+    arting = _arting(request)
     pool, solver = arting.pool, arting.client.solver
     return {
         "tokens": pool.snapshot(),
@@ -150,7 +164,8 @@ def _tokens_view(request: web.Request) -> dict:
 
 
 @operation("Token health", "Every Arting token's health by label, and the Cloudflare "
-           "clearance in use.", answers={200: TokensView})
+           "clearance in use. 404 when no provider is named `arting`.",
+           answers={200: TokensView}, errors=(404,))
 @auth.admin
 async def admin_tokens(request: web.Request) -> web.Response:
     return reply(TokensView(**_tokens_view(request)))
@@ -158,11 +173,85 @@ async def admin_tokens(request: web.Request) -> web.Response:
 
 @operation("Probe the unhealthy tokens now", "Instead of waiting for their backoff (after "
            "you fixed something). A probe is a poll, never a generation.",
-           answers={200: ProbeView})
+           answers={200: ProbeView}, errors=(404,))
 @auth.admin
 async def admin_probe(request: web.Request) -> web.Response:
-    probed = await request.config_dict[ARTING].pool.probe_unhealthy()
+    probed = await _arting(request).pool.probe_unhealthy()
     return reply(ProbeView(probed=probed, **_tokens_view(request)))
+
+
+class CheckRuns:
+    """One check at a time; a request that comes while one runs gets its report."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.last: CheckReport | None = None
+
+
+class CheckTarget(Answer):
+    """What was checked, and how."""
+
+    base_url: str
+    mode: Literal["live", "sandbox"]
+    identities: list[str] = Field(description="The tokens' labels.")
+    generate: bool
+    img2img: bool
+
+
+class FindingView(Answer):
+    topic: str = Field(description="What was looked at: `reach`, `cloudflare`, a token's "
+                                   "label, `image host` …")
+    level: Literal["ok", "info", "warn", "fail"] = Field(description="`fail`: the daemon "
+                                                        "would not work as configured.")
+    message: str
+    lines: list[str] = Field(description="The arting.toml lines it calls for.")
+    data: dict[str, Any] = Field(description="What was measured.")
+
+
+class CheckReport(Answer):
+    ok: bool = Field(description="No finding failed: everything the daemon needs works.")
+    summary: str
+    target: CheckTarget
+    started_at: float
+    duration: float
+    findings: list[FindingView]
+    config_lines: list[str] = Field(description="Every arting.toml line the findings call "
+                                                "for.")
+    overridden_by_environment: dict[str, str] = Field(
+        description="Proposed keys an environment variable sets (it wins over arting.toml): "
+                    "key → variable.")
+
+
+@operation("Run the check", "`arting-daemon check`'s no-cost part, in-process: reach, "
+           "Cloudflare, every token, the envelope (polls only, never a generation). One at "
+           "a time: a call while one runs gets that run's report. Needs the provider "
+           "named `arting` (404 without one).",
+           answers={200: Doc(CheckReport | None, "The report. A call that waited for a run "
+                                                 "that failed gets the one before (null: "
+                                                 "none).")},
+           errors=(404,))
+@auth.admin
+async def admin_check(request: web.Request) -> web.Response:
+    runs = request.config_dict[CHECKS]
+    if runs.lock.locked():
+        async with runs.lock:
+            return reply(runs.last, as_type=CheckReport | None)
+    async with runs.lock:
+        settings = request.config_dict[SETTINGS]
+        identities = [Identity(t.label, t.secret, t.anonymous)
+                      for t in _arting(request).pool.tokens]
+        report = await run_check(settings, identities, Options(),
+                                 mode="sandbox" if settings.sandbox else "live",
+                                 session=request.config_dict[HTTP])
+        runs.last = CheckReport.model_validate(report.to_json())
+    return reply(runs.last)
+
+
+@operation("The last check's report", "`null` before the first run.",
+           answers={200: Doc(CheckReport | None, "The report, or null.")})
+@auth.admin
+async def last_check(request: web.Request) -> web.Response:
+    return reply(request.config_dict[CHECKS].last, as_type=CheckReport | None)
 
 
 def add_routes(app: web.Application) -> None:
@@ -176,3 +265,6 @@ def add_admin_routes(app: web.Application) -> None:
     """On the native API's sub-application (its auth middleware guards them)."""
     app.router.add_get("/admin/tokens", admin_tokens)
     app.router.add_post("/admin/tokens/probe", admin_probe)
+    app[CHECKS] = CheckRuns()
+    app.router.add_post("/admin/check", admin_check)
+    app.router.add_get("/admin/check", last_check)

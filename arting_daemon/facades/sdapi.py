@@ -456,9 +456,10 @@ async def progress(request: web.Request) -> web.Response:
 
 def _textinfo(engine: Runner, job: Job) -> str:
     said = status_text(engine, job)
+    label = engine.provider.for_job(job).label
     if said == "generating" and isinstance(job.generation, Upscale):
-        return f"Upscaling {job.generation.scale}× on Arting"
-    where = f" on Arting ({job.generation.model})" if said == "generating" else ""
+        return f"Upscaling {job.generation.scale}× on {label}"
+    where = f" on {label} ({job.generation.model})" if said == "generating" else ""
     return said.capitalize() + where
 
 
@@ -491,12 +492,15 @@ async def skip(request: web.Request) -> web.Response:
 
 # --- listings ---------------------------------------------------------------------------
 
-@operation("Checkpoints", "Arting's models as A1111 checkpoints (`title`: "
+@operation("Checkpoints", "Every provider's models as A1111 checkpoints (`title`: "
            "`id.safetensors [hash]`).", answers={200: list[SDModel]})
 async def sd_models(request: web.Request) -> web.Response:
+    """Every provider's models, as checkpoints (``provider`` says whose; clients ignore it)."""
+    models = request.config_dict[CATALOG]
     return reply([SDModel(title=title(m), model_name=m, hash=sha256_of(m)[:10],
-                          sha256=sha256_of(m), filename=f"{m}.safetensors", config=None)
-                  for m in request.config_dict[CATALOG].models], as_type=list[SDModel])
+                          sha256=sha256_of(m), filename=f"{m}.safetensors", config=None,
+                          provider=models.owners[m])
+                  for m in models.models], as_type=list[SDModel])
 
 
 @operation("LoRAs", "Use them as in A1111: `<lora:add_detail:0.6>` in the prompt.",

@@ -210,6 +210,7 @@ class SDModel(Answer):
     sha256: str | None
     filename: str
     config: str | None
+    provider: str = Field(description="The provider offering it (clients ignore it).")
 
 
 class LoraEntry(Answer):

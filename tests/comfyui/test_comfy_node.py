@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import sys
 import threading
 import time
 
@@ -137,7 +138,8 @@ def test_the_same_image_as_the_daemon_stored(node, daemon):
 
 
 def test_progress_is_monotonic_with_status_text(node, comfy_host, make_daemon):
-    daemon = make_daemon(max_active_jobs=1, sandbox_options={"generation_time": 1.0})
+    daemon = make_daemon(max_active_jobs=1, expected_duration=1.0,
+                         sandbox_options={"generation_time": 1.0})
     blocker = httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "first"}).json()
     wait_running(daemon, blocker["id"])
     node.generate(**inputs(node, daemon_url=daemon.url), unique_id="7")
@@ -156,19 +158,30 @@ def test_progress_is_monotonic_with_status_text(node, comfy_host, make_daemon):
 
 
 def test_cancel_in_comfyui_cancels_the_daemon_job_within_a_second(node, comfy_host,
-                                                                   make_daemon):
+                                                                   make_daemon, monkeypatch):
+    """After Cancel the node polls the daemon at most once more (a poll may be on its
+    way already) before it cancels the job: polls are half a second apart, so the job
+    is cancelled within a second, while Arting still works on it."""
     daemon = make_daemon(sandbox_options={"generation_time": 6})
-    pressed = []
+    nodes = sys.modules[type(node).__module__]
+    assert nodes.POLL_INTERVAL == 0.5
+    client_class = nodes.DaemonClient
+    calls: list[str] = []
+    for name in ("job", "cancel"):
+        real = getattr(client_class, name)
+        monkeypatch.setattr(client_class, name, lambda self, job_id, real=real, name=name:
+                            (calls.append(name), real(self, job_id))[1])
 
     def press_cancel():
         wait_running(daemon, last_job(daemon)["id"])
-        pressed.append(time.monotonic())
+        calls.append("pressed")
         comfy_host.interrupt()
 
     threading.Thread(target=press_cancel, daemon=True).start()
     with pytest.raises(comfy_host.mm.InterruptProcessingException):
         node.generate(**inputs(node, daemon_url=daemon.url))
-    assert time.monotonic() - pressed[0] < 1.0
+    after = calls[calls.index("pressed"):]
+    assert after.count("job") <= 1 and after[-1] == "cancel", calls
     job = last_job(daemon)
     assert job["state"] == "cancelled" and job["error"]["code"] == "cancelled"
     assert not comfy_host.mm.processing_interrupted()  # cleared, as ComfyUI's check does
@@ -259,3 +272,50 @@ def test_a_bad_lora_line_is_explained_before_anything_is_sent(node, daemon, lora
 def test_a_mask_needs_an_image(node, daemon):
     with pytest.raises(ValueError, match="^The mask needs an image as well"):
         node.generate(**inputs(node, daemon_url=daemon.url), mask=torch.ones(1, 64, 64))
+
+
+# --- the daemon's other providers -------------------------------------------------------------
+
+def test_other_providers_models_are_listed_with_their_provider_and_remembered(
+        pack, node, make_daemon, monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from a1111_standin import A1111StandIn, title
+    from comfy_harness import load_like_comfyui, unload
+
+    from arting_daemon import catalog
+
+    user = types.ModuleType("folder_paths")
+    user.get_user_directory = lambda: str(tmp_path / "user")
+    monkeypatch.setitem(sys.modules, "folder_paths", user)
+    studio = A1111StandIn().start()
+    try:
+        daemon = make_daemon(providers=[
+            {"name": "studio", "kind": "a1111", "base_url": studio.url},
+            {"name": "relay", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+             "models": ["relay-model"]}])
+        studio.wait_until(lambda _: "studio/dreamshaper_8" in [
+            m["id"] for m in httpx.get(daemon.url + "/arting/v1/catalog").json()["models"]])
+        assert node.INPUT_TYPES()["required"]["model"][0] == list(catalog.MODELS)
+
+        node.generate(**inputs(node, width=256, height=256, daemon_url=daemon.url))
+        listed = node.INPUT_TYPES()["required"]["model"][0]
+        assert listed == [*catalog.MODELS, "studio/dreamshaper_8", "studio/realisticVisionV51",
+                          "relay/relay-model"]
+
+        images, info = node.generate(**inputs(node, model="studio/realisticVisionV51",
+                                              width=256, height=320, daemon_url=daemon.url))
+        assert images.shape == (1, 320, 256, 3)
+        assert studio.requests[-1][1]["override_settings"]["sd_model_checkpoint"] == \
+            title("realisticVisionV51")
+        assert json.loads(info)["model"] == "studio/realisticVisionV51"
+        # A name the list does not hold yet still passes ComfyUI's validation.
+        assert type(node).VALIDATE_INPUTS(model="studio/added_later") is True
+        assert type(node).VALIDATE_INPUTS(model=" ") == "Choose a model."
+    finally:
+        studio.stop()
+    # After a restart of ComfyUI the list is the same before any job ran.
+    unload(comfy_module_name(PACK))
+    again = load_like_comfyui(PACK).NODE_CLASS_MAPPINGS["ArtingGenerate"]
+    assert again.INPUT_TYPES()["required"]["model"][0] == listed
