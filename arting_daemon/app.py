@@ -25,6 +25,7 @@ from aiohttp import web
 
 from . import __version__, auth, logs
 from .config import ConfigError, Settings
+from .engine.cache import ResultCache
 from .engine.jobs import Job
 from .engine.journal import Journal
 from .engine.runner import Limits, Runner
@@ -180,8 +181,11 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
     """The job runner; at start it resumes what the journal says was unfinished."""
-    runner = Runner(Limits.of(app[SETTINGS]), app[PROVIDER], app[STORE], app[JOURNAL],
-                    app[STATS], app[METRICS])
+    settings = app[SETTINGS]
+    cache = ResultCache(app[JOURNAL], app[STORE], "sandbox" if settings.sandbox
+                        else settings.base_url) if settings.result_cache else None
+    runner = Runner(Limits.of(settings), app[PROVIDER], app[STORE], app[JOURNAL],
+                    app[STATS], app[METRICS], cache)
     app[METRICS].watch(runner)
     app[ENGINE] = runner
     try:

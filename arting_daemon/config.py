@@ -194,6 +194,20 @@ class Settings(BaseModel):
                                   "Generation time assumed for ETAs before any job finished.",
                                   gt=0)
 
+    # --- results: cache and store ------------------------------------------------------
+    result_cache: bool = _s(True, "ARTING_RESULT_CACHE",
+                            "Answer a request that names its seed and matches an earlier "
+                            "successful generation exactly with that generation's stored "
+                            "images, with no new Arting job (clients opt out with "
+                            "`Cache-Control: no-cache`).")
+    store_max_gb: float | None = _s(None, "ARTING_STORE_MAX_GB",
+                                    "Largest size of the image store in GB (10⁹ bytes); past "
+                                    "it, the least recently served images are removed. "
+                                    "Unset: no limit.", gt=0)
+    store_max_images: int | None = _s(None, "ARTING_STORE_MAX_IMAGES",
+                                      "Most images the store keeps; past it, the least "
+                                      "recently served are removed. Unset: no limit.", ge=1)
+
     # --- sandbox ----------------------------------------------------------------------
     sandbox: bool = _s(False, "ARTING_SANDBOX",
                        "Run the built-in Arting emulator and use it as the upstream.")

@@ -39,6 +39,11 @@ class Metrics:
         self.create_retries = Counter(
             "arting_create_retries", "Creates sent again, by the error that made it safe.",
             ["error"], registry=r)
+        self.result_cache = Counter(
+            "arting_result_cache", "Jobs submitted, by what the result cache did: `hit` "
+            "(answered from the store), `miss` (looked up, not found), `bypass` (not "
+            "looked up: a random seed, the client opted out, or the cache is off).",
+            ["result"], registry=r)
         self.cloudflare_solves = Counter(
             "arting_cloudflare_solves", "Attempts to pass a Cloudflare challenge with "
             "cloudscraper, by result.", ["result"], registry=r)

@@ -213,3 +213,20 @@ def test_sigterm_finishes_jobs_within_the_grace_and_journals_the_rest(emulator, 
     assert len(emulator.sandbox.requests_for("create")) == 2
     assert emulator.sandbox.jobs[long_rec["provider_state"]["request_id"]].polls >= 1
     assert TOKEN not in first.log.read_text() + second.log.read_text()
+
+
+def test_the_result_cache_survives_a_kill_9(emulator, daemons):
+    first = daemons(emulator.url)
+    resp = httpx.post(first.url + "/arting/v1/jobs", json={"prompt": "kept", "seed": 11})
+    made = wait_done(first, resp.json()["id"])
+    wait_journaled(daemons.data, made["id"], "succeeded")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(5)
+
+    second = daemons(emulator.url)
+    resp = httpx.post(second.url + "/arting/v1/jobs", json={"prompt": "kept", "seed": 11})
+    hit = resp.json()
+    assert resp.headers["X-Arting-Cache"] == "hit" and hit["cached_from"] == made["id"]
+    assert [i["hash"] for i in hit["images"]] == [i["hash"] for i in made["images"]]
+    png(second, hit["images"][0]["hash"])
+    assert len(emulator.sandbox.requests_for("create")) == 1

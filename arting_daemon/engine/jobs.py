@@ -60,6 +60,11 @@ class Job:
     outputs: list[str] = field(default_factory=list)
     images: list[JobImage] = field(default_factory=list)
     error: ArtingError | None = None
+    #: The result cache: ``hit`` (the images of job ``cached_from``, no upstream job),
+    #: ``miss`` (looked up, not found) or ``bypass`` (not looked up: a random seed, the
+    #: client opted out, or the cache is off).
+    cache: str = "bypass"
+    cached_from: str | None = None
     #: Progress the provider reported (0..1), if it knows better than the clock.
     reported_progress: float | None = field(default=None, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -76,6 +81,7 @@ class Job:
             "provider_state": self.provider_state, "outputs": self.outputs,
             "images": [vars(i) for i in self.images],
             "error": self.error.to_dict() if self.error else None,
+            "cache": self.cache, "cached_from": self.cached_from,
         }
 
     @classmethod
@@ -90,7 +96,8 @@ class Job:
                   provider_state=dict(rec.get("provider_state") or {}),
                   outputs=[str(u) for u in rec.get("outputs") or []],
                   images=[JobImage(**i) for i in rec.get("images") or []],
-                  error=error_from_dict(rec["error"]) if rec.get("error") else None)
+                  error=error_from_dict(rec["error"]) if rec.get("error") else None,
+                  cache=str(rec.get("cache") or "bypass"), cached_from=rec.get("cached_from"))
         if job.state.terminal:
             job._done.set()
         return job

@@ -36,6 +36,7 @@ from ..providers.base import Provider
 from ..retry import backoff
 from ..store import ImageStore
 from ..timing import DurationStats, running_progress
+from .cache import ResultCache
 from .jobs import Job, JobImage, JobState, raise_for_job
 from .journal import Journal
 from .queue import Place, SlotQueue
@@ -71,13 +72,15 @@ STAGES = {  # state → (its deadline's setting, what the stage is, in words)
 class Runner:
     def __init__(self, limits: Limits, provider: Provider, store: ImageStore,
                  journal: Journal[Job], stats: DurationStats,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, cache: ResultCache | None = None) -> None:
         self.limits = limits
         self.provider = provider
         self.store = store
         self.journal = journal
         self.stats = stats
         self.metrics = metrics or Metrics()
+        #: The result cache, or None when ``result_cache`` is off.
+        self.cache = cache
         self.queue = SlotQueue(limits.max_active_jobs, limits.max_queued_jobs)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
@@ -85,7 +88,10 @@ class Runner:
         self._places: dict[str, Place] = {}
         self._accepting = True
         self._stopping = False
-        self.counters: dict[str, int] = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        #: Jobs ended since start, by state; ``cached``: how many of the succeeded ones
+        #: were answered from the result cache.
+        self.counters: dict[str, int] = {"succeeded": 0, "failed": 0, "cancelled": 0,
+                                         "cached": 0}
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -132,8 +138,12 @@ class Runner:
     # --- the API the facades use ----------------------------------------------------------
 
     async def submit(self, gen: Generation, *, source: str = "api",
-                     idempotency_key: str | None = None) -> Job:
-        """Queue a generation and return its job at once."""
+                     idempotency_key: str | None = None, reuse: bool = False) -> Job:
+        """Queue a generation and return its job at once.
+
+        ``reuse``: the request named its seed and allows the result cache, so the
+        images of an earlier identical generation may answer it: the job is then
+        returned finished (``cache == "hit"``), and nothing goes upstream."""
         if not self._accepting:
             raise QueueFull("The daemon is shutting down.", retry_after=5)
         if idempotency_key:
@@ -142,21 +152,33 @@ class Runner:
                 return existing
         if gen.is_img2img:
             self.provider.require("img2img")
+        cache = self.cache if reuse else None
+        if cache is not None:
+            earlier = await cache.lookup(self.provider.name, gen, self.get)
+            twin = self._by_key.get(idempotency_key) if idempotency_key else None
+            if twin is not None:   # registered by a twin request while we looked
+                return twin
+            self.metrics.result_cache.labels("hit" if earlier else "miss").inc()
+            if earlier is not None:
+                return self._hit(earlier, gen, source, idempotency_key)
+        else:
+            self.metrics.result_cache.labels("bypass").inc()
         if self.full:
             raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
         job = Job(id=uuid.uuid4().hex, generation=gen, source=source,
-                  idempotency_key=idempotency_key, provider=self.provider.name)
+                  idempotency_key=idempotency_key, provider=self.provider.name,
+                  cache="bypass" if cache is None else "miss")
         self._remember(job)
         self._save(job)
         self._start_task(job)
         return job
 
-    async def run(self, gen: Generation, *, source: str = "api") -> Job:
+    async def run(self, gen: Generation, *, source: str = "api", reuse: bool = False) -> Job:
         """Submit and wait for the result; if the caller goes away, the job is cancelled.
 
         Raises the job's error unless it succeeded."""
-        job = await self.submit(gen, source=source)
+        job = await self.submit(gen, source=source, reuse=reuse)
         try:
             await job._done.wait()
         except asyncio.CancelledError:
@@ -195,6 +217,19 @@ class Runner:
     async def recent(self, limit: int, before: float | None = None,
                      state: str | None = None) -> list[Job]:
         return await self.journal.recent(limit, before, state)
+
+    async def last_upstream(self, state: JobState, pages: int = 4) -> Job | None:
+        """The newest job that ended in ``state`` upstream: answers from the result cache
+        say nothing about the upstream, so they are passed over (looking back at most
+        ``pages`` pages of 50)."""
+        before = None
+        for _ in range(pages):
+            jobs = await self.recent(50, before, state.value)
+            found = next((j for j in jobs if j.cache != "hit"), None)
+            if found is not None or len(jobs) < 50:
+                return found
+            before = jobs[-1].created_at
+        return None
 
     async def get_by_key(self, key: str) -> Job | None:
         job = self._by_key.get(key)
@@ -432,13 +467,31 @@ class Runner:
         self._save(job)
         self._notify(job)
 
+    def _hit(self, earlier: Job, gen: Generation, source: str,
+             idempotency_key: str | None) -> Job:
+        """A job answered with the images of ``earlier``, finished as it is made."""
+        job = Job(id=uuid.uuid4().hex, generation=gen, source=source,
+                  idempotency_key=idempotency_key, provider=earlier.provider,
+                  images=list(earlier.images), cache="hit", cached_from=earlier.id)
+        job.started_at = job.created_at
+        self._remember(job)
+        log.info("job %s answered from the result cache (the images of job %s)",
+                 job.id, earlier.id)
+        self._finish(job, JobState.SUCCEEDED)
+        return job
+
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()
         self.counters[state.value] += 1
-        self.metrics.job_finished(state.value, error, job.finished_at - job.created_at)
+        if job.cache == "hit":
+            self.counters["cached"] += 1
+        else:   # the job metrics are about work done upstream
+            self.metrics.job_finished(state.value, error, job.finished_at - job.created_at)
         if error is not None:
             log.info("job %s %s: %s", job.id, state.value, error.message)
         self._save(job)
+        if state is JobState.SUCCEEDED and self.cache is not None and job.cache != "hit":
+            self.cache.remember(job)   # with the record above: one transaction
         self._notify(job)
         job._done.set()
 

@@ -98,6 +98,29 @@ def image_url(request: web.Request, digest: str) -> str:
     return f"{base_url(request)}/arting/v1/images/{digest}.png"
 
 
+#: The answer's header saying what the result cache did: ``hit``, ``miss`` or ``bypass``.
+CACHE_HEADER = "X-Arting-Cache"
+
+
+def may_reuse(request: web.Request, seed: int | None) -> bool:
+    """Whether the result cache may answer this request: it named its seed (a random
+    one, ``-1`` or none, is never answered from the cache) and did not opt out with
+    ``Cache-Control: no-cache`` (or ``no-store``)."""
+    if seed is None or seed < 0:
+        return False
+    directives = {part.split("=", 1)[0].strip().lower()
+                  for value in request.headers.getall("Cache-Control", [])
+                  for part in value.split(",")}
+    return not directives & {"no-cache", "no-store"}
+
+
+def cache_headers(*jobs: Job) -> dict[str, str]:
+    """``X-Arting-Cache`` for an answer made of ``jobs``: ``hit`` when every one came from
+    the cache, ``bypass`` when none was looked up, else ``miss``."""
+    seen = {job.cache for job in jobs}
+    return {CACHE_HEADER: seen.pop() if len(seen) == 1 else "miss"}
+
+
 def status_text(engine: Runner, job: Job) -> str:
     """What a job is doing, in words for people (chat progress, A1111's ``textinfo``):
     waiting in our queue, generating (Arting's part), fetching the images, or its end."""
@@ -149,9 +172,10 @@ async def render_json(request: web.Request, data: Any) -> bytes:
                                    json.dumps(marker).encode(), images)
 
 
-async def json_with_images(request: web.Request, data: Any) -> web.Response:
+async def json_with_images(request: web.Request, data: Any,
+                           headers: dict[str, str] | None = None) -> web.Response:
     """A JSON response made by ``render_json``."""
-    return web.Response(body=await render_json(request, data),
+    return web.Response(body=await render_json(request, data), headers=headers,
                         content_type="application/json", charset="utf-8")
 
 

@@ -26,7 +26,8 @@ from ..engine.runner import Runner
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..state import CATALOG, ENGINE, PROVIDER, RULES, SETTINGS, STORE
-from .http import base_url, event_stream, follow, image_url, parse_model, read_json
+from .http import (base_url, cache_headers, event_stream, follow, image_url, may_reuse,
+                   parse_model, read_json)
 from .intake import require_img2img, take_init_image
 
 TICK = 1.0
@@ -54,6 +55,8 @@ class JobRequest(BaseModel):
     #: base64 or data URL of a mask: white where the image may change
     mask: str | None = None
     strength: float | None = None
+    #: False: never answer from the result cache (as ``Cache-Control: no-cache``)
+    cache: bool = True
 
 
 def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
@@ -73,6 +76,8 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
         "images": [{"hash": i.hash, "url": image_url(request, i.hash), "seed": i.seed,
                     "width": i.width, "height": i.height} for i in job.images],
         "error": job.error.to_dict() if job.error else None,
+        "cache": job.cache,
+        "cached_from": job.cached_from,
         "links": {"self": f"{base_url(request)}/arting/v1/jobs/{job.id}",
                   "events": f"{base_url(request)}/arting/v1/jobs/{job.id}/events"},
     }
@@ -87,7 +92,8 @@ async def create_job(request: web.Request) -> web.Response:
     if key is not None:
         known = await engine.get_by_key(key)
         if known is not None:
-            return web.json_response(job_view(request, engine, known), status=200)
+            return web.json_response(job_view(request, engine, known), status=200,
+                                     headers=cache_headers(known))
     if body.mask and not body.init_image:
         raise InvalidRequest("mask needs init_image.", param="mask")
     init = None
@@ -104,9 +110,11 @@ async def create_job(request: web.Request) -> web.Response:
         loras=body.loras, nsfw=body.nsfw, init_image=init and init.hash,
         strength=body.strength, mask=init and init.mask)
     job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
-                              idempotency_key=key)
+                              idempotency_key=key,
+                              reuse=body.cache and may_reuse(request, body.seed))
     view = job_view(request, engine, job)
-    return web.json_response(view, status=202, headers={"Location": view["links"]["self"]})
+    return web.json_response(view, status=202, headers={"Location": view["links"]["self"],
+                                                        **cache_headers(job)})
 
 
 async def _job(request: web.Request) -> Job:
@@ -179,11 +187,10 @@ async def get_image(request: web.Request) -> web.StreamResponse:
 async def last_outcomes(engine: Runner) -> dict[str, Any]:
     """When a job last succeeded and last failed (from the journal, so restarts keep it):
     the only evidence of whether Arting is reachable that costs Arting nothing."""
-    succeeded = await engine.recent(1, state=JobState.SUCCEEDED.value)
-    failed = await engine.recent(1, state=JobState.FAILED.value)
-    failure = failed[0] if failed else None
+    succeeded = await engine.last_upstream(JobState.SUCCEEDED)
+    failure = await engine.last_upstream(JobState.FAILED)
     return {
-        "succeeded_at": succeeded[0].finished_at if succeeded else None,
+        "succeeded_at": succeeded.finished_at if succeeded else None,
         "failed_at": failure.finished_at if failure else None,
         "failure": failure.error.to_dict() if failure and failure.error else None,
     }

@@ -27,8 +27,9 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, prompt_loras
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (DATA_URL, StoredB64, event_stream, follow, image_url, json_with_images,
-                   parse_model, read_json, render_json, status_text)
+from .http import (DATA_URL, StoredB64, cache_headers, event_stream, follow, image_url,
+                   json_with_images, may_reuse, parse_model, read_json, render_json,
+                   status_text)
 from .intake import InitImage, require_img2img, take_init_image
 from .openai_images import ArtingExtras
 
@@ -117,10 +118,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     gen = await _generation(request, body)
     engine = request.config_dict[ENGINE]
     name = body.model or gen.model
+    reuse = may_reuse(request, body.seed)
     if body.stream:
-        job = await engine.submit(gen, source="chat")
+        job = await engine.submit(gen, source="chat", reuse=reuse)
         return await _stream(request, engine, job, body, name)
-    job = await engine.run(gen, source="chat")
+    job = await engine.run(gen, source="chat", reuse=reuse)
     content = images_markdown(request, job) + f"*{caption(gen)}*\n"
     return await json_with_images(request, {
         "id": f"chatcmpl-{job.id}", "object": "chat.completion",
@@ -129,7 +131,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
                                              "refusal": None, "images": image_parts(job)},
                      "logprobs": None, "finish_reason": "stop"}],
         "usage": usage(gen.prompt, content),
-    })
+    }, headers=cache_headers(job))
 
 
 # --- what the answer says ---------------------------------------------------------------
@@ -192,6 +194,7 @@ async def _stream(request: web.Request, engine: Runner, job: Job, body: ChatRequ
         await write(chunk)
 
     resp = event_stream()
+    resp.headers.update(cache_headers(job))
     try:
         await resp.prepare(request)
         await send({"role": "assistant", "content": ""})

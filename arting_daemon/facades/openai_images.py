@@ -22,8 +22,8 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (StoredB64, event_stream, follow, image_url, json_with_images, parse_model,
-                   read_json, render_json, too_large)
+from .http import (StoredB64, cache_headers, event_stream, follow, image_url, json_with_images,
+                   may_reuse, parse_model, read_json, render_json, too_large)
 from .intake import require_img2img, take_init_image
 
 KEEPALIVE = 10.0
@@ -139,9 +139,11 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], list[tuple[s
 async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
                    event_prefix: str) -> web.StreamResponse:
     engine = request.config_dict[ENGINE]
+    reuse = may_reuse(request, body.seed)
     if body.stream:
-        return await _stream(request, engine, body, gen, event_prefix)
-    job = await engine.run(gen, source="openai")
+        job = await engine.submit(gen, source="openai", reuse=reuse)
+        return await _stream(request, engine, job, event_prefix)
+    job = await engine.run(gen, source="openai", reuse=reuse)
     return await answer(request, job, body.wants_b64())
 
 
@@ -155,15 +157,17 @@ async def answer(request: web.Request, job: Job, b64: bool) -> web.Response:
         else:
             item["url"] = image_url(request, image.hash)
         data.append(item)
-    return await json_with_images(request, {"created": int(job.created_at), "data": data})
+    return await json_with_images(request, {"created": int(job.created_at), "data": data},
+                                  headers=cache_headers(job))
 
 
-async def _stream(request: web.Request, engine: Runner, body: ImagesRequest,
-                  gen: Generation, event_prefix: str) -> web.StreamResponse:
+async def _stream(request: web.Request, engine: Runner, job: Job,
+                  event_prefix: str) -> web.StreamResponse:
     """OpenAI's image streaming: no partial images, one ``completed`` event per image,
     with SSE comments while Arting works so no proxy drops the connection."""
-    job = await engine.submit(gen, source="openai")
+    gen = job.generation
     resp = event_stream()
+    resp.headers.update(cache_headers(job))
     try:
         await resp.prepare(request)
         said = time.monotonic()

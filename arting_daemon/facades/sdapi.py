@@ -36,7 +36,8 @@ from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
 from ..state import CATALOG, ENGINE, RULES
-from .http import StoredB64, json_with_images, read_json, status_text
+from .http import (StoredB64, cache_headers, json_with_images, may_reuse, read_json,
+                   status_text)
 from .intake import require_img2img, take_init_image
 from .sdapi_models import Img2ImgRequest, Txt2ImgRequest
 
@@ -215,9 +216,10 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
 
     batch = Batch(kind)
     state.batches.append(batch)
+    reuse = may_reuse(request, body.seed)
     try:
         for gen in gens:
-            batch.jobs.append(await engine.submit(gen, source="a1111"))
+            batch.jobs.append(await engine.submit(gen, source="a1111", reuse=reuse))
         await _wait_all(engine, batch.jobs)
     except BaseException:
         for job in batch.jobs:
@@ -235,7 +237,8 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                             if pnginfo else None)
                   for img, text in zip(done, info["infotexts"])]
     return await json_with_images(request, {"images": images, "parameters": body.parameters(),
-                                            "info": json.dumps(info)})
+                                            "info": json.dumps(info)},
+                                  headers=cache_headers(*batch.jobs))
 
 
 async def _wait_all(engine: Runner, jobs: list[Job]) -> None:

@@ -1,0 +1,69 @@
+"""The result cache: a request that names its seed and matches an earlier successful
+generation exactly is answered with that generation's images, with no new upstream job.
+
+"Exactly" is every field of the ``Generation`` (prompt, negative prompt, model, size,
+steps, guidance, sampler, clip skip, LoRAs and weights, NSFW, seed, n, and the init
+image, mask and strength by their hashes), the provider, and the upstream it talks to
+(``realm``: the sandbox's images are never served for Arting's). Whether a request may
+be answered from here is the caller's to say: one with a random seed never is (its
+``Generation`` carries the seed drawn for it, so only the facade knows), nor one that
+opted out.
+
+Entries live in the journal's ``results`` table (key → the job that made the images),
+queued with that job's final record, so they are committed in one transaction and
+survive restarts as the jobs do. An entry whose images left the store (``store_max_*``)
+is forgotten when it is next looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from ..generation import Generation
+from ..store import ImageStore
+from .jobs import Job, JobState
+from .journal import Journal
+
+
+def result_key(realm: str, provider: str, generation: Generation) -> str:
+    """What identifies a generation's images: sha256 over canonical JSON."""
+    text = json.dumps([realm, provider, generation.model_dump(mode="json")],
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ResultCache:
+    def __init__(self, journal: Journal[Job], store: ImageStore, realm: str) -> None:
+        self.journal = journal
+        self.store = store
+        self.realm = realm
+
+    def key(self, provider: str, generation: Generation) -> str:
+        return result_key(self.realm, provider, generation)
+
+    async def lookup(self, provider: str, generation: Generation,
+                     get: Callable[[str], Awaitable[Job | None]]) -> Job | None:
+        """The earlier job that made these images, if it succeeded and every image of
+        it is still in the store; ``get`` finds a job by id (the runner's)."""
+        key = self.key(provider, generation)
+        rows = await self.journal.rows("SELECT job_id FROM results WHERE key = ?", (key,))
+        if not rows:
+            return None
+        job = await get(rows[0][0])
+        if job is not None and job.state is JobState.SUCCEEDED and job.images and \
+                await asyncio.to_thread(self._all_stored, job):
+            return job
+        self.journal.delete("results", key)
+        return None
+
+    def remember(self, job: Job) -> None:
+        """Note a job that succeeded (queued with its final record, see the module)."""
+        self.journal.put("results", {"key": self.key(job.provider, job.generation),
+                                     "job_id": job.id, "stored_at": time.time()})
+
+    def _all_stored(self, job: Job) -> bool:
+        return all(self.store.exists(image.hash) for image in job.images)
