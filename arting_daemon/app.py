@@ -8,8 +8,9 @@ Each protocol lives in its own sub-application with its own error shape and auth
     /                web page, /healthz, /readyz, /metrics (facades/ops.py)
 
 Each service (the emulator with ``--sandbox``, the journal, the HTTP session, the
-provider, the job runner) has its own cleanup context, opened in that order and closed
-in reverse: if one fails to start, those already started are closed.
+provider, the job runner, the bounded store's keeper) has its own cleanup context,
+opened in that order and closed in reverse: if one fails to start, those already
+started are closed.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from .metrics import Metrics
 from .providers.arting.client import ArtingClient, Upstream
 from .providers.arting.provider import ArtingOptions, ArtingProvider
 from .providers.arting.tokens import TokenPool, anonymous_identity
+from .retention import Retention, StoreLimits
 from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, HTTP, JOURNAL, METRICS, PROVIDER,
-                    REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
+                    REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 
@@ -49,7 +51,7 @@ def create_app(settings: Settings) -> web.Application:
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, http_context,
-                            provider_context, runner_context])
+                            provider_context, runner_context, retention_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -193,6 +195,23 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runner.close()
+
+
+async def retention_context(app: web.Application) -> AsyncIterator[None]:
+    """With ``store_max_gb`` or ``store_max_images``, keep the store under its caps."""
+    limits = StoreLimits.of(app[SETTINGS])
+    if not limits.bounded:
+        app[RETENTION] = None
+        yield
+        return
+    retention = Retention(limits, app[STORE], app[JOURNAL], app[ENGINE].pinned)
+    app[METRICS].watch(retention)
+    app[RETENTION] = retention
+    retention.start()
+    try:
+        yield
+    finally:
+        await retention.close()
 
 
 async def drain(app: web.Application) -> None:

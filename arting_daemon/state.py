@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
+    from .retention import Retention
     from .sandbox import Sandbox
     from .store import ImageStore
     from .timing import DurationStats
@@ -34,6 +35,8 @@ PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
 ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
 ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+#: The bounded store's keeper, or None when the store has no cap.
+RETENTION: web.AppKey[Retention | None] = web.AppKey("retention")
 
 #: Per request: its id (for logs) and the CORS origin to echo.
 REQUEST_ID = web.RequestKey("request_id", str)

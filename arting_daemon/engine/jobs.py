@@ -69,6 +69,8 @@ class Job:
     reported_progress: float | None = field(default=None, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    #: Images stored for the job while it downloads (before ``images`` is set).
+    _held: set[str] = field(default_factory=set, repr=False)
 
     def record(self) -> dict:
         """The journal's JSON form."""

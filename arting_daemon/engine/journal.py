@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from typing import Any, Generic, TypeVar
 from ..config import ConfigError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -51,6 +53,12 @@ TABLES = (
         key TEXT PRIMARY KEY,
         job_id TEXT NOT NULL,
         stored_at REAL NOT NULL)""",
+    # The image store's index, kept while the store is bounded (retention.py).
+    """CREATE TABLE IF NOT EXISTS images (
+        hash TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        served_at REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS images_served ON images (served_at, hash)",
 )
 
 #: The tables written through ``put`` and ``delete``, with their key column.
@@ -90,8 +98,10 @@ def _provider_state(db: sqlite3.Connection, set_aside: SetAside) -> None:
 
 
 def _tables(*names: str) -> Callable[[sqlite3.Connection, SetAside], None]:
-    """A migration that adds tables (``TABLES`` creates them in a fresh journal)."""
-    statements = [t for t in TABLES if any(f"EXISTS {name} (" in t for name in names)]
+    """A migration that adds tables and their indexes (``TABLES`` has them, for a fresh
+    journal)."""
+    statements = [t for t in TABLES
+                  if any(re.search(rf"(EXISTS|ON) {name} \(", t) for name in names)]
 
     def add(db: sqlite3.Connection, set_aside: SetAside) -> None:
         for statement in statements:
@@ -104,7 +114,7 @@ def _tables(*names: str) -> Callable[[sqlite3.Connection, SetAside], None]:
 #: the schema from before versioning.
 MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [
     _provider_state,
-    _tables("results"),            # 2: the result cache
+    _tables("results", "images"),      # 2: the result cache, the store's index
 ]
 VERSION = len(MIGRATIONS)
 
@@ -179,11 +189,18 @@ class Journal(Generic[T]):
 
     async def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
         """The rows of a query, once everything queued before it is on disk."""
+        return await self.call(lambda db: db.execute(sql, args).fetchall())
+
+    async def call(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        """``work(connection)`` in the journal's thread, in one transaction, once
+        everything queued before it is on disk."""
         await self.flush()
 
-        def run() -> list[tuple]:
+        def run() -> R:
             assert self._db is not None
-            return self._db.execute(sql, args).fetchall()
+            with self._db:
+                self._db.execute("BEGIN")
+                return work(self._db)
         return await self._run(run)
 
     async def flush(self) -> None:

@@ -273,6 +273,17 @@ class Runner:
             frac, left = running_progress(elapsed, expected), expected - elapsed
         return 0.05 + 0.9 * frac, max(0.5, left)
 
+    def pinned(self) -> set[str]:
+        """What the store must keep now: the images, init images and masks of the jobs
+        not finished yet."""
+        held: set[str] = set()
+        for job in self._jobs.values():
+            if not job.state.terminal:
+                held.update(image.hash for image in job.images)
+                held.update(job._held)
+                held.update(h for h in (job.generation.init_image, job.generation.mask) if h)
+        return held
+
     @property
     def active(self) -> list[Job]:
         return [j for j in self._jobs.values()
@@ -418,6 +429,7 @@ class Runner:
             if masking:
                 data = await asyncio.to_thread(apply_mask, data, *masking)
             stored = await self.store.put(data)
+            job._held.add(stored.hash)
             seed = seeds[index] if index < len(seeds) else seeds[-1] + index
             return JobImage(stored.hash, seed, stored.width, stored.height)
 
@@ -474,6 +486,8 @@ class Runner:
                   idempotency_key=idempotency_key, provider=earlier.provider,
                   images=list(earlier.images), cache="hit", cached_from=earlier.id)
         job.started_at = job.created_at
+        for image in job.images:      # served now: the least likely to be trimmed
+            self.store.touch(image.hash)
         self._remember(job)
         log.info("job %s answered from the result cache (the images of job %s)",
                  job.id, earlier.id)

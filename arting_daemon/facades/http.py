@@ -168,8 +168,10 @@ async def render_json(request: web.Request, data: Any) -> bytes:
     body = json.dumps(data, default=stand_in).encode()
     if not images:
         return body
-    return await asyncio.to_thread(_splice, request.config_dict[STORE], body,
-                                   json.dumps(marker).encode(), images)
+    store = request.config_dict[STORE]
+    for image in images:
+        store.touch(image.digest)
+    return await asyncio.to_thread(_splice, store, body, json.dumps(marker).encode(), images)
 
 
 async def json_with_images(request: web.Request, data: Any,

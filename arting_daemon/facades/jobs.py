@@ -25,7 +25,7 @@ from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
-from ..state import CATALOG, ENGINE, PROVIDER, RULES, SETTINGS, STORE
+from ..state import CATALOG, ENGINE, PROVIDER, RETENTION, RULES, SETTINGS, STORE
 from .http import (base_url, cache_headers, event_stream, follow, image_url, may_reuse,
                    parse_model, read_json)
 from .intake import require_img2img, take_init_image
@@ -60,8 +60,12 @@ class JobRequest(BaseModel):
 
 
 def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
-    """What clients see of a job."""
+    """What clients see of a job. Images removed from a bounded store are ``expired``."""
     progress, eta = engine.progress(job)
+    store = request.config_dict[STORE]
+    images = [{"hash": i.hash, "url": image_url(request, i.hash), "seed": i.seed,
+               "width": i.width, "height": i.height, "expired": not store.exists(i.hash)}
+              for i in job.images]
     return {
         "id": job.id,
         "state": job.state.value,
@@ -73,8 +77,8 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
         "eta_seconds": None if eta is None else round(eta, 1),
         "queue_position": engine.queue_position(job),
         "request": job.generation.model_dump(mode="json"),
-        "images": [{"hash": i.hash, "url": image_url(request, i.hash), "seed": i.seed,
-                    "width": i.width, "height": i.height} for i in job.images],
+        "images": images,
+        "images_expired": any(i["expired"] for i in images),
         "error": job.error.to_dict() if job.error else None,
         "cache": job.cache,
         "cached_from": job.cached_from,
@@ -179,7 +183,9 @@ async def get_image(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["hash"]
     store = request.config_dict[STORE]
     if not store.exists(digest):
-        raise NotFound("No such image.")
+        raise NotFound("No such image (a store with store_max_gb or store_max_images "
+                       "removes the least recently served ones).")
+    store.touch(digest)
     return web.FileResponse(store.path(digest), headers={
         "Content-Type": "image/png", "Cache-Control": "public, max-age=31536000, immutable"})
 
@@ -210,6 +216,7 @@ async def status(request: web.Request) -> web.Response:
                   "max_queued": settings.max_queued_jobs},
         "jobs": dict(engine.counters),
         "last_outcomes": await last_outcomes(engine),
+        "store": retention.view() if (retention := request.config_dict[RETENTION]) else None,
     })
 
 
