@@ -4,7 +4,8 @@ Each protocol lives in its own sub-application with its own error shape and auth
 
     /v1/...          OpenAI           (facades/openai_images.py, openai_chat.py, models.py)
     /sdapi/v1/...    AUTOMATIC1111    (facades/sdapi.py), and /internal/ping
-    /arting/v1/...   native job API   (facades/jobs.py), token admin (facades/ops.py)
+    /arting/v1/...   native job API   (facades/jobs.py, its WebSocket ws.py), token admin
+                                      (facades/ops.py)
     /                web page, /healthz, /readyz, /metrics (facades/ops.py)
 
 Each service (the emulator with ``--sandbox``, the journal, the HTTP session, the
@@ -31,7 +32,7 @@ from .engine.jobs import Job
 from .engine.journal import Journal
 from .engine.runner import Limits, Runner
 from .facades import (jobs, models, openai_chat, openai_errors, openai_images, ops, sdapi,
-                      sdapi_errors, web as web_page)
+                      sdapi_errors, web as web_page, ws)
 from .generation import Catalog, Rules
 from .metrics import Metrics
 from .providers.arting.client import ArtingClient, Upstream
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
 
     native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
     jobs.add_routes(native)
+    ws.add_routes(native)
     ops.add_admin_routes(native)
     app.add_subapp("/arting/v1", native)
     return app

@@ -25,6 +25,14 @@ def _matches(candidate: str, secrets: list[str]) -> bool:
     return found
 
 
+def key_accepted(key: str, settings: Settings) -> bool:
+    """Whether ``key`` (given outside a header: a WebSocket's first message) is one of
+    the configured API keys, or auth is off."""
+    if not settings.auth_required:
+        return True
+    return bool(key) and _matches(key, [k.get_secret_value() for k in settings.api_keys])
+
+
 def credentials(request: web.Request) -> tuple[str, str]:
     """(scheme, value) of the Authorization header, scheme lower-cased."""
     scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")

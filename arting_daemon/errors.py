@@ -71,6 +71,12 @@ class Unauthorized(ArtingError):
     status, code = 401, "invalid_api_key"
 
 
+class Forbidden(ArtingError):
+    """The caller may not do this, whatever its key (e.g. a page of another origin)."""
+
+    status, code = 403, "forbidden"
+
+
 class NotFound(ArtingError):
     status, code = 404, "not_found"
 

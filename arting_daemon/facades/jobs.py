@@ -88,16 +88,26 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
 
 
 async def create_job(request: web.Request) -> web.Response:
-    body = parse_model(JobRequest, await read_json(request))
-    engine = request.config_dict[ENGINE]
     key = request.headers.get("Idempotency-Key") or None
+    job, new = await submit_job(request, await read_json(request), key)
+    view = job_view(request, request.config_dict[ENGINE], job)
+    if not new:
+        return web.json_response(view, status=200, headers=cache_headers(job))
+    return web.json_response(view, status=202, headers={"Location": view["links"]["self"],
+                                                        **cache_headers(job)})
+
+
+async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[Job, bool]:
+    """Validate a job request (the body of ``POST /jobs``) and submit it: (the job,
+    whether it is new — not when ``key``, an idempotency key, named one already)."""
+    body = parse_model(JobRequest, data)
+    engine = request.config_dict[ENGINE]
     if key is not None and len(key) > 255:
         raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
     if key is not None:
         known = await engine.get_by_key(key)
         if known is not None:
-            return web.json_response(job_view(request, engine, known), status=200,
-                                     headers=cache_headers(known))
+            return known, False
     if body.mask and not body.init_image:
         raise InvalidRequest("mask needs init_image.", param="mask")
     init = None
@@ -116,16 +126,19 @@ async def create_job(request: web.Request) -> web.Response:
     job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
                               idempotency_key=key,
                               reuse=body.cache and may_reuse(request, body.seed))
-    view = job_view(request, engine, job)
-    return web.json_response(view, status=202, headers={"Location": view["links"]["self"],
-                                                        **cache_headers(job)})
+    return job, True
+
+
+async def find_job(request: web.Request, job_id: str) -> Job:
+    """The job ``job_id``, as this caller may see it (one lookup for every route)."""
+    job = await request.config_dict[ENGINE].get(job_id)
+    if job is None:
+        raise NotFound(f"No job {job_id!r}.", param="id")
+    return job
 
 
 async def _job(request: web.Request) -> Job:
-    job = await request.config_dict[ENGINE].get(request.match_info["id"])
-    if job is None:
-        raise NotFound(f"No job {request.match_info['id']!r}.", param="id")
-    return job
+    return await find_job(request, request.match_info["id"])
 
 
 async def get_job(request: web.Request) -> web.Response:

@@ -1,0 +1,219 @@
+"""Job events over a WebSocket: ``GET /arting/v1/ws``.
+
+One connection follows any number of jobs. The client sends ``{"subscribe": [ids]}``
+(and ``{"unsubscribe": [ids]}``) and gets, for each job, the events of
+``/jobs/{id}/events``: ``{"event": "job", "job": {...}}`` on every change and every
+second while it runs, the last one with its final state. ``{"submit": {...}, "ref": r}``
+submits a job as ``POST /jobs`` does (``idempotency_key`` as that header) and follows it,
+first answering ``{"event": "submitted", "ref": r, "job": {...}}``. A problem is
+``{"event": "error", "error": {...}}`` (OpenAI's error object, with the ``id`` or ``ref``
+it concerns) and leaves the connection open. The server pings every ``PING_EVERY``
+seconds and drops a client that stops answering. Jobs go on when the connection ends.
+
+Auth is the API's: an ``Authorization`` header on the upgrade request or, for browsers,
+which cannot set one, a first message ``{"auth": "<key>"}`` within ``AUTH_WAIT`` seconds
+(never a key in the URL). Then the server says ``{"event": "ready"}``; a refused key
+ends the connection with close code 4401. A page of another origin (its ``Origin``
+header) is refused, as CORS refuses its requests, unless ``cors_origins`` lists it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from ..auth import credentials, is_authorized, key_accepted, public
+from ..engine.jobs import Job
+from ..errors import ArtingError, Forbidden, InvalidRequest, Unauthorized
+from ..state import ENGINE, SETTINGS
+from . import openai_errors
+from .jobs import TICK, find_job, job_view, submit_job
+
+PING_EVERY = 20.0
+AUTH_WAIT = 10.0
+#: Jobs one connection may follow at once.
+MAX_FOLLOWED = 100
+#: Close code for a refused key (4000-4999 are the application's; 4401 mirrors HTTP 401).
+UNAUTHORIZED = 4401
+
+
+@public   # checked here: the key may come in the first message
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    settings = request.config_dict[SETTINGS]
+    _check_origin(request)
+    ws = web.WebSocketResponse(heartbeat=PING_EVERY,
+                               max_msg_size=int(settings.max_body_mb * 1024 * 1024))
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("This is a WebSocket endpoint: connect with a WebSocket client "
+                             "(Upgrade: websocket).")
+    await ws.prepare(request)
+    session = _Session(request, ws)
+    try:
+        await session.run()
+    finally:
+        await session.close()
+    return ws
+
+
+def _check_origin(request: web.Request) -> None:
+    """Browsers send the page's origin, and let any page open a WebSocket anywhere: only
+    this daemon's own page (or an origin in ``cors_origins``) may connect from one."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return
+    settings = request.config_dict[SETTINGS]
+    own = {request.host.lower()}
+    if settings.public_url:
+        own.add(urlsplit(settings.public_url).netloc.lower())
+    if "*" in settings.cors_origins or origin in settings.cors_origins or \
+            urlsplit(origin).netloc.lower() in own:
+        return
+    raise Forbidden(f"A page from {origin} may not connect to this daemon's WebSocket; add "
+                    "the origin to cors_origins if it should.")
+
+
+class _Session:
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.request = request
+        self.ws = ws
+        self.engine = request.config_dict[ENGINE]
+        self.followed: dict[str, asyncio.Task] = {}
+        self._sending = asyncio.Lock()
+
+    async def run(self) -> None:
+        if not await self._authorized():
+            return
+        await self.send({"event": "ready"})
+        async for message in self.ws:
+            if message.type is WSMsgType.TEXT:
+                await self._handle(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await self._error(InvalidRequest("Send JSON text messages."))
+
+    async def close(self) -> None:
+        tasks = list(self.followed.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.ws.close()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._sending:
+            await self.ws.send_str(json.dumps(message))
+
+    # --- auth -------------------------------------------------------------------------
+
+    async def _authorized(self) -> bool:
+        settings = self.request.config_dict[SETTINGS]
+        if is_authorized(self.request, settings):
+            return True
+        if credentials(self.request)[1]:
+            return await self._refuse("Incorrect API key provided.")
+        try:
+            message = await self.ws.receive(timeout=AUTH_WAIT)
+        except asyncio.TimeoutError:
+            return await self._refuse(f"No key arrived within {AUTH_WAIT:g} s.")
+        key = None
+        if message.type is WSMsgType.TEXT:
+            try:
+                key = json.loads(message.data).get("auth")
+            except (ValueError, AttributeError):
+                pass
+        if isinstance(key, str) and key_accepted(key.removeprefix("Bearer ").strip(), settings):
+            return True
+        return await self._refuse("Incorrect API key provided." if key else
+                                  "This daemon needs an API key.")
+
+    async def _refuse(self, why: str) -> bool:
+        if not self.ws.closed:
+            await self._error(Unauthorized(
+                f"{why} Send `Authorization: Bearer <key>` with the upgrade request, or "
+                "{\"auth\": \"<key>\"} as the first message, with a key this daemon is "
+                "configured with (API_MASTER_KEY)."))
+            await self.ws.close(code=UNAUTHORIZED, message=b"unauthorized")
+        return False
+
+    # --- messages ---------------------------------------------------------------------
+
+    async def _handle(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            await self._error(InvalidRequest("Each message must be a JSON object."))
+            return
+        try:
+            if "subscribe" in data:
+                for job_id in _ids(data["subscribe"], "subscribe"):
+                    try:
+                        await self._follow(job_id)
+                    except ArtingError as err:
+                        await self._error(err, id=job_id)
+            elif "unsubscribe" in data:
+                for job_id in _ids(data["unsubscribe"], "unsubscribe"):
+                    task = self.followed.pop(job_id, None)
+                    if task is not None:
+                        task.cancel()
+            elif "submit" in data:
+                await self._submit(data)
+            elif "auth" not in data:      # a key sent again is no news
+                raise InvalidRequest("Unknown message: send subscribe, unsubscribe or "
+                                     "submit.")
+        except ArtingError as err:
+            await self._error(err, ref=data.get("ref"))
+
+    async def _submit(self, data: dict[str, Any]) -> None:
+        key = data.get("idempotency_key")
+        if key is not None and not isinstance(key, str):
+            raise InvalidRequest("idempotency_key must be a string.", param="idempotency_key")
+        if len(self.followed) >= MAX_FOLLOWED:
+            raise self._too_many()
+        job, _ = await submit_job(self.request, data["submit"], key or None)
+        await self.send({"event": "submitted", "ref": data.get("ref"),
+                         "job": job_view(self.request, self.engine, job)})
+        await self._follow(job.id)
+
+    async def _follow(self, job_id: str) -> None:
+        if job_id in self.followed:
+            return
+        if len(self.followed) >= MAX_FOLLOWED:
+            raise self._too_many()
+        job = await find_job(self.request, job_id)
+        self.followed[job.id] = asyncio.create_task(self._events(job),
+                                                    name=f"ws-follow-{job.id}")
+
+    async def _events(self, job: Job) -> None:
+        try:
+            async for current in self.engine.changes(job, tick=TICK):
+                await self.send({"event": "job",
+                                 "job": job_view(self.request, self.engine, current)})
+        except ConnectionResetError:
+            pass  # the client left; the job goes on
+        finally:
+            if self.followed.get(job.id) is asyncio.current_task():
+                del self.followed[job.id]
+
+    async def _error(self, err: ArtingError, **about: Any) -> None:
+        shown = {k: v for k, v in about.items() if v is not None}
+        await self.send({"event": "error", **shown, **openai_errors.body(err)})
+
+    @staticmethod
+    def _too_many() -> InvalidRequest:
+        return InvalidRequest(f"One connection follows at most {MAX_FOLLOWED} jobs at once; "
+                              "unsubscribe from some, or open another connection.")
+
+
+def _ids(value: Any, field: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidRequest(f"{field} takes a list of job ids.", param=field)
+    return value
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ws", websocket)
+
