@@ -40,7 +40,7 @@ from .providers.arting.provider import ArtingOptions, ArtingProvider
 from .providers.arting.tokens import TokenPool, anonymous_identity
 from .retention import Retention, StoreLimits
 from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, HTTP, JOURNAL, METRICS, PROVIDER,
-                    REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE)
+                    REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=int(settings.max_body_mb * 1024 * 1024),
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
+    app[WS_CLIENTS] = set()
     app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, http_context,
                             provider_context, runner_context, retention_context])
     app.on_shutdown.append(drain)

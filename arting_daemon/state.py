@@ -35,6 +35,8 @@ PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
 ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
 ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+#: The open WebSocket connections (``facades/ws.py``).
+WS_CLIENTS: web.AppKey[set] = web.AppKey("ws_clients", set)
 #: The bounded store's keeper, or None when the store has no cap.
 RETENTION: web.AppKey[Retention | None] = web.AppKey("retention")
 

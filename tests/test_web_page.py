@@ -229,6 +229,8 @@ def test_generate_two_images_watch_progress_and_find_both_in_the_gallery(page, m
     assert re.fullmatch(r"Generating… \d+ %", text(page, f"{card} .job-state"))
     assert re.fullmatch(r"Elapsed \d+ s · (about \d+ s left|almost done)",
                         text(page, f"{card} .job-times"))
+    # ... over the page's WebSocket (its key in the first message, never in the URL).
+    assert api(daemon, "status").json()["websocket_clients"] == 1
     assert text(page, f"{card} .job-prompt") == "a lighthouse at dawn"
     screenshot(page, "desktop-progress.png")
 
@@ -318,6 +320,31 @@ def test_a_slow_job_shows_its_queue_place_and_can_be_cancelled(page, make_daemon
     assert css(page, "#jobs-empty").is_displayed()
     assert page.execute_script("return document.activeElement.id") == "prompt"
     assert text(page, "#gallery-state") == "No images yet: what you generate appears here."
+
+
+def test_without_websockets_the_page_follows_jobs_over_their_event_streams(page,
+                                                                          make_daemon):
+    from selenium.webdriver.common.keys import Keys
+
+    daemon = make_daemon(sandbox=True, sandbox_generation_time=1.5, api_keys=[KEY])
+    added = page.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                 {"source": "delete window.WebSocket;"})
+    try:
+        open_page(page, daemon)
+        assert page.execute_script("return typeof WebSocket") == "undefined"
+        save_key(page, KEY)
+        css(page, "#prompt").send_keys("a lighthouse", Keys.ENTER)
+        card = "#jobs li.job"
+        until(page, lambda d: d.execute_script(
+            "const c = document.querySelector(arguments[0]);"
+            "return c && c.dataset.state === 'running' && c.querySelector('progress').value > 0",
+            card), what="a running job with progress")
+        assert api(daemon, "status").json()["websocket_clients"] == 0
+        until(page, lambda d: len(css_all(d, "#gallery li.result img")) == 1,
+              what="the image in the gallery")
+    finally:
+        page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument",
+                             {"identifier": added["identifier"]})
 
 
 def test_a_wrong_api_key_is_reported_in_words(page, make_daemon):

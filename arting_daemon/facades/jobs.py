@@ -25,7 +25,8 @@ from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
-from ..state import CATALOG, ENGINE, PROVIDER, RETENTION, RULES, SETTINGS, STORE
+from ..state import (CATALOG, ENGINE, PROVIDER, RETENTION, RULES, SETTINGS, STORE,
+                     WS_CLIENTS)
 from .http import (base_url, cache_headers, event_stream, follow, image_url, may_reuse,
                    parse_model, read_json)
 from .intake import require_img2img, take_init_image
@@ -230,6 +231,7 @@ async def status(request: web.Request) -> web.Response:
         "jobs": dict(engine.counters),
         "last_outcomes": await last_outcomes(engine),
         "store": retention.view() if (retention := request.config_dict[RETENTION]) else None,
+        "websocket_clients": len(request.config_dict[WS_CLIENTS]),
     })
 
 

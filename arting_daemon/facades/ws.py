@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 from ..auth import credentials, is_authorized, key_accepted, public
 from ..engine.jobs import Job
 from ..errors import ArtingError, Forbidden, InvalidRequest, Unauthorized
-from ..state import ENGINE, SETTINGS
+from ..state import ENGINE, SETTINGS, WS_CLIENTS
 from . import openai_errors
 from .jobs import TICK, find_job, job_view, submit_job
 
@@ -52,9 +52,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                              "(Upgrade: websocket).")
     await ws.prepare(request)
     session = _Session(request, ws)
+    clients = request.config_dict[WS_CLIENTS]
+    clients.add(session)
     try:
         await session.run()
     finally:
+        clients.discard(session)
         await session.close()
     return ws
 
