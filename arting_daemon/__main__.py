@@ -13,6 +13,7 @@ from aiohttp import web
 from . import __version__, logs
 from .app import check_exposure, create_app
 from .config import ConfigError, Settings, load_settings
+from .keys import cli as keys_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,11 +25,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; anything "
                         "else needs an API key or --allow-insecure)")
     parser.add_argument("--port", type=int, help="TCP port (default 8090; 0 picks a free one)")
-    parser.add_argument("--config", metavar="PATH", type=Path,
-                        help="TOML settings file (default: $ARTING_CONFIG, else ./arting.toml "
-                             "if present)")
-    parser.add_argument("--data-dir", type=Path,
-                        help="where images, the job journal and the identity are kept")
     parser.add_argument("--sandbox", action="store_true", default=None,
                         help="run the built-in Arting emulator and use it instead of "
                              "api.arting.ai: try every client with no account or network")
@@ -36,7 +32,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="allow a non-loopback --host without an API key")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"arting-2api {__version__}")
+    _add_shared(parser, None)
+    shared = argparse.ArgumentParser(add_help=False)
+    _add_shared(shared, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     title="commands (without one: serve)")
+    keys_cli.add_parser(commands, shared)
     return parser.parse_args(argv)
+
+
+def _add_shared(parser: argparse.ArgumentParser, default) -> None:
+    """Options the daemon and its commands read the same way (``default``: SUPPRESS for
+    a command, so the option may also come before it)."""
+    parser.add_argument("--config", metavar="PATH", type=Path, default=default,
+                        help="TOML settings file (default: $ARTING_CONFIG, else ./arting.toml "
+                             "if present)")
+    parser.add_argument("--data-dir", type=Path, default=default,
+                        help="where images, the job journal, the keys and the identity are kept")
 
 
 class CannotListen(Exception):
@@ -83,10 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                  "log_level": args.log_level}
     try:
         settings = load_settings(args.config, overrides=overrides)
+        if args.command == "keys":
+            return keys_cli.run(args, settings)
         check_exposure(settings)
     except ConfigError as exc:
         print(f"arting-daemon: {exc}", file=sys.stderr)
         return 2
+    except (OSError, ValueError) as exc:     # the keys file, or a key's name
+        print(f"arting-daemon: {exc}", file=sys.stderr)
+        return 1
     logs.setup(settings.log_level)
     try:
         asyncio.run(serve(settings))

@@ -16,6 +16,7 @@ started are closed.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import secrets
@@ -25,22 +26,25 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import __version__, auth, logs
+from . import __version__, auth, datadir, logs
 from .config import ConfigError, Settings
 from .engine.cache import ResultCache
 from .engine.jobs import Job
 from .engine.journal import Journal
 from .engine.runner import Limits, Runner
-from .facades import (jobs, models, openai_chat, openai_errors, openai_images, ops, sdapi,
-                      sdapi_errors, web as web_page, ws)
+from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
+                      sdapi, sdapi_errors, web as web_page, ws)
 from .generation import Catalog, Rules
+from .keys.limits import Gate
+from .keys.ring import KeyRing
 from .metrics import Metrics
 from .providers.arting.client import ArtingClient, Upstream
 from .providers.arting.provider import ArtingOptions, ArtingProvider
 from .providers.arting.tokens import TokenPool, anonymous_identity
 from .retention import Retention, StoreLimits
-from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, HTTP, JOURNAL, METRICS, PROVIDER,
-                    REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE, WS_CLIENTS)
+from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, METRICS,
+                    PROVIDER, REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE,
+                    WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 
@@ -52,8 +56,8 @@ def create_app(settings: Settings) -> web.Application:
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
     app[WS_CLIENTS] = set()
-    app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, http_context,
-                            provider_context, runner_context, retention_context])
+    app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, keys_context,
+                            http_context, provider_context, runner_context, retention_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -75,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
 
     native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
     jobs.add_routes(native)
+    keys.add_routes(native)
     ws.add_routes(native)
     ops.add_admin_routes(native)
     app.add_subapp("/arting/v1", native)
@@ -82,13 +87,27 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve an open API on a network address unless told to."""
-    if settings.auth_required or settings.allow_insecure or is_loopback(settings.host):
+    """Refuse to serve an open API on a network address unless told to.
+
+    In a container the daemon must listen on all interfaces, and what is reachable is
+    decided on the host: there the operator's ``published_host`` is what counts."""
+    published = settings.published_host
+    if settings.auth_required or settings.allow_insecure or is_loopback(settings.host) \
+            or (published and is_loopback(published)):
         return
+    if published:
+        raise ConfigError(
+            f"Refusing to serve with no API key: the port is published on {published}, so "
+            "anyone on the network could use your Arting account. Set API_MASTER_KEY, or "
+            "publish the port on the host's 127.0.0.1 only and set "
+            "ARTING_PUBLISHED_HOST=127.0.0.1 (with compose.yaml that one variable does "
+            "both), or set ARTING_ALLOW_INSECURE=true if this network is trusted.")
     raise ConfigError(
         f"Refusing to listen on {settings.host} with no API key: anyone on the network "
         "could use your Arting account. Set API_MASTER_KEY (or `api_keys`), or pass "
-        "--allow-insecure if this network is trusted.")
+        "--allow-insecure if this network is trusted. In a container, if its port is "
+        "published on the host's loopback only (-p 127.0.0.1:8090:8090), say so with "
+        "ARTING_PUBLISHED_HOST=127.0.0.1.")
 
 
 def is_loopback(host: str) -> bool:
@@ -125,7 +144,7 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
 async def state_context(app: web.Application) -> AsyncIterator[None]:
     """What holds no resource: the rules, the catalogue, metrics, timings, the store."""
     settings = app[SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(datadir.prepare, settings.data_dir)
     logs.add_secrets(*settings.secrets())
     app[RULES] = rules = Rules.of(settings)
     app[CATALOG] = Catalog(rules)
@@ -143,6 +162,24 @@ async def journal_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await journal.close()
+
+
+async def keys_context(app: web.Application) -> AsyncIterator[None]:
+    """User keys (``keys.sqlite3``) and their limits; today's images from the journal."""
+    ring = KeyRing(app[SETTINGS].data_dir / "keys.sqlite3")
+    await ring.open()
+    try:
+        gate = Gate(ring, app[METRICS])
+        today = time.time() - time.time() % 86400
+        images: dict[str, int] = {}
+        for owner, _, _, state, _, count in await app[JOURNAL].outcomes(today):
+            if state == "succeeded":
+                images[owner] = images.get(owner, 0) + (count or 0)
+        gate.start_day(images)
+        app[KEYS], app[GATE] = ring, gate
+        yield
+    finally:
+        await ring.close()
 
 
 async def http_context(app: web.Application) -> AsyncIterator[None]:
@@ -190,7 +227,7 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
     cache = ResultCache(app[JOURNAL], app[STORE], "sandbox" if settings.sandbox
                         else settings.base_url) if settings.result_cache else None
     runner = Runner(Limits.of(settings), app[PROVIDER], app[STORE], app[JOURNAL],
-                    app[STATS], app[METRICS], cache)
+                    app[STATS], app[METRICS], admission=app[GATE], cache=cache)
     app[METRICS].watch(runner)
     app[ENGINE] = runner
     try:
@@ -253,7 +290,7 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
             request.headers:
         return web.Response(status=204, headers={
             "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": request.headers.get(
                 "Access-Control-Request-Headers", "Authorization, Content-Type"),
             "Access-Control-Max-Age": "600", "Vary": "Origin"})

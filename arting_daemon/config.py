@@ -66,7 +66,7 @@ class Settings(BaseModel):
     # --- serving ---------------------------------------------------------------------
     host: str = _s("127.0.0.1", "ARTING_HOST",
                    "Address to listen on. Anything but loopback needs an API key "
-                   "(or `allow_insecure`).")
+                   "(or `allow_insecure`, or a loopback `published_host`).")
     port: int = _s(8090, "ARTING_PORT", "TCP port to listen on (0 picks a free one).",
                    ge=0, le=65535)
     data_dir: Path = _s(default_data_dir(), "ARTING_DATA_DIR",
@@ -82,6 +82,11 @@ class Settings(BaseModel):
                                      "(as A1111's `--api-auth`).")
     allow_insecure: bool = _s(False, "ARTING_ALLOW_INSECURE",
                               "Allow listening on a non-loopback address with no key.")
+    published_host: str | None = _s(None, "ARTING_PUBLISHED_HOST",
+                                    "In a container: the host address its port is published "
+                                    "on (`-p 127.0.0.1:8090:8090`). A loopback address lets "
+                                    "the daemon listen on all the container's interfaces "
+                                    "with no key.")
     cors_origins: list[str] = _s([], "ARTING_CORS_ORIGINS",
                                  "Origins allowed to call the API from a browser (`*` for any).")
     max_body_mb: float = _s(32.0, "ARTING_MAX_BODY_MB",

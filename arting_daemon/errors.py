@@ -72,9 +72,13 @@ class Unauthorized(ArtingError):
 
 
 class Forbidden(ArtingError):
-    """The caller may not do this, whatever its key (e.g. a page of another origin)."""
+    """The caller is known (or a page of another origin), and this is not theirs to do."""
 
     status, code = 403, "forbidden"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
 
 
 class NotFound(ArtingError):
@@ -93,6 +97,17 @@ class QueueFull(ArtingError):
     """Our own queue is full: come back after ``retry_after`` seconds."""
 
     status, code, retryable = 429, "rate_limit_exceeded", True
+
+
+class QuotaExceeded(ArtingError):
+    """One of the caller's own limits (``limit`` names it) is used up for now."""
+
+    status, code, retryable = 429, "quota_exceeded", True
+    extra_fields = ("limit",)
+
+    def __init__(self, message: str, *, limit: str = "", **kw) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
 
 
 class Cancelled(ArtingError):

@@ -4,7 +4,7 @@ Each daemon has its own registry, so several daemons in one process (the tests) 
 mix their numbers. Counters and histograms are fed as things happen; gauges are read
 at scrape time from whoever holds the state (the job runner, the token pool), which
 ``watch`` registers. Label values are stage names, error class names and token
-*labels* (``token-1``), never a token or cookie.
+*labels* (``token-1``) and user key *names*, never a token, key or cookie.
 """
 
 from __future__ import annotations
@@ -47,6 +47,14 @@ class Metrics:
         self.cloudflare_solves = Counter(
             "arting_cloudflare_solves", "Attempts to pass a Cloudflare challenge with "
             "cloudscraper, by result.", ["result"], registry=r)
+        self.key_requests = Counter(
+            "arting_key_requests", "Generation requests, by user key name.", ["key"],
+            registry=r)
+        self.key_images = Counter(
+            "arting_key_images", "Images made, by user key name.", ["key"], registry=r)
+        self.key_refusals = Counter(
+            "arting_key_refusals", "Requests refused by a user key's limits, by key name "
+            "and limit.", ["key", "limit"], registry=r)
 
     def watch(self, collector: Collector) -> None:
         """Expose a component's current state (its ``collect()``) at every scrape."""

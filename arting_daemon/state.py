@@ -10,10 +10,13 @@ from aiohttp import web
 from .config import Settings
 
 if TYPE_CHECKING:
+    from .auth import Principal
     from .engine.jobs import Job
     from .engine.journal import Journal
     from .engine.runner import Runner
     from .generation import Catalog, Rules
+    from .keys.limits import Gate
+    from .keys.ring import KeyRing
     from .metrics import Metrics
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
@@ -34,12 +37,16 @@ HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSessi
 PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
 ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
 ENGINE: web.AppKey[Runner] = web.AppKey("engine")
+#: User keys, and the limits they are held to.
+KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
+GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
 #: The open WebSocket connections (``facades/ws.py``).
 WS_CLIENTS: web.AppKey[set] = web.AppKey("ws_clients", set)
 #: The bounded store's keeper, or None when the store has no cap.
 RETENTION: web.AppKey[Retention | None] = web.AppKey("retention")
 
-#: Per request: its id (for logs) and the CORS origin to echo.
+#: Per request: its id (for logs), the CORS origin to echo, and who it is from.
 REQUEST_ID = web.RequestKey("request_id", str)
 CORS_ORIGIN = web.RequestKey("cors_origin", str)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -21,12 +21,13 @@ import re
 import struct
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from . import datadir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -97,11 +98,8 @@ class ImageStore:
                 return StoredImage(digest, width, height, len(png), new=False)
             except FileNotFoundError:
                 pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Unique per write: two jobs may store the same image at the same moment.
-        tmp = path.with_name(f".{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_bytes(png)
-        os.replace(tmp, path)
+        datadir.subdir(path.parent)
+        datadir.write(path, png)        # two jobs may store the same image at once
         return StoredImage(digest, width, height, len(png))
 
     async def read(self, digest: str) -> bytes:

@@ -82,6 +82,17 @@ def test_open_api_on_a_network_address_is_refused():
     check_exposure(Settings(host="::1"))
 
 
+def test_a_container_published_on_loopback_needs_no_key():
+    """In a container the daemon listens on all interfaces; the host's side decides."""
+    check_exposure(Settings(host="0.0.0.0", published_host="127.0.0.1"))
+    check_exposure(Settings(host="::", published_host="::1"))
+    for published in ("0.0.0.0", "192.168.1.5", "my-host"):
+        with pytest.raises(ConfigError, match=f"published on {published}.*API_MASTER_KEY"):
+            check_exposure(Settings(host="0.0.0.0", published_host=published))
+    check_exposure(Settings(host="0.0.0.0", published_host="0.0.0.0", api_keys=["k"]))
+    check_exposure(Settings(host="127.0.0.1", published_host="0.0.0.0"))   # reaches nobody
+
+
 def test_readme_table_is_made_from_the_settings():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- settings-table -->\n(.*?)\n<!-- /settings-table -->", readme, re.S)

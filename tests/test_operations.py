@@ -177,14 +177,14 @@ async def test_the_same_image_stored_twice_at_once(tmp_path, monkeypatch):
 
     from PIL import Image
 
-    from arting_daemon import store as store_module
+    from arting_daemon import datadir, store as store_module
     both_written = threading.Barrier(2, timeout=5)
-    rename = store_module.os.replace
+    rename = datadir.os.replace
 
     def replace_after_both(src, dst):
         both_written.wait()
         rename(src, dst)
-    monkeypatch.setattr(store_module.os, "replace", replace_after_both)
+    monkeypatch.setattr(datadir.os, "replace", replace_after_both)
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "teal").save(buf, "PNG")
     store = store_module.ImageStore(tmp_path)

@@ -235,3 +235,42 @@ def test_the_streamed_answers_say_hit_too(daemon):
                   if line.startswith("data: {")]
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert len(daemon.sandbox.requests_for("create")) == 1
+
+
+# --- with user keys -----------------------------------------------------------------------
+
+ADMIN = "admin-key-0123456789"
+
+
+def user_key(daemon, name: str, **limits) -> str:
+    resp = httpx.post(f"{daemon.url}/arting/v1/admin/keys", json={"name": name, **limits},
+                      headers={"Authorization": f"Bearer {ADMIN}"})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["key"]
+
+
+def test_a_hit_costs_no_quota_and_each_user_has_a_cache_of_their_own(make_daemon):
+    daemon = make_daemon(api_keys=[ADMIN])
+    alice, bob = user_key(daemon, "alice", images_per_day=1), user_key(daemon, "bob")
+
+    def submit(key: str, seed: int) -> httpx.Response:
+        return httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "p", "seed": seed},
+                          headers={"Authorization": f"Bearer {key}"})
+
+    made = submit(alice, 5).json()
+    assert daemon.wait_job(made["id"], headers={"Authorization": f"Bearer {alice}"})[
+        "state"] == "succeeded"
+    again = submit(alice, 5)            # her quota is used up, but a hit makes no image
+    assert again.status_code == 202 and again.json()["cache"] == "hit"
+    refused = submit(alice, 6)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "quota_exceeded"
+    usage = httpx.get(f"{daemon.url}/arting/v1/usage",
+                      headers={"Authorization": f"Bearer {alice}"}).json()["data"][0]
+    assert usage["today"]["images"] == 1 and usage["totals"]["images"] == 1
+    assert usage["totals"]["jobs"]["succeeded"] == 2
+
+    # Bob asking for the very same generation learns nothing of Alice's: a new job.
+    theirs = submit(bob, 5).json()
+    assert theirs["cache"] == "miss"
+    daemon.wait_job(theirs["id"], headers={"Authorization": f"Bearer {bob}"})
+    assert len(daemon.sandbox.requests_for("create")) == 2

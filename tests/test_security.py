@@ -88,7 +88,8 @@ def test_no_network_listening_without_a_key(tmp_path):
 
 
 @pytest.mark.parametrize("args, env", [(["--allow-insecure"], {}),
-                                       ([], {"API_MASTER_KEY": "a-real-key"})])
+                                       ([], {"API_MASTER_KEY": "a-real-key"}),
+                                       ([], {"ARTING_PUBLISHED_HOST": "127.0.0.1"})])
 def test_network_listening_with_a_key_or_when_told(tmp_path, args, env):
     proc = run_cli(tmp_path, "--host", "0.0.0.0", *args, **env)
     try:

@@ -146,3 +146,26 @@ def test_a_plain_get_is_told_to_use_a_websocket(daemon):
     resp = httpx.get(f"{daemon.url}/arting/v1/ws")
     assert resp.status_code == 400
     assert "WebSocket" in resp.json()["error"]["message"]
+
+
+async def test_a_user_follows_only_their_own_jobs(make_daemon):
+    admin = "admin-key-0123456789"
+    daemon = make_daemon(api_keys=[admin])
+    keys = []
+    for name in ("alice", "bob"):
+        made = httpx.post(f"{daemon.url}/arting/v1/admin/keys", json={"name": name},
+                          headers={"Authorization": f"Bearer {admin}"})
+        keys.append(made.json()["key"])
+    alice, bob = keys
+    job = httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "p"},
+                     headers={"Authorization": f"Bearer {alice}"}).json()
+    async with aiohttp.ClientSession() as session:
+        for key, expected in ((bob, "error"), (alice, "job")):
+            async with session.ws_connect(f"{daemon.url}/arting/v1/ws") as ws:
+                await ws.send_json({"auth": key})               # a user key, not in a header
+                assert await ws.receive_json() == {"event": "ready"}
+                await ws.send_json({"subscribe": [job["id"]]})
+                answer = await ws.receive_json()
+                assert answer["event"] == expected, answer
+                if expected == "error":
+                    assert answer["error"]["code"] == "not_found"   # as GET /jobs/{id} says

@@ -4,10 +4,11 @@ generation exactly is answered with that generation's images, with no new upstre
 "Exactly" is every field of the ``Generation`` (prompt, negative prompt, model, size,
 steps, guidance, sampler, clip skip, LoRAs and weights, NSFW, seed, n, and the init
 image, mask and strength by their hashes), the provider, and the upstream it talks to
-(``realm``: the sandbox's images are never served for Arting's). Whether a request may
-be answered from here is the caller's to say: one with a random seed never is (its
-``Generation`` carries the seed drawn for it, so only the facade knows), nor one that
-opted out.
+(``realm``: the sandbox's images are never served for Arting's). Each owner (API key)
+has a cache of its own: one user's results never answer another's request, so no one
+learns from a hit what others asked for. Whether a request may be answered from here
+is the caller's to say: one with a random seed never is (its ``Generation`` carries the
+seed drawn for it, so only the facade knows), nor one that opted out.
 
 Entries live in the journal's ``results`` table (key → the job that made the images),
 queued with that job's final record, so they are committed in one transaction and
@@ -29,9 +30,9 @@ from .jobs import Job, JobState
 from .journal import Journal
 
 
-def result_key(realm: str, provider: str, generation: Generation) -> str:
+def result_key(realm: str, provider: str, owner: str, generation: Generation) -> str:
     """What identifies a generation's images: sha256 over canonical JSON."""
-    text = json.dumps([realm, provider, generation.model_dump(mode="json")],
+    text = json.dumps([realm, provider, owner, generation.model_dump(mode="json")],
                       sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -42,14 +43,14 @@ class ResultCache:
         self.store = store
         self.realm = realm
 
-    def key(self, provider: str, generation: Generation) -> str:
-        return result_key(self.realm, provider, generation)
+    def key(self, provider: str, owner: str, generation: Generation) -> str:
+        return result_key(self.realm, provider, owner, generation)
 
-    async def lookup(self, provider: str, generation: Generation,
+    async def lookup(self, provider: str, owner: str, generation: Generation,
                      get: Callable[[str], Awaitable[Job | None]]) -> Job | None:
-        """The earlier job that made these images, if it succeeded and every image of
-        it is still in the store; ``get`` finds a job by id (the runner's)."""
-        key = self.key(provider, generation)
+        """The owner's earlier job that made these images, if it succeeded and every
+        image of it is still in the store; ``get`` finds a job by id (the runner's)."""
+        key = self.key(provider, owner, generation)
         rows = await self.journal.rows("SELECT job_id FROM results WHERE key = ?", (key,))
         if not rows:
             return None
@@ -62,7 +63,7 @@ class ResultCache:
 
     def remember(self, job: Job) -> None:
         """Note a job that succeeded (queued with its final record, see the module)."""
-        self.journal.put("results", {"key": self.key(job.provider, job.generation),
+        self.journal.put("results", {"key": self.key(job.provider, job.owner, job.generation),
                                      "job_id": job.id, "stored_at": time.time()})
 
     def _all_stored(self, job: Job) -> bool:

@@ -46,6 +46,8 @@ class Job:
     id: str
     generation: Generation
     source: str = "api"
+    #: Who submitted it (a key id, ``admin`` or ``local``): who may see and cancel it.
+    owner: str = "local"
     idempotency_key: str | None = None
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.time)
@@ -76,7 +78,8 @@ class Job:
         """The journal's JSON form."""
         return {
             "id": self.id, "generation": self.generation.model_dump(mode="json"),
-            "source": self.source, "idempotency_key": self.idempotency_key,
+            "source": self.source, "owner": self.owner,
+            "idempotency_key": self.idempotency_key,
             "state": self.state.value, "created_at": self.created_at,
             "started_at": self.started_at, "submitted_at": self.submitted_at,
             "finished_at": self.finished_at, "provider": self.provider,
@@ -91,7 +94,8 @@ class Job:
         """A job from its journal record; raises (KeyError, ValueError, TypeError) when the
         record does not describe one."""
         job = cls(id=str(rec["id"]), generation=Generation.model_validate(rec["generation"]),
-                  source=rec.get("source", "api"), idempotency_key=rec.get("idempotency_key"),
+                  source=rec.get("source", "api"), owner=rec.get("owner") or "local",
+                  idempotency_key=rec.get("idempotency_key"),
                   state=JobState(rec["state"]), created_at=float(rec["created_at"]),
                   started_at=rec.get("started_at"), submitted_at=rec.get("submitted_at"),
                   finished_at=rec.get("finished_at"), provider=rec.get("provider", ""),

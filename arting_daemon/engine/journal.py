@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from .. import datadir
 from ..config import ConfigError
 
 T = TypeVar("T")
@@ -48,17 +48,6 @@ TABLES = (
         record TEXT NOT NULL,
         reason TEXT NOT NULL,
         quarantined_at REAL NOT NULL)""",
-    # The result cache (engine/cache.py): a generation's key → the job that made it.
-    """CREATE TABLE IF NOT EXISTS results (
-        key TEXT PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        stored_at REAL NOT NULL)""",
-    # The image store's index, kept while the store is bounded (retention.py).
-    """CREATE TABLE IF NOT EXISTS images (
-        hash TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        served_at REAL NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS images_served ON images (served_at, hash)",
 )
 
 #: The tables written through ``put`` and ``delete``, with their key column.
@@ -97,24 +86,39 @@ def _provider_state(db: sqlite3.Connection, set_aside: SetAside) -> None:
         db.execute("UPDATE jobs SET record = ? WHERE id = ?", (json.dumps(rec), job_id))
 
 
-def _tables(*names: str) -> Callable[[sqlite3.Connection, SetAside], None]:
-    """A migration that adds tables and their indexes (``TABLES`` has them, for a fresh
-    journal)."""
-    statements = [t for t in TABLES
-                  if any(re.search(rf"(EXISTS|ON) {name} \(", t) for name in names)]
+def _owners(db: sqlite3.Connection, set_aside: SetAside) -> None:
+    """2: jobs have owners (who may see them, whose quota they count against): the owner
+    and the finish time become columns (computed from the record) with indexes, and
+    idempotency keys are kept within their owner's (``owner:key``); older jobs are the
+    local user's."""
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT GENERATED ALWAYS AS "
+               "(coalesce(json_extract(record, '$.owner'), 'local')) VIRTUAL")
+    db.execute("ALTER TABLE jobs ADD COLUMN finished_at REAL GENERATED ALWAYS AS "
+               "(json_extract(record, '$.finished_at')) VIRTUAL")
+    db.execute("CREATE INDEX jobs_owner ON jobs (owner, created_at)")
+    db.execute("CREATE INDEX jobs_finished ON jobs (finished_at)")
+    db.execute("UPDATE jobs SET idempotency_key = 'local:' || idempotency_key, "
+               "record = json_set(record, '$.idempotency_key', 'local:' || idempotency_key) "
+               "WHERE idempotency_key IS NOT NULL")
 
-    def add(db: sqlite3.Connection, set_aside: SetAside) -> None:
-        for statement in statements:
-            db.execute(statement)
-    add.__doc__ = f"Adds the table(s) {', '.join(names)}."
-    return add
+
+def _results_and_store(db: sqlite3.Connection, set_aside: SetAside) -> None:
+    """3: the result cache (``engine/cache.py``: a generation's key → the job that made
+    its images) and the image store's index (``retention.py``: size and when last
+    served, kept while the store is bounded)."""
+    db.execute("CREATE TABLE results (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+               "stored_at REAL NOT NULL)")
+    db.execute("CREATE TABLE images (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+               "served_at REAL NOT NULL)")
+    db.execute("CREATE INDEX images_served ON images (served_at, hash)")
 
 
 #: ``MIGRATIONS[v]`` takes a journal from schema version ``v`` to ``v + 1``. Version 0 is
 #: the schema from before versioning.
 MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [
     _provider_state,
-    _tables("results", "images"),      # 2: the result cache, the store's index
+    _owners,
+    _results_and_store,
 ]
 VERSION = len(MIGRATIONS)
 
@@ -140,7 +144,7 @@ class Journal(Generic[T]):
         self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
 
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        datadir.touch(self.path)
         self._db = db = sqlite3.connect(self.path, check_same_thread=False,
                                         isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
@@ -152,13 +156,13 @@ class Journal(Generic[T]):
                               "daemon another `data_dir`.")
         fresh = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs'"
                            ).fetchone()[0] == 0
-        with db:
+        with db:      # a new journal is made the way an old one is migrated
             db.execute("BEGIN IMMEDIATE")
             for statement in TABLES:
                 db.execute(statement)
-            if not fresh:
-                for step in range(version, VERSION):
-                    MIGRATIONS[step](db, self._set_aside)
+            for step in range(version, VERSION):
+                MIGRATIONS[step](db, self._set_aside)
+                if not fresh:
                     log.info("journal %s migrated to schema %d", self.path.name, step + 1)
             db.execute(f"PRAGMA user_version = {VERSION}")
 
@@ -224,7 +228,7 @@ class Journal(Generic[T]):
                                  "ORDER BY created_at", TERMINAL_STATES)
 
     async def recent(self, limit: int, before: float | None = None,
-                     state: str | None = None) -> list[T]:
+                     state: str | None = None, owner: str | None = None) -> list[T]:
         """Newest first; ``before`` is the created_at of the last record of the previous page."""
         await self.flush()
         sql, args = "SELECT id, record FROM jobs WHERE 1=1", []
@@ -234,9 +238,33 @@ class Journal(Generic[T]):
         if state is not None:
             sql += " AND state = ?"
             args.append(state)
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
         sql += " ORDER BY created_at DESC LIMIT ?"
         args.append(limit)
         return await self._query(sql, tuple(args))
+
+    async def outcomes(self, since: float, owner: str | None = None) -> list[tuple]:
+        """Finished jobs since ``since``: (owner, UTC day, model, state, jobs, images) rows.
+        Each job's outcome is here once, so usage counted from it is counted once; a
+        result cache hit made no image, so its images are not counted."""
+        await self.flush()
+        sql = ("SELECT owner, date(finished_at, 'unixepoch'), "
+               "json_extract(record, '$.generation.model'), state, count(*), "
+               "sum(CASE WHEN json_extract(record, '$.cache') = 'hit' THEN 0 "
+               "ELSE json_array_length(record, '$.images') END) FROM jobs "
+               "WHERE finished_at >= ? AND state IN ('succeeded', 'failed', 'cancelled')")
+        args: list = [since]
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        sql += " GROUP BY 1, 2, 3, 4"
+
+        def run() -> list[tuple]:
+            assert self._db is not None
+            return self._db.execute(sql, args).fetchall()
+        return await self._run(run)
 
     # --- internals ----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 
@@ -62,6 +63,23 @@ class Limits(Section):
     download_timeout: float
 
 
+class Load(NamedTuple):
+    """One owner's unfinished jobs, and the images they ask for."""
+
+    jobs: int = 0
+    images: int = 0
+
+
+class Admission(Protocol):
+    """Who may submit what (per-owner limits): asked before a job is queued, and told
+    once when it ends. ``admit`` must decide without awaiting, so that concurrent
+    submits see each other."""
+
+    def admit(self, job: Job, load: Load) -> None: ...
+
+    def finished(self, job: Job) -> None: ...
+
+
 STAGES = {  # state → (its deadline's setting, what the stage is, in words)
     JobState.SUBMITTING: ("submit_timeout", "Submitting the job to {upstream}"),
     JobState.RUNNING: ("run_timeout", "{upstream}'s generation"),
@@ -72,8 +90,10 @@ STAGES = {  # state → (its deadline's setting, what the stage is, in words)
 class Runner:
     def __init__(self, limits: Limits, provider: Provider, store: ImageStore,
                  journal: Journal[Job], stats: DurationStats,
-                 metrics: Metrics | None = None, cache: ResultCache | None = None) -> None:
+                 metrics: Metrics | None = None, admission: Admission | None = None,
+                 cache: ResultCache | None = None) -> None:
         self.limits = limits
+        self.admission = admission
         self.provider = provider
         self.store = store
         self.journal = journal
@@ -86,6 +106,7 @@ class Runner:
         self._by_key: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._places: dict[str, Place] = {}
+        self._loads: dict[str, Load] = {}
         self._accepting = True
         self._stopping = False
         #: Jobs ended since start, by state; ``cached``: how many of the succeeded ones
@@ -137,48 +158,52 @@ class Runner:
 
     # --- the API the facades use ----------------------------------------------------------
 
-    async def submit(self, gen: Generation, *, source: str = "api",
+    async def submit(self, gen: Generation, *, source: str = "api", owner: str = "local",
                      idempotency_key: str | None = None, reuse: bool = False) -> Job:
-        """Queue a generation and return its job at once.
+        """Queue a generation and return its job at once. An ``idempotency_key`` is the
+        owner's own: the same key from another owner is another job.
 
         ``reuse``: the request named its seed and allows the result cache, so the
-        images of an earlier identical generation may answer it: the job is then
-        returned finished (``cache == "hit"``), and nothing goes upstream."""
+        images of an earlier identical generation of the owner's may answer it: the job
+        is then returned finished (``cache == "hit"``), and nothing goes upstream."""
         if not self._accepting:
             raise QueueFull("The daemon is shutting down.", retry_after=5)
         if idempotency_key:
-            existing = await self.get_by_key(idempotency_key)
+            existing = await self.get_by_key(idempotency_key, owner)
             if existing:
                 return existing
         if gen.is_img2img:
             self.provider.require("img2img")
         cache = self.cache if reuse else None
         if cache is not None:
-            earlier = await cache.lookup(self.provider.name, gen, self.get)
-            twin = self._by_key.get(idempotency_key) if idempotency_key else None
+            earlier = await cache.lookup(self.provider.name, owner, gen, self.get)
+            twin = self._by_key.get(_scoped(idempotency_key, owner) or "")
             if twin is not None:   # registered by a twin request while we looked
                 return twin
             self.metrics.result_cache.labels("hit" if earlier else "miss").inc()
             if earlier is not None:
-                return self._hit(earlier, gen, source, idempotency_key)
+                return self._hit(earlier, gen, source, owner, idempotency_key)
         else:
             self.metrics.result_cache.labels("bypass").inc()
         if self.full:
             raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
-        job = Job(id=uuid.uuid4().hex, generation=gen, source=source,
-                  idempotency_key=idempotency_key, provider=self.provider.name,
-                  cache="bypass" if cache is None else "miss")
+        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
+                  idempotency_key=_scoped(idempotency_key, owner),
+                  provider=self.provider.name, cache="bypass" if cache is None else "miss")
+        if self.admission is not None:     # no await from here to _remember: atomic
+            self.admission.admit(job, self._loads.get(owner, Load()))
         self._remember(job)
         self._save(job)
         self._start_task(job)
         return job
 
-    async def run(self, gen: Generation, *, source: str = "api", reuse: bool = False) -> Job:
+    async def run(self, gen: Generation, *, source: str = "api", owner: str = "local",
+                  reuse: bool = False) -> Job:
         """Submit and wait for the result; if the caller goes away, the job is cancelled.
 
         Raises the job's error unless it succeeded."""
-        job = await self.submit(gen, source=source, reuse=reuse)
+        job = await self.submit(gen, source=source, owner=owner, reuse=reuse)
         try:
             await job._done.wait()
         except asyncio.CancelledError:
@@ -215,8 +240,9 @@ class Runner:
                 pass
 
     async def recent(self, limit: int, before: float | None = None,
-                     state: str | None = None) -> list[Job]:
-        return await self.journal.recent(limit, before, state)
+                     state: str | None = None, owner: str | None = None) -> list[Job]:
+        """Newest first; only ``owner``'s when given."""
+        return await self.journal.recent(limit, before, state, owner)
 
     async def last_upstream(self, state: JobState, pages: int = 4) -> Job | None:
         """The newest job that ended in ``state`` upstream: answers from the result cache
@@ -231,13 +257,18 @@ class Runner:
             before = jobs[-1].created_at
         return None
 
-    async def get_by_key(self, key: str) -> Job | None:
-        job = self._by_key.get(key)
+    async def get_by_key(self, key: str, owner: str = "local") -> Job | None:
+        scoped = _scoped(key, owner)
+        job = self._by_key.get(scoped)
         if job is None:
-            found = await self.journal.by_idempotency_key(key)
+            found = await self.journal.by_idempotency_key(scoped)
             # look again: a twin request may have registered the key while we read
-            job = self._by_key.get(key) or found
+            job = self._by_key.get(scoped) or found
         return job
+
+    def load(self, owner: str) -> Load:
+        """The owner's unfinished jobs and the images they ask for."""
+        return self._loads.get(owner, Load())
 
     # --- what the facades show --------------------------------------------------------------
 
@@ -457,6 +488,8 @@ class Runner:
     # --- bookkeeping ----------------------------------------------------------------------
 
     def _remember(self, job: Job) -> None:
+        if job.id not in self._jobs and not job.state.terminal:
+            self._carry(job, +1)
         self._jobs[job.id] = job
         if job.idempotency_key:
             self._by_key[job.idempotency_key] = job
@@ -479,13 +512,15 @@ class Runner:
         self._save(job)
         self._notify(job)
 
-    def _hit(self, earlier: Job, gen: Generation, source: str,
+    def _hit(self, earlier: Job, gen: Generation, source: str, owner: str,
              idempotency_key: str | None) -> Job:
         """A job answered with the images of ``earlier``, finished as it is made."""
-        job = Job(id=uuid.uuid4().hex, generation=gen, source=source,
-                  idempotency_key=idempotency_key, provider=earlier.provider,
+        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
+                  idempotency_key=_scoped(idempotency_key, owner), provider=earlier.provider,
                   images=list(earlier.images), cache="hit", cached_from=earlier.id)
         job.started_at = job.created_at
+        if self.admission is not None:
+            self.admission.admit(job, self._loads.get(owner, Load()))
         for image in job.images:      # served now: the least likely to be trimmed
             self.store.touch(image.hash)
         self._remember(job)
@@ -494,8 +529,21 @@ class Runner:
         self._finish(job, JobState.SUCCEEDED)
         return job
 
+    def _carry(self, job: Job, sign: int) -> None:
+        """Add (or take away) an unfinished job from its owner's load."""
+        jobs, images = self._loads.get(job.owner, Load())
+        load = Load(jobs + sign, images + sign * job.generation.n)
+        if load.jobs > 0:
+            self._loads[job.owner] = load
+        else:
+            self._loads.pop(job.owner, None)
+
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
+        if job.id in self._jobs and not job.state.terminal:
+            self._carry(job, -1)
         job.state, job.error, job.finished_at = state, error, time.time()
+        if self.admission is not None:
+            self.admission.finished(job)
         self.counters[state.value] += 1
         if job.cache == "hit":
             self.counters["cached"] += 1
@@ -516,3 +564,8 @@ class Runner:
     def _notify(job: Job) -> None:
         event, job._changed = job._changed, asyncio.Event()
         event.set()
+
+
+def _scoped(key: str | None, owner: str) -> str | None:
+    """An idempotency key as the journal keeps it: within its owner's own keys."""
+    return f"{owner}:{key}" if key else None

@@ -20,12 +20,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__, catalog
-from ..auth import public
+from ..auth import generates, principal, public
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
-from ..state import (CATALOG, ENGINE, PROVIDER, RETENTION, RULES, SETTINGS, STORE,
+from ..state import (CATALOG, ENGINE, KEYS, PROVIDER, RETENTION, RULES, SETTINGS, STORE,
                      WS_CLIENTS)
 from .http import (base_url, cache_headers, event_stream, follow, image_url, may_reuse,
                    parse_model, read_json)
@@ -88,6 +88,7 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
     }
 
 
+@generates
 async def create_job(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or None
     job, new = await submit_job(request, await read_json(request), key)
@@ -102,11 +103,11 @@ async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[
     """Validate a job request (the body of ``POST /jobs``) and submit it: (the job,
     whether it is new — not when ``key``, an idempotency key, named one already)."""
     body = parse_model(JobRequest, data)
-    engine = request.config_dict[ENGINE]
+    engine, owner = request.config_dict[ENGINE], principal(request).id
     if key is not None and len(key) > 255:
         raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
     if key is not None:
-        known = await engine.get_by_key(key)
+        known = await engine.get_by_key(key, owner)
         if known is not None:
             return known, False
     if body.mask and not body.init_image:
@@ -125,15 +126,18 @@ async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[
         loras=body.loras, nsfw=body.nsfw, init_image=init and init.hash,
         strength=body.strength, mask=init and init.mask)
     job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
-                              idempotency_key=key,
+                              owner=owner, idempotency_key=key,
                               reuse=body.cache and may_reuse(request, body.seed))
     return job, True
 
 
 async def find_job(request: web.Request, job_id: str) -> Job:
-    """The job ``job_id``, as this caller may see it (one lookup for every route)."""
+    """The job ``job_id``, if the caller may see it: their own (an admin: any). Another
+    user's job is "not found", as if it did not exist. (Every route that names a job
+    looks it up here: its path, a WebSocket subscription.)"""
     job = await request.config_dict[ENGINE].get(job_id)
-    if job is None:
+    caller = principal(request)
+    if job is None or not (caller.admin or job.owner == caller.id):
         raise NotFound(f"No job {job_id!r}.", param="id")
     return job
 
@@ -184,7 +188,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     if state is not None and state not in {s.value for s in JobState}:
         raise InvalidRequest(f"state must be one of {', '.join(s.value for s in JobState)}.",
                              param="state")
-    jobs = await engine.recent(limit, before, state)
+    caller = principal(request)
+    jobs = await engine.recent(limit, before, state, owner=None if caller.admin else caller.id)
     return web.json_response({
         "object": "list",
         "data": [job_view(request, engine, j) for j in jobs],
@@ -223,7 +228,9 @@ async def status(request: web.Request) -> web.Response:
         "sandbox": settings.sandbox,
         "upstream": settings.base_url,
         "img2img": settings.img2img,
-        "auth_required": settings.auth_required,
+        "auth_required": settings.auth_required or request.config_dict[KEYS].in_use,
+        "caller": {"id": principal(request).id, "name": principal(request).name,
+                   "admin": principal(request).admin},
         **request.config_dict[PROVIDER].health(),
         "queue": {"active": len(engine.active), "queued": engine.queued,
                   "max_active": settings.max_active_jobs,

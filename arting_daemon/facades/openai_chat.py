@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from ..auth import generates, principal
 from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
@@ -113,16 +114,17 @@ async def _init_image(request: web.Request, url: str) -> InitImage:
     return await take_init_image(request, url, "messages")
 
 
+@generates
 async def completions(request: web.Request) -> web.StreamResponse:
     body = parse_model(ChatRequest, await read_json(request))
     gen = await _generation(request, body)
-    engine = request.config_dict[ENGINE]
+    engine, owner = request.config_dict[ENGINE], principal(request).id
     name = body.model or gen.model
     reuse = may_reuse(request, body.seed)
     if body.stream:
-        job = await engine.submit(gen, source="chat", reuse=reuse)
+        job = await engine.submit(gen, source="chat", owner=owner, reuse=reuse)
         return await _stream(request, engine, job, body, name)
-    job = await engine.run(gen, source="chat", reuse=reuse)
+    job = await engine.run(gen, source="chat", owner=owner, reuse=reuse)
     content = images_markdown(request, job) + f"*{caption(gen)}*\n"
     return await json_with_images(request, {
         "id": f"chatcmpl-{job.id}", "object": "chat.completion",

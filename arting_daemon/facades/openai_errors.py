@@ -17,6 +17,8 @@ from ..errors import ArtingError, NotFound, PayloadTooLarge
 def error_type(err: ArtingError) -> str:
     if err.status == 429:
         return "requests"
+    if err.status == 403:
+        return "permission_error"
     if err.status >= 500:
         return "server_error"
     return "invalid_request_error"

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict
 
+from ..auth import generates, principal
 from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
@@ -84,12 +85,14 @@ class ImagesRequest(ArtingExtras):
         return (self.model or "").lower().startswith(("gpt-image", "chatgpt-image"))
 
 
+@generates
 async def generations(request: web.Request) -> web.StreamResponse:
     body = parse_model(ImagesRequest, await read_json(request))
     gen = _build(request, body)
     return await _respond(request, body, gen, "image_generation")
 
 
+@generates
 async def edits(request: web.Request) -> web.StreamResponse:
     require_img2img(request)
     fields, files = await _read_form(request)
@@ -138,12 +141,12 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], list[tuple[s
 
 async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
                    event_prefix: str) -> web.StreamResponse:
-    engine = request.config_dict[ENGINE]
+    engine, owner = request.config_dict[ENGINE], principal(request).id
     reuse = may_reuse(request, body.seed)
     if body.stream:
-        job = await engine.submit(gen, source="openai", reuse=reuse)
+        job = await engine.submit(gen, source="openai", owner=owner, reuse=reuse)
         return await _stream(request, engine, job, event_prefix)
-    job = await engine.run(gen, source="openai", reuse=reuse)
+    job = await engine.run(gen, source="openai", owner=owner, reuse=reuse)
     return await answer(request, job, body.wants_b64())
 
 

@@ -15,17 +15,23 @@ import time
 from aiohttp import web
 
 from .. import auth
+from ..errors import Unauthorized
 from ..metrics import CONTENT_TYPE
-from ..state import ARTING, ENGINE, METRICS, PROVIDER, SETTINGS
+from ..state import ARTING, ENGINE, METRICS, PROVIDER
 
 
 async def metrics(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
-    if not auth.is_authorized(request, settings, basic=True):
+    """The operator's: an admin key or a ``basic_auth`` pair (with no keys at all: open)."""
+    try:
+        caller = auth.resolve(request, basic=True)
+    except Unauthorized:
         raise web.HTTPUnauthorized(
             text="Send the daemon's API key as `Authorization: Bearer <key>` (in Prometheus: "
                  "`authorization: {credentials: <key>}`), or a `basic_auth` pair.\n",
-            headers={"WWW-Authenticate": 'Bearer realm="arting-2api"'})
+            headers={"WWW-Authenticate": 'Bearer realm="arting-2api"'}) from None
+    if not caller.admin:
+        raise web.HTTPForbidden(text="Metrics are the operator's: send an admin key "
+                                     "(API_MASTER_KEY), not a user key.\n")
     body = request.config_dict[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
@@ -65,10 +71,12 @@ def _tokens_view(request: web.Request) -> dict:
     }
 
 
+@auth.admin
 async def admin_tokens(request: web.Request) -> web.Response:
     return web.json_response(_tokens_view(request))
 
 
+@auth.admin
 async def admin_probe(request: web.Request) -> web.Response:
     probed = await request.config_dict[ARTING].pool.probe_unhealthy()
     return web.json_response({"probed": probed, **_tokens_view(request)})

@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__, catalog as builtin
+from ..auth import generates, principal
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
@@ -59,6 +60,7 @@ class Batch:
     """One txt2img/img2img request in flight: its jobs, for progress and interrupt."""
 
     kind: str
+    owner: str
     jobs: list[Job] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     interrupted: bool = False
@@ -76,8 +78,11 @@ class A1111State:
     def current_model(self, models: Catalog) -> str:
         return self.model or models.default_model
 
-    def jobs(self) -> list[Job]:
-        return [job for batch in self.batches for job in batch.jobs]
+    def batches_of(self, request: web.Request) -> list[Batch]:
+        """The caller's requests in flight: each key has its own progress, interrupt and
+        skip, as each user of an A1111 server has their own browser session."""
+        owner = principal(request).id
+        return [b for b in self.batches if b.owner == owner]
 
 
 STATE = web.AppKey("a1111", A1111State)
@@ -150,11 +155,13 @@ async def set_options(request: web.Request) -> web.Response:
 
 # --- txt2img / img2img -----------------------------------------------------------------
 
+@generates
 async def txt2img(request: web.Request) -> web.Response:
     body = Txt2ImgRequest.model_validate(await read_json(request))
     return await _generate(request, body, "txt2img")
 
 
+@generates
 async def img2img(request: web.Request) -> web.Response:
     body = Img2ImgRequest.model_validate(await read_json(request))
     require_img2img(request)
@@ -214,12 +221,13 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         clip_skip=clip_skip_option(options["CLIP_stop_at_last_layers"]), loras=loras, **image)
         for i in range(body.n_iter)]
 
-    batch = Batch(kind)
+    batch = Batch(kind, principal(request).id)
     state.batches.append(batch)
     reuse = may_reuse(request, body.seed)
     try:
         for gen in gens:
-            batch.jobs.append(await engine.submit(gen, source="a1111", reuse=reuse))
+            batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner,
+                                                  reuse=reuse))
         await _wait_all(engine, batch.jobs)
     except BaseException:
         for job in batch.jobs:
@@ -341,8 +349,8 @@ IDLE_STATE = {"skipped": False, "interrupted": False, "stopping_generation": Fal
 async def progress(request: web.Request) -> web.Response:
     """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
     with ``job_count 0``, which clients wait for after switching models."""
-    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    jobs = state.jobs()
+    engine, batches = request.config_dict[ENGINE], request.config_dict[STATE].batches_of(request)
+    jobs = [job for batch in batches for job in batch.jobs]
     if not jobs:
         return web.json_response({"progress": 0.0, "eta_relative": 0.0, "state": IDLE_STATE,
                                   "current_image": None, "textinfo": None})
@@ -357,13 +365,13 @@ async def progress(request: web.Request) -> web.Response:
         "progress": round(min(max(fraction, 0.01), 0.99), 4),
         "eta_relative": round(eta, 2),
         "state": {
-            "skipped": any(b.skipped for b in state.batches),
-            "interrupted": any(b.interrupted for b in state.batches),
+            "skipped": any(b.skipped for b in batches),
+            "interrupted": any(b.interrupted for b in batches),
             "stopping_generation": False,
             "job": f"Batch {min(done + 1, len(jobs))} out of {len(jobs)}",
             "job_count": len(jobs), "job_no": done,
             "job_timestamp": time.strftime("%Y%m%d%H%M%S",
-                                           time.localtime(state.batches[0].started)),
+                                           time.localtime(batches[0].started)),
             "sampling_step": int(engine.progress(current)[0] * steps),
             "sampling_steps": steps,
         },
@@ -379,9 +387,10 @@ def _textinfo(engine: Runner, job: Job) -> str:
 
 
 async def interrupt(request: web.Request) -> web.Response:
-    """Stop every A1111 request in flight; each answers with the images already made."""
+    """Stop the caller's A1111 requests in flight; each answers with the images already
+    made."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches:
+    for batch in state.batches_of(request):
         batch.interrupted = True
         for job in batch.jobs:
             engine.cancel(job)
@@ -389,9 +398,10 @@ async def interrupt(request: web.Request) -> web.Response:
 
 
 async def skip(request: web.Request) -> web.Response:
-    """Drop the job each A1111 request is working on; its other iterations go on."""
+    """Drop the job each of the caller's A1111 requests is working on; its other iterations
+    go on."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches:
+    for batch in state.batches_of(request):
         current = next((j for j in batch.jobs if not j.state.terminal), None)
         if current is not None:
             batch.skipped = True

@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from ..auth import credentials, is_authorized, key_accepted, public
+from ..auth import credentials, public, resolve, resolve_key
 from ..engine.jobs import Job
 from ..errors import ArtingError, Forbidden, InvalidRequest, Unauthorized
-from ..state import ENGINE, SETTINGS, WS_CLIENTS
+from ..state import ENGINE, GATE, PRINCIPAL, SETTINGS, WS_CLIENTS
 from . import openai_errors
 from .jobs import TICK, find_job, job_view, submit_job
 
@@ -111,32 +111,37 @@ class _Session:
     # --- auth -------------------------------------------------------------------------
 
     async def _authorized(self) -> bool:
-        settings = self.request.config_dict[SETTINGS]
-        if is_authorized(self.request, settings):
+        """Who is calling, from the upgrade's header or the first message; the request
+        then carries them (``principal``) as any other request of the API does."""
+        try:
+            self.request[PRINCIPAL] = resolve(self.request)
             return True
-        if credentials(self.request)[1]:
-            return await self._refuse("Incorrect API key provided.")
+        except Unauthorized as err:
+            if credentials(self.request)[1]:       # a header, and a wrong one
+                return await self._refuse(err)
         try:
             message = await self.ws.receive(timeout=AUTH_WAIT)
         except asyncio.TimeoutError:
-            return await self._refuse(f"No key arrived within {AUTH_WAIT:g} s.")
+            return await self._refuse(Unauthorized(
+                f"This daemon needs an API key: send {{\"auth\": \"<key>\"}} within "
+                f"{AUTH_WAIT:g} s of connecting (or `Authorization: Bearer <key>` with the "
+                "upgrade request)."))
         key = None
         if message.type is WSMsgType.TEXT:
             try:
                 key = json.loads(message.data).get("auth")
             except (ValueError, AttributeError):
                 pass
-        if isinstance(key, str) and key_accepted(key.removeprefix("Bearer ").strip(), settings):
+        try:
+            secret = key.removeprefix("Bearer ").strip() if isinstance(key, str) else ""
+            self.request[PRINCIPAL] = resolve_key(self.request, secret)
             return True
-        return await self._refuse("Incorrect API key provided." if key else
-                                  "This daemon needs an API key.")
+        except Unauthorized as err:
+            return await self._refuse(err)
 
-    async def _refuse(self, why: str) -> bool:
+    async def _refuse(self, err: Unauthorized) -> bool:
         if not self.ws.closed:
-            await self._error(Unauthorized(
-                f"{why} Send `Authorization: Bearer <key>` with the upgrade request, or "
-                "{\"auth\": \"<key>\"} as the first message, with a key this daemon is "
-                "configured with (API_MASTER_KEY)."))
+            await self._error(err)
             await self.ws.close(code=UNAUTHORIZED, message=b"unauthorized")
         return False
 
@@ -176,6 +181,7 @@ class _Session:
             raise InvalidRequest("idempotency_key must be a string.", param="idempotency_key")
         if len(self.followed) >= MAX_FOLLOWED:
             raise self._too_many()
+        self.request.config_dict[GATE].request(self.request[PRINCIPAL])  # as @generates
         job, _ = await submit_job(self.request, data["submit"], key or None)
         await self.send({"event": "submitted", "ref": data.get("ref"),
                          "job": job_view(self.request, self.engine, job)})

@@ -8,7 +8,7 @@ jitter inside ``retry_budget``. ``follow`` polls on the schedule learned from re
 durations and rides out transient faults; Arting saying the job failed ends it at once.
 
 What a restart needs is kept in the job's provider state: Arting's ``request_id``, the
-label of the token it was created with, and the polls spent on it.
+fingerprint of the token it was created with (never the token), and the polls spent.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class ArtingProvider(Provider):
         token = await self.pool.acquire(max(0.0, until - time.time()),
                                         prefer=work.provider_state.get("token"),
                                         patience=self.options.retry_budget)
-        work.provider_state["token"] = token.label
+        work.provider_state["token"] = token.fingerprint
         return token
 
 

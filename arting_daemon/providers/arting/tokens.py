@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ... import logs
+from ... import datadir, logs
 from ...errors import ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,12 @@ class Token:
     probing: bool = False
     last_probe: float | None = None                 # wall-clock time of the last probe
     probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the token in job records (which may outlive its place in the list)
+        without holding it: the start of its SHA-256."""
+        return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
 
     def eligible(self, now: float, max_jobs: int) -> bool:
         if self.state is TokenState.INVALID or self.in_flight >= max_jobs:
@@ -88,10 +95,7 @@ def anonymous_identity(data_dir: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     ident = str(uuid.uuid4())
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"uuid": ident}))
-    tmp.replace(path)
+    datadir.write(path, json.dumps({"uuid": ident}).encode())
     return ident
 
 
@@ -144,7 +148,8 @@ class TokenPool:
 
     async def acquire(self, timeout: float, prefer: str | None = None,
                       patience: float | None = None) -> Token:
-        """The least-busy eligible token (``prefer``'s label first, if eligible).
+        """The least-busy eligible token (the one ``prefer`` fingerprints first, if
+        eligible).
 
         While some usable token is healthy but busy (at ``max_jobs``), waits for it, up to
         ``timeout``. While every usable token is cooling or blocked, waits only if one
@@ -158,7 +163,7 @@ class TokenPool:
                 now = time.monotonic()
                 ready = [t for t in self.tokens if t.eligible(now, self.max_jobs)]
                 if ready:
-                    token = min(ready, key=lambda t: (t.label != prefer, t.in_flight,
+                    token = min(ready, key=lambda t: (t.fingerprint != prefer, t.in_flight,
                                                       t.state is not TokenState.OK))
                     token.in_flight += 1
                     return token

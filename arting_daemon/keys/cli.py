@@ -1,0 +1,123 @@
+"""``arting-daemon keys``: make, list and revoke user keys from the command line.
+
+It works on the data directory's ``keys.sqlite3`` directly, whether or not a daemon is
+running (a running daemon notices within half a second), so the operator needs no
+admin key and no network to hand out the first keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+from ..config import Settings
+from ..generation import Catalog, Rules
+from .store import ApiKey, KeyFile, Limits
+
+
+def add_parser(commands, shared: argparse.ArgumentParser) -> None:
+    keys = commands.add_parser("keys", parents=[shared], help="make, list and revoke user keys",
+                               description=__doc__.splitlines()[0].split(": ", 1)[1])
+    actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", parents=[shared], help="make a key; prints its "
+                                "secret, shown this once")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument("--requests-per-minute", type=_positive, metavar="N")
+    create.add_argument("--images-per-day", type=_count, metavar="N")
+    create.add_argument("--max-concurrent", type=_positive, metavar="N")
+    create.add_argument("--models", type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
+                        metavar="A,B", help="the model ids the key may use (default: any)")
+    create.add_argument("--expires", type=_when, metavar="WHEN",
+                        help="when the key stops working: an ISO date/time (UTC) or `30d`")
+    listing = actions.add_parser("list", parents=[shared], help="every key, without secrets")
+    listing.add_argument("--json", action="store_true", help="machine-readable")
+    revoke = actions.add_parser("revoke", parents=[shared], help="revoke a key for good")
+    revoke.add_argument("id", help="the key's id (key_…)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    models = None
+    if args.action == "create" and args.models:
+        catalog = Catalog(Rules.of(settings))
+        unknown = [m for m in args.models if not catalog.has_model(m)]
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; GET /v1/models lists "
+                             "them (add others with `extra_models`)")
+        models = tuple(catalog.resolve_model(m) for m in args.models)
+    keys = KeyFile(settings.data_dir / "keys.sqlite3")
+    try:
+        if args.action == "create":
+            key, secret = keys.create(args.name, Limits(
+                requests_per_minute=args.requests_per_minute,
+                images_per_day=args.images_per_day, max_concurrent=args.max_concurrent,
+                models=models), args.expires)
+            print(secret)
+            print(f"{key.id} “{key.name}” {_limits_text(key)} — the key above is shown this "
+                  "once; clients send it as `Authorization: Bearer <key>`.", file=sys.stderr)
+        elif args.action == "list":
+            found = keys.all()
+            if args.json:
+                print(json.dumps([k.public() for k in found], indent=2))
+            for key in [] if args.json else found:
+                print(f"{key.id}  {key.shown}…  {_state(key):8}  {key.name}  {_limits_text(key)}")
+            if not found and not args.json:
+                print("no keys yet: `arting-daemon keys create --name NAME`", file=sys.stderr)
+        else:
+            key = keys.revoke(args.id)
+            if key is None:
+                print(f"arting-daemon: no key {args.id!r}; `arting-daemon keys list` shows "
+                      "them.", file=sys.stderr)
+                return 1
+            print(f"{key.id} “{key.name}” revoked; a running daemon refuses it from now on.")
+        return 0
+    finally:
+        keys.close()
+
+
+def _state(key: ApiKey) -> str:
+    return "revoked" if key.revoked_at else "expired" if key.refusal(time.time()) else "active"
+
+
+def _limits_text(key: ApiKey) -> str:
+    lim = key.limits
+    parts = [f"{v} {label}" for v, label in ((lim.requests_per_minute, "req/min"),
+                                              (lim.images_per_day, "images/day"),
+                                              (lim.max_concurrent, "in flight")) if v is not None]
+    if lim.models is not None:
+        parts.append("models " + ",".join(lim.models))
+    if key.expires_at:
+        parts.append("expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at)))
+    return "(" + ("; ".join(parts) or "no limits") + ")"
+
+
+def _positive(value: str) -> int:
+    number = _count(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def _when(value: str) -> float:
+    if value.endswith("d") and value[:-1].isdigit():
+        return time.time() + int(value[:-1]) * 86400
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an ISO date/time nor `30d`"
+                                         ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

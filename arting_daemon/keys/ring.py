@@ -1,0 +1,154 @@
+"""The daemon's keys: all of them in memory (a daemon has few), in step with the file.
+
+A request's key is found by the SHA-256 of what it sent, without touching the disk.
+Changes made through the daemon (the admin API) take effect at once; changes the
+command line makes to the file while the daemon runs are noticed within ``REFRESH``
+seconds (SQLite's ``data_version`` tells when another process committed). Requests are
+counted in memory and written with the same heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import EllipsisType
+
+from .store import ApiKey, KeyFile, Limits, digest
+
+REFRESH = 0.5
+
+log = logging.getLogger(__name__)
+
+
+def utc_day(t: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(t))
+
+
+class KeyRing:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keys")
+        self._file: KeyFile | None = None
+        self._by_id: dict[str, ApiKey] = {}
+        self._by_hash: dict[str, ApiKey] = {}
+        self._version = -1
+        self._pending: Counter[tuple[str, str]] = Counter()
+        self._watcher: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        self._file = await self._run(KeyFile, self.path)
+        await self._reload()
+        self._watcher = asyncio.create_task(self._watch(), name="key-watcher")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        if self._file is not None:
+            await self._flush()
+            await self._run(self._file.close)
+            self._file = None
+        self._pool.shutdown(wait=True)
+
+    # --- lookups (in memory) ----------------------------------------------------------------
+
+    @property
+    def in_use(self) -> bool:
+        """Whether any user key was ever made: from then on every request needs a key."""
+        return bool(self._by_id)
+
+    def find(self, secret: str) -> ApiKey | None:
+        """The key whose secret this is (revoked and expired ones included), or None."""
+        if not secret.startswith("sk-arting-"):
+            return None
+        return self._by_hash.get(digest(secret))
+
+    def get(self, key_id: str) -> ApiKey | None:
+        return self._by_id.get(key_id)
+
+    def all(self) -> list[ApiKey]:
+        return list(self._by_id.values())
+
+    # --- changes (to the file, then in memory) ------------------------------------------------
+
+    async def create(self, name: str, limits: Limits = Limits(),
+                     expires_at: float | None = None) -> tuple[ApiKey, str]:
+        assert self._file is not None
+        key, secret = await self._run(self._file.create, name, limits, expires_at)
+        self._remember(key)
+        return key, secret
+
+    async def update(self, key_id: str, *, name: str | None = None,
+                     limits: Limits | None = None,
+                     expires_at: float | None | EllipsisType = ...) -> ApiKey | None:
+        assert self._file is not None
+        key = await self._run(lambda: self._file.update(key_id, name=name, limits=limits,
+                                                        expires_at=expires_at))
+        if key is not None:
+            self._remember(key)
+        return key
+
+    async def revoke(self, key_id: str) -> ApiKey | None:
+        assert self._file is not None
+        key = await self._run(self._file.revoke, key_id)
+        if key is not None:
+            self._remember(key)
+        return key
+
+    def count_request(self, key_id: str, now: float) -> None:
+        self._pending[(key_id, utc_day(now))] += 1
+
+    async def requests(self, since: float) -> Counter[tuple[str, str]]:
+        """Requests per (key id, UTC day) since ``since``, those not yet written included."""
+        assert self._file is not None
+        day = utc_day(since)
+        counts = Counter(await self._run(self._file.requests, day))
+        counts.update({k: n for k, n in self._pending.items() if k[1] >= day})
+        return counts
+
+    # --- internals ----------------------------------------------------------------------
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _remember(self, key: ApiKey) -> None:
+        old = self._by_id.get(key.id)
+        if old is not None:
+            self._by_hash.pop(old.hash, None)
+        self._by_id[key.id] = key
+        self._by_hash[key.hash] = key
+
+    async def _reload(self) -> None:
+        assert self._file is not None
+        version, keys = await self._run(lambda: (self._file.version(), self._file.all()))
+        self._by_id, self._by_hash = {}, {}
+        for key in keys:
+            self._remember(key)
+        self._version = version
+
+    async def _flush(self) -> None:
+        if self._pending and self._file is not None:
+            counts, self._pending = self._pending, Counter()
+            try:
+                await self._run(self._file.add_requests, dict(counts))
+            except Exception:     # a full disk costs request counts, never a request
+                log.exception("could not write %d request count(s)", len(counts))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH)
+            try:
+                await self._flush()
+                assert self._file is not None
+                if await self._run(self._file.version) != self._version:
+                    await self._reload()
+                    log.info("API keys changed on disk; %d key(s) loaded", len(self._by_id))
+            except Exception:
+                log.exception("could not read %s", self.path.name)
