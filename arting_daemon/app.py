@@ -9,7 +9,7 @@ Each protocol lives in its own sub-application with its own error shape and auth
     /                web page, /healthz, /readyz, /metrics (facades/ops.py)
 
 Each service (the emulator with ``--sandbox``, the journal, the HTTP session, the
-provider, the job runner, the bounded store's keeper) has its own cleanup context,
+provider, the job runner, webhooks, the bounded store's keeper) has its own cleanup context,
 opened in that order and closed in reverse: if one fails to start, those already
 started are closed.
 """
@@ -44,9 +44,10 @@ from .providers.arting.tokens import TokenPool, anonymous_identity
 from .retention import Retention, StoreLimits
 from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, METRICS,
                     PROVIDER, REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE,
-                    WS_CLIENTS)
+                    WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
+from .webhooks import Webhooks, WebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[WS_CLIENTS] = set()
     app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, keys_context,
-                            http_context, provider_context, runner_context, retention_context])
+                            http_context, provider_context, runner_context, webhooks_context,
+                            retention_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -235,6 +237,28 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runner.close()
+
+
+async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
+    """Webhook deliveries: those a previous run left pending go on."""
+    settings, runner = app[SETTINGS], app[ENGINE]
+    store, fallback = app[STORE], f"http://{settings.host}:{settings.port}"
+
+    def render(job: Job) -> dict:
+        """The job as a delivery carries it: as the job API shows it."""
+        view = jobs.job_dict(settings.public_url or job.origin or fallback, store, runner, job)
+        del view["webhooks"]
+        return view
+
+    webhooks = Webhooks(WebhookSettings.of(settings), app[JOURNAL], runner, render,
+                        app[METRICS])
+    await webhooks.start()
+    app[METRICS].watch(webhooks)
+    app[WEBHOOKS] = webhooks
+    try:
+        yield
+    finally:
+        await webhooks.close()
 
 
 async def retention_context(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ it came from, and what is allowed.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import sys
@@ -55,7 +56,8 @@ def _split_list(value: Any) -> Any:
 
 
 LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
-               "failed_statuses", "done_statuses", "extra_models", "extra_loras")
+               "failed_statuses", "done_statuses", "extra_models", "extra_loras",
+               "webhook_urls", "webhook_allow_hosts")
 
 
 class Settings(BaseModel):
@@ -213,6 +215,25 @@ class Settings(BaseModel):
                                       "Most images the store keeps; past it, the least "
                                       "recently served are removed. Unset: no limit.", ge=1)
 
+    # --- webhooks -----------------------------------------------------------------------
+    webhook_urls: list[str] = _s([], "ARTING_WEBHOOK_URLS",
+                                 "URLs every finished job is POSTed to (signed, see "
+                                 "`webhook_secret`), besides a job's own `webhook_url`.")
+    webhook_secret: SecretStr | None = _s(None, "ARTING_WEBHOOK_SECRET",
+                                          "The Standard Webhooks secret deliveries are signed "
+                                          "with: `whsec_` and base64 (of 24-64 random bytes). "
+                                          "Webhooks need it.")
+    webhook_allow_hosts: list[str] = _s([], "ARTING_WEBHOOK_ALLOW_HOSTS",
+                                        "Hosts webhooks may go to although they are on "
+                                        "loopback, link-local or private addresses (`*.` "
+                                        "matches subdomains); others must be public.")
+    webhook_timeout: float = _s(10.0, "ARTING_WEBHOOK_TIMEOUT",
+                                "Seconds one webhook delivery attempt may take.", gt=0, le=60)
+    webhook_retry_for: float = _s(3600.0, "ARTING_WEBHOOK_RETRY_FOR",
+                                  "Seconds a failing delivery is retried (with backoff, the "
+                                  "same `webhook-id` each time) before it is given up.",
+                                  ge=0)
+
     # --- sandbox ----------------------------------------------------------------------
     sandbox: bool = _s(False, "ARTING_SANDBOX",
                        "Run the built-in Arting emulator and use it as the upstream.")
@@ -232,6 +253,22 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError("each must be an http:// or https:// URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and webhook_key(value) is None:
+            raise ValueError("must be `whsec_` followed by the base64 of 24 to 64 bytes, "
+                             "e.g. whsec_$(head -c 32 /dev/urandom | base64)")
+        return value
 
     @field_validator("data_dir")
     @classmethod
@@ -254,6 +291,8 @@ class Settings(BaseModel):
             raise ValueError("token_probe_backoff must not exceed token_probe_max_backoff")
         if self.min_side > self.max_side:
             raise ValueError("min_side must not exceed max_side")
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("webhook_urls needs webhook_secret: deliveries are signed")
         return self
 
     # --- derived ----------------------------------------------------------------------
@@ -264,9 +303,22 @@ class Settings(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
         values = [*self.api_keys, *self.basic_auth, *self.auth_tokens]
-        if self.cf_clearance:
-            values.append(self.cf_clearance)
+        for secret in (self.cf_clearance, self.webhook_secret):
+            if secret:
+                values.append(secret)
         return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+def webhook_key(secret: SecretStr) -> bytes | None:
+    """The HMAC key of a Standard Webhooks secret (``whsec_<base64>``), or None."""
+    text = secret.get_secret_value()
+    if not text.startswith("whsec_"):
+        return None
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        return None
+    return key if 24 <= len(key) <= 64 else None
 
 
 S = TypeVar("S", bound="Section")
@@ -348,7 +400,8 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
     err = exc.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else ""
     where = origin.get(key, f"`{key}`") if key else "the settings"
-    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance") \
+    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
+                                  "webhook_secret") \
         else repr(values.get(key))
     message = str(err["msg"]).removeprefix("Value error, ")
     if not key:

@@ -61,6 +61,12 @@ class InvalidRequest(ArtingError):
     status, code = 400, "invalid_request"
 
 
+class DestinationRefused(InvalidRequest):
+    """A URL the daemon was given to send something to is not one it may (``outbound``)."""
+
+    code = "destination_refused"
+
+
 class FeatureDisabled(InvalidRequest):
     """The request needs a feature this daemon has switched off."""
 

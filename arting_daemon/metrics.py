@@ -44,6 +44,10 @@ class Metrics:
             "(answered from the store), `miss` (looked up, not found), `bypass` (not "
             "looked up: a random seed, the client opted out, or the cache is off).",
             ["result"], registry=r)
+        self.webhook_deliveries = Counter(
+            "arting_webhook_deliveries", "Webhook delivery attempts, by outcome: "
+            "`delivered`, `retry` (failed, tried again later), `failed` (given up).",
+            ["result"], registry=r)
         self.cloudflare_solves = Counter(
             "arting_cloudflare_solves", "Attempts to pass a Cloudflare challenge with "
             "cloudscraper, by result.", ["result"], registry=r)

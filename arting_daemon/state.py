@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
     from .retention import Retention
+    from .webhooks import Webhooks
     from .sandbox import Sandbox
     from .store import ImageStore
     from .timing import DurationStats
@@ -43,6 +44,8 @@ GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
 #: The open WebSocket connections (``facades/ws.py``).
 WS_CLIENTS: web.AppKey[set] = web.AppKey("ws_clients", set)
+#: Webhook deliveries (``webhooks.py``).
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
 #: The bounded store's keeper, or None when the store has no cap.
 RETENTION: web.AppKey[Retention | None] = web.AppKey("retention")
 

@@ -7,6 +7,7 @@ killed and started again on the same data directory.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import sqlite3
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from processes import TOKEN, DaemonProcess, Emulator
+from webhook_receiver import Receiver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -174,3 +177,50 @@ def test_the_result_cache_survives_a_kill_9(emulator, daemons):
     assert [i["hash"] for i in hit["images"]] == [i["hash"] for i in made["images"]]
     png(second, hit["images"][0]["hash"])
     assert len(emulator.sandbox.requests_for("create")) == 1
+
+
+def test_a_webhook_retry_survives_a_kill_9_with_the_same_id(emulator, daemons, tmp_path):
+    """The first attempt fails (503, Retry-After 3); the daemon is killed before the
+    retry; the next daemon delivers it, with the same webhook-id, once."""
+    secret = "whsec_" + base64.b64encode(b"thirty-two bytes of test secret!").decode()
+    receiver = Receiver((503, {"Retry-After": "3"}))
+    try:
+        first = daemons(emulator.url, ARTING_WEBHOOK_URLS=receiver.url + "/hook",
+                        ARTING_WEBHOOK_SECRET=secret, ARTING_WEBHOOK_ALLOW_HOSTS="127.0.0.1")
+        job = wait_done(first, submit(first, "announced"))
+        receiver.wait(1)
+        deadline = time.monotonic() + 10
+        while (pending := webhook_rows(daemons.data)) != [("pending", 1)]:
+            assert time.monotonic() < deadline, pending
+            time.sleep(0.02)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(5)
+        assert len(receiver.received) == 1
+
+        second = daemons(emulator.url, ARTING_WEBHOOK_URLS=receiver.url + "/hook",
+                         ARTING_WEBHOOK_SECRET=secret, ARTING_WEBHOOK_ALLOW_HOSTS="127.0.0.1")
+        attempts = receiver.wait(2)
+        assert attempts[0].headers["webhook-id"] == attempts[1].headers["webhook-id"]
+        assert attempts[1].at - attempts[0].at >= 2.5              # the Retry-After held
+        message = Webhook(secret).verify(attempts[1].body, attempts[1].headers)
+        assert message["data"]["id"] == job["id"]
+        deadline = time.monotonic() + 10
+        while webhook_rows(daemons.data) != [("delivered", 2)]:
+            assert time.monotonic() < deadline, webhook_rows(daemons.data)
+            time.sleep(0.05)
+        shown = httpx.get(f"{second.url}/arting/v1/jobs/{job['id']}").json()["webhooks"]
+        assert [(h["state"], h["attempts"]) for h in shown] == [("delivered", 2)]
+        time.sleep(1)
+        assert len(receiver.received) == 2                         # never a third
+        assert "resumed from the journal" in second.log.read_text()
+        assert secret not in first.log.read_text() + second.log.read_text()
+    finally:
+        receiver.close()
+
+
+def webhook_rows(data_dir: Path) -> list[tuple[str, int]]:
+    db = sqlite3.connect(f"file:{data_dir / 'jobs.sqlite3'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT state, attempts FROM webhooks").fetchall()
+    finally:
+        db.close()

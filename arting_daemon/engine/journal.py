@@ -51,7 +51,7 @@ TABLES = (
 )
 
 #: The tables written through ``put`` and ``delete``, with their key column.
-ROW_TABLES = {"results": "key"}
+ROW_TABLES = {"results": "key", "webhooks": "id"}
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 #: Seconds the writer waits after a record arrives, so the handful of changes a job
@@ -102,15 +102,20 @@ def _owners(db: sqlite3.Connection, set_aside: SetAside) -> None:
                "WHERE idempotency_key IS NOT NULL")
 
 
-def _results_and_store(db: sqlite3.Connection, set_aside: SetAside) -> None:
+def _results_store_webhooks(db: sqlite3.Connection, set_aside: SetAside) -> None:
     """3: the result cache (``engine/cache.py``: a generation's key → the job that made
-    its images) and the image store's index (``retention.py``: size and when last
-    served, kept while the store is bounded)."""
+    its images), the image store's index (``retention.py``: size and when last served,
+    kept while the store is bounded) and webhook deliveries (``webhooks.py``)."""
     db.execute("CREATE TABLE results (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
                "stored_at REAL NOT NULL)")
     db.execute("CREATE TABLE images (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, "
                "served_at REAL NOT NULL)")
     db.execute("CREATE INDEX images_served ON images (served_at, hash)")
+    db.execute("CREATE TABLE webhooks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+               "url TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL, "
+               "next_at REAL NOT NULL, attempts INTEGER NOT NULL, state TEXT NOT NULL, "
+               "last_status INTEGER, last_error TEXT, done_at REAL)")
+    db.execute("CREATE INDEX webhooks_state ON webhooks (state)")
 
 
 #: ``MIGRATIONS[v]`` takes a journal from schema version ``v`` to ``v + 1``. Version 0 is
@@ -118,7 +123,7 @@ def _results_and_store(db: sqlite3.Connection, set_aside: SetAside) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [
     _provider_state,
     _owners,
-    _results_and_store,
+    _results_store_webhooks,
 ]
 VERSION = len(MIGRATIONS)
 

@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -101,6 +101,9 @@ class Runner:
         self.metrics = metrics or Metrics()
         #: The result cache, or None when ``result_cache`` is off.
         self.cache = cache
+        #: Called with every job as it ends, after its final record is queued (so what
+        #: they queue is committed with it): webhook deliveries.
+        self.on_finished: list[Callable[[Job], None]] = []
         self.queue = SlotQueue(limits.max_active_jobs, limits.max_queued_jobs)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
@@ -159,13 +162,16 @@ class Runner:
     # --- the API the facades use ----------------------------------------------------------
 
     async def submit(self, gen: Generation, *, source: str = "api", owner: str = "local",
-                     idempotency_key: str | None = None, reuse: bool = False) -> Job:
+                     idempotency_key: str | None = None, reuse: bool = False,
+                     webhook_url: str | None = None, origin: str | None = None) -> Job:
         """Queue a generation and return its job at once. An ``idempotency_key`` is the
         owner's own: the same key from another owner is another job.
 
         ``reuse``: the request named its seed and allows the result cache, so the
         images of an earlier identical generation of the owner's may answer it: the job
-        is then returned finished (``cache == "hit"``), and nothing goes upstream."""
+        is then returned finished (``cache == "hit"``), and nothing goes upstream.
+        ``webhook_url``: where the job's end is POSTed, besides the configured webhooks;
+        ``origin``: the base URL the client reached the daemon at (for the links in it)."""
         if not self._accepting:
             raise QueueFull("The daemon is shutting down.", retry_after=5)
         if idempotency_key:
@@ -174,23 +180,24 @@ class Runner:
                 return existing
         if gen.is_img2img:
             self.provider.require("img2img")
+        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
+                  idempotency_key=_scoped(idempotency_key, owner), provider=self.provider.name,
+                  webhook_url=webhook_url, origin=origin)
         cache = self.cache if reuse else None
         if cache is not None:
             earlier = await cache.lookup(self.provider.name, owner, gen, self.get)
-            twin = self._by_key.get(_scoped(idempotency_key, owner) or "")
+            twin = self._by_key.get(job.idempotency_key or "")
             if twin is not None:   # registered by a twin request while we looked
                 return twin
             self.metrics.result_cache.labels("hit" if earlier else "miss").inc()
             if earlier is not None:
-                return self._hit(earlier, gen, source, owner, idempotency_key)
+                return self._hit(job, earlier)
+            job.cache = "miss"
         else:
             self.metrics.result_cache.labels("bypass").inc()
         if self.full:
             raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
-        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
-                  idempotency_key=_scoped(idempotency_key, owner),
-                  provider=self.provider.name, cache="bypass" if cache is None else "miss")
         if self.admission is not None:     # no await from here to _remember: atomic
             self.admission.admit(job, self._loads.get(owner, Load()))
         self._remember(job)
@@ -199,11 +206,11 @@ class Runner:
         return job
 
     async def run(self, gen: Generation, *, source: str = "api", owner: str = "local",
-                  reuse: bool = False) -> Job:
+                  reuse: bool = False, origin: str | None = None) -> Job:
         """Submit and wait for the result; if the caller goes away, the job is cancelled.
 
         Raises the job's error unless it succeeded."""
-        job = await self.submit(gen, source=source, owner=owner, reuse=reuse)
+        job = await self.submit(gen, source=source, owner=owner, reuse=reuse, origin=origin)
         try:
             await job._done.wait()
         except asyncio.CancelledError:
@@ -512,15 +519,13 @@ class Runner:
         self._save(job)
         self._notify(job)
 
-    def _hit(self, earlier: Job, gen: Generation, source: str, owner: str,
-             idempotency_key: str | None) -> Job:
-        """A job answered with the images of ``earlier``, finished as it is made."""
-        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
-                  idempotency_key=_scoped(idempotency_key, owner), provider=earlier.provider,
-                  images=list(earlier.images), cache="hit", cached_from=earlier.id)
+    def _hit(self, job: Job, earlier: Job) -> Job:
+        """Answer ``job`` with the images of ``earlier``: it ends as it is made."""
+        job.provider, job.images = earlier.provider, list(earlier.images)
+        job.cache, job.cached_from = "hit", earlier.id
         job.started_at = job.created_at
         if self.admission is not None:
-            self.admission.admit(job, self._loads.get(owner, Load()))
+            self.admission.admit(job, self._loads.get(job.owner, Load()))
         for image in job.images:      # served now: the least likely to be trimmed
             self.store.touch(image.hash)
         self._remember(job)
@@ -554,8 +559,19 @@ class Runner:
         self._save(job)
         if state is JobState.SUCCEEDED and self.cache is not None and job.cache != "hit":
             self.cache.remember(job)   # with the record above: one transaction
+        for listener in self.on_finished:
+            try:
+                listener(job)
+            except Exception:  # a listener's bug must not leave the job unfinished
+                log.exception("after job %s ended", job.id)
         self._notify(job)
         job._done.set()
+
+    def update(self, job: Job) -> None:
+        """Journal a job again and tell its watchers: for what changes after it ended
+        (its webhook deliveries)."""
+        self._save(job)
+        self._notify(job)
 
     def _save(self, job: Job) -> None:
         self.journal.save(job.record())

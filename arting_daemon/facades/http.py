@@ -95,7 +95,12 @@ def base_url(request: web.Request) -> str:
 
 
 def image_url(request: web.Request, digest: str) -> str:
-    return f"{base_url(request)}/arting/v1/images/{digest}.png"
+    return image_link(base_url(request), digest)
+
+
+def image_link(base: str, digest: str) -> str:
+    """A stored image's URL under ``base`` (where the daemon is reached)."""
+    return f"{base}/arting/v1/images/{digest}.png"
 
 
 #: The answer's header saying what the result cache did: ``hit``, ``miss`` or ``bypass``.

@@ -26,8 +26,9 @@ from ..engine.runner import Runner
 from ..errors import InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..state import (CATALOG, ENGINE, KEYS, PROVIDER, RETENTION, RULES, SETTINGS, STORE,
-                     WS_CLIENTS)
-from .http import (base_url, cache_headers, event_stream, follow, image_url, may_reuse,
+                     WEBHOOKS, WS_CLIENTS)
+from ..store import ImageStore
+from .http import (base_url, cache_headers, event_stream, follow, image_link, may_reuse,
                    parse_model, read_json)
 from .intake import require_img2img, take_init_image
 
@@ -58,13 +59,20 @@ class JobRequest(BaseModel):
     strength: float | None = None
     #: False: never answer from the result cache (as ``Cache-Control: no-cache``)
     cache: bool = True
+    #: Where to POST the job when it ends (signed; see webhooks.py)
+    webhook_url: str | None = None
 
 
 def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
-    """What clients see of a job. Images removed from a bounded store are ``expired``."""
+    """What clients see of a job."""
+    return job_dict(base_url(request), request.config_dict[STORE], engine, job)
+
+
+def job_dict(base: str, store: ImageStore, engine: Runner, job: Job) -> dict[str, Any]:
+    """A job as clients see it, its links under ``base``. Images removed from a bounded
+    store are ``expired``."""
     progress, eta = engine.progress(job)
-    store = request.config_dict[STORE]
-    images = [{"hash": i.hash, "url": image_url(request, i.hash), "seed": i.seed,
+    images = [{"hash": i.hash, "url": image_link(base, i.hash), "seed": i.seed,
                "width": i.width, "height": i.height, "expired": not store.exists(i.hash)}
               for i in job.images]
     return {
@@ -83,8 +91,9 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
         "error": job.error.to_dict() if job.error else None,
         "cache": job.cache,
         "cached_from": job.cached_from,
-        "links": {"self": f"{base_url(request)}/arting/v1/jobs/{job.id}",
-                  "events": f"{base_url(request)}/arting/v1/jobs/{job.id}/events"},
+        "webhooks": job.webhooks,
+        "links": {"self": f"{base}/arting/v1/jobs/{job.id}",
+                  "events": f"{base}/arting/v1/jobs/{job.id}/events"},
     }
 
 
@@ -110,6 +119,8 @@ async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[
         known = await engine.get_by_key(key, owner)
         if known is not None:
             return known, False
+    if body.webhook_url is not None:
+        await request.config_dict[WEBHOOKS].accept(body.webhook_url)
     if body.mask and not body.init_image:
         raise InvalidRequest("mask needs init_image.", param="mask")
     init = None
@@ -127,7 +138,8 @@ async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[
         strength=body.strength, mask=init and init.mask)
     job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
                               owner=owner, idempotency_key=key,
-                              reuse=body.cache and may_reuse(request, body.seed))
+                              reuse=body.cache and may_reuse(request, body.seed),
+                              webhook_url=body.webhook_url, origin=base_url(request))
     return job, True
 
 

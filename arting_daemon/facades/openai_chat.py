@@ -28,7 +28,7 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, prompt_loras
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (DATA_URL, StoredB64, cache_headers, event_stream, follow, image_url,
+from .http import (DATA_URL, StoredB64, base_url, cache_headers, event_stream, follow, image_url,
                    json_with_images, may_reuse, parse_model, read_json, render_json,
                    status_text)
 from .intake import InitImage, require_img2img, take_init_image
@@ -122,9 +122,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     name = body.model or gen.model
     reuse = may_reuse(request, body.seed)
     if body.stream:
-        job = await engine.submit(gen, source="chat", owner=owner, reuse=reuse)
+        job = await engine.submit(gen, source="chat", owner=owner, reuse=reuse,
+                                  origin=base_url(request))
         return await _stream(request, engine, job, body, name)
-    job = await engine.run(gen, source="chat", owner=owner, reuse=reuse)
+    job = await engine.run(gen, source="chat", owner=owner, reuse=reuse,
+                           origin=base_url(request))
     content = images_markdown(request, job) + f"*{caption(gen)}*\n"
     return await json_with_images(request, {
         "id": f"chatcmpl-{job.id}", "object": "chat.completion",

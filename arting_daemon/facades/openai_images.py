@@ -23,8 +23,9 @@ from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (StoredB64, cache_headers, event_stream, follow, image_url, json_with_images,
-                   may_reuse, parse_model, read_json, render_json, too_large)
+from .http import (StoredB64, base_url, cache_headers, event_stream, follow, image_url,
+                   json_with_images, may_reuse, parse_model, read_json, render_json,
+                   too_large)
 from .intake import require_img2img, take_init_image
 
 KEEPALIVE = 10.0
@@ -144,9 +145,11 @@ async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
     engine, owner = request.config_dict[ENGINE], principal(request).id
     reuse = may_reuse(request, body.seed)
     if body.stream:
-        job = await engine.submit(gen, source="openai", owner=owner, reuse=reuse)
+        job = await engine.submit(gen, source="openai", owner=owner, reuse=reuse,
+                                  origin=base_url(request))
         return await _stream(request, engine, job, event_prefix)
-    job = await engine.run(gen, source="openai", owner=owner, reuse=reuse)
+    job = await engine.run(gen, source="openai", owner=owner, reuse=reuse,
+                           origin=base_url(request))
     return await answer(request, job, body.wants_b64())
 
 

@@ -37,7 +37,7 @@ from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
 from ..state import CATALOG, ENGINE, RULES
-from .http import (StoredB64, cache_headers, json_with_images, may_reuse, read_json,
+from .http import (StoredB64, base_url, cache_headers, json_with_images, may_reuse, read_json,
                    status_text)
 from .intake import require_img2img, take_init_image
 from .sdapi_models import Img2ImgRequest, Txt2ImgRequest
@@ -227,7 +227,7 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
     try:
         for gen in gens:
             batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner,
-                                                  reuse=reuse))
+                                                  reuse=reuse, origin=base_url(request)))
         await _wait_all(engine, batch.jobs)
     except BaseException:
         for job in batch.jobs:
