@@ -13,6 +13,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -374,6 +375,36 @@ def test_a_wrong_api_key_is_reported_in_words(page, make_daemon):
     until(page, lambda d: chip(d, "mode") == f"live: {daemon.settings.base_url[7:]}",
           what="the status with the right key")
     assert not css(page, "#status-detail").is_displayed()
+
+
+def test_the_gallery_says_which_images_expired_and_which_came_from_the_cache(page,
+                                                                            make_daemon):
+    daemon = make_daemon(store_max_images=2, sandbox_options={"generation_time": 0.0})
+    old = daemon.run_job(prompt="the old one", seed=1)
+    daemon.run_job(prompt="the old one", seed=1)                  # a cache hit
+    then = time.time() - 3600                                     # stored an hour ago
+    for path in (daemon.settings.data_dir / "images").rglob("*.png"):
+        os.utime(path, (then, then))
+    daemon.run_job(prompt="new", seed=2)
+    daemon.run_job(prompt="newer", seed=3)                        # over the cap: old goes
+    deadline = time.monotonic() + 10
+    while not api(daemon, f"jobs/{old['id']}").json()["images_expired"]:
+        assert time.monotonic() < deadline, "the old image was never removed"
+        time.sleep(0.05)
+
+    open_page(page, daemon)
+    until(page, lambda d: len(css_all(d, "#gallery li.result")) == 4, what="four results")
+    results = css_all(page, "#gallery li.result")
+    oldest = results[-1]
+    assert oldest.find_element("css selector", ".thumb.expired").text == \
+        "Image 1 (seed 1) has expired from the store."
+    assert oldest.find_elements("css selector", "img") == []
+    hit = results[-2]
+    settings = dict(zip([e.text for e in hit.find_elements("css selector", "dt")],
+                        [e.text for e in hit.find_elements("css selector", "dd")]))
+    assert settings["Cache"] == "the same images as an earlier job, from the store"
+    assert len(css_all(page, "#gallery li.result img")) == 2
+    screenshot(page, "desktop-expired.png")
 
 
 def test_gallery_pages_reuses_settings_and_gives_the_same_request_as_code(page, make_daemon,
