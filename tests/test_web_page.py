@@ -93,6 +93,14 @@ def until(driver, condition, timeout: float = 10.0, what: str = ""):
         raise AssertionError(f"timed out waiting for {what or condition}") from None
 
 
+def until_running(driver, card: str) -> None:
+    """Until the job card shows a running job with some progress."""
+    until(driver, lambda d: d.execute_script(
+        "const c = document.querySelector(arguments[0]);"
+        "return c && c.dataset.state === 'running' && c.querySelector('progress').value > 0",
+        card), what="a running job with progress")
+
+
 def css(driver, selector: str):
     from selenium.webdriver.common.by import By
     return driver.find_element(By.CSS_SELECTOR, selector)
@@ -223,10 +231,7 @@ def test_generate_two_images_watch_progress_and_find_both_in_the_gallery(page, m
 
     # Progress, live from the job's events: a running bar, elapsed time and an ETA.
     card = "#jobs li.job"
-    until(page, lambda d: d.execute_script(
-        "const c = document.querySelector(arguments[0]);"
-        "return c && c.dataset.state === 'running' && c.querySelector('progress').value > 0",
-        card), what="a running job with progress")
+    until_running(page, card)
     assert re.fullmatch(r"Generating… \d+ %", text(page, f"{card} .job-state"))
     assert re.fullmatch(r"Elapsed \d+ s · (about \d+ s left|almost done)",
                         text(page, f"{card} .job-times"))
@@ -335,11 +340,7 @@ def test_without_websockets_the_page_follows_jobs_over_their_event_streams(page,
         assert page.execute_script("return typeof WebSocket") == "undefined"
         save_key(page, KEY)
         css(page, "#prompt").send_keys("a lighthouse", Keys.ENTER)
-        card = "#jobs li.job"
-        until(page, lambda d: d.execute_script(
-            "const c = document.querySelector(arguments[0]);"
-            "return c && c.dataset.state === 'running' && c.querySelector('progress').value > 0",
-            card), what="a running job with progress")
+        until_running(page, "#jobs li.job")
         assert api(daemon, "status").json()["websocket_clients"] == 0
         until(page, lambda d: len(css_all(d, "#gallery li.result img")) == 1,
               what="the image in the gallery")
