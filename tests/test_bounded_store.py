@@ -14,10 +14,9 @@ import httpx
 from PIL import Image
 
 from arting_daemon.state import RETENTION
-from conftest import LiveDaemon
 
 
-def stored(daemon: LiveDaemon) -> set[str]:
+def stored(daemon) -> set[str]:
     return {p.stem for p in (daemon.settings.data_dir / "images").rglob("*.png")}
 
 
@@ -36,12 +35,12 @@ def wait_until(check, timeout: float = 10):
     return result
 
 
-def trimmed_below(daemon: LiveDaemon, count: int) -> set[str]:
+def trimmed_below(daemon, count: int) -> set[str]:
     """The stored images, once fewer than ``count`` are left."""
     return wait_until(lambda: len(s := stored(daemon)) < count and s)
 
 
-def job(daemon: LiveDaemon, seed: int, **body) -> dict:
+def job(daemon, seed: int, **body) -> dict:
     done = daemon.run_job(prompt="a lighthouse", size="256x256", seed=seed, **body)
     assert done["state"] == "succeeded", done
     return done
@@ -127,23 +126,3 @@ def test_images_an_unfinished_job_uses_are_never_removed(make_daemon):
     age(daemon.settings.data_dir)
     daemon.call(daemon.app[RETENTION].trim())
     assert len(stored(daemon)) == 1                          # now they may go
-
-
-def test_a_store_that_was_not_bounded_is_trimmed_when_a_cap_is_set(tmp_path):
-    data = tmp_path / "data"
-    first = LiveDaemon(data).start()
-    try:
-        made = [image_of(job(first, seed)) for seed in range(1, 6)]
-    finally:
-        first.stop()
-    age(data)
-    for i, digest in enumerate(made):                        # stored in this order
-        path = data / "images" / digest[:2] / f"{digest}.png"
-        os.utime(path, (time.time() - 3600 + i, time.time() - 3600 + i))
-
-    second = LiveDaemon(data, store_max_images=3).start()
-    try:
-        left = trimmed_below(second, 3)
-        assert left == set(made[-2:])                        # the two stored last
-    finally:
-        second.stop()

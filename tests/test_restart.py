@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -224,3 +225,24 @@ def webhook_rows(data_dir: Path) -> list[tuple[str, int]]:
         return db.execute("SELECT state, attempts FROM webhooks").fetchall()
     finally:
         db.close()
+
+
+def test_a_store_grown_without_a_cap_is_trimmed_when_one_is_set(emulator, daemons):
+    first = daemons(emulator.url)
+    made = []
+    for i in range(5):
+        resp = httpx.post(first.url + "/arting/v1/jobs",
+                          json={"prompt": "kept", "seed": i, "size": "256x256"})
+        made.append(wait_done(first, resp.json()["id"])["images"][0]["hash"])
+    first.stop()
+    for i, digest in enumerate(made):          # stored an hour ago, in this order
+        then = time.time() - 3600 + i
+        os.utime(daemons.data / "images" / digest[:2] / f"{digest}.png", (then, then))
+
+    second = daemons(emulator.url, ARTING_STORE_MAX_IMAGES="3")
+    deadline = time.monotonic() + 10
+    while len(left := {p.stem for p in (daemons.data / "images").rglob("*.png")}) >= 3:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.05)
+    assert left == set(made[-2:])              # below the cap, the stalest gone
+    assert "index reconciled with the folder (5 image(s) added" in second.log.read_text()

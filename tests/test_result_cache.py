@@ -17,10 +17,9 @@ import openai
 import pytest
 from PIL import Image
 
-from conftest import LiveDaemon
 
 
-def creates(daemon: LiveDaemon) -> int:
+def creates(daemon) -> int:
     return len(daemon.sandbox.requests_for("create")) + \
         len(daemon.sandbox.requests_for("i2i_create"))
 
@@ -32,10 +31,10 @@ def picture(colour: str = "teal") -> bytes:
 
 
 # Each returns (the X-Arting-Cache header, the images as bytes) of one request.
-Call = Callable[[LiveDaemon, "int | None", dict], "tuple[str, list[bytes]]"]
+Call = Callable[..., "tuple[str, list[bytes]]"]
 
 
-def _openai(daemon: LiveDaemon, headers: dict) -> openai.OpenAI:
+def _openai(daemon, headers: dict) -> openai.OpenAI:
     return openai.OpenAI(base_url=daemon.v1, api_key="unused", max_retries=0,
                          default_headers=headers)
 

@@ -7,7 +7,9 @@ import httpx
 import pytest
 
 from arting_daemon.facades import ws as ws_module
-from conftest import TERMINAL
+
+
+TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def submit(daemon, **body) -> str:

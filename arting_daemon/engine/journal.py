@@ -250,6 +250,15 @@ class Journal(Generic[T]):
         args.append(limit)
         return await self._query(sql, tuple(args))
 
+    async def last_upstream(self, state: str) -> T | None:
+        """The newest job in ``state`` that was not answered from the result cache."""
+        await self.flush()
+        found = await self._query(
+            "SELECT id, record FROM jobs WHERE state = ? AND "
+            "json_extract(record, '$.cache') IS NOT 'hit' ORDER BY created_at DESC LIMIT 1",
+            (state,))
+        return found[0] if found else None
+
     async def outcomes(self, since: float, owner: str | None = None) -> list[tuple]:
         """Finished jobs since ``since``: (owner, UTC day, model, state, jobs, images) rows.
         Each job's outcome is here once, so usage counted from it is counted once; a

@@ -251,18 +251,10 @@ class Runner:
         """Newest first; only ``owner``'s when given."""
         return await self.journal.recent(limit, before, state, owner)
 
-    async def last_upstream(self, state: JobState, pages: int = 4) -> Job | None:
-        """The newest job that ended in ``state`` upstream: answers from the result cache
-        say nothing about the upstream, so they are passed over (looking back at most
-        ``pages`` pages of 50)."""
-        before = None
-        for _ in range(pages):
-            jobs = await self.recent(50, before, state.value)
-            found = next((j for j in jobs if j.cache != "hit"), None)
-            if found is not None or len(jobs) < 50:
-                return found
-            before = jobs[-1].created_at
-        return None
+    async def last_upstream(self, state: JobState) -> Job | None:
+        """The newest job that ended in ``state`` upstream (answers from the result cache
+        say nothing about the upstream)."""
+        return await self.journal.last_upstream(state.value)
 
     async def get_by_key(self, key: str, owner: str = "local") -> Job | None:
         scoped = _scoped(key, owner)
