@@ -273,3 +273,26 @@ def test_a_hit_costs_no_quota_and_each_user_has_a_cache_of_their_own(make_daemon
     assert theirs["cache"] == "miss"
     daemon.wait_job(theirs["id"], headers={"Authorization": f"Bearer {bob}"})
     assert len(daemon.sandbox.requests_for("create")) == 2
+
+
+async def test_migration_3_gives_an_older_journal_the_new_tables(tmp_path, monkeypatch):
+    from arting_daemon.engine import journal as journal_module
+    from arting_daemon.engine.jobs import Job
+    from arting_daemon.engine.journal import Journal
+
+    path = tmp_path / "jobs.sqlite3"
+    with monkeypatch.context() as older:          # the daemon before this change
+        older.setattr(journal_module, "MIGRATIONS", journal_module.MIGRATIONS[:2])
+        older.setattr(journal_module, "VERSION", 2)
+        journal = Journal(path, Job.from_record)
+        await journal.open()
+        await journal.close()
+    journal = Journal(path, Job.from_record)
+    await journal.open()
+    try:
+        tables = {name for (name,) in await journal.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        [(version,)] = await journal.rows("PRAGMA user_version")
+    finally:
+        await journal.close()
+    assert {"results", "images", "webhooks"} <= tables and version == 3
