@@ -28,26 +28,26 @@ from aiohttp import web
 
 from . import __version__, auth, datadir, logs
 from .config import ConfigError, Settings
-from .engine.cache import ResultCache
+from .engine.cache import JournalResults, ResultCache, ResultIndex
 from .engine.jobs import Job
 from .engine.journal import Journal
 from .engine.runner import Limits, Runner
 from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
                       sdapi, sdapi_errors, web as web_page, ws)
 from .generation import Catalog, Rules
-from .keys.limits import Gate
-from .keys.ring import KeyRing
+from .keys.limits import Gate, LocalLedger
+from .keys.ring import key_ring
 from .metrics import Metrics
 from .providers.arting.client import ArtingClient, Upstream
 from .providers.arting.provider import ArtingOptions, ArtingProvider
 from .providers.arting.tokens import TokenPool, anonymous_identity
 from .retention import Retention, StoreLimits
-from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, METRICS,
-                    PROVIDER, REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE,
-                    WEBHOOKS, WS_CLIENTS)
+from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
+                    METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS,
+                    STORE, WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
-from .webhooks import Webhooks, WebhookSettings
+from .webhooks import DeliveryStore, JournalDeliveries, Webhooks, WebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def create_app(settings: Settings) -> web.Application:
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
     app[WS_CLIENTS] = set()
-    app.cleanup_ctx.extend([sandbox_context, state_context, journal_context, keys_context,
-                            http_context, provider_context, runner_context, webhooks_context,
-                            retention_context])
+    app.cleanup_ctx.extend([sandbox_context, state_context, redis_context, journal_context,
+                            keys_context, http_context, provider_context, runner_context,
+                            webhooks_context, retention_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -134,7 +134,8 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
 
     sandbox = Sandbox(generation_time=settings.sandbox_generation_time)
     url = await sandbox.start("127.0.0.1", 0)
-    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True})
+    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True,
+                                                "upscale": True})
     app[SANDBOX] = sandbox
     log.info("sandbox: Arting emulator at %s", url)
     try:
@@ -156,8 +157,33 @@ async def state_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """With ``redis_url``: the link to the Redis this daemon's replicas share."""
+    url = app[SETTINGS].redis_url
+    if url is None:
+        app[LINK] = None
+        yield
+        return
+    from .replicas.link import RedisLink
+
+    link = RedisLink(url.get_secret_value())
+    await link.open()
+    app[LINK] = link
+    app[METRICS].watch(link)
+    try:
+        yield
+    finally:
+        await link.close()
+
+
 async def journal_context(app: web.Application) -> AsyncIterator[None]:
-    journal = Journal(app[SETTINGS].data_dir / "jobs.sqlite3", Job.from_record)
+    """Job records: in the data directory, or (replicas) in Redis."""
+    settings, link = app[SETTINGS], app[LINK]
+    if link is None:
+        journal = Journal(settings.data_dir / "jobs.sqlite3", Job.from_record)
+    else:
+        from .replicas.jobs import RedisJournal
+        journal = RedisJournal(link, Job.from_record, settings.replica_lease)
     await journal.open()
     app[JOURNAL] = journal
     try:
@@ -167,20 +193,23 @@ async def journal_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def keys_context(app: web.Application) -> AsyncIterator[None]:
-    """User keys (``keys.sqlite3``) and their limits; today's images from the journal."""
-    ring = KeyRing(app[SETTINGS].data_dir / "keys.sqlite3")
+    """User keys and the counts their limits are held to: in the data directory
+    (``keys.sqlite3``; today's images from the journal), or (replicas) in Redis."""
+    link = app[LINK]
+    ring, ledger = key_ring(app[SETTINGS], link), None
     await ring.open()
     try:
-        gate = Gate(ring, app[METRICS])
-        today = time.time() - time.time() % 86400
-        images: dict[str, int] = {}
-        for owner, _, _, state, _, count in await app[JOURNAL].outcomes(today):
-            if state == "succeeded":
-                images[owner] = images.get(owner, 0) + (count or 0)
-        gate.start_day(images)
-        app[KEYS], app[GATE] = ring, gate
+        if link is None:
+            ledger = LocalLedger(app[JOURNAL])
+        else:
+            from .replicas.limits import RedisLedger
+            ledger = RedisLedger(link)
+        await ledger.open()
+        app[KEYS], app[GATE] = ring, Gate(ring, app[METRICS], ledger)
         yield
     finally:
+        if ledger is not None:
+            await ledger.close()
         await ring.close()
 
 
@@ -225,9 +254,18 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
     """The job runner; at start it resumes what the journal says was unfinished."""
-    settings = app[SETTINGS]
-    cache = ResultCache(app[JOURNAL], app[STORE], "sandbox" if settings.sandbox
-                        else settings.base_url) if settings.result_cache else None
+    settings, link = app[SETTINGS], app[LINK]
+    index: ResultIndex | None = None
+    if settings.result_cache and link is None:
+        index = JournalResults(app[JOURNAL])
+    elif settings.result_cache:
+        from .replicas.results import RedisResults
+        index = RedisResults(link)
+    cache = None
+    if index is not None:
+        await index.open()
+        cache = ResultCache(index, app[STORE], "sandbox" if settings.sandbox
+                            else settings.base_url)
     runner = Runner(Limits.of(settings), app[PROVIDER], app[STORE], app[JOURNAL],
                     app[STATS], app[METRICS], admission=app[GATE], cache=cache)
     app[METRICS].watch(runner)
@@ -237,10 +275,13 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runner.close()
+        if index is not None:
+            await index.close()
 
 
 async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
-    """Webhook deliveries: those a previous run left pending go on."""
+    """Webhook deliveries (in the journal, or with replicas in Redis): those a previous
+    run left pending go on."""
     settings, runner = app[SETTINGS], app[ENGINE]
     store, fallback = app[STORE], f"http://{settings.host}:{settings.port}"
 
@@ -250,7 +291,12 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
         del view["webhooks"]
         return view
 
-    webhooks = Webhooks(WebhookSettings.of(settings), app[JOURNAL], runner, render,
+    if app[LINK] is None:
+        deliveries: DeliveryStore = JournalDeliveries(app[JOURNAL])
+    else:
+        from .replicas.webhooks import RedisDeliveries
+        deliveries = RedisDeliveries(app[LINK], settings.webhook_timeout)
+    webhooks = Webhooks(WebhookSettings.of(settings), deliveries, runner, render,
                         app[METRICS])
     await webhooks.start()
     app[METRICS].watch(webhooks)
@@ -268,6 +314,10 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
         app[RETENTION] = None
         yield
         return
+    if app[LINK] is not None:
+        raise ConfigError("store_max_gb and store_max_images do not work with redis_url yet: "
+                          "the replicas share one image folder, and trimming it needs them "
+                          "to agree. Leave them unset with replicas.")
     retention = Retention(limits, app[STORE], app[JOURNAL], app[ENGINE].pinned)
     app[METRICS].watch(retention)
     app[RETENTION] = retention

@@ -159,7 +159,7 @@ def middleware(*, basic: bool = False):
                 raise Forbidden("This is the operator's: it needs an admin key "
                                 "(API_MASTER_KEY); a user key cannot use it.")
             if getattr(route, "generates", False):
-                request.config_dict[GATE].request(principal)
+                await request.config_dict[GATE].request(principal)
             request[PRINCIPAL] = principal
         return await handler(request)
 

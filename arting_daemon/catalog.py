@@ -1,7 +1,7 @@
 """What public clients show Arting accepts: model ids, LoRA ids, samplers.
 
 Arting publishes no list endpoint, so these are the ids seen in public code
-(``shared/arting_protocol.md`` §4). Operators add more with ``extra_models`` and
+(``shared/arting_protocol.md`` §4, §11). Operators add more with ``extra_models`` and
 ``extra_loras``.
 """
 
@@ -28,6 +28,7 @@ MODELS: dict[str, str] = {
     "SDXLFaetastic_v24": "SDXL Faetastic v2.4",
     "divineelegancemix_V10": "Divine Elegance Mix v1.0",
     "dreamshaper_8": "DreamShaper 8",
+    "waiANINSFWPONYXL_v80": "WAI-ANI-NSFW-PONYXL v8.0",
 }
 
 #: LoRA ids, with the display names public clients give them.

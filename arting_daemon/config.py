@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
                       field_validator, model_validator)
@@ -56,7 +57,8 @@ def _split_list(value: Any) -> Any:
 
 
 LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
-               "failed_statuses", "done_statuses", "extra_models", "extra_loras",
+               "failed_statuses", "done_statuses", "upscale_done_statuses",
+               "upscale_failed_statuses", "extra_models", "extra_loras",
                "webhook_urls", "webhook_allow_hosts")
 
 
@@ -111,22 +113,36 @@ class Settings(BaseModel):
                                         "that passed the challenge.")
     image_hosts: list[str] = _s(["arting.ai", "*.arting.ai", "*.r2.dev"], "ARTING_IMAGE_HOSTS",
                                 "Hosts result images may be downloaded from (`*.` matches "
-                                "subdomains); the upstream's own host is always allowed.")
+                                "subdomains); the upstream's own host is always allowed. A "
+                                "signed upload URL Arting names may also point at one of "
+                                "these when it is on a private address.")
     request_timeout: float = _s(30.0, "ARTING_REQUEST_TIMEOUT",
                                 "Seconds one upstream HTTP exchange may take.", gt=0)
     img2img: bool = _s(False, "ARTING_IMG2IMG",
                        "Use Arting's image-to-image endpoints (their existence is unconfirmed; "
                        "on with `--sandbox`).")
-    img2img_transport: Literal["upload", "data_url"] = _s(
-        "upload", "ARTING_IMG2IMG_TRANSPORT",
-        "How the init image reaches Arting: `upload` (POST /api/upload) or `data_url` "
-        "(inline in `image_url`).")
+    img2img_transport: Literal["signed_url", "data_url"] = _s(
+        "signed_url", "ARTING_IMG2IMG_TRANSPORT",
+        "How an init image reaches Arting's image-to-image: `signed_url` (uploaded the way "
+        "Arting's own clients do, its URL as `image_url`) or `data_url` (inline in "
+        "`image_url`; no public client does this).")
     failed_statuses: list[str] = _s(["failed", "error"], "ARTING_FAILED_STATUSES",
                                     "Values of `data.status` that mean the job failed.")
     done_statuses: list[str] = _s(["success", "succeeded", "done", "completed", "finished"],
                                   "ARTING_DONE_STATUSES",
                                   "Values of `data.status` that mean finished: with no "
                                   "`output` the job counts as failed.")
+    upscale: bool = _s(True, "ARTING_UPSCALE",
+                       "Offer upscaling (2× or 4×) through Arting's image-enhance API (LIKELY: "
+                       "seen in two public clients; always on with `--sandbox`).")
+    upscale_version: str = _s("v1.4", "ARTING_UPSCALE_VERSION",
+                              "`version` sent to Arting's image-enhance.", min_length=1)
+    upscale_done_statuses: list[int] = _s([1], "ARTING_UPSCALE_DONE_STATUSES",
+                                          "Values of image-enhance's integer `data.status` "
+                                          "that mean done.")
+    upscale_failed_statuses: list[int] = _s([-1], "ARTING_UPSCALE_FAILED_STATUSES",
+                                            "Values of image-enhance's integer `data.status` "
+                                            "that mean failed (any other value: pending).")
     token_max_jobs: int = _s(4, "ARTING_TOKEN_MAX_JOBS",
                              "Jobs one token may have in flight upstream at once.", ge=1)
     token_probe_backoff: float = _s(30.0, "ARTING_TOKEN_PROBE_BACKOFF",
@@ -234,6 +250,16 @@ class Settings(BaseModel):
                                   "same `webhook-id` each time) before it is given up.",
                                   ge=0)
 
+    # --- replicas ---------------------------------------------------------------------
+    redis_url: SecretStr | None = _s(None, "ARTING_REDIS_URL",
+                                     "Redis shared by several daemons (`redis://host:6379/0`; "
+                                     "a password in it is kept secret). Unset: one daemon, "
+                                     "its state in the data directory.")
+    replica_lease: float = _s(10.0, "ARTING_REPLICA_LEASE",
+                              "With `redis_url`: seconds a replica holds its jobs without "
+                              "renewing; another one takes over a dead replica's jobs after "
+                              "this.", ge=2, le=300)
+
     # --- sandbox ----------------------------------------------------------------------
     sandbox: bool = _s(False, "ARTING_SANDBOX",
                        "Run the built-in Arting emulator and use it as the upstream.")
@@ -270,6 +296,14 @@ class Settings(BaseModel):
                              "e.g. whsec_$(head -c 32 /dev/urandom | base64)")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _home(cls, value: Path) -> Path:
@@ -304,9 +338,12 @@ class Settings(BaseModel):
         """Every secret value, for the log redactor."""
         values = [*self.api_keys, *self.basic_auth, *self.auth_tokens]
         for secret in (self.cf_clearance, self.webhook_secret):
-            if secret:
+            if secret is not None:
                 values.append(secret)
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v.get_secret_value()]
+        if self.redis_url is not None:     # of Redis' URL, only its password is secret
+            found.append(urlsplit(self.redis_url.get_secret_value()).password or "")
+        return [v for v in found if v]
 
 
 def webhook_key(secret: SecretStr) -> bytes | None:
@@ -401,7 +438,7 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
     key = str(err["loc"][0]) if err["loc"] else ""
     where = origin.get(key, f"`{key}`") if key else "the settings"
     shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
-                                  "webhook_secret") \
+                                  "redis_url", "webhook_secret") \
         else repr(values.get(key))
     message = str(err["msg"]).removeprefix("Value error, ")
     if not key:

@@ -116,6 +116,13 @@ class QuotaExceeded(ArtingError):
         self.limit = limit
 
 
+class Unavailable(ArtingError):
+    """This daemon cannot serve the request right now (it is shutting down, or the state
+    it shares with its replicas is out of reach): another try, here or elsewhere, can."""
+
+    status, code, retryable = 503, "unavailable", True
+
+
 class Cancelled(ArtingError):
     """The job was cancelled by its caller (or the caller went away)."""
 

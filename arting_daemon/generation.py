@@ -11,7 +11,7 @@ import random
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -56,6 +56,8 @@ class Generation(BaseModel):
     """A fully resolved request: every value concrete (the seed too), ready to send."""
 
     model_config = ConfigDict(frozen=True)
+    #: A job's request is a generation or an upscale (``upscaling.Upscale``).
+    kind: ClassVar[str] = "generate"
 
     prompt: str
     negative_prompt: str = ""
@@ -83,6 +85,11 @@ class Generation(BaseModel):
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """What the provider must offer to run it."""
+        return ("img2img",) if self.is_img2img else ()
 
     def seeds(self) -> list[int]:
         """The seed of each image: seed, seed+1, … (the A1111 convention)."""

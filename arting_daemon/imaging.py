@@ -85,3 +85,24 @@ def apply_mask(generated: bytes, init: bytes, mask: bytes) -> bytes:
     base = Image.open(io.BytesIO(init)).convert("RGB").resize(gen.size)
     m = Image.open(io.BytesIO(mask)).convert("L").resize(gen.size)
     return _png(Image.composite(gen, base, m))
+
+
+def resize(png: bytes, width: int, height: int, crop: tuple[int, int] | None = None,
+           resample: Image.Resampling = Image.Resampling.LANCZOS) -> bytes:
+    """An image at exactly ``width``×``height``, then cut to ``crop`` around its centre,
+    as A1111 finishes an upscale to a factor or to a size."""
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), resample)
+    if crop is not None and crop != img.size:
+        canvas = Image.new("RGB", crop)
+        canvas.paste(img, (crop[0] // 2 - img.width // 2, crop[1] // 2 - img.height // 2))
+        img = canvas
+    return _png(img)
+
+
+def blend(first: bytes, second: bytes, weight: float) -> bytes:
+    """``second`` laid over ``first`` with ``weight`` (0..1), as A1111 mixes two upscalers."""
+    a = Image.open(io.BytesIO(first)).convert("RGB")
+    b = Image.open(io.BytesIO(second)).convert("RGB").resize(a.size)
+    return _png(Image.blend(a, b, min(1.0, max(0.0, weight))))

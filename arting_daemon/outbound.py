@@ -1,22 +1,27 @@
 """Where the daemon may send a request that is not a call to Arting's API: one policy.
 
-Such requests go to URLs the daemon is given, not ones it knows: today the webhooks
-clients and the operator name (``webhooks.py``). Before one is sent, and when the URL
-is first accepted (so a bad ``webhook_url`` is a 400 at submit, not a silent failure):
+Some requests go to URLs the daemon is given, not ones it knows, so each passes this
+policy first:
 
-* only ``http`` and ``https``;
-* the host must be public: every address it resolves to must be global (no loopback,
-  private, link-local, CGNAT, multicast, reserved or unspecified address), unless the
-  host is allow-listed (``webhook_allow_hosts``; ``*.`` matches subdomains; an IP
-  literal matches itself);
-* the connection goes only to the addresses that passed the check (``resolver``): a
-  name that resolves elsewhere by the time of the request (DNS rebinding) gets nowhere;
-* redirects are never followed, the answer's body is never read, timeouts are short
-  (the callers pass ``allow_redirects=False`` and their timeout).
+* **Result downloads** (URLs in Arting's answers) go only to a host in ``image_hosts``
+  (``*.`` matches subdomains) or Arting's own.
+* **A signed PUT** (``arting_protocol.md`` §11) goes to the host Arting named in that
+  very answer — allowed for that one request, not remembered — if it is a trusted host
+  as above, or resolves to public addresses only (a signed URL pointing into the local
+  network is refused).
+* **Webhooks** (``webhooks.py``: URLs clients and the operator name) go only to hosts
+  whose every address is public, unless the host is in ``webhook_allow_hosts`` (an IP
+  literal matches itself). The check is made when the URL is accepted (a bad
+  ``webhook_url`` is a 400 at submit) and before each attempt, and the connection goes
+  only to the addresses that passed (``resolver``): a name that resolves elsewhere by
+  then (DNS rebinding) gets nowhere.
 
-Refusals are ``DestinationRefused`` (a 400 where a client gave the URL) saying what to
-change. The hosts Arting names (result images, signed uploads) are to follow the same
-policy (issue 20).
+Public means global unicast: no loopback, private, link-local, CGNAT, multicast,
+reserved or unspecified address (an IPv4-mapped IPv6 address is judged as IPv4). Only
+``http``/``https``; for Arting's URLs ``http`` only when Arting itself is spoken to over
+http (the sandbox). Redirects are never followed (callers pass
+``allow_redirects=False``). No URL a client sends is ever fetched: clients send image
+bytes, never addresses; a webhook only receives a POST.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
-from .errors import DestinationRefused
+from .errors import ArtingError, BadUpstreamResponse, DestinationRefused, UpstreamUnreachable
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -49,19 +55,53 @@ def is_public(address: Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
-def literal(host: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%")[0])
-    except ValueError:
-        return None
-
-
 class OutboundPolicy:
-    def __init__(self, webhook_allow_hosts: list[str]) -> None:
+    def __init__(self, image_hosts: list[str] = (), upstream_url: str = "", *,
+                 webhook_allow_hosts: list[str] = ()) -> None:
+        upstream = urlsplit(upstream_url)
+        self.upstream_host = (upstream.hostname or "").lower()
+        self._plain_http = upstream.scheme == "http"
+        self._hosts = [h.lower() for h in image_hosts] + \
+            ([self.upstream_host] if self.upstream_host else [])
         self.webhook_allow_hosts = list(webhook_allow_hosts)
 
-    def allowed(self, host: str) -> bool:
-        """Allow-listed: may be on a local or private address."""
+    # --- Arting's URLs -----------------------------------------------------------------
+
+    def trusted(self, host: str) -> bool:
+        return host_matches(host, self._hosts)
+
+    def check_download(self, url: str) -> None:
+        """Raise unless a result image may be fetched from ``url``."""
+        host = (urlsplit(url).hostname or "").lower()
+        if not self.trusted(host):
+            raise _refused(
+                f"Arting returned an image on host {host!r}, which is not in `image_hosts`; "
+                "add it there if you trust it.")
+
+    async def check_signed_put(self, url: str) -> None:
+        """Raise unless the init image may be PUT to this signed URL from Arting."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        schemes = ("https", "http") if self._plain_http else ("https",)
+        if parts.scheme not in schemes or not host:
+            raise _refused(
+                f"Arting's signed upload URL is not an {' or '.join(schemes)} URL "
+                f"({parts.scheme or 'no scheme'}://{host}); the image was not sent.")
+        if self.trusted(host):
+            return
+        private = await _private(host, parts.port, lambda: UpstreamUnreachable(
+            f"Arting's signed upload host {host!r} could not be resolved; check the "
+            "network."))
+        if private:
+            raise _refused(
+                f"Arting's signed upload URL points at {host!r}, which is a private or local "
+                f"address ({private}); the image was not sent there. If that storage is "
+                "really yours, add the host to `image_hosts`.")
+
+    # --- webhooks ----------------------------------------------------------------------
+
+    def webhook_allowed(self, host: str) -> bool:
+        """Allow-listed for webhooks: may be on a local or private address."""
         return host_matches(host, self.webhook_allow_hosts)
 
     async def check_webhook(self, url: str, param: str | None = None) -> None:
@@ -71,17 +111,16 @@ class OutboundPolicy:
         if parts.scheme not in ("http", "https") or not host:
             raise DestinationRefused(f"A webhook URL must be an http:// or https:// URL "
                                      f"with a host; got {url[:80]!r}.", param=param)
-        if self.allowed(host):
+        if self.webhook_allowed(host):
             return
         try:
             port = parts.port
         except ValueError:
             raise DestinationRefused("The webhook URL's port is not a number.",
                                      param=param) from None
-        found = literal(host)
-        addresses = [found] if found else await _resolve(host, port, param)
-        private = next((a for a in addresses if not is_public(a)), None)
-        if private is not None:
+        private = await _private(host, port, lambda: DestinationRefused(
+            f"The webhook host {host} could not be resolved; check the URL.", param=param))
+        if private:
             raise DestinationRefused(
                 f"Webhooks do not go to {host}: it is a loopback, private or link-local "
                 f"address ({private}). If that receiver is yours, add {host} to "
@@ -90,20 +129,30 @@ class OutboundPolicy:
     def resolver(self) -> AbstractResolver:
         """For the webhook client's connector: only public addresses of hosts not
         allow-listed are ever connected to."""
-        return _PolicyResolver(self)
+        return _WebhookResolver(self)
 
 
-async def _resolve(host: str, port: int | None, param: str | None) -> list[Address]:
+def _refused(message: str) -> BadUpstreamResponse:
+    """A URL from Arting the policy will not follow: asking again does not change that."""
+    return BadUpstreamResponse(message, retryable=False)
+
+
+async def _private(host: str, port: int | None,
+                   unresolved: Callable[[], ArtingError]) -> Address | None:
+    """The first address ``host`` names (an IP literal is its own) that is not public."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443,
-                                                             type=socket.SOCK_STREAM)
-    except OSError:
-        raise DestinationRefused(f"The webhook host {host} could not be resolved; check "
-                                 "the URL.", param=param) from None
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(host.strip("[]").split("%")[0])]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443,
+                                                                 type=socket.SOCK_STREAM)
+        except OSError:
+            raise unresolved() from None
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    return next((a for a in addresses if not is_public(a)), None)
 
 
-class _PolicyResolver(AbstractResolver):
+class _WebhookResolver(AbstractResolver):
     def __init__(self, policy: OutboundPolicy) -> None:
         self._policy = policy
         self._dns = DefaultResolver()
@@ -111,7 +160,7 @@ class _PolicyResolver(AbstractResolver):
     async def resolve(self, host: str, port: int = 0,
                       family: int = socket.AF_INET) -> list[dict[str, Any]]:
         found = await self._dns.resolve(host, port, family)
-        if self._policy.allowed(host):
+        if self._policy.webhook_allowed(host):
             return found
         public = [entry for entry in found if is_public(ipaddress.ip_address(
             str(entry["host"]).split("%")[0]))]

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
+    from .replicas.link import RedisLink
     from .retention import Retention
-    from .webhooks import Webhooks
     from .sandbox import Sandbox
     from .store import ImageStore
     from .timing import DurationStats
+    from .webhooks import Webhooks
 
 SETTINGS = web.AppKey("settings", Settings)
 RULES: web.AppKey[Rules] = web.AppKey("rules")
@@ -42,6 +43,8 @@ ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+#: With ``redis_url``: the link to the Redis replicas share (else None).
+LINK: web.AppKey[RedisLink | None] = web.AppKey("link")
 #: The open WebSocket connections (``facades/ws.py``).
 WS_CLIENTS: web.AppKey[set] = web.AppKey("ws_clients", set)
 #: Webhook deliveries (``webhooks.py``).

@@ -14,14 +14,17 @@ A 2xx answer delivers it; anything else (an error status, a redirect, no answer 
 it is given up. Targets pass the outbound policy (``outbound.py``). The answer's body is
 never read.
 
-Deliveries are journaled in the ``webhooks`` table, queued with the job's final record
-(one transaction: a job never ends without its deliveries on disk), and each attempt's
-outcome is journaled before the next is planned. After a restart the pending ones go
-on where they were, with the same ``webhook-id``: nothing is dropped, and a receiver
-sees a message twice only if the daemon died between its 2xx and the journal write
-(at-least-once, which the id makes harmless). What became of each delivery is in the
-job (``webhooks``), the log and the metrics; targets are shown by origin only, as a
-URL's path may hold a token.
+Deliveries live in a store: the journal's ``webhooks`` table (``JournalDeliveries``,
+queued with the job's final record, so one transaction holds both), or Redis for
+replicas (``replicas/webhooks.py``). A loop takes the deliveries that are due, claimed
+for this process (with replicas, one replica attempts a delivery at a time, and any
+replica goes on with those a dead one left), attempts each and stores the outcome before
+the next attempt is planned. After a restart the pending ones go on where they were,
+with the same ``webhook-id``: nothing is dropped, and a receiver sees a message twice
+only if the daemon died between its 2xx and storing that (at-least-once, which the id
+makes harmless). What became of each delivery is in the job (``webhooks``, read from
+the store when a job is asked for), the log and the metrics; targets are shown by origin
+only, as a URL's path may hold a token.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -59,7 +62,7 @@ log = logging.getLogger(__name__)
 
 #: Backoff between attempts: FIRST seconds, doubling, at most CAP (with ±20% jitter).
 FIRST, CAP = 1.0, 600.0
-#: Deliveries being attempted at once.
+#: Deliveries being attempted at once (by this process).
 PARALLEL = 16
 _jitter = random.Random()
 
@@ -75,7 +78,7 @@ class WebhookSettings(Section):
 
 @dataclass
 class Delivery:
-    """One message to one target, as the ``webhooks`` table keeps it."""
+    """One message to one target, as the store keeps it."""
 
     id: str
     job_id: str
@@ -88,10 +91,9 @@ class Delivery:
     last_status: int | None = None
     last_error: str | None = None
     done_at: float | None = None
-    _task: asyncio.Task | None = field(default=None, repr=False)
 
     def row(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return dict(vars(self))
 
     def summary(self) -> dict[str, Any]:
         """What the job shows of it."""
@@ -99,6 +101,81 @@ class Delivery:
                 "attempts": self.attempts, "last_status": self.last_status,
                 "last_error": self.last_error, "delivered_at":
                 self.done_at if self.state == "delivered" else None}
+
+
+COLUMNS = ", ".join(f.name for f in fields(Delivery))
+
+
+class DeliveryStore(Protocol):
+    """Where deliveries are kept, and who attempts which."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def add(self, delivery: Delivery) -> None:
+        """Keep a new delivery (queued with the job's final record where it can be)."""
+
+    def pending(self) -> int:
+        """How many deliveries this process knows to be pending (for the metrics)."""
+
+    def next_look(self, busy: set[str]) -> float | None:
+        """When to look for due deliveries next (None: when told to)."""
+
+    async def due(self, now: float, limit: int, busy: set[str]) -> list[Delivery]:
+        """Up to ``limit`` pending deliveries due by ``now``, not in ``busy``, claimed for
+        this process until ``save``."""
+
+    async def save(self, delivery: Delivery) -> None:
+        """Keep an attempt's outcome (and release the claim), on disk when it returns."""
+
+    async def load(self, ids: list[str]) -> list[Delivery]: ...
+
+
+class JournalDeliveries:
+    """Deliveries in the SQLite journal's ``webhooks`` table: one daemon attempts them,
+    and knows when each pending one is due."""
+
+    def __init__(self, journal: Journal[Job]) -> None:
+        self.journal = journal
+        self._due: dict[str, float] = {}        # pending: id → when due
+
+    async def open(self) -> None:
+        self._due = dict(await self.journal.rows(
+            "SELECT id, next_at FROM webhooks WHERE state = 'pending'"))
+
+    async def close(self) -> None:
+        """Everything is in the journal already."""
+
+    def add(self, delivery: Delivery) -> None:
+        self.journal.put("webhooks", delivery.row())
+        self._due[delivery.id] = delivery.next_at
+
+    def pending(self) -> int:
+        return len(self._due)
+
+    def next_look(self, busy: set[str]) -> float | None:
+        return min((t for i, t in self._due.items() if i not in busy), default=None)
+
+    async def due(self, now: float, limit: int, busy: set[str]) -> list[Delivery]:
+        ready = sorted((t, i) for i, t in self._due.items() if t <= now and i not in busy)
+        return await self.load([i for _, i in ready[:limit]])
+
+    async def save(self, delivery: Delivery) -> None:
+        self.journal.put("webhooks", delivery.row())
+        if delivery.state == "pending":
+            self._due[delivery.id] = delivery.next_at
+        else:
+            self._due.pop(delivery.id, None)
+        await self.journal.flush()
+
+    async def load(self, ids: list[str]) -> list[Delivery]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = await self.journal.rows(f"SELECT {COLUMNS} FROM webhooks WHERE id IN ({marks})",
+                                       tuple(ids))
+        return [Delivery(*row) for row in rows]
 
 
 def target(url: str) -> str:
@@ -114,43 +191,43 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 class Webhooks:
-    def __init__(self, settings: WebhookSettings, journal: Journal[Job], runner: Runner,
+    def __init__(self, settings: WebhookSettings, store: DeliveryStore, runner: Runner,
                  render: Callable[[Job], dict[str, Any]], metrics: Metrics) -> None:
         self.settings = settings
         self.key = webhook_key(settings.webhook_secret) if settings.webhook_secret else None
-        self.policy = OutboundPolicy(settings.webhook_allow_hosts)
-        self.journal = journal
+        self.policy = OutboundPolicy(webhook_allow_hosts=settings.webhook_allow_hosts)
+        self.store = store
         self.runner = runner
         self.render = render
         self.counts = metrics.webhook_deliveries
-        self._pending: dict[str, Delivery] = {}
-        self._slots = asyncio.Semaphore(PARALLEL)
+        self._busy: dict[str, asyncio.Task] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # --- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.store.open()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=self.policy.resolver(), limit=PARALLEL),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
-        rows = await self.journal.rows(
-            "SELECT id, job_id, url, body, created_at, next_at, attempts, state, "
-            "last_status, last_error, done_at FROM webhooks WHERE state = 'pending'")
-        for row in rows:
-            self._schedule(Delivery(*row))
-        if rows:
-            log.info("webhooks: %d delivery(ies) resumed from the journal", len(rows))
+        if self.store.pending():
+            log.info("webhooks: %d delivery(ies) go on from the journal",
+                     self.store.pending())
         self.runner.on_finished.append(self.job_ended)
+        self._loop = asyncio.create_task(self._run(), name="webhooks")
 
     async def close(self) -> None:
         with contextlib.suppress(ValueError):
             self.runner.on_finished.remove(self.job_ended)
-        tasks = [d._task for d in self._pending.values() if d._task]
+        tasks = [t for t in (self._loop, *self._busy.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        await self.store.close()
 
     # --- what clients ask for -------------------------------------------------------------
 
@@ -163,6 +240,17 @@ class Webhooks:
             raise DestinationRefused("webhook_url is longer than 2048 characters.",
                                      param="webhook_url")
         await self.policy.check_webhook(url, param="webhook_url")
+
+    async def refresh(self, jobs: Iterable[Job]) -> None:
+        """Bring the jobs' ``webhooks`` up to date from the store (their records keep the
+        deliveries as planned when they ended)."""
+        by_id = {w["id"]: job for job in jobs for w in job.webhooks}
+        if not by_id:
+            return
+        for delivery in await self.store.load(list(by_id)):
+            job = by_id[delivery.id]
+            job.webhooks = [delivery.summary() if w["id"] == delivery.id else w
+                            for w in job.webhooks]
 
     # --- deliveries ---------------------------------------------------------------------
 
@@ -182,26 +270,37 @@ class Webhooks:
         for url in urls:
             delivery = Delivery(id=f"msg_{uuid.uuid4().hex}", job_id=job.id, url=url,
                                 body=body, created_at=now, next_at=now)
-            self.journal.put("webhooks", delivery.row())
+            self.store.add(delivery)
             job.webhooks.append(delivery.summary())
-            self._schedule(delivery)
         self.runner.update(job)
+        self._wake.set()
 
-    def _schedule(self, delivery: Delivery) -> None:
-        self._pending[delivery.id] = delivery
-        delivery._task = asyncio.create_task(self._deliver(delivery),
-                                             name=f"webhook-{delivery.id}")
+    async def _run(self) -> None:
+        """Attempt what is due, as slots allow; look again when told or when it is time."""
+        while True:
+            try:
+                free = PARALLEL - len(self._busy)
+                if free > 0:
+                    for delivery in await self.store.due(time.time(), free, set(self._busy)):
+                        self._busy[delivery.id] = asyncio.create_task(
+                            self._deliver(delivery), name=f"webhook-{delivery.id}")
+            except ArtingError as err:       # the store is out of reach (Redis): later
+                log.warning("webhooks: %s", err.message)
+            self._wake.clear()
+            look = self.store.next_look(set(self._busy))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       None if look is None else max(0.0, look - time.time()))
 
     async def _deliver(self, delivery: Delivery) -> None:
-        """Attempt until delivered or given up (each outcome journaled)."""
         try:
-            while delivery.state == "pending":
-                await asyncio.sleep(max(0.0, delivery.next_at - time.time()))
-                async with self._slots:
-                    retry_after = await self._attempt(delivery)
-                await self._record(delivery, retry_after)
+            retry_after = await self._attempt(delivery)
+            await self._record(delivery, retry_after)
+        except Exception:   # a bug, or a store out of reach: the claim lapses, it comes again
+            log.exception("webhook %s: the attempt could not be recorded", delivery.id)
         finally:
-            self._pending.pop(delivery.id, None)
+            self._busy.pop(delivery.id, None)
+            self._wake.set()
 
     async def _attempt(self, delivery: Delivery) -> float | None:
         """One POST; sets the outcome on ``delivery``; returns a Retry-After, if given."""
@@ -241,6 +340,7 @@ class Webhooks:
                 delivery.state = "failed"
         if delivery.state != "pending":
             delivery.done_at = now
+        await self.store.save(delivery)       # stored before the next attempt is planned
         self.counts.labels({"pending": "retry"}.get(delivery.state, delivery.state)).inc()
         log.log(logging.WARNING if delivery.state == "failed" else logging.INFO,
                 "webhook %s for job %s to %s: %s after %d attempt(s)%s", delivery.id,
@@ -248,20 +348,13 @@ class Webhooks:
                 {"pending": "will retry", "delivered": "delivered",
                  "failed": "given up"}[delivery.state], delivery.attempts,
                 f" ({delivery.last_error})" if delivery.last_error else "")
-        self.journal.put("webhooks", delivery.row())
-        job = await self.runner.get(delivery.job_id)
-        if job is not None:
-            job.webhooks = [delivery.summary() if w.get("id") == delivery.id else w
-                            for w in job.webhooks]
-            self.runner.update(job)
-        await self.journal.flush()     # on disk before the next attempt is planned
 
     # --- what the operator sees -----------------------------------------------------------
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("arting_webhooks_pending",
-                                "Webhook deliveries not yet delivered or given up.",
-                                value=len(self._pending))
+                                "Webhook deliveries not yet delivered or given up (those "
+                                "this process knows of).", value=self.store.pending())
 
 
 def backoff(attempt: int) -> float:
@@ -274,4 +367,3 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
         return min(CAP, max(0.0, float(resp.headers.get("Retry-After", ""))))
     except ValueError:
         return None
-

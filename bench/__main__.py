@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import images, latency, polling, procs, scale, startup
+from . import images, latency, polling, procs, replicas, scale, startup
 from .report import machine, render
 
 BENCHMARKS = {"latency": latency, "scale": scale, "polling": polling, "startup": startup,
-              "images": images}
+              "images": images, "replicas": replicas}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -192,7 +192,7 @@ def daemon(workdir: Path, upstream: str, name: str = "daemon", lag_probe: bool =
     With ``BENCH_PROFILE_DIR`` set (``--profile``), it runs under cProfile. The result
     cache is off: the benchmarks repeat one seeded request, and measure the job's path,
     not the cache's."""
-    data = workdir / f"{name}-data"
+    data = settings.pop("data_dir", workdir / f"{name}-data")
     env = clean_env(ARTING_BASE_URL=upstream, ARTING_SHUTDOWN_GRACE="0",
                     ARTING_RESULT_CACHE="false",
                     **{env_names(k)[0]: str(v) for k, v in settings.items()})

@@ -1,4 +1,4 @@
-"""arting-2api's ComfyUI node pack: the "Arting Generate" node.
+"""arting-2api's ComfyUI node pack: the "Arting Generate" and "Arting Upscale" nodes.
 
 ComfyUI imports this folder under a module name made from its path, so everything
 here is imported relatively. Nothing of ComfyUI, torch or the network is touched at

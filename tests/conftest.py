@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,6 +108,23 @@ class LiveDaemon:
                          headers=headers).json()
         return self.wait_job(job["id"], headers=headers)
 
+    def uploads(self) -> list[bytes]:
+        """The images the daemon uploaded, checked against the sandbox's request log: each
+        one asked for a signed URL pair (with its identity) and PUT the PNG (without it),
+        and every image-to-image create and upscale read the get URL of one of them."""
+        signs = self.sandbox.requests_for("signed_urls")
+        puts = self.sandbox.requests_for("oss_put")
+        assert len(signs) == len(puts) and puts, (signs, puts)
+        assert all(r.body == {"f_suffixs": ["png"]} and r.header("Authorization") for r in signs)
+        assert all(r.header("Authorization") is None and r.header("Content-Type") == "image/png"
+                   for r in puts)
+        got = {f"{self.sandbox.url}/cdn/{r.path.partition('/oss/')[2].partition('?')[0]}"
+               for r in puts}
+        for create in (self.sandbox.requests_for("i2i_create")
+                       + self.sandbox.requests_for("enhance_create")):
+            assert create.body["image_url"] in got, create.body["image_url"]
+        return [r.body for r in puts]
+
     @property
     def engine(self):
         return self.app[ENGINE]
@@ -161,3 +179,31 @@ def make_module_daemon(tmp_path_factory) -> Iterator[Callable[..., LiveDaemon]]:
 @pytest.fixture
 def daemon(make_daemon) -> LiveDaemon:
     return make_daemon()
+
+
+@pytest.fixture
+def spy():
+    """A web server that counts every request it gets (GET, POST, PUT): no one should
+    call it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+        do_POST = do_PUT = do_GET
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.hits = hits
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)

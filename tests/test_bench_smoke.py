@@ -52,7 +52,7 @@ def test_every_benchmark_runs_and_reports_against_a_baseline(tmp_path):
     report = json.loads(out.read_text())
     titles = [s["title"] for s in report["sections"]]
     assert titles == ["1. Added latency", "2. Scale", "3. Polling efficiency", "4. Start-up",
-                      "5. Image path"]
+                      "5. Image path", "6. Replicas"]
     for section in report["sections"]:
         assert section["title"] in printed.decode()
         figures = section["figures"]

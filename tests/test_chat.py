@@ -125,6 +125,7 @@ def test_an_image_in_the_message_edits_it(client, daemon):
     assert resp.choices[0].message.content.count("![") == 1
     body = daemon.sandbox.requests_for("i2i_create")[-1].body
     assert (body["prompt"], body["width"], body["height"]) == ("as a watercolour", 320, 256)
+    assert len(daemon.uploads()) == 1            # get_oss_signed_urls, then the PUT
 
 
 # --- NextChat ----------------------------------------------------------------------------

@@ -188,7 +188,9 @@ def test_edit_one_image(client, daemon):
                               prompt="as a watercolour", response_format="b64_json")
     assert png_size(base64.b64decode(resp.data[0].b64_json)) == (320, 256)
     body = daemon.sandbox.requests_for("i2i_create")[-1].body
-    assert body["image_url"].startswith("http") and body["strength"] == 0.7
+    assert body["image_url"].startswith(daemon.sandbox.url + "/cdn/") and body["strength"] == 0.7
+    uploaded, = daemon.uploads()                 # get_oss_signed_urls, then the PUT
+    assert png_size(uploaded) == (320, 256)
 
 
 def test_edit_two_images_and_a_mask(client, daemon):
@@ -208,8 +210,8 @@ def test_edit_two_images_and_a_mask(client, daemon):
 
 
 def uploaded_colour(daemon) -> tuple[int, int, int]:
-    """The colour of the init image the daemon sent to Arting's upload."""
-    (data, _), = daemon.sandbox.uploads.values()
+    """The colour of the init image the daemon uploaded (the signed-URL way) for Arting."""
+    data, = daemon.uploads()
     return Image.open(io.BytesIO(data)).convert("RGB").getpixel((0, 0))
 
 

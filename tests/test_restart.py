@@ -163,6 +163,30 @@ def test_sigterm_finishes_jobs_within_the_grace_and_journals_the_rest(emulator, 
     assert TOKEN not in first.log.read_text() + second.log.read_text()
 
 
+def test_kill_9_mid_upscale_then_restart_follows_the_same_task(emulator, daemons):
+    first = daemons(emulator.url)
+    picture = wait_done(first, submit(first, "to upscale"))["images"][0]
+    emulator.configure(generation_time=1.5)
+    resp = httpx.post(first.url + "/arting/v1/jobs",
+                      json={"kind": "upscale", "images": [picture["hash"]], "scale": 2})
+    job_id = resp.json()["id"]
+    rec = wait_journaled(daemons.data, job_id, "running")
+    task, = rec["provider_state"]["tasks"]
+    assert rec["generation"]["kind"] == "upscale" and task in emulator.sandbox.tasks
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(5)
+
+    second = daemons(emulator.url)
+    job = wait_done(second, job_id)
+    assert job["state"] == "succeeded" and job["kind"] == "upscale", job
+    image, = job["images"]
+    assert (image["width"], image["height"]) == (picture["width"] * 2, picture["height"] * 2)
+    png(second, image["hash"])
+    assert len(emulator.sandbox.requests_for("enhance_create")) == 1  # followed, not resent
+    assert len(emulator.sandbox.requests_for("oss_put")) == 1
+    assert emulator.sandbox.tasks[task].state == "done"
+
+
 def test_the_result_cache_survives_a_kill_9(emulator, daemons):
     first = daemons(emulator.url)
     resp = httpx.post(first.url + "/arting/v1/jobs", json={"prompt": "kept", "seed": 11})
@@ -213,7 +237,7 @@ def test_a_webhook_retry_survives_a_kill_9_with_the_same_id(emulator, daemons, t
         assert [(h["state"], h["attempts"]) for h in shown] == [("delivered", 2)]
         time.sleep(1)
         assert len(receiver.received) == 2                         # never a third
-        assert "resumed from the journal" in second.log.read_text()
+        assert "1 delivery(ies) go on from the journal" in second.log.read_text()
         assert secret not in first.log.read_text() + second.log.read_text()
     finally:
         receiver.close()

@@ -26,7 +26,9 @@ CREATE = "/api/cg/text-to-image/create"
 GET = "/api/cg/text-to-image/get"
 I2I_CREATE = "/api/cg/image-to-image/create"
 I2I_GET = "/api/cg/image-to-image/get"
-UPLOAD = "/api/upload"
+SIGNED_URLS = "/api/cg/get_oss_signed_urls"
+ENHANCE = "/api/image/image-enhance/create-task"
+ENHANCE_GET = "/api/image/image-enhance/get-task-result"
 UUID = "3f2b8c1e-9d4a-4c6b-8e2f-1a2b3c4d5e6f"
 BODY = {"prompt": "a lighthouse at dawn", "model_id": "oneFORALLAnime", "samples": 1,
         "width": 128, "height": 96, "negative_prompt": "blurry", "seed": 42, "lora_ids": "",
@@ -40,8 +42,9 @@ async def http():
         yield session
 
 
-async def post(http, sb, path, body=None, token=None, **kw):
-    """POST JSON; returns (status, parsed JSON or None, headers)."""
+async def post(http, sb, path, body=None, token=UUID, **kw):
+    """POST JSON (as an identity, unless ``token`` is None); returns (status, parsed JSON or
+    None, headers)."""
     headers = {"Authorization": token} if token is not None else {}
     async with http.post(sb.url + path, json=body, headers=headers, **kw) as resp:
         raw = await resp.read()
@@ -52,7 +55,7 @@ async def post(http, sb, path, body=None, token=None, **kw):
         return resp.status, data, resp.headers
 
 
-async def create(http, sb, token=None, path=CREATE, **fields):
+async def create(http, sb, token=UUID, path=CREATE, **fields):
     status, data, _ = await post(http, sb, path, {**BODY, **fields}, token)
     assert status == 200 and data["code"] == 100000, data
     return data["data"]["request_id"]
@@ -110,7 +113,8 @@ async def test_pending_then_done_wire_format(sandbox, http):
     request_id = await create(http, sandbox, samples=3)
     pending = await poll(http, sandbox, request_id)
     assert pending == {"code": 100000, "message": "Request Success",
-                       "data": {"request_id": request_id, "status": "processing", "output": []}}
+                       "data": {"request_id": request_id, "status": "processing", "output": [],
+                                "remain_balance": 997}}
     done = (await poll(http, sandbox, request_id))["data"]
     assert done["status"] == "success"
     assert done["output"] == [f"{sandbox.url}/files/{request_id}/{i}.png" for i in range(3)]
@@ -147,6 +151,11 @@ async def test_txt2img_id_is_not_an_img2img_task(sandbox, http):
 async def test_extra_fields_ignored_and_empty_model_falls_back(sandbox, http):
     request_id = await create(http, sandbox, model_id="", style="anime", extra={"x": 1})
     assert sandbox.jobs[request_id].model == next(iter(catalog.MODELS))
+
+
+async def test_the_newer_model_id_is_accepted(sandbox, http):
+    request_id = await create(http, sandbox, model_id="waiANINSFWPONYXL_v80")
+    assert sandbox.jobs[request_id].model == "waiANINSFWPONYXL_v80"
 
 
 async def test_public_url_is_used_for_outputs(sandbox, http):
@@ -235,7 +244,7 @@ async def test_random_seed_and_ids_repeat_with_config_seed(http):
     ({"steps": True}, 100900),
     ({"guidance": "7"}, 100900),
     ({"lora_ids": ["add_detail"]}, 100900),
-    ({"lora_weight": 0.7}, 100900),
+    ({"lora_weight": True}, 100900),
     ({"lora_ids": "a,b,c", "lora_weight": "0.7,0.5"}, 100904),
     ({"lora_ids": "a", "lora_weight": ""}, 100904),
     ({"lora_ids": "a", "lora_weight": "heavy"}, 100904),
@@ -251,7 +260,8 @@ async def test_missing_prompt_and_non_json_bodies(sandbox, http):
     body = {k: v for k, v in BODY.items() if k != "prompt"}
     assert (await post(http, sandbox, CREATE, body))[1]["code"] == 100900
     for raw in (b"prompt=cat", b"[1, 2]", b""):
-        async with http.post(sandbox.url + CREATE, data=raw) as resp:
+        async with http.post(sandbox.url + CREATE, data=raw,
+                             headers={"Authorization": UUID}) as resp:
             assert resp.status == 200 and (await resp.json())["code"] == 100400
 
 
@@ -268,6 +278,8 @@ async def test_validation_errors_as_http_400(sandbox, http):
     {"lora_ids": "add_detail,Sv5-10", "lora_weight": "0.7, 0.5"},
     {"lora_ids": "", "lora_weight": "0.7"},
     {"lora_ids": "", "lora_weight": ""},
+    {"lora_ids": "add_detail,Sv5-10", "lora_weight": 0.7},   # a number, as one client sends
+    {"lora_ids": "add_detail", "lora_weight": 1},
 ])
 async def test_lora_forms_accepted(sandbox, http, change):
     await create(http, sandbox, **change)
@@ -284,6 +296,10 @@ def test_config_and_fault_validation():
         Fault(kind="never_finish", route="get")
     with pytest.raises(ValidationError):
         Fault(kind="slow")
+    with pytest.raises(ValidationError):
+        Fault(kind="storage_refused", route="create")
+    with pytest.raises(ValidationError):
+        Fault(kind="reset", route="upload")
     sb = Sandbox()
     with pytest.raises(ValidationError):
         sb.configure(max_samples=0)
@@ -298,11 +314,11 @@ FUTURE, PAST = time.time() + 3600, time.time() - 3600
 
 
 @pytest.mark.parametrize("mode, token, problem", [
-    ("lenient", None, None),
+    ("lenient", None, "Authorization failed"),
     ("lenient", "Bearer anything", None),
     ("uuid", UUID, None),
     ("uuid", UUID.upper(), None),
-    ("uuid", None, "invalid token"),
+    ("uuid", None, "Authorization failed"),
     ("uuid", "not-a-uuid", "invalid token"),
     ("uuid", jwt(FUTURE), "invalid token"),
     ("jwt", jwt(FUTURE), None),
@@ -314,7 +330,7 @@ FUTURE, PAST = time.time() + 3600, time.time() - 3600
     ("strict", jwt(FUTURE), None),
     ("strict", jwt(PAST), "token expired"),
     ("strict", f"Bearer {UUID}", "invalid token"),
-    ("strict", None, "invalid token"),
+    ("strict", None, "Authorization failed"),
 ])
 async def test_auth_modes(sandbox, http, mode, token, problem):
     sandbox.configure(auth_mode=mode)
@@ -485,7 +501,8 @@ async def test_fail_fault_on_create_and_on_get(sandbox, http):
     failed_at_birth = await create(http, sandbox)
     healthy = await create(http, sandbox)
     data = (await poll(http, sandbox, failed_at_birth))["data"]
-    assert data == {"request_id": failed_at_birth, "status": "failed", "output": []}
+    assert data == {"request_id": failed_at_birth, "status": "failed", "output": [],
+                    "remain_balance": 998}
     sandbox.add_fault("fail", route="get", count=1)
     assert (await poll(http, sandbox, healthy))["data"]["status"] == "failed"
     assert sandbox.jobs[healthy].state == "failed"
@@ -511,7 +528,7 @@ async def test_empty_output_done_fault(sandbox, http):
     sandbox.add_fault("empty_output_done", route="get", count=1)
     request_id = await create(http, sandbox)
     assert (await poll(http, sandbox, request_id))["data"] == {
-        "request_id": request_id, "status": "success", "output": []}
+        "request_id": request_id, "status": "success", "output": [], "remain_balance": 999}
     assert len((await poll(http, sandbox, request_id))["data"]["output"]) == 1
 
 
@@ -549,35 +566,110 @@ async def test_any_fault_can_be_delayed(sandbox, http):
     assert time.monotonic() - started >= 0.2
 
 
-# --- img2img and upload ------------------------------------------------------------------
+# --- signed-URL upload (storage) ---------------------------------------------------------
+
+async def signed(http, sb, suffix="png", token=UUID):
+    status, data, _ = await post(http, sb, SIGNED_URLS, {"f_suffixs": [suffix]}, token)
+    assert status == 200 and data["code"] == 100000, data
+    (pair,) = data["data"]["oss_signed_urls"]
+    return pair
+
+
+async def put(http, url, data, content_type="image/png"):
+    """PUT bytes to a signed URL, with no Authorization; returns (status, body text)."""
+    async with http.put(url, data=data, headers={"Content-Type": content_type}) as resp:
+        return resp.status, await resp.text()
+
 
 async def upload(http, sb, data, content_type="image/png"):
-    form = aiohttp.FormData()
-    form.add_field("image", data, filename="init.png", content_type=content_type)
-    async with http.post(sb.url + UPLOAD, data=form) as resp:
-        assert resp.status == 200
-        return await resp.json()
+    pair = await signed(http, sb, content_type.rpartition("/")[2])
+    assert (await put(http, pair["put"], data, content_type))[0] == 200
+    return pair["get"]
 
 
-async def test_upload_round_trip(sandbox, http):
+async def test_signed_urls_then_put_then_get(sandbox, http):
     red = solid_png((255, 0, 0))
-    url = (await upload(http, sandbox, red))["url"]
-    assert url.startswith(f"{sandbox.url}/uploads/")
-    async with http.get(url) as resp:
+    pair = await signed(http, sandbox)
+    assert pair["put"].startswith(f"{sandbox.url}/oss/uploads/") and "Signature=" in pair["put"]
+    assert pair["get"].startswith(f"{sandbox.url}/cdn/uploads/") and pair["get"].endswith(".png")
+    async with http.get(pair["get"]) as resp:
+        assert resp.status == 404                       # nothing there before the PUT
+    status, _ = await put(http, pair["put"], red)
+    assert status == 200
+    async with http.get(pair["get"]) as resp:
         assert resp.status == 200 and resp.content_type == "image/png"
         assert await resp.read() == red
-    assert sandbox.requests_for("upload")[0].body["image"] == red
+    put_request = sandbox.requests_for("oss_put")[0]
+    assert put_request.method == "PUT" and put_request.body == red
+    assert put_request.header("Authorization") is None
+    assert sandbox.requests_for("signed_urls")[0].body == {"f_suffixs": ["png"]}
 
 
-async def test_upload_needs_an_image(sandbox, http):
-    data = await upload(http, sandbox, b"not an image", "text/plain")
-    assert data["code"] == 100908
-    status, data, _ = await post(http, sandbox, UPLOAD, {"image": "x"})
-    assert data["code"] == 100908
+async def test_signed_urls_one_pair_per_suffix(sandbox, http):
+    status, data, _ = await post(http, sandbox, SIGNED_URLS, {"f_suffixs": ["png", "jpg"]})
+    pairs = data["data"]["oss_signed_urls"]
+    assert [p["get"].rpartition(".")[2] for p in pairs] == ["png", "jpg"]
+    assert pairs[0]["put"] != pairs[1]["put"]
 
 
-async def test_img2img_uses_the_uploaded_image(sandbox, http):
-    url = (await upload(http, sandbox, solid_png((255, 0, 0))))["url"]
+@pytest.mark.parametrize("body", [{}, {"f_suffixs": []}, {"f_suffixs": "png"},
+                                  {"f_suffixs": ["exe"]}, {"f_suffixs": [3]}])
+async def test_signed_urls_validation(sandbox, http, body):
+    assert (await post(http, sandbox, SIGNED_URLS, body))[1]["code"] == 100908
+
+
+async def test_signed_urls_need_an_identity(sandbox, http):
+    data = (await post(http, sandbox, SIGNED_URLS, {"f_suffixs": ["png"]}, None))[1]
+    assert data == {"code": 100401, "message": "Authorization failed", "data": None}
+
+
+@pytest.mark.parametrize("tamper, code", [
+    (lambda url: url, None),
+    (lambda url: url.replace("Signature=", "Signature=0"), "SignatureDoesNotMatch"),
+    (lambda url: url.replace(".png?", ".jpg?"), "SignatureDoesNotMatch"),
+    (lambda url: url.partition("?")[0], "AccessDenied"),
+])
+async def test_storage_checks_the_signature(sandbox, http, tamper, code):
+    pair = await signed(http, sandbox)
+    status, text = await put(http, tamper(pair["put"]), solid_png((0, 0, 0)))
+    if code is None:
+        assert status == 200 and text == ""
+    else:
+        assert status == 403 and f"<Code>{code}</Code>" in text and "<Message>" in text
+
+
+async def test_storage_wants_the_signed_content_type(sandbox, http):
+    pair = await signed(http, sandbox)
+    status, text = await put(http, pair["put"], solid_png((0, 0, 0)), "image/jpeg")
+    assert status == 403 and "SignatureDoesNotMatch" in text and "image/png" in text
+    assert not sandbox.storage.objects
+
+
+async def test_signed_put_urls_expire(sandbox, http):
+    sandbox.configure(storage_url_ttl=0)
+    pair = await signed(http, sandbox)
+    await asyncio.sleep(1.1)                            # the expiry is in whole seconds
+    status, text = await put(http, pair["put"], solid_png((0, 0, 0)))
+    assert status == 403 and "Request has expired" in text
+
+
+async def test_storage_url_points_signed_urls_elsewhere(sandbox, http):
+    sandbox.configure(storage_url="https://bucket.oss.example.test")
+    pair = await signed(http, sandbox)
+    assert pair["put"].startswith("https://bucket.oss.example.test/oss/uploads/")
+    assert pair["get"].startswith("https://bucket.oss.example.test/cdn/uploads/")
+
+
+async def test_storage_refused_fault(sandbox, http):
+    sandbox.add_fault("storage_refused", route="oss_put", count=1)
+    pair = await signed(http, sandbox)
+    status, text = await put(http, pair["put"], solid_png((0, 0, 0)))
+    assert status == 403 and "<Code>AccessDenied</Code>" in text
+    assert (await put(http, pair["put"], solid_png((0, 0, 0))))[0] == 200
+
+
+async def test_image_to_image_reads_the_uploaded_object(sandbox, http):
+    url = await upload(http, sandbox, solid_png((255, 0, 0)))
     outputs = {}
     for strength in (0.0, 0.3, 0.9):
         urls = await generate(http, sandbox, I2I_CREATE, I2I_GET, image_url=url,
@@ -589,6 +681,16 @@ async def test_img2img_uses_the_uploaded_image(sandbox, http):
     assert len(set(outputs.values())) == 3
     plain = await download(http, (await generate(http, sandbox, seed=1))[0])
     assert plain not in outputs.values()
+
+
+async def test_image_to_image_refuses_a_get_url_with_nothing_put(sandbox, http):
+    pair = await signed(http, sandbox)
+    body = {**BODY, "image_url": pair["get"], "strength": 0.5}
+    data = (await post(http, sandbox, I2I_CREATE, body))[1]
+    assert data["code"] == 100906 and "PUT" in data["message"]
+    not_an_image = await upload(http, sandbox, b"not an image")
+    body["image_url"] = not_an_image
+    assert (await post(http, sandbox, I2I_CREATE, body))[1]["code"] == 100906
 
 
 async def test_img2img_accepts_data_urls(sandbox, http):
@@ -611,14 +713,133 @@ async def test_img2img_validation(sandbox, http, change, code):
 
 
 async def test_img2img_unknown_upload(sandbox, http):
-    body = {**BODY, "image_url": f"{sandbox.url}/uploads/feedface.png", "strength": 0.5}
+    body = {**BODY, "image_url": f"{sandbox.url}/cdn/uploads/feedface.png", "strength": 0.5}
     assert (await post(http, sandbox, I2I_CREATE, body))[1]["code"] == 100906
 
 
-async def test_img2img_and_upload_can_be_switched_off(sandbox, http):
-    sandbox.configure(img2img_enabled=False, upload_enabled=False)
-    for path in (I2I_CREATE, I2I_GET, UPLOAD):
+async def test_img2img_and_enhance_can_be_switched_off(sandbox, http):
+    sandbox.configure(img2img_enabled=False, enhance_enabled=False)
+    for path in (I2I_CREATE, I2I_GET, ENHANCE):
         assert (await post(http, sandbox, path, BODY))[0] == 404
+    async with http.get(sandbox.url + ENHANCE_GET, params={"task_id": "x"}) as resp:
+        assert resp.status == 404
+
+
+# --- image-enhance -------------------------------------------------------------------------
+
+async def enhance_task(http, sb, image_url, scale=2, token=UUID, **extra):
+    body = {"image_url": image_url, "scale": scale, "version": "v1.4", **extra}
+    status, data, _ = await post(http, sb, ENHANCE, body, token)
+    assert status == 200 and data["code"] == 100000, data
+    return data["data"]["task_id"]
+
+
+async def task_result(http, sb, task_id, token=UUID):
+    async with http.get(sb.url + ENHANCE_GET, params={"task_id": task_id},
+                        headers={"Authorization": token}) as resp:
+        assert resp.status == 200
+        return (await resp.json())["data"]
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+async def test_enhance_upscales_the_uploaded_image(sandbox, http, scale):
+    source = solid_png((10, 200, 30), size=(40, 30))
+    task_id = await enhance_task(http, sandbox, await upload(http, sandbox, source), scale)
+    data = await task_result(http, sandbox, task_id)
+    url = f"{sandbox.url}/cdn/enhanced/{task_id}.png"
+    assert data == {"task_id": task_id, "status": 1, "task_result": {"file_oss_path": url},
+                    "remain_balance": 999}
+    image = Image.open(io.BytesIO(await download(http, url)))
+    assert image.size == (40 * scale, 30 * scale)
+    assert corner_colour(await download(http, url)) == (10, 200, 30)
+
+
+async def test_enhance_statuses_are_integers_and_configurable(sandbox, http):
+    sandbox.configure(complete_after_polls=2, enhance_pending_status=7, enhance_done_status=9)
+    task_id = await enhance_task(http, sandbox, await upload(http, sandbox, solid_png((0, 0, 0))))
+    pending = await task_result(http, sandbox, task_id)
+    assert pending["status"] == 7 and pending["task_result"] is None
+    assert (await task_result(http, sandbox, task_id))["status"] == 9
+    async with http.get(sandbox.url + f"/cdn/enhanced/{task_id}.png") as resp:
+        assert resp.status == 200
+
+
+async def test_enhance_failure_and_faults(sandbox, http):
+    url = await upload(http, sandbox, solid_png((0, 0, 0)))
+    sandbox.add_fault("fail", route="enhance_create", count=1)
+    failed = await enhance_task(http, sandbox, url)
+    assert (await task_result(http, sandbox, failed))["status"] == -1
+    async with http.get(sandbox.url + f"/cdn/enhanced/{failed}.png") as resp:
+        assert resp.status == 404
+    sandbox.add_fault("never_finish", route="enhance_create", count=1)
+    never = await enhance_task(http, sandbox, url)
+    assert (await task_result(http, sandbox, never))["status"] == 0
+    sandbox.add_fault("empty_output_done", route="enhance_get", count=1)
+    empty = await enhance_task(http, sandbox, url)
+    assert (await task_result(http, sandbox, empty)) == {
+        "task_id": empty, "status": 1, "task_result": None, "remain_balance": 997}
+    sandbox.add_fault("fail_code", route="enhance_get", count=1)
+    async with http.get(sandbox.url + ENHANCE_GET, params={"task_id": empty}) as resp:
+        assert (await resp.json())["code"] == 100500
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"scale": 3}, 100909),
+    ({"scale": "2"}, 100900),
+    ({"version": "v9"}, 100910),
+    ({"image_url": 5}, 100900),
+    ({"image_url": "https://example.com/cat.png"}, 100906),
+])
+async def test_enhance_validation(sandbox, http, change, code):
+    body = {"image_url": await upload(http, sandbox, solid_png((0, 0, 0))), "scale": 2,
+            "version": "v1.4", **change}
+    assert (await post(http, sandbox, ENHANCE, body))[1]["code"] == code
+    assert not sandbox.tasks
+
+
+async def test_enhance_limits_the_source_size(sandbox, http):
+    sandbox.configure(enhance_max_side=32)
+    body = {"image_url": await upload(http, sandbox, solid_png((0, 0, 0), size=(33, 8))),
+            "scale": 2, "version": "v1.4"}
+    assert (await post(http, sandbox, ENHANCE, body))[1]["code"] == 100903
+
+
+async def test_enhance_unknown_or_missing_task(sandbox, http):
+    async with http.get(sandbox.url + ENHANCE_GET, params={"task_id": "nope"}) as resp:
+        assert (await resp.json()) == {"code": 100404, "message": "task not found", "data": None}
+    async with http.get(sandbox.url + ENHANCE_GET) as resp:
+        assert (await resp.json())["code"] == 100900
+
+
+# --- balance -------------------------------------------------------------------------------
+
+async def test_balance_decreases_per_image_and_upscale_per_identity(sandbox, http):
+    sandbox.configure(balance_start=10, balance_per_image=2, balance_per_upscale=3)
+    request_id = await create(http, sandbox, samples=2)
+    assert (await poll(http, sandbox, request_id, token=UUID))["data"]["remain_balance"] == 6
+    other = await create(http, sandbox, token="another-identity")
+    assert (await poll(http, sandbox, other, token="another-identity"))["data"][
+        "remain_balance"] == 8
+    task_id = await enhance_task(http, sandbox, await upload(http, sandbox, solid_png((0, 0, 0))))
+    assert (await task_result(http, sandbox, task_id))["remain_balance"] == 3
+    # a poll with no identity reports the job's own
+    assert (await poll(http, sandbox, request_id))["data"]["remain_balance"] == 3
+
+
+async def test_a_create_the_balance_cannot_pay_for_is_refused(sandbox, http):
+    sandbox.configure(balance_start=3)
+    await create(http, sandbox, samples=3)
+    status, data, _ = await post(http, sandbox, CREATE, BODY)
+    assert status == 200 and data == {"code": 100461, "message": "insufficient balance",
+                                      "data": None}
+    assert len(sandbox.jobs) == 1
+    await create(http, sandbox, token="another-identity")
+
+
+async def test_no_balance_no_field(sandbox, http):
+    sandbox.configure(balance_start=None)
+    request_id = await create(http, sandbox)
+    assert "remain_balance" not in (await poll(http, sandbox, request_id))["data"]
 
 
 # --- NSFW --------------------------------------------------------------------------------
@@ -721,7 +942,7 @@ async def test_reset_restores_construction_config(http):
 async def test_works_under_aiohttp_test_client(aiohttp_client):
     sb = Sandbox()
     client = await aiohttp_client(sb.app)
-    resp = await client.post(CREATE, json=BODY)
+    resp = await client.post(CREATE, json=BODY, headers={"Authorization": UUID})
     request_id = (await resp.json())["data"]["request_id"]
     resp = await client.post(GET, json={"request_id": request_id})
     url = (await resp.json())["data"]["output"][0]

@@ -132,6 +132,8 @@ def test_webuiapi_img2img_with_a_mask(api, daemon):
     assert out.getpixel((5, 128)) != (0, 128, 255)         # repainted
     body = daemon.sandbox.requests_for("i2i_create")[-1].body
     assert body["strength"] == 0.5 and body["seed"] == 7
+    uploaded, = daemon.uploads()                 # get_oss_signed_urls, then the PUT
+    assert Image.open(io.BytesIO(uploaded)).getpixel((5, 5)) == (0, 128, 255)
     assert result.info["denoising_strength"] == 0.5
     assert "Denoising strength: 0.5" in result.info["infotexts"][0]
     assert result.parameters["init_images"] is None and result.parameters["mask"] is None
@@ -239,7 +241,7 @@ def test_samplers_schedulers_loras_and_the_other_listings(api):
     loras = api.get_loras()
     assert {"add_detail", "Sv5-10"} <= {lo["name"] for lo in loras}
     assert all(set(lo) == {"name", "alias", "path", "metadata"} for lo in loras)
-    assert [u["name"] for u in api.get_upscalers()] == ["None"]
+    assert [u["name"] for u in api.get_upscalers()] == ["None", "Lanczos", "Nearest", "Arting"]
     assert api.get_latent_upscale_modes() == [] and api.get_sd_vae() == []
     assert api.get_scripts() == {"txt2img": [], "img2img": []}
     assert api.get_embeddings() == {"loaded": {}, "skipped": {}}

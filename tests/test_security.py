@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import http.server
 import os
 import subprocess
 import sys
@@ -127,33 +126,6 @@ def test_cors_allows_exactly_the_configured_origins(make_daemon):
 
 
 # --- no SSRF --------------------------------------------------------------------------------
-
-@pytest.fixture
-def spy():
-    """A web server that counts every request it gets: no one should call it."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.end_headers()
-            self.wfile.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
-        do_POST = do_GET
-
-        def log_message(self, *args):
-            pass
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.hits = hits
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
-
 
 def test_results_are_fetched_only_from_allowed_hosts(make_daemon, spy):
     daemon = make_daemon()

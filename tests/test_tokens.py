@@ -160,3 +160,40 @@ def test_every_token_out_fails_fast_with_advice(make_daemon, kind):
         assert "every configured token" in job["error"]["message"]
     else:
         assert job["error"]["retry_after"] >= 59
+
+
+# --- the balance Arting reports ----------------------------------------------------------
+
+def test_each_tokens_balance_is_shown_everywhere_the_pool_is(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], sandbox_options={"balance_start": 50})
+    assert daemon.run_job(n=3)["state"] == "succeeded"
+    view = tokens(daemon)
+    assert view["token-1"]["balance"] == 47 and view["token-1"]["balance_at"] > 0
+    assert view["token-2"]["balance"] is None                  # no poll has said yet
+    status = httpx.get(daemon.url + "/arting/v1/status").json()
+    assert [t["balance"] for t in status["tokens"]] == [47, None]
+    text = httpx.get(daemon.url + "/metrics").text
+    assert 'arting_token_balance{token="token-1"} 47.0' in text
+    assert 'arting_token_balance{token="token-2"}' not in text
+
+
+def test_a_token_at_zero_balance_is_passed_over(make_daemon):
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], sandbox_options={"balance_start": 2})
+    assert daemon.run_job(n=2)["state"] == "succeeded"         # token-1 spends it all
+    assert tokens(daemon)["token-1"]["balance"] == 0
+    for _ in range(2):
+        assert daemon.run_job()["state"] == "succeeded"
+    assert len(requests_with(daemon, "create", GOOD)) == 1
+    assert len(requests_with(daemon, "create", OTHER)) == 2
+
+
+def test_a_refusal_after_the_balance_ran_out_says_so(make_daemon):
+    daemon = make_daemon(sandbox_options={"balance_start": 1}, retry_budget=0.5,
+                         token_probe_backoff=60)
+    assert daemon.run_job()["state"] == "succeeded"
+    job = daemon.run_job()
+    assert job["state"] == "failed" and job["error"]["code"] == "upstream_rate_limited"
+    message = job["error"]["message"]
+    assert "insufficient balance" in message
+    assert "balance of anonymous was 0 at its last poll" in message
+    assert len(daemon.sandbox.requests_for("create")) == 2      # refused once, not hammered

@@ -3,10 +3,12 @@ per way Arting (or Cloudflare in front of it) can fail."""
 
 from __future__ import annotations
 
+import io
 import time
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from arting_daemon import errors
 from arting_daemon.config import Settings
@@ -50,10 +52,30 @@ async def test_create_sends_exactly_what_public_clients_send(client, sandbox):
 
 
 async def test_no_lora_still_sends_strings(client, sandbox):
-    await client.create(gen(), None)
+    await client.create(gen(), TOKEN)
     body = sandbox.requests_for("create")[-1].body
     assert (body["lora_ids"], body["lora_weight"]) == ("", "0.7")
+
+
+async def test_no_identity_is_refused_as_authorization_failed(client, sandbox):
+    with pytest.raises(errors.UpstreamAuthError, match="Authorization failed") as err:
+        await client.create(gen(), None)
+    assert "ARTING_AUTH_TOKEN" in err.value.message
     assert "Authorization" not in sandbox.requests_for("create")[-1].headers
+
+
+async def test_the_balance_comes_with_each_poll(client, sandbox):
+    sandbox.configure(balance_start=10, complete_after_polls=2)
+    rid = await client.create(gen(n=3), TOKEN)
+    assert (await client.poll(rid, TOKEN)).balance == 7
+    sandbox.configure(balance_start=None)
+    assert (await client.poll(rid, TOKEN)).balance is None
+
+
+async def test_an_empty_balance_refusal_is_a_rate_limit(client, sandbox):
+    sandbox.configure(balance_start=0)
+    with pytest.raises(errors.UpstreamRateLimited, match="insufficient balance"):
+        await client.create(gen(), TOKEN)
 
 
 async def test_strict_upstream_accepts_our_bare_token(client, sandbox):
@@ -158,16 +180,123 @@ async def test_nothing_listening_means_unreachable_and_safe_to_resubmit():
     assert err.value.safe_to_resubmit
 
 
-async def test_image_to_image_upload_then_create(client, sandbox):
-    from arting_daemon.imaging import init_image
-    from PIL import Image
-    import io
+def red_png(size=(64, 48)) -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", (64, 64), "red").save(buf, "PNG")
-    png, _, _ = init_image(buf.getvalue())
+    Image.new("RGB", size, "red").save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_image_to_image_signed_upload_then_create(client, sandbox):
+    png = red_png()
     url = await client.upload(png, TOKEN)
+    sign, = sandbox.requests_for("signed_urls")
+    assert sign.body == {"f_suffixs": ["png"]} and sign.headers["Authorization"] == TOKEN
+    put, = sandbox.requests_for("oss_put")
+    assert put.method == "PUT" and put.body == png
+    assert put.header("Content-Type") == "image/png"
+    assert put.header("Authorization") is None and put.header("Cookie") is None
+    assert url.startswith(f"{sandbox.url}/cdn/uploads/")
     g = gen(init_image="0" * 64, strength=0.4)
     rid = await client.create(g, TOKEN, image_url=url)
     body = sandbox.requests_for("i2i_create")[-1].body
     assert body["image_url"] == url and body["strength"] == 0.4
     assert (await client.poll(rid, TOKEN, img2img=True)).done
+
+
+@pytest.mark.parametrize("fault, expected, words", [
+    ({"kind": "storage_refused"}, errors.UpstreamRejected, "AccessDenied"),
+    ({"kind": "http_error", "status": 503}, errors.UpstreamUnavailable, "503"),
+    ({"kind": "reset"}, errors.UpstreamUnavailable, "failed"),
+])
+async def test_a_refused_put_is_reported_as_the_storage_said(client, sandbox, fault, expected,
+                                                              words):
+    sandbox.add_fault(route="oss_put", **fault)
+    with pytest.raises(expected, match=words) as err:
+        await client.upload(red_png(), TOKEN)
+    assert "storage" in err.value.message and TOKEN not in err.value.message
+    assert not sandbox.storage.objects
+
+
+@pytest.mark.parametrize("kind, expected", [("reject", errors.UpstreamRejected),
+                                            ("token_expired", errors.UpstreamAuthError),
+                                            ("truncated_json", errors.BadUpstreamResponse)])
+async def test_signed_url_faults(client, sandbox, kind, expected):
+    sandbox.add_fault(kind, route="signed_urls")
+    with pytest.raises(expected):
+        await client.upload(red_png(), TOKEN)
+    assert not sandbox.requests_for("oss_put")
+
+
+@pytest.mark.parametrize("storage", ["http://localhost:{port}", "http://10.1.2.3",
+                                     "ftp://{host}"])
+async def test_a_signed_url_into_the_local_network_gets_nothing(client, sandbox, storage):
+    from urllib.parse import urlsplit
+    parts = urlsplit(sandbox.url)
+    sandbox.configure(storage_url=storage.format(port=parts.port, host=parts.hostname)
+                      if not storage.startswith("ftp") else None)
+    if storage.startswith("ftp"):
+        client.outbound._plain_http = False     # as against https://api.arting.ai
+    with pytest.raises(errors.BadUpstreamResponse, match="not sent"):
+        await client.upload(red_png(), TOKEN)
+    assert not sandbox.requests_for("oss_put")
+
+
+async def test_a_trusted_storage_host_may_be_local(sandbox):
+    from urllib.parse import urlsplit
+    port = urlsplit(sandbox.url).port
+    sandbox.configure(storage_url=f"http://localhost:{port}")
+    settings = Settings(base_url=sandbox.url, image_hosts=["localhost"])
+    async with aiohttp.ClientSession() as session:
+        url = await ArtingClient(Upstream.of(settings), session).upload(red_png(), TOKEN)
+    assert url.startswith(f"http://localhost:{port}/cdn/") and sandbox.storage.objects
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+async def test_upscale_round_trip(client, sandbox, scale):
+    sandbox.configure(complete_after_polls=2, balance_start=50)
+    url = await client.upload(red_png((30, 20)), TOKEN)
+    task_id = await client.enhance(url, scale, TOKEN)
+    assert sandbox.requests_for("enhance_create")[-1].body == {
+        "image_url": url, "scale": scale, "version": "v1.4"}
+    first = await client.enhance_poll(task_id, TOKEN)
+    assert not first.done and first.status == "0" and first.balance == 49
+    done = await client.enhance_poll(task_id, TOKEN)
+    get = sandbox.requests_for("enhance_get")[-1]
+    assert get.method == "GET" and get.path.endswith(f"get-task-result?task_id={task_id}")
+    with Image.open(io.BytesIO(await client.download(done.urls[0]))) as image:
+        assert image.size == (30 * scale, 20 * scale)
+
+
+async def test_upscale_statuses_follow_the_settings(sandbox):
+    sandbox.configure(enhance_done_status=5, enhance_failed_status=6)
+    settings = Settings(base_url=sandbox.url, upscale_done_statuses=[5],
+                        upscale_failed_statuses=[6])
+    async with aiohttp.ClientSession() as session:
+        client = ArtingClient(Upstream.of(settings), session)
+        task_id = await client.enhance(await client.upload(red_png(), TOKEN), 2, TOKEN)
+        assert (await client.enhance_poll(task_id, TOKEN)).done
+        sandbox.add_fault("fail", route="enhance_get")
+        with pytest.raises(errors.JobFailed, match="upscale failed"):
+            await client.enhance_poll(task_id, TOKEN)
+
+
+@pytest.mark.parametrize("kind, expected, words", [
+    ("fail", errors.JobFailed, "upscale failed"),
+    ("empty_output_done", errors.JobFailed, "no image"),
+    ("fail_code", errors.UpstreamRejected, "generation failed"),
+])
+async def test_upscale_poll_faults(client, sandbox, kind, expected, words):
+    task_id = await client.enhance(await client.upload(red_png(), TOKEN), 2, TOKEN)
+    sandbox.add_fault(kind, route="enhance_get")
+    with pytest.raises(expected, match=words):
+        await client.enhance_poll(task_id, TOKEN)
+
+
+async def test_upscale_refusals(client, sandbox):
+    url = await client.upload(red_png(), TOKEN)
+    sandbox.configure(enhance_scales=[2])
+    with pytest.raises(errors.UpstreamRejected, match="scale must be"):
+        await client.enhance(url, 4, TOKEN)
+    sandbox.configure(enhance_enabled=False)
+    with pytest.raises(errors.UpstreamRejected, match="not found"):
+        await client.enhance(url, 2, TOKEN)

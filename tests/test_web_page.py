@@ -355,8 +355,8 @@ def test_a_wrong_api_key_is_reported_in_words(page, make_daemon):
     daemon = make_daemon(api_keys=[KEY])
     open_page(page, daemon)
     save_key(page, "not-the-key")
-    refused = "The API key was refused. Enter the key this daemon was started with " \
-              "(API_MASTER_KEY) under “API key”."
+    refused = "The API key was refused: this daemon does not know it. Enter your key (a user " \
+              "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”."
     until(page, lambda d: text(d, "#status-detail") == refused, what="the refusal")
     assert css(page, "#status-detail").is_displayed()
     assert css(page, "#key-panel").is_displayed()
@@ -634,6 +634,71 @@ def test_upstream_trouble_is_shown_in_words(page, make_daemon):
 
 
 # --- without a browser --------------------------------------------------------------------
+
+def test_upscale_a_result_from_the_gallery(page, make_daemon):
+    daemon = make_daemon(sandbox_options={"generation_time": 1.0, "balance_start": 100})
+    daemon.do(daemon.sandbox.configure, generation_time=0)
+    made = daemon.run_job(prompt="a small lighthouse", width=256, height=256)
+    daemon.do(daemon.sandbox.configure, generation_time=1.0)
+    open_page(page, daemon)
+    result = f"#gallery li.result[data-job-id='{made['id']}']"
+    until(page, lambda d: d.find_elements("css selector", f"{result} .upscale"),
+          what="the result")
+    # The balance Arting reported with the job's poll is on the Tokens chip.
+    until(page, lambda d: chip(d, "tokens") == "guest identity: 1 ok, balance 99",
+          what="the balance")
+    buttons = css_all(page, f"{result} .upscale")
+    assert [b.text for b in buttons] == ["Upscale 2×", "Upscale 4×"]
+    assert all(b.is_displayed() for b in buttons)
+    assert buttons[0].get_attribute("aria-label") == "Upscale this image 2× with Arting"
+    buttons[0].click()
+
+    # The upscale is a job like any other: a card with its progress, then a result.
+    card = "#jobs li.job"
+    until(page, lambda d: text(d, f"{card} .job-state").startswith("Upscaling…"),
+          what="the upscale running")
+    assert text(page, f"{card} .job-prompt") == "Upscaled 2×: 1 image"
+    upscaled = "#gallery li.result:nth-child(1)"
+    until(page, lambda d: d.execute_script(
+        "const img = document.querySelector(arguments[0] + ' img');"
+        "return img && img.complete && img.naturalWidth === 512", upscaled),
+        what="the upscaled image in the gallery")
+    assert text(page, f"{upscaled} .result-prompt") == "Upscaled 2×: 1 image"
+    settings = dict(zip([e.text for e in css_all(page, f"{upscaled} dt")],
+                        [e.text for e in css_all(page, f"{upscaled} dd")]))
+    assert settings | {"Made": ""} == {"Upscaled": "2× with Arting (image-enhance v1.4)",
+                                       "Size": "512 × 512", "Made": ""}
+    assert not css(page, f"{upscaled} .reuse").is_displayed()
+    assert not css(page, f"{upscaled} .as-code").is_displayed()
+    assert css(page, f"{upscaled} img").get_attribute("alt") == \
+        "Image 1 of 1, upscaled 2×: Upscaled 2×: 1 image"
+    job = httpx.get(daemon.url + "/arting/v1/jobs?limit=1").json()["data"][0]
+    assert (job["kind"], job["source"]) == ("upscale", "web")
+    assert job["request"]["images"][0]["hash"] == made["images"][0]["hash"]
+    until(page, lambda d: chip(d, "tokens") == "guest identity: 1 ok, balance 98",
+          what="the balance after the upscale")
+    screenshot(page, "desktop-upscaled.png")
+
+
+def test_no_upscale_buttons_when_the_daemon_does_not_upscale(page, make_daemon):
+    daemon = make_daemon(upscale=False)
+    made = daemon.run_job(width=256, height=256)
+    open_page(page, daemon)
+    result = f"#gallery li.result[data-job-id='{made['id']}']"
+    until(page, lambda d: d.find_elements("css selector", f"{result} .reuse"),
+          what="the result")
+    assert not any(b.is_displayed() for b in css_all(page, f"{result} .upscale"))
+
+
+def test_a_balance_at_zero_is_a_warning_on_the_tokens_chip(page, make_daemon):
+    daemon = make_daemon(sandbox_options={"balance_start": 1})
+    daemon.run_job()
+    open_page(page, daemon)
+    until(page, lambda d: chip(d, "tokens") == "guest identity: 1 ok, balance 0",
+          what="the balance")
+    assert css(page, "#st-tokens").get_attribute("data-level") == "warn"
+    assert "anonymous: ok, balance 0" in css(page, "#st-tokens").get_attribute("title")
+
 
 def test_page_files_are_served_same_origin_only(daemon):
     index = httpx.get(daemon.url + "/")

@@ -167,7 +167,7 @@ async def test_a_private_webhook_url_is_refused_on_the_websocket_too(make_daemon
 async def test_the_connection_goes_only_to_addresses_that_passed():
     """A name that resolves to a private address by the time of the request (DNS
     rebinding) gets no connection: the client's resolver refuses it."""
-    policy = OutboundPolicy(["allowed.localhost"])
+    policy = OutboundPolicy(webhook_allow_hosts=["allowed.localhost"])
     with pytest.raises(OSError, match="no public address"):
         await policy.resolver().resolve("localhost", 80)
     with pytest.raises(DestinationRefused):

@@ -1,4 +1,4 @@
-"""A job: one generation on its way from the queue to images in the store.
+"""A job: one generation (or upscale) on its way from the queue to images in the store.
 
 ``queued → submitting → running → downloading → succeeded | failed | cancelled``
 
@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from ..errors import ArtingError, Cancelled, error_from_dict
-from ..generation import Generation
+from ..upscaling import JobRequest, job_request
 
 
 class JobState(str, Enum):
@@ -44,7 +44,8 @@ class JobImage:
 @dataclass(eq=False)
 class Job:
     id: str
-    generation: Generation
+    #: What the job makes: a ``Generation``, or an ``Upscale`` of stored images.
+    generation: JobRequest
     source: str = "api"
     #: Who submitted it (a key id, ``admin`` or ``local``): who may see and cancel it.
     owner: str = "local"
@@ -101,7 +102,7 @@ class Job:
     def from_record(cls, rec: dict) -> Job:
         """A job from its journal record; raises (KeyError, ValueError, TypeError) when the
         record does not describe one."""
-        job = cls(id=str(rec["id"]), generation=Generation.model_validate(rec["generation"]),
+        job = cls(id=str(rec["id"]), generation=job_request(rec["generation"]),
                   source=rec.get("source", "api"), owner=rec.get("owner") or "local",
                   idempotency_key=rec.get("idempotency_key"),
                   state=JobState(rec["state"]), created_at=float(rec["created_at"]),

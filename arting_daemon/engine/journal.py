@@ -22,8 +22,9 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -279,6 +280,30 @@ class Journal(Generic[T]):
             assert self._db is not None
             return self._db.execute(sql, args).fetchall()
         return await self._run(run)
+
+    # --- what replicas share (one daemon: nothing to share) ------------------------------
+
+    def attach(self, *, adopt, cancel, drop) -> None:
+        """The runner's callbacks for jobs other replicas leave, cancel or take: with one
+        daemon there are none."""
+
+    async def claim_key(self, key: str, job_id: str) -> str:
+        """The job holding an idempotency key: this one (the runner has checked its own)."""
+        return job_id
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        return False
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Ask the replica running a job to cancel it: every job runs here."""
+
+    async def handover(self) -> None:
+        """Leave unfinished jobs to the other replicas: they wait for the next start."""
+
+    @asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set when another replica changes the job: none does."""
+        yield asyncio.Event()
 
     # --- internals ----------------------------------------------------------------------
 

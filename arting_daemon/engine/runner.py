@@ -23,20 +23,21 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 
 from .. import logs
 from ..config import Section
-from ..errors import ArtingError, Cancelled, QueueFull, StageTimeout, UpstreamError
-from ..generation import Generation
+from ..errors import (ArtingError, Cancelled, QueueFull, StageTimeout, Unavailable,
+                      UpstreamError)
 from ..imaging import apply_mask
 from ..metrics import Metrics
 from ..providers.base import Provider
 from ..retry import backoff
 from ..store import ImageStore
 from ..timing import DurationStats, running_progress
+from ..upscaling import JobRequest
 from .cache import ResultCache
 from .jobs import Job, JobImage, JobState, raise_for_job
 from .journal import Journal
@@ -49,6 +50,7 @@ else:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+LANDING = 10.0              # seconds a stop waits for creates in the air
 RECENT_JOBS = 2000          # finished jobs kept in memory (older ones come from the journal)
 UNFINISHED = ("queued", "submitting", "running", "downloading")
 
@@ -63,19 +65,15 @@ class Limits(Section):
     download_timeout: float
 
 
-class Load(NamedTuple):
-    """One owner's unfinished jobs, and the images they ask for."""
-
-    jobs: int = 0
-    images: int = 0
-
-
 class Admission(Protocol):
-    """Who may submit what (per-owner limits): asked before a job is queued, and told
-    once when it ends. ``admit`` must decide without awaiting, so that concurrent
-    submits see each other."""
+    """Who may submit what (per-owner limits). ``admit`` checks a new job against its
+    owner's limits and reserves what it asks for, in one atomic step, or raises;
+    ``restore`` keeps the reservation of a job resumed after a restart; ``finished``
+    gives it back once the job ends, counting what it made."""
 
-    def admit(self, job: Job, load: Load) -> None: ...
+    async def admit(self, job: Job) -> None: ...
+
+    async def restore(self, job: Job) -> None: ...
 
     def finished(self, job: Job) -> None: ...
 
@@ -109,9 +107,11 @@ class Runner:
         self._by_key: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._places: dict[str, Place] = {}
-        self._loads: dict[str, Load] = {}
+        self._dropped: set[str] = set()       # jobs another replica took over
+        self._errands: set[asyncio.Task] = set()
         self._accepting = True
         self._stopping = False
+        self._stopped = asyncio.Event()       # jobs in flight were stopped (shutdown)
         #: Jobs ended since start, by state; ``cached``: how many of the succeeded ones
         #: were answered from the result cache.
         self.counters: dict[str, int] = {"succeeded": 0, "failed": 0, "cancelled": 0,
@@ -120,52 +120,94 @@ class Runner:
     # --- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume the jobs a previous run left unfinished."""
+        """Resume the jobs a previous run left unfinished (with replicas: the jobs no
+        replica holds), and from now on those another replica leaves behind."""
+        self.journal.attach(adopt=self.adopt, cancel=self._cancel_by_id, drop=self.drop)
+        resumed = 0
         for job in await self.journal.unfinished():
-            submitted = self.provider.submitted(job)
-            if job.state is JobState.DOWNLOADING and job.outputs:
-                pass                                    # fetch the images again
-            elif submitted and job.state is not JobState.QUEUED:
-                job.state = JobState.RUNNING            # follow it where it is
-            elif job.state is JobState.QUEUED or self.provider.free_to_repeat:
-                job.state, job.submitted_at = JobState.QUEUED, None
-            else:
-                # The upstream may or may not have the job: sending it again could make
-                # a second one, so this one ends here.
-                self._finish(job, JobState.FAILED, UpstreamError(
-                    "The daemon restarted while submitting this job; submit it again."))
-                continue
-            self._remember(job)
-            self._start_task(job, resumed=True)
-        if self._tasks:
-            log.info("resumed %d unfinished job(s) from the journal", len(self._tasks))
+            resumed += await self.adopt(job)
+        if resumed:
+            log.info("resumed %d unfinished job(s) from the journal", resumed)
         if self.journal.quarantined:
             log.warning("skipped %d journal record(s) that no longer describe a job (%s); "
                         "they are kept in the journal's quarantine table",
                         len(self.journal.quarantined),
                         ", ".join(job_id for job_id, _ in self.journal.quarantined[:5]))
 
+    async def adopt(self, job: Job) -> bool:
+        """Take over an unfinished job (after a restart, or from a replica that left):
+        followed where the upstream has it, queued again when sending it again costs
+        nothing, else failed — the upstream may have it, and sending it twice could make
+        two. Returns whether it runs here now."""
+        if job.id in self._jobs and not self._jobs[job.id].state.terminal:
+            return False
+        if await self.journal.cancel_requested(job.id):
+            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+            return False
+        submitted = self.provider.submitted(job)
+        if job.state is JobState.DOWNLOADING and job.outputs:
+            pass                                    # fetch the images again
+        elif submitted and job.state is not JobState.QUEUED:
+            job.state = JobState.RUNNING            # follow it where it is
+        elif job.state is JobState.QUEUED or self.provider.free_to_repeat:
+            job.state, job.submitted_at = JobState.QUEUED, None
+        else:
+            self._finish(job, JobState.FAILED, UpstreamError(
+                "The daemon restarted while submitting this job; submit it again."))
+            return False
+        if self.admission is not None:
+            await self.admission.restore(job)
+        self._dropped.discard(job.id)
+        self._remember(job)
+        self._start_task(job, resumed=True)
+        return True
+
+    def drop(self, job_id: str) -> None:
+        """Stop working on a job another replica has taken over (its lease was lost):
+        quietly, leaving its record to the one that runs it now."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            self._dropped.add(job_id)
+            task.cancel()
+        self._jobs.pop(job_id, None)
+
     async def close(self, grace: float = 0.0) -> None:
         """Stop: take no new jobs and start no queued one; give the jobs in flight
-        ``grace`` seconds, then stop the rest where they are (their journal records let
-        the next start resume them)."""
+        ``grace`` seconds, then stop the rest where they are: their journal records let
+        the next start (or, with replicas, another replica at once) resume them. Callers
+        still waiting for such a job are answered ``Unavailable``, to try again."""
         self._accepting = False
         self.queue.paused = True
         in_flight = [self._tasks[j.id] for j in self.active if j.id in self._tasks]
         if grace > 0 and in_flight:
             await asyncio.wait(in_flight, timeout=grace)
+        await self._let_submits_land()
         self._stopping = True
         for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), *self._errands, return_exceptions=True)
+        await self.journal.handover()
+        self._stopped.set()
+
+    async def _let_submits_land(self) -> None:
+        """A create stopped in the air could not be resumed (the upstream may or may not
+        have the job), so jobs being submitted get a little while (``LANDING``) for an
+        answer first."""
+        submitting = [j for j in self.active if j.state is JobState.SUBMITTING]
+        deadline = time.monotonic() + min(LANDING, self.limits.submit_timeout)
+        for job in submitting:
+            async for current in self.changes(job, tick=0.1):
+                if current.state is not JobState.SUBMITTING or time.monotonic() > deadline:
+                    break
 
     # --- the API the facades use ----------------------------------------------------------
 
-    async def submit(self, gen: Generation, *, source: str = "api", owner: str = "local",
+    async def submit(self, gen: JobRequest, *, source: str = "api", owner: str = "local",
                      idempotency_key: str | None = None, reuse: bool = False,
                      webhook_url: str | None = None, origin: str | None = None) -> Job:
-        """Queue a generation and return its job at once. An ``idempotency_key`` is the
-        owner's own: the same key from another owner is another job.
+        """Queue a generation (or an upscale) and return its job at once. An
+        ``idempotency_key`` is the owner's own: the same key from another owner is another
+        job.
 
         ``reuse``: the request named its seed and allows the result cache, so the
         images of an earlier identical generation of the owner's may answer it: the job
@@ -173,46 +215,46 @@ class Runner:
         ``webhook_url``: where the job's end is POSTed, besides the configured webhooks;
         ``origin``: the base URL the client reached the daemon at (for the links in it)."""
         if not self._accepting:
-            raise QueueFull("The daemon is shutting down.", retry_after=5)
+            raise _shutting_down()
         if idempotency_key:
             existing = await self.get_by_key(idempotency_key, owner)
             if existing:
                 return existing
-        if gen.is_img2img:
-            self.provider.require("img2img")
+        for feature in gen.features:
+            self.provider.require(feature)
         job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
                   idempotency_key=_scoped(idempotency_key, owner), provider=self.provider.name,
                   webhook_url=webhook_url, origin=origin)
         cache = self.cache if reuse else None
         if cache is not None:
             earlier = await cache.lookup(self.provider.name, owner, gen, self.get)
-            twin = self._by_key.get(job.idempotency_key or "")
-            if twin is not None:   # registered by a twin request while we looked
-                return twin
             self.metrics.result_cache.labels("hit" if earlier else "miss").inc()
             if earlier is not None:
-                return self._hit(job, earlier)
+                return await self._hit(job, earlier)
             job.cache = "miss"
         else:
             self.metrics.result_cache.labels("bypass").inc()
         if self.full:
             raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
-        if self.admission is not None:     # no await from here to _remember: atomic
-            self.admission.admit(job, self._loads.get(owner, Load()))
+        twin = await self._twin(job)
+        if twin is not None:
+            return twin
+        if self.admission is not None:
+            await self.admission.admit(job)
         self._remember(job)
         self._save(job)
         self._start_task(job)
         return job
 
-    async def run(self, gen: Generation, *, source: str = "api", owner: str = "local",
+    async def run(self, gen: JobRequest, *, source: str = "api", owner: str = "local",
                   reuse: bool = False, origin: str | None = None) -> Job:
         """Submit and wait for the result; if the caller goes away, the job is cancelled.
 
         Raises the job's error unless it succeeded."""
         job = await self.submit(gen, source=source, owner=owner, reuse=reuse, origin=origin)
         try:
-            await job._done.wait()
+            await self._until_done(job)
         except asyncio.CancelledError:
             self.cancel(job)
             raise
@@ -222,25 +264,39 @@ class Runner:
         return self._jobs.get(job_id) or await self.journal.get(job_id)
 
     def cancel(self, job: Job) -> None:
+        """Cancel a job, here or on the replica that runs it."""
         task = self._tasks.get(job.id)
-        if task is not None and not job.state.terminal:
-            task.cancel()
+        if task is not None:
+            if not job.state.terminal:
+                task.cancel()
+        elif not job.state.terminal:
+            errand = asyncio.ensure_future(self.journal.request_cancel(job.id))
+            self._errands.add(errand)
+            errand.add_done_callback(self._errands.discard)
 
     async def wait(self, job: Job, timeout: float | None = None) -> bool:
         """Wait until the job ends; False on timeout."""
         try:
-            await asyncio.wait_for(job._done.wait(), timeout)
+            await asyncio.wait_for(self._until_done(job), timeout)
         except asyncio.TimeoutError:
             return False
         return True
 
     async def changes(self, job: Job, tick: float = 1.0) -> AsyncIterator[Job]:
-        """Yield the job now, on every change, and every ``tick`` seconds, until it ends."""
+        """Yield the job now, on every change, and every ``tick`` seconds, until it ends
+        (a job another replica runs: as its record says). Raises ``Unavailable`` when
+        this daemon stops before the job ends."""
+        if job.id not in self._tasks and not job.state.terminal:
+            async for current in self._remote_changes(job, tick):
+                yield current
+            return
         while True:
             event = job._changed
             yield job
             if job.state.terminal:
                 return
+            if self._stopped.is_set():
+                raise _shutting_down()
             try:
                 await asyncio.wait_for(event.wait(), tick)
             except asyncio.TimeoutError:
@@ -265,9 +321,59 @@ class Runner:
             job = self._by_key.get(scoped) or found
         return job
 
-    def load(self, owner: str) -> Load:
-        """The owner's unfinished jobs and the images they ask for."""
-        return self._loads.get(owner, Load())
+    async def _until_done(self, job: Job) -> None:
+        """Until the job ends; ``Unavailable`` if this daemon stops first."""
+        if job.id not in self._tasks and not job.state.terminal:
+            async for _ in self._remote_changes(job, 1.0):
+                pass
+            return
+        done = asyncio.ensure_future(job._done.wait())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait((done, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            stopped.cancel()
+        if not job._done.is_set():
+            raise _shutting_down()
+
+    async def _remote_changes(self, job: Job, tick: float) -> AsyncIterator[Job]:
+        """A job this daemon does not run, as its record changes (each change announced
+        by the replica that runs it, and read again every ``tick`` seconds anyway)."""
+        async with self.journal.watch(job.id) as changed:
+            while True:
+                yield job
+                if job.state.terminal:
+                    return
+                if self._stopped.is_set():
+                    raise _shutting_down()
+                try:
+                    await asyncio.wait_for(changed.wait(), tick)
+                except asyncio.TimeoutError:
+                    pass
+                changed.clear()
+                job = await self.get(job.id) or job
+
+    async def _twin(self, job: Job) -> Job | None:
+        """The job that holds ``job``'s idempotency key already, if another does: a twin
+        request submitted meanwhile (with replicas, maybe elsewhere). The first one wins."""
+        if not job.idempotency_key:
+            return None
+        holder = await self.journal.claim_key(job.idempotency_key, job.id)
+        twin = self._by_key.get(job.idempotency_key)
+        if holder != job.id or twin is not None:
+            return twin or await self._await_record(holder)
+        return None
+
+    async def _await_record(self, job_id: str) -> Job:
+        """The job another replica just made, once its record arrives (a moment)."""
+        for _ in range(40):
+            found = await self.get(job_id)
+            if found is not None:
+                return found
+            await asyncio.sleep(0.05)
+        raise Unavailable("The job for this Idempotency-Key is being made by another "
+                          "replica; ask again in a moment.", retry_after=1)
 
     # --- what the facades show --------------------------------------------------------------
 
@@ -311,7 +417,9 @@ class Runner:
             if not job.state.terminal:
                 held.update(image.hash for image in job.images)
                 held.update(job._held)
-                held.update(h for h in (job.generation.init_image, job.generation.mask) if h)
+                gen = job.generation
+                held.update(h for h in (gen.init_image, gen.mask) if h)
+                held.update(source.hash for source in getattr(gen, "images", ()))  # upscales
         return held
 
     @property
@@ -362,7 +470,7 @@ class Runner:
         place = self._places.pop(job.id, None)
         if place is not None:
             self.queue.release(place)
-        if not job.state.terminal and not self._stopping:
+        if not job.state.terminal and not self._stopping and job.id not in self._dropped:
             # Cancelled before its first step, so ``_run`` never ran: end it here.
             self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
 
@@ -384,6 +492,8 @@ class Runner:
                     self.queue.release(self._places.pop(job.id))
             self._finish(job, JobState.SUCCEEDED)
         except asyncio.CancelledError:
+            if job.id in self._dropped:      # another replica runs it now
+                raise
             if self._stopping:
                 self._save(job)  # left as it is: the next start resumes it
                 raise
@@ -487,8 +597,6 @@ class Runner:
     # --- bookkeeping ----------------------------------------------------------------------
 
     def _remember(self, job: Job) -> None:
-        if job.id not in self._jobs and not job.state.terminal:
-            self._carry(job, +1)
         self._jobs[job.id] = job
         if job.idempotency_key:
             self._by_key[job.idempotency_key] = job
@@ -502,6 +610,12 @@ class Runner:
             if oldest.idempotency_key:
                 self._by_key.pop(oldest.idempotency_key, None)
 
+    def _cancel_by_id(self, job_id: str) -> None:
+        """Another replica asks to cancel a job this one runs."""
+        job = self._jobs.get(job_id)
+        if job is not None and job.id in self._tasks:
+            self.cancel(job)
+
     def _reported(self, job: Job, fraction: float) -> None:
         job.reported_progress = min(1.0, max(0.0, fraction))
         self._notify(job)
@@ -511,13 +625,16 @@ class Runner:
         self._save(job)
         self._notify(job)
 
-    def _hit(self, job: Job, earlier: Job) -> Job:
+    async def _hit(self, job: Job, earlier: Job) -> Job:
         """Answer ``job`` with the images of ``earlier``: it ends as it is made."""
         job.provider, job.images = earlier.provider, list(earlier.images)
         job.cache, job.cached_from = "hit", earlier.id
         job.started_at = job.created_at
+        twin = await self._twin(job)
+        if twin is not None:
+            return twin
         if self.admission is not None:
-            self.admission.admit(job, self._loads.get(job.owner, Load()))
+            await self.admission.admit(job)
         for image in job.images:      # served now: the least likely to be trimmed
             self.store.touch(image.hash)
         self._remember(job)
@@ -526,18 +643,7 @@ class Runner:
         self._finish(job, JobState.SUCCEEDED)
         return job
 
-    def _carry(self, job: Job, sign: int) -> None:
-        """Add (or take away) an unfinished job from its owner's load."""
-        jobs, images = self._loads.get(job.owner, Load())
-        load = Load(jobs + sign, images + sign * job.generation.n)
-        if load.jobs > 0:
-            self._loads[job.owner] = load
-        else:
-            self._loads.pop(job.owner, None)
-
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
-        if job.id in self._jobs and not job.state.terminal:
-            self._carry(job, -1)
         job.state, job.error, job.finished_at = state, error, time.time()
         if self.admission is not None:
             self.admission.finished(job)
@@ -572,6 +678,11 @@ class Runner:
     def _notify(job: Job) -> None:
         event, job._changed = job._changed, asyncio.Event()
         event.set()
+
+
+def _shutting_down() -> Unavailable:
+    return Unavailable("This daemon is shutting down; send the request again (with "
+                       "several replicas, another one takes it).", retry_after=2)
 
 
 def _scoped(key: str | None, owner: str) -> str | None:

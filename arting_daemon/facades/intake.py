@@ -3,19 +3,27 @@
 Clients send pictures as file parts, base64 or data URLs, and masks in two conventions
 (OpenAI: transparent = edit; A1111 and the job API: white = edit). Here each becomes an
 RGB PNG (the init image) and an 8-bit mask, white where the picture may change, stored
-by hash for the ``Generation``. Decoding and Pillow work run off the event loop.
+by hash for the ``Generation``. Pictures to upscale come the same ways, or as the hash of
+an image the store has already (a result); they become an ``Upscale``'s sources.
+Decoding and Pillow work run off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from aiohttp import web
 
 from .. import imaging
+from ..errors import NotFound
 from ..state import PROVIDER, STORE
+from ..store import png_size
+from ..upscaling import Source
+
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,22 @@ async def take_init_image(request: web.Request, image: bytes | str, param: str, 
     stored = await store.put(png)
     mask_hash = (await store.put(mask_png)).hash if mask_png is not None else None
     return InitImage(stored.hash, width, height, mask_hash)
+
+
+async def take_source(request: web.Request, image: bytes | str, param: str,
+                      seed: int = -1) -> Source:
+    """A picture to upscale: the hash of a stored image, or one to store (raw bytes,
+    base64 or a data URL) as an RGB PNG."""
+    store = request.config_dict[STORE]
+    if isinstance(image, str) and _HASH.fullmatch(image):
+        if not store.exists(image):
+            raise NotFound(f"{param}: no stored image has the hash {image}; send the image "
+                           "itself (base64 or a data URL) instead.", param=param)
+        width, height = png_size(await store.read(image)) or (0, 0)
+        return Source(hash=image, width=width, height=height, seed=seed)
+    png, width, height = await asyncio.to_thread(
+        lambda: imaging.init_image(_raw(image, param), param))
+    return Source(hash=(await store.put(png)).hash, width=width, height=height, seed=seed)
 
 
 def _raw(value: bytes | str, param: str) -> bytes:

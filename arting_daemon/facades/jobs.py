@@ -1,6 +1,7 @@
 """The daemon's own job API under ``/arting/v1``, for the plugins and the web page.
 
-* ``POST /jobs`` — submit (``Idempotency-Key`` makes a retried submit return the same job)
+* ``POST /jobs`` — submit a generation, or with ``"kind": "upscale"`` an upscale of images
+  (``Idempotency-Key`` makes a retried submit return the same job)
 * ``GET /jobs`` — recent jobs, newest first, paged with ``before``
 * ``GET /jobs/{id}`` — state, progress, ETA, queue position, images, error
 * ``GET /jobs/{id}/events`` — the same as server-sent events until the job ends
@@ -14,7 +15,7 @@ Errors use OpenAI's envelope, ``{"error": {"message", "type", "param", "code"}}`
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,14 +24,15 @@ from .. import __version__, catalog
 from ..auth import generates, principal, public
 from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
-from ..errors import InvalidRequest, NotFound
+from ..errors import ArtingError, InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
 from ..state import (CATALOG, ENGINE, KEYS, PROVIDER, RETENTION, RULES, SETTINGS, STORE,
                      WEBHOOKS, WS_CLIENTS)
 from ..store import ImageStore
+from ..upscaling import SCALES, Upscale, build_upscale, check_request
 from .http import (base_url, cache_headers, event_stream, follow, image_link, may_reuse,
                    parse_model, read_json)
-from .intake import require_img2img, take_init_image
+from .intake import require_img2img, take_init_image, take_source
 
 TICK = 1.0
 
@@ -38,6 +40,7 @@ TICK = 1.0
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["generate"] = "generate"
     prompt: str
     negative_prompt: str = ""
     model: str | None = None
@@ -59,6 +62,20 @@ class JobRequest(BaseModel):
     strength: float | None = None
     #: False: never answer from the result cache (as ``Cache-Control: no-cache``)
     cache: bool = True
+    #: Where to POST the job when it ends (signed; see webhooks.py)
+    webhook_url: str | None = None
+
+
+class UpscaleRequest(BaseModel):
+    """Upscale pictures 2× or 4×: each one the hash of a stored image (a result), or the
+    image itself as base64 or a data URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["upscale"]
+    images: list[str] = []
+    image: str | None = None
+    scale: int = 2
     #: Where to POST the job when it ends (signed; see webhooks.py)
     webhook_url: str | None = None
 
@@ -85,6 +102,7 @@ def job_dict(base: str, store: ImageStore, engine: Runner, job: Job) -> dict[str
         "progress": round(progress, 4),
         "eta_seconds": None if eta is None else round(eta, 1),
         "queue_position": engine.queue_position(job),
+        "kind": job.generation.kind,
         "request": job.generation.model_dump(mode="json"),
         "images": images,
         "images_expired": any(i["expired"] for i in images),
@@ -111,7 +129,6 @@ async def create_job(request: web.Request) -> web.Response:
 async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[Job, bool]:
     """Validate a job request (the body of ``POST /jobs``) and submit it: (the job,
     whether it is new — not when ``key``, an idempotency key, named one already)."""
-    body = parse_model(JobRequest, data)
     engine, owner = request.config_dict[ENGINE], principal(request).id
     if key is not None and len(key) > 255:
         raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
@@ -119,8 +136,33 @@ async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[
         known = await engine.get_by_key(key, owner)
         if known is not None:
             return known, False
+    upscaling = isinstance(data, dict) and data.get("kind") == "upscale"
+    body = parse_model(UpscaleRequest if upscaling else JobRequest, data)
     if body.webhook_url is not None:
         await request.config_dict[WEBHOOKS].accept(body.webhook_url)
+    if isinstance(body, UpscaleRequest):
+        job_request, reuse = await _upscale(request, body), False
+    else:
+        job_request = await _generation(request, body)
+        reuse = body.cache and may_reuse(request, body.seed)
+    job = await engine.submit(job_request,
+                              source=request.headers.get("X-Arting-Client", "api")[:32],
+                              owner=owner, idempotency_key=key, reuse=reuse,
+                              webhook_url=body.webhook_url, origin=base_url(request))
+    return job, True
+
+
+async def _upscale(request: web.Request, body: UpscaleRequest) -> Upscale:
+    request.config_dict[PROVIDER].require("upscale")
+    images = body.images + ([body.image] if body.image else [])
+    settings = request.config_dict[SETTINGS]
+    check_request(len(images), body.scale, settings.max_images)
+    sources = [await take_source(request, image, f"images.{i}") for i, image in
+               enumerate(images)]
+    return build_upscale(sources, body.scale, settings.upscale_version, settings.max_images)
+
+
+async def _generation(request: web.Request, body: JobRequest) -> Generation:
     if body.mask and not body.init_image:
         raise InvalidRequest("mask needs init_image.", param="mask")
     init = None
@@ -129,18 +171,13 @@ async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[
         init = await take_init_image(request, body.init_image, "init_image", mask=body.mask)
         if body.width is None and body.height is None and body.size is None:
             body.width, body.height = init.width, init.height
-    gen = build_generation(
+    return build_generation(
         request.config_dict[RULES], request.config_dict[CATALOG], prompt=body.prompt,
         negative_prompt=body.negative_prompt, model=body.model, size=body.size,
         width=body.width, height=body.height, n=body.n, seed=body.seed, steps=body.steps,
         guidance=body.guidance, sampler=body.sampler, clip_skip=body.clip_skip,
         loras=body.loras, nsfw=body.nsfw, init_image=init and init.hash,
         strength=body.strength, mask=init and init.mask)
-    job = await engine.submit(gen, source=request.headers.get("X-Arting-Client", "api")[:32],
-                              owner=owner, idempotency_key=key,
-                              reuse=body.cache and may_reuse(request, body.seed),
-                              webhook_url=body.webhook_url, origin=base_url(request))
-    return job, True
 
 
 async def find_job(request: web.Request, job_id: str) -> Job:
@@ -159,8 +196,9 @@ async def _job(request: web.Request) -> Job:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    engine = request.config_dict[ENGINE]
-    return web.json_response(job_view(request, engine, await _job(request)))
+    engine, job = request.config_dict[ENGINE], await _job(request)
+    await request.config_dict[WEBHOOKS].refresh([job])
+    return web.json_response(job_view(request, engine, job))
 
 
 async def cancel_job(request: web.Request) -> web.Response:
@@ -180,9 +218,12 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     try:
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
-        async for current in follow(request, engine, job, TICK):
-            data = json.dumps(job_view(request, engine, current))
-            await resp.write(f"event: job\ndata: {data}\n\n".encode())
+        try:
+            async for current in follow(request, engine, job, TICK):
+                data = json.dumps(job_view(request, engine, current))
+                await resp.write(f"event: job\ndata: {data}\n\n".encode())
+        except ArtingError as err:     # this daemon stops: the client reconnects elsewhere
+            await resp.write(f"event: error\ndata: {json.dumps(err.to_dict())}\n\n".encode())
         await resp.write_eof()
     except ConnectionResetError:
         pass  # the watcher left; the job goes on
@@ -202,6 +243,7 @@ async def list_jobs(request: web.Request) -> web.Response:
                              param="state")
     caller = principal(request)
     jobs = await engine.recent(limit, before, state, owner=None if caller.admin else caller.id)
+    await request.config_dict[WEBHOOKS].refresh(jobs)
     return web.json_response({
         "object": "list",
         "data": [job_view(request, engine, j) for j in jobs],
@@ -240,6 +282,7 @@ async def status(request: web.Request) -> web.Response:
         "sandbox": settings.sandbox,
         "upstream": settings.base_url,
         "img2img": settings.img2img,
+        "upscale": settings.upscale,
         "auth_required": settings.auth_required or request.config_dict[KEYS].in_use,
         "caller": {"id": principal(request).id, "name": principal(request).name,
                    "admin": principal(request).admin},
@@ -272,6 +315,8 @@ async def get_catalog(request: web.Request) -> web.Response:
                    "size_multiple": settings.size_multiple,
                    "max_prompt_chars": settings.max_prompt_chars},
         "img2img": settings.img2img,
+        "upscale": settings.upscale,
+        "upscale_scales": list(SCALES),
     })
 
 

@@ -17,10 +17,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import auth
-from ..errors import InvalidRequest, NotFound
+from ..errors import Forbidden, InvalidRequest, NotFound
 from ..keys.store import ApiKey, Limits
 from ..keys.usage import report
-from ..state import CATALOG, ENGINE, GATE, JOURNAL, KEYS
+from ..state import CATALOG, GATE, JOURNAL, KEYS
 from .http import parse_model, read_json
 
 MAX_DAYS = 90
@@ -84,11 +84,15 @@ async def _with_usage(request: web.Request, keys: list[ApiKey]) -> list[dict[str
 
 async def _report(request: web.Request, owners: list[str], days: int) -> list[dict]:
     app = request.config_dict
-    return await report(owners, days, app[KEYS], app[JOURNAL], app[GATE], app[ENGINE])
+    return await report(owners, days, app[KEYS], app[JOURNAL], app[GATE])
 
 
 @auth.admin
 async def create_key(request: web.Request) -> web.Response:
+    if auth.principal(request) is auth.LOCAL:
+        raise Forbidden("Set an admin key (API_MASTER_KEY) before making user keys: once a "
+                        "user key exists every request needs a key, and without an admin key "
+                        "nobody could manage keys here (`arting-daemon keys` still can).")
     body = parse_model(NewKey, await read_json(request))
     key, secret = await request.config_dict[KEYS].create(
         body.name, _limits(request, body), _expiry(body.expires_at))

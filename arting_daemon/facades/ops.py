@@ -17,7 +17,7 @@ from aiohttp import web
 from .. import auth
 from ..errors import Unauthorized
 from ..metrics import CONTENT_TYPE
-from ..state import ARTING, ENGINE, METRICS, PROVIDER
+from ..state import ARTING, ENGINE, LINK, METRICS, PROVIDER
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -49,6 +49,9 @@ async def readyz(request: web.Request) -> web.Response:
         reasons.append("the job queue is full (max_queued_jobs)")
     if (trouble := request.config_dict[PROVIDER].unready()) is not None:
         reasons.append(trouble)
+    link = request.config_dict[LINK]
+    if link is not None and link.down:
+        reasons.append(f"{link.down}; requests that need it get a retryable 503")
     if reasons:
         return web.json_response({"status": "not_ready", "reasons": reasons}, status=503)
     return web.json_response({"status": "ready"})

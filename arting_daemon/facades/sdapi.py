@@ -9,7 +9,9 @@
   ``CLIP_stop_at_last_layers`` their clip skip.
 * ``progress`` / ``interrupt`` / ``skip`` — the A1111 requests in flight, read from the
   job engine (ETA from recent job durations).
-* the listings clients read at start-up (models, samplers, schedulers, LoRAs, …).
+* ``extra-single-image`` / ``extra-batch-images``, and txt2img's ``enable_hr`` — upscaling
+  with Arting's image-enhance (``sdapi_upscale``).
+* the listings clients read at start-up (models, samplers, schedulers, LoRAs, upscalers …).
 
 Errors come in A1111's shapes (``sdapi_errors``).
 """
@@ -17,12 +19,14 @@ Errors come in A1111's shapes (``sdapi_errors``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import struct
 import time
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -36,11 +40,14 @@ from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
-from ..state import CATALOG, ENGINE, RULES
+from ..state import CATALOG, ENGINE, PROVIDER, RULES, SETTINGS
+from ..upscaling import Source, Upscale
+from . import sdapi_upscale
 from .http import (StoredB64, base_url, cache_headers, json_with_images, may_reuse, read_json,
                    status_text)
 from .intake import require_img2img, take_init_image
-from .sdapi_models import Img2ImgRequest, Txt2ImgRequest
+from .sdapi_models import (ExtrasBatchImagesRequest, ExtrasSingleImageRequest, Img2ImgRequest,
+                           Txt2ImgRequest)
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +64,31 @@ UNSTORED = ("sd_model_checkpoint", "sd_checkpoint_hash", "forge_preset")
 
 @dataclass(eq=False)
 class Batch:
-    """One txt2img/img2img request in flight: its jobs, for progress and interrupt."""
+    """One A1111 request in flight: its generation jobs and then its upscale jobs, for
+    progress and interrupt."""
 
     kind: str
     owner: str
     jobs: list[Job] = field(default_factory=list)
+    upscales: list[Job] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     interrupted: bool = False
     skipped: bool = False
+
+    @property
+    def every(self) -> list[Job]:
+        return self.jobs + self.upscales
+
+    def runner(self, engine: Runner) -> sdapi_upscale.RunJobs:
+        """Runs upscale jobs as part of this request, to their end."""
+        async def run(requests: list[Upscale]) -> list[Job]:
+            started = []
+            for upscale in requests:
+                started.append(await engine.submit(upscale, source="a1111", owner=self.owner))
+                self.upscales.append(started[-1])
+            await _wait_all(engine, started)
+            return started
+        return run
 
 
 class A1111State:
@@ -179,6 +203,27 @@ async def img2img(request: web.Request) -> web.Response:
                            strength=body.denoising_strength)
 
 
+@generates
+async def extra_single_image(request: web.Request) -> web.Response:
+    body = ExtrasSingleImageRequest.model_validate(await read_json(request))
+    hashes, info = await _extras(request, body, [body.image])
+    return await json_with_images(request, {"html_info": info, "image": StoredB64(hashes[0])})
+
+
+@generates
+async def extra_batch_images(request: web.Request) -> web.Response:
+    body = ExtrasBatchImagesRequest.model_validate(await read_json(request))
+    hashes, info = await _extras(request, body, [image.data for image in body.imageList])
+    return await json_with_images(request, {"html_info": info,
+                                            "images": [StoredB64(h) for h in hashes]})
+
+
+async def _extras(request: web.Request, body: Any, images: list[str]) -> tuple[list[str], str]:
+    async with _in_flight(request, "extras") as batch:
+        return await sdapi_upscale.extras(request, body, images,
+                                          batch.runner(request.config_dict[ENGINE]))
+
+
 def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
     scripts = list(body.alwayson_scripts or {})
     if scripts:
@@ -201,6 +246,9 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
     rules, models = request.config_dict[RULES], request.config_dict[CATALOG]
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
     _check_request(body, rules.max_images)
+    hires = kind == "txt2img" and body.enable_hr
+    if hires:   # refused now, not after the images are paid for
+        request.config_dict[PROVIDER].require("upscale")
     overrides = body.override_settings or {}
     options = {**DEFAULT_OPTIONS, **state.options, **overrides}
     model = state.current_model(models)
@@ -221,32 +269,49 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         clip_skip=clip_skip_option(options["CLIP_stop_at_last_layers"]), loras=loras, **image)
         for i in range(body.n_iter)]
 
-    batch = Batch(kind, principal(request).id)
-    state.batches.append(batch)
+    target = sdapi_upscale.hires_target(body, gens[0].width, gens[0].height) if hires else None
     reuse = may_reuse(request, body.seed)
-    try:
+    async with _in_flight(request, kind) as batch:
         for gen in gens:
             batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner,
                                                   reuse=reuse, origin=base_url(request)))
         await _wait_all(engine, batch.jobs)
+        made = [img for job in batch.jobs for img in job.images]
+        hashes = [img.hash for img in made]
+        if target is not None and not batch.interrupted:
+            hashes = await sdapi_upscale.upscale(
+                request, [Source(hash=i.hash, width=i.width, height=i.height, seed=i.seed)
+                          for i in made], sdapi_upscale.ARTING, target, batch.runner(engine))
+
+    upscaler = (f"{sdapi_upscale.ARTING} (image-enhance "
+                f"{request.config_dict[SETTINGS].upscale_version})") if hires else None
+    info = build_info(body, gens, batch, upscaler)
+    images: list[StoredB64] = []
+    if body.send_images:
+        pnginfo = bool(options.get("enable_pnginfo", True))
+        images = [StoredB64(digest, edit=partial(png_with_text, key="parameters", text=text)
+                            if pnginfo else None)
+                  for digest, text in zip(hashes, info["infotexts"])]
+    return await json_with_images(request, {"images": images, "parameters": body.parameters(),
+                                            "info": json.dumps(info)},
+                                  headers=cache_headers(*batch.every))
+
+
+@contextlib.asynccontextmanager
+async def _in_flight(request: web.Request, kind: str) -> AsyncIterator[Batch]:
+    """An A1111 request's jobs, seen by progress and interrupt while it runs; if it
+    fails or its client goes away, its jobs are cancelled."""
+    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
+    batch = Batch(kind, principal(request).id)
+    state.batches.append(batch)
+    try:
+        yield batch
     except BaseException:
-        for job in batch.jobs:
+        for job in batch.every:
             engine.cancel(job)
         raise
     finally:
         state.batches.remove(batch)
-
-    info = build_info(body, gens, batch)
-    images: list[StoredB64] = []
-    if body.send_images:
-        pnginfo = bool(options.get("enable_pnginfo", True))
-        done = [img for job in batch.jobs for img in job.images]
-        images = [StoredB64(img.hash, edit=partial(png_with_text, key="parameters", text=text)
-                            if pnginfo else None)
-                  for img, text in zip(done, info["infotexts"])]
-    return await json_with_images(request, {"images": images, "parameters": body.parameters(),
-                                            "info": json.dumps(info)},
-                                  headers=cache_headers(*batch.jobs))
 
 
 async def _wait_all(engine: Runner, jobs: list[Job]) -> None:
@@ -273,7 +338,18 @@ def reported_sampler(gen: Generation) -> tuple[str, str]:
     return gen.sampler, "Automatic"
 
 
-def infotext(body: Txt2ImgRequest, gen: Generation, seed: int) -> str:
+def hires_params(body: Txt2ImgRequest, upscaler: str | None) -> dict[str, Any]:
+    """What A1111's infotext says of a Hires. fix: by how much, and with what (here
+    always Arting's image-enhance, after the generation)."""
+    if upscaler is None:
+        return {}
+    by = ({"Hires upscale": f"{body.hr_scale:g}"} if body.hr_resize_x <= 0 and
+          body.hr_resize_y <= 0 else {"Hires resize": f"{body.hr_resize_x}x{body.hr_resize_y}"})
+    return {**by, "Hires upscaler": upscaler}
+
+
+def infotext(body: Txt2ImgRequest, gen: Generation, seed: int,
+             upscaler: str | None = None) -> str:
     """A1111's infotext: prompt, negative prompt, then ``key: value`` pairs."""
     sampler, schedule = reported_sampler(gen)
     pairs = {"Steps": gen.steps, "Sampler": sampler, "Schedule type": schedule,
@@ -283,6 +359,7 @@ def infotext(body: Txt2ImgRequest, gen: Generation, seed: int) -> str:
         pairs["Denoising strength"] = gen.strength
     if gen.clip_skip > 1:
         pairs["Clip skip"] = gen.clip_skip
+    pairs.update(hires_params(body, upscaler))
     pairs["Version"] = f"arting-2api-{__version__}"
     lines = [body.prompt]
     if body.negative_prompt:
@@ -291,7 +368,8 @@ def infotext(body: Txt2ImgRequest, gen: Generation, seed: int) -> str:
     return "\n".join(lines)
 
 
-def build_info(body: Txt2ImgRequest, gens: list[Generation], batch: Batch) -> dict[str, Any]:
+def build_info(body: Txt2ImgRequest, gens: list[Generation], batch: Batch,
+               upscaler: str | None = None) -> dict[str, Any]:
     """``info`` (sent as a JSON string): what A1111's ``Processed.js()`` holds."""
     first = gens[0]
     all_seeds = [s for gen in gens for s in gen.seeds()]
@@ -314,9 +392,10 @@ def build_info(body: Txt2ImgRequest, gens: list[Generation], batch: Batch) -> di
         "seed_resize_from_w": body.seed_resize_from_w,
         "seed_resize_from_h": body.seed_resize_from_h,
         "denoising_strength": first.strength if first.is_img2img else None,
-        "extra_generation_params": {"Schedule type": schedule},
+        "extra_generation_params": {"Schedule type": schedule,
+                                    **hires_params(body, upscaler)},
         "index_of_first_image": 0,
-        "infotexts": [infotext(body, first, s) for s in made],
+        "infotexts": [infotext(body, first, s, upscaler) for s in made],
         "styles": body.styles or [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(batch.started)),
         "clip_skip": first.clip_skip, "is_using_inpainting_conditioning": False,
@@ -350,7 +429,7 @@ async def progress(request: web.Request) -> web.Response:
     """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
     with ``job_count 0``, which clients wait for after switching models."""
     engine, batches = request.config_dict[ENGINE], request.config_dict[STATE].batches_of(request)
-    jobs = [job for batch in batches for job in batch.jobs]
+    jobs = [job for batch in batches for job in batch.every]
     if not jobs:
         return web.json_response({"progress": 0.0, "eta_relative": 0.0, "state": IDLE_STATE,
                                   "current_image": None, "textinfo": None})
@@ -360,7 +439,7 @@ async def progress(request: web.Request) -> web.Response:
     fraction = sum(f for f, _ in estimates) / len(jobs)
     eta = max((e for (_, e), j in zip(estimates, jobs) if not j.state.terminal and e),
               default=0.0)
-    steps = current.generation.steps
+    steps = current.generation.steps if isinstance(current.generation, Generation) else 1
     return web.json_response({
         "progress": round(min(max(fraction, 0.01), 0.99), 4),
         "eta_relative": round(eta, 2),
@@ -382,6 +461,8 @@ async def progress(request: web.Request) -> web.Response:
 
 def _textinfo(engine: Runner, job: Job) -> str:
     said = status_text(engine, job)
+    if said == "generating" and isinstance(job.generation, Upscale):
+        return f"Upscaling {job.generation.scale}× on Arting"
     where = f" on Arting ({job.generation.model})" if said == "generating" else ""
     return said.capitalize() + where
 
@@ -392,7 +473,7 @@ async def interrupt(request: web.Request) -> web.Response:
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
     for batch in state.batches_of(request):
         batch.interrupted = True
-        for job in batch.jobs:
+        for job in batch.every:
             engine.cancel(job)
     return web.json_response({})
 
@@ -402,7 +483,7 @@ async def skip(request: web.Request) -> web.Response:
     go on."""
     engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
     for batch in state.batches_of(request):
-        current = next((j for j in batch.jobs if not j.state.terminal), None)
+        current = next((j for j in batch.every if not j.state.terminal), None)
         if current is not None:
             batch.skipped = True
             engine.cancel(current)
@@ -446,8 +527,6 @@ FIXED_GETS: dict[str, Any] = {
     "/schedulers": SCHEDULERS,
     "/scripts": {"txt2img": [], "img2img": []},
     "/script-info": [],
-    "/upscalers": [{"name": "None", "model_name": None, "model_path": None, "model_url": None,
-                    "scale": 4.0}],
     "/latent-upscale-modes": [],
     "/sd-vae": [],
     "/hypernetworks": [],
@@ -471,6 +550,10 @@ def _fixed(value: Any):
     return handler
 
 
+async def upscalers(request: web.Request) -> web.Response:
+    return web.json_response(sdapi_upscale.upscalers(request.config_dict[SETTINGS]))
+
+
 async def ping(request: web.Request) -> web.Response:
     """``GET /internal/ping`` (root app): A1111's liveness check."""
     return web.json_response({})
@@ -480,6 +563,9 @@ def add_routes(app: web.Application) -> None:
     app[STATE] = A1111State()
     app.router.add_post("/txt2img", txt2img)
     app.router.add_post("/img2img", img2img)
+    app.router.add_post("/extra-single-image", extra_single_image)
+    app.router.add_post("/extra-batch-images", extra_batch_images)
+    app.router.add_get("/upscalers", upscalers)
     app.router.add_get("/options", get_options)
     app.router.add_post("/options", set_options)
     app.router.add_get("/sd-models", sd_models)

@@ -55,8 +55,10 @@ def invalid_detail(err: InvalidRequest) -> list[dict]:
 
 
 def status_of(err: ArtingError) -> int:
-    """The A1111 column of the taxonomy: client-side statuses stay, the rest is 500."""
-    return err.status if 400 <= err.status < 500 and err.status != 499 else 500
+    """The A1111 column of the taxonomy: client-side statuses stay (and a retryable 503),
+    the rest is 500."""
+    return err.status if 400 <= err.status < 500 and err.status != 499 or \
+        err.status == 503 else 500
 
 
 def render(err: ArtingError) -> web.Response:

@@ -13,6 +13,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
+def _null_is_default(cls: type[BaseModel], data: Any) -> Any:
+    """``"steps": null`` means the default, not a type error."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items()
+                if v is not None or k not in cls.model_fields
+                or cls.model_fields[k].default is None}
+    return data
+
+
 class Txt2ImgRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
 
@@ -76,12 +85,7 @@ class Txt2ImgRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _null_is_default(cls, data: Any) -> Any:
-        """``"steps": null`` means the default, not a type error."""
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items()
-                    if v is not None or k not in cls.model_fields
-                    or cls.model_fields[k].default is None}
-        return data
+        return _null_is_default(cls, data)
 
     @property
     def sampler(self) -> str:
@@ -119,3 +123,42 @@ class Img2ImgRequest(Txt2ImgRequest):
         if not self.include_init_images:
             echo["init_images"] = echo["mask"] = None
         return echo
+
+
+class ExtrasOptions(BaseModel):
+    """What ``extra-single-image`` and ``extra-batch-images`` share (A1111's
+    ``ExtrasBaseRequest``). Only the upscale is done here; face restoration is not."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    resize_mode: int = 0
+    show_extras_results: bool = True
+    gfpgan_visibility: float = 0
+    codeformer_visibility: float = 0
+    codeformer_weight: float = 0
+    upscaling_resize: float = 2
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaling_crop: bool = True
+    upscaler_1: str | None = "None"
+    upscaler_2: str | None = "None"
+    extras_upscaler_2_visibility: float = 0
+    upscale_first: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        return _null_is_default(cls, data)
+
+
+class ExtrasSingleImageRequest(ExtrasOptions):
+    image: str = ""
+
+
+class ExtrasImage(BaseModel):
+    data: str
+    name: str = ""
+
+
+class ExtrasBatchImagesRequest(ExtrasOptions):
+    imageList: list[ExtrasImage] = []

@@ -20,6 +20,7 @@ header) is refused, as CORS refuses its requests, unless ``cors_origins`` lists 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -181,7 +182,7 @@ class _Session:
             raise InvalidRequest("idempotency_key must be a string.", param="idempotency_key")
         if len(self.followed) >= MAX_FOLLOWED:
             raise self._too_many()
-        self.request.config_dict[GATE].request(self.request[PRINCIPAL])  # as @generates
+        await self.request.config_dict[GATE].request(self.request[PRINCIPAL])  # @generates
         job, _ = await submit_job(self.request, data["submit"], key or None)
         await self.send({"event": "submitted", "ref": data.get("ref"),
                          "job": job_view(self.request, self.engine, job)})
@@ -201,6 +202,9 @@ class _Session:
             async for current in self.engine.changes(job, tick=TICK):
                 await self.send({"event": "job",
                                  "job": job_view(self.request, self.engine, current)})
+        except ArtingError as err:     # this daemon stops: the client follows it elsewhere
+            with contextlib.suppress(ConnectionResetError):
+                await self._error(err, id=job.id)
         except ConnectionResetError:
             pass  # the client left; the job goes on
         finally:

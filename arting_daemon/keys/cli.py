@@ -1,13 +1,14 @@
 """``arting-daemon keys``: make, list and revoke user keys from the command line.
 
-It works on the data directory's ``keys.sqlite3`` directly, whether or not a daemon is
-running (a running daemon notices within half a second), so the operator needs no
-admin key and no network to hand out the first keys.
+It works on the data directory's ``keys.sqlite3`` directly (with ``redis_url``: on the
+replicas' Redis), whether or not a daemon is running (a running daemon notices within
+half a second), so the operator needs no admin key to hand out the first keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -15,7 +16,8 @@ from datetime import datetime, timezone
 
 from ..config import Settings
 from ..generation import Catalog, Rules
-from .store import ApiKey, KeyFile, Limits
+from .ring import key_ring
+from .store import ApiKey, Limits
 
 
 def add_parser(commands, shared: argparse.ArgumentParser) -> None:
@@ -39,6 +41,10 @@ def add_parser(commands, shared: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_run(args, settings))
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
     models = None
     if args.action == "create" and args.models:
         catalog = Catalog(Rules.of(settings))
@@ -47,10 +53,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; GET /v1/models lists "
                              "them (add others with `extra_models`)")
         models = tuple(catalog.resolve_model(m) for m in args.models)
-    keys = KeyFile(settings.data_dir / "keys.sqlite3")
+    link = None
+    if settings.redis_url is not None:       # the keys of replicas live in their Redis
+        from ..replicas.link import RedisLink
+        link = RedisLink(settings.redis_url.get_secret_value())
+        await link.open()
+    keys = key_ring(settings, link)
+    await keys.open()
     try:
         if args.action == "create":
-            key, secret = keys.create(args.name, Limits(
+            key, secret = await keys.create(args.name, Limits(
                 requests_per_minute=args.requests_per_minute,
                 images_per_day=args.images_per_day, max_concurrent=args.max_concurrent,
                 models=models), args.expires)
@@ -66,7 +78,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if not found and not args.json:
                 print("no keys yet: `arting-daemon keys create --name NAME`", file=sys.stderr)
         else:
-            key = keys.revoke(args.id)
+            key = await keys.revoke(args.id)
             if key is None:
                 print(f"arting-daemon: no key {args.id!r}; `arting-daemon keys list` shows "
                       "them.", file=sys.stderr)
@@ -74,7 +86,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{key.id} “{key.name}” revoked; a running daemon refuses it from now on.")
         return 0
     finally:
-        keys.close()
+        await keys.close()
+        if link is not None:
+            await link.close()
 
 
 def _state(key: ApiKey) -> str:

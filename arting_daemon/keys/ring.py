@@ -17,8 +17,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import EllipsisType
+from typing import TYPE_CHECKING
 
+from ..config import Settings
 from .store import ApiKey, KeyFile, Limits, digest
+
+if TYPE_CHECKING:
+    from ..replicas.link import RedisLink
 
 REFRESH = 0.5
 
@@ -27,6 +32,14 @@ log = logging.getLogger(__name__)
 
 def utc_day(t: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(t))
+
+
+def key_ring(settings: Settings, link: RedisLink | None = None):
+    """The keys where this daemon keeps them: the data directory, or the replicas' Redis."""
+    if link is None:
+        return KeyRing(settings.data_dir / "keys.sqlite3")
+    from ..replicas.keys import RedisKeyRing
+    return RedisKeyRing(link)
 
 
 class KeyRing:

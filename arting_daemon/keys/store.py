@@ -77,6 +77,18 @@ class ApiKey:
                     f"{_date(self.expires_at)}; ask the operator for a new one.")
         return None
 
+    def record(self) -> dict[str, Any]:
+        """Everything about the key (the hash included), as kept in Redis."""
+        return {**self.public(), "hash": self.hash}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> ApiKey:
+        models = rec.get("models")
+        return cls(rec["id"], rec["name"], rec["key_prefix"], rec["hash"], rec["created_at"],
+                   rec.get("expires_at"), rec.get("revoked_at"), Limits(
+                       rec.get("requests_per_minute"), rec.get("images_per_day"),
+                       rec.get("max_concurrent"), tuple(models) if models is not None else None))
+
     def public(self) -> dict[str, Any]:
         """What may be shown of the key: never the secret, nor its hash."""
         limits = asdict(self.limits)
@@ -85,6 +97,24 @@ class ApiKey:
         return {"id": self.id, "name": self.name, "key_prefix": self.shown,
                 "created_at": self.created_at, "expires_at": self.expires_at,
                 "revoked_at": self.revoked_at, **limits}
+
+
+def new_key(name: str, limits: Limits, expires_at: float | None) -> tuple[ApiKey, str]:
+    """A new key and its secret, wherever it is to be kept."""
+    if not name.strip():
+        raise ValueError("A key needs a name (who or what it is for).")
+    secret = PREFIX + secrets.token_urlsafe(24)
+    return ApiKey(id="key_" + secrets.token_hex(6), name=name.strip(), shown=secret[:SHOWN],
+                  hash=digest(secret), created_at=time.time(), expires_at=expires_at,
+                  limits=limits), secret
+
+
+def changed(key: ApiKey, name: str | None, limits: Limits | None,
+            expires_at: float | None | EllipsisType) -> ApiKey:
+    """The key with a new name, limits or expiry (``...``: the expiry as it is)."""
+    return replace(key, name=name.strip() if name else key.name,
+                   limits=limits if limits is not None else key.limits,
+                   expires_at=key.expires_at if expires_at is ... else expires_at)
 
 
 def digest(secret: str) -> str:
@@ -123,12 +153,7 @@ class KeyFile:
     def create(self, name: str, limits: Limits = Limits(),
                expires_at: float | None = None) -> tuple[ApiKey, str]:
         """A new key and its secret (which is not kept)."""
-        if not name.strip():
-            raise ValueError("A key needs a name (who or what it is for).")
-        secret = PREFIX + secrets.token_urlsafe(24)
-        key = ApiKey(id="key_" + secrets.token_hex(6), name=name.strip(),
-                     shown=secret[:SHOWN], hash=digest(secret), created_at=time.time(),
-                     expires_at=expires_at, limits=limits)
+        key, secret = new_key(name, limits, expires_at)
         self.db.execute(f"INSERT INTO keys ({self.COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (key.id, key.name, key.shown, key.hash, key.created_at,
                          key.expires_at, None, _limits_json(limits)))
@@ -149,9 +174,7 @@ class KeyFile:
         key = self.get(key_id)
         if key is None:
             return None
-        key = replace(key, name=name.strip() if name else key.name,
-                      limits=limits if limits is not None else key.limits,
-                      expires_at=key.expires_at if expires_at is ... else expires_at)
+        key = changed(key, name, limits, expires_at)
         self.db.execute("UPDATE keys SET name = ?, limits = ?, expires_at = ? WHERE id = ?",
                         (key.name, _limits_json(key.limits), key.expires_at, key_id))
         return key

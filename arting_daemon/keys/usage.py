@@ -13,8 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from ..engine.journal import Journal
-from ..engine.runner import Runner
-from .limits import WINDOW, Gate
+from .limits import WINDOW, Gate, Standing
 from .ring import KeyRing, utc_day
 from .store import ApiKey
 
@@ -26,7 +25,7 @@ def _day() -> dict[str, Any]:
 
 
 async def report(owners: list[str], days: int, ring: KeyRing, journal: Journal,
-                 gate: Gate, runner: Runner) -> list[dict[str, Any]]:
+                 gate: Gate) -> list[dict[str, Any]]:
     """One entry per owner (a key id, ``admin`` or ``local``), the last ``days`` UTC days."""
     now = time.time()
     since = now - now % 86400 - (days - 1) * 86400
@@ -41,12 +40,12 @@ async def report(owners: list[str], days: int, ring: KeyRing, journal: Journal,
             per_model["images"] += images or 0
     for (key_id, day), count in (await ring.requests(since)).items():
         by_owner[key_id].setdefault(day, _day())["requests"] += count
-    return [_entry(owner, by_owner.get(owner, {}), ring.get(owner), gate, runner, now)
-            for owner in owners]
+    return [_entry(owner, by_owner.get(owner, {}), ring.get(owner),
+                   await gate.standing(owner), now) for owner in owners]
 
 
-def _entry(owner: str, days: dict[str, dict], key: ApiKey | None, gate: Gate,
-           runner: Runner, now: float) -> dict[str, Any]:
+def _entry(owner: str, days: dict[str, dict], key: ApiKey | None, standing: Standing,
+           now: float) -> dict[str, Any]:
     totals = _day()
     for entry in days.values():
         totals["requests"] += entry["requests"]
@@ -54,22 +53,22 @@ def _entry(owner: str, days: dict[str, dict], key: ApiKey | None, gate: Gate,
         for state in OUTCOMES:
             totals["jobs"][state] += entry["jobs"][state]
     del totals["models"]
-    load = runner.load(owner)
+    load, used, recent = standing
     out: dict[str, Any] = {
         "owner": owner, "name": key.name if key else owner,
         "key": key.public() if key else None,
         "totals": totals,
         "days": [{"day": day, **entry} for day, entry in sorted(days.items(), reverse=True)],
         "in_flight": {"jobs": load.jobs, "images": load.images},
-        "today": {"day": utc_day(now), "images": gate.used_today(owner)},
+        "today": {"day": utc_day(now), "images": used},
     }
     if key is not None:
         limits = key.limits
         out["remaining"] = {
             "images_today": None if limits.images_per_day is None else max(
-                0, limits.images_per_day - gate.used_today(owner) - load.images),
+                0, limits.images_per_day - used - load.images),
             "requests_this_minute": None if limits.requests_per_minute is None else max(
-                0, limits.requests_per_minute - gate.recent_requests(owner, now)),
+                0, limits.requests_per_minute - recent),
             "jobs_in_flight": None if limits.max_concurrent is None else max(
                 0, limits.max_concurrent - load.jobs),
             "window_seconds": WINDOW,

@@ -6,9 +6,10 @@ opens an ``attempt`` (where the provider holds what the job needs upstream, such
 Arting token), ``submit``\\s it unless the provider says it was submitted already,
 ``follow``\\s it to the end, and ``fetch``\\es each finished image.
 
-A provider sees a job only as ``Work``: its id, its ``Generation``, when it was sent
-upstream, and ``provider_state``, a dict the provider keeps what it must remember in
-(a request id, a token's label). The runner journals that dict with the job and hands
+A provider sees a job only as ``Work``: its id, its request (a ``Generation``, or an
+``Upscale`` of stored images where the provider offers the ``upscale`` feature), when
+it was sent upstream, and ``provider_state``, a dict the provider keeps what it must
+remember in (a request id, a token's label). The runner journals that dict with the job and hands
 it back after a restart, so the provider can pick the job up without sending it twice.
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from ..generation import Generation
+from ..upscaling import JobRequest
 
 #: Called by ``follow`` with the fraction done (0..1) when the upstream says.
 Progress = Callable[[float], None]
@@ -29,7 +30,7 @@ class Work(Protocol):
     """What a provider sees of a job."""
 
     id: str
-    generation: Generation
+    generation: JobRequest
     #: When the upstream got the job (``Attempt.submit``'s answer), once it has it.
     submitted_at: float | None
     provider_state: dict[str, Any]
@@ -66,7 +67,8 @@ class Provider(ABC):
 
     @abstractmethod
     def require(self, feature: str) -> None:
-        """Raise ``FeatureDisabled`` unless this provider does ``feature`` (``img2img``)."""
+        """Raise ``FeatureDisabled`` unless this provider does ``feature`` (``img2img``,
+        ``upscale``): a request's ``features`` say which it needs."""
 
     @abstractmethod
     def submitted(self, work: Work) -> bool:

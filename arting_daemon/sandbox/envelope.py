@@ -9,12 +9,14 @@ code    message (example)                   when
 ======  ==================================  ===============================================
 100000  Request Success                     success
 100400  body must be a JSON object          body is not JSON, or not an object
-100401  invalid token / token expired       ``Authorization`` refused (same code, two messages)
-100404  task not found / not found          unknown ``request_id``, path, upload or image
+100401  invalid token / token expired /    ``Authorization`` refused (same code, three
+        Authorization failed                messages; the last for none at all, §11)
+100404  task not found / not found          unknown ``request_id``, ``task_id``, path or image
 100405  method not allowed                  wrong HTTP method on a known path (HTTP 405)
 100429  too many requests                   rate limited (HTTP 429, ``Retry-After``)
 100451  content not allowed                 NSFW prompt with ``is_nsfw: false`` (refuse mode)
 100460  free credits used up                ``quota`` fault
+100461  insufficient balance                the identity's balance cannot pay for the job
 100500  generation failed                   ``fail_code`` fault; default of ``http_error``
 100900  <field> must be <type>              a field is missing or has the wrong JSON type
 100901  prompt must not be empty            empty or blank ``prompt``
@@ -22,13 +24,16 @@ code    message (example)                   when
 100903  width must be between A and B       ``width``/``height`` out of range
 100904  lora_weight ... lora_ids            LoRA lists malformed or of different lengths
 100905  Model not supported                 ``model_id`` not in the allow-list (seen in L)
-100906  image_url ...                       img2img source is not a data: URL or an upload
+100906  image_url ...                       source image is not a data: URL or an upload
 100907  strength must be between 0 and 1    img2img ``strength`` out of range
-100908  field 'image' must be an image file upload without a usable image
+100908  f_suffixs ...                       signed URLs asked for no or an unknown suffix
+100909  scale must be one of 2, 4           image-enhance ``scale`` not offered
+100910  version not supported               image-enhance ``version`` not offered
 ======  ==================================  ===============================================
 
 Validation and not-found errors come as HTTP 200 unless ``errors_as_http`` (then 400,
 or 404 for not-found); token errors as HTTP 200 unless ``auth_error_http`` (then 401).
+The object storage behind signed URLs answers in its own way (``storage``): XML errors.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ BAD_METHOD = 100405
 TOO_MANY = 100429
 CONTENT_REFUSED = 100451
 QUOTA = 100460
+NO_BALANCE = 100461
 GENERATION_FAILED = 100500
 BAD_TYPE = 100900
 EMPTY_PROMPT = 100901
@@ -50,11 +56,14 @@ BAD_LORA = 100904
 BAD_MODEL = 100905
 BAD_IMAGE_URL = 100906
 BAD_STRENGTH = 100907
-BAD_UPLOAD = 100908
+BAD_SUFFIX = 100908
+BAD_SCALE = 100909
+BAD_VERSION = 100910
 
 SUCCESS_MESSAGE = "Request Success"
 INVALID_TOKEN = "invalid token"
 EXPIRED_TOKEN = "token expired"
+NO_IDENTITY = "Authorization failed"
 
 
 def success(data: object) -> dict:

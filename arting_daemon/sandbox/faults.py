@@ -25,6 +25,7 @@ from aiohttp import web
 from . import cloudflare
 from . import envelope as E
 from .models import Fault
+from .storage import xml_error
 
 #: Kinds that leave the answer to the route and change what it does instead.
 EFFECT_KINDS = frozenset({"slow", "fail", "never_finish", "empty_output_done"})
@@ -82,6 +83,10 @@ def respond(fault: Fault, request: web.Request, rng: random.Random,
         return _reset(request)
     if kind.startswith("cf_"):
         return _cloudflare(fault, request.host, cloudflare.ray_id(rng))
+    if kind == "storage_refused":
+        return xml_error(fault.status or 403, "AccessDenied",
+                         fault.message or "You have no right to access this object.",
+                         cloudflare.ray_id(rng))
     if kind == "rate_limit":
         response = _envelope(fault, 429, E.TOO_MANY, "too many requests")
         response.headers["Retry-After"] = _seconds(fault.retry_after)

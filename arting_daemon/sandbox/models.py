@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .. import catalog
 
-#: Routes a fault can name (plus "*"), i.e. the Arting API and its image URLs.
-FAULT_ROUTES = ("create", "get", "i2i_create", "i2i_get", "upload", "image")
-_CREATES, _GETS = ("create", "i2i_create"), ("get", "i2i_get")
+#: Routes a fault can name (plus "*"): the Arting API, its image URLs and its storage.
+FAULT_ROUTES = ("create", "get", "i2i_create", "i2i_get", "signed_urls", "oss_put", "cdn",
+                "enhance_create", "enhance_get", "image")
+_CREATES, _GETS = ("create", "i2i_create", "enhance_create"), ("get", "i2i_get", "enhance_get")
 
 #: Every fault kind and the routes it can act on. Kinds that change a job, or a
 #: poll answer, only make sense on some routes; the rest replace any answer.
@@ -24,7 +25,8 @@ FAULT_KINDS: dict[str, tuple[str, ...]] = {
     "never_finish": _CREATES,
     "fail_code": _GETS,
     "empty_output_done": _GETS,
-    "expired_image": ("image",),
+    "expired_image": ("image", "cdn"),
+    "storage_refused": ("oss_put",),
 }
 
 
@@ -56,7 +58,27 @@ class SandboxConfig(BaseModel):
     min_side: int = Field(64, ge=1)
     max_side: int = Field(2048, ge=1)
     img2img_enabled: bool = True
-    upload_enabled: bool = True
+    #: A create (or signed-URL or enhance request) without ``Authorization`` fails with
+    #: "Authorization failed", as Arting's have since about July 2025 (§11).
+    require_identity: bool = True
+
+    #: Where signed URLs point (default: the sandbox itself), and how long a PUT URL lives.
+    storage_url: str | None = None
+    storage_url_ttl: float = Field(900.0, ge=0)
+
+    enhance_enabled: bool = True
+    enhance_scales: list[int] = Field(default_factory=lambda: [2, 4])
+    enhance_versions: list[str] = Field(default_factory=lambda: ["v1.4"])
+    enhance_max_side: int = Field(2048, ge=1)
+    enhance_pending_status: int = 0
+    enhance_done_status: int = 1
+    enhance_failed_status: int = -1
+
+    #: Each identity's credit: ``remain_balance`` in poll answers, spent per image and per
+    #: upscale; a create it cannot pay for is refused. None: no balance at all.
+    balance_start: int | None = Field(1000, ge=0)
+    balance_per_image: int = Field(1, ge=0)
+    balance_per_upscale: int = Field(1, ge=0)
 
     nsfw_mode: Literal["allow", "placeholder", "refuse"] = "allow"
     nsfw_words: list[str] = Field(default_factory=lambda: ["nsfw", "nude"])
@@ -69,7 +91,7 @@ class SandboxConfig(BaseModel):
     seed: int = 0
     public_url: str | None = None
 
-    @field_validator("public_url")
+    @field_validator("public_url", "storage_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -91,7 +113,7 @@ class Fault(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: str
-    route: Literal["create", "get", "i2i_create", "i2i_get", "upload", "image", "*"] = "*"
+    route: str = "*"
     after: int = Field(0, ge=0)
     count: int | None = Field(None, ge=0)
     every: int = Field(1, ge=1)
@@ -106,6 +128,8 @@ class Fault(BaseModel):
     def _known(self) -> Fault:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if self.route != "*" and self.route not in FAULT_ROUTES:
+            raise ValueError(f"unknown route {self.route!r}; known: {', '.join(FAULT_ROUTES)}")
         if self.route != "*" and self.route not in FAULT_KINDS[self.kind]:
             raise ValueError(f"fault {self.kind!r} does not apply to route {self.route!r}")
         if self.kind == "slow" and not self.delay:

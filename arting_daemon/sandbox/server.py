@@ -1,18 +1,21 @@
 """The Arting emulator: a real HTTP server speaking Arting's private image API.
 
-It follows ``shared/arting_protocol.md`` §9. Where the real API's behaviour is
-unknown, ``SandboxConfig`` has a switch, and the invented error codes are listed in
-``envelope``. Every answer carries ``Server: cloudflare`` and a ``cf-ray``, as
-answers from behind Cloudflare do.
+It follows ``shared/arting_protocol.md`` §9 and §11: text-to-image, image-to-image, the
+signed-URL upload into its own object storage (``storage``), image-enhance (``enhance``)
+and each identity's balance (``balance``). Where the real API's behaviour is unknown,
+``SandboxConfig`` has a switch, and the invented error codes are listed in
+``envelope``. Every answer carries ``Server: cloudflare`` and a ``cf-ray``, as answers
+from behind Cloudflare do.
 
 Each request to the API passes, in order: method check, feature switch, faults,
-rate limit, token check, the route itself. Admin requests (``/__sandbox__/...``)
-skip all of that and are not recorded.
+rate limit, identity and token check, the route itself. Admin requests
+(``/__sandbox__/...``) skip all of that and are not recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import random
@@ -25,17 +28,23 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from . import cloudflare
+from . import cloudflare, enhance, storage
 from . import envelope as E
 from .auth import token_problem
+from .balance import Balances
+from .enhance import EnhanceTask
 from .envelope import ApiError, AuthError, NotFoundError, RateLimited
 from .faults import EFFECT_KINDS, FaultBoard, respond
 from .models import FAULT_ROUTES, Fault, Recorded, SandboxConfig, SandboxJob
 from .render import Picture, PngCache, load_data_url, probe_image
+from .storage import ObjectStorage, StorageRefusal
 from .validation import parse_create, parse_get
 
 #: Routes that need a token and count against the rate limit.
-API_ROUTES = ("create", "get", "i2i_create", "i2i_get", "upload")
+API_ROUTES = ("create", "get", "i2i_create", "i2i_get", "signed_urls", "enhance_create",
+              "enhance_get")
+#: Routes that fail with "Authorization failed" when no identity is sent (§11).
+IDENTITY_ROUTES = ("create", "i2i_create", "signed_urls", "enhance_create")
 
 _IMAGE_PATH = r"/files/{request_id}/{index:\d+}.png"
 
@@ -81,7 +90,9 @@ class Sandbox:
         self.url: str | None = None
         self.requests: list[Recorded] = []
         self.jobs: dict[str, SandboxJob] = {}
-        self.uploads: dict[str, tuple[bytes, str]] = {}
+        self.tasks: dict[str, EnhanceTask] = {}
+        self.storage = ObjectStorage()
+        self.balances = Balances()
         self.images = PngCache()
         self._faults = FaultBoard()
         self._limiter = _RateLimiter()
@@ -128,11 +139,14 @@ class Sandbox:
         self._faults.clear()
 
     def reset(self) -> None:
-        """Forget faults, requests, jobs and uploads; go back to the construction config."""
+        """Forget faults, requests, jobs, tasks, stored objects and spent balances; go back
+        to the construction config."""
         self._faults.clear()
         self.requests.clear()
         self.jobs.clear()
-        self.uploads.clear()
+        self.tasks.clear()
+        self.storage.clear()
+        self.balances.clear()
         self._limiter.clear()
         self._streams_seed = None
         self.config = self._initial.model_copy(deep=True)
@@ -148,6 +162,7 @@ class Sandbox:
         admin = [
             ("GET", "/__sandbox__/requests", self._admin_requests),
             ("GET", "/__sandbox__/jobs", self._admin_jobs),
+            ("GET", "/__sandbox__/tasks", self._admin_tasks),
             ("GET", "/__sandbox__/config", self._admin_config),
             ("POST", "/__sandbox__/config", self._admin_configure),
             ("GET", "/__sandbox__/faults", self._admin_faults),
@@ -163,9 +178,13 @@ class Sandbox:
             ("i2i_create", "POST", "/api/cg/image-to-image/create",
              partial(self._create, "img2img")),
             ("i2i_get", "POST", "/api/cg/image-to-image/get", partial(self._get, "img2img")),
-            ("upload", "POST", "/api/upload", self._upload),
+            ("signed_urls", "POST", "/api/cg/get_oss_signed_urls", self._signed_urls),
+            ("enhance_create", "POST", "/api/image/image-enhance/create-task",
+             self._enhance_create),
+            ("enhance_get", "GET", "/api/image/image-enhance/get-task-result", self._enhance_get),
             ("image", "GET", _IMAGE_PATH, self._image),
-            ("uploads", "GET", "/uploads/{name}", self._uploaded),
+            ("oss_put", "PUT", storage.PUT_PREFIX + "{key:.+}", self._oss_put),
+            ("cdn", "GET", storage.GET_PREFIX + "{key:.+}", self._cdn),
             ("cdn-cgi", None, "/cdn-cgi/{tail:.*}", self._cdn_cgi),
             ("unknown", None, "/{tail:.*}", self._unknown),
         ]
@@ -202,8 +221,8 @@ class Sandbox:
     def _enabled(self, route: str) -> bool:
         if route in ("i2i_create", "i2i_get"):
             return self.config.img2img_enabled
-        if route in ("upload", "uploads"):
-            return self.config.upload_enabled
+        if route in ("enhance_create", "enhance_get"):
+            return self.config.enhance_enabled
         return True
 
     def _admit(self, call: _Call) -> None:
@@ -215,6 +234,8 @@ class Sandbox:
                                              config.rate_limit_window, now)
             if wait is not None:
                 raise RateLimited(wait)
+        if config.require_identity and not call.token and call.route in IDENTITY_ROUTES:
+            raise AuthError(E.NO_IDENTITY)
         problem = token_problem(config.auth_mode, call.token, now)
         if problem is not None:
             raise AuthError(problem)
@@ -241,8 +262,10 @@ class Sandbox:
         spec = parse_create(call.body, self.config, img2img=kind == "img2img")
         init = None
         if spec.image_url is not None:
-            init = await self._init_image(spec.image_url, call.request)
+            init = await self._source_image(spec.image_url, call.request)
         blocked = self._blocked(spec.prompt, spec.is_nsfw)
+        self.balances.charge(call.token, spec.samples * self.config.balance_per_image,
+                             self.config.balance_start)
         now = time.time()
         request_id = f"{self._random('ids').getrandbits(128):032x}"
         seed = spec.seed if spec.seed != -1 else self._random("seeds").randrange(2**32)
@@ -273,25 +296,37 @@ class Sandbox:
         output = list(job.outputs)
         if call.effect == "empty_output_done":
             status, output = self.config.done_status, []
-        return web.json_response(E.success(
-            {"request_id": request_id, "status": status, "output": output}))
+        return web.json_response(E.success(self._with_balance(
+            {"request_id": request_id, "status": status, "output": output},
+            call.token or job.token)))
 
     def _advance(self, job: SandboxJob, base: str) -> None:
         """Move a pending job on at a poll: fail it, or finish it once it is due."""
-        if job.state != "pending":
-            return
-        if job.fail_on_poll:
-            job.state = "failed"
-            return
+        if self._settle(job):
+            job.outputs = [f"{base}/files/{job.request_id}/{i}.png" for i in range(job.samples)]
+
+    def _settle(self, item: SandboxJob | EnhanceTask) -> bool:
+        """At a poll of a pending job or task: fail it, or mark it done once it is due.
+        True when it has just become done."""
+        if item.state != "pending":
+            return False
+        if item.fail_on_poll:
+            item.state = "failed"
+            return False
         now = time.time()
         k = self.config.complete_after_polls
-        due = job.polls >= k if k is not None else job.done_at is None or now >= job.done_at
+        due = item.polls >= k if k is not None else item.done_at is None or now >= item.done_at
         if not due:
-            return
-        if k is not None or job.done_at is None:
-            job.done_at = now
-        job.state = "done"
-        job.outputs = [f"{base}/files/{job.request_id}/{i}.png" for i in range(job.samples)]
+            return False
+        if k is not None or item.done_at is None:
+            item.done_at = now
+        item.state = "done"
+        return True
+
+    def _with_balance(self, data: dict, identity: str | None) -> dict:
+        """A poll answer with the identity's ``remain_balance`` (when balances are on)."""
+        left = self.balances.left(identity, self.config.balance_start)
+        return data if left is None else {**data, "remain_balance": left}
 
     def _duration(self) -> float:
         """Seconds from create to done, drawn as ``generation_dist`` says."""
@@ -314,8 +349,9 @@ class Sandbox:
             raise ApiError(E.CONTENT_REFUSED, "content not allowed")
         return True
 
-    async def _init_image(self, url: str, request: web.Request) -> bytes:
-        """The img2img source: a data: URL or one of our own uploads. Nothing is fetched."""
+    async def _source_image(self, url: str, request: web.Request) -> bytes:
+        """An img2img or enhance source: a data: URL, or the ``get`` URL of an object put
+        into our storage. Nothing is fetched from anywhere else."""
         loop = asyncio.get_running_loop()
         if url.startswith("data:"):
             data = await loop.run_in_executor(None, load_data_url, url)
@@ -323,15 +359,105 @@ class Sandbox:
                 raise ApiError(E.BAD_IMAGE_URL, "image_url is not a base64 data:image/... URL "
                                                 "holding a readable image")
             return data
-        for base in {self.config.public_url, self.url, self._base(request)} - {None}:
-            prefix = f"{base}/uploads/"
-            if url.startswith(prefix):
-                upload = self.uploads.get(url[len(prefix):])
-                if upload is None:
-                    raise ApiError(E.BAD_IMAGE_URL, "image_url names no upload of this server")
-                return upload[0]
-        raise ApiError(E.BAD_IMAGE_URL, "image_url must be a data:image/...;base64 URL or a URL "
-                                        "returned by /api/upload (the sandbox fetches nothing)")
+        bases = {self.config.storage_url, self.config.public_url, self.url,
+                 self._base(request)} - {None}
+        key = self.storage.key_of(url, bases)  # type: ignore[arg-type]
+        if key is None:
+            raise ApiError(E.BAD_IMAGE_URL, "image_url must be a data:image/...;base64 URL or "
+                                            "the get URL of an upload (get_oss_signed_urls); "
+                                            "the sandbox fetches nothing")
+        stored = self.storage.objects.get(key)
+        if stored is None:
+            raise ApiError(E.BAD_IMAGE_URL, "image_url names nothing uploaded: PUT the image "
+                                            "to the signed put URL first")
+        if await loop.run_in_executor(None, probe_image, stored.data) is None:
+            raise ApiError(E.BAD_IMAGE_URL, "image_url holds no readable image")
+        return stored.data
+
+    # --- storage and image-enhance ---------------------------------------------------------
+
+    async def _signed_urls(self, call: _Call) -> web.Response:
+        body = call.body if isinstance(call.body, dict) else None
+        suffixes = body.get("f_suffixs") if body is not None else None
+        if not isinstance(suffixes, list) or not suffixes or len(suffixes) > 10:
+            raise ApiError(E.BAD_SUFFIX, "f_suffixs must be a list of 1 to 10 file suffixes")
+        unknown = [s for s in suffixes if not isinstance(s, str)
+                   or s.lower() not in storage.SUFFIX_TYPES]
+        if unknown:
+            raise ApiError(E.BAD_SUFFIX, f"f_suffixs: unsupported suffix {unknown[0]!r}")
+        base = self.config.storage_url or self._base(call.request)
+        rng = self._random("storage")
+        urls = [self.storage.sign(base, s.lower(), rng, self.config.seed,
+                                  self.config.storage_url_ttl) for s in suffixes]
+        return web.json_response(E.success({"oss_signed_urls": urls}))
+
+    async def _oss_put(self, call: _Call) -> web.Response:
+        request = call.request
+        data = call.body if isinstance(call.body, bytes) else await request.read()
+        try:
+            stored = self.storage.put(request.match_info["key"], request.query,
+                                      request.headers.get("Content-Type", ""), data,
+                                      self.config.seed)
+        except StorageRefusal as refusal:
+            return storage.xml_error(refusal.status, refusal.code, refusal.message,
+                                     cloudflare.ray_id(self._random("rays")))
+        return web.Response(headers={"ETag": f'"{hashlib.md5(stored.data).hexdigest()}"'})
+
+    async def _cdn(self, call: _Call) -> web.Response:
+        key = call.request.match_info["key"]
+        if key.startswith(enhance.RESULT_PREFIX):
+            task = self.tasks.get(key[len(enhance.RESULT_PREFIX):].removesuffix(".png"))
+            if task is not None and task.state == "done":
+                if task.result is None:
+                    task.result = await asyncio.get_running_loop().run_in_executor(
+                        None, enhance.render, task)
+                return web.Response(body=task.result, content_type="image/png")
+        stored = self.storage.objects.get(key)
+        if stored is None:
+            return _not_found("file not found")
+        return web.Response(body=stored.data, content_type=stored.content_type)
+
+    async def _enhance_create(self, call: _Call) -> web.Response:
+        spec = enhance.parse_create(call.body, self.config)
+        source = await self._source_image(spec.image_url, call.request)
+        width, height = await asyncio.get_running_loop().run_in_executor(
+            None, enhance.source_size, source, self.config)
+        self.balances.charge(call.token, self.config.balance_per_upscale,
+                             self.config.balance_start)
+        now = time.time()
+        by_polls = self.config.complete_after_polls is not None
+        task = EnhanceTask(
+            task_id=f"{self._random('ids').getrandbits(128):032x}", token=call.token,
+            source=source, width=width, height=height, scale=spec.scale, version=spec.version,
+            created_at=now, done_at=None if by_polls else now + self._duration(),
+            fail_on_poll=call.effect == "fail")
+        if call.effect == "never_finish":
+            task.state, task.done_at = "never", None
+        self.tasks[task.task_id] = task
+        return web.json_response(E.success({"task_id": task.task_id}))
+
+    async def _enhance_get(self, call: _Call) -> web.Response:
+        task_id = call.request.query.get("task_id", "")
+        if not task_id:
+            raise ApiError(E.BAD_TYPE, "task_id is required")
+        task = self.tasks.get(task_id)
+        if task is None or (self.config.same_token_poll and task.token != call.token):
+            raise NotFoundError()
+        task.polls += 1
+        if call.effect == "fail":
+            task.state = "failed"
+        self._settle(task)
+        result = None
+        if task.state == "done" and call.effect != "empty_output_done":
+            base = self.config.storage_url or self._base(call.request)
+            result = {"file_oss_path": f"{base}{storage.GET_PREFIX}{enhance.RESULT_PREFIX}"
+                                       f"{task.task_id}.png"}
+        status = enhance.status_of(task, self.config)
+        if call.effect == "empty_output_done":
+            status = self.config.enhance_done_status
+        return web.json_response(E.success(self._with_balance(
+            {"task_id": task_id, "status": status, "task_result": result},
+            call.token or task.token)))
 
     # --- files -------------------------------------------------------------------------
 
@@ -348,24 +474,6 @@ class Sandbox:
                           width=job.width, height=job.height, init_image=job.init_image,
                           strength=job.strength, blocked=job.blocked)
         return web.Response(body=await self.images.png(picture), content_type="image/png")
-
-    async def _upload(self, call: _Call) -> web.Response:
-        image = call.body.get("image") if isinstance(call.body, dict) else None
-        if not isinstance(image, bytes):
-            raise ApiError(E.BAD_UPLOAD, "field 'image' must be an image file "
-                                         "(multipart/form-data)")
-        kind = await asyncio.get_running_loop().run_in_executor(None, probe_image, image)
-        if kind is None:
-            raise ApiError(E.BAD_UPLOAD, "field 'image' is not a readable image")
-        name = f"{self._random('uploads').getrandbits(64):016x}.{kind.lower()}"
-        self.uploads[name] = (image, f"image/{kind.lower()}")
-        return web.json_response({"url": f"{self._base(call.request)}/uploads/{name}"})
-
-    async def _uploaded(self, call: _Call) -> web.Response:
-        upload = self.uploads.get(call.request.match_info["name"])
-        if upload is None:
-            return _not_found()
-        return web.Response(body=upload[0], content_type=upload[1])
 
     async def _cdn_cgi(self, call: _Call) -> web.Response:
         """Cloudflare's own paths: a challenge answer posted here always fails (403)."""
@@ -385,6 +493,9 @@ class Sandbox:
 
     async def _admin_jobs(self, request: web.Request) -> web.Response:
         return web.json_response({rid: job.to_json() for rid, job in self.jobs.items()})
+
+    async def _admin_tasks(self, request: web.Request) -> web.Response:
+        return web.json_response({tid: task.to_json() for tid, task in self.tasks.items()})
 
     async def _admin_config(self, request: web.Request) -> web.Response:
         return web.json_response(self.config.model_dump())

@@ -1,7 +1,8 @@
 """Checks on create/get bodies, with the field types public clients send (§3.1).
 
-Integers must be JSON integers (not strings, not booleans), ``lora_ids`` and
-``lora_weight`` must be comma-separated strings, ``is_nsfw`` a boolean. Fields the
+Integers must be JSON integers (not strings, not booleans), ``lora_ids`` must be a
+comma-separated string, ``lora_weight`` too or a number (one client sends one, and
+Arting accepted it, §11), ``is_nsfw`` a boolean. Fields the
 sandbox does not know are ignored, as the real server appears to do.
 """
 
@@ -49,8 +50,9 @@ def parse_create(body: Any, config: SandboxConfig, img2img: bool = False) -> Cre
         seed=_seed(body),
         is_nsfw=_field(body, "is_nsfw", bool, "a boolean", default=False),
     )
+    weight = _field(body, "lora_weight", (str, int, float), "a string or a number", default="")
     _check_loras(_field(body, "lora_ids", str, "a string", default=""),
-                 _field(body, "lora_weight", str, "a string", default=""))
+                 weight if isinstance(weight, str) else f"{weight:g}")
     if img2img:
         spec.image_url = _field(body, "image_url", str, "a string", required=True)
         spec.strength = float(_field(body, "strength", (int, float), "a number", required=True))

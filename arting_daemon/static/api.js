@@ -54,12 +54,15 @@ const unreachable = (detail) => new ApiError(
   `The daemon at ${root.host} did not answer (${detail}). Is it still running?`,
   { code: "network" });
 
-/** What to do about a missing or refused key, in words. */
-function keyRefused(opts = {}) {
-  const message = apiKey.get()
-    ? "The API key was refused. Enter the key this daemon was started with " +
-      "(API_MASTER_KEY) under “API key”."
-    : "This daemon needs an API key. Enter it under “API key”.";
+/** What to do about a missing or refused key, in words (``said``: the daemon's). */
+function keyRefused(said = "", opts = {}) {
+  // A revoked or expired key: the daemon's own words say which, and since when.
+  const known = /revoked|expired/i.test(said);
+  const message = !apiKey.get()
+    ? "This daemon needs an API key. Enter it under “API key”."
+    : known ? said
+      : "The API key was refused: this daemon does not know it. Enter your key (a user " +
+        "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”.";
   return new ApiError(message, { ...opts, status: 401, code: "invalid_api_key" });
 }
 
@@ -68,14 +71,21 @@ async function refusal(resp) {
   let error = {};
   try { error = (await resp.json()).error || {}; } catch { /* not JSON: say it plainly */ }
   const opts = { status: resp.status, code: error.code || null, param: error.param || null };
-  if (resp.status === 401) return keyRefused(opts);
+  if (resp.status === 401) return keyRefused(error.message || "", opts);
   let message = error.message || `The daemon answered ${resp.status} ${resp.statusText}.`;
   const retry = Number(resp.headers.get("Retry-After"));
-  if (resp.status === 429 && retry > 0) message += ` Try again in ${Math.ceil(retry)} s.`;
+  if (resp.status === 429 && retry > 0) message += ` Try again in ${waitText(retry)}.`;
   return new ApiError(message, opts);
 }
 
-async function call(method, path, { body, headers = {}, signal } = {}) {
+/** A Retry-After in words: seconds, minutes, or hours (a daily quota waits for midnight). */
+function waitText(s) {
+  if (s < 90) return `${Math.ceil(s)} s`;
+  const minutes = Math.ceil(s / 60);
+  return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+export async function call(method, path, { body, headers = {}, signal } = {}) {
   const sent = new Headers(headers);
   const key = apiKey.get();
   if (key) sent.set("Authorization", `Bearer ${key}`);
@@ -95,7 +105,7 @@ async function call(method, path, { body, headers = {}, signal } = {}) {
   return resp;
 }
 
-const json = async (promise) => (await promise).json();
+export const json = async (promise) => (await promise).json();
 
 function randomKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -197,7 +207,7 @@ class LiveChannel {
           ready = true;
           resolve(ws);
         } else if (!ready && message.event === "error") {
-          reject(keyRefused());
+          reject(keyRefused(message.error?.message || ""));
         } else {
           this.dispatch(message);
         }
@@ -207,7 +217,7 @@ class LiveChannel {
         if (!ready) {
           // A daemon without it: its event streams serve instead, from now on.
           if (e.code !== 4401) this.usable = false;
-          reject(e.code === 4401 ? keyRefused() : unreachable("no WebSocket"));
+          reject(e.code === 4401 ? keyRefused(e.reason) : unreachable("no WebSocket"));
         }
         const lost = unreachable("the connection closed");
         for (const watcher of this.watchers.values()) watcher.failed(lost);

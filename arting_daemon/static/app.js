@@ -1,16 +1,21 @@
-// The page: wires the key panel, the status bar, the form, the jobs and the gallery.
+// The page: wires the key panel, the status bar, the form, the jobs, the gallery, the
+// caller's usage and (for an admin key) the keys panel.
 
 import { api, apiKey, isTerminal } from "./api.js";
 import { CodeView } from "./codeview.js";
 import { GenerateForm } from "./form.js";
 import { Gallery } from "./gallery.js";
 import { JobList } from "./jobs.js";
+import { KeysPanel } from "./keys.js";
 import { StatusBar } from "./status.js";
+import { UsageView } from "./usage.js";
 
 const $ = (id) => document.getElementById(id);
 const STATUS_EVERY = 5000;
 
 const statusBar = new StatusBar();
+const usage = new UsageView();
+const keysPanel = new KeysPanel();
 const form = new GenerateForm($("gen-form"));
 let authRequired = false;
 let refused = false; // the last /status answer was 401
@@ -26,12 +31,26 @@ const gallery = new Gallery({
     notice("The form now holds that result's settings, its seed too. Change what you like and generate.", "info");
   },
   onCode: (req, opener) => codeView.open(req, opener),
+  async onUpscale(job, scale, button) {
+    notice("");
+    button.disabled = true;
+    try {
+      const body = { kind: "upscale", scale, images: job.images.map((image) => image.hash) };
+      jobs.track(await api.submit(body), { reveal: true });
+      refreshStatus();
+    } catch (err) {
+      notice(`Upscaling was refused: ${err.message}`);
+      if (err.status === 401) openKeyPanel(true);
+    } finally {
+      button.disabled = false;
+    }
+  },
 });
 
 const jobs = new JobList({
   list: $("jobs"), empty: $("jobs-empty"), template: $("job-template"),
   onSucceeded: (job) => gallery.add(job),
-  onEnded: () => refreshStatus(),
+  onEnded: () => { refreshStatus(); usage.load(); },
 });
 
 // --- messages --------------------------------------------------------------------------
@@ -104,6 +123,8 @@ async function refreshStatus() {
     authRequired = status.auth_required;
     refused = false;
     statusBar.render(status);
+    usage.show(status.caller);
+    keysPanel.show(status.caller);
     return true;
   } catch (err) {
     if (err.status === 401) {
@@ -111,6 +132,7 @@ async function refreshStatus() {
       if (!refused) openKeyPanel(true); // once: a person who closed it meant it
     }
     refused = err.status === 401;
+    if (refused) { usage.show(null); keysPanel.show(null); }
     statusBar.unavailable(err, await api.health().catch(() => null));
     return false;
   }
@@ -141,6 +163,7 @@ $("gen-form").addEventListener("submit", async (event) => {
   } finally {
     button.disabled = false;
     button.textContent = "Generate";
+    usage.load();
   }
 });
 
@@ -167,7 +190,10 @@ async function resumeJobs() {
 async function start() {
   showKeyState();
   try {
-    form.populate(await api.catalog());
+    const catalog = await api.catalog();
+    form.populate(catalog);
+    gallery.upscaling = Boolean(catalog.upscale);
+    keysPanel.populate(catalog);
   } catch (err) {
     notice(`The form cannot be filled: ${err.message}`);
   }

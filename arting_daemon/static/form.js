@@ -39,7 +39,7 @@ export class GenerateForm {
         }
       });
     }
-    form.addEventListener("input", (event) => this.clearError(event.target));
+    form.addEventListener("input", (event) => clearFieldError(event.target));
   }
 
   /** Offer what the daemon offers, and preselect its defaults. */
@@ -197,16 +197,21 @@ export class GenerateForm {
     }
   }
 
-  clearError(field) {
-    field.removeAttribute("aria-invalid");
-    const slot = field.closest(".field")?.querySelector(".field-error");
-    if (slot) slot.hidden = true;
-  }
-
   clearErrors() {
-    for (const el of this.form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-    for (const el of this.form.querySelectorAll(".field-error, .form-error")) el.hidden = true;
+    clearFieldErrors(this.form);
   }
+}
+
+/** A field's error goes as soon as the field is edited. */
+export function clearFieldError(field) {
+  field.removeAttribute("aria-invalid");
+  const slot = field.closest(".field")?.querySelector(".field-error");
+  if (slot) slot.hidden = true;
+}
+
+export function clearFieldErrors(root) {
+  for (const el of root.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  for (const el of root.querySelectorAll(".field-error, .form-error")) el.hidden = true;
 }
 
 function fieldError(field, message) {

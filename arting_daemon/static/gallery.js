@@ -1,5 +1,6 @@
 // Past results, newest first, a page at a time: each job's images with its settings,
-// and what can be done with them (open, download, reuse the settings, copy as code).
+// and what can be done with them (open, download, reuse the settings, copy as code,
+// upscale 2× or 4× with Arting when the daemon offers it). An upscale is a result too.
 
 import { api, root } from "./api.js";
 
@@ -14,8 +15,21 @@ function ago(timestamp) {
   return new Date(timestamp * 1000).toLocaleDateString();
 }
 
+const times = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
+
+/** What an upscale result shows: its factor and size. */
+function upscaleSettingsOf(req, job) {
+  const first = job.images[0];
+  return [
+    ["Upscaled", `${req.scale}× with Arting (image-enhance ${req.version})`],
+    ["Size", first ? `${first.width} × ${first.height}` : ""],
+    ["Made", ago(job.finished_at || job.created_at)],
+  ].filter(([, value]) => value !== "");
+}
+
 /** The settings a person wants to see, in order; empty ones are left out. */
 function settingsOf(req, job) {
+  if (job.kind === "upscale") return upscaleSettingsOf(req, job);
   const seeds = job.images.map((i) => i.seed);
   const rows = [
     ["Model", req.model],
@@ -35,9 +49,17 @@ function settingsOf(req, job) {
 
 const imageUrl = (hash) => new URL(`arting/v1/images/${hash}.png`, root).href;
 
+/** The line under a result's pictures: its prompt, or what was upscaled. */
+export function describe(job) {
+  const req = job.request;
+  return job.kind === "upscale" ? `Upscaled ${req.scale}×: ${times(req.images.length, "image")}`
+                                : req.prompt;
+}
+
 export class Gallery {
-  constructor({ list, state, more, template, onReuse, onCode }) {
-    Object.assign(this, { list, state, more, template, onReuse, onCode });
+  constructor({ list, state, more, template, onReuse, onCode, onUpscale }) {
+    Object.assign(this, { list, state, more, template, onReuse, onCode, onUpscale });
+    this.upscaling = false; // the daemon offers upscaling (its catalog says)
     this.next = null;
     this.shown = new Set();
     more.addEventListener("click", () => this.load(true));
@@ -89,9 +111,10 @@ export class Gallery {
 
   render(job) {
     const req = job.request;
+    const upscaled = job.kind === "upscale";
     const el = this.template.content.firstElementChild.cloneNode(true);
     el.dataset.jobId = job.id;
-    el.querySelector(".result-prompt").textContent = req.prompt;
+    el.querySelector(".result-prompt").textContent = describe(job);
     const thumbs = el.querySelector(".thumbs");
     job.images.forEach((image, i) => {
       const url = imageUrl(image.hash);
@@ -105,18 +128,21 @@ export class Gallery {
         return;
       }
       const open = link(url, "", { target: "_blank", rel: "noopener", tabIndex: -1 });
+      const which = upscaled ? `upscaled ${req.scale}×` : `seed ${image.seed}`;
       const img = Object.assign(document.createElement("img"), {
         src: url, width: image.width, height: image.height, loading: "lazy", decoding: "async",
-        alt: `Image ${i + 1} of ${job.images.length}, seed ${image.seed}: ${req.prompt}`,
+        alt: `Image ${i + 1} of ${job.images.length}, ${which}: ${describe(job)}`,
       });
       open.append(img);
       const actions = document.createElement("p");
       actions.className = "thumb-actions";
+      const file = upscaled ? `arting-${image.hash.slice(0, 12)}-x${req.scale}.png`
+                            : `arting-${image.seed}.png`;
       actions.append(
         link(url, "Open", { target: "_blank", rel: "noopener", className: "open",
-                            ariaLabel: `Open image ${i + 1} (seed ${image.seed})` }),
-        link(url, "Download", { download: `arting-${image.seed}.png`, className: "download",
-                                ariaLabel: `Download image ${i + 1} (seed ${image.seed})` }));
+                            ariaLabel: `Open image ${i + 1} (${which})` }),
+        link(url, "Download", { download: file, className: "download",
+                                ariaLabel: `Download image ${i + 1} (${which})` }));
       item.append(open, actions);
       thumbs.append(item);
     });
@@ -126,8 +152,18 @@ export class Gallery {
       dl.append(Object.assign(document.createElement("dt"), { textContent: name }),
                 Object.assign(document.createElement("dd"), { textContent: String(value) }));
     }
-    el.querySelector(".reuse").addEventListener("click", () => this.onReuse(req));
-    el.querySelector(".as-code").addEventListener("click", (e) => this.onCode(req, e.currentTarget));
+    const reuse = el.querySelector(".reuse");
+    const asCode = el.querySelector(".as-code");
+    reuse.hidden = asCode.hidden = upscaled;
+    reuse.addEventListener("click", () => this.onReuse(req));
+    asCode.addEventListener("click", (e) => this.onCode(req, e.currentTarget));
+    for (const button of el.querySelectorAll(".upscale")) {
+      const scale = Number(button.dataset.scale);
+      button.hidden = !this.upscaling;
+      button.setAttribute("aria-label", `Upscale ${job.images.length === 1 ? "this image" :
+        `these ${job.images.length} images`} ${scale}× with Arting`);
+      button.addEventListener("click", () => this.onUpscale(job, scale, button));
+    }
     return el;
   }
 }

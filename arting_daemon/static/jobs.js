@@ -2,6 +2,7 @@
 // progress, elapsed time, ETA), with Cancel. A finished job moves to the gallery.
 
 import { api, follow, isTerminal, serverNow } from "./api.js";
+import { describe } from "./gallery.js";
 
 export function seconds(value) {
   const s = Math.max(0, Math.round(value));
@@ -15,7 +16,8 @@ function stateText(job) {
         ? `Waiting in the queue: position ${job.queue_position}.`
         : "Waiting for a free slot.";
     case "submitting": return "Sending the job to Arting…";
-    case "running": return `Generating… ${Math.round(job.progress * 100)} %`;
+    case "running":
+      return `${job.kind === "upscale" ? "Upscaling" : "Generating"}… ${Math.round(job.progress * 100)} %`;
     case "downloading": return "Downloading the images…";
     case "succeeded": return `Done: ${job.images.length} image${job.images.length === 1 ? "" : "s"}.`;
     case "cancelled": return "Cancelled.";
@@ -37,8 +39,8 @@ export class JobList {
     const el = this.template.content.firstElementChild.cloneNode(true);
     const card = { el, job, seenAt: Date.now(), abort: new AbortController() };
     el.dataset.jobId = job.id;
-    el.querySelector(".job-prompt").textContent = job.request.prompt;
-    el.querySelector(".job-progress").setAttribute("aria-label", `Progress of “${job.request.prompt}”`);
+    el.querySelector(".job-prompt").textContent = describe(job);
+    el.querySelector(".job-progress").setAttribute("aria-label", `Progress of “${describe(job)}”`);
     el.querySelector(".job-cancel").addEventListener("click", () => this.cancel(card));
     el.querySelector(".job-dismiss").addEventListener("click", () => this.remove(card));
     this.cards.set(job.id, card);

@@ -38,13 +38,25 @@ export function upstreamHealth(status) {
           "No job has run yet: the daemon does not call Arting just to check."];
 }
 
+/** [level, text] for the Tokens chip: their health, and the balance Arting reports
+ *  (remain_balance) where it has reported one; a balance at zero is a warning. */
 function tokenSummary(tokens) {
   const counts = {};
   for (const t of tokens) counts[t.state] = (counts[t.state] || 0) + 1;
-  const text = Object.entries(counts).map(([state, n]) => `${n} ${state}`).join(", ");
-  const level = counts.ok === tokens.length ? "ok" : counts.ok ? "warn" : "bad";
+  let text = Object.entries(counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  let level = counts.ok === tokens.length ? "ok" : counts.ok ? "warn" : "bad";
   const who = tokens.length === 1 && tokens[0].anonymous ? "guest identity: " : "";
+  const known = tokens.filter((t) => t.balance !== null && t.balance !== undefined);
+  if (known.length) {
+    text += `, balance ${known.map((t) => t.balance).join(" / ")}`;
+    if (level === "ok" && known.some((t) => t.balance === 0)) level = "warn";
+  }
   return [level, who + text];
+}
+
+function tokenLine(t) {
+  const balance = t.balance === null || t.balance === undefined ? "" : `, balance ${t.balance}`;
+  return `${t.label}: ${t.state}${balance}${t.last_error ? ` (${t.last_error})` : ""}`;
 }
 
 function show(chip, level, value, title = "") {
@@ -74,8 +86,7 @@ export class StatusBar {
     show(this.upstream, level, value, detail);
     show(this.mode, ...modeOf(status.sandbox, status.upstream), status.upstream);
     const [tokenLevel, tokenText] = tokenSummary(status.tokens);
-    show(this.tokens, tokenLevel, tokenText,
-         status.tokens.map((t) => `${t.label}: ${t.state}${t.last_error ? ` (${t.last_error})` : ""}`).join("\n"));
+    show(this.tokens, tokenLevel, tokenText, status.tokens.map(tokenLine).join("\n"));
     const q = status.queue;
     const full = q.queued >= q.max_queued;
     show(this.queue, full ? "bad" : "ok", `${q.active} running, ${q.queued} waiting${full ? " (full)" : ""}`);

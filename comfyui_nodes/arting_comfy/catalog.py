@@ -15,6 +15,7 @@ MODELS: tuple[str, ...] = (
     "pastelMixPrunedFP16", "comicBabes_v2", "ghostmix_v20Bakedvae", "cyberrealisticSemi_v30",
     "furworldFurry", "divineanimemix_V2", "cuteAnime_v10", "absolutereality_v181",
     "animatedModelsOf_31", "SDXLFaetastic_v24", "divineelegancemix_V10", "dreamshaper_8",
+    "waiANINSFWPONYXL_v80",
 )
 DEFAULT_MODEL = "oneFORALLAnime"
 

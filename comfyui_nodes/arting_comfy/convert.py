@@ -31,11 +31,22 @@ def pngs_to_image(pngs: list[bytes]):
 
 def image_to_png(image) -> bytes:
     """The first image of an IMAGE batch as RGB PNG bytes."""
+    return _rgb_png(_first(image, 3))
+
+
+def image_to_pngs(image) -> list[bytes]:
+    """Every image of an IMAGE batch as RGB PNG bytes."""
+    tensor = image.detach().cpu()
+    return [_rgb_png(item) for item in (tensor if tensor.dim() > 3 else tensor[None])]
+
+
+def _rgb_png(item) -> bytes:
+    """One ``[H, W, C]`` image as RGB PNG bytes."""
     import numpy as np
     import torch
     from PIL import Image
 
-    array = _first(image, 3).float().clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    array = item.float().clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
     if array.ndim == 2:
         array = array[:, :, None]
     channels = array.shape[2]

@@ -89,7 +89,8 @@ def status_line(job: dict) -> str:
     if state == "submitting":
         return f"Sending to Arting{left}"
     if state == "running":
-        return f"Generating {round(100 * (job.get('progress') or 0))}%{left}"
+        doing = "Upscaling" if job.get("kind") == "upscale" else "Generating"
+        return f"{doing} {round(100 * (job.get('progress') or 0))}%{left}"
     if state == "downloading":
         return "Downloading the images"
     if state == "succeeded":

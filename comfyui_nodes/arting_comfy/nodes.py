@@ -1,11 +1,12 @@
-"""The ComfyUI node: "Arting Generate" (``ArtingGenerate``).
+"""The ComfyUI nodes: "Arting Generate" (``ArtingGenerate``) and "Arting Upscale"
+(``ArtingUpscale``).
 
-A classic (V1) node with a synchronous function: ComfyUI runs nodes on its worker
+Classic (V1) nodes with a synchronous function: ComfyUI runs nodes on its worker
 thread, so blocking while the daemon works is harmless, and V1 works on every ComfyUI
-since 2023. The node submits one job to the daemon and follows it over the daemon's
+since 2023. A node submits a job to the daemon and follows it over the daemon's
 WebSocket (polling it every half second where there is none), updating the progress
 bar and the status text and watching for Cancel, then downloads the images and
-returns them as one IMAGE batch plus the generation info.
+returns them as one IMAGE batch (Generate adds the generation info).
 
 ``IS_CHANGED`` is left undefined on purpose: equal inputs reuse ComfyUI's cached
 result, so re-queueing an unchanged graph never pays for a second generation. A new
@@ -115,17 +116,64 @@ class ArtingGenerate:
             request["mask"] = _b64(convert.mask_to_png(mask))
 
         client = DaemonClient(daemon_url)
-        progress = _Progress(unique_id)
-        try:
-            job = client.run(request, on_progress=progress, should_cancel=host.interrupted,
-                             poll_interval=POLL_INTERVAL, timeout=JOB_TIMEOUT,
-                             client_name=CLIENT_NAME)
-        except JobCancelled:
-            if host.interrupted():
-                host.raise_interrupted()
-            raise
+        job = _run(client, request, _Progress(unique_id))
         images = convert.pngs_to_image([client.download(i["url"]) for i in job["images"]])
         return images, json.dumps(generation_info(job, client.base_url), indent=2)
+
+
+class ArtingUpscale:
+    DESCRIPTION = ("Upscale images 2× or 4× with Arting's image-enhance, through the local "
+                   "arting-2api daemon.")
+    CATEGORY = "Arting"
+    FUNCTION = "upscale"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("The upscaled images, one batch.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The images to upscale (every one of the "
+                                               "batch)."}),
+                "scale": ("INT", {"default": 2, "min": 2, "max": 4, "step": 2,
+                                  "tooltip": "2 or 4: how many times wider and taller."}),
+            },
+            "optional": {
+                "daemon_url": ArtingGenerate.INPUT_TYPES()["optional"]["daemon_url"],
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def upscale(self, image, scale: int, daemon_url: str = "", unique_id: str | None = None):
+        if scale not in (2, 4):
+            raise ValueError(f"Arting upscales 2× or 4×, not {scale}×.")
+        client = DaemonClient(daemon_url)
+        progress = _Progress(unique_id)
+        pngs = convert.image_to_pngs(image)
+        # One job per max_images pictures (the daemon's, which may differ from the
+        # default): a bigger batch would be refused as a whole.
+        limits = client.catalog().get("limits") or {}
+        per_job = int(limits.get("max_images") or catalog.MAX_IMAGES)
+        out = []
+        for start in range(0, len(pngs), per_job):
+            chunk = pngs[start:start + per_job]
+            job = _run(client, {"kind": "upscale", "scale": scale,
+                                "images": [_b64(p) for p in chunk]}, progress)
+            out += [client.download(i["url"]) for i in job["images"]]
+        return (convert.pngs_to_image(out),)
+
+
+def _run(client: DaemonClient, request: dict, progress: _Progress) -> dict:
+    """One job through the daemon, with ComfyUI's progress bar and Cancel button."""
+    try:
+        return client.run(request, on_progress=progress, should_cancel=host.interrupted,
+                          poll_interval=POLL_INTERVAL, timeout=JOB_TIMEOUT,
+                          client_name=CLIENT_NAME)
+    except JobCancelled:
+        if host.interrupted():
+            host.raise_interrupted()
+        raise
 
 
 class _Progress:
@@ -180,5 +228,6 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-NODE_CLASS_MAPPINGS = {"ArtingGenerate": ArtingGenerate}
-NODE_DISPLAY_NAME_MAPPINGS = {"ArtingGenerate": "Arting Generate"}
+NODE_CLASS_MAPPINGS = {"ArtingGenerate": ArtingGenerate, "ArtingUpscale": ArtingUpscale}
+NODE_DISPLAY_NAME_MAPPINGS = {"ArtingGenerate": "Arting Generate",
+                              "ArtingUpscale": "Arting Upscale"}

@@ -14,7 +14,7 @@ from .catalog import LORA_WEIGHT as DEFAULT_LORA_WEIGHT
 from .catalog import LORAS, MODELS, SAMPLERS
 
 __all__ = ["DAEMON_DEFAULT", "DEFAULT_LORA_WEIGHT", "LORAS", "LORA_SLOTS", "MODELS",
-           "NO_LORA", "SAMPLERS", "sampler_name"]
+           "NO_LORA", "NO_UPSCALE", "SAMPLERS", "UPSCALES", "sampler_name", "upscale_factor"]
 
 #: The first model choice: let the daemon use its ``default_model``.
 DAEMON_DEFAULT = "(daemon default)"
@@ -22,6 +22,20 @@ NO_LORA = "None"
 
 #: How many LoRA rows the UI shows.
 LORA_SLOTS = 3
+
+#: The upscale choices: none, or Arting's image-enhance at 2× or 4× after generating.
+NO_UPSCALE = "Off"
+UPSCALES = (NO_UPSCALE, "2x", "4x")
+
+
+def upscale_factor(choice: object) -> int | None:
+    """The factor an upscale choice ("2x", "4×", 4, "Off", None) asks for, or None."""
+    text = str(choice or "").strip().lower().rstrip("x×")
+    if text in ("", NO_UPSCALE.lower(), "none", "0", "1"):
+        return None
+    if text not in ("2", "4"):
+        raise ValueError(f"Arting upscales 2x or 4x; {choice!r} is neither.")
+    return int(text)
 
 
 def sampler_name(sampler: str | None, scheduler: str | None) -> str | None:

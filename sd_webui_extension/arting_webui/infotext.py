@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from .choices import DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, NO_LORA
+from .choices import DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, NO_LORA, NO_UPSCALE
 
 LORAS_KEY = "Arting LoRAs"
 NSFW_KEY = "Arting NSFW"
+UPSCALE_KEY = "Arting upscale"
 JOB_KEY = "Arting job"
 
 
@@ -35,8 +36,11 @@ def build(prompt: str, negative: str, params: dict[str, Any]) -> str:
     return f"{prompt}{negative_line}\n{line}".strip()
 
 
-def params(request: dict, image: dict, job_id: str) -> dict[str, Any]:
-    """The key: value pairs of one image, from what the daemon actually used."""
+def params(request: dict, image: dict, job_id: str,
+           upscaled: int | None = None) -> dict[str, Any]:
+    """The key: value pairs of one image, from what the daemon actually used. ``Size``
+    is the generated size; an upscaled image says by how much, as A1111's hires fix
+    does with its "Hires upscale"."""
     loras = ", ".join(f"{lo['id']}:{lo['weight']:g}" for lo in request.get("loras") or ())
     strength = request.get("strength")
     return {
@@ -50,6 +54,7 @@ def params(request: dict, image: dict, job_id: str) -> dict[str, Any]:
         "Clip skip": request.get("clip_skip"),
         LORAS_KEY: loras or None,
         NSFW_KEY: "True" if request.get("nsfw") else None,
+        UPSCALE_KEY: upscaled,
         JOB_KEY: job_id,
     }
 
@@ -70,11 +75,13 @@ def _lora(fields: dict, slot: int) -> tuple[str, float]:
         return entries[slot], DEFAULT_LORA_WEIGHT
 
 
-def paste_fields(model: Any, nsfw: Any, loras: list[tuple[Any, Any]]) -> list[tuple]:
+def paste_fields(model: Any, nsfw: Any, loras: list[tuple[Any, Any]],
+                 upscale: Any) -> list[tuple]:
     """``Script.infotext_fields``: which parsed key sets which of our controls."""
     fields: list[tuple] = [
         (model, _ours(lambda f: f.get("Model") or DAEMON_DEFAULT)),
         (nsfw, _ours(lambda f: f.get(NSFW_KEY) == "True")),
+        (upscale, _ours(lambda f: f"{f[UPSCALE_KEY]}x" if f.get(UPSCALE_KEY) else NO_UPSCALE)),
     ]
     for slot, (lora_id, weight) in enumerate(loras):
         fields.append((lora_id, _ours(lambda f, s=slot: _lora(f, s)[0])))

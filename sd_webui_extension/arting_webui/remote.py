@@ -3,9 +3,10 @@ the host's ``Processed``, with ``shared.state`` moving as it would for a local r
 
 Batch count × batch size becomes one daemon job per batch (split further where a
 batch is larger than the daemon's ``max_images`` or mixes prompts); image ``i`` gets
-seed ``seed + i`` as in the host. Interrupt cancels the daemon job and stops; Skip
-cancels it and goes on with the next batch; "Stop generating" (newer hosts) lets the
-running batch finish.
+seed ``seed + i`` as in the host. With the upscale option each job's images go through
+one more job, Arting's 2× or 4× upscale, before they reach the gallery. Interrupt
+cancels the daemon job and stops; Skip cancels it and goes on with the next batch;
+"Stop generating" (newer hosts) lets the running batch finish.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import encode, glue, infotext, settings
-from .choices import DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, NO_LORA, sampler_name
+from .choices import (DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, NO_LORA, sampler_name,
+                      upscale_factor)
 from .daemon_client import DaemonClient, JobCancelled, status_line
 
 POLL_INTERVAL = 0.5
@@ -32,10 +34,13 @@ class Controls:
     model: str | None = None
     nsfw: bool = False
     loras: tuple[tuple[str, float], ...] = ()
+    upscale: int | None = None
 
     @classmethod
     def from_args(cls, args: Sequence[Any]) -> Controls:
-        args = list(args) + [None] * (2 + 2 * LORA_SLOTS - len(args))
+        """The controls from ``script_args``; the upscale choice, added later, may be
+        left out (API callers that send the first eight)."""
+        args = list(args) + [None] * (3 + 2 * LORA_SLOTS - len(args))
         model = str(args[0] or "").strip()
         loras = []
         for slot in range(LORA_SLOTS):
@@ -44,7 +49,8 @@ class Controls:
             if lora_id and lora_id != NO_LORA:
                 loras.append((lora_id, DEFAULT_LORA_WEIGHT if weight is None else float(weight)))
         return cls(model=None if model in ("", DAEMON_DEFAULT) else model,
-                   nsfw=bool(args[1]), loras=tuple(loras))
+                   nsfw=bool(args[1]), loras=tuple(loras),
+                   upscale=upscale_factor(args[2 + 2 * LORA_SLOTS]))
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,12 @@ def run(p: Any, args: Sequence[Any]) -> Any:
     progress = Progress(state, p.steps, p.n_iter)
     out: dict[str, list] = {"images": [], "seeds": [], "prompts": [], "negatives": [],
                             "infotexts": []}
+
+    def follow(body: dict) -> dict:
+        return client.run(body, on_progress=progress.update,
+                          should_cancel=progress.cancel_requested, poll_interval=POLL_INTERVAL,
+                          timeout=config.timeout, client_name=CLIENT_NAME)
+
     try:
         progress.start()
         for n, chunks in enumerate(plan(p.n_iter, p.batch_size, prompts, negatives,
@@ -160,14 +172,14 @@ def run(p: Any, args: Sequence[Any]) -> Any:
             progress.batch(n)
             try:
                 for chunk in chunks:
-                    job = client.run(
-                        {**request, "prompt": prompts[chunk.start],
-                         "negative_prompt": negatives[chunk.start], "n": chunk.count,
-                         "seed": p.all_seeds[chunk.start]},
-                        on_progress=progress.update, should_cancel=progress.cancel_requested,
-                        poll_interval=POLL_INTERVAL, timeout=config.timeout,
-                        client_name=CLIENT_NAME)
-                    _collect(p, client, job, chunk, prompts, negatives, out)
+                    job = follow({**request, "prompt": prompts[chunk.start],
+                                  "negative_prompt": negatives[chunk.start], "n": chunk.count,
+                                  "seed": p.all_seeds[chunk.start]})
+                    files = job["images"]
+                    if controls.upscale:
+                        files = follow({"kind": "upscale", "scale": controls.upscale,
+                                        "images": [i["hash"] for i in job["images"]]})["images"]
+                    _collect(p, client, job, files, chunk, prompts, negatives, out)
             except JobCancelled:
                 if not (state.interrupted or state.skipped):
                     raise
@@ -178,14 +190,17 @@ def run(p: Any, args: Sequence[Any]) -> Any:
                           out["infotexts"])
 
 
-def _collect(p: Any, client: DaemonClient, job: dict, chunk: Chunk, prompts: list[str],
-             negatives: list[str], out: dict[str, list]) -> None:
+def _collect(p: Any, client: DaemonClient, job: dict, files: list[dict], chunk: Chunk,
+             prompts: list[str], negatives: list[str], out: dict[str, list]) -> None:
+    """Add a job's images (``files``: its own, or their upscaled versions) to the run."""
     save = glue.should_save(p)
-    for k, meta in enumerate(job["images"]):
+    for k, (meta, file) in enumerate(zip(job["images"], files)):
         index = chunk.start + k
-        image = encode.decode(client.download(meta["url"]))
+        image = encode.decode(client.download(file["url"]))
+        upscaled = file["width"] // meta["width"] if file is not meta else None
         text = infotext.build(prompts[index], negatives[index],
-                              infotext.params(job.get("request") or {}, meta, job["id"]))
+                              infotext.params(job.get("request") or {}, meta, job["id"],
+                                              upscaled))
         glue.attach_infotext(image, text)
         if save:
             glue.save_image(p, image, meta["seed"], prompts[index], text)

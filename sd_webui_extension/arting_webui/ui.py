@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import infotext, settings
-from .choices import DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, LORAS, MODELS, NO_LORA
+from .choices import (DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, LORAS, MODELS, NO_LORA,
+                      NO_UPSCALE, UPSCALES)
 from .daemon_client import DaemonClient, DaemonError
 
 #: The status line waits this long for the daemon, so a dead address cannot stall the UI.
@@ -15,7 +16,7 @@ STATUS_TIMEOUT = 2.0
 
 def build(script: Any) -> list:
     """Create the controls; returns those whose values ``run`` receives, in order:
-    model, NSFW, then (LoRA id, weight) per slot."""
+    model, NSFW, (LoRA id, weight) per slot, then the upscale choice."""
     import gradio as gr
 
     eid = script.elem_id
@@ -34,12 +35,15 @@ def build(script: Any) -> list:
                                elem_id=eid(f"lora{slot}_weight"))
         loras.append((lora, weight))
     with gr.Row():
+        upscale = gr.Dropdown(label="Upscale with Arting", choices=list(UPSCALES),
+                              value=NO_UPSCALE, elem_id=eid("upscale"))
+    with gr.Row():
         # A callable value is evaluated again on every page load, in both gradio versions.
         line = gr.Markdown(value=status_line, elem_id=eid("status"))
         check = gr.Button(value="Check daemon", elem_id=eid("check"))
     check.click(fn=status_line, inputs=[], outputs=[line])
-    script.infotext_fields = infotext.paste_fields(model, nsfw, loras)
-    return [model, nsfw, *(c for pair in loras for c in pair)]
+    script.infotext_fields = infotext.paste_fields(model, nsfw, loras, upscale)
+    return [model, nsfw, *(c for pair in loras for c in pair), upscale]
 
 
 def status_line() -> str:
@@ -51,5 +55,6 @@ def status_line() -> str:
     except DaemonError as err:
         return f"**Arting daemon: not reachable** at {where}. {err}"
     img2img = "on" if catalog.get("img2img") else "off (daemon setting `img2img`)"
+    upscale = "on" if catalog.get("upscale") else "off (daemon setting `upscale`)"
     return (f"**Arting daemon: reachable** at {where} · {len(catalog.get('models') or [])} "
-            f"models · image-to-image {img2img}")
+            f"models · image-to-image {img2img} · upscale {upscale}")

@@ -59,7 +59,8 @@ def free_port() -> int:
 def test_the_pack_registers_like_a_comfyui_node_pack(pack):
     name = comfy_module_name(PACK)
     assert pack.__name__ == name
-    assert pack.NODE_DISPLAY_NAME_MAPPINGS == {"ArtingGenerate": "Arting Generate"}
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS == {"ArtingGenerate": "Arting Generate",
+                                               "ArtingUpscale": "Arting Upscale"}
     cls = pack.NODE_CLASS_MAPPINGS["ArtingGenerate"]
     assert cls.__module__ == f"{name}.arting_comfy.nodes"  # relative imports only
     assert cls.CATEGORY == "Arting"
@@ -221,7 +222,7 @@ def test_image_to_image_sends_the_image_and_strength(node, daemon):
     assert json.loads(info)["strength"] == 0.35
     create = daemon.sandbox.requests_for("i2i_create")[-1].body
     assert create["strength"] == 0.35
-    sent = png_tensor(daemon.sandbox.requests_for("upload")[-1].body["image"])
+    sent = png_tensor(daemon.uploads()[-1])
     assert torch.allclose(sent, picture[0], atol=0.5 / 255)
 
 

@@ -60,16 +60,17 @@ spec = importlib.util.spec_from_file_location(name, folder + "/__init__.py")
 module = importlib.util.module_from_spec(spec)
 sys.modules[name] = module
 spec.loader.exec_module(module)
-types = module.NODE_CLASS_MAPPINGS["ArtingGenerate"].INPUT_TYPES()
-print(json.dumps({{"nodes": list(module.NODE_CLASS_MAPPINGS), "inputs": sorted(types),
+types = {{name: sorted(cls.INPUT_TYPES()) for name, cls in module.NODE_CLASS_MAPPINGS.items()}}
+print(json.dumps({{"nodes": list(module.NODE_CLASS_MAPPINGS), "inputs": types,
                   "heavy": sorted(m for m in ("torch", "numpy", "PIL") if m in sys.modules)}}))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, cwd="/")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"nodes": ["ArtingGenerate"],
-                                       "inputs": ["hidden", "optional", "required"],
-                                       "heavy": []}
+    inputs = ["hidden", "optional", "required"]
+    assert json.loads(done.stdout) == {
+        "nodes": ["ArtingGenerate", "ArtingUpscale"],
+        "inputs": {"ArtingGenerate": inputs, "ArtingUpscale": inputs}, "heavy": []}
 
 
 def test_the_pack_is_python_3_10_syntax():
@@ -158,6 +159,6 @@ def test_install_py_links_the_pack_where_comfyui_finds_it(comfy_host, tmp_path, 
     try:
         module = load_like_comfyui(folder)
         assert "_x_" in module.__name__
-        assert list(module.NODE_CLASS_MAPPINGS) == ["ArtingGenerate"]
+        assert list(module.NODE_CLASS_MAPPINGS) == ["ArtingGenerate", "ArtingUpscale"]
     finally:
         unload(comfy_module_name(folder))

@@ -60,7 +60,7 @@ def test_loads_as_sd_webui_loads_it(host):
     assert script.show(False) is True and script_i2i.show(True) is True
     assert [a["label"] for a in script.api_args] == [
         "Arting model", "Allow NSFW", "LoRA 1", "LoRA 1 weight", "LoRA 2", "LoRA 2 weight",
-        "LoRA 3", "LoRA 3 weight"]
+        "LoRA 3", "LoRA 3 weight", "Upscale with Arting"]
     assert len(CONTROL_NAMES) == len(controls)
     model = controls[0]
     assert model.value == "(daemon default)"
@@ -106,7 +106,7 @@ def test_status_line_says_whether_the_daemon_answers(host, daemon, monkeypatch):
     arting.point_at(daemon.url)
     line = status.load_fn()  # what the next page load shows
     assert "reachable** at" in line and "not" not in line and daemon.url in line
-    assert "image-to-image on" in line
+    assert "image-to-image on" in line and "upscale on" in line
     click = button.listeners[0]
     assert click["fn"] is status.load_fn and click["outputs"] == [status]
 
@@ -172,6 +172,40 @@ def test_batches_give_every_image_with_its_seed_and_infotext(arting, daemon):
     assert creates[0].body["prompt"] == "a lighthouse, sharp focus"
     assert {j["source"] for j in jobs(daemon)} == {"sd-webui"}
     assert processed.js()  # the API answer serialises
+
+
+def test_the_upscale_option_upscales_each_batch_with_arting(arting, daemon):
+    arting.point_at(daemon.url)
+    _, processed = arting.txt2img({"upscale": "2x"}, prompt="a lighthouse", seed=21, n_iter=2,
+                                  batch_size=2, steps=5, width=256, height=384)
+    assert [i.size for i in processed.images] == [(512, 768)] * 4
+    assert processed.all_seeds == [21, 22, 23, 24]
+    fields = parse_infotext(processed.infotexts[1])
+    assert (fields["Seed"], fields["Size-1"], fields["Size-2"]) == ("22", "256", "384")
+    assert fields["Arting upscale"] == "2"
+    assert processed.images[1].info["parameters"] == processed.infotexts[1]
+    upscales = [j for j in jobs(daemon) if j["kind"] == "upscale"]
+    assert len(upscales) == 2 and {j["source"] for j in upscales} == {"sd-webui"}
+    assert [r.body["scale"] for r in daemon.sandbox.requests_for("enhance_create")] == [2] * 4
+    pasted = paste(arting.txt2img_script.infotext_fields, fields)
+    assert pasted[id(arting.txt2img_controls[CONTROL_NAMES.index("upscale")])] == "2x"
+
+
+def test_eight_script_args_still_work_and_mean_no_upscale(arting, daemon):
+    arting.point_at(daemon.url)
+    p = arting.host.txt2img(prompt="p", seed=3, steps=5, width=256, height=256)
+    processed = arting.host.generate(arting.txt2img_script, p, *arting.args()[:8])
+    assert processed.images[0].size == (256, 256)
+    assert not daemon.sandbox.requests_for("enhance_create")
+
+
+def test_a_failed_upscale_is_reported(arting, daemon):
+    daemon.do(daemon.sandbox.add_fault, "fail", route="enhance_get")
+    arting.point_at(daemon.url)
+    with pytest.raises(Exception, match="upscale failed") as caught:
+        arting.txt2img({"upscale": "4x"}, prompt="p", seed=1, steps=5)
+    assert "\n" not in str(caught.value)
+    assert arting.host.state.textinfo is None
 
 
 def test_random_seed_is_fixed_once_and_counted_up(arting, daemon):

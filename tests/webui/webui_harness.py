@@ -19,7 +19,8 @@ EXTENSION = Path(__file__).resolve().parents[2] / "sd_webui_extension"
 OUR_PACKAGE = "arting_webui"
 
 #: ui() controls, in the order run() receives them
-CONTROL_NAMES = ("model", "nsfw", "lora1", "weight1", "lora2", "weight2", "lora3", "weight3")
+CONTROL_NAMES = ("model", "nsfw", "lora1", "weight1", "lora2", "weight2", "lora3", "weight3",
+                 "upscale")
 
 
 def _ours(name: str) -> bool:

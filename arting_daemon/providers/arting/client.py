@@ -2,8 +2,16 @@
 
 * ``POST {base}/api/cg/text-to-image/create`` with the generation as JSON → ``data.request_id``
 * ``POST {base}/api/cg/text-to-image/get`` with ``{"request_id"}`` → ``data.output`` URLs
+  (and, §11, the identity's ``remain_balance``)
 * the image-to-image pair under ``/api/cg/image-to-image/`` (unconfirmed; behind a switch)
-* result images are fetched with a plain GET, only from hosts we trust.
+* an image Arting should read is uploaded the signed-URL way (§11):
+  ``POST {base}/api/cg/get_oss_signed_urls`` → a ``put``/``get`` URL pair, a ``PUT`` of the
+  bytes to ``put`` (no token), and ``get`` is what later calls take as ``image_url``
+* upscaling (§11): ``POST {base}/api/image/image-enhance/create-task`` → ``data.task_id``,
+  ``GET …/get-task-result?task_id=`` → an integer ``data.status`` and, when done,
+  ``data.task_result.file_oss_path``
+* result images are fetched with a plain GET; they and the signed PUT go only where
+  the outbound policy (``outbound.py``) allows.
 
 Every exchange goes through one funnel (``_call``) that sends the bare
 ``Authorization`` token and browser-like headers (with the Cloudflare clearance, if
@@ -19,6 +27,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -33,6 +42,7 @@ from ...errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, Cont
                       UpstreamUnreachable)
 from ...generation import Generation
 from ...metrics import Metrics
+from ...outbound import OutboundPolicy
 from . import cloudflare
 
 log = logging.getLogger(__name__)
@@ -43,13 +53,15 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF", b"GIF8")
 
 TXT2IMG = "/api/cg/text-to-image"
 IMG2IMG = "/api/cg/image-to-image"
-UPLOAD = "/api/upload"
+SIGNED_URLS = "/api/cg/get_oss_signed_urls"
+ENHANCE = "/api/image/image-enhance"
 #: A request id no job has: polling it shows whether a token (and the clearance) gets in.
 PROBE_REQUEST_ID = "arting-2api-probe"
 
 # Arting publishes no error codes; these words in a message say what kind of refusal it is.
 _AUTH_WORDS = ("token", "auth", "login", "unauthor", "expired", "credential", "sign in")
-_RATE_WORDS = ("too many", "rate limit", "frequent", "credit", "quota", "limit reached")
+_RATE_WORDS = ("too many", "rate limit", "frequent", "credit", "quota", "limit reached",
+               "balance")
 _CONTENT_WORDS = ("nsfw", "content not allowed", "sensitive", "inappropriate", "prohibited")
 
 
@@ -67,12 +79,17 @@ class Upstream(Section):
     request_timeout: float
     failed_statuses: list[str]
     done_statuses: list[str]
+    upscale_version: str
+    upscale_done_statuses: list[int]
+    upscale_failed_statuses: list[int]
 
 
 @dataclass(frozen=True)
 class PollResult:
     status: str | None
     urls: list[str]
+    #: The identity's ``remain_balance``, when the answer carried one.
+    balance: int | None = None
 
     @property
     def done(self) -> bool:
@@ -91,12 +108,13 @@ class ArtingClient:
         self.solver = cloudflare.Solver(upstream.user_agent, cookie, upstream.cf_solver,
                                         upstream.request_timeout, self.metrics)
         self.base = upstream.base_url
+        self.outbound = OutboundPolicy(upstream.image_hosts, self.base)
         #: The newest request id Arting gave us: the best thing to poll as a probe.
         self.last_request_id: str | None = None
         self._failed = {s.lower() for s in upstream.failed_statuses}
         self._done = {s.lower() for s in upstream.done_statuses}
-        self._allowed_hosts = [h.lower() for h in upstream.image_hosts]
-        self._allowed_hosts.append(urlsplit(self.base).hostname or "")
+        self._upscale_done = set(upstream.upscale_done_statuses)
+        self._upscale_failed = set(upstream.upscale_failed_statuses)
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -154,7 +172,7 @@ class ArtingClient:
             urls = []  # some entries are not URLs yet: keep polling, as careful clients do
         elif not output and status_text in self._done:
             raise JobFailed("Arting reported the job finished but returned no images.")
-        return PollResult(status=status_text, urls=urls)
+        return PollResult(status=status_text, urls=urls, balance=_balance(data))
 
     async def check_token(self, token: str | None) -> None:
         """Prove Arting lets ``token`` in, without making a job: poll the newest request id
@@ -168,15 +186,94 @@ class ArtingClient:
         except UpstreamRejected:
             pass
 
-    async def upload(self, image: bytes, token: str | None) -> str:
-        """Upload an init image (unconfirmed endpoint); returns the URL Arting gives back."""
-        data = await self._call(UPLOAD, image, token, envelope=False)
-        url = data.get("url") if isinstance(data, dict) else None
-        if not url and isinstance(data, dict) and isinstance(data.get("data"), dict):
-            url = data["data"].get("url")
+    async def upload(self, png: bytes, token: str | None) -> str:
+        """Put a PNG (the store holds nothing else) where Arting can read it: ask for a
+        signed URL pair, PUT the bytes to ``put``, and return ``get`` (what ``image_url``
+        takes)."""
+        data = await self._call(SIGNED_URLS, {"f_suffixs": ["png"]}, token, route="upload_sign")
+        pairs = data.get("oss_signed_urls") if isinstance(data, dict) else None
+        pair = pairs[0] if isinstance(pairs, list) and pairs else None
+        put, get = (pair.get("put"), pair.get("get")) if isinstance(pair, dict) else (None, None)
+        if not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                   for u in (put, get)):
+            error = BadUpstreamResponse("Arting's get_oss_signed_urls answer has no put/get "
+                                        "URL pair.")
+            self.metrics.upstream_error("upload_sign", error)
+            raise error
+        try:
+            await self.outbound.check_signed_put(put)
+            await self._put(put, png)
+        except ArtingError as exc:
+            self.metrics.upstream_error("upload_put", exc)
+            raise
+        return get
+
+    async def _put(self, url: str, png: bytes) -> None:
+        """The presigned PUT: the bytes and their Content-Type, no token, no cookies (the
+        signature is the permission), and no redirect followed."""
+        host = urlsplit(url).hostname
+        headers = {"Content-Type": "image/png", "User-Agent": self.solver.clearance.user_agent}
+        try:
+            async with self.session.put(url, data=png, headers=headers, allow_redirects=False,
+                                        timeout=self._timeout()) as resp:
+                status, text = resp.status, (await resp.content.read(4096)).decode(
+                    "utf-8", "replace")
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"Uploading the image to Arting's storage at {host} timed "
+                                  "out.") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachable(f"Arting's storage at {host} could not be reached "
+                                      f"({type(exc).__name__}).") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"Uploading the image to Arting's storage at {host} "
+                                      f"failed ({type(exc).__name__}).") from None
+        if 200 <= status < 300:
+            return
+        said = _storage_error(text)
+        if status >= 500 or status == 429:
+            raise UpstreamUnavailable(f"Arting's storage at {host} answered HTTP {status}"
+                                      f"{said}; the upload can be tried again.")
+        raise UpstreamRejected(
+            f"Arting's storage at {host} refused the image upload (HTTP {status}{said}); "
+            "nothing was submitted. A signed URL that expired can cause this; if it "
+            "persists, Arting has changed its upload path.")
+
+    async def enhance(self, image_url: str, scale: int, token: str | None) -> str:
+        """Start an upscale of the image at ``image_url``; returns Arting's ``task_id``."""
+        data = await self._call(ENHANCE + "/create-task",
+                                {"image_url": image_url, "scale": scale,
+                                 "version": self.upstream.upscale_version},
+                                token, route="enhance_create")
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not isinstance(task_id, (str, int)) or task_id == "":
+            raise BadUpstreamResponse("Arting accepted the upscale but sent no task_id.")
+        return str(task_id)
+
+    async def enhance_poll(self, task_id: str, token: str | None) -> PollResult:
+        """One look at an upscale. Its status is an integer: done and failed values are
+        settings (``upscale_done_statuses``, ``upscale_failed_statuses``); any other value
+        is pending. Raises ``JobFailed`` as soon as Arting says it failed."""
+        data = await self._call(ENHANCE + "/get-task-result", None, token, method="GET",
+                                params={"task_id": task_id}, route="enhance_get")
+        if not isinstance(data, dict):
+            raise BadUpstreamResponse("Arting's upscale answer has no data object.")
+        status = data.get("status")
+        try:
+            code = int(status) if status is not None and not isinstance(status, bool) else None
+        except (TypeError, ValueError):
+            code = None
+        balance = _balance(data)
+        if code in self._upscale_failed:
+            reason = data.get("message") or data.get("error") or "no reason given"
+            raise JobFailed(f"Arting reported the upscale failed ({reason}).")
+        if code not in self._upscale_done:
+            return PollResult(status=None if status is None else str(status), urls=[],
+                              balance=balance)
+        result = data.get("task_result")
+        url = result.get("file_oss_path") if isinstance(result, dict) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise BadUpstreamResponse("Arting's upload answer has no image URL.")
-        return url
+            raise JobFailed("Arting reported the upscale finished but returned no image.")
+        return PollResult(status=str(status), urls=[url], balance=balance)
 
     async def download(self, url: str) -> bytes:
         """Fetch one result image: a plain GET, only from a trusted host, size-bounded."""
@@ -194,11 +291,7 @@ class ArtingClient:
                 return base64.b64decode(url.partition(",")[2], validate=True)
             except (binascii.Error, ValueError):
                 raise _unusable("Arting returned a malformed data: image.") from None
-        host = (urlsplit(url).hostname or "").lower()
-        if not self.host_allowed(host):
-            raise _unusable(
-                f"Arting returned an image on host {host!r}, which is not in `image_hosts`; "
-                "add it there if you trust it.")
+        self.outbound.check_download(url)
         try:
             async with self.session.get(url, timeout=self._timeout()) as resp:
                 if resp.status in (403, 404, 410):
@@ -226,12 +319,6 @@ class ArtingClient:
             raise _unusable("The result URL did not return an image.")
         return data
 
-    def host_allowed(self, host: str) -> bool:
-        for pattern in self._allowed_hosts:
-            if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
-                return True
-        return False
-
     # --- the funnel ---------------------------------------------------------------------
 
     def _headers(self, token: str | None, json_body: bool) -> dict[str, str]:
@@ -254,16 +341,17 @@ class ArtingClient:
         t = self.upstream.request_timeout
         return aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
-    async def _call(self, path: str, body: dict | bytes, token: str | None,
-                    *, envelope: bool = True, route: str | None = None) -> object:
-        """POST to Arting and return the envelope's ``data`` (or the whole JSON).
+    async def _call(self, path: str, body: dict | None, token: str | None, *,
+                    method: str = "POST", params: dict[str, str] | None = None,
+                    route: str | None = None) -> object:
+        """Send one request to Arting and return the envelope's ``data``.
 
-        ``body`` is JSON, or the bytes of an image to upload. A Cloudflare challenge is
-        answered by the solver, then the request is sent once more: a challenge page
-        comes from Cloudflare, so Arting never saw the first one (no job was made)."""
+        ``body`` is JSON (None for a GET). A Cloudflare challenge is answered by the
+        solver, then the request is sent once more: a challenge page comes from
+        Cloudflare, so Arting never saw the first one (no job was made)."""
         try:
             try:
-                return await self._exchange(path, body, token, envelope)
+                return await self._exchange(method, path, body, params, token)
             except CloudflareBlocked as exc:
                 if exc.kind != "challenge":
                     raise
@@ -272,26 +360,21 @@ class ArtingClient:
                                         _solver_headers(self._headers(token, True)),
                                         {"request_id": PROBE_REQUEST_ID}, seen)
             try:
-                return await self._exchange(path, body, token, envelope)
+                return await self._exchange(method, path, body, params, token)
             except CloudflareBlocked as exc:
                 raise (self.solver.refused() if exc.kind == "challenge" else exc) from None
         except ArtingError as exc:
             self.metrics.upstream_error(route or path.rsplit("/", 1)[-1], exc)
             raise
 
-    async def _exchange(self, path: str, body: dict | bytes, token: str | None,
-                        envelope: bool) -> object:
+    async def _exchange(self, method: str, path: str, body: dict | None,
+                        params: dict[str, str] | None, token: str | None) -> object:
         """One HTTP exchange, its failures as typed errors."""
-        is_json = isinstance(body, dict)
-        if is_json:
-            data: str | aiohttp.FormData = json.dumps(body)
-        else:
-            data = aiohttp.FormData()
-            data.add_field("image", body, filename="init.png", content_type="image/png")
+        data = None if body is None else json.dumps(body)
         try:
-            async with self.session.post(
-                    self.base + path, headers=self._headers(token, is_json), data=data,
-                    timeout=self._timeout()) as resp:
+            async with self.session.request(
+                    method, self.base + path, headers=self._headers(token, body is not None),
+                    data=data, params=params, timeout=self._timeout()) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
         except asyncio.TimeoutError:
@@ -303,7 +386,7 @@ class ArtingClient:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
                                       f"({type(exc).__name__}).") from None
-        return _interpret(path, status, headers, raw, envelope)
+        return _interpret(path, status, headers, raw)
 
 
 def _unusable(message: str) -> BadUpstreamResponse:
@@ -316,7 +399,7 @@ def _solver_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in ("User-Agent", "Cookie")}
 
 
-def _interpret(path: str, status: int, headers, raw: bytes, envelope: bool) -> object:
+def _interpret(path: str, status: int, headers, raw: bytes) -> object:
     """Turn one HTTP answer into data or a typed error."""
     text = raw.decode("utf-8", "replace")
     content_type = headers.get("Content-Type", "").lower()
@@ -354,8 +437,6 @@ def _interpret(path: str, status: int, headers, raw: bytes, envelope: bool) -> o
                                + (f": {message}" if message else "."))
     if not isinstance(payload, dict):
         raise BadUpstreamResponse(f"Arting's answer to {path} is not a JSON object.")
-    if not envelope:
-        return payload
     _check_envelope(payload)
     return payload.get("data")
 
@@ -403,6 +484,25 @@ def _retry_after(headers) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def _balance(data: dict) -> int | None:
+    """``remain_balance`` as an integer, if the answer has a usable one."""
+    value = data.get("remain_balance")
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _storage_error(text: str) -> str:
+    """``": Code: Message"`` from an OSS/S3 XML error body, shortened and redacted."""
+    code = re.search(r"<Code>([^<]{1,80})</Code>", text)
+    message = re.search(r"<Message>([^<]{1,300})</Message>", text)
+    said = ": ".join(m[1].strip() for m in (code, message) if m)
+    return f", {logs.redact(said)}" if said else ""
 
 
 def _num(x: float) -> str:

@@ -7,8 +7,15 @@ the token), on another token where the pool has one, with exponential backoff an
 jitter inside ``retry_budget``. ``follow`` polls on the schedule learned from recent
 durations and rides out transient faults; Arting saying the job failed ends it at once.
 
-What a restart needs is kept in the job's provider state: Arting's ``request_id``, the
-fingerprint of the token it was created with (never the token), and the polls spent.
+Two kinds of job: a ``Generation`` (text- or image-to-image) and an ``Upscale``, which
+uploads each picture and has Arting's image-enhance make it 2 or 4 times larger (one
+task per picture). A picture Arting must read goes up the signed-URL way
+(``client.upload``); an upload makes nothing upstream, so it is retried like a create
+that surely made no job.
+
+What a restart needs is kept in the job's provider state: Arting's ``request_id`` (or
+an upscale's ``tasks``), the fingerprint of the token it was created with (never the
+token), and the polls spent.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import base64
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
 
 from ...config import Section
 from ...errors import ArtingError, FeatureDisabled, UpstreamAuthError, UpstreamRateLimited
@@ -26,6 +34,7 @@ from ...metrics import Metrics
 from ...retry import backoff
 from ...store import ImageStore
 from ...timing import DurationStats
+from ...upscaling import Upscale
 from ..base import Attempt, Progress, Provider, Work
 from .client import ArtingClient
 from .tokens import Token, TokenPool, TokenState
@@ -34,12 +43,14 @@ log = logging.getLogger(__name__)
 
 MAX_CREATE_ATTEMPTS = 6
 MAX_POLL_REFUSALS = 3       # refused polls in a row before a (paid) job is given up
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ArtingOptions(Section):
     img2img: bool
-    img2img_transport: Literal["upload", "data_url"]
+    img2img_transport: Literal["signed_url", "data_url"]
+    upscale: bool
     submit_timeout: float
     retry_budget: float
     poll_max_interval: float
@@ -60,19 +71,30 @@ class ArtingProvider(Provider):
     def require(self, feature: str) -> None:
         if feature == "img2img" and self.options.img2img:
             return
+        if feature == "upscale" and self.options.upscale:
+            return
         if feature == "img2img":
             raise FeatureDisabled(
                 "Image-to-image is switched off on this daemon, because Arting's "
                 "image-to-image endpoint is unconfirmed. Set `img2img = true` in arting.toml "
                 "(ARTING_IMG2IMG=1) to try it, or run the daemon with --sandbox.",
                 param="image")
+        if feature == "upscale":
+            raise FeatureDisabled(
+                "Upscaling is switched off on this daemon (`upscale = false`). It uses "
+                "Arting's image-enhance API, which public clients show but Arting does not "
+                "document; set `upscale = true` in arting.toml (ARTING_UPSCALE=1) to use it.",
+                param="scale")
         raise FeatureDisabled(f"Arting does not offer {feature}.")
 
     def submitted(self, work: Work) -> bool:
-        return work.provider_state.get("request_id") is not None
+        state = work.provider_state
+        return state.get("request_id") is not None or state.get("tasks") is not None
 
     def attempt(self, work: Work, deadline: float) -> ArtingAttempt:
-        return ArtingAttempt(self, work, deadline)
+        if isinstance(work.generation, Upscale):
+            return UpscaleAttempt(self, work, deadline)
+        return GenerationAttempt(self, work, deadline)
 
     async def fetch(self, output: str) -> bytes:
         return await self.client.download(output)
@@ -97,6 +119,9 @@ class ArtingProvider(Provider):
 
 
 class ArtingAttempt(Attempt):
+    """What every Arting job does: hold a token, send with safe retries, poll on the
+    learned schedule. ``GenerationAttempt`` and ``UpscaleAttempt`` say what is sent."""
+
     def __init__(self, provider: ArtingProvider, work: Work, deadline: float) -> None:
         self.provider = provider
         self.work = work
@@ -113,30 +138,35 @@ class ArtingAttempt(Attempt):
             await self.provider.pool.release(self.token)
             self.token = None
 
-    # --- submit -------------------------------------------------------------------------
-
-    async def submit(self) -> float:
-        """Create the job upstream. Sent again only when no job can have been made, and
-        only while the retry budget (waits included) and the stage's deadline allow."""
-        p, gen = self.provider, self.work.generation
-        image_url = await self._init_image_url() if gen.is_img2img else None
+    def retry_until(self) -> float:
+        """Until when a send may be retried: the retry budget, within the stage's deadline."""
         now = time.time()
-        retry_until = min(self.deadline, now + p.options.submit_timeout,
-                          now + p.options.retry_budget)
+        options = self.provider.options
+        return min(self.deadline, now + options.submit_timeout, now + options.retry_budget)
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def send(self, call: Callable[[str], Awaitable[T]], retry_until: float, *,
+                   makes_nothing: bool = False) -> T:
+        """``call(token)`` with the token held, sent again only when that cannot make a
+        second job upstream (always, after a transient fault, when ``makes_nothing``),
+        while the retry budget (waits included) and the stage's deadline allow. A refusal
+        marks the token either way; only a send that makes a job counts as one of its jobs
+        (and gets the zero-balance note on a refusal)."""
+        p = self.provider
         attempt = 0
         while True:
             assert self.token is not None
             try:
-                # Arting starts the job between sending and answering; under load the
-                # answer can be late, so the job's clock starts at the sending.
-                sent = time.time()
-                self.state["request_id"] = await p.client.create(gen, self.token.secret,
-                                                                 image_url)
+                result = await call(self.token.secret)
                 break
             except ArtingError as exc:
+                if not makes_nothing:
+                    p.pool.explain(self.token, exc)
                 await p.pool.report(self.token, exc)
                 attempt += 1
-                if not exc.safe_to_resubmit or attempt >= MAX_CREATE_ATTEMPTS:
+                safe = exc.safe_to_resubmit or (makes_nothing and exc.retryable)
+                if not safe or attempt >= MAX_CREATE_ATTEMPTS:
                     raise
                 if exc.token_fault:
                     await self._switch_token(exc, retry_until)
@@ -145,11 +175,13 @@ class ArtingAttempt(Attempt):
                     if time.time() + wait >= retry_until:
                         raise
                     await asyncio.sleep(wait)
-                p.metrics.create_retries.labels(type(exc).__name__).inc()
-                log.info("create attempt %d of job %s failed (%s); sending it again with %s",
+                if not makes_nothing:
+                    p.metrics.create_retries.labels(type(exc).__name__).inc()
+                log.info("attempt %d of job %s failed (%s); sending it again with %s",
                          attempt, self.work.id, type(exc).__name__, self.token.label)
-        await p.pool.report(self.token, None)
-        return sent
+        if not makes_nothing:
+            await p.pool.report(self.token, None)
+        return result
 
     async def _switch_token(self, exc: ArtingError, retry_until: float) -> None:
         """After a 429 or a refused token (the pool has marked it): take the next
@@ -166,21 +198,21 @@ class ArtingAttempt(Attempt):
                 raise exc from None
             raise
 
-    async def _init_image_url(self) -> str:
-        gen = self.work.generation
-        assert gen.init_image is not None and self.token is not None
-        data = await self.provider.store.read(gen.init_image)
-        if self.provider.options.img2img_transport == "upload":
-            return await self.provider.client.upload(data, self.token.secret)
-        return "data:image/png;base64," + base64.b64encode(data).decode()
+    async def upload(self, digest: str, retry_until: float) -> str:
+        """Put a stored picture where Arting can read it; returns its URL."""
+        data = await self.provider.store.read(digest)
+        return await self.send(lambda token: self.provider.client.upload(data, token),
+                               retry_until, makes_nothing=True)
 
-    # --- follow -------------------------------------------------------------------------
+    # --- polling ------------------------------------------------------------------------
 
-    async def follow(self, progress: Progress) -> list[str]:
-        """Poll on the learned schedule; transient faults are retried until the stage's
-        deadline, three refusals of the token in a row are not."""
-        p, gen = self.provider, self.work.generation
-        schedule = p.stats.schedule(gen.model, gen.width, gen.height)
+    async def poll_until(self, look: Callable[[str], Awaitable[list[str] | None]]) -> list[str]:
+        """Call ``look(token)`` on the learned schedule until it returns the outputs;
+        transient faults are retried until the stage's deadline, three refusals of the
+        token in a row are not."""
+        p, request = self.provider, self.work.generation
+        key = (request.model, request.width, request.height)
+        schedule = p.stats.schedule(*key)
         submitted = self.work.submitted_at or time.time()
         failures = refusals = 0
         pending = None      # when the last poll that found the job running was sent
@@ -193,8 +225,7 @@ class ArtingAttempt(Attempt):
             await asyncio.sleep(delay)
             sent = time.time() - submitted
             try:
-                result = await p.client.poll(self.state["request_id"], self.token.secret,
-                                             gen.is_img2img)
+                outputs = await look(self.token.secret)
             except ArtingError as exc:
                 if exc.token_fault and not exc.retryable:   # refused, or Cloudflare
                     await p.pool.report(self.token, exc)
@@ -214,8 +245,89 @@ class ArtingAttempt(Attempt):
                 continue
             failures = refusals = 0
             self.state["polls"] = polls + 1
-            if result.done:
-                p.stats.record(gen.model, gen.width, gen.height,
-                               schedule.finished_at(sent, pending))
-                return result.urls
+            if outputs is not None:
+                p.stats.record(*key, schedule.finished_at(sent, pending))
+                return outputs
             pending = sent
+
+    def saw_balance(self, balance: int | None) -> None:
+        if balance is not None and self.token is not None:
+            self.provider.pool.note_balance(self.token, balance)
+
+
+class GenerationAttempt(ArtingAttempt):
+    """Text- or image-to-image: one create, one request id to poll."""
+
+    async def submit(self) -> float:
+        p, gen = self.provider, self.work.generation
+        retry_until = self.retry_until()
+        image_url = await self._init_image_url(retry_until) if gen.is_img2img else None
+        sent = 0.0
+
+        async def create(token: str) -> str:
+            nonlocal sent
+            # Arting starts the job between sending and answering; under load the answer
+            # can be late, so the job's clock starts at the sending.
+            sent = time.time()
+            return await p.client.create(gen, token, image_url)
+
+        self.state["request_id"] = await self.send(create, retry_until)
+        return sent
+
+    async def _init_image_url(self, retry_until: float) -> str:
+        gen = self.work.generation
+        assert gen.init_image is not None
+        if self.provider.options.img2img_transport == "signed_url":
+            return await self.upload(gen.init_image, retry_until)
+        data = await self.provider.store.read(gen.init_image)
+        return "data:image/png;base64," + base64.b64encode(data).decode()
+
+    async def follow(self, progress: Progress) -> list[str]:
+        gen = self.work.generation
+
+        async def look(token: str) -> list[str] | None:
+            result = await self.provider.client.poll(self.state["request_id"], token,
+                                                     gen.is_img2img)
+            self.saw_balance(result.balance)
+            return result.urls if result.done else None
+
+        return await self.poll_until(look)
+
+
+class UpscaleAttempt(ArtingAttempt):
+    """An upscale: each picture uploaded, then one image-enhance task per picture. The
+    tasks are kept only once all are created, so a restart in between (which cannot
+    tell what Arting has) fails the job instead of paying twice."""
+
+    async def submit(self) -> float:
+        p, upscale = self.provider, self.work.generation
+        assert isinstance(upscale, Upscale)
+        retry_until = self.retry_until()
+        tasks, sent = [], None
+        for source in upscale.images:
+            url = await self.upload(source.hash, retry_until)
+            sent = sent or time.time()
+            tasks.append(await self.send(
+                lambda token, url=url: p.client.enhance(url, upscale.scale, token),
+                retry_until))
+        self.state["tasks"] = tasks
+        return sent or time.time()
+
+    async def follow(self, progress: Progress) -> list[str]:
+        tasks: list[str] = self.state["tasks"]
+        done: dict[str, str] = {}
+
+        async def look(token: str) -> list[str] | None:
+            for task in tasks:
+                if task not in done:
+                    result = await self.provider.client.enhance_poll(task, token)
+                    self.saw_balance(result.balance)
+                    if result.done:
+                        done[task] = result.urls[0]
+            if len(done) == len(tasks):
+                return [done[task] for task in tasks]
+            if done:
+                progress(len(done) / len(tasks))
+            return None
+
+        return await self.poll_until(look)

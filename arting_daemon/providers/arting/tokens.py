@@ -5,6 +5,10 @@ the way) or *invalid* (Arting refused it). Only auth errors make a token invalid
 Jobs take the least-busy eligible token and hold it while Arting works on their job,
 so each token has a bound on jobs in flight.
 
+Arting's poll answers may carry the identity's ``remain_balance`` (§11); each token keeps
+the last one seen. A token whose balance reached zero is used only when no other is
+free, and a refusal it meets afterwards says so.
+
 Unhealthy tokens are re-probed in the background with exponential backoff. A probe
 is one poll (``get``) of a request id, never a create, so it costs no generation: an
 answer in Arting's envelope (the job, or "task not found") proves the token passes
@@ -29,7 +33,8 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ... import datadir, logs
-from ...errors import ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited
+from ...errors import (ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited,
+                       UpstreamRejected)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class Token:
     probing: bool = False
     last_probe: float | None = None                 # wall-clock time of the last probe
     probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
+    balance: int | None = None                      # ``remain_balance`` of the last poll
+    balance_at: float | None = None                 # wall-clock time it was seen
 
     @property
     def fingerprint(self) -> str:
@@ -75,7 +82,8 @@ class Token:
                 "in_flight": self.in_flight, "jobs_ok": self.jobs_ok, "errors": self.errors,
                 "last_error": self.reason.message if self.reason else None,
                 "last_probe": self.last_probe,
-                "probes": dict(self.probes)}
+                "probes": dict(self.probes),
+                "balance": self.balance, "balance_at": self.balance_at}
 
 
 def _unavailable(token: Token, wait: float) -> ArtingError:
@@ -133,6 +141,9 @@ class TokenPool:
         in_flight = GaugeMetricFamily("arting_token_in_flight",
                                       "Jobs each token has in flight upstream.",
                                       labels=["token"])
+        balance = GaugeMetricFamily("arting_token_balance",
+                                    "Each token's remain_balance at its last poll (tokens "
+                                    "Arting has reported one for).", labels=["token"])
         probes = CounterMetricFamily("arting_token_probes",
                                      "Probes of unhealthy tokens, by result.",
                                      labels=["token", "result"])
@@ -140,10 +151,13 @@ class TokenPool:
             for state in TokenState:
                 token_state.add_metric([t.label, state.value], float(t.state is state))
             in_flight.add_metric([t.label], t.in_flight)
+            if t.balance is not None:
+                balance.add_metric([t.label], t.balance)
             for result in ("ok", "failed", "inconclusive"):
                 probes.add_metric([t.label, result], t.probes[result])
         yield token_state
         yield in_flight
+        yield balance
         yield probes
 
     async def acquire(self, timeout: float, prefer: str | None = None,
@@ -163,7 +177,8 @@ class TokenPool:
                 now = time.monotonic()
                 ready = [t for t in self.tokens if t.eligible(now, self.max_jobs)]
                 if ready:
-                    token = min(ready, key=lambda t: (t.fingerprint != prefer, t.in_flight,
+                    token = min(ready, key=lambda t: (t.fingerprint != prefer, t.balance == 0,
+                                                      t.in_flight,
                                                       t.state is not TokenState.OK))
                     token.in_flight += 1
                     return token
@@ -204,6 +219,23 @@ class TokenPool:
                 token.errors += 1
                 self._mark(token, error)
             self._changed.notify_all()
+
+    @staticmethod
+    def note_balance(token: Token, balance: int) -> None:
+        """Keep the ``remain_balance`` a poll answered with for ``token``."""
+        token.balance, token.balance_at = balance, time.time()
+
+    @staticmethod
+    def explain(token: Token, error: ArtingError) -> ArtingError:
+        """A refusal met by a token whose balance had reached zero: say that this is the
+        likely reason (Arting's own message rarely does)."""
+        if token.balance == 0 and isinstance(error, (UpstreamRejected, UpstreamRateLimited,
+                                                     UpstreamAuthError)):
+            error.message += (f" The balance of {token.label} was 0 at its last poll "
+                              "(remain_balance): Arting may refuse it until it is topped up; "
+                              "add another token to ARTING_AUTH_TOKEN, or wait.")
+            error.args = (error.message,)
+        return error
 
     def _mark(self, token: Token, error: ArtingError) -> None:
         """Put the token out of use after ``error``, until its next probe."""

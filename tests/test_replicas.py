@@ -1,0 +1,318 @@
+"""Several daemons, one service: three real daemon processes sharing a real Redis and one
+data directory, in front of one Arting emulator."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from processes import DaemonProcess, Emulator
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+    pytest.mark.skipif(shutil.which("redis-server") is None,
+                       reason="needs redis-server (Debian's redis-server; .ci/run installs it)"),
+]
+
+ADMIN = "replicas-admin-key-0123"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, keeping its data (append
+    only file) across a restart, as a production one would."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir, self.port = directory, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self.dir.mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def command(self, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              text=True, timeout=10).stdout
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator():
+    emu = Emulator()
+    yield emu
+    emu.close()
+
+
+class Cluster:
+    """Replicas on one data directory and one Redis; each is stopped at the end."""
+
+    def __init__(self, tmp_path: Path, redis: RedisServer, emulator: Emulator) -> None:
+        self.data = tmp_path / "data"
+        self.redis, self.emulator = redis, emulator
+        self.env = {"ARTING_REDIS_URL": redis.url, "API_MASTER_KEY": ADMIN,
+                    "ARTING_REPLICA_LEASE": "2", "ARTING_SHUTDOWN_GRACE": "1"}
+        self.started: list[DaemonProcess] = []
+
+    def start(self, **env: str) -> DaemonProcess:
+        daemon = DaemonProcess(self.data, self.emulator.url, **{**self.env, **env})
+        self.started.append(daemon)
+        return daemon
+
+    def stop(self) -> None:
+        for daemon in self.started:
+            daemon.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, redis_server, emulator):
+    c = Cluster(tmp_path, redis_server, emulator)
+    yield c
+    c.stop()
+
+
+def make_key(daemon: DaemonProcess, **limits) -> dict:
+    resp = httpx.post(f"{daemon.url}/arting/v1/admin/keys", headers=bearer(ADMIN),
+                      json={"name": "team", **limits})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def submit(daemon: DaemonProcess, key: str = ADMIN, **body) -> httpx.Response:
+    return httpx.post(f"{daemon.url}/arting/v1/jobs", headers=bearer(key),
+                      json={"prompt": "p", **body}, timeout=30)
+
+
+def until(predicate, timeout: float = 15, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(every)
+
+
+def job_of(daemon: DaemonProcess, job_id: str, key: str = ADMIN) -> dict:
+    return httpx.get(f"{daemon.url}/arting/v1/jobs/{job_id}", headers=bearer(key)).json()
+
+
+def finished(daemon: DaemonProcess, job_id: str, key: str = ADMIN, timeout: float = 20) -> dict:
+    return until(lambda: (j := job_of(daemon, job_id, key))["state"] in
+                 ("succeeded", "failed", "cancelled") and j, timeout)
+
+
+# --- shared keys and limits --------------------------------------------------------------
+
+def test_a_rate_limit_holds_across_replicas(cluster):
+    a, b, c = cluster.start(), cluster.start(), cluster.start()
+    key = make_key(a, requests_per_minute=30)["key"]
+    cluster.emulator.configure(generation_time=0)
+    replicas = [a, b, c] * 30
+    with ThreadPoolExecutor(15) as pool:
+        answers = list(pool.map(lambda d: submit(d, key).status_code, replicas))
+    assert answers.count(202) == 30 and answers.count(429) == 60
+
+
+def test_a_key_revoked_on_one_replica_is_refused_by_another_within_a_second(cluster):
+    a, c = cluster.start(), cluster.start()
+    made = make_key(a)
+    assert submit(c, made["key"]).status_code == 202
+    revoked = httpx.delete(f"{a.url}/arting/v1/admin/keys/{made['id']}", headers=bearer(ADMIN))
+    assert revoked.status_code == 200
+    at = time.monotonic()
+    answer = until(lambda: (r := submit(c, made["key"])).status_code == 401 and r, every=0.02)
+    assert time.monotonic() - at <= 1.0
+    assert "revoked" in answer.json()["error"]["message"]
+
+
+def test_keys_made_on_the_command_line_reach_every_replica(cluster):
+    a = cluster.start()
+    made = subprocess.run([str(Path(sys.executable).with_name("arting-daemon")), "keys",
+                           "create", "--name", "cli", "--data-dir", str(cluster.data)],
+                          capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "ARTING_REDIS_URL": cluster.redis.url})
+    assert made.returncode == 0, made.stderr
+    assert until(lambda: submit(a, made.stdout.strip()).status_code == 202, timeout=5)
+
+
+# --- shared jobs -----------------------------------------------------------------------
+
+def test_a_job_submitted_on_one_replica_is_read_streamed_and_cancelled_through_another(cluster):
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=30)
+    job = submit(a).json()
+    assert until(lambda: job_of(b, job["id"])["state"] == "running")
+    events = []
+
+    def stream():
+        with httpx.stream("GET", f"{b.url}/arting/v1/jobs/{job['id']}/events",
+                          headers=bearer(ADMIN), timeout=30) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:])["state"])
+    reader = threading.Thread(target=stream)
+    reader.start()
+    until(lambda: events)
+    cancelled = httpx.delete(f"{b.url}/arting/v1/jobs/{job['id']}", headers=bearer(ADMIN))
+    assert cancelled.status_code == 200
+    reader.join(10)
+    assert events[0] == "running" and events[-1] == "cancelled"
+    assert job_of(a, job["id"])["state"] == "cancelled"
+    listed = httpx.get(f"{b.url}/arting/v1/jobs", headers=bearer(ADMIN)).json()["data"]
+    assert [j["id"] for j in listed] == [job["id"]]
+
+
+def test_an_idempotent_retry_on_another_replica_gets_the_same_job(cluster):
+    a, c = cluster.start(), cluster.start()
+    first = httpx.post(f"{a.url}/arting/v1/jobs", json={"prompt": "p"},
+                       headers={**bearer(ADMIN), "Idempotency-Key": "retry-me"})
+    again = httpx.post(f"{c.url}/arting/v1/jobs", json={"prompt": "p"},
+                       headers={**bearer(ADMIN), "Idempotency-Key": "retry-me"})
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert first.json()["id"] == again.json()["id"]
+    finished(c, first.json()["id"])
+    assert len(cluster.emulator.sandbox.requests_for("create")) == 1
+
+
+def test_a_killed_replicas_job_is_finished_by_another_without_a_second_create(cluster):
+    a, b, c = cluster.start(), cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=3)
+    job = submit(a, n=2).json()
+    until(lambda: job_of(b, job["id"])["state"] == "running")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(5)
+    done = finished(b, job["id"], timeout=30)
+    assert done["state"] == "succeeded", done
+    for daemon in (b, c):
+        for image in done["images"]:
+            resp = httpx.get(f"{daemon.url}/arting/v1/images/{image['hash']}.png")
+            assert resp.status_code == 200 and resp.content.startswith(b"\x89PNG")
+    assert len(cluster.emulator.sandbox.requests_for("create")) == 1
+    assert "took over job" in (b.log.read_text() + c.log.read_text())
+
+
+def test_a_rolling_restart_under_load_loses_no_request_and_no_job(cluster):
+    replicas = [cluster.start(), cluster.start(), cluster.start()]
+    cluster.emulator.configure(generation_time=1.5)
+    outcomes: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            daemon = random.choice(replicas)
+            client = openai.OpenAI(base_url=daemon.url + "/v1", api_key=ADMIN, max_retries=0,
+                                   timeout=60)
+            try:
+                result = client.images.generate(prompt="steady", response_format="url")
+                outcomes.append((200, result.data[0].url))
+            except openai.APIStatusError as err:
+                outcomes.append((err.status_code, err.response.headers.get("Retry-After", "")))
+            except openai.APIConnectionError as err:
+                outcomes.append((0, repr(err)))
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(2)
+    for i in range(3):
+        old = replicas[i]
+        replicas[i] = cluster.start()             # the new one first, as an orchestrator does
+        old.proc.send_signal(signal.SIGTERM)
+        assert old.proc.wait(30) == 0
+        time.sleep(1.5)
+    stop.set()
+    for w in workers:
+        w.join(90)
+
+    assert outcomes and all(code in (200, 503) or code == 0 and "ConnectError" in what
+                            for code, what in outcomes), outcomes
+    assert all(what for code, what in outcomes if code == 503)     # Retry-After given
+    assert sum(code == 200 for code, _ in outcomes) >= 6
+    # no job lost: every job the emulator was asked for ends, each with its images
+    def ended() -> list[str] | None:
+        listed = httpx.get(f"{replicas[0].url}/arting/v1/jobs?limit=100", headers=bearer(ADMIN))
+        states = [j["state"] for j in listed.json()["data"]]
+        return states if all(s in ("succeeded", "failed", "cancelled") for s in states) \
+            else None
+    ended = until(ended, timeout=30)
+    assert ended and all(s == "succeeded" for s in ended), ended
+    assert len(cluster.emulator.sandbox.requests_for("create")) == len(ended)
+
+
+# --- Redis trouble -------------------------------------------------------------------
+
+def test_redis_down_at_start_is_a_clear_error(tmp_path, emulator):
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "arting_daemon", "--port", "0", "--data-dir",
+                           str(tmp_path / "d")], capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "ARTING_BASE_URL": emulator.url,
+                               "ARTING_REDIS_URL": f"redis://:s3cret@127.0.0.1:{port}/0"})
+    assert done.returncode == 2
+    assert "redis_url" in done.stderr and f"127.0.0.1:{port}" in done.stderr
+    assert "s3cret" not in done.stderr
+
+
+def test_redis_lost_while_running_gives_retryable_503_and_the_replica_recovers(cluster):
+    a = cluster.start()
+    cluster.emulator.configure(generation_time=2)
+    job = submit(a).json()
+    until(lambda: job_of(a, job["id"])["state"] == "running")
+    cluster.redis.stop()
+    refused = until(lambda: (r := submit(a)).status_code == 503 and r, timeout=20)
+    assert int(refused.headers["Retry-After"]) >= 1 and "Redis" in refused.json()["error"][
+        "message"]
+    ready = until(lambda: (r := httpx.get(a.url + "/readyz")).status_code == 503 and r)
+    assert any("Redis" in reason for reason in ready.json()["reasons"])
+    cluster.redis.start()
+    until(lambda: httpx.get(a.url + "/readyz").status_code == 200, timeout=20)
+    assert finished(a, job["id"], timeout=30)["state"] == "succeeded"   # nothing lost
+    assert submit(a).status_code == 202
