@@ -208,6 +208,10 @@ class Webhooks:
     # --- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Go on with the pending deliveries; nothing runs when webhooks are off (no
+        ``webhook_secret``: no delivery can be made)."""
+        if self.key is None:
+            return
         await self.store.open()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=self.policy.resolver(), limit=PARALLEL),
@@ -227,7 +231,7 @@ class Webhooks:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        await self.store.close()
+            await self.store.close()
 
     # --- what clients ask for -------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from test_replicas import (ADMIN, bearer, cluster, emulator, finished,  # noqa: F401 (fixtures)
-                           pytestmark, redis_server, submit)
+                           pytestmark, redis_server, submit, until)
 from webhook_receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"thirty-two bytes of test secret!").decode()
@@ -67,6 +67,8 @@ def test_a_websocket_on_one_replica_follows_a_job_running_on_another(cluster):
     a, b = cluster.start(), cluster.start()
     cluster.emulator.configure(generation_time=1.5)
     job_id = submit(a).json()["id"]
+    until(lambda: httpx.get(f"{b.url}/arting/v1/jobs/{job_id}",       # b knows of it
+                            headers=bearer(ADMIN)).status_code == 200)
 
     async def follow() -> list[str]:
         states = []

@@ -37,7 +37,7 @@ async def until_done(ws: aiohttp.ClientWebSocketResponse, ids: set[str],
 
 
 async def test_one_connection_follows_two_jobs_to_their_end(make_daemon):
-    daemon = make_daemon(sandbox_options={"generation_time": 1.5})
+    daemon = make_daemon(sandbox_options={"generation_time": 3.0})
     first, second = submit(daemon, n=2), submit(daemon, prompt="another")
     async with aiohttp.ClientSession() as session, \
             session.ws_connect(f"{daemon.url}/arting/v1/ws") as ws:
