@@ -34,15 +34,14 @@ from .engine.journal import Journal
 from .engine.runner import Limits, Runner
 from .facades import (jobs, keys, models, openai_chat, openai_errors, openai_images, ops,
                       sdapi, sdapi_errors, web as web_page, ws)
+from .facades.a1111_state import A1111State
 from .generation import Catalog, Rules
 from .keys.limits import Gate, LocalLedger
 from .keys.ring import key_ring
 from .metrics import Metrics
-from .providers.arting.client import ArtingClient, Upstream
-from .providers.arting.provider import ArtingOptions, ArtingProvider
-from .providers.arting.tokens import TokenPool, anonymous_identity
+from .providers.build import Services, open_providers
 from .retention import Retention, StoreLimits
-from .state import (ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
+from .state import (A1111, ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
                     METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS,
                     STORE, WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
@@ -59,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     app[WS_CLIENTS] = set()
     app.cleanup_ctx.extend([sandbox_context, state_context, redis_context, journal_context,
                             keys_context, http_context, provider_context, runner_context,
-                            webhooks_context, retention_context])
+                            a1111_context, webhooks_context, retention_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -230,26 +229,14 @@ async def http_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def provider_context(app: web.Application) -> AsyncIterator[None]:
-    """The Arting provider: its client, its token pool (probing in the background)."""
-    settings, metrics = app[SETTINGS], app[METRICS]
-    tokens = [t.get_secret_value() for t in settings.auth_tokens]
-    anonymous = not tokens
-    if anonymous:
-        tokens = [anonymous_identity(settings.data_dir)]
-    logs.add_secrets(*tokens)
-    pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
-                     backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff)
-    client = ArtingClient(Upstream.of(settings), app[HTTP], metrics)
-    provider = ArtingProvider(ArtingOptions.of(settings), client, pool, app[STORE], app[STATS],
-                              metrics)
-    metrics.watch(pool)
-    app[PROVIDER] = app[ARTING] = provider
-    pool.start_probing(client.check_token)
-    try:
+    """The providers (``providers/build.py``): Arting from the settings, and with
+    ``[[providers]]`` the others behind a router; token pools probe in the background
+    (with replicas, Arting's shares its tokens' health and places through Redis)."""
+    services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
+                        app[CATALOG], app[LINK])
+    async with open_providers(services) as (provider, arting):
+        app[PROVIDER], app[ARTING] = provider, arting
         yield
-    finally:
-        await pool.close()
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
@@ -326,6 +313,21 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await retention.close()
+
+
+async def a1111_context(app: web.Application) -> AsyncIterator[None]:
+    """What AUTOMATIC1111 clients set (kept across restarts) and run (for progress)."""
+    if app[LINK] is None:
+        state = A1111State(app[SETTINGS].data_dir / "a1111.json")
+    else:
+        from .replicas.a1111 import RedisA1111State
+        state = RedisA1111State(app[LINK], app[ENGINE], app[SETTINGS].replica_lease)
+    await state.open()
+    app[A1111] = state
+    try:
+        yield
+    finally:
+        await state.close()
 
 
 async def drain(app: web.Application) -> None:

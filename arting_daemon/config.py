@@ -9,7 +9,9 @@ it came from, and what is allowed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -19,6 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
                       field_validator, model_validator)
+
+from .provider_config import ProviderConfig, check as check_providers
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -250,6 +254,16 @@ class Settings(BaseModel):
                                   "same `webhook-id` each time) before it is given up.",
                                   ge=0)
 
+    # --- providers ----------------------------------------------------------------------
+    providers: list[ProviderConfig] = _s(
+        [], "ARTING_PROVIDERS",
+        "More places to make images: `[[providers]]` tables (in the environment, a JSON "
+        "list); see [Providers](#providers). Empty: Arting alone, from the settings above.")
+    fallbacks: dict[str, list[str]] = _s(
+        {}, "ARTING_FALLBACKS",
+        "Per model id (or `*`), where its jobs go when its provider fails: model ids or "
+        "`<provider>/*` (in the environment, a JSON object).")
+
     # --- replicas ---------------------------------------------------------------------
     redis_url: SecretStr | None = _s(None, "ARTING_REDIS_URL",
                                      "Redis shared by several daemons (`redis://host:6379/0`; "
@@ -270,6 +284,18 @@ class Settings(BaseModel):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("providers", "fallbacks", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        """Tables in the file; JSON text in the environment."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be JSON (a list of provider tables, or an object of "
+                                 "model → fallbacks)") from None
+        return value
 
     @field_validator("base_url", "public_url")
     @classmethod
@@ -327,6 +353,9 @@ class Settings(BaseModel):
             raise ValueError("min_side must not exceed max_side")
         if self.webhook_urls and self.webhook_secret is None:
             raise ValueError("webhook_urls needs webhook_secret: deliveries are signed")
+        if self.providers or self.fallbacks:
+            check_providers(self.providers, self.fallbacks, self.default_model,
+                            self.extra_models)
         return self
 
     # --- derived ----------------------------------------------------------------------
@@ -336,7 +365,8 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
-        values = [*self.api_keys, *self.basic_auth, *self.auth_tokens]
+        values = [*self.api_keys, *self.basic_auth, *self.auth_tokens,
+                  *(s for p in self.providers for s in p.secrets())]
         for secret in (self.cf_clearance, self.webhook_secret):
             if secret is not None:
                 values.append(secret)
@@ -437,13 +467,31 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
     err = exc.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else ""
     where = origin.get(key, f"`{key}`") if key else "the settings"
-    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
-                                  "redis_url", "webhook_secret") \
-        else repr(values.get(key))
     message = str(err["msg"]).removeprefix("Value error, ")
     if not key:
         return f"Invalid settings: {message}."
+    if key == "providers" and len(err["loc"]) > 1:
+        return f"Invalid setting {where}: {_provider_entry(err['loc'], values)}: {message}."
+    shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
+                                  "redis_url", "providers", "webhook_secret") \
+        else repr(values.get(key))
     return f"Invalid setting {where}: {message} (got {shown})."
+
+
+def _provider_entry(loc: tuple, values: Mapping[str, Any]) -> str:
+    """``providers[1] (studio).kind``: the entry by place and name, then the field (its
+    value is not shown: entries hold credentials)."""
+    index = loc[1]
+    entries = values.get("providers")
+    name = None
+    if isinstance(entries, str):
+        with contextlib.suppress(ValueError):
+            entries = json.loads(entries)
+    if isinstance(entries, list) and isinstance(index, int) and index < len(entries) \
+            and isinstance(entries[index], dict):
+        name = entries[index].get("name")
+    field = "".join(f".{part}" if isinstance(part, str) else f"[{part}]" for part in loc[2:])
+    return f"providers[{index}]" + (f" ({name})" if isinstance(name, str) else "") + field
 
 
 def markdown_table() -> str:
@@ -453,7 +501,7 @@ def markdown_table() -> str:
         default = field.default
         if name == "data_dir":
             shown = "platform data dir (see below)"
-        elif isinstance(default, list):
+        elif isinstance(default, (list, dict)):
             shown = ", ".join(f"`{v}`" for v in default) or "(empty)"
         elif default is None:
             shown = "(unset)"

@@ -45,12 +45,34 @@ def touch(path: Path) -> None:
 def write(path: Path, data: bytes) -> None:
     """Write a private file atomically: a private temporary file (its name unique, so
     two writers never share one), then a rename."""
+    tmp = _written(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def create(path: Path, data: bytes) -> bool:
+    """Write a private file atomically unless it exists (several replicas may try at
+    once: the first one wins); False when it existed."""
+    tmp = _written(path, data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _written(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp

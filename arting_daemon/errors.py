@@ -185,6 +185,13 @@ class ContentRefused(UpstreamRejected):
     code = "content_refused"
 
 
+class UpstreamInvalid(UpstreamRejected):
+    """A provider found the request itself invalid (HTTP 400/422): sending it to another
+    provider is not the answer."""
+
+    code = "upstream_invalid_request"
+
+
 class UpstreamAuthError(UpstreamError):
     """Arting refused our token (expired or invalid); the operator must refresh it.
     A refused create made no job, so it may go out again with another token."""

@@ -97,9 +97,12 @@ class Generation(BaseModel):
 
 
 class Catalog:
-    """The models and LoRAs this daemon offers: built-in ids plus the configured extras."""
+    """The models and LoRAs this daemon offers, and which provider offers each model: the
+    built-in Arting ids plus the configured extras (all Arting's) until ``offer`` says
+    otherwise. Ids under a catalogue provider's prefix (``studio/…``) are that
+    provider's even before its catalogue is known."""
 
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, owner: str = "arting") -> None:
         self.models = dict(catalog.MODELS)
         self.models.update({m: m for m in rules.extra_models if m not in self.models})
         if rules.default_model not in self.models:
@@ -108,19 +111,43 @@ class Catalog:
         self.loras.update({lo: lo for lo in rules.extra_loras if lo not in self.loras})
         self.default_model = rules.default_model
         self.unknown_models = rules.unknown_models
+        #: model id → the provider offering it; lower-case prefix → catalogue provider
+        self.owners = {m: owner for m in self.models}
+        self.prefixes: dict[str, str] = {}
+        self._offers = {owner: dict(self.models)}
         self._by_lower = {m.lower(): m for m in self.models}
 
-    def resolve_model(self, name: str | None) -> str:
-        """Map a client's model name onto an Arting model id.
+    def offer(self, provider: str, models: Mapping[str, str], prefix: str = "") -> None:
+        """Replace what ``provider`` offers: ids (its ``prefix`` included) → names, listed
+        in the order providers first made an offer. With a prefix, every id under it is
+        the provider's, listed or not."""
+        self._offers[provider] = dict(models)
+        self.models = {m: name for offer in self._offers.values() for m, name in offer.items()}
+        self.owners = {m: owner for owner, offer in self._offers.items() for m in offer}
+        if prefix:
+            self.prefixes[prefix.lower()] = provider
+        self._by_lower = {m.lower(): m for m in self.models}
 
-        Accepts Arting ids (any case), A1111 titles ("id.safetensors [hash]"), and the
-        OpenAI names clients hard-code, which stand for the default model.
+    def owner(self, model_id: str) -> str | None:
+        """The provider offering ``model_id`` (an id as ``resolve_model`` returns it)."""
+        if model_id in self.owners:
+            return self.owners[model_id]
+        return self._prefixed(model_id.lower())
+
+    def resolve_model(self, name: str | None) -> str:
+        """Map a client's model name onto a model id.
+
+        Accepts ids (any case), A1111 titles ("id.safetensors [hash]"), ids under a
+        catalogue provider's prefix (that provider judges them), ``<provider>/<model>``
+        for any provider's model, and the OpenAI names clients hard-code, which stand
+        for the default model.
         """
         if not name:
             return self.default_model
+        found = self.find(name)
+        if found is not None:
+            return found
         key = _strip_title(name).lower()
-        if key in self._by_lower:
-            return self._by_lower[key]
         if key in catalog.OPENAI_MODEL_NAMES or key.startswith(("dall-e", "gpt-image")):
             return self.default_model
         if self.unknown_models == "fallback":
@@ -128,8 +155,30 @@ class Catalog:
         raise ModelNotFound(f"The model `{name}` does not exist. Known models: "
                             f"{', '.join(self.models)}.", param="model")
 
+    def find(self, name: str) -> str | None:
+        """The id ``name`` stands for, if a provider offers it (see ``resolve_model``)."""
+        key = _strip_title(name).lower()
+        if key in self._by_lower:
+            return self._by_lower[key]
+        if self._prefixed(key) is not None:
+            return _strip_title(name)
+        return self._qualified(key)
+
     def has_model(self, name: str) -> bool:
-        return _strip_title(name).lower() in self._by_lower
+        return self.find(name) is not None
+
+    def _prefixed(self, key: str) -> str | None:
+        return next((provider for prefix, provider in self.prefixes.items()
+                     if key.startswith(prefix) and len(key) > len(prefix)), None)
+
+    def _qualified(self, key: str) -> str | None:
+        """``relay/relay-model`` → ``relay-model`` when the provider ``relay`` offers it."""
+        provider, _, model = key.partition("/")
+        if not model:
+            return None
+        prefix = next((px for px, owner in self.prefixes.items() if owner == provider), "")
+        return next((m for m, owner in self.owners.items()
+                     if owner == provider and m.lower().removeprefix(prefix) == model), None)
 
 
 def _strip_title(name: str) -> str:

@@ -2,9 +2,10 @@
 
 Each daemon has its own registry, so several daemons in one process (the tests) never
 mix their numbers. Counters and histograms are fed as things happen; gauges are read
-at scrape time from whoever holds the state (the job runner, the token pool), which
-``watch`` registers. Label values are stage names, error class names and token
-*labels* (``token-1``) and user key *names*, never a token, key or cookie.
+at scrape time from whoever holds the state (the job runner, the token pool, the
+providers), which ``watch`` registers. Label values are stage names, error class
+names, provider names, token *labels* (``token-1``) and user key *names*, never a
+token, key or cookie.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ class Metrics:
         self.create_retries = Counter(
             "arting_create_retries", "Creates sent again, by the error that made it safe.",
             ["error"], registry=r)
+        self.provider_jobs = Counter(
+            "arting_provider_jobs", "Jobs that ended, by the provider that had them last "
+            "and outcome.", ["provider", "outcome"], registry=r)
+        self.provider_failures = Counter(
+            "arting_provider_failures", "Tries at a job that a provider failed, by provider "
+            "and error class (with providers configured).", ["provider", "error"], registry=r)
+        self.fallbacks = Counter(
+            "arting_provider_fallbacks", "Jobs moved from one provider to the next after a "
+            "failure.", ["from_provider", "to_provider"], registry=r)
         self.result_cache = Counter(
             "arting_result_cache", "Jobs submitted, by what the result cache did: `hit` "
             "(answered from the store), `miss` (looked up, not found), `bypass` (not "
@@ -69,9 +79,11 @@ class Metrics:
 
     # --- events ---------------------------------------------------------------------------
 
-    def job_finished(self, outcome: str, error: ArtingError | None, seconds: float) -> None:
+    def job_finished(self, outcome: str, error: ArtingError | None, seconds: float,
+                     provider: str = "") -> None:
         code = error.code if error is not None and outcome == "failed" else ""
         self.jobs_finished.labels(outcome, code).inc()
+        self.provider_jobs.labels(provider, outcome).inc()
         self.job_seconds.labels(outcome).observe(max(0.0, seconds))
 
     def stage(self, name: str, seconds: float) -> None:

@@ -12,6 +12,7 @@ from .config import Settings
 if TYPE_CHECKING:
     from .auth import Principal
     from .engine.jobs import Job
+    from .facades.a1111_state import A1111State
     from .engine.journal import Journal
     from .engine.runner import Runner
     from .generation import Catalog, Rules
@@ -35,14 +36,17 @@ STATS: web.AppKey[DurationStats] = web.AppKey("stats")
 STORE: web.AppKey[ImageStore] = web.AppKey("store")
 JOURNAL: web.AppKey[Journal[Job]] = web.AppKey("journal")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
-#: The provider jobs run on, and the Arting provider (its tokens, for the admin API).
+#: The provider jobs run on (a router when there are several), and the Arting provider
+#: named ``arting``, if there is one (its tokens, for the admin API).
 PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
-ARTING: web.AppKey[ArtingProvider] = web.AppKey("arting")
+ARTING: web.AppKey[ArtingProvider | None] = web.AppKey("arting")
 ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 #: User keys, and the limits they are held to.
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+#: What AUTOMATIC1111 clients set and run (options, requests in flight).
+A1111: web.AppKey[A1111State] = web.AppKey("a1111")
 #: With ``redis_url``: the link to the Redis replicas share (else None).
 LINK: web.AppKey[RedisLink | None] = web.AppKey("link")
 #: The open WebSocket connections (``facades/ws.py``).

@@ -150,7 +150,7 @@ def daemons(directory: Path) -> Iterator[Callable[..., LiveDaemon]]:
 
     def make(sandbox_options: dict | None = None, sandbox_class: type[Sandbox] = Sandbox,
              **settings: Any) -> LiveDaemon:
-        data = directory / f"data{len(started)}"
+        data = settings.pop("data_dir", directory / f"data{len(started)}")
         daemon = LiveDaemon(data, sandbox_options, sandbox_class, **settings)
         started.append(daemon)
         return daemon.start()

@@ -109,7 +109,7 @@ class Painter(Provider):
     def attempt(self, work: Work, deadline: float) -> Attempt:
         return PainterAttempt(self, work)
 
-    async def fetch(self, output: str) -> bytes:
+    async def fetch(self, work: Work, output: str) -> bytes:
         width, height = map(int, output.removeprefix("paint://").split("/")[0].split("x"))
         buf = io.BytesIO()
         Image.new("RGB", (width, height), "teal").save(buf, "PNG")

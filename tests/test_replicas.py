@@ -73,10 +73,6 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
-    def command(self, *args: str) -> str:
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                              text=True, timeout=10).stdout
-
 
 @pytest.fixture
 def redis_server(tmp_path):
@@ -316,3 +312,65 @@ def test_redis_lost_while_running_gives_retryable_503_and_the_replica_recovers(c
     until(lambda: httpx.get(a.url + "/readyz").status_code == 200, timeout=20)
     assert finished(a, job["id"], timeout=30)["state"] == "succeeded"   # nothing lost
     assert submit(a).status_code == 202
+
+
+# --- the token pool and A1111's state ---------------------------------------------------
+
+def test_a_rate_limit_met_by_one_replica_cools_the_token_for_all(cluster):
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.sandbox.add_fault("rate_limit", route="create", retry_after=120, count=1)
+    refused = submit(a)
+    assert finished(a, refused.json()["id"])["error"]["type"] == "UpstreamRateLimited"
+    tokens = until(lambda: (t := httpx.get(f"{b.url}/arting/v1/status", headers=bearer(ADMIN))
+                            .json()["tokens"])[0]["state"] == "cooling" and t, timeout=5)
+    assert tokens[0]["retry_in"] > 60
+    client = openai.OpenAI(base_url=b.url + "/v1", api_key=ADMIN, max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        client.images.generate(prompt="not now")
+    assert len(cluster.emulator.sandbox.requests_for("create")) == 1   # B sent nothing
+
+
+def test_replicas_together_keep_a_tokens_bound_on_jobs_in_flight(cluster):
+    replicas = [cluster.start(ARTING_TOKEN_MAX_JOBS="1") for _ in range(3)]
+    cluster.emulator.configure(generation_time=1.0)
+    with ThreadPoolExecutor(3) as pool:
+        ids = list(pool.map(lambda d: submit(d).json()["id"], replicas))
+    for job_id in ids:
+        assert finished(replicas[0], job_id, timeout=30)["state"] == "succeeded"
+    jobs = sorted(cluster.emulator.sandbox.jobs.values(), key=lambda j: j.created_at)
+    assert len(jobs) == 3
+    for before, after in zip(jobs, jobs[1:]):       # one at a time on the one token
+        assert after.created_at >= before.done_at
+
+
+def test_a1111_options_are_shared_and_outlive_every_replica(cluster):
+    a, b = cluster.start(), cluster.start()
+    httpx.post(f"{a.url}/sdapi/v1/options", headers=bearer(ADMIN),
+               json={"sd_model_checkpoint": "asyncsMIX_v7", "CLIP_stop_at_last_layers": 3})
+    seen = httpx.get(f"{b.url}/sdapi/v1/options", headers=bearer(ADMIN)).json()
+    assert seen["sd_model_checkpoint"].startswith("asyncsMIX_v7")
+    assert seen["CLIP_stop_at_last_layers"] == 3
+    cluster.stop()
+    c = cluster.start()
+    again = httpx.get(f"{c.url}/sdapi/v1/options", headers=bearer(ADMIN)).json()
+    assert again["sd_model_checkpoint"].startswith("asyncsMIX_v7")
+
+
+def test_a1111_progress_and_interrupt_reach_a_request_on_another_replica(cluster):
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=30)
+    answer: dict = {}
+    request = threading.Thread(target=lambda: answer.setdefault("r", httpx.post(
+        f"{a.url}/sdapi/v1/txt2img", headers=bearer(ADMIN),
+        json={"prompt": "p", "n_iter": 2}, timeout=60)))
+    request.start()
+    progress = until(lambda: (p := httpx.get(f"{b.url}/sdapi/v1/progress",
+                                             headers=bearer(ADMIN)).json())["state"][
+        "job_count"] == 2 and p)
+    assert 0 < progress["progress"] < 1 and progress["textinfo"]
+    httpx.post(f"{b.url}/sdapi/v1/interrupt", headers=bearer(ADMIN))
+    request.join(20)
+    assert answer["r"].status_code == 200
+    assert json.loads(answer["r"].json()["info"])["interrupted"] is True
+    assert until(lambda: httpx.get(f"{b.url}/sdapi/v1/progress", headers=bearer(ADMIN))
+                 .json()["state"]["job_count"] == 0)

@@ -425,3 +425,14 @@ def test_auth_on_takes_basic_pairs_and_bearer_keys(make_daemon):
     assert httpx.get(daemon.url + "/internal/ping").status_code == 200
     api = webuiapi.WebUIApi(*host_port(daemon), username="alice", password="s3cret")
     assert api.txt2img(prompt="p", seed=3).info["seed"] == 3
+
+
+def test_options_outlive_a_restart(make_daemon, tmp_path):
+    first = make_daemon(data_dir=tmp_path / "kept")
+    httpx.post(f"{first.url}/sdapi/v1/options",
+               json={"sd_model_checkpoint": "asyncsMIX_v7", "samples_format": "webp"})
+    first.stop()
+    second = make_daemon(data_dir=tmp_path / "kept")
+    options = httpx.get(f"{second.url}/sdapi/v1/options").json()
+    assert options["sd_model_checkpoint"].startswith("asyncsMIX_v7")
+    assert options["samples_format"] == "webp"

@@ -633,6 +633,60 @@ def test_upstream_trouble_is_shown_in_words(page, make_daemon):
     screenshot(page, "desktop-upstream-trouble.png")
 
 
+def test_several_providers_their_health_and_a_fallback_in_words(page, make_daemon):
+    from a1111_standin import A1111StandIn
+    from selenium.webdriver.common.keys import Keys
+
+    studio = A1111StandIn(step_time=0.05).start()
+    try:
+        daemon = make_daemon(providers=[{"name": "studio", "kind": "a1111", "label": "Studio",
+                                         "base_url": studio.url},
+                                        {"name": "relay", "kind": "openai",
+                                         "base_url": "http://127.0.0.1:9/v1",
+                                         "models": ["relay-model"]}],
+                             fallbacks={"oneFORALLAnime": ["studio/*"]})
+        daemon.do(daemon.sandbox.add_fault, "cf_1020", route="create")
+        studio.wait_until(lambda _: "studio/dreamshaper_8" in [
+            m["id"] for m in httpx.get(daemon.v1 + "/models").json()["data"]])
+        open_page(page, daemon)
+        found = dict(page.execute_script(
+            "return [...document.querySelectorAll('#model optgroup')].map(g => "
+            "[g.label, [...g.children].map(o => o.value)])"))
+        assert list(found) == ["Arting", "Studio", "relay"]
+        assert found["Studio"] == ["studio/dreamshaper_8", "studio/realisticVisionV51"]
+        assert found["relay"] == ["relay-model"] and "oneFORALLAnime" in found["Arting"]
+
+        # One chip per provider, in words; the relay nobody runs is unknown until tried.
+        provider_chip = "#st-providers li[data-provider='{}'] .chip-value"
+        until(page, lambda d: text(d, provider_chip.format("studio")) == "ok",
+              what="Studio's chip")
+        assert text(page, "#st-providers li[data-provider='studio'] .chip-label") == "Studio"
+        assert text(page, provider_chip.format("relay")) == "not tried yet"
+
+        choose(page, "#model", "oneFORALLAnime")
+        css(page, "#prompt").send_keys("a harbour", Keys.ENTER)
+        card = "#jobs li.job"
+        until(page, lambda d: "it moved to Studio" in text(d, f"{card} .job-route"),
+              what="the fallback on the job's card")
+        assert text(page, f"{card} .job-route").startswith(
+            "Arting failed (Cloudflare blocked this machine's address")
+        result = "#gallery li.result"
+        until(page, lambda d: d.find_elements("css selector", f"{result} dd"),
+              what="the result")
+        settings = dict(zip([e.text for e in css_all(page, f"{result} dt")],
+                            [e.text for e in css_all(page, f"{result} dd")]))
+        assert settings["Provider"] == "Studio"
+        assert settings["Fell back"].endswith("it moved to Studio.")
+        until(page, lambda d: text(d, provider_chip.format("arting")) ==
+              "Cloudflare is in the way", what="Arting's chip")
+        assert chip(page, "upstream") == "Cloudflare is in the way"
+        assert "Cloudflare blocked" in text(page, "#status-detail")
+        screenshot(page, "desktop-providers.png")
+        assert no_sideways_scroll(page)
+    finally:
+        studio.stop()
+
+
 # --- without a browser --------------------------------------------------------------------
 
 def test_upscale_a_result_from_the_gallery(page, make_daemon):

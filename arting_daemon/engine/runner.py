@@ -149,7 +149,7 @@ class Runner:
             pass                                    # fetch the images again
         elif submitted and job.state is not JobState.QUEUED:
             job.state = JobState.RUNNING            # follow it where it is
-        elif job.state is JobState.QUEUED or self.provider.free_to_repeat:
+        elif job.state is JobState.QUEUED or self.provider.for_job(job).free_to_repeat:
             job.state, job.submitted_at = JobState.QUEUED, None
         else:
             self._finish(job, JobState.FAILED, UpstreamError(
@@ -220,14 +220,13 @@ class Runner:
             existing = await self.get_by_key(idempotency_key, owner)
             if existing:
                 return existing
-        for feature in gen.features:
-            self.provider.require(feature)
+        provider = self.provider.admit(gen)
         job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
-                  idempotency_key=_scoped(idempotency_key, owner), provider=self.provider.name,
+                  idempotency_key=_scoped(idempotency_key, owner), provider=provider,
                   webhook_url=webhook_url, origin=origin)
         cache = self.cache if reuse else None
         if cache is not None:
-            earlier = await cache.lookup(self.provider.name, owner, gen, self.get)
+            earlier = await cache.lookup(provider, owner, gen, self.get)
             self.metrics.result_cache.labels("hit" if earlier else "miss").inc()
             if earlier is not None:
                 return await self._hit(job, earlier)
@@ -540,7 +539,7 @@ class Runner:
         except asyncio.TimeoutError:
             if budget < limit:
                 raise  # the whole job's deadline: reported by _run
-            what = what.format(upstream=self.provider.label)
+            what = what.format(upstream=self.provider.for_job(job).label)
             raise StageTimeout(f"{what} took longer than {limit:g} s ({name}).",
                                stage=state.value) from None
         finally:
@@ -559,7 +558,7 @@ class Runner:
             attempt = 0
             while True:
                 try:
-                    data = await self.provider.fetch(output)
+                    data = await self.provider.fetch(job, output)
                     break
                 except ArtingError as exc:
                     if not exc.retryable:
@@ -651,7 +650,8 @@ class Runner:
         if job.cache == "hit":
             self.counters["cached"] += 1
         else:   # the job metrics are about work done upstream
-            self.metrics.job_finished(state.value, error, job.finished_at - job.created_at)
+            self.metrics.job_finished(state.value, error, job.finished_at - job.created_at,
+                                      job.provider)
         if error is not None:
             log.info("job %s %s: %s", job.id, state.value, error.message)
         self._save(job)

@@ -18,7 +18,7 @@ from typing import Literal
 from aiohttp import web
 
 from .. import imaging
-from ..errors import NotFound
+from ..errors import FeatureDisabled, NotFound
 from ..state import PROVIDER, STORE
 from ..store import png_size
 from ..upscaling import Source
@@ -41,8 +41,17 @@ class InitImage:
 
 
 def require_img2img(request: web.Request) -> None:
-    """Refuse image-to-image at once when the provider does not do it."""
+    """Refuse image-to-image at once when no provider does it."""
     request.config_dict[PROVIDER].require("img2img")
+
+
+def offers(request: web.Request, feature: str) -> bool:
+    """Whether some provider does ``feature`` (``img2img``, ``upscale``)."""
+    try:
+        request.config_dict[PROVIDER].require(feature)
+    except FeatureDisabled:
+        return False
+    return True
 
 
 async def take_init_image(request: web.Request, image: bytes | str, param: str, *,

@@ -7,7 +7,8 @@
 * ``GET /jobs/{id}/events`` — the same as server-sent events until the job ends
 * ``DELETE /jobs/{id}`` — cancel
 * ``GET /images/{hash}.png`` — a stored image (public: the hash is the capability)
-* ``GET /status`` and ``GET /catalog`` — the daemon's state, and what it offers
+* ``GET /status`` and ``GET /catalog`` — the daemon's state (each provider's health
+  with ``[[providers]]``), and what it offers (each model with its provider)
 
 Errors use OpenAI's envelope, ``{"error": {"message", "type", "param", "code"}}``.
 """
@@ -26,13 +27,14 @@ from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest, NotFound
 from ..generation import Generation, Lora, build_generation
+from ..providers.router import FALLBACKS
 from ..state import (CATALOG, ENGINE, KEYS, PROVIDER, RETENTION, RULES, SETTINGS, STORE,
                      WEBHOOKS, WS_CLIENTS)
 from ..store import ImageStore
 from ..upscaling import SCALES, Upscale, build_upscale, check_request
 from .http import (base_url, cache_headers, event_stream, follow, image_link, may_reuse,
                    parse_model, read_json)
-from .intake import require_img2img, take_init_image, take_source
+from .intake import offers, require_img2img, take_init_image, take_source
 
 TICK = 1.0
 
@@ -86,7 +88,8 @@ def job_view(request: web.Request, engine: Runner, job: Job) -> dict[str, Any]:
 
 
 def job_dict(base: str, store: ImageStore, engine: Runner, job: Job) -> dict[str, Any]:
-    """A job as clients see it, its links under ``base``. Images removed from a bounded
+    """A job as clients see it, its links under ``base`` (``provider``: where it is
+    made; ``fallbacks``: the providers it left, and why). Images removed from a bounded
     store are ``expired``."""
     progress, eta = engine.progress(job)
     images = [{"hash": i.hash, "url": image_link(base, i.hash), "seed": i.seed,
@@ -96,6 +99,8 @@ def job_dict(base: str, store: ImageStore, engine: Runner, job: Job) -> dict[str
         "id": job.id,
         "state": job.state.value,
         "source": job.source,
+        "provider": job.provider,
+        "fallbacks": job.provider_state.get(FALLBACKS, []),
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -281,8 +286,8 @@ async def status(request: web.Request) -> web.Response:
         "version": __version__,
         "sandbox": settings.sandbox,
         "upstream": settings.base_url,
-        "img2img": settings.img2img,
-        "upscale": settings.upscale,
+        "img2img": offers(request, "img2img"),
+        "upscale": offers(request, "upscale"),
         "auth_required": settings.auth_required or request.config_dict[KEYS].in_use,
         "caller": {"id": principal(request).id, "name": principal(request).name,
                    "admin": principal(request).admin},
@@ -301,7 +306,10 @@ async def status(request: web.Request) -> web.Response:
 async def get_catalog(request: web.Request) -> web.Response:
     settings, models = request.config_dict[SETTINGS], request.config_dict[CATALOG]
     return web.json_response({
-        "models": [{"id": k, "name": v} for k, v in models.models.items()],
+        "models": [{"id": k, "name": v, "provider": models.owner(k)}
+                   for k, v in models.models.items()],
+        "providers": [{"name": p.name, "label": p.label}
+                      for p in request.config_dict[PROVIDER].lineup()],
         "default_model": models.default_model,
         "loras": [{"id": k, "name": v} for k, v in models.loras.items()],
         "samplers": list(catalog.SAMPLERS),
@@ -314,8 +322,8 @@ async def get_catalog(request: web.Request) -> web.Response:
                    "max_side": settings.max_side, "max_pixels": settings.max_pixels,
                    "size_multiple": settings.size_multiple,
                    "max_prompt_chars": settings.max_prompt_chars},
-        "img2img": settings.img2img,
-        "upscale": settings.upscale,
+        "img2img": offers(request, "img2img"),
+        "upscale": offers(request, "upscale"),
         "upscale_scales": list(SCALES),
     })
 

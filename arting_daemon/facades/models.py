@@ -1,7 +1,8 @@
 """OpenAI's model list: ``GET /v1/models`` and ``GET /v1/models/{id}``.
 
-Lists the Arting models by id, and the OpenAI names clients hard-code (they stand
-for the configured default model), each as ``{"id", "object", "created", "owned_by"}``.
+Lists every provider's models by id (``owned_by``: the provider), and the OpenAI names
+clients hard-code (they stand for the configured default model), each as
+``{"id", "object", "created", "owned_by"}``.
 Every id serves both the Images API and chat completions (chat UIs pick from this list).
 """
 
@@ -18,8 +19,8 @@ CREATED = 1760832000  # Arting publishes no dates; a fixed one keeps the list st
 
 
 def model_entries(catalog: Catalog) -> list[dict]:
-    entries = [{"id": model_id, "object": "model", "created": CREATED, "owned_by": "arting"}
-               for model_id in catalog.models]
+    entries = [{"id": model_id, "object": "model", "created": CREATED,
+                "owned_by": catalog.owner(model_id)} for model_id in catalog.models]
     entries += [{"id": name, "object": "model", "created": CREATED,
                  "owned_by": "arting-2api"} for name in OPENAI_MODEL_NAMES]
     return entries

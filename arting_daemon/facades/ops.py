@@ -15,8 +15,9 @@ import time
 from aiohttp import web
 
 from .. import auth
-from ..errors import Unauthorized
+from ..errors import NotFound, Unauthorized
 from ..metrics import CONTENT_TYPE
+from ..providers.arting.provider import ArtingProvider
 from ..state import ARTING, ENGINE, LINK, METRICS, PROVIDER
 
 
@@ -57,8 +58,15 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def _tokens_view(request: web.Request) -> dict:
+def _arting(request: web.Request) -> ArtingProvider:
     arting = request.config_dict[ARTING]
+    if arting is None:
+        raise NotFound("This daemon has no provider named `arting`, so no Arting tokens.")
+    return arting
+
+
+def _tokens_view(request: web.Request) -> dict:
+    arting = _arting(request)
     pool, solver = arting.pool, arting.client.solver
     return {
         "tokens": pool.snapshot(),
@@ -81,7 +89,7 @@ async def admin_tokens(request: web.Request) -> web.Response:
 
 @auth.admin
 async def admin_probe(request: web.Request) -> web.Response:
-    probed = await request.config_dict[ARTING].pool.probe_unhealthy()
+    probed = await _arting(request).pool.probe_unhealthy()
     return web.json_response({"probed": probed, **_tokens_view(request)})
 
 

@@ -27,7 +27,6 @@ import struct
 import time
 import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -40,9 +39,10 @@ from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
-from ..state import CATALOG, ENGINE, PROVIDER, RULES, SETTINGS
+from ..state import A1111, CATALOG, ENGINE, PROVIDER, RULES, SETTINGS
 from ..upscaling import Source, Upscale
 from . import sdapi_upscale
+from .a1111_state import Batch
 from .http import (StoredB64, base_url, cache_headers, json_with_images, may_reuse, read_json,
                    status_text)
 from .intake import require_img2img, take_init_image
@@ -62,54 +62,21 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 UNSTORED = ("sd_model_checkpoint", "sd_checkpoint_hash", "forge_preset")
 
 
-@dataclass(eq=False)
-class Batch:
-    """One A1111 request in flight: its generation jobs and then its upscale jobs, for
-    progress and interrupt."""
+def _upscales(request: web.Request, batch: Batch) -> sdapi_upscale.RunJobs:
+    """Runs upscale jobs as part of an A1111 request, to their end."""
+    engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
 
-    kind: str
-    owner: str
-    jobs: list[Job] = field(default_factory=list)
-    upscales: list[Job] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
-    interrupted: bool = False
-    skipped: bool = False
-
-    @property
-    def every(self) -> list[Job]:
-        return self.jobs + self.upscales
-
-    def runner(self, engine: Runner) -> sdapi_upscale.RunJobs:
-        """Runs upscale jobs as part of this request, to their end."""
-        async def run(requests: list[Upscale]) -> list[Job]:
-            started = []
-            for upscale in requests:
-                started.append(await engine.submit(upscale, source="a1111", owner=self.owner))
-                self.upscales.append(started[-1])
-            await _wait_all(engine, started)
-            return started
-        return run
+    async def run(requests: list[Upscale]) -> list[Job]:
+        started = []
+        for upscale in requests:
+            started.append(await engine.submit(upscale, source="a1111", owner=batch.owner))
+            batch.upscales.append(started[-1])
+            await state.update(batch)
+        await _wait_all(engine, started)
+        return started
+    return run
 
 
-class A1111State:
-    """What an A1111 server keeps between requests: its options and current work."""
-
-    def __init__(self) -> None:
-        self.model: str | None = None          # None: the daemon's default model
-        self.options: dict[str, Any] = {}
-        self.batches: list[Batch] = []
-
-    def current_model(self, models: Catalog) -> str:
-        return self.model or models.default_model
-
-    def batches_of(self, request: web.Request) -> list[Batch]:
-        """The caller's requests in flight: each key has its own progress, interrupt and
-        skip, as each user of an A1111 server has their own browser session."""
-        owner = principal(request).id
-        return [b for b in self.batches if b.owner == owner]
-
-
-STATE = web.AppKey("a1111", A1111State)
 
 
 # --- model names ------------------------------------------------------------------------
@@ -141,9 +108,9 @@ def find_model(models: Catalog, name: Any) -> str:
 
 # --- options ----------------------------------------------------------------------------
 
-def options_view(state: A1111State, models: Catalog) -> dict[str, Any]:
-    model = state.current_model(models)
-    return {**DEFAULT_OPTIONS, **state.options, "sd_model_checkpoint": title(model),
+def options_view(chosen: str | None, options: dict[str, Any], models: Catalog) -> dict[str, Any]:
+    model = chosen or models.default_model
+    return {**DEFAULT_OPTIONS, **options, "sd_model_checkpoint": title(model),
             "sd_checkpoint_hash": sha256_of(model)}
 
 
@@ -155,8 +122,8 @@ def clip_skip_option(value: Any) -> int:
 
 
 async def get_options(request: web.Request) -> web.Response:
-    return web.json_response(options_view(request.config_dict[STATE],
-                                          request.config_dict[CATALOG]))
+    chosen, options = await request.config_dict[A1111].read()
+    return web.json_response(options_view(chosen, options, request.config_dict[CATALOG]))
 
 
 async def set_options(request: web.Request) -> web.Response:
@@ -165,15 +132,16 @@ async def set_options(request: web.Request) -> web.Response:
     data = await read_json(request)
     if not isinstance(data, dict):
         raise InvalidRequest("Send the options as a JSON object of names and values.")
-    state, models = request.config_dict[STATE], request.config_dict[CATALOG]
+    state, models = request.config_dict[A1111], request.config_dict[CATALOG]
+    chosen, options = await state.read()
     model = find_model(models, data["sd_model_checkpoint"]) \
-        if "sd_model_checkpoint" in data else state.model
+        if "sd_model_checkpoint" in data else chosen
     if "CLIP_stop_at_last_layers" in data:
         clip_skip_option(data["CLIP_stop_at_last_layers"])
-    if model != state.model:
+    if model != chosen:
         log.info("A1111 model switched to %s", model)
-    state.model = model
-    state.options.update({k: v for k, v in data.items() if k not in UNSTORED})
+    options.update({k: v for k, v in data.items() if k not in UNSTORED})
+    await state.write(model, options)
     return web.json_response(None)
 
 
@@ -221,7 +189,7 @@ async def extra_batch_images(request: web.Request) -> web.Response:
 async def _extras(request: web.Request, body: Any, images: list[str]) -> tuple[list[str], str]:
     async with _in_flight(request, "extras") as batch:
         return await sdapi_upscale.extras(request, body, images,
-                                          batch.runner(request.config_dict[ENGINE]))
+                                          _upscales(request, batch))
 
 
 def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
@@ -244,14 +212,15 @@ def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
 async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                     **image: Any) -> web.Response:
     rules, models = request.config_dict[RULES], request.config_dict[CATALOG]
-    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
+    engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
     _check_request(body, rules.max_images)
     hires = kind == "txt2img" and body.enable_hr
     if hires:   # refused now, not after the images are paid for
         request.config_dict[PROVIDER].require("upscale")
     overrides = body.override_settings or {}
-    options = {**DEFAULT_OPTIONS, **state.options, **overrides}
-    model = state.current_model(models)
+    chosen, kept = await state.read()
+    options = {**DEFAULT_OPTIONS, **kept, **overrides}
+    model = chosen or models.default_model
     if "sd_model_checkpoint" in overrides:
         try:
             model = find_model(models, overrides["sd_model_checkpoint"])
@@ -275,13 +244,17 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         for gen in gens:
             batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner,
                                                   reuse=reuse, origin=base_url(request)))
+            await state.update(batch)
         await _wait_all(engine, batch.jobs)
+        await state.refresh(batch)
         made = [img for job in batch.jobs for img in job.images]
         hashes = [img.hash for img in made]
         if target is not None and not batch.interrupted:
             hashes = await sdapi_upscale.upscale(
                 request, [Source(hash=i.hash, width=i.width, height=i.height, seed=i.seed)
-                          for i in made], sdapi_upscale.ARTING, target, batch.runner(engine))
+                          for i in made], sdapi_upscale.ARTING, target,
+                _upscales(request, batch))
+            await state.refresh(batch)
 
     upscaler = (f"{sdapi_upscale.ARTING} (image-enhance "
                 f"{request.config_dict[SETTINGS].upscale_version})") if hires else None
@@ -301,9 +274,9 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
 async def _in_flight(request: web.Request, kind: str) -> AsyncIterator[Batch]:
     """An A1111 request's jobs, seen by progress and interrupt while it runs; if it
     fails or its client goes away, its jobs are cancelled."""
-    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
+    engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
     batch = Batch(kind, principal(request).id)
-    state.batches.append(batch)
+    await state.add(batch)
     try:
         yield batch
     except BaseException:
@@ -311,7 +284,7 @@ async def _in_flight(request: web.Request, kind: str) -> AsyncIterator[Batch]:
             engine.cancel(job)
         raise
     finally:
-        state.batches.remove(batch)
+        await state.remove(batch)
 
 
 async def _wait_all(engine: Runner, jobs: list[Job]) -> None:
@@ -428,7 +401,8 @@ IDLE_STATE = {"skipped": False, "interrupted": False, "stopping_generation": Fal
 async def progress(request: web.Request) -> web.Response:
     """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
     with ``job_count 0``, which clients wait for after switching models."""
-    engine, batches = request.config_dict[ENGINE], request.config_dict[STATE].batches_of(request)
+    engine = request.config_dict[ENGINE]
+    batches = await request.config_dict[A1111].of(principal(request).id)
     jobs = [job for batch in batches for job in batch.every]
     if not jobs:
         return web.json_response({"progress": 0.0, "eta_relative": 0.0, "state": IDLE_STATE,
@@ -461,18 +435,19 @@ async def progress(request: web.Request) -> web.Response:
 
 def _textinfo(engine: Runner, job: Job) -> str:
     said = status_text(engine, job)
+    label = engine.provider.for_job(job).label
     if said == "generating" and isinstance(job.generation, Upscale):
-        return f"Upscaling {job.generation.scale}× on Arting"
-    where = f" on Arting ({job.generation.model})" if said == "generating" else ""
+        return f"Upscaling {job.generation.scale}× on {label}"
+    where = f" on {label} ({job.generation.model})" if said == "generating" else ""
     return said.capitalize() + where
 
 
 async def interrupt(request: web.Request) -> web.Response:
     """Stop the caller's A1111 requests in flight; each answers with the images already
     made."""
-    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches_of(request):
-        batch.interrupted = True
+    engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
+    for batch in await state.of(principal(request).id):
+        await state.mark(batch, interrupted=True)
         for job in batch.every:
             engine.cancel(job)
     return web.json_response({})
@@ -481,11 +456,11 @@ async def interrupt(request: web.Request) -> web.Response:
 async def skip(request: web.Request) -> web.Response:
     """Drop the job each of the caller's A1111 requests is working on; its other iterations
     go on."""
-    engine, state = request.config_dict[ENGINE], request.config_dict[STATE]
-    for batch in state.batches_of(request):
+    engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
+    for batch in await state.of(principal(request).id):
         current = next((j for j in batch.every if not j.state.terminal), None)
         if current is not None:
-            batch.skipped = True
+            await state.mark(batch, skipped=True)
             engine.cancel(current)
     return web.json_response(None)
 
@@ -493,10 +468,12 @@ async def skip(request: web.Request) -> web.Response:
 # --- listings ---------------------------------------------------------------------------
 
 async def sd_models(request: web.Request) -> web.Response:
+    """Every provider's models, as checkpoints (``provider`` says whose; clients ignore it)."""
+    models = request.config_dict[CATALOG]
     return web.json_response([
         {"title": title(m), "model_name": m, "hash": sha256_of(m)[:10], "sha256": sha256_of(m),
-         "filename": f"{m}.safetensors", "config": None}
-        for m in request.config_dict[CATALOG].models])
+         "filename": f"{m}.safetensors", "config": None, "provider": models.owner(m)}
+        for m in models.models])
 
 
 async def loras(request: web.Request) -> web.Response:
@@ -560,7 +537,6 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[STATE] = A1111State()
     app.router.add_post("/txt2img", txt2img)
     app.router.add_post("/img2img", img2img)
     app.router.add_post("/extra-single-image", extra_single_image)

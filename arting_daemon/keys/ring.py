@@ -42,15 +42,55 @@ def key_ring(settings: Settings, link: RedisLink | None = None):
     return RedisKeyRing(link)
 
 
-class KeyRing:
+class KeyIndex:
+    """Every key in memory, by id and by the hash of its secret, and the requests counted
+    but not yet written: what a request's key is looked up in, without touching a disk."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, ApiKey] = {}
+        self._by_hash: dict[str, ApiKey] = {}
+        self._pending: Counter[tuple[str, str]] = Counter()
+
+    @property
+    def in_use(self) -> bool:
+        """Whether any user key was ever made: from then on every request needs a key."""
+        return bool(self._by_id)
+
+    def find(self, secret: str) -> ApiKey | None:
+        """The key whose secret this is (revoked and expired ones included), or None."""
+        if not secret.startswith("sk-arting-"):
+            return None
+        return self._by_hash.get(digest(secret))
+
+    def get(self, key_id: str) -> ApiKey | None:
+        return self._by_id.get(key_id)
+
+    def all(self) -> list[ApiKey]:
+        return sorted(self._by_id.values(), key=lambda k: k.created_at)
+
+    def count_request(self, key_id: str, now: float) -> None:
+        self._pending[(key_id, utc_day(now))] += 1
+
+    def _remember(self, key: ApiKey) -> None:
+        old = self._by_id.get(key.id)
+        if old is not None:
+            self._by_hash.pop(old.hash, None)
+        self._by_id[key.id] = key
+        self._by_hash[key.hash] = key
+
+    def _replace(self, keys: list[ApiKey]) -> None:
+        self._by_id, self._by_hash = {}, {}
+        for key in keys:
+            self._remember(key)
+
+
+class KeyRing(KeyIndex):
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keys")
         self._file: KeyFile | None = None
-        self._by_id: dict[str, ApiKey] = {}
-        self._by_hash: dict[str, ApiKey] = {}
         self._version = -1
-        self._pending: Counter[tuple[str, str]] = Counter()
         self._watcher: asyncio.Task | None = None
 
     async def open(self) -> None:
@@ -69,25 +109,6 @@ class KeyRing:
             await self._run(self._file.close)
             self._file = None
         self._pool.shutdown(wait=True)
-
-    # --- lookups (in memory) ----------------------------------------------------------------
-
-    @property
-    def in_use(self) -> bool:
-        """Whether any user key was ever made: from then on every request needs a key."""
-        return bool(self._by_id)
-
-    def find(self, secret: str) -> ApiKey | None:
-        """The key whose secret this is (revoked and expired ones included), or None."""
-        if not secret.startswith("sk-arting-"):
-            return None
-        return self._by_hash.get(digest(secret))
-
-    def get(self, key_id: str) -> ApiKey | None:
-        return self._by_id.get(key_id)
-
-    def all(self) -> list[ApiKey]:
-        return list(self._by_id.values())
 
     # --- changes (to the file, then in memory) ------------------------------------------------
 
@@ -115,9 +136,6 @@ class KeyRing:
             self._remember(key)
         return key
 
-    def count_request(self, key_id: str, now: float) -> None:
-        self._pending[(key_id, utc_day(now))] += 1
-
     async def requests(self, since: float) -> Counter[tuple[str, str]]:
         """Requests per (key id, UTC day) since ``since``, those not yet written included."""
         assert self._file is not None
@@ -131,19 +149,10 @@ class KeyRing:
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _remember(self, key: ApiKey) -> None:
-        old = self._by_id.get(key.id)
-        if old is not None:
-            self._by_hash.pop(old.hash, None)
-        self._by_id[key.id] = key
-        self._by_hash[key.hash] = key
-
     async def _reload(self) -> None:
         assert self._file is not None
         version, keys = await self._run(lambda: (self._file.version(), self._file.all()))
-        self._by_id, self._by_hash = {}, {}
-        for key in keys:
-            self._remember(key)
+        self._replace(keys)
         self._version = version
 
     async def _flush(self) -> None:

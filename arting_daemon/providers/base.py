@@ -11,6 +11,10 @@ A provider sees a job only as ``Work``: its id, its request (a ``Generation``, o
 it was sent upstream, and ``provider_state``, a dict the provider keeps what it must
 remember in (a request id, a token's label). The runner journals that dict with the job and hands
 it back after a restart, so the provider can pick the job up without sending it twice.
+
+A provider may stand for several (the router, ``router.py``): ``admit`` names the one a
+new job is recorded under, and ``for_job`` the one that answers for a job, whose
+``label``, ``free_to_repeat`` and ``fetch`` the runner then uses.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class Work(Protocol):
     generation: JobRequest
     #: When the upstream got the job (``Attempt.submit``'s answer), once it has it.
     submitted_at: float | None
+    #: The name of the provider working on it.
+    provider: str
     provider_state: dict[str, Any]
 
 
@@ -70,6 +76,21 @@ class Provider(ABC):
         """Raise ``FeatureDisabled`` unless this provider does ``feature`` (``img2img``,
         ``upscale``): a request's ``features`` say which it needs."""
 
+    def admit(self, gen: JobRequest) -> str:
+        """Check that ``gen`` can be made here (raising why not); returns the name of the
+        provider its job is recorded under."""
+        for feature in gen.features:
+            self.require(feature)
+        return self.name
+
+    def for_job(self, work: Work) -> Provider:
+        """The provider answering for ``work``: this one, unless it stands for several."""
+        return self
+
+    def lineup(self) -> list[Provider]:
+        """The providers this one stands for, in routing order: itself, unless several."""
+        return [self]
+
     @abstractmethod
     def submitted(self, work: Work) -> bool:
         """Whether the upstream accepted this job already, so it is followed, not resent."""
@@ -80,8 +101,8 @@ class Provider(ABC):
         time) at the latest."""
 
     @abstractmethod
-    async def fetch(self, output: str) -> bytes:
-        """The bytes of one finished image ``follow`` pointed at."""
+    async def fetch(self, work: Work, output: str) -> bytes:
+        """The bytes of one finished image of ``work`` that ``follow`` pointed at."""
 
     async def cancel(self, work: Work) -> None:
         """Ask the upstream to stop a submitted job (best effort); by default there is no

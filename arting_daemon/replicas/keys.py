@@ -18,20 +18,18 @@ from collections import Counter
 from dataclasses import replace
 from types import EllipsisType
 
-from ..keys.ring import REFRESH, utc_day
-from ..keys.store import ApiKey, Limits, changed, digest, new_key
+from ..keys.ring import REFRESH, KeyIndex, utc_day
+from ..keys.store import ApiKey, Limits, changed, new_key
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
 
 
-class RedisKeyRing:
+class RedisKeyRing(KeyIndex):
     def __init__(self, link: RedisLink) -> None:
+        super().__init__()
         self.link = link
-        self._by_id: dict[str, ApiKey] = {}
-        self._by_hash: dict[str, ApiKey] = {}
         self._version: str | None = None
-        self._pending: Counter[tuple[str, str]] = Counter()
         self._task: asyncio.Task | None = None
         self._reload_now = asyncio.Event()
         link.listen("keys", lambda _: self._reload_now.set())
@@ -48,23 +46,6 @@ class RedisKeyRing:
             self._task = None
         with contextlib.suppress(Exception):
             await self._flush()
-
-    # --- lookups (in memory) ----------------------------------------------------------------
-
-    @property
-    def in_use(self) -> bool:
-        return bool(self._by_id)
-
-    def find(self, secret: str) -> ApiKey | None:
-        if not secret.startswith("sk-arting-"):
-            return None
-        return self._by_hash.get(digest(secret))
-
-    def get(self, key_id: str) -> ApiKey | None:
-        return self._by_id.get(key_id)
-
-    def all(self) -> list[ApiKey]:
-        return sorted(self._by_id.values(), key=lambda k: k.created_at)
 
     # --- changes --------------------------------------------------------------------------
 
@@ -93,9 +74,6 @@ class RedisKeyRing:
             await self._store(key)
         return key
 
-    def count_request(self, key_id: str, now: float) -> None:
-        self._pending[(key_id, utc_day(now))] += 1
-
     async def requests(self, since: float) -> Counter[tuple[str, str]]:
         counts: Counter[tuple[str, str]] = Counter()
         days = [utc_day(t) for t in range(int(since - since % 86400), int(time.time()) + 1,
@@ -123,22 +101,13 @@ class RedisKeyRing:
             await pipe.execute()
         self._remember(key)
 
-    def _remember(self, key: ApiKey) -> None:
-        old = self._by_id.get(key.id)
-        if old is not None:
-            self._by_hash.pop(old.hash, None)
-        self._by_id[key.id] = key
-        self._by_hash[key.hash] = key
-
     async def _reload(self) -> None:
         async with self.link.call() as r:
             pipe = r.pipeline()
             pipe.get(self.link.key("keys", "version"))
             pipe.hgetall(self.link.key("keys"))
             version, records = await pipe.execute()
-        self._by_id, self._by_hash = {}, {}
-        for text in records.values():
-            self._remember(ApiKey.from_record(json.loads(text)))
+        self._replace([ApiKey.from_record(json.loads(t)) for t in records.values()])
         self._version = version
 
     async def _flush(self) -> None:

@@ -1,6 +1,8 @@
 // The generation form: filled from the catalog, read into a job request, refilled
 // from a past job ("use these settings again"), and showing errors next to fields.
 
+import { knowProviders } from "./providers.js";
+
 const $ = (id) => document.getElementById(id);
 
 const option = (value, text, selected = false) => {
@@ -15,6 +17,19 @@ function sizeLabel(size) {
   const [w, h] = size.split("x").map(Number);
   const shape = w === h ? "square" : w < h ? "portrait" : "landscape";
   return `${w} × ${h} (${shape})`;
+}
+
+/** The model options: grouped by provider when there are several. */
+function modelChoices(catalog) {
+  const one = (m) => option(m.id, m.name === m.id ? m.id : `${m.name} (${m.id})`, m.id === catalog.default_model);
+  const providers = catalog.providers || [];
+  if (providers.length < 2) return catalog.models.map(one);
+  return providers.map((p) => {
+    const group = document.createElement("optgroup");
+    group.label = p.label;
+    group.append(...catalog.models.filter((m) => m.provider === p.name).map(one));
+    return group;
+  }).filter((group) => group.children.length);
 }
 
 /** Field ids that show the daemon's errors for each request field. */
@@ -45,9 +60,9 @@ export class GenerateForm {
   /** Offer what the daemon offers, and preselect its defaults. */
   populate(catalog) {
     this.catalog = catalog;
+    knowProviders(catalog.providers);
     const { defaults, limits } = catalog;
-    $("model").replaceChildren(...catalog.models.map(
-      (m) => option(m.id, m.name === m.id ? m.id : `${m.name} (${m.id})`, m.id === catalog.default_model)));
+    $("model").replaceChildren(...modelChoices(catalog));
     $("sampler").replaceChildren(...catalog.samplers.map(
       (s) => option(s, s, s === defaults.sampler)));
     const sizes = catalog.sizes.includes(catalog.default_size)

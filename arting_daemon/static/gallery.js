@@ -3,6 +3,7 @@
 // upscale 2× or 4× with Arting when the daemon offers it). An upscale is a result too.
 
 import { api, root } from "./api.js";
+import { providerLabel, routeText, severalProviders } from "./providers.js";
 
 const PAGE = 12;
 const when = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
@@ -33,6 +34,8 @@ function settingsOf(req, job) {
   const seeds = job.images.map((i) => i.seed);
   const rows = [
     ["Model", req.model],
+    ["Provider", severalProviders() || job.fallbacks?.length ? providerLabel(job.provider) : ""],
+    ["Fell back", routeText(job)],
     ["Size", `${req.width} × ${req.height}`],
     [seeds.length > 1 ? "Seeds" : "Seed", seeds.length ? seeds.join(", ") : String(req.seed)],
     ["Steps", req.steps],

@@ -3,6 +3,7 @@
 
 import { api, follow, isTerminal, serverNow } from "./api.js";
 import { describe } from "./gallery.js";
+import { providerLabel, routeText, severalProviders } from "./providers.js";
 
 export function seconds(value) {
   const s = Math.max(0, Math.round(value));
@@ -15,9 +16,11 @@ function stateText(job) {
       return job.queue_position
         ? `Waiting in the queue: position ${job.queue_position}.`
         : "Waiting for a free slot.";
-    case "submitting": return "Sending the job to Arting…";
-    case "running":
-      return `${job.kind === "upscale" ? "Upscaling" : "Generating"}… ${Math.round(job.progress * 100)} %`;
+    case "submitting": return `Sending the job to ${providerLabel(job.provider)}…`;
+    case "running": {
+      const where = severalProviders() ? ` on ${providerLabel(job.provider)}` : "";
+      return `${job.kind === "upscale" ? "Upscaling" : "Generating"}${where}… ${Math.round(job.progress * 100)} %`;
+    }
     case "downloading": return "Downloading the images…";
     case "succeeded": return `Done: ${job.images.length} image${job.images.length === 1 ? "" : "s"}.`;
     case "cancelled": return "Cancelled.";
@@ -63,6 +66,9 @@ export class JobList {
     if (job.state === "queued" || job.state === "submitting") bar.removeAttribute("value");
     else bar.value = job.state === "succeeded" ? 1 : job.progress;
     el.querySelector(".job-state").textContent = stateText(job);
+    const route = el.querySelector(".job-route");
+    route.textContent = routeText(job);
+    route.hidden = !route.textContent;
     this.showTimes(card);
     const done = isTerminal(job);
     el.querySelector(".job-cancel").hidden = done;

@@ -59,6 +59,34 @@ function tokenLine(t) {
   return `${t.label}: ${t.state}${balance}${t.last_error ? ` (${t.last_error})` : ""}`;
 }
 
+/** A provider's health (from traffic, as the daemon tells it): [level, words]. */
+const PROVIDER_STATES = {
+  ok: ["ok", "ok"], unknown: ["unknown", "not tried yet"],
+  refused: ["bad", "credentials refused"], unreachable: ["bad", "not reachable"],
+  blocked: ["bad", "Cloudflare is in the way"], "rate-limited": ["warn", "rate-limited"],
+  failing: ["warn", "failing"],
+};
+
+function providerChip(p) {
+  const [level, words] = PROVIDER_STATES[p.state] || ["unknown", p.state];
+  const chip = document.createElement("li");
+  chip.className = "chip";
+  chip.dataset.provider = p.name;
+  const label = document.createElement("span");
+  label.className = "chip-label";
+  label.textContent = p.label;
+  const value = document.createElement("span");
+  value.className = "chip-value";
+  chip.append(label, " ", value);
+  const tokens = p.tokens?.length ? `tokens: ${tokenSummary(p.tokens)[1]}` : "";
+  show(chip, level, p.in_flight ? `${words}, ${p.in_flight} running` : words, [
+    `${p.kind}${p.base_url ? ` at ${p.base_url}` : ""}, ${p.models} models`,
+    p.credentials ? `credentials: ${p.credentials}` : tokens,
+    p.last_error && level !== "ok" ? `last error: ${p.last_error}` : "",
+  ].filter(Boolean).join("\n"));
+  return [chip, level];
+}
+
 function show(chip, level, value, title = "") {
   chip.dataset.level = level;
   chip.querySelector(".chip-value").textContent = value;
@@ -77,7 +105,8 @@ export class StatusBar {
   constructor() {
     const $ = (id) => document.getElementById(id);
     Object.assign(this, { upstream: $("st-upstream"), mode: $("st-mode"), tokens: $("st-tokens"),
-                          queue: $("st-queue"), version: $("version"), detail: $("status-detail") });
+                          queue: $("st-queue"), providers: $("st-providers"),
+                          version: $("version"), detail: $("status-detail") });
   }
 
   render(status) {
@@ -85,12 +114,25 @@ export class StatusBar {
     const [level, value, detail] = upstreamHealth(status);
     show(this.upstream, level, value, detail);
     show(this.mode, ...modeOf(status.sandbox, status.upstream), status.upstream);
+    this.tokens.hidden = !status.tokens.length;     // no provider named arting
     const [tokenLevel, tokenText] = tokenSummary(status.tokens);
     show(this.tokens, tokenLevel, tokenText, status.tokens.map(tokenLine).join("\n"));
     const q = status.queue;
     const full = q.queued >= q.max_queued;
     show(this.queue, full ? "bad" : "ok", `${q.active} running, ${q.queued} waiting${full ? " (full)" : ""}`);
-    this.say(level === "ok" || level === "unknown" ? "" : detail, level);
+    const troubled = this.showProviders(status.providers || []);
+    if (level === "ok" || level === "unknown") this.say(troubled.join(" "), troubled.length ? "warn" : level);
+    else this.say(detail, level);
+  }
+
+  /** A chip per provider when there are several; returns what is wrong with them. */
+  showProviders(providers) {
+    const list = this.providers.querySelector("ul");
+    const chips = providers.length > 1 ? providers.map(providerChip) : [];
+    list.replaceChildren(...chips.map(([chip]) => chip));
+    this.providers.hidden = !chips.length;
+    return providers.filter((p, i) => chips[i] && chips[i][1] === "bad" && p.last_error)
+      .map((p) => `${p.label}: ${p.last_error}`);
   }
 
   /** /status refused or unreachable: say why; show what the public health check tells. */

@@ -7,6 +7,7 @@ doing nothing, which keeps the pack importable (and testable) anywhere.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -69,3 +70,14 @@ def progress_text(text: str, node_id: str | None) -> None:
     send = getattr(getattr(PromptServer, "instance", None), "send_progress_text", None)
     if send is not None:
         send(text, node_id)
+
+
+def models_file() -> Path | None:
+    """Where the pack remembers the daemon's models between starts (ComfyUI's user
+    directory), or None outside ComfyUI."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    user = getattr(folder_paths, "get_user_directory", None)
+    return Path(user()) / "arting-2api" / "models.json" if callable(user) else None

@@ -11,6 +11,11 @@ returns them as one IMAGE batch (Generate adds the generation info).
 ``IS_CHANGED`` is left undefined on purpose: equal inputs reuse ComfyUI's cached
 result, so re-queueing an unchanged graph never pays for a second generation. A new
 image needs a new seed, which the seed widget's ``control_after_generate`` provides.
+
+The model list is Arting's built-in ids plus the other providers' models the daemon's
+catalog listed after the last job (``models.py``; the list is read without asking the
+daemon). ``VALIDATE_INPUTS`` takes any model name, so a workflow naming a model this
+ComfyUI has not seen listed yet still runs, and the daemon judges it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import json
 import re
 
 from . import catalog, convert, host
-from .daemon_client import DEFAULT_URL, DaemonClient, JobCancelled, status_line
+from .daemon_client import DEFAULT_URL, DaemonClient, DaemonError, JobCancelled, status_line
+from .models import KNOWN
 
 POLL_INTERVAL = 0.5
 JOB_TIMEOUT = 900.0
@@ -37,16 +43,24 @@ class ArtingGenerate:
     OUTPUT_TOOLTIPS = ("The generated images, one batch.",
                        "The generation info as JSON: job id, model, seeds, size, settings.")
 
+    _remembering = False
+
     @classmethod
     def INPUT_TYPES(cls):
+        if not cls._remembering:        # a local file, never the network
+            cls._remembering = True
+            KNOWN.keep_in(host.models_file())
         return {
             "required": {
                 "prompt": ("STRING", {"multiline": True, "default": "",
                                       "tooltip": "What to draw."}),
                 "negative_prompt": ("STRING", {"multiline": True, "default": "",
                                                "tooltip": "What to keep out of the picture."}),
-                "model": (list(catalog.MODELS), {"default": catalog.DEFAULT_MODEL,
-                                                 "tooltip": "The Arting model."}),
+                "model": (KNOWN.names(), {
+                    "default": catalog.DEFAULT_MODEL,
+                    "tooltip": "The model: an Arting id, or another provider's as "
+                               "provider/model. The daemon's other providers are listed "
+                               "once a job has run (then reload the page)."}),
                 "width": ("INT", {
                     "default": catalog.DEFAULT_WIDTH, "min": catalog.MIN_SIDE,
                     "max": catalog.MAX_SIDE, "step": catalog.SIZE_MULTIPLE,
@@ -93,6 +107,12 @@ class ArtingGenerate:
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        """Any model name the daemon may know (the list can be older than the daemon's
+        catalog): an empty one is the only mistake found here."""
+        return True if isinstance(model, str) and model.strip() else "Choose a model."
+
     def generate(self, prompt: str, negative_prompt: str, model: str, width: int,
                  height: int, seed: int, steps: int, guidance: float, sampler: str,
                  clip_skip: int, batch_size: int, loras: str, nsfw: bool, image=None,
@@ -118,6 +138,10 @@ class ArtingGenerate:
         client = DaemonClient(daemon_url)
         job = _run(client, request, _Progress(unique_id))
         images = convert.pngs_to_image([client.download(i["url"]) for i in job["images"]])
+        try:
+            KNOWN.learn(client.catalog())   # listed at the next /object_info
+        except DaemonError:
+            pass
         return images, json.dumps(generation_info(job, client.base_url), indent=2)
 
 

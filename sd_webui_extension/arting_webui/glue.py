@@ -8,6 +8,7 @@ and needs no SD-WebUI (the tests put stand-ins into ``sys.modules``).
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 MAX_SEED = 2**32 - 1
@@ -31,6 +32,17 @@ def opt(key: str, default: Any) -> Any:
 
 def cmd_opt(name: str) -> Any:
     return getattr(getattr(shared(), "cmd_opts", None), name, None)
+
+
+def models_file() -> Path | None:
+    """Where the extension remembers the daemon's models between starts (the WebUI's
+    data directory), or None where the host does not say."""
+    try:
+        from modules import paths_internal
+    except ImportError:
+        return None
+    data = getattr(paths_internal, "data_path", None)
+    return Path(data) / "arting-2api" / "models.json" if data else None
 
 
 def fixed_seed(seed: Any) -> int:

@@ -1,14 +1,17 @@
 """The script's controls: only components and arguments that gradio 3.41 (A1111) and
-gradio 4.40 (Forge) both have, and static choices (the UI is built at start-up)."""
+gradio 4.40 (Forge) both have. The UI is built at start-up, so its choices are known
+without asking the daemon: the built-in ids, and the other providers' models its
+catalog listed before (``models.py``); *Refresh models* reads the catalog again."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import infotext, settings
-from .choices import (DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, LORAS, MODELS, NO_LORA,
+from . import glue, infotext, settings
+from .choices import (DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, LORAS, NO_LORA,
                       NO_UPSCALE, UPSCALES)
 from .daemon_client import DaemonClient, DaemonError
+from .models import KNOWN
 
 #: The status line waits this long for the daemon, so a dead address cannot stall the UI.
 STATUS_TIMEOUT = 2.0
@@ -20,8 +23,9 @@ def build(script: Any) -> list:
     import gradio as gr
 
     eid = script.elem_id
+    KNOWN.keep_in(glue.models_file())
     with gr.Row():
-        model = gr.Dropdown(label="Arting model", choices=[DAEMON_DEFAULT, *MODELS],
+        model = gr.Dropdown(label="Arting model", choices=[DAEMON_DEFAULT, *KNOWN.names()],
                             value=DAEMON_DEFAULT, allow_custom_value=True,
                             elem_id=eid("model"))
         nsfw = gr.Checkbox(label="Allow NSFW", value=False, elem_id=eid("nsfw"))
@@ -41,7 +45,9 @@ def build(script: Any) -> list:
         # A callable value is evaluated again on every page load, in both gradio versions.
         line = gr.Markdown(value=status_line, elem_id=eid("status"))
         check = gr.Button(value="Check daemon", elem_id=eid("check"))
+        refresh = gr.Button(value="Refresh models", elem_id=eid("refresh_models"))
     check.click(fn=status_line, inputs=[], outputs=[line])
+    refresh.click(fn=refreshed_models, inputs=[], outputs=[model])
     script.infotext_fields = infotext.paste_fields(model, nsfw, loras, upscale)
     return [model, nsfw, *(c for pair in loras for c in pair), upscale]
 
@@ -54,7 +60,21 @@ def status_line() -> str:
         catalog = DaemonClient(config.url, timeout=STATUS_TIMEOUT).catalog()
     except DaemonError as err:
         return f"**Arting daemon: not reachable** at {where}. {err}"
+    KNOWN.learn(catalog)
     img2img = "on" if catalog.get("img2img") else "off (daemon setting `img2img`)"
     upscale = "on" if catalog.get("upscale") else "off (daemon setting `upscale`)"
     return (f"**Arting daemon: reachable** at {where} · {len(catalog.get('models') or [])} "
             f"models · image-to-image {img2img} · upscale {upscale}")
+
+
+def refreshed_models() -> dict:
+    """The model dropdown's choices, from the daemon's catalog now (or as they were, if
+    it does not answer): every provider's models, with their provider."""
+    import gradio as gr
+
+    config = settings.daemon_config()
+    try:
+        KNOWN.learn(DaemonClient(config.url, timeout=STATUS_TIMEOUT).catalog())
+    except DaemonError:
+        pass
+    return gr.update(choices=[DAEMON_DEFAULT, *KNOWN.names()])

@@ -279,3 +279,50 @@ def test_a_bad_lora_line_is_explained_before_anything_is_sent(node, daemon, lora
 def test_a_mask_needs_an_image(node, daemon):
     with pytest.raises(ValueError, match="^The mask needs an image as well"):
         node.generate(**inputs(node, daemon_url=daemon.url), mask=torch.ones(1, 64, 64))
+
+
+# --- the daemon's other providers -------------------------------------------------------------
+
+def test_other_providers_models_are_listed_with_their_provider_and_remembered(
+        pack, node, make_daemon, monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from a1111_standin import A1111StandIn, title
+    from comfy_harness import load_like_comfyui, unload
+
+    from arting_daemon import catalog
+
+    user = types.ModuleType("folder_paths")
+    user.get_user_directory = lambda: str(tmp_path / "user")
+    monkeypatch.setitem(sys.modules, "folder_paths", user)
+    studio = A1111StandIn().start()
+    try:
+        daemon = make_daemon(providers=[
+            {"name": "studio", "kind": "a1111", "base_url": studio.url},
+            {"name": "relay", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+             "models": ["relay-model"]}])
+        studio.wait_until(lambda _: "studio/dreamshaper_8" in [
+            m["id"] for m in httpx.get(daemon.url + "/arting/v1/catalog").json()["models"]])
+        assert node.INPUT_TYPES()["required"]["model"][0] == list(catalog.MODELS)
+
+        node.generate(**inputs(node, width=256, height=256, daemon_url=daemon.url))
+        listed = node.INPUT_TYPES()["required"]["model"][0]
+        assert listed == [*catalog.MODELS, "studio/dreamshaper_8", "studio/realisticVisionV51",
+                          "relay/relay-model"]
+
+        images, info = node.generate(**inputs(node, model="studio/realisticVisionV51",
+                                              width=256, height=320, daemon_url=daemon.url))
+        assert images.shape == (1, 320, 256, 3)
+        assert studio.requests[-1][1]["override_settings"]["sd_model_checkpoint"] == \
+            title("realisticVisionV51")
+        assert json.loads(info)["model"] == "studio/realisticVisionV51"
+        # A name the list does not hold yet still passes ComfyUI's validation.
+        assert type(node).VALIDATE_INPUTS(model="studio/added_later") is True
+        assert type(node).VALIDATE_INPUTS(model=" ") == "Choose a model."
+    finally:
+        studio.stop()
+    # After a restart of ComfyUI the list is the same before any job ran.
+    unload(comfy_module_name(PACK))
+    again = load_like_comfyui(PACK).NODE_CLASS_MAPPINGS["ArtingGenerate"]
+    assert again.INPUT_TYPES()["required"]["model"][0] == listed

@@ -415,3 +415,35 @@ def test_plan_keeps_equal_prompts_together_within_the_daemons_limit(arting):
     assert plan(2, 3, prompts, [""] * 6, max_images=4) == [
         [Chunk(0, 2), Chunk(2, 1)], [Chunk(3, 3)]]
     assert plan(1, 6, ["x"] * 6, [""] * 6, max_images=4) == [[Chunk(0, 4), Chunk(4, 2)]]
+
+
+# --- the daemon's other providers -------------------------------------------------------------
+
+def test_other_providers_models_come_with_refresh_models(arting, make_daemon):
+    from a1111_standin import A1111StandIn, title
+
+    studio = A1111StandIn().start()
+    try:
+        daemon = make_daemon(providers=[{"name": "studio", "kind": "a1111",
+                                         "base_url": studio.url}])
+        studio.wait_until(lambda _: "studio/dreamshaper_8" in [
+            m["id"] for m in httpx.get(daemon.url + "/arting/v1/catalog").json()["models"]])
+        arting.point_at(daemon.url)
+        model = arting.txt2img_controls[0]
+        assert model.choices[1:] == list(catalog.MODELS)
+        refresh = next(c for c in arting.host.gradio.created
+                       if type(c).__name__ == "Button" and c.value == "Refresh models")
+        [click] = refresh.listeners
+        assert click["outputs"] == [model]
+        update = click["fn"]()
+        assert update["choices"] == ["(daemon default)", *catalog.MODELS,
+                                     "studio/dreamshaper_8", "studio/realisticVisionV51"]
+
+        _, processed = arting.txt2img(controls={"model": "studio/dreamshaper_8"}, prompt="p",
+                                      seed=7, steps=3)
+        assert processed.all_seeds == [7]
+        [(route, body)] = studio.requests
+        assert body["override_settings"]["sd_model_checkpoint"] == title("dreamshaper_8")
+        assert "Model: studio/dreamshaper_8" in processed.infotexts[0]
+    finally:
+        studio.stop()

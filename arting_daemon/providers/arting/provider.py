@@ -96,7 +96,7 @@ class ArtingProvider(Provider):
             return UpscaleAttempt(self, work, deadline)
         return GenerationAttempt(self, work, deadline)
 
-    async def fetch(self, output: str) -> bytes:
+    async def fetch(self, work: Work, output: str) -> bytes:
         return await self.client.download(output)
 
     def health(self) -> dict:

@@ -96,28 +96,56 @@ def _unavailable(token: Token, wait: float) -> ArtingError:
 
 
 def anonymous_identity(data_dir: Path) -> str:
-    """A UUID created once and kept, so we look like one returning guest, not many."""
+    """A UUID created once and kept, so we look like one returning guest, not many
+    (replicas on one data directory included: the first to make it wins)."""
     path = data_dir / "identity.json"
-    try:
-        return str(uuid.UUID(json.loads(path.read_text())["uuid"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    for _ in range(2):
+        try:
+            return str(uuid.UUID(json.loads(path.read_text())["uuid"]))
+        except FileNotFoundError:
+            datadir.create(path, json.dumps({"uuid": str(uuid.uuid4())}).encode())
+        except (OSError, ValueError, KeyError, TypeError):   # unreadable: start anew
+            break
     ident = str(uuid.uuid4())
     datadir.write(path, json.dumps({"uuid": ident}).encode())
     return ident
+
+
+class Board:
+    """Where a pool's tokens are shared: nowhere, with one daemon. Replicas share the
+    tokens' health and their jobs in flight (``replicas/tokens.py``)."""
+
+    #: How often a caller waiting for a busy token looks again (None: when woken).
+    poll: float | None = None
+
+    async def take(self, token: Token) -> bool:
+        """Claim one of the token's ``max_jobs`` places (here: the pool counts them)."""
+        return True
+
+    async def give(self, token: Token) -> None:
+        """Give a place back."""
+
+    async def tell(self, token: Token) -> None:
+        """The token's health changed."""
+
+    async def may_probe(self, token: Token) -> bool:
+        """Whether this daemon is the one to probe the token now."""
+        return True
 
 
 class TokenPool:
     """Hands out tokens to jobs, keeps each token's health and re-probes the unhealthy."""
 
     def __init__(self, secrets: list[str], max_jobs: int, *, anonymous: bool = False,
-                 backoff: float = 30.0, max_backoff: float = 1800.0) -> None:
+                 backoff: float = 30.0, max_backoff: float = 1800.0,
+                 board: Board | None = None) -> None:
         if not secrets:
             raise ValueError("a token pool needs at least one token")
         self.tokens = [Token(label="anonymous" if anonymous else f"token-{i + 1}",
                              secret=s, anonymous=anonymous) for i, s in enumerate(secrets)]
         self.max_jobs = max_jobs
         self.backoff, self.max_backoff = backoff, max_backoff
+        self.board = board or Board()
         self._changed = asyncio.Condition()
         self._check: Callable[[str], Awaitable[None]] | None = None
         self._watcher: asyncio.Task | None = None
@@ -175,13 +203,13 @@ class TokenPool:
         async with self._changed:
             while True:
                 now = time.monotonic()
-                ready = [t for t in self.tokens if t.eligible(now, self.max_jobs)]
-                if ready:
-                    token = min(ready, key=lambda t: (t.fingerprint != prefer, t.balance == 0,
-                                                      t.in_flight,
-                                                      t.state is not TokenState.OK))
-                    token.in_flight += 1
-                    return token
+                ready = sorted((t for t in self.tokens if t.eligible(now, self.max_jobs)),
+                               key=lambda t: (t.fingerprint != prefer, t.balance == 0,
+                                              t.in_flight, t.state is not TokenState.OK))
+                for token in ready:
+                    if await self.board.take(token):
+                        token.in_flight += 1
+                        return token
                 usable = [t for t in self.tokens if t.state is not TokenState.INVALID]
                 if not usable:
                     raise UpstreamAuthError(
@@ -190,6 +218,8 @@ class TokenPool:
                         "ARTING_AUTH_TOKEN (or auth_tokens in arting.toml).")
                 if any(t.state is TokenState.OK or t.until <= now for t in usable):
                     wake = deadline                     # only busy: a release wakes us
+                    if self.board.poll is not None:     # (or, elsewhere, a look again)
+                        wake = min(wake, now + self.board.poll)
                 else:
                     soonest = min(usable, key=lambda t: t.until)
                     wake = soonest.until
@@ -206,6 +236,7 @@ class TokenPool:
     async def release(self, token: Token) -> None:
         async with self._changed:
             token.in_flight = max(0, token.in_flight - 1)
+            await self.board.give(token)
             self._changed.notify_all()
 
     async def report(self, token: Token, error: ArtingError | None) -> None:
@@ -218,6 +249,7 @@ class TokenPool:
             elif error.token_fault:
                 token.errors += 1
                 self._mark(token, error)
+            await self.board.tell(token)
             self._changed.notify_all()
 
     @staticmethod
@@ -249,6 +281,14 @@ class TokenPool:
             token.state = TokenState.BLOCKED
         wait = error.retry_after if isinstance(error, UpstreamRateLimited) else None
         token.until = time.monotonic() + (wait or self._backoff(token))
+
+    def learn(self, fingerprint: str, state: TokenState, until: float, strikes: int,
+              reason: ArtingError | None) -> None:
+        """Another daemon met this token (``until``: wall-clock time)."""
+        for token in self.tokens:
+            if token.fingerprint == fingerprint:
+                token.state, token.strikes, token.reason = state, strikes, reason
+                token.until = time.monotonic() + max(0.0, until - time.time()) if until else 0.0
 
     def _backoff(self, token: Token) -> float:
         return min(self.max_backoff, self.backoff * 2 ** max(0, token.strikes - 1))
@@ -291,6 +331,7 @@ class TokenPool:
                 result = "inconclusive"
                 token.until = time.monotonic() + self._backoff(token)
             token.probes[result] += 1
+            await self.board.tell(token)
             self._changed.notify_all()
         log.info("token %s probed: %s%s", token.label, result,
                  f" ({type(error).__name__})" if error else "")
@@ -309,7 +350,12 @@ class TokenPool:
                 now = time.monotonic()
                 sick = [t for t in self.tokens
                         if t.state is not TokenState.OK and not t.probing]
-                due = [t for t in sick if t.until <= now]
+                due = []
+                for token in (t for t in sick if t.until <= now):
+                    if await self.board.may_probe(token):
+                        due.append(token)
+                    else:       # another daemon probes it, and will tell the result
+                        token.until = now + self.backoff
                 if not due:
                     wake = min((t.until for t in sick), default=None)
                     with contextlib.suppress(asyncio.TimeoutError):

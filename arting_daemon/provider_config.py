@@ -1,0 +1,232 @@
+"""``[[providers]]`` and ``[fallbacks]`` in ``arting.toml``: where images are made.
+
+With neither table the daemon has one provider, Arting, made from the flat settings
+(``base_url``, ``auth_tokens``, ``img2img`` …), exactly as before providers existed.
+Each ``[[providers]]`` entry adds one; an entry named ``arting`` replaces the implicit
+Arting provider (its unset fields still come from the flat settings).
+
+A provider offers its ``models``: a list of ids, or ``"*"`` for its own catalogue (Arting's
+built-in list, an A1111's checkpoints, an OpenAI server's ``/models``), each id under the
+provider's ``prefix`` (for a catalogue, ``<name>/`` unless set). ``[fallbacks]`` maps a
+model id (or ``"*"``, every model without its own list) to where its jobs go when its
+provider fails: model ids, or ``<provider>/*`` for that provider's default model.
+
+Everything here is checked when the settings load, so a mistake stops start-up with one
+line naming the provider and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from . import catalog
+
+Kind = Literal["arting", "a1111", "openai"]
+#: The implicit provider's name: the flat settings describe it.
+ARTING = "arting"
+#: Fields only some kinds take, and the kinds that take them.
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "auth_tokens": ("arting",),
+    "username": ("a1111",),
+    "password": ("a1111",),
+    "api_key": ("openai",),
+    "response_format": ("openai",),
+    "extras": ("openai",),
+    "image_hosts": ("openai",),
+}
+#: What each kind can send its credentials as, for the advice in errors and the status.
+CREDENTIALS = {"arting": "auth_tokens", "a1111": "username and password",
+               "openai": "api_key"}
+
+
+def http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+class ProviderConfig(BaseModel):
+    """One ``[[providers]]`` entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    kind: Kind
+    #: How messages and the web page name it (default: the name; Arting: "Arting").
+    label: str | None = Field(None, max_length=40)
+    base_url: str | None = None
+    models: list[str] | Literal["*"] = "*"
+    prefix: str | None = Field(None, pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9._-]*/$")
+    #: The model "<name>/*" stands for (A1111: its loaded checkpoint when unset).
+    default_model: str | None = None
+    #: Jobs this provider works on at once (A1111 runs one at a time: default 1).
+    max_jobs: int | None = Field(None, ge=1)
+    free_to_repeat: bool = False
+    img2img: bool | None = None
+    #: Seconds one generation may take here before the job falls back (A1111, OpenAI).
+    timeout: float | None = Field(None, gt=0)
+    auth_tokens: list[SecretStr] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    #: Send Arting's extras (seed, steps, negative prompt, LoRAs …) as extra fields, as
+    #: another arting-2api daemon understands them; strict OpenAI servers refuse them.
+    extras: bool = False
+    #: Hosts URL answers may be downloaded from besides ``base_url``'s own.
+    image_hosts: list[str] = []
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return http_url(value)
+
+    @field_validator("auth_tokens", "image_hosts", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list) and any(not m.strip() or m == "*" for m in value):
+            raise ValueError('list model ids, or write "*" (not in a list) for the '
+                             "provider's own catalogue")
+        return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> ProviderConfig:
+        for field, kinds in KIND_FIELDS.items():
+            if field in self.model_fields_set and self.kind not in kinds:
+                raise ValueError(f"`{field}` is for kind {' or '.join(kinds)}; a provider of "
+                                 f"kind {self.kind} takes {CREDENTIALS[self.kind]}")
+        if self.kind != "arting" and self.base_url is None:
+            raise ValueError(f"a provider of kind {self.kind} needs `base_url`")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both `username` and `password` (HTTP Basic), or neither")
+        return self
+
+    # --- what it offers ------------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        return self.label or ("Arting" if self.name == ARTING else self.name)
+
+    @property
+    def model_prefix(self) -> str:
+        """Catalogue ids are offered under ``<name>/`` unless told otherwise; listed ids
+        and the implicit Arting provider's are offered as they are."""
+        if self.prefix is not None:
+            return self.prefix
+        return f"{self.name}/" if self.models == "*" and self.name != ARTING else ""
+
+    @property
+    def takes_img2img(self) -> bool:
+        """A1111 has img2img; an OpenAI server's edits are off unless said (Arting's
+        follow the flat ``img2img`` setting, decided where the provider is made)."""
+        return self.img2img if self.img2img is not None else self.kind == "a1111"
+
+    @property
+    def jobs_at_once(self) -> int | None:
+        return self.max_jobs if self.max_jobs is not None else \
+            (1 if self.kind == "a1111" else None)
+
+    def secrets(self) -> list[SecretStr]:
+        return [s for s in (*(self.auth_tokens or ()), self.password, self.api_key) if s]
+
+
+def implicit_arting() -> ProviderConfig:
+    return ProviderConfig(name=ARTING, kind="arting")
+
+
+def effective(providers: list[ProviderConfig]) -> list[ProviderConfig]:
+    """The providers in routing order: Arting first (the implicit one, unless an entry
+    named ``arting`` stands in for it), then the rest as listed."""
+    named = {p.name: p for p in providers}
+    return [named.get(ARTING) or implicit_arting(),
+            *(p for p in providers if p.name != ARTING)]
+
+
+def check(providers: list[ProviderConfig], fallbacks: dict[str, list[str]],
+          default_model: str, extra_models: list[str]) -> None:
+    """Names unique, each model id offered once, the default model offered, and every
+    fallback pointing somewhere: raises ``ValueError`` with the first problem."""
+    seen: set[str] = set()
+    for p in providers:
+        if p.name in seen:
+            raise ValueError(f"two providers are named `{p.name}`")
+        seen.add(p.name)
+        if p.name == ARTING and p.kind != "arting":
+            raise ValueError("the provider named `arting` stands for Arting: its kind is "
+                             "arting (give the other one another name)")
+        if p.kind == "arting" and p.name != ARTING and not p.auth_tokens:
+            raise ValueError(f"provider `{p.name}` (kind arting) needs its own `auth_tokens`; "
+                             "the flat `auth_tokens` belong to the provider `arting`")
+    chain = effective(providers)
+    table = Offers(chain, extra_models, default_model)
+    if table.owner(default_model) is None:
+        raise ValueError(f"default_model `{default_model}` is offered by no provider")
+    names = {p.name for p in chain}
+    for key, targets in fallbacks.items():
+        if key != "*" and table.owner(key) is None:
+            raise ValueError(f"fallbacks: `{key}` is no model a provider offers (write a "
+                             'model id, or "*" for every model)')
+        for target in targets:
+            if target.endswith("/*"):
+                if target[:-2] not in names:
+                    raise ValueError(f"fallbacks.{key}: `{target}` names no provider; "
+                                     f"providers: {', '.join(sorted(names))}")
+            elif table.owner(target) is None:
+                raise ValueError(f"fallbacks.{key}: `{target}` is no model a provider "
+                                 "offers (write a model id, or <provider>/* for a "
+                                 "provider's default model)")
+
+
+class Offers:
+    """Which provider offers which model id, as far as is known before asking any:
+    listed ids, Arting's built-in catalogue, and the prefixes of catalogues."""
+
+    def __init__(self, chain: list[ProviderConfig], extra_models: list[str],
+                 default_model: str) -> None:
+        self.ids: dict[str, list[str]] = {}
+        self.prefixes: dict[str, str] = {}          # lower-case prefix → provider
+        owners: dict[str, str] = {}
+        for p in chain:
+            self.ids[p.name] = listed(p, extra_models)
+            if p.models == "*" and p.model_prefix:
+                self.prefixes[p.model_prefix.lower()] = p.name
+            for model_id in self.ids[p.name]:
+                other = owners.setdefault(model_id.lower(), p.name)
+                if other != p.name:
+                    raise ValueError(f"the model `{model_id}` is offered by both `{other}` "
+                                     f"and `{p.name}`; give one of them a `prefix`")
+        self._owners = owners
+        home = chain[0]
+        if self.owner(default_model) is None and home.kind == "arting" and \
+                home.models == "*" and not home.model_prefix:
+            # As before providers: a default model Arting's list lacks is an Arting id.
+            self.ids[home.name].append(default_model)
+            owners[default_model.lower()] = home.name
+
+    def owner(self, model_id: str) -> str | None:
+        lowered = model_id.lower()
+        if lowered in self._owners:
+            return self._owners[lowered]
+        return next((name for prefix, name in self.prefixes.items()
+                     if lowered.startswith(prefix) and len(lowered) > len(prefix)), None)
+
+
+def listed(p: ProviderConfig, extra_models: list[str]) -> list[str]:
+    """The ids a provider offers that are known before it is asked: its list, or for an
+    Arting catalogue the built-in ids and ``extra_models``."""
+    if isinstance(p.models, list):
+        return [p.model_prefix + m for m in p.models]
+    if p.kind != "arting":
+        return []
+    return [p.model_prefix + m for m in dict.fromkeys([*catalog.MODELS, *extra_models])]

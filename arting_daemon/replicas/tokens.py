@@ -1,0 +1,146 @@
+"""The Arting token pool's board in Redis: what replicas share of each token.
+
+* **Its health** (``token:<fingerprint>``: state, until — wall-clock —, strikes, the
+  error that put it out of use): a 429 or a refusal met by one replica cools or blocks
+  the token for all of them, each told at once.
+* **Its places** (``token:<fingerprint>:slots``, a sorted set of places by expiry): a
+  replica takes a place before a job uses the token, so all replicas together never
+  put more than ``token_max_jobs`` jobs on one token. Places expire unless renewed, so
+  a replica that dies gives its places back by itself.
+* **Who probes it** (``token:<fingerprint>:probe``): one replica at a time.
+
+Tokens are known by their fingerprint (the start of their SHA-256), never the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+
+from ..errors import Unavailable, error_from_dict
+from ..providers.arting.tokens import Board, Token, TokenPool, TokenState
+from .link import RedisLink
+
+log = logging.getLogger(__name__)
+
+TAKE = """
+local key, now, ttl, max, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
+  tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if redis.call('ZCARD', key) >= max then return 0 end
+redis.call('ZADD', key, now + ttl, member)
+redis.call('PEXPIRE', key, ttl)
+return 1
+"""
+
+
+class RedisBoard(Board):
+    poll = 0.25
+
+    def __init__(self, link: RedisLink, lease: float) -> None:
+        self.link = link
+        self.ttl_ms = int(lease * 1000)
+        self.pool: TokenPool | None = None
+        self._places: dict[str, list[str]] = {}      # fingerprint → places held here
+        self._take = link.redis.register_script(TAKE)
+        self._task: asyncio.Task | None = None
+        link.listen("tokens", self._heard)
+
+    async def open(self, pool: TokenPool) -> None:
+        """Learn what the other replicas know of the pool's tokens, and keep the places
+        held here alive."""
+        self.pool = pool
+        for token in pool.tokens:
+            await self._heard(token.fingerprint)
+        self._task = asyncio.create_task(self._renew(), name="redis-token-places")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            async with self.link.call() as r:
+                for fingerprint, places in self._places.items():
+                    if places:
+                        await r.zrem(self._slots(fingerprint), *places)
+
+    async def take(self, token: Token) -> bool:
+        """A place on the token among all replicas'; with Redis away, this replica counts
+        its own only (the pool's check), rather than stopping every job."""
+        place = f"{self.link.name}:{secrets.token_hex(4)}"
+        try:
+            async with self.link.call():
+                taken = await self._take(keys=[self._slots(token.fingerprint)],
+                                         args=[int(time.time() * 1000), self.ttl_ms,
+                                               self.pool.max_jobs if self.pool else 1, place])
+        except Unavailable:
+            return True
+        if taken:
+            self._places.setdefault(token.fingerprint, []).append(place)
+        return bool(taken)
+
+    async def give(self, token: Token) -> None:
+        places = self._places.get(token.fingerprint)
+        if places:
+            place = places.pop()
+            with contextlib.suppress(Exception):    # unrenewed, it expires by itself
+                async with self.link.call() as r:
+                    await r.zrem(self._slots(token.fingerprint), place)
+
+    async def tell(self, token: Token) -> None:
+        until = time.time() + (token.until - time.monotonic()) if token.until else 0.0
+        health = {"state": token.state.value, "until": until, "strikes": token.strikes,
+                  "reason": json.dumps(token.reason.to_dict()) if token.reason else ""}
+        with contextlib.suppress(Exception):        # Redis away: this replica knows it
+            async with self.link.call() as r:
+                pipe = r.pipeline()
+                pipe.hset(self.link.key("token", token.fingerprint), mapping=health)
+                pipe.publish(self.link.key("tokens"), token.fingerprint)
+                await pipe.execute()
+
+    async def may_probe(self, token: Token) -> bool:
+        try:
+            async with self.link.call() as r:
+                return bool(await r.set(self.link.key("token", token.fingerprint, "probe"),
+                                        self.link.name, nx=True,
+                                        px=int(max(1.0, token.until - time.monotonic()
+                                                   + 5.0) * 1000)))
+        except Exception:
+            return True                             # Redis away: probe it ourselves
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _slots(self, fingerprint: str) -> str:
+        return self.link.key("token", fingerprint, "slots")
+
+    async def _heard(self, fingerprint: str) -> None:
+        if self.pool is None:
+            return
+        async with self.link.call() as r:
+            health = await r.hgetall(self.link.key("token", fingerprint))
+        if not health:
+            return
+        reason = error_from_dict(json.loads(health["reason"])) if health.get("reason") else None
+        self.pool.learn(fingerprint, TokenState(health["state"]), float(health["until"]),
+                        int(health["strikes"]), reason)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            try:
+                expiry = int(time.time() * 1000) + self.ttl_ms
+                async with self.link.call() as r:
+                    pipe = r.pipeline()
+                    for fingerprint, places in self._places.items():
+                        for place in places:
+                            pipe.zadd(self._slots(fingerprint), {place: expiry}, xx=True)
+                        if places:
+                            pipe.pexpire(self._slots(fingerprint), self.ttl_ms)
+                    await pipe.execute()
+            except Exception as exc:
+                log.debug("renewing token places failed: %s", exc)

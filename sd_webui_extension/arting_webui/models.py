@@ -1,0 +1,1 @@
+../../comfyui_nodes/arting_comfy/models.py
