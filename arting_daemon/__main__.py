@@ -12,8 +12,10 @@ from aiohttp import web
 
 from . import __version__, logs
 from .app import check_exposure, create_app
+from .check import cli as check_cli
 from .config import ConfigError, Settings, load_settings
 from .keys import cli as keys_cli
+from .recording import RecordError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,9 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; anything "
                         "else needs an API key or --allow-insecure)")
     parser.add_argument("--port", type=int, help="TCP port (default 8090; 0 picks a free one)")
-    parser.add_argument("--sandbox", action="store_true", default=None,
-                        help="run the built-in Arting emulator and use it instead of "
-                             "api.arting.ai: try every client with no account or network")
+    add_upstream_options(parser, None)
     parser.add_argument("--allow-insecure", action="store_true", default=None,
                         help="allow a non-loopback --host without an API key")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -38,7 +38,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      title="commands (without one: serve)")
     keys_cli.add_parser(commands, shared)
+    check_cli.add_parser(commands, shared, add_upstream_options)
     return parser.parse_args(argv)
+
+
+def add_upstream_options(parser: argparse.ArgumentParser, default) -> None:
+    """Which Arting to talk to: the live one, or the emulator (replaying a record)."""
+    parser.add_argument("--sandbox", action="store_true", default=default,
+                        help="run the built-in Arting emulator and use it instead of "
+                             "api.arting.ai: try every client with no account or network")
+    parser.add_argument("--replay", metavar="DIR", type=Path, default=default,
+                        help="with --sandbox: the emulator answers as Arting did in a record "
+                             "written by `arting-daemon check --record DIR`")
+
+
+def settings_from(args: argparse.Namespace, **overrides) -> Settings:
+    """The settings for this run: defaults ← arting.toml ← environment ← options.
+    Raises ``ConfigError`` (a bad value, or a record that cannot be replayed)."""
+    options = {"data_dir": getattr(args, "data_dir", None),
+               "sandbox": getattr(args, "sandbox", None),
+               "sandbox_replay": getattr(args, "replay", None),
+               "log_level": getattr(args, "log_level", None), **overrides}
+    settings = load_settings(getattr(args, "config", None), overrides=options)
+    if settings.sandbox_replay is not None:
+        if not settings.sandbox:
+            raise ConfigError("--replay (sandbox_replay) needs --sandbox (sandbox = true): "
+                              "the emulator is what replays a record.")
+        from .sandbox.replay import load_replay   # the emulator is loaded only when used
+
+        try:
+            load_replay(settings.sandbox_replay)
+        except RecordError as exc:
+            raise ConfigError(f"Cannot replay: {exc}") from None
+    return settings
 
 
 def _add_shared(parser: argparse.ArgumentParser, default) -> None:
@@ -90,11 +122,11 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir,
-                 "sandbox": args.sandbox, "allow_insecure": args.allow_insecure,
-                 "log_level": args.log_level}
+    if args.command == "check":
+        return check_cli.main(args, settings_from)
     try:
-        settings = load_settings(args.config, overrides=overrides)
+        settings = settings_from(args, host=args.host, port=args.port,
+                                 allow_insecure=args.allow_insecure)
         if args.command == "keys":
             return keys_cli.run(args, settings)
         check_exposure(settings)

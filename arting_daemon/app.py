@@ -129,18 +129,27 @@ async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
         app[SANDBOX] = None
         yield
         return
-    from .sandbox import Sandbox
+    from .sandbox.replay import start_sandbox
 
-    sandbox = Sandbox(generation_time=settings.sandbox_generation_time)
-    url = await sandbox.start("127.0.0.1", 0)
-    app[SETTINGS] = settings.model_copy(update={"base_url": url, "img2img": True,
-                                                "upscale": True})
+    sandbox = await start_sandbox(settings.sandbox_generation_time, settings.sandbox_replay)
+    app[SETTINGS] = sandbox_settings(settings, sandbox.url or "")
     app[SANDBOX] = sandbox
-    log.info("sandbox: Arting emulator at %s", url)
+    log.info("sandbox: Arting emulator at %s%s", sandbox.url,
+             f", replaying {settings.sandbox_replay}" if settings.sandbox_replay else "")
     try:
         yield
     finally:
         await sandbox.close()
+
+
+def sandbox_settings(settings: Settings, url: str) -> Settings:
+    """The settings with the emulator at ``url`` as Arting. Replaying a record, it stands
+    in for the live Arting, so image-to-image and upscaling stay as configured; else
+    they are on."""
+    update: dict = {"base_url": url}
+    if settings.sandbox_replay is None:
+        update.update(img2img=True, upscale=True)
+    return settings.model_copy(update=update)
 
 
 async def state_context(app: web.Application) -> AsyncIterator[None]:

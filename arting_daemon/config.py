@@ -12,6 +12,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -203,8 +204,6 @@ class Settings(BaseModel):
                             "Seconds Arting may take to finish a submitted job.", gt=0)
     download_timeout: float = _s(60.0, "ARTING_DOWNLOAD_TIMEOUT",
                                  "Seconds the download stage may take.", gt=0)
-    poll_first_delay: float = _s(1.0, "ARTING_POLL_FIRST_DELAY",
-                                 "Seconds before the first poll when no history exists.", ge=0)
     poll_min_interval: float = _s(0.4, "ARTING_POLL_MIN_INTERVAL",
                                   "Shortest pause between two polls of one job.", gt=0)
     poll_max_interval: float = _s(5.0, "ARTING_POLL_MAX_INTERVAL",
@@ -218,7 +217,8 @@ class Settings(BaseModel):
                                "Seconds running jobs get to finish on SIGTERM; unfinished "
                                "ones resume at the next start.", ge=0)
     expected_duration: float = _s(15.0, "ARTING_EXPECTED_DURATION",
-                                  "Generation time assumed for ETAs before any job finished.",
+                                  "Generation time assumed before jobs finished: for ETAs, and "
+                                  "the poll schedule of the first jobs is planned around it.",
                                   gt=0)
 
     # --- results: cache and store ------------------------------------------------------
@@ -279,6 +279,10 @@ class Settings(BaseModel):
                        "Run the built-in Arting emulator and use it as the upstream.")
     sandbox_generation_time: float = _s(3.0, "ARTING_SANDBOX_GENERATION_TIME",
                                         "Seconds the emulator takes per job.", ge=0)
+    sandbox_replay: Path | None = _s(None, "ARTING_SANDBOX_REPLAY",
+                                     "A directory written by `arting-daemon check --record`: "
+                                     "the emulator answers with its recorded shapes, literals "
+                                     "and timings (needs `sandbox`).")
 
     @field_validator(*LIST_FIELDS, mode="before")
     @classmethod
@@ -330,10 +334,10 @@ class Settings(BaseModel):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "sandbox_replay")
     @classmethod
-    def _home(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @field_validator("basic_auth")
     @classmethod
@@ -424,6 +428,10 @@ def load_settings(config_path: str | os.PathLike | None = None,
         path = "arting.toml"
     if path is not None:
         for key, value in _read_toml(Path(path)).items():
+            if key in RETIRED:
+                logging.getLogger(__name__).warning(
+                    "`%s` in %s is no longer used (%s); remove it.", key, path, RETIRED[key])
+                continue
             if key not in Settings.model_fields:
                 raise ConfigError(f"Unknown setting `{key}` in {path}. "
                                   f"Known settings: {', '.join(Settings.model_fields)}.")
@@ -443,6 +451,12 @@ def load_settings(config_path: str | os.PathLike | None = None,
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, values, origin)) from None
+
+
+#: Settings that once existed, and why they are ignored now: an older arting.toml still
+#: starts (with a warning) instead of stopping at an unknown key.
+RETIRED = {"poll_first_delay": "the first poll is now planned from `expected_duration` "
+                               "(and the durations seen), like every other poll"}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

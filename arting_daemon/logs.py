@@ -13,17 +13,20 @@ from contextvars import ContextVar
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 _secrets: set[str] = set()
+_longest_first: tuple[str, ...] = ()   # _secrets, sorted once per change, not per line
 _base_factory = logging.getLogRecordFactory()
 MASK = "***"
 
 
 def add_secrets(*values: str) -> None:
     """Register values that must never appear in a log line (tokens, keys, cookies)."""
+    global _longest_first
     _secrets.update(v for v in values if v and len(v) >= 4)
+    _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in _longest_first:
         if secret in text:
             text = text.replace(secret, MASK)
     return text

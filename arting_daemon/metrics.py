@@ -69,6 +69,7 @@ class Metrics:
         self.key_refusals = Counter(
             "arting_key_refusals", "Requests refused by a user key's limits, by key name "
             "and limit.", ["key", "limit"], registry=r)
+        self._children: dict[tuple[Histogram, str], Histogram] = {}
 
     def watch(self, collector: Collector) -> None:
         """Expose a component's current state (its ``collect()``) at every scrape."""
@@ -84,10 +85,19 @@ class Metrics:
         code = error.code if error is not None and outcome == "failed" else ""
         self.jobs_finished.labels(outcome, code).inc()
         self.provider_jobs.labels(provider, outcome).inc()
-        self.job_seconds.labels(outcome).observe(max(0.0, seconds))
+        self._child(self.job_seconds, outcome).observe(max(0.0, seconds))
 
     def stage(self, name: str, seconds: float) -> None:
-        self.stage_seconds.labels(name).observe(max(0.0, seconds))
+        self._child(self.stage_seconds, name).observe(max(0.0, seconds))
+
+    def _child(self, histogram: Histogram, label: str) -> Histogram:
+        """``histogram.labels(label)``, looked up once: a few of these come with every
+        job, and prometheus_client's lookup costs three times the observation."""
+        key = (histogram, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = histogram.labels(label)
+        return child
 
     def upstream_error(self, route: str, error: ArtingError) -> None:
         self.upstream_errors.labels(route, type(error).__name__).inc()

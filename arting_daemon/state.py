@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .facades.a1111_state import A1111State
     from .engine.journal import Journal
     from .engine.runner import Runner
+    from .facades.ops import CheckRuns
     from .generation import Catalog, Rules
     from .keys.limits import Gate
     from .keys.ring import KeyRing
@@ -45,6 +46,7 @@ ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
+CHECKS: web.AppKey[CheckRuns] = web.AppKey("checks")
 #: What AUTOMATIC1111 clients set and run (options, requests in flight).
 A1111: web.AppKey[A1111State] = web.AppKey("a1111")
 #: With ``redis_url``: the link to the Redis replicas share (else None).

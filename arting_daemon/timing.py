@@ -4,7 +4,10 @@ Recent generation times are kept per model and size class. They give each job an
 expected duration (for progress bars and ETAs) and a polling schedule that spends a
 fixed budget of polls (``poll_rate`` per second of generation) where they notice a
 finished job soonest: none while a job almost surely is not done yet, the most where
-recent jobs most often finished, fewer and fewer in the long tail.
+recent jobs most often finished, fewer and fewer in the long tail. Before there is
+history, the same planning runs on a prior: durations spread widely around
+``expected_duration`` (or around the first few jobs' durations, once there are some),
+so a cold daemon keeps the budget too.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import random
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from .config import Section
 
 _spread = random.Random()   # our own: the global ``random`` state is not ours
 
 HISTORY = 64          # durations remembered per key
-MIN_SAMPLES = 5       # before this many, the schedule uses the global history or defaults
+MIN_SAMPLES = 5       # before this many, the schedule uses the global history or the prior
+PRIOR_SIGMA = 1.0     # the prior: lognormal, this σ (10-90 % of jobs within 0.28-3.6× its median)
+PRIOR_POINTS = 64     # quantiles of the prior the plan is made from
 SPREAD = 0.1          # half-width, in quantiles, of the window the density is read over
 IMMEDIATE = 0.005     # a first poll due sooner than this (seconds) is sent at once
 MIN_POLLS = 2         # polls any job may have, however short
@@ -30,7 +36,6 @@ FIRST_POLL_LATEST = 0.25  # the first poll comes when at most this share of jobs
 @dataclass(frozen=True)
 class Timing(Section):
     expected_duration: float
-    poll_first_delay: float
     poll_min_interval: float
     poll_max_interval: float
     poll_rate: float
@@ -79,7 +84,7 @@ class DurationStats:
 
     def schedule(self, model: str, width: int, height: int) -> PollSchedule:
         """The schedule for a new job. It is planned again once an eighth of its
-        history is new: planning takes a fraction of a millisecond, and a busy daemon
+        history is new: planning takes about a millisecond, and a busy daemon
         starts many jobs between two records."""
         source = self._source(model, width, height)
         version = self._recorded.get(source, 0)
@@ -106,37 +111,35 @@ def quantile(sorted_data: list[float], q: float) -> float:
 class PollSchedule:
     """When to poll next, given how long the job has run.
 
-    Without history: a first poll after ``poll_first_delay``, then pauses of a fifth of
-    the elapsed time, within ``poll_min_interval``..``poll_max_interval``.
+    The poll times are planned up front. The pause at time t is ``c * sqrt(S(t) / f(t))``:
+    one over the square root of the hazard rate (the chance that a job still running at
+    t finishes in the next moment), read off the recent durations. Those pauses give the
+    least mean delay between a job finishing and us noticing for a given number of
+    polls; ``c`` is chosen so that the recent jobs would have cost ``poll_rate`` polls
+    per second of generation. The first poll comes once it pays for itself
+    (``_Shape.first_poll``): before it, a job is almost surely still running. Pauses stay
+    within ``poll_min_interval``..``poll_max_interval``; past the slowest recent job they
+    grow with the overrun.
 
-    With history, the poll times are planned up front. The pause at time t is
-    ``c * sqrt(S(t) / f(t))``: one over the square root of the hazard rate (the chance
-    that a job still running at t finishes in the next moment), read off the recent
-    durations. Those pauses give the least mean delay between a job finishing and us
-    noticing for a given number of polls; ``c`` is chosen so that the recent jobs would
-    have cost ``poll_rate`` polls per second of generation. The first poll comes once
-    it pays for itself (``_Shape.first_poll``): before it, a job is almost surely still
-    running. Pauses stay within ``poll_min_interval``..``poll_max_interval``; past the
-    slowest recent job they grow with the overrun.
+    With fewer than ``MIN_SAMPLES`` durations, the plan is made for a wide prior instead
+    (``prior``): centred on the median of those few (or on ``expected_duration`` when
+    there are none), so it moves to where jobs really finish from the first one on, and
+    it spends about ``poll_rate`` whatever they take: at most a fifth (and a poll) more
+    for any duration from a tenth to ten times the centre (tests/test_timing.py).
     """
 
     def __init__(self, history: list[float], timing: Timing) -> None:
         self.lo_interval = timing.poll_min_interval
         self.hi_interval = timing.poll_max_interval
-        self.first = timing.poll_first_delay
-        self.plan: list[float] = []
-        if len(history) >= MIN_SAMPLES:
-            self.plan = _plan(sorted(history), timing.poll_rate, self.lo_interval,
-                              self.hi_interval)
+        data = sorted(history)
+        if len(data) < MIN_SAMPLES:
+            data = prior(quantile(data, 0.5) if data else timing.expected_duration)
+        self.plan = _plan(data, timing.poll_rate, self.lo_interval, self.hi_interval)
 
     def next_delay(self, elapsed: float, polls: int = 1) -> float:
         """Seconds to wait before the next poll of a job that has run ``elapsed``
         seconds and been polled ``polls`` times."""
         plan = self.plan
-        if not plan:
-            if elapsed < self.first:
-                return self.first - elapsed
-            return min(self.hi_interval, max(self.lo_interval, elapsed / 5))
         if elapsed < plan[0] or polls == 0:
             return max(0.0, plan[0] - elapsed)
         # a poll that ran late must not be followed at once by the next planned one
@@ -158,6 +161,16 @@ class PollSchedule:
         if pending is None:
             return _spread.uniform(max(0.0, done - 2 * self.next_delay(done)), done)
         return (pending + done) / 2
+
+
+_PRIOR_Z = [NormalDist().inv_cdf((i + 0.5) / PRIOR_POINTS) for i in range(PRIOR_POINTS)]
+
+
+def prior(median: float) -> list[float]:
+    """Durations as the prior sees them: quantiles of a lognormal with this median and
+    ``PRIOR_SIGMA``. Wide, because the median is a guess (``expected_duration``) or
+    rests on a job or two."""
+    return [median * math.exp(PRIOR_SIGMA * z) for z in _PRIOR_Z]
 
 
 def _plan(data: list[float], rate: float, lo: float, hi: float) -> list[float]:

@@ -2,7 +2,8 @@
 
 Runs the benchmarks against the Arting emulator and prints every figure beside its
 baseline (measured in the same run), the ratio, and the target. Names: latency,
-scale, polling, startup, images (default: all, in that order; about 4 minutes).
+scale, polling, startup, images, replicas, seed (default: all, in that order; several
+minutes, ``seed`` alone about one).
 ``--quick`` runs shorter variants (about 2 minutes); ``--smoke`` the tiniest (seconds;
 what the test suite runs so the code cannot rot — its numbers mean nothing).
 """
@@ -17,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import images, latency, polling, procs, replicas, scale, startup
+from . import images, latency, polling, procs, replicas, scale, seed, startup
 from .report import machine, render
 
 BENCHMARKS = {"latency": latency, "scale": scale, "polling": polling, "startup": startup,
-              "images": images, "replicas": replicas}
+              "images": images, "replicas": replicas, "seed": seed}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

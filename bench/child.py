@@ -11,7 +11,9 @@ Two things are added, neither of which changes what the module does:
   process sees. The samples are written to the file as JSON when the module exits.
 
 With ``BENCH_PROFILE`` set, the module runs under cProfile and the statistics are
-written to that file (``python -m pstats FILE``) when it exits.
+written to that file (``python -m pstats FILE``) when it exits. The profiler's clock is
+the main thread's CPU time: what the event loop spends, not the time it sleeps in
+``epoll`` (worker threads, such as the store's and the journal's, are not in it).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def main() -> None:
         install_probe(probe)
     sys.argv = [module, *args]
     profile_file = os.environ.get("BENCH_PROFILE")
-    profiler = cProfile.Profile() if profile_file else None
+    profiler = cProfile.Profile(time.thread_time) if profile_file else None
     try:
         if profiler is not None:
             profiler.enable()

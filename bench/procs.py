@@ -180,10 +180,18 @@ def emulator(workdir: Path, generation_time: float = 0.0, name: str = "emulator"
                  clean_env(), workdir)
 
 
+def seedstyle(workdir: Path, upstream: str, poll_interval: float = 2.0,
+              name: str = "seedstyle") -> Child:
+    """The stand-in of the seed project (``bench.seedstyle``) in front of ``upstream``."""
+    return Child(name, "bench.seedstyle", ["--port", "0", "--upstream", upstream,
+                                           "--poll-interval", str(poll_interval)],
+                 clean_env(), workdir)
+
+
 def mode_settings(mode: str) -> dict[str, Any]:
     """Daemon settings a benchmark mode implies: a smoke run has no time to let the
-    daemon learn its poll schedule, so its first poll comes at once."""
-    return {"poll_first_delay": 0.02} if mode == "smoke" else {}
+    daemon learn its poll schedule, so it expects jobs to be done almost at once."""
+    return {"expected_duration": 0.05} if mode == "smoke" else {}
 
 
 def daemon(workdir: Path, upstream: str, name: str = "daemon", lag_probe: bool = False,

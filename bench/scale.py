@@ -15,6 +15,7 @@ when it is due and downloads the image — the floor for this machine and emulat
 from __future__ import annotations
 
 import asyncio
+import math
 import resource
 import time
 from dataclasses import dataclass
@@ -47,14 +48,15 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def emulator_view(http: aiohttp.ClientSession, emulator: str, since: float) -> dict:
-    """From the emulator's records of the burst's jobs: how long creating them all took
-    (from the burst's start), the median delay from a job being done to the daemon's
-    poll that saw it, and polls per job."""
+async def emulator_view(http: aiohttp.ClientSession, emulator: str, since: float,
+                        until: float = math.inf) -> dict:
+    """From the emulator's records of the burst's jobs (made from ``since`` to ``until``):
+    how long creating them all took (from the burst's start), the median delay from a
+    job being done to the daemon's poll that saw it, and polls per job."""
     async with http.get(emulator + "/__sandbox__/jobs") as resp:
-        jobs = [j for j in (await resp.json()).values() if j["created_at"] >= since]
+        jobs = [j for j in (await resp.json()).values() if since <= j["created_at"] < until]
     async with http.get(emulator + "/__sandbox__/requests", params={"route": "get"}) as resp:
-        polls = [p for p in await resp.json() if p["time"] >= since]
+        polls = [p for p in await resp.json() if since <= p["time"] < until]
     arrivals: dict[str, list[float]] = {}
     for poll in polls:
         arrivals.setdefault(poll["body"]["request_id"], []).append(poll["time"])

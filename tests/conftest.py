@@ -28,8 +28,9 @@ from arting_daemon.state import ENGINE
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
-#: Settings that make tests quick: the emulator answers at once and we poll briskly.
-FAST = dict(poll_first_delay=0.02, poll_min_interval=0.02, poll_max_interval=0.2,
+#: Settings that make tests quick: the emulator answers at once (so the daemon expects
+#: it to, and polls first after about 10 ms) and we poll briskly.
+FAST = dict(expected_duration=0.05, poll_min_interval=0.02, poll_max_interval=0.2,
             img2img=True, shutdown_grace=0.0)
 
 

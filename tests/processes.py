@@ -48,7 +48,7 @@ class DaemonProcess:
     def __init__(self, data_dir: Path, upstream: str, **env: str) -> None:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARTING_", "API_"))}
         clean.update(ARTING_BASE_URL=upstream, ARTING_AUTH_TOKEN=TOKEN,
-                     ARTING_POLL_FIRST_DELAY="0.05", ARTING_POLL_MIN_INTERVAL="0.05",
+                     ARTING_EXPECTED_DURATION="0.05", ARTING_POLL_MIN_INTERVAL="0.05",
                      ARTING_POLL_MAX_INTERVAL="0.2", ARTING_LOG_LEVEL="info", **env)
         self.log = data_dir.parent / f"daemon-{time.monotonic_ns()}.log"
         self._log_file = self.log.open("w")

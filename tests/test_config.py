@@ -113,3 +113,12 @@ def test_example_config_is_valid_and_mentions_every_setting():
         load_settings(path, environ={})
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_a_retired_setting_in_the_file_is_ignored_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "arting.toml"
+    path.write_text("poll_first_delay = 1.0\nport = 8123\n")
+    settings = load_settings(path, environ={})
+    assert settings.port == 8123
+    assert any("poll_first_delay" in r.getMessage() and "no longer used" in r.getMessage()
+               for r in caplog.records)

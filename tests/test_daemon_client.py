@@ -331,22 +331,30 @@ def test_polling_rides_out_lost_answers(daemon, serve):
 
 
 def test_should_cancel_cancels_the_daemon_job_at_once(make_daemon):
+    """``should_cancel`` is asked all through the pause between two polls, and the job
+    is cancelled as soon as it says so: with no poll in between, while Arting still
+    works on it."""
     daemon = make_daemon(sandbox_options={"generation_time": 6})
-    client = dc.DaemonClient(daemon.url)
-    running_since: list[float] = []
-
-    def note(job):
-        if job["state"] == "running" and not running_since:
-            running_since.append(time.monotonic())
+    client = dc.DaemonClient(daemon.url, live=False)     # polling (the WebSocket has its own test)
+    calls: list[str] = []
+    job, cancel = client.job, client.cancel
+    client.job = lambda job_id: (calls.append("poll"), job(job_id))[1]          # type: ignore
+    client.cancel = lambda job_id: (calls.append("cancel"), cancel(job_id))[1]  # type: ignore
+    updates: list[dict] = []
 
     def should_cancel():
-        return bool(running_since) and time.monotonic() - running_since[0] > 0.3
+        yes = [u["state"] for u in updates].count("running") >= 2
+        calls.append("yes" if yes else "no")
+        return yes
 
-    updates = []
     with pytest.raises(dc.JobCancelled):
-        client.run(T2I, on_progress=lambda j: (updates.append(j), note(j)),
-                   should_cancel=should_cancel, poll_interval=0.5)
-    assert time.monotonic() - running_since[0] < 0.3 + 1.0
+        client.run(T2I, on_progress=updates.append, should_cancel=should_cancel,
+                   poll_interval=0.5)
+    said = calls.index("yes")
+    assert calls[said:] == ["yes", "cancel"]
+    # asked in every pause (the last one ended at its first question), not once a poll
+    asked = [len(pause.split()) for pause in " ".join(calls[:said]).split("poll")]
+    assert len(asked) >= 3 and min(asked[:-1]) >= 2, calls
     assert client.job(updates[-1]["id"])["state"] == "cancelled"
 
 

@@ -43,7 +43,7 @@ def live(make_module_daemon):
     root.addHandler(capture)
     root.setLevel(logging.INFO)          # every library's warnings and errors ...
     ours.setLevel(logging.DEBUG)         # ... and every line of ours
-    daemon = make_module_daemon(max_queued_jobs=4, max_body_mb=0.25, poll_first_delay=0,
+    daemon = make_module_daemon(max_queued_jobs=4, max_body_mb=0.25, expected_duration=0.01,
                                 poll_min_interval=0.005)
     try:
         with httpx.Client(base_url=daemon.url, timeout=30) as client:

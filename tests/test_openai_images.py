@@ -113,7 +113,7 @@ def test_a_failed_job_answers_fast_and_says_not_to_retry(client, daemon):
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as err:
         client.images.generate(prompt="p")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10          # not after run_timeout (240 s)
     assert err.value.status_code == 502 and err.value.code == "generation_failed"
     assert err.value.response.headers["x-should-retry"] == "false"
 

@@ -69,11 +69,10 @@ def test_metrics_show_jobs_by_state_and_the_queue(make_daemon):
 # --- /readyz -------------------------------------------------------------------------------
 
 def test_readyz_never_calls_arting(make_daemon):
-    daemon = make_daemon(base_url="http://127.0.0.1:9")       # nothing listens there
-    started = time.monotonic()
+    # nothing listens there: a readiness check that called Arting could not say "ready"
+    daemon = make_daemon(base_url="http://127.0.0.1:9")
     resp = httpx.get(daemon.url + "/readyz")
     assert resp.status_code == 200 and resp.json() == {"status": "ready"}
-    assert time.monotonic() - started < 0.5
     ours = make_daemon()
     for _ in range(5):
         assert httpx.get(ours.url + "/readyz").status_code == 200
@@ -117,13 +116,15 @@ def test_job_log_lines_carry_the_request_id(daemon, caplog):
 # --- retry budget ---------------------------------------------------------------------------
 
 def test_create_retries_stay_inside_the_retry_budget(make_daemon):
-    daemon = make_daemon(retry_budget=0.8)
+    """Without the budget, the creates would go on to the sixth attempt, about 8 s of
+    backoff on average (and up to the 60 s of submit_timeout)."""
+    daemon = make_daemon(retry_budget=1.0)
     daemon.do(daemon.sandbox.add_fault, "http_error", route="create", status=503)
     started = time.monotonic()
     job = daemon.run_job()
     elapsed = time.monotonic() - started
     assert job["error"]["type"] == "UpstreamServerError"
-    assert elapsed < 0.8 + 0.5
+    assert elapsed < 1.0 + 2.0
     assert 2 <= len(daemon.sandbox.requests_for("create")) <= 6
 
 
@@ -135,11 +136,12 @@ def test_no_budget_means_no_retry(make_daemon):
 
 
 def test_a_rate_limit_longer_than_the_budget_is_answered_at_once(make_daemon):
-    daemon = make_daemon(retry_budget=2)
+    """Waiting for the token would take the budget (10 s), or the Retry-After (30 s)."""
+    daemon = make_daemon(retry_budget=10)
     daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=30, count=1)
     started = time.monotonic()
-    resp = httpx.post(daemon.v1 + "/images/generations", json={"prompt": "p"})
-    assert time.monotonic() - started < 1
+    resp = httpx.post(daemon.v1 + "/images/generations", json={"prompt": "p"}, timeout=60)
+    assert time.monotonic() - started < 5
     assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 29
     assert len(daemon.sandbox.requests_for("create")) == 1
 

@@ -151,7 +151,7 @@ def test_img2img_switched_off_is_a_clear_error(make_daemon):
 
 
 def test_progress_idle_then_during_a_five_second_job(make_daemon):
-    daemon = make_daemon(sandbox_options={"generation_time": 5.0})
+    daemon = make_daemon(expected_duration=5.0, sandbox_options={"generation_time": 5.0})
     api = webuiapi.WebUIApi(*host_port(daemon))
     idle = api.get_progress()
     assert idle["progress"] == 0 and idle["state"]["job_count"] == 0

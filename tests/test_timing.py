@@ -38,13 +38,88 @@ def gaps(schedule: PollSchedule, until: float) -> list[tuple[float, float]]:
     return out
 
 
-def test_schedule_without_history_backs_off():
-    s = PollSchedule([], Timing.of(Settings(poll_first_delay=1.0, poll_min_interval=0.4,
-                                            poll_max_interval=5.0)))
-    assert s.next_delay(0) == 1.0
-    assert s.next_delay(1.0) == 0.4
-    assert s.next_delay(10) == 2.0
-    assert s.next_delay(100) == 5.0
+def burst_cost(schedule: PollSchedule, durations: list[float]) -> float:
+    """Polls per job-second of jobs that all start with this schedule."""
+    return sum(polls_for(schedule, d)[0] for d in durations) / sum(durations)
+
+
+def warmed(settings: Timing, durations: list[float]) -> DurationStats:
+    """A daemon's history after these jobs ran one after another."""
+    stats = DurationStats(settings)
+    for d in durations:
+        schedule = stats.schedule("m", 512, 512)
+        elapsed, pending, polls = 0.0, None, 0
+        while True:
+            elapsed += schedule.next_delay(elapsed, polls)
+            polls += 1
+            if elapsed >= d:
+                break
+            pending = elapsed
+        stats.record("m", 512, 512, schedule.finished_at(elapsed, pending))
+    return stats
+
+
+@pytest.mark.parametrize("expected", [3.0, 15.0, 60.0])
+def test_a_cold_schedule_spends_poll_rate_on_jobs_like_its_prior(expected):
+    for rate in (0.3, 0.5, 1.0, 1.5):
+        s = PollSchedule([], Timing.of(Settings(poll_rate=rate, expected_duration=expected)))
+        jobs = timing.prior(expected)
+        polls = sum(polls_for(s, d)[0] for d in jobs)
+        budget = max(timing.MIN_POLLS * len(jobs), rate * sum(jobs))
+        assert polls == pytest.approx(budget, rel=0.1)
+
+
+@pytest.mark.parametrize("expected", [3.0, 15.0, 60.0])
+def test_a_cold_schedule_keeps_the_budget_whatever_jobs_take(expected):
+    """``expected_duration`` is a guess: jobs from a tenth to ten times as long cost at
+    most a fifth more than the budget (with the defaults), or a fifth and one poll."""
+    for rate in (0.3, 0.5, 1.0, 1.5):
+        settings = Timing.of(Settings(poll_rate=rate, expected_duration=expected))
+        s = PollSchedule([], settings)
+        for k in range(-100, 101):
+            d = expected * 10 ** (k / 100)
+            budget = max(timing.MIN_POLLS, rate * d)
+            slack = 0 if rate == 0.5 and expected == 15 else 1   # the defaults: none
+            assert polls_for(s, d)[0] <= 1.2 * budget + slack, (rate, d)
+
+
+def test_a_cold_burst_keeps_the_budget_like_a_warm_daemon(monkeypatch):
+    """1,000 jobs at once into a daemon with no history, against the same jobs once it
+    has learned from 200 of them. Before, a cold daemon cost 7.8 polls per 5-second
+    job (1.56 per job-second). Now it spends the budget, as a warm one does on jobs
+    spread like Arting's; on jobs that all take exactly 5 s it makes two polls each,
+    where a warm daemon makes one or two (one if its first poll comes just after 5 s)."""
+    monkeypatch.setattr(timing, "_spread", random.Random(7))
+    rng = random.Random(3)
+    spread = lambda: min(60.0, rng.lognormvariate(math.log(8), 0.6))  # noqa: E731
+    jobs, history = [spread() for _ in range(1000)], [spread() for _ in range(200)]
+    cold = burst_cost(PollSchedule([], SETTINGS), jobs)
+    warm = burst_cost(warmed(SETTINGS, history).schedule("m", 512, 512), jobs)
+    assert cold == pytest.approx(SETTINGS.poll_rate, rel=0.1), cold
+    assert warm == pytest.approx(SETTINGS.poll_rate, rel=0.1), warm
+    assert polls_for(PollSchedule([], SETTINGS), 5.0)[0] == 2
+
+
+def test_the_first_finished_jobs_move_the_schedule():
+    """Without history the plan is made for a prior around ``expected_duration``; the
+    first finished job recentres it, and from ``MIN_SAMPLES`` on the jobs' own
+    durations shape it."""
+    settings = Timing.of(Settings(expected_duration=15.0))
+    stats = DurationStats(settings)
+    cold = stats.schedule("m", 512, 512)
+    assert cold.plan == PollSchedule(timing.prior(15.0), settings).plan
+    stats.record("m", 512, 512, 4.0)
+    first = stats.schedule("m", 512, 512)
+    assert first.plan == PollSchedule(timing.prior(4.0), settings).plan
+    assert first.next_delay(0) < cold.next_delay(0) / 1.5
+    for d in (4.2, 3.8, 4.1, 3.9):
+        stats.record("m", 512, 512, d)
+    learned = stats.schedule("m", 512, 512)
+    assert learned.plan == PollSchedule([4.0, 4.2, 3.8, 4.1, 3.9], settings).plan
+    jobs = [3.8, 3.9, 4.0, 4.1, 4.2]
+    polls, delay = zip(*[map(sum, zip(*(polls_for(s, d) for d in jobs)))
+                         for s in (cold, first, learned)])
+    assert delay[0] > delay[1] > delay[2] and polls[2] <= min(polls), (polls, delay)
 
 
 def test_schedule_is_quiet_while_few_jobs_can_be_done():
@@ -132,10 +207,11 @@ def test_finish_time_estimate_lies_between_the_polls():
 def test_learning_from_jobs_faster_than_the_first_poll(monkeypatch):
     """Recording when a job was *noticed* would teach the schedule that jobs take as long
     as it waited, and the first poll would never move earlier. Jobs here take 50 ms,
-    the first poll without history comes after 1 s. (Jobs done at their first poll are
+    the first poll without history comes after about 1 s. (Jobs done at their first poll are
     placed at random before it: the generator is seeded so the test is repeatable.)"""
     monkeypatch.setattr(timing, "_spread", random.Random(7))
-    stats = DurationStats(Timing.of(Settings(poll_first_delay=1.0)))
+    stats = DurationStats(Timing.of(Settings(expected_duration=2.0)))
+    assert stats.schedule("m", 512, 512).next_delay(0) == pytest.approx(1.0, abs=0.1)
     for _ in range(60):
         schedule = stats.schedule("m", 512, 512)
         elapsed, pending, polls = 0.0, None, 0

@@ -35,7 +35,8 @@ def requests_with(daemon, route: str, token: str):
 
 
 def test_a_refused_token_is_reprobed_with_a_poll_and_comes_back(make_daemon):
-    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=0.3)
+    # the first probe comes 2 s after the refusal: the job is long done by then
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=2.0)
     daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
     assert daemon.run_job()["state"] == "succeeded"          # swapped to the other token
     assert tokens(daemon)["token-1"]["state"] == "invalid"
@@ -62,9 +63,11 @@ def test_a_token_still_refused_stays_out_and_its_probes_back_off(make_daemon):
     for _ in range(3):
         assert daemon.run_job()["state"] == "succeeded"
     assert len(requests_with(daemon, "create", "not-a-uuid")) == 1
+    # every probe so far failed (more may have come while the jobs ran)
+    wait_for(lambda: tokens(daemon)["token-1"]["probes"] ==
+             {"failed": len(requests_with(daemon, "get", "not-a-uuid"))})
     view = tokens(daemon)["token-1"]
-    assert view["state"] == "invalid" and view["probes"]["failed"] == len(probes)
-    assert "ARTING_AUTH_TOKEN" in view["last_error"]
+    assert view["state"] == "invalid" and "ARTING_AUTH_TOKEN" in view["last_error"]
 
 
 def test_with_no_job_to_look_at_the_probe_polls_an_id_no_job_has(make_daemon):
@@ -154,7 +157,8 @@ def test_every_token_out_fails_fast_with_advice(make_daemon, kind):
     daemon.do(daemon.sandbox.add_fault, kind, route="create", retry_after=60)
     started = time.monotonic()
     job = daemon.run_job()
-    assert time.monotonic() - started < 1.5
+    # waiting for a token to come back would take the retry budget (20 s) at least
+    assert time.monotonic() - started < daemon.settings.retry_budget / 2
     assert len(daemon.sandbox.requests_for("create")) == 2      # each token tried once
     if kind == "token_expired":
         assert "every configured token" in job["error"]["message"]

@@ -41,6 +41,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1280,900")
 KEY = "sesame-0123456789"
+GOOD_TOKEN = "6c0d2e8f-1a3b-4c5d-8e7f-9a0b1c2d3e4f"
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
 
 
@@ -147,6 +148,9 @@ def no_sideways_scroll(driver) -> bool:
 
 def save_key(driver, key: str) -> None:
     from selenium.webdriver.common.keys import Keys
+    # The page opens the key panel itself when its first status is refused: wait for that
+    # answer, or a click on the toggle may close the panel it has just opened.
+    until(driver, lambda d: chip(d, "upstream") != "checking…", what="the first status")
     if not css(driver, "#key-panel").is_displayed():
         css(driver, "#key-toggle").click()
     field = css(driver, "#api-key")
@@ -557,9 +561,9 @@ def test_keyboard_labels_focus_and_field_errors(page, make_daemon):
             "const s = getComputedStyle(document.activeElement);"
             "return [s.outlineStyle, parseFloat(s.outlineWidth)]")
         assert outline[0] != "none" and outline[1] >= 2, (order[-1], outline)
-    assert order == ["skip", "key-toggle", "prompt", "negative_prompt", "model", "lora-add",
-                     "size", "n", "seed", "seed-random", "steps", "guidance", "sampler",
-                     "nsfw", "generate", "form-code"]
+    assert order == ["skip", "check-run", "key-toggle", "prompt", "negative_prompt", "model",
+                     "lora-add", "size", "n", "seed", "seed-random", "steps", "guidance",
+                     "sampler", "nsfw", "generate"]
 
     # Shift+Enter is a new line; Enter with no prompt is an error in words, at the field.
     prompt = css(page, "#prompt")
@@ -631,6 +635,52 @@ def test_upstream_trouble_is_shown_in_words(page, make_daemon):
     detail = text(page, "#status-detail")
     assert "token" in detail.lower() and css(page, "#status-detail").is_displayed()
     screenshot(page, "desktop-upstream-trouble.png")
+
+
+def test_the_status_area_runs_the_free_check_and_lists_its_findings(page, make_daemon):
+    daemon = make_daemon(api_keys=[KEY], auth_tokens=["not-a-uuid", GOOD_TOKEN],
+                         sandbox_options={"auth_mode": "uuid"})
+    open_page(page, daemon)
+    save_key(page, KEY)
+    until(page, lambda d: chip(d, "tokens") == "2 ok", what="the status")
+    assert not css(page, "#check-result").is_displayed()
+    assert text(page, "#check-help") == "Asks Arting without making an image: it costs nothing."
+
+    css(page, "#check-run").click()
+    until(page, lambda d: text(d, "#check-summary").startswith("The daemon would not work"),
+          what="the check's findings")
+    assert text(page, "#check-summary") == "The daemon would not work as configured (1 problem)."
+    assert css(page, "#check-summary").get_attribute("data-level") == "bad"
+    findings = {li.find_element("css selector", "strong").text: li.get_attribute("data-level")
+                for li in css_all(page, "#check-findings li")}
+    assert findings == {"ok · reach:": "ok", "ok · cloudflare:": "ok",
+                        "problem · token-1:": "bad", "ok · token-2:": "ok",
+                        "note · image-to-image:": "info", "note · envelope:": "info"}
+    refused = text(page, "#check-findings li:nth-child(3)")
+    assert 'refused by Arting (HTTP 200, code 100401 "invalid token")' in refused
+    lines = 'auth_tokens = ["<a fresh token: arting.ai, F12, Network, the Authorization ' \
+            'header>", "<token-2>"]'
+    assert text(page, "#check-findings li:nth-child(3) code:last-of-type") == lines
+    assert text(page, "#check-findings li:nth-child(3) code") == "Authorization"  # `quoted`
+    assert css(page, "#check-config").is_displayed() and text(page, "#check-lines") == lines
+    assert page.execute_script("return document.activeElement.id") == "check-run"
+    # No image was made: polls only.
+    assert daemon.sandbox.requests_for("create") == []
+    assert "not-a-uuid" not in page.page_source
+    screenshot(page, "desktop-check.png")
+    screenshot(page, "phone-check.png", phone=True)
+    assert no_sideways_scroll(page)
+
+    # After a reload the last findings are still there.
+    page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    open_page(page, daemon)
+    until(page, lambda d: len(css_all(d, "#check-findings li")) == 6, what="the last findings")
+
+    # It is the operator's: a user key is not offered it, nor shown its findings.
+    user = api(daemon, "admin/keys", "POST", json={"name": "a user"}).json()["key"]
+    save_key(page, user)
+    until(page, lambda d: not css(d, "#check-row").is_displayed(), what="the check to go")
+    assert not css(page, "#check-result").is_displayed()
 
 
 def test_several_providers_their_health_and_a_fallback_in_words(page, make_daemon):

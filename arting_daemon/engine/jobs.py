@@ -80,11 +80,15 @@ class Job:
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: Images stored for the job while it downloads (before ``images`` is set).
     _held: set[str] = field(default_factory=set, repr=False)
+    #: The generation's JSON form, made once: it is frozen, and every record carries it.
+    _generation: dict | None = field(default=None, repr=False)
 
     def record(self) -> dict:
         """The journal's JSON form."""
+        if self._generation is None:
+            self._generation = self.generation.model_dump(mode="json")
         return {
-            "id": self.id, "generation": self.generation.model_dump(mode="json"),
+            "id": self.id, "generation": self._generation,
             "source": self.source, "owner": self.owner,
             "idempotency_key": self.idempotency_key,
             "state": self.state.value, "created_at": self.created_at,

@@ -522,7 +522,7 @@ class Runner:
             if not self.provider.submitted(job):
                 job.submitted_at = await self._stage(job, JobState.SUBMITTING, deadline,
                                                      attempt.submit())
-                self._save(job)
+            # entering the stage journals the job, upstream request id and all
             return await self._stage(job, JobState.RUNNING, deadline,
                                      attempt.follow(lambda f: self._reported(job, f)))
 
@@ -573,6 +573,9 @@ class Runner:
             return JobImage(stored.hash, seed, stored.width, stored.height)
 
         async def all_images() -> None:
+            if len(job.outputs) == 1:     # most jobs: no task of its own for the one image
+                job.images = [await one(0, job.outputs[0])]
+                return
             results = await asyncio.gather(*(one(i, o) for i, o in enumerate(job.outputs)),
                                            return_exceptions=True)
             job.images = [r for r in results if isinstance(r, JobImage)]

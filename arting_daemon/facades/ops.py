@@ -4,21 +4,26 @@
 * ``GET /readyz`` — can this daemon take jobs now? Never calls Arting.
 * ``GET /arting/v1/admin/tokens`` — every token's health, and the Cloudflare clearance
 * ``POST /arting/v1/admin/tokens/probe`` — probe the unhealthy tokens now
+* ``POST /arting/v1/admin/check`` — run ``arting-daemon check``'s no-cost part in-process
+  (polls only, never a generation) and answer its report; ``GET`` the last one
 
 Nothing here shows a token or a cookie: tokens appear by label (``token-1``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
 
 from .. import auth
+from ..check import Options, run_check
+from ..check.context import Identity
 from ..errors import NotFound, Unauthorized
 from ..metrics import CONTENT_TYPE
 from ..providers.arting.provider import ArtingProvider
-from ..state import ARTING, ENGINE, LINK, METRICS, PROVIDER
+from ..state import ARTING, CHECKS, ENGINE, HTTP, LINK, METRICS, PROVIDER, SETTINGS
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -93,6 +98,36 @@ async def admin_probe(request: web.Request) -> web.Response:
     return web.json_response({"probed": probed, **_tokens_view(request)})
 
 
+class CheckRuns:
+    """One check at a time; a request that comes while one runs gets its report."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.last: dict | None = None
+
+
+@auth.admin
+async def admin_check(request: web.Request) -> web.Response:
+    runs = request.config_dict[CHECKS]
+    if runs.lock.locked():
+        async with runs.lock:
+            return web.json_response(runs.last)
+    async with runs.lock:
+        settings = request.config_dict[SETTINGS]
+        identities = [Identity(t.label, t.secret, t.anonymous)
+                      for t in _arting(request).pool.tokens]
+        report = await run_check(settings, identities, Options(),
+                                 mode="sandbox" if settings.sandbox else "live",
+                                 session=request.config_dict[HTTP])
+        runs.last = report.to_json()
+    return web.json_response(runs.last)
+
+
+@auth.admin
+async def last_check(request: web.Request) -> web.Response:
+    return web.json_response(request.config_dict[CHECKS].last)
+
+
 def add_routes(app: web.Application) -> None:
     """On the root application."""
     app.router.add_get("/metrics", metrics)
@@ -103,3 +138,6 @@ def add_admin_routes(app: web.Application) -> None:
     """On the native API's sub-application (its auth middleware guards them)."""
     app.router.add_get("/admin/tokens", admin_tokens)
     app.router.add_post("/admin/tokens/probe", admin_probe)
+    app[CHECKS] = CheckRuns()
+    app.router.add_post("/admin/check", admin_check)
+    app.router.add_get("/admin/check", last_check)

@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 
-from .server import Sandbox
+from .replay import RecordError, load_replay, start_sandbox
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,20 +18,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
     parser.add_argument("--generation-time", type=float, default=0.0, metavar="S",
                         help="seconds from create to done")
+    parser.add_argument("--replay", type=Path, metavar="DIR",
+                        help="answer as recorded by `arting-daemon check --record DIR`")
     args = parser.parse_args(argv)
+    if args.replay is not None:
+        try:
+            load_replay(args.replay)
+        except RecordError as exc:
+            parser.exit(2, f"{parser.prog}: {exc}\n")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.generation_time))
+        asyncio.run(_serve(args.host, args.port, args.generation_time, args.replay))
 
 
-async def _serve(host: str, port: int, generation_time: float) -> None:
+async def _serve(host: str, port: int, generation_time: float, replay: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises instead
             loop.add_signal_handler(sig, stop.set)
-    sandbox = Sandbox(generation_time=generation_time)
-    url = await sandbox.start(host, port)
-    print(f"Arting sandbox listening on {url}", flush=True)
+    sandbox = await start_sandbox(generation_time, replay, host, port)
+    print(f"Arting sandbox listening on {sandbox.url}"
+          + (f", replaying {replay}" if replay else ""), flush=True)
     try:
         await stop.wait()
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -30,6 +30,23 @@ FAULT_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Answers whose shape a replay can set (``answers``): a create, a poll while pending,
+#: done or failed, the refusal of an unknown request id, and of a token.
+AnswerKind = Literal["create", "pending", "done", "failed", "not_found", "token_refused"]
+ANSWER_KINDS: tuple[str, ...] = get_args(AnswerKind)
+
+
+class Answer(BaseModel):
+    """An answer as Arting gave it (from a check's record). The sandbox sends ``body``
+    with ``status``, filling in only ``data.request_id`` and ``data.output`` where the
+    body has them, so the recorded shape, codes, messages and literals come back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int = Field(200, ge=100, le=599)
+    body: Any
+
+
 class SandboxConfig(BaseModel):
     """How the emulated Arting behaves. Unknown details of the real one are switches here."""
 
@@ -49,9 +66,14 @@ class SandboxConfig(BaseModel):
     generation_high: float = Field(10.0, ge=0)
     complete_after_polls: int | None = Field(None, ge=1)
 
-    pending_status: str = "processing"
-    done_status: str = "success"
-    failed_status: str = "failed"
+    #: ``data.status`` while pending, when done, when failed (strings or integers).
+    pending_status: str | int = "processing"
+    done_status: str | int = "success"
+    failed_status: str | int = "failed"
+    #: Answers replayed from a record, by kind (see ``Answer``); the rest are the sandbox's own.
+    answers: dict[AnswerKind, Answer] = Field(default_factory=dict)
+    #: Result images are these files, in turn, instead of pictures the sandbox draws.
+    image_files: list[str] = Field(default_factory=list)
 
     allowed_models: list[str] = Field(default_factory=lambda: list(catalog.MODELS))
     max_samples: int = Field(4, ge=1)
@@ -83,6 +105,10 @@ class SandboxConfig(BaseModel):
     nsfw_mode: Literal["allow", "placeholder", "refuse"] = "allow"
     nsfw_words: list[str] = Field(default_factory=lambda: ["nsfw", "nude"])
     image_expiry: float | None = Field(None, ge=0)
+
+    #: When set, API requests without ``Cookie: cf_clearance=<this>`` get Cloudflare's
+    #: challenge page, as from a zone that challenges every visitor without a clearance.
+    cf_clearance: str | None = None
 
     rate_limit_requests: int | None = Field(None, ge=1)
     rate_limit_window: float = Field(60.0, gt=0)

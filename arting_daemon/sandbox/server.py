@@ -7,14 +7,16 @@ and each identity's balance (``balance``). Where the real API's behaviour is unk
 ``envelope``. Every answer carries ``Server: cloudflare`` and a ``cf-ray``, as answers
 from behind Cloudflare do.
 
-Each request to the API passes, in order: method check, feature switch, faults,
-rate limit, identity and token check, the route itself. Admin requests
-(``/__sandbox__/...``) skip all of that and are not recorded.
+Each request to the API passes, in order: method check, feature switch, Cloudflare's
+clearance (``cf_clearance``), faults, rate limit, identity and token check, the route
+itself. Admin requests (``/__sandbox__/...``) skip all of that and are not recorded.
+Answers can take the shape of a check's record (``answers``, see ``replay.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import math
@@ -23,6 +25,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +38,7 @@ from .balance import Balances
 from .enhance import EnhanceTask
 from .envelope import ApiError, AuthError, NotFoundError, RateLimited
 from .faults import EFFECT_KINDS, FaultBoard, respond
-from .models import FAULT_ROUTES, Fault, Recorded, SandboxConfig, SandboxJob
+from .models import FAULT_ROUTES, Answer, Fault, Recorded, SandboxConfig, SandboxJob
 from .render import Picture, PngCache, load_data_url, probe_image
 from .storage import ObjectStorage, StorageRefusal
 from .validation import parse_create, parse_get
@@ -205,6 +208,8 @@ class Sandbox:
                                      status=405, headers={"Allow": method})
         if not self._enabled(route):
             return _not_found()
+        if route in API_ROUTES and not _cleared(request, self.config.cf_clearance):
+            return respond(Fault(kind="cf_challenge"), request, self._random("rays"), False)
         fault = self._faults.pick(route) if route in FAULT_ROUTES else None
         if fault is not None and fault.delay:
             await asyncio.sleep(fault.delay)
@@ -250,7 +255,25 @@ class Sandbox:
             status = err.http_status if config.auth_error_http else 200
         else:
             status = err.http_status if config.errors_as_http else 200
-        return web.json_response(E.failure(err.code, err.message), status=status, headers=headers)
+        kind = "token_refused" if isinstance(err, AuthError) else \
+            "not_found" if isinstance(err, NotFoundError) else None
+        return self._answer(kind, E.failure(err.code, err.message), status, headers=headers)
+
+    def _answer(self, kind: str | None, body: dict, status: int = 200, *,
+                request_id: str | None = None, output: list[str] | None = None,
+                headers: dict[str, str] | None = None) -> web.Response:
+        """``body``, or the recorded answer of this kind (``config.answers``) with only the
+        request id and the output filled in."""
+        recorded: Answer | None = self.config.answers.get(kind) if kind else None
+        if recorded is not None:
+            body, status = copy.deepcopy(recorded.body), recorded.status
+            data = body.get("data") if isinstance(body, dict) else None
+            if isinstance(data, dict):
+                if "request_id" in data and request_id is not None:
+                    data["request_id"] = request_id
+                if "output" in data and output is not None:
+                    data["output"] = output
+        return web.json_response(body, status=status, headers=headers)
 
     async def _behind_cloudflare(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = "cloudflare"  # aiohttp has set its own by now
@@ -279,7 +302,8 @@ class Sandbox:
         if call.effect == "never_finish":
             job.state, job.done_at = "never", None
         self.jobs[request_id] = job
-        return web.json_response(E.success({"request_id": request_id}))
+        return self._answer("create", E.success({"request_id": request_id}),
+                            request_id=request_id)
 
     async def _get(self, kind: str, call: _Call) -> web.Response:
         request_id = parse_get(call.body)
@@ -294,11 +318,12 @@ class Sandbox:
         status = {"pending": self.config.pending_status, "never": self.config.pending_status,
                   "done": self.config.done_status, "failed": self.config.failed_status}[job.state]
         output = list(job.outputs)
+        kind = "pending" if job.state == "never" else job.state
         if call.effect == "empty_output_done":
-            status, output = self.config.done_status, []
-        return web.json_response(E.success(self._with_balance(
+            status, output, kind = self.config.done_status, [], "done"
+        return self._answer(kind, E.success(self._with_balance(
             {"request_id": request_id, "status": status, "output": output},
-            call.token or job.token)))
+            call.token or job.token)), request_id=request_id, output=output)
 
     def _advance(self, job: SandboxJob, base: str) -> None:
         """Move a pending job on at a poll: fail it, or finish it once it is due."""
@@ -470,6 +495,9 @@ class Sandbox:
         expiry = self.config.image_expiry
         if expiry is not None and job.done_at is not None and time.time() > job.done_at + expiry:
             return _not_found("file expired")
+        if self.config.image_files:
+            return await _image_file(self.config.image_files[index % len(
+                self.config.image_files)])
         picture = Picture(prompt=job.body["prompt"], seed=job.seed + index, model=job.model,
                           width=job.width, height=job.height, init_image=job.init_image,
                           strength=job.strength, blocked=job.blocked)
@@ -572,6 +600,24 @@ def _headers(request: web.Request) -> dict[str, str]:
     for name, value in request.headers.items():
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
+
+
+def _cleared(request: web.Request, clearance: str | None) -> bool:
+    """Whether Cloudflare lets the request through: no clearance is demanded, or it
+    carries the one that is."""
+    if clearance is None:
+        return True
+    return request.cookies.get("cf_clearance") == clearance
+
+
+async def _image_file(path: str) -> web.Response:
+    """One of ``config.image_files``, with its own image type."""
+    try:
+        data = await asyncio.to_thread(Path(path).read_bytes)
+    except OSError:
+        return _not_found("file not found")
+    kind = await asyncio.to_thread(probe_image, data)
+    return web.Response(body=data, content_type=f"image/{(kind or 'png').lower()}")
 
 
 def _not_found(message: str = "not found") -> web.Response:

@@ -116,6 +116,8 @@ export const api = {
   health: () => json(fetch(new URL("healthz", root), { cache: "no-store" })),
   catalog: () => json(call("GET", "catalog")),
   status: () => json(call("GET", "status")),
+  check: () => json(call("POST", "admin/check")),
+  lastCheck: () => json(call("GET", "admin/check")),
   job: (id) => json(call("GET", `jobs/${encodeURIComponent(id)}`)),
   cancel: (id) => json(call("DELETE", `jobs/${encodeURIComponent(id)}`)),
 

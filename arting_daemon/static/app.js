@@ -2,6 +2,7 @@
 // caller's usage and (for an admin key) the keys panel.
 
 import { api, apiKey, isTerminal } from "./api.js";
+import { CheckPanel } from "./check.js";
 import { CodeView } from "./codeview.js";
 import { GenerateForm } from "./form.js";
 import { Gallery } from "./gallery.js";
@@ -14,6 +15,7 @@ const $ = (id) => document.getElementById(id);
 const STATUS_EVERY = 5000;
 
 const statusBar = new StatusBar();
+const checkPanel = new CheckPanel();
 const usage = new UsageView();
 const keysPanel = new KeysPanel();
 const form = new GenerateForm($("gen-form"));
@@ -125,6 +127,7 @@ async function refreshStatus() {
     statusBar.render(status);
     usage.show(status.caller);
     keysPanel.show(status.caller);
+    checkPanel.show(status.caller);
     return true;
   } catch (err) {
     if (err.status === 401) {
@@ -132,7 +135,7 @@ async function refreshStatus() {
       if (!refused) openKeyPanel(true); // once: a person who closed it meant it
     }
     refused = err.status === 401;
-    if (refused) { usage.show(null); keysPanel.show(null); }
+    if (refused) { usage.show(null); keysPanel.show(null); checkPanel.show(null); }
     statusBar.unavailable(err, await api.health().catch(() => null));
     return false;
   }

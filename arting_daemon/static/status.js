@@ -1,8 +1,8 @@
 // The daemon's state at a glance, from /arting/v1/status.
 //
-// "Upstream reachable" is judged without calling Arting (a check call would spend the
-// account's quota and could itself be rate-limited): from the token pool's health and
-// the outcome of the most recent jobs. Before any job ran, it honestly says so.
+// "Upstream reachable" is judged without calling Arting: from the token pool's health
+// and the outcome of the most recent jobs. Before any job ran, it honestly says so; the
+// "Check Arting" button (check.js) asks Arting itself, by polls that cost nothing.
 
 import { serverNow } from "./api.js";
 import { seconds } from "./jobs.js";
@@ -35,7 +35,7 @@ export function upstreamHealth(status) {
   }
   if (ok) return ["ok", `reachable, last image ${ago(ok)}`, ""];
   return ["unknown", "not tried yet",
-          "No job has run yet: the daemon does not call Arting just to check."];
+          "No job has run yet: the daemon does not call Arting on its own. Check Arting asks it now, at no cost."];
 }
 
 /** [level, text] for the Tokens chip: their health, and the balance Arting reports

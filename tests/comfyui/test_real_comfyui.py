@@ -206,8 +206,10 @@ def test_interrupt_cancels_the_daemon_job(comfyui, make_daemon):
     job_id = listed[0]["id"]
     httpx.post(f"{comfyui.url}/interrupt", json={})
     pressed = time.monotonic()
+    # Arting needs 30 s for this job: cancelled well before, the node saw the interrupt
+    # (how soon, at most one poll later, test_comfy_node.py shows with the same node)
     while httpx.get(f"{jobs_url}/{job_id}").json()["state"] != "cancelled":
-        assert time.monotonic() - pressed < 1.0, "the daemon job was not cancelled in 1 s"
+        assert time.monotonic() - pressed < 10, "the daemon job was not cancelled"
         time.sleep(0.02)
     entry = comfyui.finished(prompt_id)
     assert "execution_interrupted" in events(entry)

@@ -291,12 +291,12 @@ def test_runs_where_the_settings_were_never_registered(host, monkeypatch, daemon
 # --- interrupt, skip, errors ----------------------------------------------------------------
 
 def test_interrupt_cancels_the_daemon_job_and_stops(arting, make_daemon):
-    daemon = make_daemon(sandbox_options={"generation_time": 5})
+    daemon = make_daemon(sandbox_options={"generation_time": 30})
     arting.point_at(daemon.url)
     when(running(daemon), arting.host.state.interrupt)
     started = time.monotonic()
     _, processed = arting.txt2img(prompt="p", seed=1, n_iter=2, steps=5)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 10          # not after Arting's 30 s
     assert processed.images == [] and json.loads(processed.js())["infotexts"] == []
     assert [j["state"] for j in jobs(daemon)] == ["cancelled"]
     assert len(daemon.sandbox.requests_for("create")) == 1  # batch 2 never started
@@ -399,13 +399,13 @@ def test_inpaint_not_masked_inverts_the_mask(arting, daemon):
 
 
 def test_the_timeout_setting_gives_up_and_cancels(arting, make_daemon):
-    daemon = make_daemon(sandbox_options={"generation_time": 5})
+    daemon = make_daemon(sandbox_options={"generation_time": 30})
     arting.point_at(daemon.url)
     assert arting.host.opts.set("arting_timeout", 1)
     started = time.monotonic()
     with pytest.raises(Exception, match="longer than 1 s"):
         arting.txt2img(prompt="p", seed=1, steps=5)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 10          # not after Arting's 30 s
     assert [j["state"] for j in jobs(daemon)] == ["cancelled"]
 
 

@@ -17,7 +17,8 @@ Every exchange goes through one funnel (``_call``) that sends the bare
 ``Authorization`` token and browser-like headers (with the Cloudflare clearance, if
 any), passes a Cloudflare challenge once if cloudscraper can, and turns every way
 Arting (or Cloudflare in front of it) can fail into one of the errors in
-``errors.py``, counted in the metrics by route and class.
+``errors.py``, counted in the metrics by route and class. An ``observe`` hook, when
+given, sees every exchange as it was sent and answered (``arting-daemon check``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from pydantic import SecretStr
@@ -43,6 +44,7 @@ from ...errors import (ArtingError, BadUpstreamResponse, CloudflareBlocked, Cont
 from ...generation import Generation
 from ...metrics import Metrics
 from ...outbound import OutboundPolicy
+from ...recording import Observer, watch
 from . import cloudflare
 
 log = logging.getLogger(__name__)
@@ -100,13 +102,14 @@ class ArtingClient:
     """One aiohttp session, one request funnel, typed errors out."""
 
     def __init__(self, upstream: Upstream, session: aiohttp.ClientSession,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, observe: Observer | None = None) -> None:
         self.upstream = upstream
         self.session = session
         self.metrics = metrics or Metrics()
+        self.observe = observe
         cookie = upstream.cf_clearance.get_secret_value() if upstream.cf_clearance else None
         self.solver = cloudflare.Solver(upstream.user_agent, cookie, upstream.cf_solver,
-                                        upstream.request_timeout, self.metrics)
+                                        upstream.request_timeout, self.metrics, observe)
         self.base = upstream.base_url
         self.outbound = OutboundPolicy(upstream.image_hosts, self.base)
         #: The newest request id Arting gave us: the best thing to poll as a probe.
@@ -115,6 +118,8 @@ class ArtingClient:
         self._done = {s.lower() for s in upstream.done_statuses}
         self._upscale_done = set(upstream.upscale_done_statuses)
         self._upscale_failed = set(upstream.upscale_failed_statuses)
+        t = upstream.request_timeout
+        self._timeout = aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -213,20 +218,23 @@ class ArtingClient:
         signature is the permission), and no redirect followed."""
         host = urlsplit(url).hostname
         headers = {"Content-Type": "image/png", "User-Agent": self.solver.clearance.user_agent}
-        try:
-            async with self.session.put(url, data=png, headers=headers, allow_redirects=False,
-                                        timeout=self._timeout()) as resp:
-                status, text = resp.status, (await resp.content.read(4096)).decode(
-                    "utf-8", "replace")
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout(f"Uploading the image to Arting's storage at {host} timed "
-                                  "out.") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(f"Arting's storage at {host} could not be reached "
-                                      f"({type(exc).__name__}).") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"Uploading the image to Arting's storage at {host} "
-                                      f"failed ({type(exc).__name__}).") from None
+        with watch(self.observe, "PUT", url, headers, png) as seen:
+            try:
+                async with self.session.put(url, data=png, headers=headers,
+                                            allow_redirects=False,
+                                            timeout=self._timeout) as resp:
+                    said = await resp.content.read(4096)
+                    seen.answer(resp.status, resp.headers, said)
+                    status, text = resp.status, said.decode("utf-8", "replace")
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout(f"Uploading the image to Arting's storage at {host} "
+                                      "timed out.") from None
+            except aiohttp.ClientConnectorError as exc:
+                raise UpstreamUnreachable(f"Arting's storage at {host} could not be reached "
+                                          f"({type(exc).__name__}).") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(f"Uploading the image to Arting's storage at {host} "
+                                          f"failed ({type(exc).__name__}).") from None
         if 200 <= status < 300:
             return
         said = _storage_error(text)
@@ -292,29 +300,31 @@ class ArtingClient:
             except (binascii.Error, ValueError):
                 raise _unusable("Arting returned a malformed data: image.") from None
         self.outbound.check_download(url)
-        try:
-            async with self.session.get(url, timeout=self._timeout()) as resp:
-                if resp.status in (403, 404, 410):
-                    raise _unusable(
-                        f"The result image is gone (HTTP {resp.status}); its URL expired.")
-                if resp.status >= 500 or resp.status == 429:
-                    raise UpstreamUnavailable(f"The image host answered HTTP {resp.status}.")
-                if resp.status != 200:
-                    raise _unusable(f"The image host answered HTTP {resp.status}.")
-                chunks, size = [], 0
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > MAX_IMAGE_BYTES:
-                        raise _unusable("The result image is larger than 50 MiB.")
-        except ArtingError:
-            raise
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout("Downloading the result image timed out.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"Downloading the result image failed: "
-                                      f"{type(exc).__name__}.") from None
-        data = b"".join(chunks)  # the one copy of the image
+        with watch(self.observe, "GET", url, {}, None) as seen:
+            try:
+                async with self.session.get(url, timeout=self._timeout) as resp:
+                    seen.answer(resp.status, resp.headers, b"")
+                    if resp.status in (403, 404, 410):
+                        raise _unusable(
+                            f"The result image is gone (HTTP {resp.status}); its URL expired.")
+                    if resp.status >= 500 or resp.status == 429:
+                        raise UpstreamUnavailable(f"The image host answered HTTP {resp.status}.")
+                    if resp.status != 200:
+                        raise _unusable(f"The image host answered HTTP {resp.status}.")
+                    chunks, size = [], 0
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if size > MAX_IMAGE_BYTES:
+                            raise _unusable("The result image is larger than 50 MiB.")
+            except ArtingError:
+                raise
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout("Downloading the result image timed out.") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(f"Downloading the result image failed: "
+                                          f"{type(exc).__name__}.") from None
+            data = seen.response_body = b"".join(chunks)  # the one copy of the image
         if not data[:8].startswith(IMAGE_MAGIC):
             raise _unusable("The result URL did not return an image.")
         return data
@@ -336,10 +346,6 @@ class ArtingClient:
         if cookies:
             headers["Cookie"] = cookies
         return headers
-
-    def _timeout(self) -> aiohttp.ClientTimeout:
-        t = self.upstream.request_timeout
-        return aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
     async def _call(self, path: str, body: dict | None, token: str | None, *,
                     method: str = "POST", params: dict[str, str] | None = None,
@@ -371,22 +377,26 @@ class ArtingClient:
                         params: dict[str, str] | None, token: str | None) -> object:
         """One HTTP exchange, its failures as typed errors."""
         data = None if body is None else json.dumps(body)
-        try:
-            async with self.session.request(
-                    method, self.base + path, headers=self._headers(token, body is not None),
-                    data=data, params=params, timeout=self._timeout()) as resp:
-                raw = await resp.read()
-                status, headers = resp.status, resp.headers
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout(f"Arting did not answer {path} within "
-                                  f"{self.upstream.request_timeout:g} s.") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); "
-                                      "check the network and `base_url`.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
-                                      f"({type(exc).__name__}).") from None
-        return _interpret(path, status, headers, raw)
+        sent = self._headers(token, body is not None)
+        url = self.base + path
+        with watch(self.observe, method, f"{url}?{urlencode(params)}" if params else url,
+                   sent, body) as seen:
+            try:
+                async with self.session.request(method, url, headers=sent, data=data,
+                                                params=params, timeout=self._timeout) as resp:
+                    raw = await resp.read()
+                    status, headers = resp.status, resp.headers
+                    seen.answer(status, headers, raw)
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout(f"Arting did not answer {path} within "
+                                      f"{self.upstream.request_timeout:g} s.") from None
+            except aiohttp.ClientConnectorError as exc:
+                raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); "
+                                          "check the network and `base_url`.") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
+                                          f"({type(exc).__name__}).") from None
+            return _interpret(path, status, headers, raw)
 
 
 def _unusable(message: str) -> BadUpstreamResponse:
@@ -424,13 +434,13 @@ def _interpret(path: str, status: int, headers, raw: bytes) -> object:
         if status < 400:
             raise BadUpstreamResponse(f"Arting's answer to {path} is not valid JSON "
                                       f"(HTTP {status}, {len(raw)} bytes).") from None
-    message = _message(payload)
-    if status in (401, 403):
-        raise UpstreamAuthError(_auth_advice(message or f"HTTP {status}"))
-    if status >= 500:
-        raise UpstreamServerError(f"Arting answered HTTP {status}"
-                                  + (f": {message}" if message else "."))
     if status >= 400:
+        message = _message(payload)
+        if status in (401, 403):
+            raise UpstreamAuthError(_auth_advice(message or f"HTTP {status}"))
+        if status >= 500:
+            raise UpstreamServerError(f"Arting answered HTTP {status}"
+                                      + (f": {message}" if message else "."))
         if isinstance(payload, dict) and "code" in payload:
             _check_envelope(payload)
         raise UpstreamRejected(f"Arting refused the request (HTTP {status})"

@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING
 
 from ... import logs
 from ...errors import CloudflareBlocked
+from ...recording import watch
 
 if TYPE_CHECKING:
     from ...metrics import Metrics
+    from ...recording import Observer
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +104,18 @@ class Solver:
     """Holds the clearance and runs cloudscraper, one attempt at a time, off the loop."""
 
     def __init__(self, user_agent: str, cookie: str | None, enabled: bool, timeout: float,
-                 metrics: Metrics) -> None:
-        """``cookie``: a configured ``cf_clearance``; ``enabled``: let cloudscraper try."""
+                 metrics: Metrics, observe: Observer | None = None) -> None:
+        """``cookie``: a configured ``cf_clearance``; ``enabled``: let cloudscraper try;
+        ``observe``: sees cloudscraper's exchange too."""
         self.clearance = Clearance(user_agent, {"cf_clearance": cookie} if cookie else {})
         self.configured = cookie is not None
         self.enabled = enabled
         self.timeout = timeout
         self.metrics = metrics
+        self.observe = observe
         self._lock = asyncio.Lock()
         self._gave_up: tuple[float, str, str] | None = None   # (when, kind, message)
+        self.last_reason: str | None = None    # why the last attempt failed, in a few words
 
     @property
     def last_failure(self) -> str | None:
@@ -132,16 +137,18 @@ class Solver:
                 raise CloudflareBlocked(self._gave_up[2], kind=self._gave_up[1])
             if not self.enabled:
                 raise self._give_up("challenge", "cf_solver is off", None)
-            try:
-                status, answer_headers, text, cookies, agent = await asyncio.wait_for(
-                    asyncio.to_thread(_scrape, url, headers, body, self.timeout),
-                    self.timeout + 5)
-            except _Unsolved as exc:
-                raise self._give_up(exc.kind, exc.reason,
-                                    "firewall" if exc.kind == "firewall" else "failed") from None
-            except asyncio.TimeoutError:
-                raise self._give_up("challenge", f"no answer within {self.timeout + 5:g} s",
-                                    "failed") from None
+            with watch(self.observe, "POST", url, headers, body, via="cloudscraper") as seen:
+                try:
+                    status, answer_headers, text, cookies, agent = await asyncio.wait_for(
+                        asyncio.to_thread(_scrape, url, headers, body, self.timeout),
+                        self.timeout + 5)
+                except _Unsolved as exc:
+                    raise self._give_up(exc.kind, exc.reason, "firewall"
+                                        if exc.kind == "firewall" else "failed") from None
+                except asyncio.TimeoutError:
+                    raise self._give_up("challenge", f"no answer within {self.timeout + 5:g} s",
+                                        "failed") from None
+                seen.answer(status, answer_headers, text.encode())
             kind = classify(status, answer_headers, text)
             if kind in ("challenge", "firewall"):
                 raise self._give_up(kind, f"Cloudflare still answered HTTP {status} with its "
@@ -169,6 +176,7 @@ class Solver:
                             "and only works with the User-Agent of the browser it came from).")
             message += f" (Automatic solving failed: {reason}.)"
         self._gave_up = (time.monotonic(), kind, message)
+        self.last_reason = reason
         log.warning("Cloudflare challenge not passed: %s", reason)
         return CloudflareBlocked(message, kind=kind)
 

@@ -1,0 +1,98 @@
+// The no-cost check of Arting, from the status area: the daemon runs `arting-daemon check`'s
+// free part (reach, Cloudflare, every token, the answers' shape: polls only, never an image)
+// and the page lists its findings, with the arting.toml lines they call for. It is the
+// operator's: offered to an admin key (or an open daemon) only.
+
+import { api } from "./api.js";
+
+const WORDS = { ok: "ok", info: "note", warn: "warning", fail: "problem" };
+const LEVELS = { ok: "ok", info: "info", warn: "warn", fail: "bad" };
+
+function code(text) {
+  const el = document.createElement("code");
+  el.textContent = text;
+  return el;
+}
+
+/** A finding's words: `quoted` names (settings, commands) as code. */
+function words(message) {
+  return message.split(/`([^`]+)`/).map((part, i) => (i % 2 ? code(part) : part));
+}
+
+function item(finding) {
+  const li = document.createElement("li");
+  li.dataset.level = LEVELS[finding.level] || "info";
+  const label = document.createElement("strong");
+  label.textContent = `${WORDS[finding.level] || finding.level} · ${finding.topic}: `;
+  li.append(label, ...words(finding.message));
+  for (const line of finding.lines) li.append(" ", code(line));
+  return li;
+}
+
+export class CheckPanel {
+  constructor() {
+    const $ = (id) => document.getElementById(id);
+    Object.assign(this, { row: $("check-row"), button: $("check-run"),
+                          result: $("check-result"), summary: $("check-summary"),
+                          list: $("check-findings"), config: $("check-config"),
+                          lines: $("check-lines") });
+    this.busy = false;
+    this.caller = null;
+    this.button.addEventListener("click", () => this.run());
+  }
+
+  /** Offer the check to an admin (``caller`` from /status; null: unknown or refused). */
+  show(caller) {
+    const admin = caller?.admin ? caller : null;
+    if (admin?.id === this.caller?.id) return;
+    this.caller = admin;
+    this.row.hidden = !admin;
+    this.result.hidden = true;
+    // An open daemon's page calls no admin route unasked: its last findings wait for a click.
+    if (admin && admin.id !== "local") this.load();
+  }
+
+  /** Show the last check's findings, if the daemon ran one. */
+  async load() {
+    try {
+      const last = await api.lastCheck();
+      if (last) this.render(last);
+    } catch {
+      // The status bar already says why the daemon refused.
+    }
+  }
+
+  async run() {
+    if (this.busy) return;
+    this.busy = true;
+    this.button.setAttribute("aria-busy", "true");
+    this.button.textContent = "Checking…";
+    this.result.hidden = false;
+    this.say("Asking Arting (polls only: no image is made)…", "info");
+    try {
+      this.render(await api.check());
+    } catch (err) {
+      this.say(`The check could not run: ${err.message}`, "bad");
+      this.list.replaceChildren();
+      this.config.hidden = true;
+    } finally {
+      this.busy = false;
+      this.button.removeAttribute("aria-busy");
+      this.button.textContent = "Check Arting";
+    }
+  }
+
+  render(report) {
+    this.result.hidden = false;
+    const warned = report.findings.some((f) => f.level === "warn");
+    this.say(report.summary, report.ok ? (warned ? "warn" : "ok") : "bad");
+    this.list.replaceChildren(...report.findings.map(item));
+    this.config.hidden = report.config_lines.length === 0;
+    this.lines.textContent = report.config_lines.join("\n");
+  }
+
+  say(text, level) {
+    this.summary.textContent = text;
+    this.summary.dataset.level = level;
+  }
+}
