@@ -8,14 +8,7 @@ next such request makes it anew). Until written, this replica's own lookups see 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
-from ..errors import ArtingError
-from .link import RedisLink
-
-log = logging.getLogger(__name__)
+from .link import RedisLink, WriteBehind
 
 
 class RedisResults:
@@ -23,18 +16,13 @@ class RedisResults:
         self.link = link
         self.key = link.key("results")
         self._queued: dict[str, str | None] = {}     # key → job id, or None to forget
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task | None = None
+        self._writer = WriteBehind(self._write, "result cache")
 
     async def open(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name="results-writer")
+        self._writer.start()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-        with contextlib.suppress(ArtingError):
-            await self._write()
+        await self._writer.stop()
 
     async def find(self, key: str) -> str | None:
         if key in self._queued:
@@ -44,11 +32,11 @@ class RedisResults:
 
     def note(self, key: str, job_id: str) -> None:
         self._queued[key] = job_id
-        self._wake.set()
+        self._writer.wake()
 
     def forget(self, key: str) -> None:
         self._queued[key] = None
-        self._wake.set()
+        self._writer.wake()
 
     async def _write(self) -> None:
         if not self._queued:
@@ -66,14 +54,3 @@ class RedisResults:
         except BaseException:
             self._queued = {**batch, **self._queued}     # kept for the next try
             raise
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._write()
-            except ArtingError as err:      # Redis away: the entries wait in memory
-                log.warning("result cache: %s", err.message)
-                await asyncio.sleep(1.0)
-                self._wake.set()

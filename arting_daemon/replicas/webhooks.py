@@ -14,17 +14,11 @@ deliveries), and before a stopping replica lets go of Redis.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 import time
 
-from ..errors import ArtingError
 from ..webhooks import Delivery
-from .link import RedisLink
-
-log = logging.getLogger(__name__)
+from .link import RedisLink, WriteBehind
 
 #: Seconds between two looks for due deliveries (another replica may have made them).
 POLL = 0.5
@@ -46,27 +40,22 @@ class RedisDeliveries:
         self.link = link
         self.lease_ms = int((timeout + 30) * 1000)
         self._new: list[Delivery] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task | None = None
+        self._writer = WriteBehind(self._write_new, "webhooks")
         self._pending = 0
         self._save = link.redis.register_script(SAVE)
 
     async def open(self) -> None:
         async with self.link.call() as r:
             self._pending = await r.zcard(self.link.key("webhooks", "due"))
-        self._writer = asyncio.create_task(self._write_loop(), name="webhooks-writer")
+        self._writer.start()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-        with contextlib.suppress(ArtingError):
-            await self._write_new()
+        await self._writer.stop()
 
     def add(self, delivery: Delivery) -> None:
         self._new.append(delivery)
         self._pending += 1
-        self._wake.set()
+        self._writer.wake()
 
     def pending(self) -> int:
         return self._pending
@@ -121,14 +110,3 @@ class RedisDeliveries:
         except BaseException:
             self._new = batch + self._new     # kept, for the next try
             raise
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._write_new()
-            except ArtingError as err:      # Redis away: the deliveries wait in memory
-                log.warning("webhooks: %s", err.message)
-                await asyncio.sleep(1.0)
-                self._wake.set()
