@@ -37,6 +37,7 @@ from .config import Section
 from .engine.jobs import Job
 from .engine.journal import Journal
 from .store import ImageStore, StoredImage
+from .tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ class Retention:
 
     async def close(self) -> None:
         self.store.on_put = None
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop(self._task)
         await self._flush()
 
     # --- what is in the store ---------------------------------------------------------

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
+from ..tasks import stop
 from .link import RedisLink
 
 T = TypeVar("T")
@@ -151,11 +152,7 @@ class RedisJournal(Generic[T]):
         if self._pending:
             log.error("%d job record(s) could not be written to Redis before stopping",
                       len(self._pending))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(*self._tasks)
         self._tasks = []
 
     def attach(self, *, adopt, cancel, drop) -> None:

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..config import ConfigError
 from ..errors import Unavailable
+from ..tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +195,7 @@ class WriteBehind:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop(self._task)
         with contextlib.suppress(Unavailable):
             await self._write()
 
