@@ -4,7 +4,8 @@ Each protocol lives in its own sub-application with its own error shape and auth
 
     /v1/...          OpenAI           (facades/openai_images.py, openai_chat.py, models.py)
     /sdapi/v1/...    AUTOMATIC1111    (facades/sdapi.py), and /internal/ping
-    /arting/v1/...   native job API   (facades/jobs.py), token admin (facades/ops.py)
+    /arting/v1/...   native job API   (facades/jobs.py, its WebSocket ws.py), token admin
+                                      (facades/ops.py)
     /                web page, /healthz, /readyz, /metrics (facades/ops.py),
                      /openapi.json and /docs (facades/docs.py)
 
@@ -12,8 +13,9 @@ Each sub-application says which protocol it speaks (``openapi.API``), for the Op
 document, which is built from the router and the handlers' ``@operation``s.
 
 Each service (the emulator with ``--sandbox``, the journal, the HTTP session, the
-provider, the job runner) has its own cleanup context, opened in that order and closed
-in reverse: if one fails to start, those already started are closed.
+provider, the job runner, webhooks, the bounded store's keeper) has its own cleanup context,
+opened in that order and closed in reverse: if one fails to start, those already
+started are closed.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from aiohttp import web
 
 from . import auth, datadir, logs
 from .config import ConfigError, Settings
+from .engine.cache import JournalResults, ResultCache, ResultIndex
 from .engine.jobs import Job
 from .engine.journal import Journal
 from .engine.runner import Limits, Runner
 from .facades import (docs, jobs, keys, models, openai_chat, openai_errors, openai_images,
-                      ops, sdapi, sdapi_errors, web as web_page)
+                      ops, sdapi, sdapi_errors, web as web_page, ws)
 from .facades.a1111_state import A1111State
 from .generation import Catalog, Rules
 from .keys.limits import Gate, LocalLedger
@@ -42,10 +45,13 @@ from .keys.ring import key_ring
 from .metrics import Metrics
 from .openapi import API
 from .providers.build import Services, open_providers
+from .retention import Retention, StoreLimits
 from .state import (A1111, ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
-                    METRICS, PROVIDER, REQUEST_ID, RULES, SANDBOX, SETTINGS, STATS, STORE)
+                    METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS,
+                    STORE, WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
+from .webhooks import DeliveryStore, JournalDeliveries, Webhooks, WebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +60,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=int(settings.max_body_mb * 1024 * 1024),
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
+    app[WS_CLIENTS] = set()
     app.cleanup_ctx.extend([sandbox_context, state_context, redis_context, journal_context,
                             keys_context, http_context, provider_context, runner_context,
-                            a1111_context])
+                            a1111_context, webhooks_context, retention_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -82,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     native[API] = openai_errors.NATIVE
     jobs.add_routes(native)
     keys.add_routes(native)
+    ws.add_routes(native)
     ops.add_admin_routes(native)
     app.add_subapp("/arting/v1", native)
     return app
@@ -250,8 +258,20 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
     """The job runner; at start it resumes what the journal says was unfinished."""
-    runner = Runner(Limits.of(app[SETTINGS]), app[PROVIDER], app[STORE], app[JOURNAL],
-                    app[STATS], app[METRICS], admission=app[GATE])
+    settings, link = app[SETTINGS], app[LINK]
+    index: ResultIndex | None = None
+    if settings.result_cache and link is None:
+        index = JournalResults(app[JOURNAL])
+    elif settings.result_cache:
+        from .replicas.results import RedisResults
+        index = RedisResults(link)
+    cache = None
+    if index is not None:
+        await index.open()
+        cache = ResultCache(index, app[STORE], "sandbox" if settings.sandbox
+                            else settings.base_url)
+    runner = Runner(Limits.of(settings), app[PROVIDER], app[STORE], app[JOURNAL],
+                    app[STATS], app[METRICS], admission=app[GATE], cache=cache)
     app[METRICS].watch(runner)
     app[ENGINE] = runner
     try:
@@ -259,6 +279,56 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runner.close()
+        if index is not None:
+            await index.close()
+
+
+async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
+    """Webhook deliveries (in the journal, or with replicas in Redis): those a previous
+    run left pending go on."""
+    settings, runner = app[SETTINGS], app[ENGINE]
+    store, fallback = app[STORE], f"http://{settings.host}:{settings.port}"
+
+    def render(job: Job) -> dict:
+        """The job as a delivery carries it: as the job API shows it."""
+        view = jobs.job_dict(settings.public_url or job.origin or fallback, store, runner, job)
+        return view.model_dump(mode="json", by_alias=True, exclude={"webhooks"})
+
+    if app[LINK] is None:
+        deliveries: DeliveryStore = JournalDeliveries(app[JOURNAL])
+    else:
+        from .replicas.webhooks import RedisDeliveries
+        deliveries = RedisDeliveries(app[LINK], settings.webhook_timeout)
+    webhooks = Webhooks(WebhookSettings.of(settings), deliveries, runner, render,
+                        app[METRICS])
+    await webhooks.start()
+    app[METRICS].watch(webhooks)
+    app[WEBHOOKS] = webhooks
+    try:
+        yield
+    finally:
+        await webhooks.close()
+
+
+async def retention_context(app: web.Application) -> AsyncIterator[None]:
+    """With ``store_max_gb`` or ``store_max_images``, keep the store under its caps."""
+    limits = StoreLimits.of(app[SETTINGS])
+    if not limits.bounded:
+        app[RETENTION] = None
+        yield
+        return
+    if app[LINK] is not None:
+        raise ConfigError("store_max_gb and store_max_images do not work with redis_url yet: "
+                          "the replicas share one image folder, and trimming it needs them "
+                          "to agree. Leave them unset with replicas.")
+    retention = Retention(limits, app[STORE], app[JOURNAL], app[ENGINE].pinned)
+    app[METRICS].watch(retention)
+    app[RETENTION] = retention
+    retention.start()
+    try:
+        yield
+    finally:
+        await retention.close()
 
 
 async def a1111_context(app: web.Application) -> AsyncIterator[None]:

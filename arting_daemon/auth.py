@@ -27,6 +27,7 @@ from .errors import Forbidden, Unauthorized
 from .state import GATE, KEYS, PRINCIPAL, SETTINGS
 
 if TYPE_CHECKING:
+    from .keys.ring import KeyRing
     from .keys.store import ApiKey
 
 
@@ -99,12 +100,28 @@ def resolve(request: web.Request, *, basic: bool = False) -> Principal:
     if scheme == "basic" and basic:
         password = _basic_password(value, settings)
         secret = password if isinstance(password, str) else None
+    hint = " or HTTP Basic credentials" if basic else ""
+    return _user(ring, secret, f"Send `Authorization: Bearer <key>`{hint}")
+
+
+def resolve_key(request: web.Request, secret: str) -> Principal:
+    """The principal of a key sent outside the Authorization header (a WebSocket's first
+    message, as browsers cannot set headers there); ``Unauthorized`` if none."""
+    settings, ring = request.config_dict[SETTINGS], request.config_dict[KEYS]
+    if not settings.auth_required and not ring.in_use:
+        return LOCAL
+    if settings.auth_required and secret and \
+            _matches(secret, [k.get_secret_value() for k in settings.api_keys]):
+        return OPERATOR
+    return _user(ring, secret, 'Send {"auth": "<key>"} first')
+
+
+def _user(ring: KeyRing, secret: str | None, how: str) -> Principal:
+    """The user whose key ``secret`` is, if it may be used now."""
     key = ring.find(secret) if secret else None
     if key is None:
-        hint = " or HTTP Basic credentials" if basic else ""
-        raise Unauthorized("Incorrect API key provided. Send `Authorization: Bearer <key>`"
-                           f"{hint} with a key this daemon knows (API_MASTER_KEY, or a user "
-                           "key from the operator).")
+        raise Unauthorized(f"Incorrect API key provided. {how} with a key this daemon knows "
+                           "(API_MASTER_KEY, or a user key from the operator).")
     refusal = key.refusal(time.time())
     if refusal:
         raise Unauthorized(refusal)

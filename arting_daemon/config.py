@@ -8,6 +8,7 @@ it came from, and what is allowed.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -62,7 +63,8 @@ def _split_list(value: Any) -> Any:
 
 LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
                "failed_statuses", "done_statuses", "upscale_done_statuses",
-               "upscale_failed_statuses", "extra_models", "extra_loras")
+               "upscale_failed_statuses", "extra_models", "extra_loras",
+               "webhook_urls", "webhook_allow_hosts")
 
 
 class Settings(BaseModel):
@@ -219,6 +221,39 @@ class Settings(BaseModel):
                                   "the poll schedule of the first jobs is planned around it.",
                                   gt=0)
 
+    # --- results: cache and store ------------------------------------------------------
+    result_cache: bool = _s(True, "ARTING_RESULT_CACHE",
+                            "Answer a request that names its seed and matches an earlier "
+                            "successful generation exactly with that generation's stored "
+                            "images, with no new Arting job (clients opt out with "
+                            "`Cache-Control: no-cache`).")
+    store_max_gb: float | None = _s(None, "ARTING_STORE_MAX_GB",
+                                    "Largest size of the image store in GB (10⁹ bytes); past "
+                                    "it, the least recently served images are removed. "
+                                    "Unset: no limit.", gt=0)
+    store_max_images: int | None = _s(None, "ARTING_STORE_MAX_IMAGES",
+                                      "Most images the store keeps; past it, the least "
+                                      "recently served are removed. Unset: no limit.", ge=1)
+
+    # --- webhooks -----------------------------------------------------------------------
+    webhook_urls: list[str] = _s([], "ARTING_WEBHOOK_URLS",
+                                 "URLs every finished job is POSTed to (signed, see "
+                                 "`webhook_secret`), besides a job's own `webhook_url`.")
+    webhook_secret: SecretStr | None = _s(None, "ARTING_WEBHOOK_SECRET",
+                                          "The Standard Webhooks secret deliveries are signed "
+                                          "with: `whsec_` and base64 (of 24-64 random bytes). "
+                                          "Webhooks need it.")
+    webhook_allow_hosts: list[str] = _s([], "ARTING_WEBHOOK_ALLOW_HOSTS",
+                                        "Hosts webhooks may go to although they are on "
+                                        "loopback, link-local or private addresses (`*.` "
+                                        "matches subdomains); others must be public.")
+    webhook_timeout: float = _s(10.0, "ARTING_WEBHOOK_TIMEOUT",
+                                "Seconds one webhook delivery attempt may take.", gt=0, le=60)
+    webhook_retry_for: float = _s(3600.0, "ARTING_WEBHOOK_RETRY_FOR",
+                                  "Seconds a failing delivery is retried (with backoff, the "
+                                  "same `webhook-id` each time) before it is given up.",
+                                  ge=0)
+
     # --- providers ----------------------------------------------------------------------
     providers: list[ProviderConfig] = _s(
         [], "ARTING_PROVIDERS",
@@ -275,6 +310,22 @@ class Settings(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError("each must be an http:// or https:// URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and webhook_key(value) is None:
+            raise ValueError("must be `whsec_` followed by the base64 of 24 to 64 bytes, "
+                             "e.g. whsec_$(head -c 32 /dev/urandom | base64)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: SecretStr | None) -> SecretStr | None:
@@ -304,6 +355,8 @@ class Settings(BaseModel):
             raise ValueError("token_probe_backoff must not exceed token_probe_max_backoff")
         if self.min_side > self.max_side:
             raise ValueError("min_side must not exceed max_side")
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("webhook_urls needs webhook_secret: deliveries are signed")
         if self.providers or self.fallbacks:
             check_providers(self.providers, self.fallbacks, self.default_model,
                             self.extra_models)
@@ -318,12 +371,25 @@ class Settings(BaseModel):
         """Every secret value, for the log redactor."""
         values = [*self.api_keys, *self.basic_auth, *self.auth_tokens,
                   *(s for p in self.providers for s in p.secrets())]
-        if self.cf_clearance is not None:
-            values.append(self.cf_clearance)
+        for secret in (self.cf_clearance, self.webhook_secret):
+            if secret is not None:
+                values.append(secret)
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
         if self.redis_url is not None:     # of Redis' URL, only its password is secret
             found.append(urlsplit(self.redis_url.get_secret_value()).password or "")
         return [v for v in found if v]
+
+
+def webhook_key(secret: SecretStr) -> bytes | None:
+    """The HMAC key of a Standard Webhooks secret (``whsec_<base64>``), or None."""
+    text = secret.get_secret_value()
+    if not text.startswith("whsec_"):
+        return None
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        return None
+    return key if 24 <= len(key) <= 64 else None
 
 
 S = TypeVar("S", bound="Section")
@@ -421,7 +487,7 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
     if key == "providers" and len(err["loc"]) > 1:
         return f"Invalid setting {where}: {_provider_entry(err['loc'], values)}: {message}."
     shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
-                                  "redis_url", "providers") \
+                                  "redis_url", "providers", "webhook_secret") \
         else repr(values.get(key))
     return f"Invalid setting {where}: {message} (got {shown})."
 

@@ -61,6 +61,12 @@ class InvalidRequest(ArtingError):
     status, code = 400, "invalid_request"
 
 
+class DestinationRefused(InvalidRequest):
+    """A URL the daemon was given to send something to is not one it may (``outbound``)."""
+
+    code = "destination_refused"
+
+
 class FeatureDisabled(InvalidRequest):
     """The request needs a feature this daemon has switched off."""
 
@@ -72,7 +78,7 @@ class Unauthorized(ArtingError):
 
 
 class Forbidden(ArtingError):
-    """The caller is known, and this is not theirs to do."""
+    """The caller is known (or a page of another origin), and this is not theirs to do."""
 
     status, code = 403, "forbidden"
 

@@ -49,6 +49,15 @@ class Metrics:
         self.fallbacks = Counter(
             "arting_provider_fallbacks", "Jobs moved from one provider to the next after a "
             "failure.", ["from_provider", "to_provider"], registry=r)
+        self.result_cache = Counter(
+            "arting_result_cache", "Jobs submitted, by what the result cache did: `hit` "
+            "(answered from the store), `miss` (looked up, not found), `bypass` (not "
+            "looked up: a random seed, the client opted out, or the cache is off).",
+            ["result"], registry=r)
+        self.webhook_deliveries = Counter(
+            "arting_webhook_deliveries", "Webhook delivery attempts, by outcome: "
+            "`delivered`, `retry` (failed, tried again later), `failed` (given up).",
+            ["result"], registry=r)
         self.cloudflare_solves = Counter(
             "arting_cloudflare_solves", "Attempts to pass a Cloudflare challenge with "
             "cloudscraper, by result.", ["result"], registry=r)

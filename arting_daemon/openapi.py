@@ -69,6 +69,8 @@ class Operation:
     answers: Mapping[int, Any] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     tag: str | None = None
+    messages_in: Any = None
+    messages_out: Any = None
 
 
 def operation(summary: str, description: str = "", **details: Any) -> Callable:
@@ -77,7 +79,9 @@ def operation(summary: str, description: str = "", **details: Any) -> Callable:
     first one required), ``query`` (a model of the query string), ``headers`` (request
     headers: name → schema), ``answers`` (status → model, type or ``Answer``), ``errors``
     (more taxonomy statuses it may answer, beyond what its traits imply), ``tag`` (else
-    its protocol's)."""
+    its protocol's); a WebSocket's ``messages_in`` and ``messages_out`` (the types of the
+    client's and the server's messages: OpenAPI has no words for them, so they go in
+    ``x-websocket``)."""
     details["errors"] = tuple(details.get("errors", ()))
     described = Operation(summary, description, **details)
 
@@ -239,6 +243,9 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     elif op.form is not None:
         out["requestBody"] = {"required": True, "content": {
             "multipart/form-data": {"schema": _form(op, schemas)}}}
+    if op.messages_in is not None or op.messages_out is not None:
+        out["x-websocket"] = {"client": schemas.ref(op.messages_in, "validation"),
+                              "server": schemas.ref(op.messages_out, "serialization")}
     security = route.api.security if route.api else ("bearer", "basic")
     out["security"] = [] if public else [{name: []} for name in security]
     out["responses"] = _responses(route, op, public, admin, schemas)

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
     from .replicas.link import RedisLink
+    from .retention import Retention
     from .sandbox import Sandbox
     from .store import ImageStore
     from .timing import DurationStats
+    from .webhooks import Webhooks
 
 SETTINGS = web.AppKey("settings", Settings)
 RULES: web.AppKey[Rules] = web.AppKey("rules")
@@ -49,6 +51,12 @@ CHECKS: web.AppKey[CheckRuns] = web.AppKey("checks")
 A1111: web.AppKey[A1111State] = web.AppKey("a1111")
 #: With ``redis_url``: the link to the Redis replicas share (else None).
 LINK: web.AppKey[RedisLink | None] = web.AppKey("link")
+#: The open WebSocket connections (``facades/ws.py``).
+WS_CLIENTS: web.AppKey[set] = web.AppKey("ws_clients", set)
+#: Webhook deliveries (``webhooks.py``).
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
+#: The bounded store's keeper, or None when the store has no cap.
+RETENTION: web.AppKey[Retention | None] = web.AppKey("retention")
 
 #: Per request: its id (for logs), the CORS origin to echo, and who it is from.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -4,6 +4,11 @@ Images are kept as PNG under ``images/<first two hex>/<sha256>.png``. Arting's
 result URLs may expire; once an image is here it is ours, and the same bytes are
 stored once however often they come back. All disk and Pillow work runs in a
 thread so the event loop never waits on it.
+
+For a bounded store (``retention.py``) the store tells who listens (``on_put``) what it
+stored, and notes in memory when an image was served (``touch``): no disk write per
+request. ``remove`` never takes an image stored (or stored again) within ``fresh``
+seconds, so an image a request has just been given cannot vanish under it.
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import re
 import struct
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +39,8 @@ class StoredImage:
     width: int
     height: int
     size: int
+    #: False when the same bytes were in the store already.
+    new: bool = True
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:
@@ -52,6 +63,11 @@ def to_png(data: bytes) -> bytes:
 class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = root / "images"
+        #: Called (on the event loop) with every image ``put`` stored.
+        self.on_put: Callable[[StoredImage], None] | None = None
+        self._served: dict[str, float] = {}
+        #: Held while a file is checked and kept (``_put``) or checked and removed.
+        self._lock = threading.Lock()
 
     def path(self, digest: str) -> Path:
         if not _HASH.match(digest):
@@ -66,17 +82,71 @@ class ImageStore:
 
     async def put(self, data: bytes) -> StoredImage:
         """Store an image (converted to PNG if needed); returns its hash and size."""
-        return await asyncio.to_thread(self._put, data)
+        stored = await asyncio.to_thread(self._put, data)
+        if self.on_put is not None:
+            self.on_put(stored)
+        return stored
 
     def _put(self, data: bytes) -> StoredImage:
         png = to_png(data)
         digest = hashlib.sha256(png).hexdigest()
         path = self.path(digest)
-        if not path.exists():
-            datadir.subdir(path.parent)
-            datadir.write(path, png)    # two jobs may store the same image at once
         width, height = png_size(png) or (0, 0)
+        with self._lock:
+            try:
+                os.utime(path)          # there already: fresh again (see ``remove``)
+                return StoredImage(digest, width, height, len(png), new=False)
+            except FileNotFoundError:
+                pass
+        datadir.subdir(path.parent)
+        datadir.write(path, png)        # two jobs may store the same image at once
         return StoredImage(digest, width, height, len(png))
 
     async def read(self, digest: str) -> bytes:
         return await asyncio.to_thread(self.path(digest).read_bytes)
+
+    # --- for a bounded store ------------------------------------------------------------
+
+    def touch(self, digest: str) -> None:
+        """Note that an image was served now (in memory; see ``take_served``)."""
+        self._served[digest] = time.time()
+
+    def take_served(self) -> dict[str, float]:
+        """When each image was last served since the previous call."""
+        served, self._served = self._served, {}
+        return served
+
+    def served_since(self, digest: str, since: float) -> bool:
+        """Whether the image was served after ``since`` (and not yet taken)."""
+        return self._served.get(digest, 0.0) > since
+
+    def remove(self, digest: str, fresh: float) -> bool:
+        """Delete an image unless it was stored within ``fresh`` seconds (blocking: call
+        it in a thread). True when the image is gone."""
+        path = self.path(digest)
+        with self._lock:
+            try:
+                if path.stat().st_mtime > time.time() - fresh:
+                    return False
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        return True
+
+    def scan(self) -> dict[str, tuple[int, float]]:
+        """Every stored image: hash → (size in bytes, when it was stored). Blocking."""
+        found: dict[str, tuple[int, float]] = {}
+        if not self.root.is_dir():
+            return found
+        for folder in os.scandir(self.root):
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder.path):
+                digest = entry.name.removesuffix(".png")
+                if entry.name.endswith(".png") and _HASH.match(digest):
+                    try:
+                        info = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    found[digest] = (info.st_size, info.st_mtime)
+        return found

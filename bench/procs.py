@@ -197,9 +197,12 @@ def mode_settings(mode: str) -> dict[str, Any]:
 def daemon(workdir: Path, upstream: str, name: str = "daemon", lag_probe: bool = False,
            **settings: Any) -> Child:
     """The daemon with its upstream at ``upstream``; ``settings`` become ARTING_* vars.
-    With ``BENCH_PROFILE_DIR`` set (``--profile``), it runs under cProfile."""
+    With ``BENCH_PROFILE_DIR`` set (``--profile``), it runs under cProfile. The result
+    cache is off: the benchmarks repeat one seeded request, and measure the job's path,
+    not the cache's."""
     data = settings.pop("data_dir", workdir / f"{name}-data")
     env = clean_env(ARTING_BASE_URL=upstream, ARTING_SHUTDOWN_GRACE="0",
+                    ARTING_RESULT_CACHE="false",
                     **{env_names(k)[0]: str(v) for k, v in settings.items()})
     if os.environ.get("BENCH_PROFILE_DIR"):
         env["BENCH_PROFILE"] = str(Path(os.environ["BENCH_PROFILE_DIR"]).resolve()

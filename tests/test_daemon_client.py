@@ -78,6 +78,52 @@ def test_run_follows_a_job_to_its_images(daemon):
     assert client.download(urlsplit(job["images"][0]["url"]).path) == png
 
 
+def no_polling(client, monkeypatch) -> None:
+    """Make polling a job fail the test: whatever the client learns comes otherwise."""
+    def polled(job_id):
+        raise AssertionError("the job was polled")
+    monkeypatch.setattr(client, "job", polled)
+
+
+def test_run_follows_the_job_over_the_websocket(make_daemon, monkeypatch):
+    daemon = make_daemon(api_keys=["k"], sandbox_options={"generation_time": 1.5})
+    client = dc.DaemonClient(daemon.url, api_key="k")
+    no_polling(client, monkeypatch)
+    updates = []
+    job = client.run(T2I, on_progress=updates.append)
+    assert job["state"] == "succeeded" and updates[-1] is job
+    running = [u["progress"] for u in updates if u["state"] == "running"]
+    assert len(running) >= 2 and running == sorted(running), updates
+
+
+def test_without_a_websocket_it_polls(daemon, monkeypatch):
+    """A daemon from before the WebSocket answers its path with 404."""
+    monkeypatch.setattr(dc, "WS_PATH", "/arting/v1/no-such-route")
+    client = dc.DaemonClient(daemon.url)
+    polls = []
+    real = client.job
+    monkeypatch.setattr(client, "job", lambda job_id: polls.append(job_id) or real(job_id))
+    job = client.run(T2I, poll_interval=0.05)
+    assert job["state"] == "succeeded" and polls
+
+
+def test_a_websocket_that_breaks_off_mid_job_gives_way_to_polling(make_daemon, monkeypatch):
+    daemon = make_daemon(sandbox_options={"generation_time": 1.0})
+    received = dc._WebSocket.receive
+
+    def receive_then_break(self, wait):
+        message = received(self, wait)
+        if message and message.get("event") == "job":
+            self.sock.close()                        # the connection drops
+        return message
+
+    monkeypatch.setattr(dc._WebSocket, "receive", receive_then_break)
+    client = dc.DaemonClient(daemon.url)
+    updates = []
+    job = client.run(T2I, on_progress=updates.append, poll_interval=0.05)
+    assert job["state"] == "succeeded" and len(updates) >= 3
+
+
 def test_events_end_in_a_terminal_state(make_daemon):
     daemon = make_daemon(sandbox_options={"generation_time": 1.0})
     client = dc.DaemonClient(daemon.url)
@@ -267,7 +313,7 @@ def dropping_proxy(serve, daemon, **drops: int):
 
 def test_a_submit_whose_answer_was_lost_is_retried_without_a_second_job(daemon, serve):
     url, seen = dropping_proxy(serve, daemon, POST=1)
-    client = dc.DaemonClient(url)
+    client = dc.DaemonClient(url, live=False)
     job = client.run(T2I, poll_interval=0.05)
     assert job["state"] == "succeeded"
     listed = httpx.get(daemon.url + "/arting/v1/jobs").json()["data"]
@@ -279,7 +325,7 @@ def test_a_submit_whose_answer_was_lost_is_retried_without_a_second_job(daemon, 
 
 def test_polling_rides_out_lost_answers(daemon, serve):
     url, seen = dropping_proxy(serve, daemon, GET=2)
-    job = dc.DaemonClient(url).run(T2I, poll_interval=0.05)
+    job = dc.DaemonClient(url, live=False).run(T2I, poll_interval=0.05)
     assert job["state"] == "succeeded"
     assert len([s for s in seen if s[0] == "GET"]) >= 3
 
@@ -289,7 +335,7 @@ def test_should_cancel_cancels_the_daemon_job_at_once(make_daemon):
     is cancelled as soon as it says so: with no poll in between, while Arting still
     works on it."""
     daemon = make_daemon(sandbox_options={"generation_time": 6})
-    client = dc.DaemonClient(daemon.url)
+    client = dc.DaemonClient(daemon.url, live=False)     # polling (the WebSocket has its own test)
     calls: list[str] = []
     job, cancel = client.job, client.cancel
     client.job = lambda job_id: (calls.append("poll"), job(job_id))[1]          # type: ignore

@@ -8,11 +8,16 @@ itself is driven in a browser in ``test_docs_page.py``.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import re
+import time
 
+import aiohttp
 import httpx
 import pytest
 from a1111_standin import A1111StandIn
+from webhook_receiver import Receiver
 from aiohttp import web
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -110,11 +115,21 @@ def test_each_protocol_has_its_error_shapes_security_and_tag(doc):
     submit = paths["/arting/v1/jobs"]["post"]
     assert submit["tags"] == ["Job API"]
     assert submit["responses"]["202"]["headers"]["Location"]["required"] is True
-    assert {p["name"] for p in submit["parameters"]} == {"Idempotency-Key", "X-Arting-Client"}
+    assert {p["name"] for p in submit["parameters"]} == {"Idempotency-Key", "X-Arting-Client",
+                                                         "Cache-Control"}
+    assert set(submit["responses"]["202"]["headers"]) == {"Location", "X-Arting-Cache"}
+    for path in ("/v1/images/generations", "/v1/chat/completions", "/sdapi/v1/txt2img"):
+        assert "X-Arting-Cache" in paths[path]["post"]["responses"]["200"]["headers"], path
     assert submit["responses"]["400"]["content"]["application/json"]["schema"] == {
         "$ref": f"{REF}ErrorBody"}
     events = paths["/arting/v1/jobs/{id}/events"]["get"]["responses"]["200"]["content"]
     assert set(events) == {"text/event-stream"}
+    ws = paths["/arting/v1/ws"]["get"]
+    assert ws["tags"] == ["Job API"] and "content" not in ws["responses"]["101"]
+    assert {side: [r["$ref"].removeprefix(REF) for r in schema["anyOf"]]
+            for side, schema in ws["x-websocket"].items()} == {
+        "client": ["WsAuth", "WsSubscribe", "WsUnsubscribe", "WsSubmit"],
+        "server": ["WsReady", "WsJob", "WsSubmitted", "WsError"]}
 
     for path, method in (("/arting/v1/admin/keys", "post"), ("/arting/v1/admin/tokens", "get")):
         admin = paths[path][method]
@@ -126,11 +141,17 @@ def test_each_protocol_has_its_error_shapes_security_and_tag(doc):
 
 
 def conforms(doc: dict, method: str, path: str, resp: httpx.Response) -> dict:
-    """``resp``'s JSON, after checking it against what the document declares for it."""
+    """``resp``'s JSON, after checking it against what the document declares for it
+    (its headers too)."""
     declared = doc["paths"][path][method]["responses"][str(resp.status_code)]
     schema = declared["content"]["application/json"]["schema"]
-    Draft202012Validator({**schema, "components": doc["components"]}).validate(resp.json())
+    valid(doc, schema, resp.json())
+    assert all(name in resp.headers for name in declared.get("headers", {})), resp.headers
     return resp.json()
+
+
+def valid(doc: dict, schema: dict, value) -> None:
+    Draft202012Validator({**schema, "components": doc["components"]}).validate(value)
 
 
 def test_what_the_schemathesis_run_cannot_reach_matches_the_document_too(doc, make_daemon):
@@ -166,12 +187,63 @@ def test_what_the_schemathesis_run_cannot_reach_matches_the_document_too(doc, ma
         studio.stop()
 
 
+SECRET = "whsec_" + base64.b64encode(b"thirty-two bytes of test secret!").decode()
+
+
+def test_the_cache_the_store_webhooks_and_the_websocket_match_the_document(doc, make_daemon):
+    """A cache hit and its header, webhook deliveries, the bounded store, and each message
+    the WebSocket sends, checked against the document (``x-websocket`` for the last)."""
+    receiver = Receiver()
+    try:
+        daemon = make_daemon(webhook_urls=[receiver.url + "/hook"], webhook_secret=SECRET,
+                             webhook_allow_hosts=["127.0.0.1"], store_max_images=1000)
+        url, jobs = daemon.url, "/arting/v1/jobs"
+        made = daemon.run_job(prompt="a lighthouse", seed=7)
+        hit = httpx.post(url + jobs, json={"prompt": "a lighthouse", "seed": 7})
+        assert hit.headers["X-Arting-Cache"] == "hit"
+        hit = conforms(doc, "post", jobs, hit)
+        assert (hit["cache"], hit["cached_from"]) == ("hit", made["id"]), hit
+        receiver.wait(2)
+        deadline = time.monotonic() + 15
+        while (job := httpx.get(f"{url}{jobs}/{made['id']}").json())["webhooks"][0][
+                "state"] == "pending":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        job = conforms(doc, "get", jobs + "/{id}", httpx.get(f"{url}{jobs}/{made['id']}"))
+        assert job["webhooks"][0]["state"] == "delivered" and not job["images_expired"]
+        status = conforms(doc, "get", "/arting/v1/status", httpx.get(url + "/arting/v1/status"))
+        assert status["store"]["max_images"] == 1000
+
+        server = doc["paths"]["/arting/v1/ws"]["get"]["x-websocket"]["server"]
+        messages = asyncio.run(_talk(url, made["id"]))
+        assert [m["event"] for m in messages] == ["ready", "job", "error", "submitted"]
+        assert messages[2]["ref"] == "bad" and messages[3]["ref"] == "good"
+        for message in messages:
+            valid(doc, server, message)
+    finally:
+        receiver.close()
+
+
+async def _talk(url: str, job_id: str) -> list[dict]:
+    """What the WebSocket answers: ready, a subscribed job, a refused and a good submit."""
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(url + "/arting/v1/ws") as ws:
+        said = [await ws.receive_json()]
+        await ws.send_json({"subscribe": [job_id]})
+        said.append(await ws.receive_json())
+        await ws.send_json({"submit": {"prompt": ""}, "ref": "bad"})
+        said.append(await ws.receive_json())
+        await ws.send_json({"submit": {"prompt": "a lighthouse", "seed": 7}, "ref": "good"})
+        said.append(await ws.receive_json())
+        return said
+
+
 def test_every_operation_has_a_summary_a_tag_and_an_answer(doc):
     tags = {t["name"] for t in doc["tags"]}
     for path, item in doc["paths"].items():
         for method, op in item.items():
             assert op["summary"] and len(op["tags"]) == 1 and op["tags"][0] in tags, (method, path)
-            assert any(s.startswith("2") for s in op["responses"]), (method, path)
+            assert any(s.startswith("2") or s == "101" for s in op["responses"]), (method, path)
     operation_ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
     assert len(operation_ids) == len(set(operation_ids))
 

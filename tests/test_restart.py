@@ -7,7 +7,9 @@ killed and started again on the same data directory.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from processes import TOKEN, DaemonProcess, Emulator
+from webhook_receiver import Receiver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -181,3 +185,88 @@ def test_kill_9_mid_upscale_then_restart_follows_the_same_task(emulator, daemons
     assert len(emulator.sandbox.requests_for("enhance_create")) == 1  # followed, not resent
     assert len(emulator.sandbox.requests_for("oss_put")) == 1
     assert emulator.sandbox.tasks[task].state == "done"
+
+
+def test_the_result_cache_survives_a_kill_9(emulator, daemons):
+    first = daemons(emulator.url)
+    resp = httpx.post(first.url + "/arting/v1/jobs", json={"prompt": "kept", "seed": 11})
+    made = wait_done(first, resp.json()["id"])
+    wait_journaled(daemons.data, made["id"], "succeeded")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(5)
+
+    second = daemons(emulator.url)
+    resp = httpx.post(second.url + "/arting/v1/jobs", json={"prompt": "kept", "seed": 11})
+    hit = resp.json()
+    assert resp.headers["X-Arting-Cache"] == "hit" and hit["cached_from"] == made["id"]
+    assert [i["hash"] for i in hit["images"]] == [i["hash"] for i in made["images"]]
+    png(second, hit["images"][0]["hash"])
+    assert len(emulator.sandbox.requests_for("create")) == 1
+
+
+def test_a_webhook_retry_survives_a_kill_9_with_the_same_id(emulator, daemons, tmp_path):
+    """The first attempt fails (503, Retry-After 3); the daemon is killed before the
+    retry; the next daemon delivers it, with the same webhook-id, once."""
+    secret = "whsec_" + base64.b64encode(b"thirty-two bytes of test secret!").decode()
+    receiver = Receiver((503, {"Retry-After": "3"}))
+    try:
+        first = daemons(emulator.url, ARTING_WEBHOOK_URLS=receiver.url + "/hook",
+                        ARTING_WEBHOOK_SECRET=secret, ARTING_WEBHOOK_ALLOW_HOSTS="127.0.0.1")
+        job = wait_done(first, submit(first, "announced"))
+        receiver.wait(1)
+        deadline = time.monotonic() + 10
+        while (pending := webhook_rows(daemons.data)) != [("pending", 1)]:
+            assert time.monotonic() < deadline, pending
+            time.sleep(0.02)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(5)
+        assert len(receiver.received) == 1
+
+        second = daemons(emulator.url, ARTING_WEBHOOK_URLS=receiver.url + "/hook",
+                         ARTING_WEBHOOK_SECRET=secret, ARTING_WEBHOOK_ALLOW_HOSTS="127.0.0.1")
+        attempts = receiver.wait(2)
+        assert attempts[0].headers["webhook-id"] == attempts[1].headers["webhook-id"]
+        assert attempts[1].at - attempts[0].at >= 2.5              # the Retry-After held
+        message = Webhook(secret).verify(attempts[1].body, attempts[1].headers)
+        assert message["data"]["id"] == job["id"]
+        deadline = time.monotonic() + 10
+        while webhook_rows(daemons.data) != [("delivered", 2)]:
+            assert time.monotonic() < deadline, webhook_rows(daemons.data)
+            time.sleep(0.05)
+        shown = httpx.get(f"{second.url}/arting/v1/jobs/{job['id']}").json()["webhooks"]
+        assert [(h["state"], h["attempts"]) for h in shown] == [("delivered", 2)]
+        time.sleep(1)
+        assert len(receiver.received) == 2                         # never a third
+        assert "1 delivery(ies) go on from the journal" in second.log.read_text()
+        assert secret not in first.log.read_text() + second.log.read_text()
+    finally:
+        receiver.close()
+
+
+def webhook_rows(data_dir: Path) -> list[tuple[str, int]]:
+    db = sqlite3.connect(f"file:{data_dir / 'jobs.sqlite3'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT state, attempts FROM webhooks").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_store_grown_without_a_cap_is_trimmed_when_one_is_set(emulator, daemons):
+    first = daemons(emulator.url)
+    made = []
+    for i in range(5):
+        resp = httpx.post(first.url + "/arting/v1/jobs",
+                          json={"prompt": "kept", "seed": i, "size": "256x256"})
+        made.append(wait_done(first, resp.json()["id"])["images"][0]["hash"])
+    first.stop()
+    for i, digest in enumerate(made):          # stored an hour ago, in this order
+        then = time.time() - 3600 + i
+        os.utime(daemons.data / "images" / digest[:2] / f"{digest}.png", (then, then))
+
+    second = daemons(emulator.url, ARTING_STORE_MAX_IMAGES="3")
+    deadline = time.monotonic() + 10
+    while len(left := {p.stem for p in (daemons.data / "images").rglob("*.png")}) >= 3:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.05)
+    assert left == set(made[-2:])              # below the cap, the stalest gone
+    assert "index reconciled with the folder (5 image(s) added" in second.log.read_text()

@@ -13,6 +13,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -98,6 +99,14 @@ def until(driver, condition, timeout: float = 10.0, what: str = ""):
         return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what or condition}") from None
+
+
+def until_running(driver, card: str) -> None:
+    """Until the job card shows a running job with some progress."""
+    until(driver, lambda d: d.execute_script(
+        "const c = document.querySelector(arguments[0]);"
+        "return c && c.dataset.state === 'running' && c.querySelector('progress').value > 0",
+        card), what="a running job with progress")
 
 
 def css(driver, selector: str):
@@ -233,13 +242,12 @@ def test_generate_two_images_watch_progress_and_find_both_in_the_gallery(page, m
 
     # Progress, live from the job's events: a running bar, elapsed time and an ETA.
     card = "#jobs li.job"
-    until(page, lambda d: d.execute_script(
-        "const c = document.querySelector(arguments[0]);"
-        "return c && c.dataset.state === 'running' && c.querySelector('progress').value > 0",
-        card), what="a running job with progress")
+    until_running(page, card)
     assert re.fullmatch(r"Generating… \d+ %", text(page, f"{card} .job-state"))
     assert re.fullmatch(r"Elapsed \d+ s · (about \d+ s left|almost done)",
                         text(page, f"{card} .job-times"))
+    # ... over the page's WebSocket (its key in the first message, never in the URL).
+    assert api(daemon, "status").json()["websocket_clients"] == 1
     assert text(page, f"{card} .job-prompt") == "a lighthouse at dawn"
     screenshot(page, "desktop-progress.png")
 
@@ -331,6 +339,27 @@ def test_a_slow_job_shows_its_queue_place_and_can_be_cancelled(page, make_daemon
     assert text(page, "#gallery-state") == "No images yet: what you generate appears here."
 
 
+def test_without_websockets_the_page_follows_jobs_over_their_event_streams(page,
+                                                                          make_daemon):
+    from selenium.webdriver.common.keys import Keys
+
+    daemon = make_daemon(sandbox=True, sandbox_generation_time=1.5, api_keys=[KEY])
+    added = page.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                 {"source": "delete window.WebSocket;"})
+    try:
+        open_page(page, daemon)
+        assert page.execute_script("return typeof WebSocket") == "undefined"
+        save_key(page, KEY)
+        css(page, "#prompt").send_keys("a lighthouse", Keys.ENTER)
+        until_running(page, "#jobs li.job")
+        assert api(daemon, "status").json()["websocket_clients"] == 0
+        until(page, lambda d: len(css_all(d, "#gallery li.result img")) == 1,
+              what="the image in the gallery")
+    finally:
+        page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument",
+                             {"identifier": added["identifier"]})
+
+
 def test_a_wrong_api_key_is_reported_in_words(page, make_daemon):
     from selenium.webdriver.common.keys import Keys
 
@@ -358,6 +387,36 @@ def test_a_wrong_api_key_is_reported_in_words(page, make_daemon):
     until(page, lambda d: chip(d, "mode") == f"live: {daemon.settings.base_url[7:]}",
           what="the status with the right key")
     assert not css(page, "#status-detail").is_displayed()
+
+
+def test_the_gallery_says_which_images_expired_and_which_came_from_the_cache(page,
+                                                                            make_daemon):
+    daemon = make_daemon(store_max_images=2, sandbox_options={"generation_time": 0.0})
+    old = daemon.run_job(prompt="the old one", seed=1)
+    daemon.run_job(prompt="the old one", seed=1)                  # a cache hit
+    then = time.time() - 3600                                     # stored an hour ago
+    for path in (daemon.settings.data_dir / "images").rglob("*.png"):
+        os.utime(path, (then, then))
+    daemon.run_job(prompt="new", seed=2)
+    daemon.run_job(prompt="newer", seed=3)                        # over the cap: old goes
+    deadline = time.monotonic() + 10
+    while not api(daemon, f"jobs/{old['id']}").json()["images_expired"]:
+        assert time.monotonic() < deadline, "the old image was never removed"
+        time.sleep(0.05)
+
+    open_page(page, daemon)
+    until(page, lambda d: len(css_all(d, "#gallery li.result")) == 4, what="four results")
+    results = css_all(page, "#gallery li.result")
+    oldest = results[-1]
+    assert oldest.find_element("css selector", ".thumb.expired").text == \
+        "Image 1 (seed 1) has expired from the store."
+    assert oldest.find_elements("css selector", "img") == []
+    hit = results[-2]
+    settings = dict(zip([e.text for e in hit.find_elements("css selector", "dt")],
+                        [e.text for e in hit.find_elements("css selector", "dd")]))
+    assert settings["Cache"] == "the same images as an earlier job, from the store"
+    assert len(css_all(page, "#gallery li.result img")) == 2
+    screenshot(page, "desktop-expired.png")
 
 
 def test_gallery_pages_reuses_settings_and_gives_the_same_request_as_code(page, make_daemon,

@@ -63,10 +63,23 @@ class Job:
     outputs: list[str] = field(default_factory=list)
     images: list[JobImage] = field(default_factory=list)
     error: ArtingError | None = None
+    #: The result cache: ``hit`` (the images of job ``cached_from``, no upstream job),
+    #: ``miss`` (looked up, not found) or ``bypass`` (not looked up: a random seed, the
+    #: client opted out, or the cache is off).
+    cache: str = "bypass"
+    cached_from: str | None = None
+    #: Where the job's own webhook goes (besides the configured ``webhook_urls``), and
+    #: the base URL of the request that made it (for the links in what is sent later).
+    webhook_url: str | None = None
+    origin: str | None = None
+    #: What became of each webhook delivery (``webhooks.py``): id, target, state, ...
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
     #: Progress the provider reported (0..1), if it knows better than the clock.
     reported_progress: float | None = field(default=None, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    #: Images stored for the job while it downloads (before ``images`` is set).
+    _held: set[str] = field(default_factory=set, repr=False)
     #: The generation's JSON form, made once: it is frozen, and every record carries it.
     _generation: dict | None = field(default=None, repr=False)
 
@@ -84,6 +97,9 @@ class Job:
             "provider_state": self.provider_state, "outputs": self.outputs,
             "images": [vars(i) for i in self.images],
             "error": self.error.to_dict() if self.error else None,
+            "cache": self.cache, "cached_from": self.cached_from,
+            "webhook_url": self.webhook_url, "origin": self.origin,
+            "webhooks": self.webhooks,
         }
 
     @classmethod
@@ -99,7 +115,10 @@ class Job:
                   provider_state=dict(rec.get("provider_state") or {}),
                   outputs=[str(u) for u in rec.get("outputs") or []],
                   images=[JobImage(**i) for i in rec.get("images") or []],
-                  error=error_from_dict(rec["error"]) if rec.get("error") else None)
+                  error=error_from_dict(rec["error"]) if rec.get("error") else None,
+                  cache=str(rec.get("cache") or "bypass"), cached_from=rec.get("cached_from"),
+                  webhook_url=rec.get("webhook_url"), origin=rec.get("origin"),
+                  webhooks=[dict(w) for w in rec.get("webhooks") or []])
         if job.state.terminal:
             job._done.set()
         return job

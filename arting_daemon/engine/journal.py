@@ -4,6 +4,10 @@ One thread owns the connection. Writes are queued and committed in batches by a
 writer task (the last record of a job wins), so a state change costs the event loop
 a queue put, not a disk sync; the writer waits ``LINGER`` after the first record of
 a batch, so the changes that come within a few milliseconds share one transaction.
+The services that live with the jobs (the result cache, the image store's index,
+webhook deliveries) keep their rows in tables of their own through the same queue
+(``put``, ``delete``), so a row queued together with a job's record is committed in
+the same transaction: a finished job and what follows from it are on disk together.
 
 The file carries a schema version (SQLite's ``user_version``); opening an older one
 runs the migrations in ``MIGRATIONS`` in one transaction. Records are read back
@@ -28,6 +32,7 @@ from .. import datadir
 from ..config import ConfigError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -45,6 +50,9 @@ TABLES = (
         reason TEXT NOT NULL,
         quarantined_at REAL NOT NULL)""",
 )
+
+#: The tables written through ``put`` and ``delete``, with their key column.
+ROW_TABLES = {"results": "key", "webhooks": "id"}
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 #: Seconds the writer waits after a record arrives, so the handful of changes a job
@@ -95,9 +103,29 @@ def _owners(db: sqlite3.Connection, set_aside: SetAside) -> None:
                "WHERE idempotency_key IS NOT NULL")
 
 
+def _results_store_webhooks(db: sqlite3.Connection, set_aside: SetAside) -> None:
+    """3: the result cache (``engine/cache.py``: a generation's key → the job that made
+    its images), the image store's index (``retention.py``: size and when last served,
+    kept while the store is bounded) and webhook deliveries (``webhooks.py``)."""
+    db.execute("CREATE TABLE results (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+               "stored_at REAL NOT NULL)")
+    db.execute("CREATE TABLE images (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+               "served_at REAL NOT NULL)")
+    db.execute("CREATE INDEX images_served ON images (served_at, hash)")
+    db.execute("CREATE TABLE webhooks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+               "url TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL, "
+               "next_at REAL NOT NULL, attempts INTEGER NOT NULL, state TEXT NOT NULL, "
+               "last_status INTEGER, last_error TEXT, done_at REAL)")
+    db.execute("CREATE INDEX webhooks_state ON webhooks (state)")
+
+
 #: ``MIGRATIONS[v]`` takes a journal from schema version ``v`` to ``v + 1``. Version 0 is
 #: the schema from before versioning.
-MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [_provider_state, _owners]
+MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [
+    _provider_state,
+    _owners,
+    _results_store_webhooks,
+]
 VERSION = len(MIGRATIONS)
 
 
@@ -107,7 +135,8 @@ class Journal(Generic[T]):
         self._load = load
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
-        self._queue: asyncio.Queue[dict | None] = asyncio.Queue()
+        #: (table, key, row or None to delete); None stops the writer.
+        self._queue: asyncio.Queue[tuple[str, str, dict | None] | None] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
         #: Records skipped because they no longer describe a job (moved to quarantine).
         self.quarantined: list[tuple[str, str]] = []
@@ -155,7 +184,34 @@ class Journal(Generic[T]):
 
     def save(self, record: dict[str, Any]) -> None:
         """Queue a job record for writing; returns at once."""
-        self._queue.put_nowait(record)
+        self._queue.put_nowait(("jobs", record["id"], record))
+
+    def put(self, table: str, row: dict[str, Any]) -> None:
+        """Queue a row of one of the ``ROW_TABLES`` for writing (it replaces the row with
+        the same key); returns at once."""
+        self._queue.put_nowait((table, str(row[ROW_TABLES[table]]), row))
+
+    def delete(self, table: str, key: str) -> None:
+        """Queue the removal of a row of one of the ``ROW_TABLES``; returns at once."""
+        if table not in ROW_TABLES:
+            raise KeyError(table)
+        self._queue.put_nowait((table, key, None))
+
+    async def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """The rows of a query, once everything queued before it is on disk."""
+        return await self.call(lambda db: db.execute(sql, args).fetchall())
+
+    async def call(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        """``work(connection)`` in the journal's thread, in one transaction, once
+        everything queued before it is on disk."""
+        await self.flush()
+
+        def run() -> R:
+            assert self._db is not None
+            with self._db:
+                self._db.execute("BEGIN")
+                return work(self._db)
+        return await self._run(run)
 
     async def flush(self) -> None:
         """Wait until every queued record is on disk."""
@@ -195,13 +251,24 @@ class Journal(Generic[T]):
         args.append(limit)
         return await self._query(sql, tuple(args))
 
+    async def last_upstream(self, state: str) -> T | None:
+        """The newest job in ``state`` that was not answered from the result cache."""
+        await self.flush()
+        found = await self._query(
+            "SELECT id, record FROM jobs WHERE state = ? AND "
+            "json_extract(record, '$.cache') IS NOT 'hit' ORDER BY created_at DESC LIMIT 1",
+            (state,))
+        return found[0] if found else None
+
     async def outcomes(self, since: float, owner: str | None = None) -> list[tuple]:
         """Finished jobs since ``since``: (owner, UTC day, model, state, jobs, images) rows.
-        Each job's outcome is here once, so usage counted from it is counted once."""
+        Each job's outcome is here once, so usage counted from it is counted once; a
+        result cache hit made no image, so its images are not counted."""
         await self.flush()
         sql = ("SELECT owner, date(finished_at, 'unixepoch'), "
                "json_extract(record, '$.generation.model'), state, count(*), "
-               "sum(json_array_length(record, '$.images')) FROM jobs "
+               "sum(CASE WHEN json_extract(record, '$.cache') = 'hit' THEN 0 "
+               "ELSE json_array_length(record, '$.images') END) FROM jobs "
                "WHERE finished_at >= ? AND state IN ('succeeded', 'failed', 'cancelled')")
         args: list = [since]
         if owner is not None:
@@ -283,25 +350,36 @@ class Journal(Generic[T]):
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             stop = None in batch
-            latest = {r["id"]: r for r in batch if r is not None}
+            latest = {(w[0], w[1]): w for w in batch if w is not None}
             try:
                 if latest:
                     await self._run(self._write, list(latest.values()))
             except Exception:  # a full disk must not stop the daemon; say it loudly
-                log.exception("could not journal %d job record(s)", len(latest))
+                log.exception("could not journal %d record(s)", len(latest))
             finally:
                 for _ in batch:
                     self._queue.task_done()
             if stop:
                 return
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, writes: list[tuple[str, str, dict | None]]) -> None:
         assert self._db is not None
-        rows = [(r["id"], r["created_at"], r["state"], r.get("idempotency_key"),
-                 json.dumps(r)) for r in records]
+        jobs = [(r["id"], r["created_at"], r["state"], r.get("idempotency_key"),
+                 json.dumps(r)) for table, _, r in writes if table == "jobs" and r]
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO jobs (id, created_at, state, idempotency_key, record) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                "state = excluded.state, record = excluded.record", rows)
+                "state = excluded.state, record = excluded.record", jobs)
+            for table, key, row in writes:
+                if table == "jobs":
+                    continue
+                if row is None:
+                    self._db.execute(f"DELETE FROM {table} WHERE {ROW_TABLES[table]} = ?",
+                                     (key,))
+                else:
+                    columns = ", ".join(row)
+                    marks = ", ".join("?" * len(row))
+                    self._db.execute(f"INSERT OR REPLACE INTO {table} ({columns}) "
+                                     f"VALUES ({marks})", tuple(row.values()))

@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +38,7 @@ from ..retry import backoff
 from ..store import ImageStore
 from ..timing import DurationStats, running_progress
 from ..upscaling import JobRequest
+from .cache import ResultCache
 from .jobs import Job, JobImage, JobState, raise_for_job
 from .journal import Journal
 from .queue import Place, SlotQueue
@@ -87,7 +88,8 @@ STAGES = {  # state → (its deadline's setting, what the stage is, in words)
 class Runner:
     def __init__(self, limits: Limits, provider: Provider, store: ImageStore,
                  journal: Journal[Job], stats: DurationStats,
-                 metrics: Metrics | None = None, admission: Admission | None = None) -> None:
+                 metrics: Metrics | None = None, admission: Admission | None = None,
+                 cache: ResultCache | None = None) -> None:
         self.limits = limits
         self.admission = admission
         self.provider = provider
@@ -95,6 +97,11 @@ class Runner:
         self.journal = journal
         self.stats = stats
         self.metrics = metrics or Metrics()
+        #: The result cache, or None when ``result_cache`` is off.
+        self.cache = cache
+        #: Called with every job as it ends, after its final record is queued (so what
+        #: they queue is committed with it): webhook deliveries.
+        self.on_finished: list[Callable[[Job], None]] = []
         self.queue = SlotQueue(limits.max_active_jobs, limits.max_queued_jobs)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
@@ -105,7 +112,10 @@ class Runner:
         self._accepting = True
         self._stopping = False
         self._stopped = asyncio.Event()       # jobs in flight were stopped (shutdown)
-        self.counters: dict[str, int] = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        #: Jobs ended since start, by state; ``cached``: how many of the succeeded ones
+        #: were answered from the result cache.
+        self.counters: dict[str, int] = {"succeeded": 0, "failed": 0, "cancelled": 0,
+                                         "cached": 0}
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -193,10 +203,17 @@ class Runner:
     # --- the API the facades use ----------------------------------------------------------
 
     async def submit(self, gen: JobRequest, *, source: str = "api", owner: str = "local",
-                     idempotency_key: str | None = None) -> Job:
+                     idempotency_key: str | None = None, reuse: bool = False,
+                     webhook_url: str | None = None, origin: str | None = None) -> Job:
         """Queue a generation (or an upscale) and return its job at once. An
         ``idempotency_key`` is the owner's own: the same key from another owner is another
-        job."""
+        job.
+
+        ``reuse``: the request named its seed and allows the result cache, so the
+        images of an earlier identical generation of the owner's may answer it: the job
+        is then returned finished (``cache == "hit"``), and nothing goes upstream.
+        ``webhook_url``: where the job's end is POSTed, besides the configured webhooks;
+        ``origin``: the base URL the client reached the daemon at (for the links in it)."""
         if not self._accepting:
             raise _shutting_down()
         if idempotency_key:
@@ -204,18 +221,24 @@ class Runner:
             if existing:
                 return existing
         provider = self.provider.admit(gen)
+        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
+                  idempotency_key=_scoped(idempotency_key, owner), provider=provider,
+                  webhook_url=webhook_url, origin=origin)
+        cache = self.cache if reuse else None
+        if cache is not None:
+            earlier = await cache.lookup(provider, owner, gen, self.get)
+            self.metrics.result_cache.labels("hit" if earlier else "miss").inc()
+            if earlier is not None:
+                return await self._hit(job, earlier)
+            job.cache = "miss"
+        else:
+            self.metrics.result_cache.labels("bypass").inc()
         if self.full:
             raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
-        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
-                  idempotency_key=_scoped(idempotency_key, owner),
-                  provider=provider)
-        if job.idempotency_key:
-            # With replicas a twin may have been submitted elsewhere: the first one wins.
-            holder = await self.journal.claim_key(job.idempotency_key, job.id)
-            twin = self._by_key.get(job.idempotency_key)
-            if holder != job.id or twin is not None:
-                return twin or await self._await_record(holder)
+        twin = await self._twin(job)
+        if twin is not None:
+            return twin
         if self.admission is not None:
             await self.admission.admit(job)
         self._remember(job)
@@ -223,11 +246,12 @@ class Runner:
         self._start_task(job)
         return job
 
-    async def run(self, gen: JobRequest, *, source: str = "api", owner: str = "local") -> Job:
+    async def run(self, gen: JobRequest, *, source: str = "api", owner: str = "local",
+                  reuse: bool = False, origin: str | None = None) -> Job:
         """Submit and wait for the result; if the caller goes away, the job is cancelled.
 
         Raises the job's error unless it succeeded."""
-        job = await self.submit(gen, source=source, owner=owner)
+        job = await self.submit(gen, source=source, owner=owner, reuse=reuse, origin=origin)
         try:
             await self._until_done(job)
         except asyncio.CancelledError:
@@ -282,6 +306,11 @@ class Runner:
         """Newest first; only ``owner``'s when given."""
         return await self.journal.recent(limit, before, state, owner)
 
+    async def last_upstream(self, state: JobState) -> Job | None:
+        """The newest job that ended in ``state`` upstream (answers from the result cache
+        say nothing about the upstream)."""
+        return await self.journal.last_upstream(state.value)
+
     async def get_by_key(self, key: str, owner: str = "local") -> Job | None:
         scoped = _scoped(key, owner)
         job = self._by_key.get(scoped)
@@ -323,6 +352,17 @@ class Runner:
                     pass
                 changed.clear()
                 job = await self.get(job.id) or job
+
+    async def _twin(self, job: Job) -> Job | None:
+        """The job that holds ``job``'s idempotency key already, if another does: a twin
+        request submitted meanwhile (with replicas, maybe elsewhere). The first one wins."""
+        if not job.idempotency_key:
+            return None
+        holder = await self.journal.claim_key(job.idempotency_key, job.id)
+        twin = self._by_key.get(job.idempotency_key)
+        if holder != job.id or twin is not None:
+            return twin or await self._await_record(holder)
+        return None
 
     async def _await_record(self, job_id: str) -> Job:
         """The job another replica just made, once its record arrives (a moment)."""
@@ -367,6 +407,19 @@ class Runner:
         else:
             frac, left = running_progress(elapsed, expected), expected - elapsed
         return 0.05 + 0.9 * frac, max(0.5, left)
+
+    def pinned(self) -> set[str]:
+        """What the store must keep now: the images, init images and masks of the jobs
+        not finished yet."""
+        held: set[str] = set()
+        for job in self._jobs.values():
+            if not job.state.terminal:
+                held.update(image.hash for image in job.images)
+                held.update(job._held)
+                gen = job.generation
+                held.update(h for h in (gen.init_image, gen.mask) if h)
+                held.update(source.hash for source in getattr(gen, "images", ()))  # upscales
+        return held
 
     @property
     def active(self) -> list[Job]:
@@ -515,6 +568,7 @@ class Runner:
             if masking:
                 data = await asyncio.to_thread(apply_mask, data, *masking)
             stored = await self.store.put(data)
+            job._held.add(stored.hash)
             seed = seeds[index] if index < len(seeds) else seeds[-1] + index
             return JobImage(stored.hash, seed, stored.width, stored.height)
 
@@ -573,18 +627,52 @@ class Runner:
         self._save(job)
         self._notify(job)
 
+    async def _hit(self, job: Job, earlier: Job) -> Job:
+        """Answer ``job`` with the images of ``earlier``: it ends as it is made."""
+        job.provider, job.images = earlier.provider, list(earlier.images)
+        job.cache, job.cached_from = "hit", earlier.id
+        job.started_at = job.created_at
+        twin = await self._twin(job)
+        if twin is not None:
+            return twin
+        if self.admission is not None:
+            await self.admission.admit(job)
+        for image in job.images:      # served now: the least likely to be trimmed
+            self.store.touch(image.hash)
+        self._remember(job)
+        log.info("job %s answered from the result cache (the images of job %s)",
+                 job.id, earlier.id)
+        self._finish(job, JobState.SUCCEEDED)
+        return job
+
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()
         if self.admission is not None:
             self.admission.finished(job)
         self.counters[state.value] += 1
-        self.metrics.job_finished(state.value, error, job.finished_at - job.created_at,
-                                  job.provider)
+        if job.cache == "hit":
+            self.counters["cached"] += 1
+        else:   # the job metrics are about work done upstream
+            self.metrics.job_finished(state.value, error, job.finished_at - job.created_at,
+                                      job.provider)
         if error is not None:
             log.info("job %s %s: %s", job.id, state.value, error.message)
         self._save(job)
+        if state is JobState.SUCCEEDED and self.cache is not None and job.cache != "hit":
+            self.cache.remember(job)   # with the record above: one transaction
+        for listener in self.on_finished:
+            try:
+                listener(job)
+            except Exception:  # a listener's bug must not leave the job unfinished
+                log.exception("after job %s ended", job.id)
         self._notify(job)
         job._done.set()
+
+    def update(self, job: Job) -> None:
+        """Journal a job again and tell its watchers: for what changes after it ended
+        (its webhook deliveries)."""
+        self._save(job)
+        self._notify(job)
 
     def _save(self, job: Job) -> None:
         self.journal.save(job.record())

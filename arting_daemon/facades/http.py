@@ -101,7 +101,42 @@ def base_url(request: web.Request) -> str:
 
 
 def image_url(request: web.Request, digest: str) -> str:
-    return f"{base_url(request)}/arting/v1/images/{digest}.png"
+    return image_link(base_url(request), digest)
+
+
+def image_link(base: str, digest: str) -> str:
+    """A stored image's URL under ``base`` (where the daemon is reached)."""
+    return f"{base}/arting/v1/images/{digest}.png"
+
+
+#: The answer's header saying what the result cache did: ``hit``, ``miss`` or ``bypass``.
+CACHE_HEADER = "X-Arting-Cache"
+#: For the OpenAPI document: that header, and the request's way to opt out.
+CACHE_ANSWER = {CACHE_HEADER: "What the result cache did: `hit` (no upstream job), `miss`, "
+                              "or `bypass` (not looked up: a random seed, an opt-out, the "
+                              "cache off)."}
+CACHE_REQUEST = {"Cache-Control": {"type": "string", "description": (
+    "`no-cache` (or `no-store`): never answer from the result cache. Only a request "
+    "naming its seed is ever answered from it.")}}
+
+
+def may_reuse(request: web.Request, seed: int | None) -> bool:
+    """Whether the result cache may answer this request: it named its seed (a random
+    one, ``-1`` or none, is never answered from the cache) and did not opt out with
+    ``Cache-Control: no-cache`` (or ``no-store``)."""
+    if seed is None or seed < 0:
+        return False
+    directives = {part.split("=", 1)[0].strip().lower()
+                  for value in request.headers.getall("Cache-Control", [])
+                  for part in value.split(",")}
+    return not directives & {"no-cache", "no-store"}
+
+
+def cache_headers(*jobs: Job) -> dict[str, str]:
+    """``X-Arting-Cache`` for an answer made of ``jobs``: ``hit`` when every one came from
+    the cache, ``bypass`` when none was looked up, else ``miss``."""
+    seen = {job.cache for job in jobs}
+    return {CACHE_HEADER: seen.pop() if len(seen) == 1 else "miss"}
 
 
 def status_text(engine: Runner, job: Job) -> str:
@@ -154,13 +189,16 @@ async def render_json(request: web.Request, data: Any) -> bytes:
     body = json.dumps(data, default=stand_in).encode()
     if not images:
         return body
-    return await asyncio.to_thread(_splice, request.config_dict[STORE], body,
-                                   json.dumps(marker).encode(), images)
+    store = request.config_dict[STORE]
+    for image in images:
+        store.touch(image.digest)
+    return await asyncio.to_thread(_splice, store, body, json.dumps(marker).encode(), images)
 
 
-async def json_with_images(request: web.Request, data: Any) -> web.Response:
+async def json_with_images(request: web.Request, data: Any,
+                           headers: dict[str, str] | None = None) -> web.Response:
     """A JSON response made by ``render_json``."""
-    return web.Response(body=await render_json(request, data),
+    return web.Response(body=await render_json(request, data), headers=headers,
                         content_type="application/json", charset="utf-8")
 
 
@@ -234,10 +272,11 @@ def _adapter(tp: Any) -> TypeAdapter:
     return TypeAdapter(tp)
 
 
-async def reply_with_images(request: web.Request, answer: BaseModel) -> web.Response:
+async def reply_with_images(request: web.Request, answer: BaseModel,
+                            headers: dict[str, str] | None = None) -> web.Response:
     """An answer holding stored images (``Base64Png``, ``DataUrlPng``), made by
     ``render_json``."""
-    return await json_with_images(request, answer.model_dump(by_alias=True))
+    return await json_with_images(request, answer.model_dump(by_alias=True), headers)
 
 
 # --- streamed answers -----------------------------------------------------------------------

@@ -29,14 +29,21 @@ from ..generation import Generation, Lora, build_generation
 from ..openapi import Answer as Doc, Events, operation
 from ..provider_config import Kind
 from ..providers.router import FALLBACKS
-from ..state import CATALOG, ENGINE, KEYS, PROVIDER, RULES, SETTINGS, STORE
+from ..state import (CATALOG, ENGINE, KEYS, PROVIDER, RETENTION, RULES, SETTINGS, STORE,
+                     WEBHOOKS, WS_CLIENTS)
+from ..store import ImageStore
 from ..upscaling import SCALES, Upscale, build_upscale, check_request
-from .http import (Answer, Sparse, base_url, event_stream, follow, image_url, parse_model,
-                   parse_query, read_json, reply)
+from .http import (CACHE_ANSWER, CACHE_REQUEST, Answer, Sparse, base_url, cache_headers,
+                   event_stream, follow, image_link, may_reuse, parse_model, parse_query,
+                   read_json, reply)
 from .intake import offers, require_img2img, take_init_image, take_source
 from .ops import TokenView
 
 TICK = 1.0
+
+
+WEBHOOK_URL = ("Where to POST the job when it ends, signed as Standard Webhooks do "
+               "(needs `webhook_secret`; see webhooks.py).")
 
 
 class JobRequest(BaseModel):
@@ -67,6 +74,9 @@ class JobRequest(BaseModel):
     #: base64 or data URL of a mask: white where the image may change
     mask: str | None = None
     strength: float | None = None
+    cache: bool = Field(True, description="false: never answer from the result cache (as "
+                                          "`Cache-Control: no-cache`).")
+    webhook_url: str | None = Field(None, description=WEBHOOK_URL)
 
 
 class UpscaleRequest(BaseModel):
@@ -80,6 +90,7 @@ class UpscaleRequest(BaseModel):
     images: list[str] = []
     image: str | None = None
     scale: int = 2
+    webhook_url: str | None = Field(None, description=WEBHOOK_URL)
 
 
 class JobError(Sparse):
@@ -106,6 +117,8 @@ class JobImage(Answer):
     seed: int
     width: int
     height: int
+    expired: bool = Field(description="Removed from a bounded store (`store_max_gb`, "
+                                      "`store_max_images`): its URL answers 404.")
 
 
 class JobLinks(Answer):
@@ -129,6 +142,20 @@ class Fallback(Answer):
     error: FallbackError = Field(description="Why it left.")
 
 
+class WebhookView(Answer):
+    """A webhook delivery of the job, its target shown by origin only (a URL's path may
+    hold a token)."""
+
+    id: str = Field(description="The message's `webhook-id`.")
+    target: str
+    state: Literal["pending", "delivered", "failed"] = Field(
+        description="`failed`: given up after `webhook_retry_for`.")
+    attempts: int
+    last_status: int | None = Field(description="The status of the last answer.")
+    last_error: str | None
+    delivered_at: float | None
+
+
 class JobView(Answer):
     """A job as clients see it."""
 
@@ -150,7 +177,16 @@ class JobView(Answer):
     request: Generation | Upscale = Field(description="The request as it runs: every "
                                                       "value resolved (the seed too).")
     images: list[JobImage]
+    images_expired: bool = Field(description="Some of its images were removed from a "
+                                             "bounded store.")
     error: JobError | None
+    cache: Literal["hit", "miss", "bypass"] = Field(description=(
+        "What the result cache did: `hit` (the images of job `cached_from`, no upstream "
+        "job), `miss`, or `bypass` (not looked up: a random seed, an opt-out, the cache "
+        "off, an upscale)."))
+    cached_from: str | None = Field(description="With `hit`: the job whose images these are.")
+    webhooks: list[WebhookView] = Field(description="Its webhook deliveries, with "
+                                                    "`webhook_url` or `webhook_urls`.")
     links: JobLinks
 
 
@@ -171,21 +207,29 @@ class JobsQuery(BaseModel):
 
 
 def job_view(request: web.Request, engine: Runner, job: Job) -> JobView:
-    """What clients see of a job (``provider``: where it is made; ``fallbacks``: the
-    providers it left, and why)."""
+    """What clients see of a job."""
+    return job_dict(base_url(request), request.config_dict[STORE], engine, job)
+
+
+def job_dict(base: str, store: ImageStore, engine: Runner, job: Job) -> JobView:
+    """A job as clients see it, its links under ``base`` (``provider``: where it is
+    made; ``fallbacks``: the providers it left, and why). Images removed from a bounded
+    store are ``expired``."""
     progress, eta = engine.progress(job)
+    images = [JobImage(hash=i.hash, url=image_link(base, i.hash), seed=i.seed, width=i.width,
+                       height=i.height, expired=not store.exists(i.hash)) for i in job.images]
     return JobView(
         id=job.id, state=job.state, source=job.source, provider=job.provider,
         fallbacks=job.provider_state.get(FALLBACKS, []), created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,
         progress=round(progress, 4), eta_seconds=None if eta is None else round(eta, 1),
         queue_position=engine.queue_position(job), kind=job.generation.kind,
-        request=job.generation,
-        images=[JobImage(hash=i.hash, url=image_url(request, i.hash), seed=i.seed,
-                         width=i.width, height=i.height) for i in job.images],
+        request=job.generation, images=images,
+        images_expired=any(i.expired for i in images),
         error=JobError(**job.error.to_dict()) if job.error else None,
-        links=JobLinks(self=f"{base_url(request)}/arting/v1/jobs/{job.id}",
-                       events=f"{base_url(request)}/arting/v1/jobs/{job.id}/events"))
+        cache=job.cache, cached_from=job.cached_from, webhooks=job.webhooks,
+        links=JobLinks(self=f"{base}/arting/v1/jobs/{job.id}",
+                       events=f"{base}/arting/v1/jobs/{job.id}/events"))
 
 
 _JOB_HEADERS = {
@@ -194,6 +238,7 @@ _JOB_HEADERS = {
                         "second one; per caller."},
     "X-Arting-Client": {"type": "string", "description":
                         "Who is submitting (a plugin's name), kept as the job's `source`."},
+    **CACHE_REQUEST,
 }
 
 
@@ -203,27 +248,44 @@ _JOB_HEADERS = {
     "`GET /jobs/{id}` or its events. With `Idempotency-Key`, a retried submit answers "
     "the job it made before (`200`).",
     body=JobRequest | UpscaleRequest, headers=_JOB_HEADERS,
-    answers={202: Doc(JobView, "Queued.", headers={"Location": "The job's URL."}),
-             200: Doc(JobView, "The job this `Idempotency-Key` already made.")})
+    answers={202: Doc(JobView, "Queued (a cache hit: already succeeded).",
+                      headers={"Location": "The job's URL.", **CACHE_ANSWER}),
+             200: Doc(JobView, "The job this `Idempotency-Key` already made.",
+                      headers=CACHE_ANSWER)})
 @generates
 async def create_job(request: web.Request) -> web.Response:
-    data = await read_json(request)
-    engine, owner = request.config_dict[ENGINE], principal(request).id
     key = request.headers.get("Idempotency-Key") or None
+    job, new = await submit_job(request, await read_json(request), key)
+    view = job_view(request, request.config_dict[ENGINE], job)
+    if not new:
+        return reply(view, headers=cache_headers(job))
+    return reply(view, status=202, headers={"Location": view.links.self, **cache_headers(job)})
+
+
+async def submit_job(request: web.Request, data: Any, key: str | None) -> tuple[Job, bool]:
+    """Validate a job request (the body of ``POST /jobs``) and submit it: (the job,
+    whether it is new — not when ``key``, an idempotency key, named one already)."""
+    engine, owner = request.config_dict[ENGINE], principal(request).id
     if key is not None and len(key) > 255:
         raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
     if key is not None:
         known = await engine.get_by_key(key, owner)
         if known is not None:
-            return reply(job_view(request, engine, known))
+            return known, False
     upscaling = isinstance(data, dict) and data.get("kind") == "upscale"
-    job_request = await (_upscale(request, parse_model(UpscaleRequest, data)) if upscaling
-                         else _generation(request, parse_model(JobRequest, data)))
+    body = parse_model(UpscaleRequest if upscaling else JobRequest, data)
+    if body.webhook_url is not None:
+        await request.config_dict[WEBHOOKS].accept(body.webhook_url)
+    if isinstance(body, UpscaleRequest):
+        job_request, reuse = await _upscale(request, body), False
+    else:
+        job_request = await _generation(request, body)
+        reuse = body.cache and may_reuse(request, body.seed)
     job = await engine.submit(job_request,
                               source=request.headers.get("X-Arting-Client", "api")[:32],
-                              owner=owner, idempotency_key=key)
-    view = job_view(request, engine, job)
-    return reply(view, status=202, headers={"Location": view.links.self})
+                              owner=owner, idempotency_key=key, reuse=reuse,
+                              webhook_url=body.webhook_url, origin=base_url(request))
+    return job, True
 
 
 async def _upscale(request: web.Request, body: UpscaleRequest) -> Upscale:
@@ -254,21 +316,27 @@ async def _generation(request: web.Request, body: JobRequest) -> Generation:
         strength=body.strength, mask=init and init.mask)
 
 
-async def _job(request: web.Request) -> Job:
-    """The job the path names, if the caller may see it: their own (an admin: any). Another
-    user's job is "not found", as if it did not exist."""
-    job = await request.config_dict[ENGINE].get(request.match_info["id"])
+async def find_job(request: web.Request, job_id: str) -> Job:
+    """The job ``job_id``, if the caller may see it: their own (an admin: any). Another
+    user's job is "not found", as if it did not exist. (Every route that names a job
+    looks it up here: its path, a WebSocket subscription.)"""
+    job = await request.config_dict[ENGINE].get(job_id)
     caller = principal(request)
     if job is None or not (caller.admin or job.owner == caller.id):
-        raise NotFound(f"No job {request.match_info['id']!r}.", param="id")
+        raise NotFound(f"No job {job_id!r}.", param="id")
     return job
 
 
-@operation("A job", "State, progress, ETA, queue position, images, error.",
-           answers={200: JobView})
+async def _job(request: web.Request) -> Job:
+    return await find_job(request, request.match_info["id"])
+
+
+@operation("A job", "State, progress, ETA, queue position, images, error, what the cache "
+           "did and its webhook deliveries.", answers={200: JobView})
 async def get_job(request: web.Request) -> web.Response:
-    engine = request.config_dict[ENGINE]
-    return reply(job_view(request, engine, await _job(request)))
+    engine, job = request.config_dict[ENGINE], await _job(request)
+    await request.config_dict[WEBHOOKS].refresh([job])
+    return reply(job_view(request, engine, job))
 
 
 @operation("Cancel a job", "Ends the job (`cancelled`) unless it has ended already; "
@@ -319,6 +387,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     caller = principal(request)
     jobs = await engine.recent(limit, query.before, query.state and query.state.value,
                                owner=None if caller.admin else caller.id)
+    await request.config_dict[WEBHOOKS].refresh(jobs)
     return reply(JobList(data=[job_view(request, engine, j) for j in jobs],
                          next_before=jobs[-1].created_at if len(jobs) == limit else None))
 
@@ -332,7 +401,9 @@ async def get_image(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["hash"]
     store = request.config_dict[STORE]
     if not store.exists(digest):
-        raise NotFound("No such image.")
+        raise NotFound("No such image (a store with store_max_gb or store_max_images "
+                       "removes the least recently served ones).")
+    store.touch(digest)
     return web.FileResponse(store.path(digest), headers={
         "Content-Type": "image/png", "Cache-Control": "public, max-age=31536000, immutable"})
 
@@ -362,6 +433,21 @@ class JobCounts(Answer):
     succeeded: int
     failed: int
     cancelled: int
+
+
+class EndedJobs(JobCounts):
+    cached: int = Field(description="Of those, answered from the result cache.")
+
+
+class StoreView(Answer):
+    """The image store, kept under ``store_max_gb`` and ``store_max_images``."""
+
+    images: int
+    bytes: int
+    max_images: int | None
+    max_gb: float | None
+    removed: int = Field(description="Images removed to keep it under its caps since "
+                                     "this daemon started.")
 
 
 class ProviderView(Sparse):
@@ -408,18 +494,19 @@ class StatusView(Sparse):
                                                 "without one).")
     providers: list[ProviderView] | None = None
     queue: QueueView
-    jobs: JobCounts = Field(description="Jobs ended since this daemon started.")
+    jobs: EndedJobs = Field(description="Jobs ended since this daemon started.")
     last_outcomes: LastOutcomes
+    store: StoreView | None = Field(description="The bounded store (null: unbounded).")
+    websocket_clients: int = Field(description="Connections to `/arting/v1/ws`.")
 
 
 async def last_outcomes(engine: Runner) -> LastOutcomes:
     """When a job last succeeded and last failed (from the journal, so restarts keep it):
     the only evidence of whether Arting is reachable that costs Arting nothing."""
-    succeeded = await engine.recent(1, state=JobState.SUCCEEDED.value)
-    failed = await engine.recent(1, state=JobState.FAILED.value)
-    failure = failed[0] if failed else None
+    succeeded = await engine.last_upstream(JobState.SUCCEEDED)
+    failure = await engine.last_upstream(JobState.FAILED)
     return LastOutcomes(
-        succeeded_at=succeeded[0].finished_at if succeeded else None,
+        succeeded_at=succeeded.finished_at if succeeded else None,
         failed_at=failure.finished_at if failure else None,
         failure=JobError(**failure.error.to_dict()) if failure and failure.error else None)
 
@@ -435,6 +522,7 @@ def caller_of(request: web.Request) -> Caller:
            answers={200: StatusView})
 async def status(request: web.Request) -> web.Response:
     settings, engine = request.config_dict[SETTINGS], request.config_dict[ENGINE]
+    retention = request.config_dict[RETENTION]
     return reply(StatusView(
         version=__version__, sandbox=settings.sandbox, upstream=settings.base_url,
         img2img=offers(request, "img2img"), upscale=offers(request, "upscale"),
@@ -443,7 +531,9 @@ async def status(request: web.Request) -> web.Response:
         queue=QueueView(active=len(engine.active), queued=engine.queued,
                         max_active=settings.max_active_jobs,
                         max_queued=settings.max_queued_jobs),
-        jobs=JobCounts(**engine.counters), last_outcomes=await last_outcomes(engine)))
+        jobs=EndedJobs(**engine.counters), last_outcomes=await last_outcomes(engine),
+        store=retention and StoreView(**retention.view()),
+        websocket_clients=len(request.config_dict[WS_CLIENTS])))
 
 
 class Named(Answer):

@@ -29,7 +29,8 @@ from ..generation import Generation, build_generation, prompt_loras
 from ..openapi import Answer as Doc, Events, operation
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (DATA_URL, Answer, DataUrlPng, StoredB64, event_stream, follow, image_url,
+from .http import (CACHE_ANSWER, CACHE_REQUEST, DATA_URL, Answer, DataUrlPng, StoredB64,
+                   base_url, cache_headers, event_stream, follow, image_url, may_reuse,
                    parse_model, read_json, render_json, reply_with_images, status_text)
 from .intake import InitImage, require_img2img, take_init_image
 from .openai_images import ArtingExtras
@@ -166,24 +167,28 @@ EVENTS = {"text/event-stream": Events({"message": dict[str, Any]}, done="[DONE]"
 
 @operation("An image from a chat", "The last user message is the prompt (an attached "
            "image makes it image-to-image); the answer is markdown with the images.",
-           body=ChatRequest,
-           answers={200: Doc(ChatCompletion, "The answer.", alternatives=EVENTS)})
+           body=ChatRequest, headers=CACHE_REQUEST,
+           answers={200: Doc(ChatCompletion, "The answer.", alternatives=EVENTS,
+                             headers=CACHE_ANSWER)})
 @generates
 async def completions(request: web.Request) -> web.StreamResponse:
     body = parse_model(ChatRequest, await read_json(request))
     gen = await _generation(request, body)
     engine, owner = request.config_dict[ENGINE], principal(request).id
     name = body.model or gen.model
+    reuse = may_reuse(request, body.seed)
     if body.stream:
-        job = await engine.submit(gen, source="chat", owner=owner)
+        job = await engine.submit(gen, source="chat", owner=owner, reuse=reuse,
+                                  origin=base_url(request))
         return await _stream(request, engine, job, body, name)
-    job = await engine.run(gen, source="chat", owner=owner)
+    job = await engine.run(gen, source="chat", owner=owner, reuse=reuse,
+                           origin=base_url(request))
     content = images_markdown(request, job) + f"*{caption(gen)}*\n"
     return await reply_with_images(request, ChatCompletion(
         id=f"chatcmpl-{job.id}", created=int(job.created_at), model=name,
         choices=[Choice(index=0, message=AssistantMessage(content=content,
                                                           images=image_parts(job)))],
-        usage=usage(gen.prompt, content)))
+        usage=usage(gen.prompt, content)), headers=cache_headers(job))
 
 
 # --- what the answer says ---------------------------------------------------------------
@@ -246,6 +251,7 @@ async def _stream(request: web.Request, engine: Runner, job: Job, body: ChatRequ
         await write(chunk)
 
     resp = event_stream()
+    resp.headers.update(cache_headers(job))
     try:
         await resp.prepare(request)
         await send({"role": "assistant", "content": ""})

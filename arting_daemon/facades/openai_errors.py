@@ -54,10 +54,15 @@ def error_type(err: ArtingError) -> str:
     return "invalid_request_error"
 
 
+def detail(err: ArtingError) -> ErrorDetail:
+    """What the envelope holds (a WebSocket's ``error`` events carry it too)."""
+    return ErrorDetail(message=err.message, type=error_type(err), param=err.param,
+                       code=err.code)
+
+
 def body(err: ArtingError) -> dict:
     """The error object, as answers and streams (SSE ``error`` events) carry it."""
-    return ErrorBody(error=ErrorDetail(message=err.message, type=error_type(err),
-                                       param=err.param, code=err.code)).model_dump()
+    return ErrorBody(error=detail(err)).model_dump()
 
 
 def render(err: ArtingError) -> web.Response:

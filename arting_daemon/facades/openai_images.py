@@ -24,7 +24,8 @@ from ..generation import Generation, build_generation, parse_loras
 from ..openapi import Answer as Doc, Events, operation
 from ..state import CATALOG, ENGINE, RULES
 from . import openai_errors
-from .http import (Answer, Base64Png, Sparse, StoredB64, event_stream, follow, image_url,
+from .http import (CACHE_ANSWER, CACHE_REQUEST, Answer, Base64Png, Sparse, StoredB64,
+                   base_url, cache_headers, event_stream, follow, image_url, may_reuse,
                    parse_model, read_json, render_json, reply_with_images, too_large)
 from .intake import require_img2img, take_init_image
 
@@ -138,8 +139,9 @@ EVENTS = {"text/event-stream": Events({"image_generation.completed": ImageEvent,
 
 @operation("Generate images", "OpenAI's Images API; Arting's extras as extra fields. "
            "Answers when the images are made (or, with `stream: true`, as events).",
-           body=ImagesRequest,
-           answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS)})
+           body=ImagesRequest, headers=CACHE_REQUEST,
+           answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS,
+                             headers=CACHE_ANSWER)})
 @generates
 async def generations(request: web.Request) -> web.StreamResponse:
     body = parse_model(ImagesRequest, await read_json(request))
@@ -150,8 +152,9 @@ async def generations(request: web.Request) -> web.StreamResponse:
 @operation("Edit an image", "Image-to-image, multipart as the OpenAI SDK sends it: "
            "`image` (or `image[]`; the first is used), an optional `mask` (transparent = "
            "edit), and the fields of `generations` as text parts. Needs `img2img = true`.",
-           form=ImagesRequest, files=("image", "mask"),
-           answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS)})
+           form=ImagesRequest, files=("image", "mask"), headers=CACHE_REQUEST,
+           answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS,
+                             headers=CACHE_ANSWER)})
 @generates
 async def edits(request: web.Request) -> web.StreamResponse:
     require_img2img(request)
@@ -201,10 +204,14 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], list[tuple[s
 
 async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
                    event_prefix: str) -> web.StreamResponse:
-    engine = request.config_dict[ENGINE]
+    engine, owner = request.config_dict[ENGINE], principal(request).id
+    reuse = may_reuse(request, body.seed)
     if body.stream:
-        return await _stream(request, engine, body, gen, event_prefix)
-    job = await engine.run(gen, source="openai", owner=principal(request).id)
+        job = await engine.submit(gen, source="openai", owner=owner, reuse=reuse,
+                                  origin=base_url(request))
+        return await _stream(request, engine, job, event_prefix)
+    job = await engine.run(gen, source="openai", owner=owner, reuse=reuse,
+                           origin=base_url(request))
     return await answer(request, job, body.wants_b64())
 
 
@@ -215,15 +222,17 @@ async def answer(request: web.Request, job: Job, b64: bool) -> web.Response:
             ImageData(revised_prompt=job.generation.prompt, url=image_url(request, image.hash))
             for image in job.images]
     return await reply_with_images(
-        request, ImagesResponse(created=int(job.created_at), data=data))
+        request, ImagesResponse(created=int(job.created_at), data=data),
+        headers=cache_headers(job))
 
 
-async def _stream(request: web.Request, engine: Runner, body: ImagesRequest,
-                  gen: Generation, event_prefix: str) -> web.StreamResponse:
+async def _stream(request: web.Request, engine: Runner, job: Job,
+                  event_prefix: str) -> web.StreamResponse:
     """OpenAI's image streaming: no partial images, one ``completed`` event per image,
     with SSE comments while Arting works so no proxy drops the connection."""
-    job = await engine.submit(gen, source="openai", owner=principal(request).id)
+    gen = job.generation
     resp = event_stream()
+    resp.headers.update(cache_headers(job))
     try:
         await resp.prepare(request)
         said = time.monotonic()

@@ -39,12 +39,13 @@ from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
-from ..openapi import operation
+from ..openapi import Answer as Doc, operation
 from ..state import A1111, CATALOG, ENGINE, PROVIDER, RULES, SETTINGS
 from ..upscaling import Source, Upscale
 from . import sdapi_upscale
 from .a1111_state import Batch
-from .http import StoredB64, read_json, reply, reply_with_images, status_text
+from .http import (CACHE_ANSWER, CACHE_REQUEST, StoredB64, base_url, cache_headers, may_reuse,
+                   read_json, reply, reply_with_images, status_text)
 from .intake import require_img2img, take_init_image
 from .sdapi_models import (Embeddings, Empty, Extension, ExtrasBatchAnswer,
                            ExtrasBatchImagesRequest, ExtrasSingleAnswer,
@@ -162,7 +163,8 @@ async def set_options(request: web.Request) -> web.Response:
 
 @operation("Text to image", "A1111's txt2img: `batch_size` images per Arting job, "
            "`n_iter` jobs; `<lora:id:weight>` in the prompt; `enable_hr` upscales with "
-           "Arting.", body=Txt2ImgRequest, answers={200: ImagesAnswer})
+           "Arting.", body=Txt2ImgRequest, headers=CACHE_REQUEST,
+           answers={200: Doc(ImagesAnswer, "The images.", headers=CACHE_ANSWER)})
 @generates
 async def txt2img(request: web.Request) -> web.Response:
     body = Txt2ImgRequest.model_validate(await read_json(request))
@@ -171,7 +173,8 @@ async def txt2img(request: web.Request) -> web.Response:
 
 @operation("Image to image", "txt2img's fields plus `init_images` (the first is used), "
            "`denoising_strength` and `mask` (white = repaint). Needs `img2img = true`.",
-           body=Img2ImgRequest, answers={200: ImagesAnswer})
+           body=Img2ImgRequest, headers=CACHE_REQUEST,
+           answers={200: Doc(ImagesAnswer, "The images.", headers=CACHE_ANSWER)})
 @generates
 async def img2img(request: web.Request) -> web.Response:
     body = Img2ImgRequest.model_validate(await read_json(request))
@@ -264,9 +267,11 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         for i in range(body.n_iter)]
 
     target = sdapi_upscale.hires_target(body, gens[0].width, gens[0].height) if hires else None
+    reuse = may_reuse(request, body.seed)
     async with _in_flight(request, kind) as batch:
         for gen in gens:
-            batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner))
+            batch.jobs.append(await engine.submit(gen, source="a1111", owner=batch.owner,
+                                                  reuse=reuse, origin=base_url(request)))
             await state.update(batch)
         await _wait_all(engine, batch.jobs)
         await state.refresh(batch)
@@ -289,7 +294,8 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                             if pnginfo else None)
                   for digest, text in zip(hashes, info["infotexts"])]
     return await reply_with_images(request, ImagesAnswer(
-        images=images, parameters=body.parameters(), info=json.dumps(info)))
+        images=images, parameters=body.parameters(), info=json.dumps(info)),
+        headers=cache_headers(*batch.every))
 
 
 @contextlib.asynccontextmanager

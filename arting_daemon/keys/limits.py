@@ -1,11 +1,13 @@
 """A user key's limits, enforced: requests per minute at the door; for each job, the
 models the key may use, its jobs in flight and its images per UTC day.
 
-Images per day count what succeeded: failed, refused and cancelled jobs cost nothing.
-While a job is unfinished its images are *reserved*, so concurrent requests cannot
-together overrun the quota: checking a job and reserving for it is one atomic step, and
-a job gives its reservation back when it ends (once: the ledger knows each job by id).
-The day is the UTC day; its quota comes back at 00:00 UTC.
+Images per day count what succeeded: failed, refused and cancelled jobs cost nothing,
+nor does an answer from the result cache (``cache == "hit"``): it made no image, so it is
+neither held to the quota nor counted in it (only to ``models``). While a job is
+unfinished its images are *reserved*, so concurrent requests cannot together overrun
+the quota: checking a job and reserving for it is one atomic step, and a job gives its
+reservation back when it ends (once: the ledger knows each job by id). The day is the
+UTC day; its quota comes back at 00:00 UTC.
 
 Requests per minute are a sliding window: at most N generation requests in any 60
 seconds, ``Retry-After`` saying when the oldest of them leaves the window.
@@ -104,6 +106,8 @@ class Gate:
             self._refuse(key.name, "models", ModelNotAllowed(
                 f"This key may not use the model `{gen.model}` (its `models`: "
                 f"{', '.join(limits.models) or 'none'}).", param="model"))
+        if job.cache == "hit":    # finished as it is made, with no new image
+            return
         refused = await self.ledger.reserve(job, limits.max_concurrent, limits.images_per_day)
         if refused is None:
             return
@@ -126,8 +130,8 @@ class Gate:
     def finished(self, job: Job) -> None:
         self.ledger.release(job)
         key = self.ring.get(job.owner)
-        if key is not None and job.state is JobState.SUCCEEDED and job.images:
-            self.metrics.key_images.labels(key.name).inc(len(job.images))
+        if key is not None and counted(job):
+            self.metrics.key_images.labels(key.name).inc(counted(job))
 
     async def standing(self, owner: str) -> Standing:
         key = self.ring.get(owner)
@@ -144,8 +148,8 @@ def until_midnight(now: float) -> float:
 
 
 def counted(job: Job) -> int:
-    """The images a finished job counts for."""
-    return len(job.images) if job.state is JobState.SUCCEEDED else 0
+    """The images a finished job counts for (none for a result cache hit: it made none)."""
+    return len(job.images) if job.state is JobState.SUCCEEDED and job.cache != "hit" else 0
 
 
 class LocalLedger:

@@ -10,7 +10,6 @@ counted in memory and written with the same heartbeat.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from types import EllipsisType
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..tasks import stop
 from .store import ApiKey, KeyFile, Limits, digest
 
 if TYPE_CHECKING:
@@ -99,11 +99,8 @@ class KeyRing(KeyIndex):
         self._watcher = asyncio.create_task(self._watch(), name="key-watcher")
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await stop(self._watcher)
+        self._watcher = None
         if self._file is not None:
             await self._flush()
             await self._run(self._file.close)

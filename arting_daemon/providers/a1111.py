@@ -28,6 +28,7 @@ from ..errors import ArtingError, BadUpstreamResponse, ModelNotFound
 from ..generation import Generation
 from ..provider_config import ProviderConfig
 from ..store import ImageStore
+from ..tasks import stop
 from .base import Progress, Work
 from .remote import RemoteAPI, SyncProvider, image_bytes
 
@@ -98,9 +99,7 @@ class A1111Provider(SyncProvider):
         try:
             answer = await self.api.call("POST", f"{API}/{route}", body=body, long=True)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await stop(watcher)
         return self._images(answer, gen.n)
 
     def _images(self, answer: Any, n: int) -> list[bytes]:

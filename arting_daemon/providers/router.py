@@ -21,7 +21,6 @@ never from calls made only to check.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from ..errors import (ArtingError, CloudflareBlocked, ContentRefused, ModelNotFo
 from ..generation import Catalog
 from ..metrics import Metrics
 from ..provider_config import ProviderConfig
+from ..tasks import stop
 from ..upscaling import JobRequest, Upscale
 from .base import Attempt, Progress, Provider, Work
 from .remote import SyncProvider
@@ -181,10 +181,7 @@ class Router(Provider):
         self._refresher = asyncio.create_task(self._refresh(), name="provider-catalogues")
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await stop(self._refresher)
 
     async def _refresh(self) -> None:
         logs.request_id.set("catalogues")

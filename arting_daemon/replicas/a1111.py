@@ -22,6 +22,7 @@ from typing import Any
 
 from ..engine.runner import Runner
 from ..facades.a1111_state import Batch
+from ..tasks import stop
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,7 @@ class RedisA1111State:
         self._task = asyncio.create_task(self._keep_alive(), name="redis-a1111")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
 
     async def read(self) -> tuple[str | None, dict[str, Any]]:
         async with self.link.call() as r:

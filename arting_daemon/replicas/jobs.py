@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
+from ..tasks import stop
 from .link import RedisLink
 
 T = TypeVar("T")
@@ -151,11 +152,7 @@ class RedisJournal(Generic[T]):
         if self._pending:
             log.error("%d job record(s) could not be written to Redis before stopping",
                       len(self._pending))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(*self._tasks)
         self._tasks = []
 
     def attach(self, *, adopt, cancel, drop) -> None:
@@ -218,6 +215,18 @@ class RedisJournal(Generic[T]):
                         found.append(job)
                 top = f"({ids[-1][1]}"
         return found[:limit]
+
+    async def last_upstream(self, state: str, pages: int = 4) -> T | None:
+        """The newest job in ``state`` that was not answered from the result cache
+        (looking back ``pages`` pages of 50 at most)."""
+        before = None
+        for _ in range(pages):
+            jobs = await self.recent(50, before, state)
+            found = next((j for j in jobs if getattr(j, "cache", None) != "hit"), None)
+            if found is not None or len(jobs) < 50:
+                return found
+            before = getattr(jobs[-1], "created_at", None)
+        return None
 
     async def outcomes(self, since: float, owner: str | None = None) -> list[tuple]:
         """(owner, UTC day, model, state, jobs, images) since ``since``, from the counts
@@ -336,7 +345,8 @@ class RedisJournal(Generic[T]):
         pipe = self.link.redis.pipeline(transaction=False)
         for record in batch.values():
             finished = record.get("finished_at") or time.time()
-            images = len(record.get("images") or []) if record["state"] == "succeeded" else 0
+            images = len(record.get("images") or []) \
+                if record["state"] == "succeeded" and record.get("cache") != "hit" else 0
             await self._save(args=[
                 record["id"], json.dumps(record), record["state"], record["created_at"],
                 record.get("owner") or "local", me, self.lease_ms,

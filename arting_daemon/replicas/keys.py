@@ -20,6 +20,7 @@ from types import EllipsisType
 
 from ..keys.ring import REFRESH, KeyIndex, utc_day
 from ..keys.store import ApiKey, Limits, changed, new_key
+from ..tasks import stop
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,8 @@ class RedisKeyRing(KeyIndex):
         self._task = asyncio.create_task(self._watch(), name="redis-keys")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await self._flush()
 

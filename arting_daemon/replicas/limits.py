@@ -23,6 +23,7 @@ import time
 from ..engine.jobs import Job
 from ..keys.limits import WINDOW, Load, Standing, counted
 from ..keys.ring import utc_day
+from ..tasks import stop
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,7 @@ class RedisLedger:
     async def close(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._releases.join(), 3)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
 
     async def hit(self, key_id: str, limit: int, now: float) -> float | None:
         async with self.link.call():

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..config import ConfigError
 from ..errors import Unavailable
+from ..tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +175,38 @@ class RedisLink:
             finally:    # no goodbye to a Redis that may be gone: just close the socket
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(pubsub.aclose()), 0.5)
+
+
+class WriteBehind:
+    """A task that runs ``write`` each time it is woken: what a replica queues in memory
+    (a result, a webhook delivery) reaches Redis in batches, off the request's path. While
+    Redis is away (or refuses a write) the queue waits and the task tries again every
+    second; ``stop`` makes one last attempt. ``write`` takes its batch and puts it back when it fails."""
+
+    def __init__(self, write: Callable[[], Awaitable[None]], what: str) -> None:
+        self._write, self._what = write, what
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"{self._what}-writer")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        await stop(self._task)
+        with contextlib.suppress(Unavailable):
+            await self._write()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._write()
+            except Exception as exc:        # Redis away or refusing: the batch waits
+                log.warning("%s: %s", self._what, getattr(exc, "message", exc))
+                await asyncio.sleep(1.0)
+                self._wake.set()
+

@@ -23,6 +23,7 @@ import time
 
 from ..errors import Unavailable, error_from_dict
 from ..providers.arting.tokens import Board, Token, TokenPool, TokenState
+from ..tasks import stop
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,7 @@ class RedisBoard(Board):
         self._task = asyncio.create_task(self._renew(), name="redis-token-places")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         with contextlib.suppress(Exception):
             async with self.link.call() as r:
                 for fingerprint, places in self._places.items():

@@ -1,6 +1,7 @@
 // The daemon's native job API, as the page uses it: the key, requests, errors in words,
-// and job events read with fetch() (EventSource cannot send an Authorization header,
-// and the key must never travel in a URL).
+// and job events: over one WebSocket for the whole page (the key goes in its first
+// message), else read with fetch() from each job's event stream (EventSource cannot
+// send an Authorization header, and the key must never travel in a URL).
 
 const KEY_NAME = "arting-2api.api-key";
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -53,21 +54,24 @@ const unreachable = (detail) => new ApiError(
   `The daemon at ${root.host} did not answer (${detail}). Is it still running?`,
   { code: "network" });
 
+/** What to do about a missing or refused key, in words (``said``: the daemon's). */
+function keyRefused(said = "", opts = {}) {
+  // A revoked or expired key: the daemon's own words say which, and since when.
+  const known = /revoked|expired/i.test(said);
+  const message = !apiKey.get()
+    ? "This daemon needs an API key. Enter it under “API key”."
+    : known ? said
+      : "The API key was refused: this daemon does not know it. Enter your key (a user " +
+        "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”.";
+  return new ApiError(message, { ...opts, status: 401, code: "invalid_api_key" });
+}
+
 /** Turn a refused answer into an ApiError whose message says what to do. */
 async function refusal(resp) {
   let error = {};
   try { error = (await resp.json()).error || {}; } catch { /* not JSON: say it plainly */ }
   const opts = { status: resp.status, code: error.code || null, param: error.param || null };
-  if (resp.status === 401) {
-    // A revoked or expired key: the daemon's own words say which, and since when.
-    const known = /revoked|expired/i.test(error.message || "");
-    const message = !apiKey.get()
-      ? "This daemon needs an API key. Enter it under “API key”."
-      : known ? error.message
-        : "The API key was refused: this daemon does not know it. Enter your key (a user " +
-          "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”.";
-    return new ApiError(message, { ...opts, code: "invalid_api_key" });
-  }
+  if (resp.status === 401) return keyRefused(error.message || "", opts);
   let message = error.message || `The daemon answered ${resp.status} ${resp.statusText}.`;
   const retry = Number(resp.headers.get("Retry-After"));
   if (resp.status === 429 && retry > 0) message += ` Try again in ${waitText(retry)}.`;
@@ -180,10 +184,105 @@ function parseEvent(block) {
   return event;
 }
 
-/** Follow a job to its end, calling onJob on every event. A dropped stream is
+/** The page's one WebSocket to the daemon (GET arting/v1/ws), opened when first needed:
+ *  jobs are subscribed to on it and their events handed to whoever follows them. */
+class LiveChannel {
+  constructor() {
+    this.socket = null;       // a promise of the open, authorized socket
+    this.watchers = new Map(); // job id → { onJob, done, failed }
+    this.usable = typeof WebSocket === "function";
+  }
+
+  connect() {
+    this.socket ??= new Promise((resolve, reject) => {
+      const url = new URL("arting/v1/ws", root);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      const ws = new WebSocket(url);
+      let ready = false;
+      ws.onopen = () => {
+        const key = apiKey.get();
+        if (key) ws.send(JSON.stringify({ auth: key }));
+      };
+      ws.onmessage = (e) => {
+        const message = JSON.parse(e.data);
+        if (message.event === "ready") {
+          ready = true;
+          resolve(ws);
+        } else if (!ready && message.event === "error") {
+          reject(keyRefused(message.error?.message || ""));
+        } else {
+          this.dispatch(message);
+        }
+      };
+      ws.onclose = (e) => {
+        this.socket = null;
+        if (!ready) {
+          // A daemon without it: its event streams serve instead, from now on.
+          if (e.code !== 4401) this.usable = false;
+          reject(e.code === 4401 ? keyRefused(e.reason) : unreachable("no WebSocket"));
+        }
+        const lost = unreachable("the connection closed");
+        for (const watcher of this.watchers.values()) watcher.failed(lost);
+        this.watchers.clear();
+      };
+    });
+    return this.socket;
+  }
+
+  dispatch(message) {
+    const id = message.event === "job" ? message.job.id : message.id;
+    const watcher = this.watchers.get(id);
+    if (!watcher) return;
+    if (message.event === "job") {
+      watcher.onJob(message.job);
+      if (isTerminal(message.job)) watcher.done(message.job);
+    } else if (message.event === "error") {
+      const error = message.error || {};
+      watcher.failed(new ApiError(error.message || "The daemon refused to follow the job.",
+                                  { code: error.code || null }));
+    }
+  }
+
+  /** Follow one job to its end over the socket; resolves with its last state. */
+  async follow(id, onJob, signal) {
+    const ws = await this.connect();
+    let last = null;
+    return new Promise((resolve, reject) => {
+      const end = () => {
+        this.watchers.delete(id);
+        signal.removeEventListener("abort", abort);
+      };
+      const abort = () => {
+        end();
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ unsubscribe: [id] }));
+        resolve(last);
+      };
+      this.watchers.set(id, {
+        onJob: (job) => { last = job; onJob(job); },
+        done: (job) => { end(); resolve(job); },
+        failed: (err) => { end(); reject(err); },
+      });
+      signal.addEventListener("abort", abort, { once: true });
+      ws.send(JSON.stringify({ subscribe: [id] }));
+    });
+  }
+}
+
+const live = new LiveChannel();
+
+/** Follow a job to its end, calling onJob on every event: over the page's WebSocket,
+ *  else (no WebSocket, or it closed) over the job's event stream. A dropped stream is
  *  reopened (the daemon keeps the job), after telling onLost why; refusals (wrong
  *  key, unknown job) end it. */
 export async function follow(id, onJob, onLost, signal) {
+  if (live.usable && !signal.aborted) {
+    try {
+      return await live.follow(id, onJob, signal);
+    } catch (err) {
+      if (err.code !== "network") throw err;
+      if (live.usable) onLost(err);
+    }
+  }
   let last = null;
   while (!signal.aborted) {
     try {

@@ -45,6 +45,7 @@ function settingsOf(req, job) {
     ["Negative", req.negative_prompt],
     ["NSFW", req.nsfw ? "allowed" : "off"],
     ["Made", ago(job.finished_at || job.created_at)],
+    ["Cache", job.cache === "hit" ? "the same images as an earlier job, from the store" : ""],
   ];
   return rows.filter(([, value]) => value !== "" && value !== null);
 }
@@ -122,6 +123,13 @@ export class Gallery {
       const url = imageUrl(image.hash);
       const item = document.createElement("li");
       item.className = "thumb";
+      if (image.expired) {
+        // Removed to keep the store under its cap: "Use these settings" makes it again.
+        item.classList.add("expired");
+        item.textContent = `Image ${i + 1} (seed ${image.seed}) has expired from the store.`;
+        thumbs.append(item);
+        return;
+      }
       const open = link(url, "", { target: "_blank", rel: "noopener", tabIndex: -1 });
       const which = upscaled ? `upscaled ${req.scale}×` : `seed ${image.seed}`;
       const img = Object.assign(document.createElement("img"), {

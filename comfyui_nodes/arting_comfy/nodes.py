@@ -3,9 +3,10 @@
 
 Classic (V1) nodes with a synchronous function: ComfyUI runs nodes on its worker
 thread, so blocking while the daemon works is harmless, and V1 works on every ComfyUI
-since 2023. A node submits a job to the daemon, polls it every half second (updating
-the progress bar and the status text, and watching for Cancel), then downloads the
-images and returns them as one IMAGE batch (Generate adds the generation info).
+since 2023. A node submits a job to the daemon and follows it over the daemon's
+WebSocket (polling it every half second where there is none), updating the progress
+bar and the status text and watching for Cancel, then downloads the images and
+returns them as one IMAGE batch (Generate adds the generation info).
 
 ``IS_CHANGED`` is left undefined on purpose: equal inputs reuse ComfyUI's cached
 result, so re-queueing an unchanged graph never pays for a second generation. A new

@@ -157,6 +157,25 @@ def test_progress_is_monotonic_with_status_text(node, comfy_host, make_daemon):
     assert lines[-1] == "Done: 1 image"
 
 
+def test_progress_comes_over_the_websocket(node, comfy_host, make_daemon, monkeypatch):
+    """With polling made impossible, the bar still moves: the updates came over the
+    daemon's WebSocket."""
+    client_module = sys.modules[f"{comfy_module_name(PACK)}.arting_comfy.daemon_client"]
+
+    def polled(self, job_id):
+        raise AssertionError("the node polled the job")
+
+    monkeypatch.setattr(client_module.DaemonClient, "job", polled)
+    daemon = make_daemon(sandbox_options={"generation_time": 2.0})
+    images, _ = node.generate(**inputs(node, daemon_url=daemon.url), unique_id="9")
+    assert images.shape[0] == 1
+    values = [v for v, _total, _node in comfy_host.progress]
+    assert len(set(values)) >= 4 and values == sorted(values) and values[-1] == 100, values
+    lines = [text for _, text in comfy_host.texts()]
+    assert any(line.startswith("Generating ") for line in lines)
+    assert lines[-1] == "Done: 1 image"
+
+
 def test_cancel_in_comfyui_cancels_the_daemon_job_within_a_second(node, comfy_host,
                                                                    make_daemon, monkeypatch):
     """After Cancel the node polls the daemon at most once more (a poll may be on its

@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ... import datadir, logs
 from ...errors import (ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited,
                        UpstreamRejected)
+from ...tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -302,11 +303,8 @@ class TokenPool:
         self._watcher = asyncio.create_task(self._watch(), name="token-prober")
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await stop(self._watcher)
+        self._watcher = None
 
     async def probe(self, token: Token) -> str:
         """Probe one token now; returns ``ok``, ``failed`` or ``inconclusive``."""
