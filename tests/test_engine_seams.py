@@ -365,3 +365,29 @@ async def test_a_service_failing_at_start_up_closes_those_already_started(tmp_pa
     assert seen["prober"].done()
     await asyncio.sleep(0)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_shown_progress_never_goes_back_when_the_expected_time_grows(tmp_path):
+    """Slower jobs finishing meanwhile make the runner expect a longer job; a progress bar
+    that followed the new estimate would jump back."""
+    painter = Painter()
+    runner, journal = make_runner(tmp_path, painter)
+    await journal.open()
+    await runner.start()
+    try:
+        job = await runner.submit(generation())
+        await until(lambda: job.reported_progress == 0.5)
+        job.reported_progress = None                     # the clock's estimate, not the provider's
+        job.submitted_at = time.time() - 5
+        before = runner.progress(job)[0]
+        assert 0.3 < before < 0.5
+        g = job.generation
+        for _ in range(30):
+            runner.stats.record(g.model, g.width, g.height, 600.0)
+        assert runner.expected(job) > 100
+        assert runner.progress(job)[0] >= before
+        painter.finish.set()
+        assert await runner.wait(job, timeout=10)
+    finally:
+        await runner.close()
+        await journal.close()

@@ -76,6 +76,8 @@ class Job:
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     #: Progress the provider reported (0..1), if it knows better than the clock.
     reported_progress: float | None = field(default=None, repr=False)
+    #: The highest running progress shown so far (shown progress never goes back).
+    _progress_shown: float = field(default=0.0, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: Images stored for the job while it downloads (before ``images`` is set).

@@ -406,7 +406,10 @@ class Runner:
             left = elapsed / frac - elapsed if frac > 0.05 else expected - elapsed
         else:
             frac, left = running_progress(elapsed, expected), expected - elapsed
-        return 0.05 + 0.9 * frac, max(0.5, left)
+        # the expected duration grows when slower jobs finish meanwhile; a progress bar
+        # must not go back for that
+        job._progress_shown = max(job._progress_shown, 0.05 + 0.9 * frac)
+        return job._progress_shown, max(0.5, left)
 
     def pinned(self) -> set[str]:
         """What the store must keep now: the images, init images and masks of the jobs
