@@ -343,7 +343,7 @@ def test_without_websockets_the_page_follows_jobs_over_their_event_streams(page,
                                                                           make_daemon):
     from selenium.webdriver.common.keys import Keys
 
-    daemon = make_daemon(sandbox=True, sandbox_generation_time=1.5, api_keys=[KEY])
+    daemon = make_daemon(sandbox=True, sandbox_generation_time=4, api_keys=[KEY])
     added = page.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
                                  {"source": "delete window.WebSocket;"})
     try:
