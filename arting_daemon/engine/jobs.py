@@ -76,7 +76,7 @@ class Job:
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     #: Progress the provider reported (0..1), if it knows better than the clock.
     reported_progress: float | None = field(default=None, repr=False)
-    #: The highest running progress shown so far (shown progress never goes back).
+    #: The highest progress the clock's estimate has shown (it never goes back).
     _progress_shown: float = field(default=0.0, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)

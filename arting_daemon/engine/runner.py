@@ -401,13 +401,13 @@ class Runner:
         if job.state is JobState.DOWNLOADING:
             return 0.95, 1.0
         elapsed = time.time() - job.submitted_at
-        if job.reported_progress is not None:
+        if job.reported_progress is not None:       # the provider knows: shown as it says
             frac = job.reported_progress
             left = elapsed / frac - elapsed if frac > 0.05 else expected - elapsed
-        else:
-            frac, left = running_progress(elapsed, expected), expected - elapsed
-        # the expected duration grows when slower jobs finish meanwhile; a progress bar
-        # must not go back for that
+            return 0.05 + 0.9 * frac, max(0.5, left)
+        frac, left = running_progress(elapsed, expected), expected - elapsed
+        # the clock's estimate: the expected duration grows when slower jobs finish
+        # meanwhile, and a progress bar must not go back for that
         job._progress_shown = max(job._progress_shown, 0.05 + 0.9 * frac)
         return job._progress_shown, max(0.5, left)
 
