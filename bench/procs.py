@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from arting_daemon.config import env_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,10 +176,25 @@ class Child:
         return [tuple(s) for s in json.loads(self.lag_file.read_text())]
 
 
+class Emulator(Child):
+    """The emulator with balances off: a bench spends more than an identity's credit
+    (a warm daemon's burst alone is more than 1,000 images)."""
+
+    async def start(self, timeout: float = 30.0) -> None:
+        await super().start(timeout)
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                    self.url + "/__sandbox__/config", json={"balance_start": None}) as resp:
+                resp.raise_for_status()
+        except BaseException:
+            await self.stop()
+            raise
+
+
 def emulator(workdir: Path, generation_time: float = 0.0, name: str = "emulator") -> Child:
-    return Child(name, "arting_daemon.sandbox",
-                 ["--port", "0", "--generation-time", str(generation_time)],
-                 clean_env(), workdir)
+    return Emulator(name, "arting_daemon.sandbox",
+                    ["--port", "0", "--generation-time", str(generation_time)],
+                    clean_env(), workdir)
 
 
 def seedstyle(workdir: Path, upstream: str, poll_interval: float = 2.0,
