@@ -60,8 +60,9 @@ async def emulator_view(http: aiohttp.ClientSession, emulator: str, since: float
     arrivals: dict[str, list[float]] = {}
     for poll in polls:
         arrivals.setdefault(poll["body"]["request_id"], []).append(poll["time"])
-    notice = [min(t for t in arrivals[j["request_id"]] if t >= j["done_at"]) - j["done_at"]
-              for j in jobs]
+    # the last poll of a job found it done (the emulator may stamp a poll that arrived
+    # just before the job was done, and answer it done)
+    notice = [max(0.0, max(arrivals[j["request_id"]]) - j["done_at"]) for j in jobs]
     last_created = max(j["created_at"] for j in jobs)
     return {"spread": last_created - since, "last_created": last_created,
             "first_done": min(j["done_at"] for j in jobs),
