@@ -47,7 +47,8 @@ ENV PATH=/opt/arting/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     ARTING_HOST=0.0.0.0 \
     ARTING_PORT=8090 \
-    ARTING_DATA_DIR=/data
+    ARTING_DATA_DIR=/data \
+    ARTING_LOG_STREAM=stdout
 USER 10001:10001
 # A mounted /config/arting.toml is read at start (the environment wins over it).
 WORKDIR /config

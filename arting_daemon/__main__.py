@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:     # the keys file, or a key's name
         print(f"arting-daemon: {exc}", file=sys.stderr)
         return 1
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_stream)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:

@@ -102,6 +102,10 @@ class Settings(BaseModel):
                             "Largest request body accepted, in MiB.", gt=0, le=1024)
     log_level: Literal["debug", "info", "warning", "error"] = _s(
         "info", "ARTING_LOG_LEVEL", "Log verbosity.")
+    log_stream: Literal["stderr", "stdout"] = _s(
+        "stderr", "ARTING_LOG_STREAM",
+        "Where the log goes; the container image sets `stdout` (a container's log is its "
+        "output).")
 
     # --- upstream ----------------------------------------------------------------------
     base_url: str = _s("https://api.arting.ai", "ARTING_BASE_URL",

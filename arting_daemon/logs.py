@@ -53,8 +53,8 @@ class _Formatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup(level: str = "info", stream: str = "stderr") -> None:
+    handler = logging.StreamHandler(sys.stdout if stream == "stdout" else sys.stderr)
     handler.setFormatter(_Formatter(
         "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"))
     root = logging.getLogger()

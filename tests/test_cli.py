@@ -61,6 +61,27 @@ def test_sandbox_mode_needs_no_account_and_no_network(tmp_path):
         proc.stderr.close()
 
 
+@pytest.mark.parametrize("stream", ["stderr", "stdout"])
+def test_the_log_goes_where_log_stream_says(tmp_path, stream):
+    env = {**clean_env(tmp_path), "ARTING_LOG_STREAM": stream}
+    proc = subprocess.Popen([str(COMMAND), "--sandbox", "--port", "0",
+                             "--data-dir", str(tmp_path / "data")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
+    read: list[str] = []
+    try:
+        while not read or "listening on" not in read[-1]:   # the log may come first
+            read.append(proc.stdout.readline())
+            assert read[-1], "the daemon ended before it listened"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    out = "".join(read) + out
+    logged, other = (out, err) if stream == "stdout" else (err, out)
+    assert "sandbox: Arting emulator" in logged and "INFO" in logged, (out, err)
+    assert "INFO" not in other, other
+
+
 def test_a_busy_port_is_one_clear_line(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -91,6 +91,7 @@ def test_it_serves_openai_clients_as_a_non_root_daemon_and_turns_healthy(docker,
 
     logs = docker.logs(name)
     assert "sandbox: Arting emulator" in logs and "listening on http://0.0.0.0:8090" in logs
+    assert "sandbox: Arting emulator" in docker("logs", name).stdout    # the log is on stdout
     for secret in env.values():
         assert secret not in logs
 
