@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 from ...config import Section
+from ...connections import SendTime
 from ...errors import ArtingError, FeatureDisabled, UpstreamAuthError, UpstreamRateLimited
 from ...metrics import Metrics
 from ...retry import backoff
@@ -146,6 +147,20 @@ class ArtingAttempt(Attempt):
 
     # --- sending ------------------------------------------------------------------------
 
+    async def send_stamped(self, call: Callable[[str], Awaitable[T]],
+                           retry_until: float) -> tuple[T, float]:
+        """``send`` a request that starts a job upstream, and when the one that was taken
+        left (wall time). Arting starts the job between our sending and its answer, which
+        under load can be late, and in a burst the request may first wait for one of the
+        pooled connections: the job's clock starts when it got one (``connections.py``)."""
+        sent = SendTime()
+
+        async def stamped(token: str) -> T:
+            with sent.measuring():
+                return await call(token)
+
+        return await self.send(stamped, retry_until), sent.at
+
     async def send(self, call: Callable[[str], Awaitable[T]], retry_until: float, *,
                    makes_nothing: bool = False) -> T:
         """``call(token)`` with the token held, sent again only when that cannot make a
@@ -262,16 +277,8 @@ class GenerationAttempt(ArtingAttempt):
         p, gen = self.provider, self.work.generation
         retry_until = self.retry_until()
         image_url = await self._init_image_url(retry_until) if gen.is_img2img else None
-        sent = 0.0
-
-        async def create(token: str) -> str:
-            nonlocal sent
-            # Arting starts the job between sending and answering; under load the answer
-            # can be late, so the job's clock starts at the sending.
-            sent = time.time()
-            return await p.client.create(gen, token, image_url)
-
-        self.state["request_id"] = await self.send(create, retry_until)
+        self.state["request_id"], sent = await self.send_stamped(
+            lambda token: p.client.create(gen, token, image_url), retry_until)
         return sent
 
     async def _init_image_url(self, retry_until: float) -> str:
@@ -303,15 +310,16 @@ class UpscaleAttempt(ArtingAttempt):
         p, upscale = self.provider, self.work.generation
         assert isinstance(upscale, Upscale)
         retry_until = self.retry_until()
-        tasks, sent = [], None
+        tasks, started = [], None
         for source in upscale.images:
             url = await self.upload(source.hash, retry_until)
-            sent = sent or time.time()
-            tasks.append(await self.send(
+            task, sent = await self.send_stamped(
                 lambda token, url=url: p.client.enhance(url, upscale.scale, token),
-                retry_until))
+                retry_until)
+            tasks.append(task)
+            started = started or sent
         self.state["tasks"] = tasks
-        return sent or time.time()
+        return started or time.time()
 
     async def follow(self, progress: Progress) -> list[str]:
         tasks: list[str] = self.state["tasks"]
