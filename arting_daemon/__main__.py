@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, logs
+from . import __version__, logs, process
 from .app import check_exposure, create_app
 from .check import cli as check_cli
 from .config import ConfigError, Settings, load_settings
 from .keys import cli as keys_cli
 from .recording import RecordError
+
+log = logging.getLogger("arting_daemon")   # not "__main__" when run with -m
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,6 +98,7 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
+        process.settle_gc()
     except BaseException as exc:
         started = runner.server is not None      # so it was the address that failed
         await runner.cleanup()     # closes the services that did start, in reverse
@@ -106,6 +110,7 @@ async def serve(settings: Settings) -> None:
     mode = " (sandbox: no account needed, nothing leaves this machine)" \
         if settings.sandbox else ""
     print(f"arting-daemon {__version__} listening on http://{shown}:{port}{mode}", flush=True)
+    log.info("running on %s's event loop", process.describe(asyncio.get_running_loop()))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logs.setup(settings.log_level, settings.log_stream)
     try:
-        asyncio.run(serve(settings))
+        process.run(serve(settings), settings.event_loop)
     except KeyboardInterrupt:
         pass
     except ConfigError as exc:   # found while starting (e.g. a journal from a newer version)

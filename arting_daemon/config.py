@@ -106,6 +106,10 @@ class Settings(BaseModel):
         "stderr", "ARTING_LOG_STREAM",
         "Where the log goes; the container image sets `stdout` (a container's log is its "
         "output).")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = _s(
+        "auto", "ARTING_EVENT_LOOP",
+        "The event loop the daemon runs on: `auto` takes uvloop where it is installed (a "
+        "dependency on Linux and macOS), else asyncio's own; `uvloop` insists on it.")
 
     # --- upstream ----------------------------------------------------------------------
     base_url: str = _s("https://api.arting.ai", "ARTING_BASE_URL",

@@ -56,20 +56,29 @@ class LagProbe:
 
 
 def install_probe(probe: LagProbe) -> None:
-    """Start the probe on the first event loop the module creates (``asyncio.run``)."""
-    base = asyncio.DefaultEventLoopPolicy
+    """Start the probe on the first event loop the module creates: asyncio's own (made
+    by the policy, as ``asyncio.run`` does) or uvloop's (the daemon's, where installed:
+    ``arting_daemon/process.py`` calls ``uvloop.new_event_loop``)."""
+    started = False
 
-    class Policy(base):  # type: ignore[valid-type, misc]
-        started = False
+    def probed(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        nonlocal started
+        if not started:
+            started = True
+            loop.call_soon(lambda: loop.create_task(probe.run(), name="bench-lag-probe"))
+        return loop
 
+    class Policy(asyncio.DefaultEventLoopPolicy):  # type: ignore[valid-type, misc]
         def new_event_loop(self) -> asyncio.AbstractEventLoop:
-            loop = super().new_event_loop()
-            if not Policy.started:
-                Policy.started = True
-                loop.call_soon(lambda: loop.create_task(probe.run(), name="bench-lag-probe"))
-            return loop
+            return probed(super().new_event_loop())
 
     asyncio.set_event_loop_policy(Policy())
+    try:
+        import uvloop
+    except ImportError:
+        return
+    make = uvloop.new_event_loop
+    uvloop.new_event_loop = lambda: probed(make())
 
 
 def main() -> None:

@@ -34,11 +34,17 @@ def test_help_explains_every_option():
         assert flag in out and words in out
 
 
-def test_sandbox_mode_needs_no_account_and_no_network(tmp_path):
+@pytest.mark.parametrize("event_loop, runs_on", [(None, "uvloop"), ("asyncio", "asyncio")])
+def test_sandbox_mode_needs_no_account_and_no_network(tmp_path, event_loop, runs_on):
+    """On uvloop's event loop (the default where it is installed, as here) and on
+    asyncio's own."""
+    env = clean_env(tmp_path)
+    if event_loop:
+        env["ARTING_EVENT_LOOP"] = event_loop
     proc = subprocess.Popen([str(COMMAND), "--sandbox", "--port", "0",
                              "--data-dir", str(tmp_path / "data")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=clean_env(tmp_path), cwd=tmp_path)
+                            env=env, cwd=tmp_path)
     try:
         line = proc.stdout.readline()
         assert "listening on http://127.0.0.1:" in line and "sandbox" in line, line
@@ -56,9 +62,9 @@ def test_sandbox_mode_needs_no_account_and_no_network(tmp_path):
         assert status["sandbox"] is True and status["upstream"].startswith("http://127.0.0.1:")
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-        proc.stdout.close()
-        proc.stderr.close()
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert f"running on {runs_on}'s event loop" in err, err
 
 
 @pytest.mark.parametrize("stream", ["stderr", "stdout"])
