@@ -23,7 +23,7 @@ from arting_daemon.engine.jobs import Job, JobState
 from arting_daemon.engine.journal import Journal
 from arting_daemon.engine.queue import SlotQueue
 from arting_daemon.engine.runner import Limits, Runner
-from arting_daemon.errors import FeatureDisabled
+from arting_daemon.errors import FeatureDisabled, Unavailable
 from arting_daemon.generation import Catalog, Rules, build_generation
 from arting_daemon.metrics import Metrics
 from arting_daemon.providers.base import Attempt, Progress, Provider, Work
@@ -212,6 +212,27 @@ async def test_after_a_restart_the_provider_follows_its_job_from_its_state(tmp_p
         assert (first.submits, second.submits, second.follows) == ([job.id], [], [job.id])
     finally:
         await runner.close()
+        await journal.close()
+
+
+async def test_callers_waiting_when_the_daemon_stops_are_answered_unavailable(tmp_path):
+    """A shutdown leaves a running job journaled (the next start resumes it); whoever
+    waits for it — ``run``, ``wait`` — is answered at once: Unavailable, to try again,
+    and never a hang or a job that looks finished."""
+    runner, journal = make_runner(tmp_path, Painter())
+    await journal.open()
+    await runner.start()
+    try:
+        running = asyncio.ensure_future(runner.run(generation()))
+        await until(lambda: any(j.state is JobState.RUNNING for j in runner.active))
+        job = next(iter(runner.active))
+        waiting = asyncio.ensure_future(runner.wait(job))
+        await runner.close()
+        for caller in (running, waiting):      # a hang fails here, after 10 s
+            with pytest.raises(Unavailable, match="shutting down"):
+                await asyncio.wait_for(caller, 10)
+        assert job.state is JobState.RUNNING
+    finally:
         await journal.close()
 
 

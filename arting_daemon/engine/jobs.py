@@ -79,7 +79,9 @@ class Job:
     #: The highest progress the clock's estimate has shown (it never goes back).
     _progress_shown: float = field(default=0.0, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    #: Set when the job ended, or when this daemon stopped before it did: whoever waits
+    #: for the job wakes either way, in one turn of the event loop.
+    _settled: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: Images stored for the job while it downloads (before ``images`` is set).
     _held: set[str] = field(default_factory=set, repr=False)
     #: The generation's JSON form, made once: it is frozen, and every record carries it.
@@ -122,7 +124,7 @@ class Job:
                   webhook_url=rec.get("webhook_url"), origin=rec.get("origin"),
                   webhooks=[dict(w) for w in rec.get("webhooks") or []])
         if job.state.terminal:
-            job._done.set()
+            job._settled.set()
         return job
 
 

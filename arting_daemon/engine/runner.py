@@ -188,6 +188,8 @@ class Runner:
         await asyncio.gather(*self._tasks.values(), *self._errands, return_exceptions=True)
         await self.journal.handover()
         self._stopped.set()
+        for job in self._jobs.values():     # their callers are answered Unavailable
+            job._settled.set()
 
     async def _let_submits_land(self) -> None:
         """A create stopped in the air could not be resumed (the upstream may or may not
@@ -326,14 +328,8 @@ class Runner:
             async for _ in self._remote_changes(job, 1.0):
                 pass
             return
-        done = asyncio.ensure_future(job._done.wait())
-        stopped = asyncio.ensure_future(self._stopped.wait())
-        try:
-            await asyncio.wait((done, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            done.cancel()
-            stopped.cancel()
-        if not job._done.is_set():
+        await job._settled.wait()
+        if not job.state.terminal:
             raise _shutting_down()
 
     async def _remote_changes(self, job: Job, tick: float) -> AsyncIterator[Job]:
@@ -669,7 +665,7 @@ class Runner:
             except Exception:  # a listener's bug must not leave the job unfinished
                 log.exception("after job %s ended", job.id)
         self._notify(job)
-        job._done.set()
+        job._settled.set()
 
     def update(self, job: Job) -> None:
         """Journal a job again and tell its watchers: for what changes after it ended
