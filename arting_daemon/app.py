@@ -32,7 +32,6 @@ from aiohttp import web
 
 from . import auth, datadir, logs
 from .config import ConfigError, Settings
-from .connections import Connector
 from .engine.cache import JournalResults, ResultCache, ResultIndex
 from .engine.jobs import Job
 from .engine.journal import Journal
@@ -235,10 +234,10 @@ async def http_context(app: web.Application) -> AsyncIterator[None]:
 
     At most 64 exchanges in flight per host: ample for Arting (~400 polls/s at a 150 ms
     round trip), and it bounds how many answers one turn of the event loop handles when
-    thousands of jobs finish together (see bench/RESULTS.md, scale). Its connector says
-    when a create got its connection: the job's clock starts there (``connections.py``)."""
+    thousands of jobs finish together (see bench/RESULTS.md, scale).
+    Arting's API has connections of its own (``providers/arting/wire.py``)."""
     session = aiohttp.ClientSession(
-        connector=Connector(limit=128, limit_per_host=64, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
         cookie_jar=aiohttp.DummyCookieJar())
     app[HTTP] = session
     try:

@@ -48,7 +48,7 @@ class Exchange:
     request_headers: dict[str, str]
     request_body: Any                       # JSON (dict), bytes (an upload) or None
     started: float                          # time.time() when it was sent
-    via: str = "aiohttp"                    # or "cloudscraper" (the Cloudflare solver)
+    via: str = "aiohttp"    # the daemon's own client (records keep that name), or "cloudscraper"
     elapsed: float = 0.0
     status: int | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)

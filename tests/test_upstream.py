@@ -22,7 +22,9 @@ TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
 async def client(sandbox):
     settings = Settings(base_url=sandbox.url, request_timeout=2.0)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield ArtingClient(Upstream.of(settings), session)
+        client = ArtingClient(Upstream.of(settings), session)
+        yield client
+        client.close()
 
 
 def gen(**kw):
@@ -247,7 +249,9 @@ async def test_a_trusted_storage_host_may_be_local(sandbox):
     sandbox.configure(storage_url=f"http://localhost:{port}")
     settings = Settings(base_url=sandbox.url, image_hosts=["localhost"])
     async with aiohttp.ClientSession() as session:
-        url = await ArtingClient(Upstream.of(settings), session).upload(red_png(), TOKEN)
+        client = ArtingClient(Upstream.of(settings), session)
+        url = await client.upload(red_png(), TOKEN)
+        client.close()
     assert url.startswith(f"http://localhost:{port}/cdn/") and sandbox.storage.objects
 
 
@@ -278,6 +282,7 @@ async def test_upscale_statuses_follow_the_settings(sandbox):
         sandbox.add_fault("fail", route="enhance_get")
         with pytest.raises(errors.JobFailed, match="upscale failed"):
             await client.enhance_poll(task_id, TOKEN)
+        client.close()
 
 
 @pytest.mark.parametrize("kind, expected, words", [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -39,13 +39,20 @@ class Context:
     #: The probe of a path that does not exist (``probes.NO_SUCH_PATH``): how Arting
     #: answers for an endpoint it does not have.
     absent: Any = None
+    clients: list[ArtingClient] = field(default_factory=list)
 
     def client(self, **changes: Any) -> ArtingClient:
         """An Arting client whose every exchange is recorded; ``changes`` alter its settings
-        (e.g. without the configured clearance), never the daemon's."""
+        (e.g. without the configured clearance), never the daemon's. Closed by ``close``."""
         settings = self.settings.model_copy(update=changes) if changes else self.settings
-        return ArtingClient(Upstream.of(settings), self.session, Metrics(),
-                            observe=self.recorder)
+        client = ArtingClient(Upstream.of(settings), self.session, Metrics(),
+                              observe=self.recorder)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
 def api_answer(exchanges: list[Exchange]) -> Exchange | None:

@@ -57,8 +57,8 @@ async def run_check(settings: Settings, identities: list[Identity], options: Opt
     own = session is None
     if session is None:
         session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    ctx = Context(settings, session, recorder, report)
     try:
-        ctx = Context(settings, session, recorder, report)
         if not await check_reach(settings.base_url, min(settings.request_timeout, 10.0), report):
             report.add("arting", "info", "nothing else checked: Arting is out of reach.")
             return report
@@ -75,6 +75,7 @@ async def run_check(settings: Settings, identities: list[Identity], options: Opt
             report.add("generate", "info", "not run: no identity got in, nothing was spent.")
         report_envelope(ctx)
     finally:
+        ctx.close()
         if own:
             await session.close()
         report.duration = time.time() - report.started

@@ -119,6 +119,7 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
         await pool.close()
         if board is not None:
             await board.close()
+        client.close()
 
 
 def remote(s: Services, cfg: ProviderConfig) -> SyncProvider:

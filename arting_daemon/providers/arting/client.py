@@ -45,7 +45,7 @@ from ...generation import Generation
 from ...metrics import Metrics
 from ...outbound import OutboundPolicy
 from ...recording import Observer, watch
-from . import cloudflare
+from . import cloudflare, wire
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,9 @@ class PollResult:
 
 
 class ArtingClient:
-    """One aiohttp session, one request funnel, typed errors out."""
+    """One request funnel, typed errors out: Arting's API over its own kept-alive
+    connections (``wire.py``), result images and uploads through the shared aiohttp
+    session. ``close`` when done."""
 
     def __init__(self, upstream: Upstream, session: aiohttp.ClientSession,
                  metrics: Metrics | None = None, observe: Observer | None = None) -> None:
@@ -111,6 +113,8 @@ class ArtingClient:
         self.solver = cloudflare.Solver(upstream.user_agent, cookie, upstream.cf_solver,
                                         upstream.request_timeout, self.metrics, observe)
         self.base = upstream.base_url
+        self.api = wire.Origin(self.base)
+        self._prefix = urlsplit(self.base).path.rstrip("/")
         self.outbound = OutboundPolicy(upstream.image_hosts, self.base)
         #: The newest request id Arting gave us: the best thing to poll as a probe.
         self.last_request_id: str | None = None
@@ -376,27 +380,28 @@ class ArtingClient:
     async def _exchange(self, method: str, path: str, body: dict | None,
                         params: dict[str, str] | None, token: str | None) -> object:
         """One HTTP exchange, its failures as typed errors."""
-        data = None if body is None else json.dumps(body)
+        data = None if body is None else json.dumps(body).encode()
         sent = self._headers(token, body is not None)
-        url = self.base + path
-        with watch(self.observe, method, f"{url}?{urlencode(params)}" if params else url,
-                   sent, body) as seen:
+        query = f"?{urlencode(params)}" if params else ""
+        with watch(self.observe, method, self.base + path + query, sent, body) as seen:
             try:
-                async with self.session.request(method, url, headers=sent, data=data,
-                                                params=params, timeout=self._timeout) as resp:
-                    raw = await resp.read()
-                    status, headers = resp.status, resp.headers
-                    seen.answer(status, headers, raw)
-            except asyncio.TimeoutError:
+                answer = await self.api.request(method, self._prefix + path + query, sent, data,
+                                                self.upstream.request_timeout)
+            except (TimeoutError, asyncio.TimeoutError):
                 raise UpstreamTimeout(f"Arting did not answer {path} within "
                                       f"{self.upstream.request_timeout:g} s.") from None
-            except aiohttp.ClientConnectorError as exc:
-                raise UpstreamUnreachable(f"Arting could not be reached ({type(exc).__name__}); "
+            except wire.ConnectError as exc:
+                raise UpstreamUnreachable(f"Arting could not be reached ({exc}); "
                                           "check the network and `base_url`.") from None
-            except aiohttp.ClientError as exc:
+            except ConnectionError as exc:
                 raise UpstreamUnavailable(f"The connection to Arting broke during {path} "
-                                          f"({type(exc).__name__}).") from None
-            return _interpret(path, status, headers, raw)
+                                          f"({exc}).") from None
+            seen.answer(answer.status, answer.headers, answer.body)
+            return _interpret(path, answer.status, answer.headers, answer.body)
+
+    def close(self) -> None:
+        """Close the kept-alive connections to Arting's API."""
+        self.api.close()
 
 
 def _unusable(message: str) -> BadUpstreamResponse:

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 from ...config import Section
-from ...connections import SendTime
 from ...errors import ArtingError, FeatureDisabled, UpstreamAuthError, UpstreamRateLimited
 from ...metrics import Metrics
 from ...retry import backoff
@@ -38,6 +37,7 @@ from ...timing import DurationStats
 from ...upscaling import Upscale
 from ..base import Attempt, Progress, Provider, Work
 from .client import ArtingClient
+from .wire import SendTime
 from .tokens import Token, TokenPool, TokenState
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class ArtingAttempt(Attempt):
         """``send`` a request that starts a job upstream, and when the one that was taken
         left (wall time). Arting starts the job between our sending and its answer, which
         under load can be late, and in a burst the request may first wait for one of the
-        pooled connections: the job's clock starts when it got one (``connections.py``)."""
+        pooled connections: the job's clock starts when it got one (``wire.py``)."""
         sent = SendTime()
 
         async def stamped(token: str) -> T:

@@ -1,0 +1,242 @@
+"""Arting's API over kept-alive HTTP/1.1 connections: the light path for its exchanges.
+
+Every job costs a create and a few polls, small JSON both ways, to one origin. aiohttp's
+general client spent about 170 µs of CPU on each (its request and response objects,
+timers, traces, cookie and proxy handling); this path spends about 50 (bench/RESULTS.md,
+round four): a pool of connections to the API's one origin, each an ``asyncio.Protocol``
+with httptools' response parser (the parser uvicorn uses), the request written as one
+block of bytes. What it does not do, it does not need: no proxies, cookies (the
+clearance is a header the client sets), redirects or compression (it asks for none, and
+undoes gzip or deflate if a server sends them anyway). Result downloads and the signed
+upload still go through the shared aiohttp session and the outbound policy.
+
+Failures are Python's own, for the client to map: ``ConnectError`` (could not connect),
+``ConnectionError`` (the connection broke before a whole answer), ``TimeoutError``.
+Nothing is sent twice here: a create that may have reached Arting is the caller's call.
+A connection idle longer than ``KEEPALIVE`` is closed rather than reused, so a
+connection the server has closed in the meantime is rarely written to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - Python 3.10
+    from async_timeout import timeout as _timeout
+
+KEEPALIVE = 15.0                   # seconds an idle connection is kept for reuse
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # Arting's answers are small JSON; an HTML page at most
+
+_measuring: ContextVar[SendTime | None] = ContextVar("measuring", default=None)
+
+
+class ConnectError(ConnectionError):
+    """No connection could be made (refused, unresolvable, TLS failed)."""
+
+
+class SendTime:
+    """When the last request made under ``measuring`` left (wall time): when it had its
+    connection and was written. In a burst a request first waits for one of the pooled
+    connections; a job's clock must start when Arting can have the create."""
+
+    at: float = 0.0
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        self.at = time.time()
+        token = _measuring.set(self)
+        try:
+            yield
+        finally:
+            _measuring.reset(token)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.idle_since = time.monotonic()
+        self.reusable = True
+        self._parser = httptools.HttpResponseParser(self)
+        self._answer: asyncio.Future[Answer] | None = None
+        self._headers: CIMultiDict[str] = CIMultiDict()
+        self._body: list[bytes] = []
+        self._size = 0
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is its own class
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ConnectionError(f"unreadable HTTP answer ({exc})"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        self.transport = None
+        self._fail(ConnectionError("the server closed the connection"))
+
+    # --- httptools' callbacks -----------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_ANSWER_BYTES:
+            self._fail(ConnectionError(f"an answer larger than {MAX_ANSWER_BYTES} bytes"))
+        else:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        answer, self._answer = self._answer, None
+        if answer is None or answer.done():
+            return
+        if not self._parser.should_keep_alive():
+            self.reusable = False
+        body = _decoded(self._headers.get("Content-Encoding", ""), b"".join(self._body))
+        answer.set_result(Answer(self._parser.get_status_code(),
+                                 CIMultiDictProxy(self._headers), body))
+
+    # --- ours ---------------------------------------------------------------------------
+
+    def send(self, request: bytes) -> asyncio.Future[Answer]:
+        assert self.transport is not None
+        self._answer = asyncio.get_running_loop().create_future()
+        self._headers, self._body, self._size = CIMultiDict(), [], 0
+        self.transport.write(request)
+        return self._answer
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, exc: Exception) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+        answer, self._answer = self._answer, None
+        if answer is not None and not answer.done():
+            answer.set_exception(exc)
+
+
+def _decoded(encoding: str, body: bytes) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            return zlib.decompress(body, wbits=47)   # gzip or zlib, told by the header
+        except zlib.error:
+            if encoding == "deflate":                # raw deflate, as some servers send
+                with contextlib.suppress(zlib.error):
+                    return zlib.decompress(body, wbits=-15)
+            raise ConnectionError(f"an answer that says {encoding} but is not") from None
+    raise ConnectionError(f"an answer in an encoding we did not ask for ({encoding})")
+
+
+class Origin:
+    """Connections to one ``scheme://host:port``, at most ``limit`` at once."""
+
+    def __init__(self, base_url: str, limit: int = 64) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url}")
+        self.host = parts.hostname
+        self.tls = parts.scheme == "https"
+        self.port = parts.port or (443 if self.tls else 80)
+        default_port = self.port == (443 if self.tls else 80)
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_header = name if default_port else f"{name}:{self.port}"
+        self._ssl = ssl.create_default_context() if self.tls else None
+        self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(limit)
+        self._closed = False
+
+    async def request(self, method: str, target: str, headers: dict[str, str],
+                      body: bytes | None, timeout: float) -> Answer:
+        """One exchange: ``target`` is the path (and query); ``Host`` and
+        ``Content-Length`` are added. Raises ``ConnectError``, ``ConnectionError``,
+        ``TimeoutError``."""
+        request = self._request_bytes(method, target, headers, body)
+        async with self._slots:
+            connection = None
+            try:
+                async with _timeout(timeout):
+                    connection = self._idle_connection() or await self._connect()
+                    stamp = _measuring.get()
+                    if stamp is not None:
+                        stamp.at = time.time()
+                    answer = await connection.send(request)
+            except BaseException:
+                if connection is not None:
+                    connection.close()          # mid-exchange: its state is unknown
+                raise
+            if connection.reusable and not self._closed:
+                connection.idle_since = time.monotonic()
+                self._idle.append(connection)
+            else:
+                connection.close()
+            return answer
+
+    def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()
+
+    def _idle_connection(self) -> _Connection | None:
+        """The most recently used live connection; older ones past ``KEEPALIVE`` are
+        closed."""
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.reusable and now - connection.idle_since < KEEPALIVE:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await loop.create_connection(
+                _Connection, self.host, self.port, ssl=self._ssl,
+                server_hostname=self.host if self.tls else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(f"{type(exc).__name__}: {exc}") from None
+        return connection
+
+    def _request_bytes(self, method: str, target: str, headers: dict[str, str],
+                       body: bytes | None) -> bytes:
+        if any("\r" in v or "\n" in v for v in (target, *headers.values())):
+            raise ValueError("a line break inside a request line or header")  # no injection
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body is not None or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b"")
