@@ -17,7 +17,7 @@ import pytest
 
 from arting_daemon import errors
 from arting_daemon.config import Settings
-from arting_daemon.providers.arting import wire
+from arting_daemon.providers.arting import client as client_module, wire
 from arting_daemon.providers.arting.client import ArtingClient, Upstream
 
 BODY = b'{"code": 100000, "message": "ok", "data": {"request_id": "r-1"}}'
@@ -54,8 +54,8 @@ class Server:
                 await writer.drain()
                 if b"Connection: close" in reply:
                     break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass                                   # the client left, or the test ended
         finally:
             self._writers.discard(writer)
             writer.close()
@@ -232,3 +232,32 @@ async def test_https_verifies_the_server_and_names_it(certificate):
         finally:
             origin.close()
         assert server.requests[-1].startswith(b"GET /a HTTP/1.1\r\nHost: localhost:")
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 2000
+
+
+def images(head: bytes) -> bytes:
+    """``/img`` is an image; ``/hop`` redirects to it; ``/away`` to another host's."""
+    path = head.split(b" ", 2)[1]
+    if path == b"/img":
+        return ok(PNG, "Content-Type: image/png")
+    port = head.split(b"Host: localhost:", 1)[1].split(b"\r\n", 1)[0].decode()
+    where = "/img" if path == b"/hop" else f"http://127.0.0.1:{port}/img"
+    return f"HTTP/1.1 302 Found\r\nLocation: {where}\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+async def test_images_come_over_kept_alive_connections_and_follow_trusted_redirects(
+        monkeypatch):
+    async with Server(images) as server, arting_client(server.url) as client:
+        assert await client.download(server.url + "/img") == PNG
+        assert await client.download(server.url + "/hop") == PNG     # same host: followed
+        assert server.connections == 1 and len(server.requests) == 3
+        with pytest.raises(errors.BadUpstreamResponse, match="'127.0.0.1'.*image_hosts"):
+            await client.download(server.url + "/away")              # a hop off the list
+        assert len(server.requests) == 4                             # nothing sent there
+
+        monkeypatch.setattr(client_module, "MAX_IMAGE_BYTES", 1000)
+        with pytest.raises(errors.BadUpstreamResponse, match="larger than") as big:
+            await client.download(server.url + "/img")
+        assert not big.value.retryable

@@ -30,7 +30,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
 
 import aiohttp
 from pydantic import SecretStr
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 SUCCESS = 100000
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_REDIRECTS = 5
+URL_SAFE = "!#$%&'()*+,/:;=?@[]~"   # what a URL's path and query keep as it is
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF", b"GIF8")
 
 TXT2IMG = "/api/cg/text-to-image"
@@ -113,8 +115,10 @@ class ArtingClient:
         self.solver = cloudflare.Solver(upstream.user_agent, cookie, upstream.cf_solver,
                                         upstream.request_timeout, self.metrics, observe)
         self.base = upstream.base_url
+        base = urlsplit(self.base)
         self.api = wire.Origin(self.base)
-        self._prefix = urlsplit(self.base).path.rstrip("/")
+        self._origins = {f"{base.scheme}://{base.netloc}".lower(): self.api}
+        self._prefix = base.path.rstrip("/")
         self.outbound = OutboundPolicy(upstream.image_hosts, self.base)
         #: The newest request id Arting gave us: the best thing to poll as a probe.
         self.last_request_id: str | None = None
@@ -305,33 +309,55 @@ class ArtingClient:
                 raise _unusable("Arting returned a malformed data: image.") from None
         self.outbound.check_download(url)
         with watch(self.observe, "GET", url, {}, None) as seen:
-            try:
-                async with self.session.get(url, timeout=self._timeout) as resp:
-                    seen.answer(resp.status, resp.headers, b"")
-                    if resp.status in (403, 404, 410):
-                        raise _unusable(
-                            f"The result image is gone (HTTP {resp.status}); its URL expired.")
-                    if resp.status >= 500 or resp.status == 429:
-                        raise UpstreamUnavailable(f"The image host answered HTTP {resp.status}.")
-                    if resp.status != 200:
-                        raise _unusable(f"The image host answered HTTP {resp.status}.")
-                    chunks, size = [], 0
-                    async for chunk in resp.content.iter_chunked(64 * 1024):
-                        chunks.append(chunk)
-                        size += len(chunk)
-                        if size > MAX_IMAGE_BYTES:
-                            raise _unusable("The result image is larger than 50 MiB.")
-            except ArtingError:
-                raise
-            except asyncio.TimeoutError:
-                raise UpstreamTimeout("Downloading the result image timed out.") from None
-            except aiohttp.ClientError as exc:
-                raise UpstreamUnavailable(f"Downloading the result image failed: "
-                                          f"{type(exc).__name__}.") from None
-            data = seen.response_body = b"".join(chunks)  # the one copy of the image
+            answer = await self._get_image(url)
+            seen.answer(answer.status, answer.headers, b"")
+            if answer.status in (403, 404, 410):
+                raise _unusable(
+                    f"The result image is gone (HTTP {answer.status}); its URL expired.")
+            if answer.status >= 500 or answer.status == 429:
+                raise UpstreamUnavailable(f"The image host answered HTTP {answer.status}.")
+            if answer.status != 200:
+                raise _unusable(f"The image host answered HTTP {answer.status}.")
+            data = seen.response_body = answer.body
         if not data[:8].startswith(IMAGE_MAGIC):
             raise _unusable("The result URL did not return an image.")
         return data
+
+    async def _get_image(self, url: str) -> wire.Answer:
+        """GET a result image from a trusted host, following up to ``MAX_REDIRECTS``
+        redirects, each to a trusted host too."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self.outbound.check_download(url)
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                raise _unusable(f"The result image's URL is not http(s) ({parts.scheme}:).")
+            target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                           safe=URL_SAFE)
+            try:
+                answer = await self._origin(parts).request(
+                    "GET", target, {"User-Agent": self.solver.clearance.user_agent}, None,
+                    self.upstream.request_timeout, max_bytes=MAX_IMAGE_BYTES)
+            except (TimeoutError, asyncio.TimeoutError):
+                raise UpstreamTimeout("Downloading the result image timed out.") from None
+            except wire.TooLarge:
+                raise _unusable("The result image is larger than 50 MiB.") from None
+            except ConnectionError as exc:
+                raise UpstreamUnavailable(
+                    f"Downloading the result image failed: {type(exc).__name__}.") from None
+            location = answer.headers.get("Location")
+            if answer.status not in (301, 302, 303, 307, 308) or not location:
+                return answer
+            url = urljoin(url, location)
+        raise _unusable(f"The result image's URL redirected more than {MAX_REDIRECTS} times.")
+
+    def _origin(self, parts: SplitResult) -> wire.Origin:
+        """The kept-alive connections to one origin: the API's, or an image host's (a
+        few at most: the outbound policy lets only the trusted ones through)."""
+        key = f"{parts.scheme}://{parts.netloc}".lower()
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = wire.Origin(key)
+        return origin
 
     # --- the funnel ---------------------------------------------------------------------
 
@@ -400,8 +426,9 @@ class ArtingClient:
             return _interpret(path, answer.status, answer.headers, answer.body)
 
     def close(self) -> None:
-        """Close the kept-alive connections to Arting's API."""
-        self.api.close()
+        """Close the kept-alive connections (to the API and the image hosts)."""
+        for origin in self._origins.values():
+            origin.close()
 
 
 def _unusable(message: str) -> BadUpstreamResponse:

@@ -1,20 +1,21 @@
-"""Arting's API over kept-alive HTTP/1.1 connections: the light path for its exchanges.
+"""Arting's HTTP over kept-alive HTTP/1.1 connections: the light path for its exchanges.
 
-Every job costs a create and a few polls, small JSON both ways, to one origin. aiohttp's
-general client spent about 170 µs of CPU on each (its request and response objects,
-timers, traces, cookie and proxy handling); this path spends about 50 (bench/RESULTS.md,
-round four): a pool of connections to the API's one origin, each an ``asyncio.Protocol``
-with httptools' response parser (the parser uvicorn uses), the request written as one
-block of bytes. What it does not do, it does not need: no proxies, cookies (the
-clearance is a header the client sets), redirects or compression (it asks for none, and
-undoes gzip or deflate if a server sends them anyway). Result downloads and the signed
-upload still go through the shared aiohttp session and the outbound policy.
+Every job costs a create and a few polls (small JSON both ways) and a download.
+aiohttp's general client spent about 170 µs of CPU on each (its request and response
+objects, timers, traces, cookie and proxy handling); this path spends about 50
+(bench/RESULTS.md, round four): a pool of connections per origin (the API's, each
+trusted image host's), each an ``asyncio.Protocol`` with httptools' response parser
+(the parser uvicorn uses), the request written as one block of bytes. What it does not
+do, it does not need: proxies, cookies (the clearance is a header the client sets),
+redirects (the client follows an image's itself, each hop checked by the outbound
+policy), compression (it asks for none, and undoes gzip or deflate if a server sends
+them anyway). The signed upload's PUT still goes through the shared aiohttp session.
 
 Failures are Python's own, for the client to map: ``ConnectError`` (could not connect),
-``ConnectionError`` (the connection broke before a whole answer), ``TimeoutError``.
-Nothing is sent twice here: a create that may have reached Arting is the caller's call.
-A connection idle longer than ``KEEPALIVE`` is closed rather than reused, so a
-connection the server has closed in the meantime is rarely written to.
+``TooLarge``, ``ConnectionError`` (the connection broke before a whole answer),
+``TimeoutError``. Nothing is sent twice here: whether a create that may have reached
+Arting is sent again is the caller's call. A connection idle longer than ``KEEPALIVE``
+is closed rather than reused, so one the server has closed meanwhile is rarely written to.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ _measuring: ContextVar[SendTime | None] = ContextVar("measuring", default=None)
 
 class ConnectError(ConnectionError):
     """No connection could be made (refused, unresolvable, TLS failed)."""
+
+
+class TooLarge(ConnectionError):
+    """The answer's body passed the request's ``max_bytes`` (the connection is closed)."""
 
 
 class SendTime:
@@ -84,6 +89,7 @@ class _Connection(asyncio.Protocol):
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._body: list[bytes] = []
         self._size = 0
+        self._max = MAX_ANSWER_BYTES
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -108,8 +114,8 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
-        if self._size > MAX_ANSWER_BYTES:
-            self._fail(ConnectionError(f"an answer larger than {MAX_ANSWER_BYTES} bytes"))
+        if self._size > self._max:
+            self._fail(TooLarge(f"an answer larger than {self._max} bytes"))
         else:
             self._body.append(body)
 
@@ -125,10 +131,10 @@ class _Connection(asyncio.Protocol):
 
     # --- ours ---------------------------------------------------------------------------
 
-    def send(self, request: bytes) -> asyncio.Future[Answer]:
+    def send(self, request: bytes, max_bytes: int) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self._answer = asyncio.get_running_loop().create_future()
-        self._headers, self._body, self._size = CIMultiDict(), [], 0
+        self._headers, self._body, self._size, self._max = CIMultiDict(), [], 0, max_bytes
         self.transport.write(request)
         return self._answer
 
@@ -180,10 +186,11 @@ class Origin:
         self._closed = False
 
     async def request(self, method: str, target: str, headers: dict[str, str],
-                      body: bytes | None, timeout: float) -> Answer:
+                      body: bytes | None, timeout: float,
+                      max_bytes: int = MAX_ANSWER_BYTES) -> Answer:
         """One exchange: ``target`` is the path (and query); ``Host`` and
-        ``Content-Length`` are added. Raises ``ConnectError``, ``ConnectionError``,
-        ``TimeoutError``."""
+        ``Content-Length`` are added. Raises ``ConnectError``, ``TooLarge``,
+        ``ConnectionError``, ``TimeoutError``."""
         request = self._request_bytes(method, target, headers, body)
         async with self._slots:
             connection = None
@@ -193,7 +200,7 @@ class Origin:
                     stamp = _measuring.get()
                     if stamp is not None:
                         stamp.at = time.time()
-                    answer = await connection.send(request)
+                    answer = await connection.send(request, max_bytes)
             except BaseException:
                 if connection is not None:
                     connection.close()          # mid-exchange: its state is unknown
