@@ -261,3 +261,23 @@ async def test_images_come_over_kept_alive_connections_and_follow_trusted_redire
         with pytest.raises(errors.BadUpstreamResponse, match="larger than") as big:
             await client.download(server.url + "/img")
         assert not big.value.retryable
+
+
+async def test_an_interim_answer_is_skipped_and_a_bad_encoding_fails_fast():
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + ok()
+    async with Server(lambda head: hints) as server:
+        origin = wire.Origin(server.url)
+        try:
+            answer = await origin.request("GET", "/a", {}, None, 5)
+        finally:
+            origin.close()
+    assert (answer.status, answer.body) == (200, BODY)
+
+    fake = ok(b"not gzip at all", "Content-Encoding: gzip")
+    async with Server(lambda head: fake) as server:
+        origin = wire.Origin(server.url)
+        try:           # an error at once, not a wait for the timeout
+            with pytest.raises(ConnectionError, match="says gzip"):
+                await asyncio.wait_for(origin.request("GET", "/a", {}, None, 30), 10)
+        finally:
+            origin.close()

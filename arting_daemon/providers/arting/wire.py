@@ -120,14 +120,22 @@ class _Connection(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:      # an interim answer (103 Early Hints): the real one follows
+            self._headers, self._body, self._size = CIMultiDict(), [], 0
+            return
         answer, self._answer = self._answer, None
         if answer is None or answer.done():
             return
         if not self._parser.should_keep_alive():
             self.reusable = False
-        body = _decoded(self._headers.get("Content-Encoding", ""), b"".join(self._body))
-        answer.set_result(Answer(self._parser.get_status_code(),
-                                 CIMultiDictProxy(self._headers), body))
+        try:
+            body = _decoded(self._headers.get("Content-Encoding", ""), b"".join(self._body))
+        except ConnectionError as exc:
+            self.reusable = False
+            answer.set_exception(exc)
+            return
+        answer.set_result(Answer(status, CIMultiDictProxy(self._headers), body))
 
     # --- ours ---------------------------------------------------------------------------
 
