@@ -230,12 +230,13 @@ async def keys_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_context(app: web.Application) -> AsyncIterator[None]:
-    """One HTTP client session for every upstream exchange.
+    """One HTTP client session for the upstream exchanges that are not Arting's API
+    calls or its result images, which have kept-alive connections of their own
+    (``providers/arting/wire.py``): the signed upload's PUT, the other providers, the
+    check. (Webhooks keep a session of their own.)
 
-    At most 64 exchanges in flight per host: ample for Arting (~400 polls/s at a 150 ms
-    round trip), and it bounds how many answers one turn of the event loop handles when
-    thousands of jobs finish together (see bench/RESULTS.md, scale).
-    Arting's API has connections of its own (``providers/arting/wire.py``)."""
+    At most 64 exchanges in flight per host: it bounds how many answers one turn of the
+    event loop handles when thousands of jobs finish together (bench/RESULTS.md, scale)."""
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
         cookie_jar=aiohttp.DummyCookieJar())
