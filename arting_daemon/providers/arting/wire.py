@@ -8,8 +8,9 @@ trusted image host's), each an ``asyncio.Protocol`` with httptools' response par
 (the parser uvicorn uses), the request written as one block of bytes. What it does not
 do, it does not need: proxies, cookies (the clearance is a header the client sets),
 redirects (the client follows an image's itself, each hop checked by the outbound
-policy), compression (it asks for none, and undoes gzip or deflate if a server sends
-them anyway). The signed upload's PUT still goes through the shared aiohttp session.
+policy). It asks for gzip or deflate, as aiohttp did (Arting and Cloudflare see the
+headers they saw before), and undoes them. The signed upload's PUT still goes through
+the shared aiohttp session.
 
 Failures are Python's own, for the client to map: ``ConnectError`` (could not connect),
 ``TooLarge``, ``ConnectionError`` (the connection broke before a whole answer),
@@ -252,6 +253,7 @@ class Origin:
             raise ValueError("a line break inside a request line or header")  # no injection
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append("Accept-Encoding: gzip, deflate")
         if body is not None or method in ("POST", "PUT"):
             lines.append(f"Content-Length: {len(body or b'')}")
         return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b"")
