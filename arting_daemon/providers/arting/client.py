@@ -116,8 +116,8 @@ class ArtingClient:
                                         upstream.request_timeout, self.metrics, observe)
         self.base = upstream.base_url
         base = urlsplit(self.base)
-        self.api = wire.Origin(self.base)
-        self._origins = {f"{base.scheme}://{base.netloc}".lower(): self.api}
+        self._origins: dict[str, wire.Origin] = {}
+        self.api = self._origin(base)
         self._prefix = base.path.rstrip("/")
         self.outbound = OutboundPolicy(upstream.image_hosts, self.base)
         #: The newest request id Arting gave us: the best thing to poll as a probe.
@@ -324,10 +324,9 @@ class ArtingClient:
         return data
 
     async def _get_image(self, url: str) -> wire.Answer:
-        """GET a result image from a trusted host, following up to ``MAX_REDIRECTS``
-        redirects, each to a trusted host too."""
+        """GET a result image (its URL checked already), following up to
+        ``MAX_REDIRECTS`` redirects, each checked before it is followed."""
         for _ in range(MAX_REDIRECTS + 1):
-            self.outbound.check_download(url)
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https"):
                 raise _unusable(f"The result image's URL is not http(s) ({parts.scheme}:).")
@@ -348,6 +347,7 @@ class ArtingClient:
             if answer.status not in (301, 302, 303, 307, 308) or not location:
                 return answer
             url = urljoin(url, location)
+            self.outbound.check_download(url)
         raise _unusable(f"The result image's URL redirected more than {MAX_REDIRECTS} times.")
 
     def _origin(self, parts: SplitResult) -> wire.Origin:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import sys
 import time
@@ -87,10 +88,8 @@ class _Connection(asyncio.Protocol):
         self.reusable = True
         self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[Answer] | None = None
-        self._headers: CIMultiDict[str] = CIMultiDict()
-        self._body: list[bytes] = []
-        self._size = 0
         self._max = MAX_ANSWER_BYTES
+        self._clear()
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -123,7 +122,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self._parser.get_status_code()
         if 100 <= status < 200:      # an interim answer (103 Early Hints): the real one follows
-            self._headers, self._body, self._size = CIMultiDict(), [], 0
+            self._clear()
             return
         answer, self._answer = self._answer, None
         if answer is None or answer.done():
@@ -143,9 +142,16 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes, max_bytes: int) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self._answer = asyncio.get_running_loop().create_future()
-        self._headers, self._body, self._size, self._max = CIMultiDict(), [], 0, max_bytes
+        self._max = max_bytes
+        self._clear()
         self.transport.write(request)
         return self._answer
+
+    def _clear(self) -> None:
+        """Forget the answer read so far (a new one begins)."""
+        self._headers: CIMultiDict[str] = CIMultiDict()
+        self._body: list[bytes] = []
+        self._size = 0
 
     def close(self) -> None:
         self.reusable = False
@@ -176,6 +182,13 @@ def _decoded(encoding: str, body: bytes) -> bytes:
     raise ConnectionError(f"an answer in an encoding we did not ask for ({encoding})")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The system's trust, loaded once (it reads the CA files) and shared by every
+    origin: an image host first seen mid-burst must not read them on the event loop."""
+    return ssl.create_default_context()
+
+
 class Origin:
     """Connections to one ``scheme://host:port``, at most ``limit`` at once."""
 
@@ -185,11 +198,11 @@ class Origin:
             raise ValueError(f"not an http(s) URL: {base_url}")
         self.host = parts.hostname
         self.tls = parts.scheme == "https"
-        self.port = parts.port or (443 if self.tls else 80)
-        default_port = self.port == (443 if self.tls else 80)
+        default_port = 443 if self.tls else 80
+        self.port = parts.port or default_port
         name = f"[{self.host}]" if ":" in self.host else self.host
-        self._host_header = name if default_port else f"{name}:{self.port}"
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._host_header = name if self.port == default_port else f"{name}:{self.port}"
+        self._ssl = tls_context() if self.tls else None
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(limit)
         self._closed = False
