@@ -127,6 +127,7 @@ class Settings(BaseModel):
     image_hosts: list[str] = _s(["arting.ai", "*.arting.ai", "*.r2.dev"], "ARTING_IMAGE_HOSTS",
                                 "Hosts result images may be downloaded from (`*.` matches "
                                 "subdomains); the upstream's own host is always allowed. A "
+                                "redirect is followed (up to five) only to these hosts. A "
                                 "signed upload URL Arting names may also point at one of "
                                 "these when it is on a private address.")
     request_timeout: float = _s(30.0, "ARTING_REQUEST_TIMEOUT",
