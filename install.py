@@ -8,12 +8,19 @@
 
 Safe to run again: it reuses the environment and leaves existing links alone.
 Only the standard library is used here, so it runs on a fresh machine.
+
+Installed into a host app from its URL, this repository is a ComfyUI custom node folder
+and an SD-WebUI extension, and the hosts run this file themselves, without arguments
+(ComfyUI-Manager after cloning it into ``custom_nodes/``, SD-WebUI at every start for
+``extensions/``). Then it installs no daemon into the host's Python: it only does the
+extension's own checks (``host_checks``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -40,6 +47,14 @@ def ensure_venv(env: Path) -> Path:
         say(f"creating the virtual environment {env}")
         venv.EnvBuilder(with_pip=True, upgrade_deps=False).create(env)
     return python
+
+
+def fetch_swagger_ui() -> None:
+    """Swagger UI's files for /docs, from npm (the package's build fetches them too, but
+    an editable install would only warn if it could not)."""
+    fetched = subprocess.run([sys.executable, str(ROOT / "arting_daemon" / "swagger_ui.py")])
+    if fetched.returncode != 0:
+        raise SystemExit("[install] could not fetch Swagger UI's files (see above).")
 
 
 def pip_install(python: Path, dev: bool) -> None:
@@ -73,7 +88,34 @@ def link(source: Path, host_dir: Path, sub: str, name: str) -> None:
             "installer again after updating)")
 
 
+def host_of(root: Path = ROOT) -> str | None:
+    """The host app whose extension folder this checkout is in (``comfyui`` or ``webui``),
+    from where it lies: ``ComfyUI/custom_nodes/<it>`` (or any ``custom_nodes/`` while
+    ComfyUI-Manager, which sets ``COMFYUI_PATH``, runs it) or ``<webui>/extensions/<it>``."""
+    parent, home = root.parent, root.parent.parent
+    if parent.name == "custom_nodes" and ((home / "comfy").is_dir()
+                                          or os.environ.get("COMFYUI_PATH")):
+        return "comfyui"
+    if parent.name == "extensions" and (home / "modules").is_dir() and any(
+            (home / name).is_file() for name in ("launch.py", "webui.py")):
+        return "webui"
+    return None
+
+
+def host_checks(host: str) -> int:
+    """What runs instead of the installer inside a host: the SD-WebUI extension's own
+    install.py (it installs nothing, and says when the extension cannot work); nothing
+    for ComfyUI (the node pack needs nothing beyond ComfyUI)."""
+    if host == "webui":
+        runpy.run_path(str(ROOT / "sd_webui_extension" / "install.py"), run_name="__main__")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    host = host_of() if not argv else None
+    if host is not None:
+        return host_checks(host)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dev", action="store_true",
@@ -91,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"[install] arting-2api needs Python {'.'.join(map(str, MIN_PYTHON))}"
                          f" or newer; this is {sys.version.split()[0]}.")
     python = ensure_venv(args.venv)
+    fetch_swagger_ui()
     pip_install(python, args.dev)
     if args.comfyui:
         link(ROOT / "comfyui_nodes", args.comfyui.expanduser(), "custom_nodes", "arting-2api")

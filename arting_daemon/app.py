@@ -12,15 +12,19 @@ Each protocol lives in its own sub-application with its own error shape and auth
 Each sub-application says which protocol it speaks (``openapi.API``), for the OpenAPI
 document, which is built from the router and the handlers' ``@operation``s.
 
-Each service (the emulator with ``--sandbox``, the journal, the HTTP session, the
-provider, the job runner, webhooks, the bounded store's keeper) has its own cleanup context,
-opened in that order and closed in reverse: if one fails to start, those already
-started are closed.
+Each service has its own cleanup context, opened in this order and closed in reverse (if
+one fails to start, those already started are closed): the emulators with ``--sandbox``;
+what holds no resource (rules, catalogue, metrics, timings, the image store); the backend
+where the state is kept (``backends/``: the data directory, or Redis); job records; user
+keys and their limits' counts; the outbound HTTP sessions and proxies; the providers; the
+job runner with the result cache; AUTOMATIC1111's state; webhooks; the bounded store's
+keeper. Every store comes from the backend, chosen once, here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import secrets
@@ -31,37 +35,42 @@ import aiohttp
 from aiohttp import web
 
 from . import auth, datadir, logs
+from .backends import choose
+from .clock import SYSTEM, Clock
 from .config import ConfigError, Settings
-from .engine.cache import JournalResults, ResultCache, ResultIndex
+from .engine.cache import ResultCache
 from .engine.jobs import Job
-from .engine.journal import Journal
-from .engine.runner import Limits, Runner
-from .facades import (docs, jobs, keys, models, openai_chat, openai_errors, openai_images,
-                      ops, sdapi, sdapi_errors, web as web_page, ws)
-from .facades.a1111_state import A1111State
+from .engine.runner import Runner, RunnerSettings
+from .facades import (catalog_view, docs, jobs, keys, models, openai_chat, openai_errors,
+                      openai_images, ops, sdapi, sdapi_errors, status, views, web as web_page,
+                      ws)
+from .facades.callers import Followers
 from .generation import Catalog, Rules
-from .keys.limits import Gate, LocalLedger
-from .keys.ring import key_ring
+from .keys.gate import Gate
 from .metrics import Metrics
 from .openapi import API
+from .provider_config import ProviderConfig, check as check_providers
 from .providers.build import Services, open_providers
-from .retention import Retention, StoreLimits
-from .state import (A1111, ARTING, CATALOG, CORS_ORIGIN, ENGINE, GATE, HTTP, JOURNAL, KEYS, LINK,
-                    METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS,
-                    STORE, WEBHOOKS, WS_CLIENTS)
+from .retention import StoreLimits
+from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, FOLLOWERS, GATE,
+                    HTTP, JOURNAL, KEYS, METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES,
+                    SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
-from .webhooks import DeliveryStore, JournalDeliveries, Webhooks, WebhookSettings
+from .transport.director import Sessions, plan_of
+from .webhooks import Webhooks, WebhookSettings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, clock: Clock = SYSTEM) -> web.Application:
     app = web.Application(client_max_size=int(settings.max_body_mb * 1024 * 1024),
                           middlewares=[request_context, cors])
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app[WS_CLIENTS] = set()
-    app.cleanup_ctx.extend([sandbox_context, state_context, redis_context, journal_context,
+    app[FOLLOWERS] = Followers()
+    app.cleanup_ctx.extend([sandbox_context, state_context, backend_context, journal_context,
                             keys_context, http_context, provider_context, runner_context,
                             a1111_context, webhooks_context, retention_context])
     app.on_shutdown.append(drain)
@@ -88,6 +97,8 @@ def create_app(settings: Settings) -> web.Application:
     native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
     native[API] = openai_errors.NATIVE
     jobs.add_routes(native)
+    status.add_routes(native)
+    catalog_view.add_routes(native)
     keys.add_routes(native)
     ws.add_routes(native)
     ops.add_admin_routes(native)
@@ -131,32 +142,44 @@ def is_loopback(host: str) -> bool:
 # --- services --------------------------------------------------------------------------
 
 async def sandbox_context(app: web.Application) -> AsyncIterator[None]:
-    """With ``--sandbox``, start the Arting emulator first and point the daemon at it."""
+    """With ``--sandbox``, start the Arting emulator first and point the daemon at it,
+    and the emulators of the other providers the sandbox offers (``sandbox_providers``)."""
     settings = app[SETTINGS]
     if not settings.sandbox:
         app[SANDBOX] = None
         yield
         return
+    from .sandbox.providers import emulated_providers
     from .sandbox.replay import start_sandbox
 
     sandbox = await start_sandbox(settings.sandbox_generation_time, settings.sandbox_replay)
-    app[SETTINGS] = sandbox_settings(settings, sandbox.url or "")
-    app[SANDBOX] = sandbox
     log.info("sandbox: Arting emulator at %s%s", sandbox.url,
              f", replaying {settings.sandbox_replay}" if settings.sandbox_replay else "")
     try:
-        yield
+        async with emulated_providers(settings) as others:
+            app[SETTINGS] = sandbox_settings(settings, sandbox.url or "", others)
+            app[SANDBOX] = sandbox
+            yield
     finally:
         await sandbox.close()
 
 
-def sandbox_settings(settings: Settings, url: str) -> Settings:
-    """The settings with the emulator at ``url`` as Arting. Replaying a record, it stands
-    in for the live Arting, so image-to-image and upscaling stay as configured; else
-    they are on."""
+def sandbox_settings(settings: Settings, url: str,
+                     others: list[ProviderConfig] | None = None) -> Settings:
+    """The settings with the emulator at ``url`` as Arting, and ``others`` (providers at
+    their emulators) added. Replaying a record, it stands in for the live Arting, so
+    image-to-image and upscaling stay as configured; else they are on."""
     update: dict = {"base_url": url}
     if settings.sandbox_replay is None:
         update.update(img2img=True, upscale=True)
+    if others:
+        providers = [*settings.providers, *others]
+        try:
+            check_providers(providers, settings.fallbacks, settings.default_model,
+                            settings.extra_models)
+            update["providers"] = providers
+        except ValueError as exc:
+            log.warning("sandbox: the emulated providers are left out (%s)", exc)
     return settings.model_copy(update=update)
 
 
@@ -173,143 +196,110 @@ async def state_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def redis_context(app: web.Application) -> AsyncIterator[None]:
-    """With ``redis_url``: the link to the Redis this daemon's replicas share."""
-    url = app[SETTINGS].redis_url
-    if url is None:
-        app[LINK] = None
-        yield
-        return
-    from .replicas.link import RedisLink
-
-    link = RedisLink(url.get_secret_value())
-    await link.open()
-    app[LINK] = link
-    app[METRICS].watch(link)
+async def backend_context(app: web.Application) -> AsyncIterator[None]:
+    """Where the state is kept (``backends/``), chosen here once: the data directory, or
+    with ``redis_url`` the Redis replicas share. Every store below comes from it."""
+    backend = choose(app[SETTINGS], app[CLOCK])
+    await backend.open(app[METRICS])
+    app[BACKEND] = backend
     try:
         yield
     finally:
-        await link.close()
+        await backend.close()
 
 
 async def journal_context(app: web.Application) -> AsyncIterator[None]:
-    """Job records: in the data directory, or (replicas) in Redis."""
-    settings, link = app[SETTINGS], app[LINK]
-    if link is None:
-        journal = Journal(settings.data_dir / "jobs.sqlite3", Job.from_record)
-    else:
-        from .replicas.jobs import RedisJournal
-        journal = RedisJournal(link, Job.from_record, settings.replica_lease)
-    await journal.open()
-    app[JOURNAL] = journal
-    try:
+    """Job records."""
+    async with app[BACKEND].journal(Job.from_record) as journal:
+        app[JOURNAL] = journal
         yield
-    finally:
-        await journal.close()
 
 
 async def keys_context(app: web.Application) -> AsyncIterator[None]:
-    """User keys and the counts their limits are held to: in the data directory
-    (``keys.sqlite3``; today's images from the journal), or (replicas) in Redis."""
-    link = app[LINK]
-    ring, ledger = key_ring(app[SETTINGS], link), None
-    await ring.open()
-    try:
-        if link is None:
-            ledger = LocalLedger(app[JOURNAL])
-        else:
-            from .replicas.limits import RedisLedger
-            ledger = RedisLedger(link)
-        await ledger.open()
-        app[KEYS], app[GATE] = ring, Gate(ring, app[METRICS], ledger)
+    """User keys, and the counts their limits are held to."""
+    backend = app[BACKEND]
+    async with backend.keys() as ring, backend.counters(app[JOURNAL]) as counters:
+        app[KEYS], app[GATE] = ring, Gate(ring, app[METRICS], counters, app[CLOCK])
         yield
-    finally:
-        if ledger is not None:
-            await ledger.close()
-        await ring.close()
 
 
 async def http_context(app: web.Application) -> AsyncIterator[None]:
-    """One HTTP client session for the upstream exchanges that are not Arting's API
-    calls or its result images, which have kept-alive connections of their own
-    (``providers/arting/wire.py``): the signed upload's PUT, the other providers, the
-    check. (Webhooks keep a session of their own.)
+    """The proxies every outbound request goes through (said at start, masked), and the
+    HTTP client sessions for the exchanges that are not Arting's, whose requests the
+    director carries (``transport/director.py``): the other providers. (Webhooks keep a
+    session of their own.)
 
     At most 64 exchanges in flight per host: it bounds how many answers one turn of the
     event loop handles when thousands of jobs finish together (bench/RESULTS.md, scale)."""
+    settings = app[SETTINGS]
+    plan = plan_of(settings)
+    logs.add_secrets(*plan.secrets())
+    said = plan.describe()
+    if said:
+        log.info("outbound requests go through the proxy %s", said)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
         cookie_jar=aiohttp.DummyCookieJar())
-    app[HTTP] = session
+    app[HTTP] = sessions = Sessions(session, plan)
     try:
         yield
     finally:
+        await sessions.close()
         await session.close()
 
 
 async def provider_context(app: web.Application) -> AsyncIterator[None]:
     """The providers (``providers/build.py``): Arting from the settings, and with
     ``[[providers]]`` the others behind a router; token pools probe in the background
-    (with replicas, Arting's shares its tokens' health and places through Redis)."""
+    (the ``arting`` provider's shares its tokens' health and places on the backend's
+    board)."""
     services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
-                        app[CATALOG], app[LINK])
+                        app[CATALOG], app[BACKEND].board, app[CLOCK])
     async with open_providers(services) as (provider, arting):
         app[PROVIDER], app[ARTING] = provider, arting
         yield
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
-    """The job runner; at start it resumes what the journal says was unfinished."""
-    settings, link = app[SETTINGS], app[LINK]
-    index: ResultIndex | None = None
-    if settings.result_cache and link is None:
-        index = JournalResults(app[JOURNAL])
-    elif settings.result_cache:
-        from .replicas.results import RedisResults
-        index = RedisResults(link)
-    cache = None
-    if index is not None:
-        await index.open()
-        cache = ResultCache(index, app[STORE], "sandbox" if settings.sandbox
-                            else settings.base_url)
-    runner = Runner(Limits.of(settings), app[PROVIDER], app[STORE], app[JOURNAL],
-                    app[STATS], app[METRICS], admission=app[GATE], cache=cache)
-    app[METRICS].watch(runner)
-    app[ENGINE] = runner
-    try:
+    """The job runner, and the result cache's index; at start the runner resumes what the
+    journal says was unfinished."""
+    settings = app[SETTINGS]
+    async with contextlib.AsyncExitStack() as stack:
+        cache = None
+        if settings.result_cache:
+            index = await stack.enter_async_context(app[BACKEND].results(app[JOURNAL]))
+            cache = ResultCache(index, app[STORE], "sandbox" if settings.sandbox
+                                else settings.base_url)
+        runner = Runner(RunnerSettings.of(settings), app[PROVIDER], app[STORE], app[JOURNAL],
+                        app[STATS], app[METRICS], admission=app[GATE], cache=cache,
+                        clock=app[CLOCK])
+        app[METRICS].watch(runner)
+        app[ENGINE] = runner
+        stack.push_async_callback(runner.close)
         await runner.start()
         yield
-    finally:
-        await runner.close()
-        if index is not None:
-            await index.close()
 
 
 async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
-    """Webhook deliveries (in the journal, or with replicas in Redis): those a previous
-    run left pending go on."""
+    """Webhook deliveries: those a previous run left pending go on."""
     settings, runner = app[SETTINGS], app[ENGINE]
     store, fallback = app[STORE], f"http://{settings.host}:{settings.port}"
 
     def render(job: Job) -> dict:
         """The job as a delivery carries it: as the job API shows it."""
-        view = jobs.job_dict(settings.public_url or job.origin or fallback, store, runner, job)
+        view = views.job_dict(settings.public_url or job.origin or fallback, store, runner, job)
         return view.model_dump(mode="json", by_alias=True, exclude={"webhooks"})
 
-    if app[LINK] is None:
-        deliveries: DeliveryStore = JournalDeliveries(app[JOURNAL])
-    else:
-        from .replicas.webhooks import RedisDeliveries
-        deliveries = RedisDeliveries(app[LINK], settings.webhook_timeout)
-    webhooks = Webhooks(WebhookSettings.of(settings), deliveries, runner, render,
-                        app[METRICS])
-    await webhooks.start()
-    app[METRICS].watch(webhooks)
-    app[WEBHOOKS] = webhooks
-    try:
-        yield
-    finally:
-        await webhooks.close()
+    async with app[BACKEND].deliveries(app[JOURNAL]) as deliveries:
+        webhooks = Webhooks(WebhookSettings.of(settings), deliveries, runner, render,
+                            app[METRICS], app[CLOCK])
+        await webhooks.start()
+        app[METRICS].watch(webhooks)
+        app[WEBHOOKS] = webhooks
+        try:
+            yield
+        finally:
+            await webhooks.close()
 
 
 async def retention_context(app: web.Application) -> AsyncIterator[None]:
@@ -319,11 +309,7 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
         app[RETENTION] = None
         yield
         return
-    if app[LINK] is not None:
-        raise ConfigError("store_max_gb and store_max_images do not work with redis_url yet: "
-                          "the replicas share one image folder, and trimming it needs them "
-                          "to agree. Leave them unset with replicas.")
-    retention = Retention(limits, app[STORE], app[JOURNAL], app[ENGINE].pinned)
+    retention = app[BACKEND].retention(limits, app[STORE], app[JOURNAL], app[ENGINE].pinned)
     app[METRICS].watch(retention)
     app[RETENTION] = retention
     retention.start()
@@ -335,17 +321,9 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
 
 async def a1111_context(app: web.Application) -> AsyncIterator[None]:
     """What AUTOMATIC1111 clients set (kept across restarts) and run (for progress)."""
-    if app[LINK] is None:
-        state = A1111State(app[SETTINGS].data_dir / "a1111.json")
-    else:
-        from .replicas.a1111 import RedisA1111State
-        state = RedisA1111State(app[LINK], app[ENGINE], app[SETTINGS].replica_lease)
-    await state.open()
-    app[A1111] = state
-    try:
+    async with app[BACKEND].a1111(app[ENGINE]) as state:
+        app[A1111] = state
         yield
-    finally:
-        await state.close()
 
 
 async def drain(app: web.Application) -> None:
@@ -382,13 +360,14 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
     allowed = bool(origin) and ("*" in origins or origin in origins)
     if allowed and request.method == "OPTIONS" and "Access-Control-Request-Method" in \
             request.headers:
+        assert origin is not None
         return web.Response(status=204, headers={
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": request.headers.get(
                 "Access-Control-Request-Headers", "Authorization, Content-Type"),
             "Access-Control-Max-Age": "600", "Vary": "Origin"})
-    if allowed:
+    if allowed and origin:
         request[CORS_ORIGIN] = origin
     return await handler(request)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,10 +23,10 @@ from aiohttp import web
 
 from .config import Settings
 from .errors import Forbidden, Unauthorized
-from .state import GATE, KEYS, PRINCIPAL, SETTINGS
+from .state import CLOCK, GATE, KEYS, PRINCIPAL, SETTINGS
 
 if TYPE_CHECKING:
-    from .keys.ring import KeyRing
+    from .keys.ring import KeyStore
     from .keys.store import ApiKey
 
 
@@ -101,7 +100,8 @@ def resolve(request: web.Request, *, basic: bool = False) -> Principal:
         password = _basic_password(value, settings)
         secret = password if isinstance(password, str) else None
     hint = " or HTTP Basic credentials" if basic else ""
-    return _user(ring, secret, f"Send `Authorization: Bearer <key>`{hint}")
+    return _user(ring, secret, f"Send `Authorization: Bearer <key>`{hint}",
+                 request.config_dict[CLOCK].time())
 
 
 def resolve_key(request: web.Request, secret: str) -> Principal:
@@ -113,16 +113,16 @@ def resolve_key(request: web.Request, secret: str) -> Principal:
     if settings.auth_required and secret and \
             _matches(secret, [k.get_secret_value() for k in settings.api_keys]):
         return OPERATOR
-    return _user(ring, secret, 'Send {"auth": "<key>"} first')
+    return _user(ring, secret, 'Send {"auth": "<key>"} first', request.config_dict[CLOCK].time())
 
 
-def _user(ring: KeyRing, secret: str | None, how: str) -> Principal:
-    """The user whose key ``secret`` is, if it may be used now."""
+def _user(ring: KeyStore, secret: str | None, how: str, now: float) -> Principal:
+    """The user whose key ``secret`` is, if it may be used at ``now``."""
     key = ring.find(secret) if secret else None
     if key is None:
         raise Unauthorized(f"Incorrect API key provided. {how} with a key this daemon knows "
                            "(API_MASTER_KEY, or a user key from the operator).")
-    refusal = key.refusal(time.time())
+    refusal = key.refusal(now)
     if refusal:
         raise Unauthorized(refusal)
     return Principal(key.id, key.name, admin=False, key=key)

@@ -1,7 +1,7 @@
 """What public clients show Arting accepts: model ids, LoRA ids, samplers.
 
 Arting publishes no list endpoint, so these are the ids seen in public code
-(``shared/arting_protocol.md`` §4, §11). Operators add more with ``extra_models`` and
+(``docs/protocol/arting.md`` §4, §11). Operators add more with ``extra_models`` and
 ``extra_loras``.
 """
 

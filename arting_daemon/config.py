@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError,
                       field_validator, model_validator)
 
 from .provider_config import ProviderConfig, check as check_providers
+from .transport import proxies
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +57,11 @@ def _s(default: Any, env: str | tuple[str, ...], doc: str, **kw: Any) -> Any:
 
 
 def _split_list(value: Any) -> Any:
-    """Lists may be written as TOML arrays or as comma-separated strings."""
+    """Lists may be written as TOML arrays, comma-separated strings, or (in the
+    environment, where an empty value means unset) JSON arrays such as ``[]``."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
@@ -64,11 +70,12 @@ def _split_list(value: Any) -> Any:
 LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
                "failed_statuses", "done_statuses", "upscale_done_statuses",
                "upscale_failed_statuses", "extra_models", "extra_loras",
-               "webhook_urls", "webhook_allow_hosts")
+               "webhook_urls", "webhook_allow_hosts", "no_proxy", "sandbox_providers")
 
 
 class Settings(BaseModel):
-    """Everything the daemon can be told. The README's table is made from this class."""
+    """Everything the daemon can be told. The documentation's configuration reference is
+    made from this class (tools/docs_hooks.py)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -168,6 +175,30 @@ class Settings(BaseModel):
     cf_solver: bool = _s(True, "ARTING_CF_SOLVER",
                          "On a Cloudflare challenge, let cloudscraper try to pass it (in a "
                          "worker thread) and reuse its cookies and User-Agent.")
+    impersonate: str = _s("auto", "ARTING_IMPERSONATE",
+                          "Arting's calls through a browser-like client (curl_cffi: a "
+                          "browser's TLS and HTTP/2 fingerprints): `off`; `auto` (the light "
+                          "pool until Cloudflare challenges an identity, then that identity's "
+                          "calls go through it); or a browser profile such as `chrome`, "
+                          "`chrome131`, `safari`, `firefox` (always).",
+                          pattern=r"^[a-z][a-z0-9_]*$")
+
+    # --- network ----------------------------------------------------------------------
+    proxy: SecretStr | None = _s(None, "ARTING_PROXY",
+                                 "The proxy every outbound request goes through (webhooks "
+                                 "aside): `http://`, `https://` (TLS to the proxy), "
+                                 "`socks5://` or `socks5h://` (the proxy resolves names), "
+                                 "with `user:password@` if it wants them; `direct` for none. "
+                                 "Unset: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY as curl reads "
+                                 "them.")
+    no_proxy: list[str] = _s([], "ARTING_NO_PROXY",
+                             "Destinations that go direct, not through the proxy: `*`, a host "
+                             "and its subdomains, an IP address or network, each with an "
+                             "optional `:port`. Empty: NO_PROXY.")
+    webhook_proxy: SecretStr | None = _s(None, "ARTING_WEBHOOK_PROXY",
+                                         "The proxy webhook deliveries go through (the same "
+                                         "forms as `proxy`). Unset: direct, whatever the "
+                                         "environment says.")
 
     # --- generation rules ---------------------------------------------------------------
     default_model: str = _s("oneFORALLAnime", "ARTING_DEFAULT_MODEL",
@@ -195,6 +226,12 @@ class Settings(BaseModel):
                                "Longest prompt accepted, in characters.", ge=1)
     default_nsfw: bool = _s(False, "ARTING_DEFAULT_NSFW",
                             "`is_nsfw` sent when a request does not say.")
+    chat_inline_images: bool = _s(
+        False, "ARTING_CHAT_INLINE_IMAGES",
+        "Chat answers carry their images inline (`data:` URLs in the markdown) instead of "
+        "links to this daemon: for front ends that block other origins' media "
+        "(SillyTavern's *Forbid External Media*). One request can ask with "
+        "`inline_images: true` (or refuse with `false`).")
 
     # --- job engine -------------------------------------------------------------------
     max_active_jobs: int = _s(32, "ARTING_MAX_ACTIVE_JOBS",
@@ -267,7 +304,7 @@ class Settings(BaseModel):
     providers: list[ProviderConfig] = _s(
         [], "ARTING_PROVIDERS",
         "More places to make images: `[[providers]]` tables (in the environment, a JSON "
-        "list); see [Providers](#providers). Empty: Arting alone, from the settings above.")
+        "list); see *Providers*. Empty: Arting alone, from the settings above.")
     fallbacks: dict[str, list[str]] = _s(
         {}, "ARTING_FALLBACKS",
         "Per model id (or `*`), where its jobs go when its provider fails: model ids or "
@@ -292,6 +329,11 @@ class Settings(BaseModel):
                                      "A directory written by `arting-daemon check --record`: "
                                      "the emulator answers with its recorded shapes, literals "
                                      "and timings (needs `sandbox`).")
+    sandbox_providers: list[Literal["midjourney", "stability"]] = _s(
+        ["midjourney", "stability"], "ARTING_SANDBOX_PROVIDERS",
+        "With `sandbox`: the providers besides Arting whose emulators run too, so their "
+        "models are offered (not when replaying a record, nor where `[[providers]]` has "
+        "one of that name or kind). Empty: Arting alone.")
 
     @field_validator(*LIST_FIELDS, mode="before")
     @classmethod
@@ -333,6 +375,21 @@ class Settings(BaseModel):
         if value is not None and webhook_key(value) is None:
             raise ValueError("must be `whsec_` followed by the base64 of 24 to 64 bytes, "
                              "e.g. whsec_$(head -c 32 /dev/urandom | base64)")
+        return value
+
+    @field_validator("proxy", "webhook_proxy")
+    @classmethod
+    def _proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            proxies.parse(value.get_secret_value())    # raises, saying what is wrong
+        return value
+
+    @field_validator("impersonate")
+    @classmethod
+    def _profile(cls, value: str) -> str:
+        if value not in ("off", "auto") and value not in browser_profiles():
+            raise ValueError("must be off, auto, or one of curl_cffi's browser profiles "
+                             f"({', '.join(browser_profiles()[:8])} …)")
         return value
 
     @field_validator("redis_url")
@@ -384,9 +441,21 @@ class Settings(BaseModel):
             if secret is not None:
                 values.append(secret)
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
+        for proxy in (self.proxy, self.webhook_proxy, *(p.proxy for p in self.providers)):
+            if proxy is not None:          # of a proxy's URL, its credentials are secret
+                parsed = proxies.parse(proxy.get_secret_value())
+                found += parsed.secrets() if parsed else []
         if self.redis_url is not None:     # of Redis' URL, only its password is secret
             found.append(urlsplit(self.redis_url.get_secret_value()).password or "")
         return [v for v in found if v]
+
+
+@functools.cache
+def browser_profiles() -> list[str]:
+    """The browser profiles curl_cffi can impersonate (``chrome``, ``safari`` …)."""
+    from curl_cffi.requests.impersonate import REAL_TARGET_MAP, BrowserType
+
+    return [*REAL_TARGET_MAP, *(b.value for b in BrowserType)]
 
 
 def webhook_key(secret: SecretStr) -> bytes | None:
@@ -416,8 +485,9 @@ class Section:
 
 
 def env_names(name: str) -> list[str]:
-    extra = Settings.model_fields[name].json_schema_extra or {}
-    return list(extra.get("env", []))  # type: ignore[union-attr]
+    extra = Settings.model_fields[name].json_schema_extra
+    envs = extra.get("env", []) if isinstance(extra, dict) else []
+    return [str(env) for env in envs] if isinstance(envs, list) else []
 
 
 def load_settings(config_path: str | os.PathLike | None = None,
@@ -496,7 +566,8 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
     if key == "providers" and len(err["loc"]) > 1:
         return f"Invalid setting {where}: {_provider_entry(err['loc'], values)}: {message}."
     shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
-                                  "redis_url", "providers", "webhook_secret") \
+                                  "redis_url", "providers", "webhook_secret", "proxy",
+                                  "webhook_proxy") \
         else repr(values.get(key))
     return f"Invalid setting {where}: {message} (got {shown})."
 
@@ -515,25 +586,3 @@ def _provider_entry(loc: tuple, values: Mapping[str, Any]) -> str:
         name = entries[index].get("name")
     field = "".join(f".{part}" if isinstance(part, str) else f"[{part}]" for part in loc[2:])
     return f"providers[{index}]" + (f" ({name})" if isinstance(name, str) else "") + field
-
-
-def markdown_table() -> str:
-    """The README's configuration table, made from ``Settings`` so the two never disagree."""
-    rows = ["| TOML key | Environment | Default | Meaning |", "| --- | --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        if name == "data_dir":
-            shown = "platform data dir (see below)"
-        elif isinstance(default, (list, dict)):
-            shown = ", ".join(f"`{v}`" for v in default) or "(empty)"
-        elif default is None:
-            shown = "(unset)"
-        elif isinstance(default, bool):
-            shown = f"`{str(default).lower()}`"
-        elif name == "user_agent":
-            shown = "Chrome 141 on Windows"
-        else:
-            shown = f"`{default}`"
-        envs = ", ".join(f"`{e}`" for e in env_names(name))
-        rows.append(f"| `{name}` | {envs} | {shown} | {field.description} |")
-    return "\n".join(rows)

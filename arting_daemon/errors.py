@@ -9,6 +9,7 @@ facade needs to know where an error came from.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 class ArtingError(Exception):
@@ -41,9 +42,10 @@ class ArtingError(Exception):
             return None
         return str(max(1, math.ceil(self.retry_after)))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-safe summary, as stored in job records and shown by the job API."""
-        out = {"type": type(self).__name__, "code": self.code, "message": self.message}
+        out: dict[str, Any] = {"type": type(self).__name__, "code": self.code,
+                               "message": self.message}
         if self.param:
             out["param"] = self.param
         if self.retry_after is not None:
@@ -158,6 +160,19 @@ class UpstreamUnreachable(UpstreamUnavailable):
     """The request never reached Arting (the connection failed)."""
 
     safe_to_resubmit = True
+
+
+class ProxyUnreachable(UpstreamUnreachable):
+    """The proxy the daemon must go through could not be reached: nothing reached the
+    upstream."""
+
+    code = "proxy_unreachable"
+
+
+class ProxyRefused(UpstreamError):
+    """The proxy refused the daemon's credentials: asking again will not change that."""
+
+    code = "proxy_refused"
 
 
 class UpstreamServerError(UpstreamUnavailable):

@@ -64,6 +64,9 @@ class Generation(BaseModel):
     model: str
     width: int
     height: int
+    #: The client named no size (or ``auto``): width and height are ``default_size``'s,
+    #: and a provider whose models choose their own size is sent none.
+    auto_size: bool = False
     n: int = 1
     seed: int
     steps: int = 25
@@ -280,7 +283,8 @@ def prompt_loras(prompt: str, known: Mapping[str, str]) -> tuple[str, tuple[Lora
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(" \t,"), tuple(found), missing
 
 
-def parse_loras(loras: Any = None, lora_ids: Any = None, lora_weight: Any = None) -> tuple[Lora, ...]:
+def parse_loras(loras: Any = None, lora_ids: Any = None,
+                lora_weight: Any = None) -> tuple[Lora, ...]:
     """LoRAs as a list of {id, weight} (or "id:weight" strings), or Arting's own pair of
     comma-separated strings; one weight for several ids applies to all of them."""
     out: list[Lora] = []
@@ -340,6 +344,8 @@ def build_generation(rules: Rules, models: Catalog, *, prompt: Any,
     if not 1 <= n <= rules.max_images:
         raise InvalidRequest(f"n must be between 1 and {rules.max_images} (max_images); "
                              f"got {n}.", param="n")
+    auto_size = (width is None or height is None) and \
+        (size is None or size.strip().lower() in ("", "auto"))
     if width is None or height is None:
         width, height = parse_size(size, rules)
     width, height = fit_size(width, height, rules)
@@ -359,7 +365,8 @@ def build_generation(rules: Rules, models: Catalog, *, prompt: Any,
                                  "must be between 0 and 2.", param="loras")
     return Generation(
         prompt=prompt.strip(), negative_prompt=(negative_prompt or "").strip(),
-        model=models.resolve_model(model), width=width, height=height, n=n,
+        model=models.resolve_model(model), width=width, height=height, auto_size=auto_size,
+        n=n,
         seed=seed % (MAX_SEED + 1), steps=steps or 25,
         guidance=7.0 if guidance is None else guidance,
         sampler=resolve_sampler(sampler), clip_skip=clip_skip or 2, loras=tuple(loras),

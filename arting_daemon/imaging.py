@@ -1,4 +1,5 @@
-"""Pillow work on images clients send: init images, masks, and masked compositing.
+"""Work on images: init images, masks and masked compositing (Pillow); the exact resizes
+A1111's upscaling ends with; and a PNG's text metadata (A1111's ``parameters``).
 
 Arting's image-to-image takes one image and no mask, so masks are honoured here:
 the generated image replaces the init image only where the mask says so. Masks are
@@ -12,6 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import struct
+import zlib
 
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
@@ -106,3 +109,17 @@ def blend(first: bytes, second: bytes, weight: float) -> bytes:
     a = Image.open(io.BytesIO(first)).convert("RGB")
     b = Image.open(io.BytesIO(second)).convert("RGB").resize(a.size)
     return _png(Image.blend(a, b, min(1.0, max(0.0, weight))))
+
+
+def png_with_text(png: bytes, key: str, text: str) -> bytes:
+    """The PNG with a text chunk right after its header, as A1111 writes ``parameters``
+    (tEXt when Latin-1 can hold the text, else UTF-8 iTXt); no pixel is re-encoded."""
+    if png[12:16] != b"IHDR":
+        return png
+    try:
+        kind, data = b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")
+    except UnicodeEncodeError:
+        kind, data = b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
+                                                                     zlib.crc32(kind + data))
+    return png[:33] + chunk + png[33:]

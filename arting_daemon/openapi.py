@@ -41,7 +41,7 @@ class Events:
 
 
 @dataclass(frozen=True)
-class Answer:
+class Doc:
     """One documented answer: ``schema`` (a pydantic model or type, ``None`` being JSON's
     null; ``Events``; or a plain JSON schema) of the ``media`` type (``""``: only the
     ``alternatives``)."""
@@ -77,7 +77,7 @@ def operation(summary: str, description: str = "", **details: Any) -> Callable:
     """Describe a handler: ``body`` (the type its JSON body is parsed into), ``form`` and
     ``files`` (multipart: a model of its text parts, the names of its file parts, the
     first one required), ``query`` (a model of the query string), ``headers`` (request
-    headers: name → schema), ``answers`` (status → model, type or ``Answer``), ``errors``
+    headers: name → schema), ``answers`` (status → model, type or ``Doc``), ``errors``
     (more taxonomy statuses it may answer, beyond what its traits imply), ``tag`` (else
     its protocol's); a WebSocket's ``messages_in`` and ``messages_out`` (the types of the
     client's and the server's messages: OpenAPI has no words for them, so they go in
@@ -99,7 +99,7 @@ class Api:
     #: Security requirement alternatives of its guarded routes.
     security: tuple[str, ...]
     #: A taxonomy status (400, 404, 502 …) → (the status it is sent with, its answer).
-    error: Callable[[int], tuple[int, Answer]]
+    error: Callable[[int], tuple[int, Doc]]
 
 
 #: Set on each sub-application: the protocol it speaks.
@@ -280,14 +280,14 @@ def _responses(route: Route, op: Operation, public: bool, admin: bool,
     return {str(s): a for s, a in sorted(answers.items())}
 
 
-def error_answer(schema: Any, cause: int) -> Answer:
+def error_answer(schema: Any, cause: int) -> Doc:
     """The answer of an error of taxonomy status ``cause``, in a protocol's ``schema``."""
-    return Answer(schema, WHY.get(cause, HTTPStatus(cause).phrase))
+    return Doc(schema, WHY.get(cause, HTTPStatus(cause).phrase))
 
 
 def _answer(answer: Any, schemas: _Schemas) -> dict[str, Any]:
-    if not isinstance(answer, Answer):
-        answer = Answer(answer)
+    if not isinstance(answer, Doc):
+        answer = Doc(answer)
     out: dict[str, Any] = {"description": answer.description or "OK"}
     content = {media: {"schema": _schema(schema, schemas)} for media, schema in
                [(answer.media, answer.schema), *answer.alternatives.items()] if media}

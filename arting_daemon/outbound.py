@@ -5,7 +5,7 @@ policy first:
 
 * **Result downloads** (URLs in Arting's answers) go only to a host in ``image_hosts``
   (``*.`` matches subdomains) or Arting's own.
-* **A signed PUT** (``arting_protocol.md`` §11) goes to the host Arting named in that
+* **A signed PUT** (``docs/protocol/arting.md`` §11) goes to the host Arting named in that
   very answer — allowed for that one request, not remembered — if it is a trusted host
   as above, or resolves to public addresses only (a signed URL pointing into the local
   network is refused).
@@ -29,11 +29,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from .errors import ArtingError, BadUpstreamResponse, DestinationRefused, UpstreamUnreachable
@@ -56,8 +55,8 @@ def is_public(address: Address) -> bool:
 
 
 class OutboundPolicy:
-    def __init__(self, image_hosts: list[str] = (), upstream_url: str = "", *,
-                 webhook_allow_hosts: list[str] = ()) -> None:
+    def __init__(self, image_hosts: Sequence[str] = (), upstream_url: str = "", *,
+                 webhook_allow_hosts: Sequence[str] = ()) -> None:
         upstream = urlsplit(upstream_url)
         self.upstream_host = (upstream.hostname or "").lower()
         self._plain_http = upstream.scheme == "http"
@@ -148,7 +147,7 @@ async def _private(host: str, port: int | None,
                                                                  type=socket.SOCK_STREAM)
         except OSError:
             raise unresolved() from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     return next((a for a in addresses if not is_public(a)), None)
 
 
@@ -158,7 +157,7 @@ class _WebhookResolver(AbstractResolver):
         self._dns = DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0,
-                      family: int = socket.AF_INET) -> list[dict[str, Any]]:
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         found = await self._dns.resolve(host, port, family)
         if self._policy.webhook_allowed(host):
             return found

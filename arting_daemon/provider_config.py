@@ -6,10 +6,13 @@ Each ``[[providers]]`` entry adds one; an entry named ``arting`` replaces the im
 Arting provider (its unset fields still come from the flat settings).
 
 A provider offers its ``models``: a list of ids, or ``"*"`` for its own catalogue (Arting's
-built-in list, an A1111's checkpoints, an OpenAI server's ``/models``), each id under the
-provider's ``prefix`` (for a catalogue, ``<name>/`` unless set). ``[fallbacks]`` maps a
-model id (or ``"*"``, every model without its own list) to where its jobs go when its
-provider fails: model ids, or ``<provider>/*`` for that provider's default model.
+built-in list, an A1111's checkpoints, an OpenAI server's ``/models``, the fixed lists of
+Midjourney and Stability AI), each id under the provider's ``prefix`` (for a catalogue
+read from the upstream, ``<name>/`` unless set). ``[fallbacks]`` maps a model id (or
+``"*"``, every model without its own list) to where its jobs go when its provider
+fails: model ids, or ``<provider>/*`` for that provider's default model. Kinds with
+fields of their own (``providers/kinds.py``) have them checked by their own model, in
+the same entry.
 
 Everything here is checked when the settings load, so a mistake stops start-up with one
 line naming the provider and the field.
@@ -19,11 +22,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, PrivateAttr,
+                      SecretStr, ValidationError, field_validator, model_validator)
 
 from . import catalog
+from .providers.kinds import KINDS
 
-Kind = Literal["arting", "a1111", "openai"]
+Kind = Literal["arting", "a1111", "openai", "midjourney", "stability"]
 #: The implicit provider's name: the flat settings describe it.
 ARTING = "arting"
 #: Fields only some kinds take, and the kinds that take them.
@@ -38,7 +43,7 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: What each kind can send its credentials as, for the advice in errors and the status.
 CREDENTIALS = {"arting": "auth_tokens", "a1111": "username and password",
-               "openai": "api_key"}
+               "openai": "api_key", **{k: spec.credentials for k, spec in KINDS.items()}}
 
 
 def http_url(value: str | None) -> str | None:
@@ -79,11 +84,58 @@ class ProviderConfig(BaseModel):
     extras: bool = False
     #: Hosts URL answers may be downloaded from besides ``base_url``'s own.
     image_hosts: list[str] = []
+    #: Its own proxy (as the flat ``proxy``; ``direct``: none). Unset: the daemon's.
+    proxy: SecretStr | None = None
+    #: The fields of a kind that has its own (``providers/kinds.py``), as its model
+    #: validated them (None for the other kinds): ``options``.
+    _options: Any = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _own_fields(cls, data: Any, handler: ModelWrapValidatorHandler[ProviderConfig]
+                    ) -> ProviderConfig:
+        """Take the fields of the entry's kind out for its own model to validate, and
+        name the kind a field of another kind belongs to."""
+        if not isinstance(data, dict):
+            return handler(data)
+        kind = data.get("kind")
+        spec = KINDS.get(kind) if isinstance(kind, str) else None
+        own = spec.own_keys() if spec is not None else set()
+        for key in data:
+            if key in own or key in cls.model_fields:
+                continue
+            takers = [k for k, other in KINDS.items() if key in other.own_keys()]
+            if takers:
+                raise ValueError(f"`{key}` is for kind {' or '.join(takers)}; a provider of "
+                                 f"kind {kind} does not take it")
+        options = None
+        if spec is not None:
+            try:
+                options = spec.settings.model_validate({k: data[k] for k in own if k in data})
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(part) for part in err["loc"])
+                raise ValueError(f"`{where}`: {err['msg']}") from None
+        config = handler({k: v for k, v in data.items() if k not in own})
+        config._options = options
+        return config
+
+    @property
+    def options(self) -> Any:
+        return self._options
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return http_url(value)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from .transport.proxies import parse
+            parse(value.get_secret_value())     # raises, saying what is wrong
+        return value
 
     @field_validator("auth_tokens", "image_hosts", mode="before")
     @classmethod
@@ -106,7 +158,8 @@ class ProviderConfig(BaseModel):
             if field in self.model_fields_set and self.kind not in kinds:
                 raise ValueError(f"`{field}` is for kind {' or '.join(kinds)}; a provider of "
                                  f"kind {self.kind} takes {CREDENTIALS[self.kind]}")
-        if self.kind != "arting" and self.base_url is None:
+        spec = KINDS.get(self.kind)
+        if self.kind != "arting" and self.base_url is None and not (spec and spec.base_url):
             raise ValueError(f"a provider of kind {self.kind} needs `base_url`")
         if (self.username is None) != (self.password is None):
             raise ValueError("give both `username` and `password` (HTTP Basic), or neither")
@@ -119,18 +172,30 @@ class ProviderConfig(BaseModel):
         return self.label or ("Arting" if self.name == ARTING else self.name)
 
     @property
+    def url(self) -> str:
+        """``base_url``, or where the kind is unless told (Stability AI's API)."""
+        url = self.base_url or (KINDS[self.kind].base_url if self.kind in KINDS else None)
+        assert url is not None, "checked when the settings load"
+        return url
+
+    @property
     def model_prefix(self) -> str:
-        """Catalogue ids are offered under ``<name>/`` unless told otherwise; listed ids
-        and the implicit Arting provider's are offered as they are."""
+        """Catalogues read from the upstream are offered under ``<name>/`` unless told
+        otherwise; listed ids, the implicit Arting provider's and the fixed catalogues of
+        Midjourney and Stability AI are offered as they are."""
         if self.prefix is not None:
             return self.prefix
-        return f"{self.name}/" if self.models == "*" and self.name != ARTING else ""
+        fixed = self.name == ARTING or self.kind in KINDS
+        return f"{self.name}/" if self.models == "*" and not fixed else ""
 
     @property
     def takes_img2img(self) -> bool:
-        """A1111 has img2img; an OpenAI server's edits are off unless said (Arting's
-        follow the flat ``img2img`` setting, decided where the provider is made)."""
-        return self.img2img if self.img2img is not None else self.kind == "a1111"
+        """A1111 and Stability AI have img2img; an OpenAI server's edits and Midjourney's
+        image prompts are off unless said (Arting's follow the flat ``img2img`` setting,
+        decided where the provider is made)."""
+        if self.img2img is not None:
+            return self.img2img
+        return self.kind == "a1111" or (self.kind in KINDS and KINDS[self.kind].img2img)
 
     @property
     def jobs_at_once(self) -> int | None:
@@ -138,7 +203,8 @@ class ProviderConfig(BaseModel):
             (1 if self.kind == "a1111" else None)
 
     def secrets(self) -> list[SecretStr]:
-        return [s for s in (*(self.auth_tokens or ()), self.password, self.api_key) if s]
+        own = getattr(self.options, "api_key", None)
+        return [s for s in (*(self.auth_tokens or ()), self.password, self.api_key, own) if s]
 
 
 def implicit_arting() -> ProviderConfig:
@@ -224,9 +290,11 @@ class Offers:
 
 def listed(p: ProviderConfig, extra_models: list[str]) -> list[str]:
     """The ids a provider offers that are known before it is asked: its list, or for an
-    Arting catalogue the built-in ids and ``extra_models``."""
+    Arting catalogue the built-in ids and ``extra_models``, or a kind's fixed catalogue."""
     if isinstance(p.models, list):
         return [p.model_prefix + m for m in p.models]
+    if p.kind in KINDS:
+        return [p.model_prefix + m for m in KINDS[p.kind].models]
     if p.kind != "arting":
         return []
     return [p.model_prefix + m for m in dict.fromkeys([*catalog.MODELS, *extra_models])]

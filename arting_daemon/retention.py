@@ -30,6 +30,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -170,7 +171,7 @@ class Retention:
                 chosen.append(digest)
                 count, size = count - 1, size - nbytes
             gone = await asyncio.to_thread(self._remove, chosen)
-            await self.journal.call(lambda db, gone=gone: self._drop(db, gone))
+            await self.journal.call(partial(self._drop, gone=gone))
             removed += gone
         if removed:
             self.removed += len(removed)

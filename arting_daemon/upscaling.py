@@ -1,6 +1,6 @@
 """Upscaling: the ``Upscale`` request facades build, and the rules for it.
 
-Arting's image-enhance makes a picture 2 or 4 times wider and taller (``arting_protocol.md``
+Arting's image-enhance makes a picture 2 or 4 times wider and taller (``docs/protocol/arting.md``
 §11, LIKELY). An upscale is a job like a generation — queued, followed with progress,
 cancelled, journaled and resumed by the runner — which the provider runs its own way.
 Its pictures are stored images, named by hash: what a client sends is stored first, so
@@ -25,6 +25,19 @@ from .imaging import MAX_PIXELS
 SCALES = (2, 4)
 
 
+class Origin(BaseModel):
+    """Where a stored picture was made, as the picture itself says (``provenance.py``):
+    a provider that upscales only its own pictures (Midjourney) finds them by it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str = Field(max_length=64)
+    #: Which upstream, as a short hash of its URL (a relay's pictures are not ours).
+    upstream: str = Field(max_length=64)
+    #: The provider's own reference (Midjourney: ``<task id>/<quadrant>``).
+    ref: str = Field(max_length=200)
+
+
 class Source(BaseModel):
     """A stored picture to upscale; ``seed`` is the one it was generated with, if known."""
 
@@ -34,6 +47,7 @@ class Source(BaseModel):
     width: int = Field(ge=1)
     height: int = Field(ge=1)
     seed: int = -1
+    origin: Origin | None = None
 
 
 class Upscale(BaseModel):

@@ -12,7 +12,9 @@ A 2xx answer delivers it; anything else (an error status, a redirect, no answer 
 ``webhook_timeout``, a refused address) is retried with exponential backoff (or after a
 429/503's ``Retry-After``) until ``webhook_retry_for`` seconds after the job ended; then
 it is given up. Targets pass the outbound policy (``outbound.py``). The answer's body is
-never read.
+never read. Deliveries go direct, unless ``webhook_proxy`` names a proxy: then the
+policy's check of the target's name before each attempt still holds, and the proxy
+makes the connection.
 
 Deliveries live in a store: the journal's ``webhooks`` table (``JournalDeliveries``,
 queued with the job's final record, so one transaction holds both), or Redis for
@@ -36,8 +38,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -46,10 +46,12 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+from python_socks import ProxyError as SocksError
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import SecretStr
 
 from . import __version__
+from .clock import SYSTEM, Clock
 from .config import Section, webhook_key
 from .engine.jobs import Job
 from .engine.journal import Journal
@@ -57,6 +59,9 @@ from .engine.runner import Runner
 from .errors import ArtingError, DestinationRefused, FeatureDisabled
 from .metrics import Metrics
 from .outbound import OutboundPolicy
+from .retry import backoff, retry_after
+from .transport.director import aiohttp_failure, aiohttp_proxy, socks_session
+from .transport.proxies import parse
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,6 @@ log = logging.getLogger(__name__)
 FIRST, CAP = 1.0, 600.0
 #: Deliveries being attempted at once (by this process).
 PARALLEL = 16
-_jitter = random.Random()
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class WebhookSettings(Section):
     webhook_allow_hosts: list[str]
     webhook_timeout: float
     webhook_retry_for: float
+    webhook_proxy: SecretStr | None
 
 
 @dataclass
@@ -192,7 +197,8 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 class Webhooks:
     def __init__(self, settings: WebhookSettings, store: DeliveryStore, runner: Runner,
-                 render: Callable[[Job], dict[str, Any]], metrics: Metrics) -> None:
+                 render: Callable[[Job], dict[str, Any]], metrics: Metrics,
+                 clock: Clock = SYSTEM) -> None:
         self.settings = settings
         self.key = webhook_key(settings.webhook_secret) if settings.webhook_secret else None
         self.policy = OutboundPolicy(webhook_allow_hosts=settings.webhook_allow_hosts)
@@ -200,10 +206,14 @@ class Webhooks:
         self.runner = runner
         self.render = render
         self.counts = metrics.webhook_deliveries
+        self.clock = clock
         self._busy: dict[str, asyncio.Task] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.proxy = parse(settings.webhook_proxy.get_secret_value()) \
+            if settings.webhook_proxy else None
+        self._extra = aiohttp_proxy(self.proxy) if self.proxy and not self.proxy.socks else {}
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -212,10 +222,19 @@ class Webhooks:
         ``webhook_secret``: no delivery can be made)."""
         if self.key is None:
             return
-        await self.store.open()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=self.policy.resolver(), limit=PARALLEL),
-            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        if self.proxy is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=self.policy.resolver(),
+                                               limit=PARALLEL),
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        elif self.proxy.socks:
+            self._session = socks_session(self.proxy, limit=PARALLEL)
+        else:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=PARALLEL),
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        if self.proxy is not None:
+            log.info("webhooks go through the proxy %s (webhook_proxy)", self.proxy)
         if self.store.pending():
             log.info("webhooks: %d delivery(ies) go on from the journal",
                      self.store.pending())
@@ -231,7 +250,6 @@ class Webhooks:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-            await self.store.close()
 
     # --- what clients ask for -------------------------------------------------------------
 
@@ -265,7 +283,7 @@ class Webhooks:
                                    *([job.webhook_url] if job.webhook_url else [])]))
         if not urls or self.key is None:
             return
-        now = time.time()
+        now = self.clock.time()
         body = json.dumps({
             "type": f"job.{job.state.value}",
             "timestamp": datetime.fromtimestamp(now, timezone.utc).isoformat(
@@ -285,7 +303,8 @@ class Webhooks:
             try:
                 free = PARALLEL - len(self._busy)
                 if free > 0:
-                    for delivery in await self.store.due(time.time(), free, set(self._busy)):
+                    for delivery in await self.store.due(self.clock.time(), free,
+                                                         set(self._busy)):
                         self._busy[delivery.id] = asyncio.create_task(
                             self._deliver(delivery), name=f"webhook-{delivery.id}")
             except ArtingError as err:       # the store is out of reach (Redis): later
@@ -293,8 +312,8 @@ class Webhooks:
             self._wake.clear()
             look = self.store.next_look(set(self._busy))
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(),
-                                       None if look is None else max(0.0, look - time.time()))
+                await self.clock.wait_for(
+                    self._wake.wait(), None if look is None else max(0.0, look - self.clock.time()))
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:
@@ -310,7 +329,7 @@ class Webhooks:
         """One POST; sets the outcome on ``delivery``; returns a Retry-After, if given."""
         assert self._session is not None and self.key is not None
         body = delivery.body.encode()
-        stamp = int(time.time())
+        stamp = int(self.clock.time())
         headers = {"Content-Type": "application/json", "User-Agent": f"arting-2api/{__version__}",
                    "webhook-id": delivery.id, "webhook-timestamp": str(stamp),
                    "webhook-signature": sign(self.key, delivery.id, stamp, body)}
@@ -320,25 +339,31 @@ class Webhooks:
             await self.policy.check_webhook(delivery.url)
             async with self._session.post(
                     delivery.url, data=body, headers=headers, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout)) as resp:
+                    timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
+                    **self._extra) as resp:
                 delivery.last_status = resp.status      # the body is never read
                 if 200 <= resp.status < 300:
                     delivery.state, delivery.last_error = "delivered", None
                     return None
                 delivery.last_error = f"answered HTTP {resp.status}"
-                return _retry_after(resp) if resp.status in (429, 503) else None
+                asked = retry_after(resp.headers.get("Retry-After"), self.clock.time()) \
+                    if resp.status in (429, 503) else None
+                return None if asked is None else min(CAP, asked)
         except ArtingError as err:
             delivery.last_error = err.message
         except asyncio.TimeoutError:
             delivery.last_error = f"no answer within {self.settings.webhook_timeout:g} s"
-        except (aiohttp.ClientError, OSError) as err:
-            delivery.last_error = f"{type(err).__name__}: {str(err)[:200]}"
+        except (aiohttp.ClientError, OSError, SocksError) as err:
+            failed = aiohttp_failure(err, self.proxy, delivery.url)
+            delivery.last_error = failed.message if failed else \
+                f"{type(err).__name__}: {str(err)[:200]}"
         return None
 
     async def _record(self, delivery: Delivery, retry_after: float | None) -> None:
-        now = time.time()
+        now = self.clock.time()
         if delivery.state == "pending":
-            wait = retry_after if retry_after is not None else backoff(delivery.attempts)
+            wait = retry_after if retry_after is not None else \
+                backoff(delivery.attempts, first=FIRST, cap=CAP, jitter="spread")
             delivery.next_at = now + wait
             if delivery.next_at > delivery.created_at + self.settings.webhook_retry_for:
                 delivery.state = "failed"
@@ -360,14 +385,3 @@ class Webhooks:
                                 "Webhook deliveries not yet delivered or given up (those "
                                 "this process knows of).", value=self.store.pending())
 
-
-def backoff(attempt: int) -> float:
-    """Seconds before attempt ``attempt + 1``: FIRST, doubling up to CAP, ±20%."""
-    return min(CAP, FIRST * 2 ** (attempt - 1)) * _jitter.uniform(0.8, 1.2)
-
-
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    try:
-        return min(CAP, max(0.0, float(resp.headers.get("Retry-After", ""))))
-    except ValueError:
-        return None

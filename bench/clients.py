@@ -30,7 +30,7 @@ def create_body(**fields) -> bytes:
     settings = Settings()
     rules = Rules.of(settings)
     gen = build_generation(rules, Catalog(rules), **fields)
-    client = ArtingClient(Upstream.of(settings), session=None)  # type: ignore[arg-type]
+    client = ArtingClient(Upstream.of(settings))
     return json.dumps(client.create_body(gen)).encode()
 
 

@@ -1,7 +1,7 @@
 """``python -m bench.seedstyle --upstream URL [--port N]``: the seed project's approach,
 as the baseline of bench section 7.
 
-The seed (lzA6/arting-2api, ``shared/arting_protocol.md`` §8) is a FastAPI app served
+The seed (lzA6/arting-2api, ``docs/protocol/arting.md`` §8) is a FastAPI app served
 by uvicorn with one worker (``uvicorn[standard]``: uvloop and httptools). For
 ``POST /v1/images/generations`` it makes every Arting call with one shared
 cloudscraper session, synchronously, in the event loop's default thread pool; it

@@ -16,12 +16,12 @@ import base64
 import hashlib
 import io
 import json
-import threading
 import time
 from typing import Any
 
 from aiohttp import web
 from PIL import Image
+from threads import LoopThread
 
 MODELS = ("dreamshaper_8", "realisticVisionV51")
 
@@ -42,8 +42,7 @@ class A1111StandIn:
         self.fail_with: tuple[int, dict] | None = None
         self.hold_at: int | None = None
         self.loaded = models[0]
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop: LoopThread | None = None
         self._runner: web.AppRunner | None = None
         self._busy: asyncio.Lock
         self._released: asyncio.Event
@@ -53,8 +52,12 @@ class A1111StandIn:
     # --- life cycle --------------------------------------------------------------------
 
     def start(self) -> A1111StandIn:
-        self._thread.start()
-        self.call(self._start())
+        self._loop = LoopThread("A1111 stand-in")
+        try:
+            self.call(self._start())
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     async def _start(self) -> None:
@@ -73,19 +76,23 @@ class A1111StandIn:
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self.release()
-            self.call(self._runner.cleanup())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-        self._loop.close()
+        if self._loop is not None:
+            self._loop.close(self._stop())
 
-    def call(self, coro, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    async def _stop(self) -> None:
+        if hasattr(self, "_released"):
+            self._released.set()        # a generation held at ``hold_at`` ends
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def call(self, coro, timeout: float = 60.0) -> Any:
+        assert self._loop is not None, "the stand-in was not started"
+        return self._loop.call(coro, timeout)
 
     def release(self) -> None:
         """Let a generation held at ``hold_at`` go on."""
-        self._loop.call_soon_threadsafe(lambda: self._released.set())
+        assert self._loop is not None, "the stand-in was not started"
+        self._loop.loop.call_soon_threadsafe(self._released.set)
 
     def wait_until(self, what, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

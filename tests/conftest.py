@@ -8,7 +8,6 @@ and is stopped (sockets closed, tasks finished) when its test ends.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.server
 import threading
@@ -20,29 +19,40 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from threads import LoopThread
 
 from arting_daemon.app import create_app
+from arting_daemon.clock import SYSTEM, Clock
 from arting_daemon.config import Settings
 from arting_daemon.sandbox import Sandbox
 from arting_daemon.state import ENGINE
+from clock import ManualClock
+
+#: After each test, nothing it started may be left running (see hygiene.py); pytester
+#: runs small test sessions of its own (test_hygiene.py).
+pytest_plugins = ["hygiene", "pytester"]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 #: Settings that make tests quick: the emulator answers at once (so the daemon expects
-#: it to, and polls first after about 10 ms) and we poll briskly.
+#: it to, and polls first after about 10 ms) and we poll briskly. With ``sandbox=True``
+#: the daemon's own sandbox is Arting's alone unless a test asks for more.
 FAST = dict(expected_duration=0.05, poll_min_interval=0.02, poll_max_interval=0.2,
-            img2img=True, shutdown_grace=0.0)
+            img2img=True, shutdown_grace=0.0, sandbox_providers=[])
 
 
 class LiveDaemon:
     def __init__(self, data_dir: Path, sandbox_options: dict | None = None,
-                 sandbox_class: type[Sandbox] = Sandbox, **settings: Any) -> None:
+                 sandbox_class: type[Sandbox] = Sandbox, clock: Clock = SYSTEM,
+                 **settings: Any) -> None:
         self._data_dir = data_dir
+        #: The time the daemon and its emulator read (a ``ManualClock`` to move by hand).
+        self.clock = clock
         self._sandbox_options = sandbox_options or {}
         self._sandbox_class = sandbox_class
         self._settings = settings
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop: LoopThread | None = None
+        self._runner: web.AppRunner | None = None
         self.sandbox: Sandbox
         self.settings: Settings
         self.app: web.Application
@@ -51,16 +61,16 @@ class LiveDaemon:
     # --- life cycle --------------------------------------------------------------------
 
     def start(self) -> LiveDaemon:
-        self._thread.start()
+        self._loop = LoopThread("live daemon")
         self.call(self._start())
         return self
 
     async def _start(self) -> None:
-        self.sandbox = self._sandbox_class(**self._sandbox_options)
+        self.sandbox = self._sandbox_class(clock=self.clock, **self._sandbox_options)
         upstream = await self.sandbox.start()
         self.settings = Settings(**{"data_dir": self._data_dir, "base_url": upstream,
                                     "port": 0, **FAST, **self._settings})
-        self.app = create_app(self.settings)
+        self.app = create_app(self.settings, clock=self.clock)
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -70,21 +80,43 @@ class LiveDaemon:
         self.url = f"http://127.0.0.1:{port}"
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self.call(self._stop())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-        self._loop.close()
+        """Everything this started, also when it failed to start."""
+        if self._loop is not None:
+            self._loop.close(self._stop())
 
     async def _stop(self) -> None:
-        await self._runner.cleanup()
-        await self.sandbox.close()
+        # a clock moved by hand runs while the daemon stops, so what waits on it (a create
+        # in the air, a retry's pause) ends as it would, even when a test left it waiting
+        pump = asyncio.ensure_future(self._run_clock()) if isinstance(self.clock, ManualClock) \
+            else None
+        try:
+            if self._runner is not None:
+                await self._runner.cleanup()
+        finally:
+            try:
+                if hasattr(self, "sandbox"):
+                    await self.sandbox.close()
+            finally:
+                if pump is not None:
+                    pump.cancel()
+
+    async def _run_clock(self) -> None:
+        assert isinstance(self.clock, ManualClock)
+        while True:
+            await self.clock.advance(1.0)
+            await asyncio.sleep(0.05)
 
     # --- helpers for tests ----------------------------------------------------------------
 
-    def call(self, coro, timeout: float = 30.0) -> Any:
+    def call(self, coro, timeout: float = 60.0) -> Any:
         """Run a coroutine on the daemon's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        assert self._loop is not None, "the daemon was not started"
+        return self._loop.call(coro, timeout)
+
+    def advance(self, seconds: float) -> None:
+        """Move the daemon's ``ManualClock`` on (waking what was due, in order)."""
+        assert isinstance(self.clock, ManualClock)
+        self.call(self.clock.advance(seconds))
 
     def do(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a plain function on the daemon's loop (e.g. to reconfigure the emulator)."""
@@ -150,17 +182,18 @@ def daemons(directory: Path) -> Iterator[Callable[..., LiveDaemon]]:
     started: list[LiveDaemon] = []
 
     def make(sandbox_options: dict | None = None, sandbox_class: type[Sandbox] = Sandbox,
-             **settings: Any) -> LiveDaemon:
+             clock: Clock = SYSTEM, **settings: Any) -> LiveDaemon:
         data = settings.pop("data_dir", directory / f"data{len(started)}")
-        daemon = LiveDaemon(data, sandbox_options, sandbox_class, **settings)
+        daemon = LiveDaemon(data, sandbox_options, sandbox_class, clock, **settings)
         started.append(daemon)
         return daemon.start()
 
     try:
         yield make
     finally:
-        for daemon in started:
-            daemon.stop()
+        with contextlib.ExitStack() as stack:      # each one stopped, whatever the others do
+            for daemon in started:
+                stack.callback(daemon.stop)
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ makes the check pass.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import select
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from threads import LoopThread
 
 from arting_daemon.config import Settings, load_settings
 from arting_daemon.sandbox import Sandbox
@@ -38,24 +37,23 @@ class ThreadedSandbox:
     API, as one would a standalone emulator."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.sandbox = Sandbox()
         self.url = ""
 
     def __enter__(self) -> ThreadedSandbox:
-        self._thread.start()
-        self.url = self._run(self.sandbox.start())
+        self._loop = LoopThread("threaded sandbox")
+        try:
+            self.url = self._run(self.sandbox.start())
+        except BaseException:
+            self._loop.close(self.sandbox.close())
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self._run(self.sandbox.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        self._loop.close(self.sandbox.close())
 
     def _run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+        return self._loop.call(coro)
 
     @property
     def port(self) -> int:
@@ -494,7 +492,7 @@ def test_the_daemon_runs_the_free_check_in_process(make_daemon):
     assert first == second
     assert first["ok"] is True and first["target"]["mode"] == "live"
     assert [f["topic"] for f in first["findings"]] == \
-        ["reach", "cloudflare", "anonymous identity", "image-to-image", "envelope"]
+        ["reach", "cloudflare", "anonymous identity", "client", "image-to-image", "envelope"]
     assert "errors come as HTTP 404" in first["findings"][-1]["message"]
     assert httpx.get(url, headers=key).json() == first
     # Polls only, and the guest identity is never shown.

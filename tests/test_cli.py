@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 from PIL import Image
+from processes import START_TIMEOUT, first_line
 
 COMMAND = Path(sys.executable).with_name("arting-daemon")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -46,7 +47,7 @@ def test_sandbox_mode_needs_no_account_and_no_network(tmp_path, event_loop, runs
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=tmp_path)
     try:
-        line = proc.stdout.readline()
+        line = first_line(proc, START_TIMEOUT)
         assert "listening on http://127.0.0.1:" in line and "sandbox" in line, line
         url = line.split("listening on ", 1)[1].split()[0]
         assert httpx.get(url + "/healthz").json()["sandbox"] is True

@@ -1,5 +1,7 @@
 """Cloudflare in front of Arting: what cloudscraper can pass is passed in a worker thread
-and its clearance reused; what it cannot fails fast, saying what to configure."""
+and its clearance reused; what it cannot fails fast, saying what to configure. These run
+with ``impersonate = "off"`` (cloudscraper alone, as before the browser-like client);
+``test_impersonation.py`` has the browser-like client before it."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def solver_requests(daemon):
 
 
 def test_a_passed_challenge_leaves_a_clearance_every_later_call_carries(make_daemon):
-    daemon = make_daemon(sandbox_class=EdgeSandbox)
+    daemon = make_daemon(sandbox_class=EdgeSandbox, impersonate="off")
     daemon.do(daemon.sandbox.add_fault, "cf_challenge", route="create", count=1)
     assert daemon.run_job()["state"] == "succeeded"
     assert daemon.run_job()["state"] == "succeeded"
@@ -67,7 +69,7 @@ def test_solving_runs_off_the_event_loop(make_daemon):
     its answer from the emulator: it would wait out its timeout (5 s), its error would
     be a timeout instead of the challenge it met, and the heartbeat would miss its beats
     for those seconds."""
-    daemon = make_daemon(request_timeout=5.0)
+    daemon = make_daemon(request_timeout=5.0, impersonate="off")
     daemon.do(daemon.sandbox.add_fault, "cf_challenge_v2", route="*", delay=0.5)
 
     async def heartbeat(seconds: float) -> float:
@@ -97,7 +99,7 @@ def test_after_a_failed_attempt_challenges_fail_at_once(make_daemon, kind):
     """The second job meets the challenge with the other token and is told at once, with
     no second try of cloudscraper; the third finds both tokens blocked and is not even
     sent. Neither waits for a token: that would take the retry budget (20 s) at least."""
-    daemon = make_daemon(auth_tokens=["token-a-0001", "token-b-0002"])
+    daemon = make_daemon(auth_tokens=["token-a-0001", "token-b-0002"], impersonate="off")
     daemon.do(daemon.sandbox.add_fault, kind, route="*")
     first = daemon.run_job()
     started = time.monotonic()
@@ -124,7 +126,7 @@ def test_a_firewall_block_is_not_a_puzzle(make_daemon):
 
 def test_a_configured_clearance_is_sent_and_its_expiry_explained(make_daemon):
     daemon = make_daemon(cf_clearance="configured-clearance-0042",
-                         user_agent="Mozilla/5.0 TestBrowser/1.0")
+                         user_agent="Mozilla/5.0 TestBrowser/1.0", impersonate="off")
     assert daemon.run_job()["state"] == "succeeded"
     create = daemon.sandbox.requests_for("create")[0]
     assert create.header("Cookie") == "cf_clearance=configured-clearance-0042"
@@ -135,7 +137,7 @@ def test_a_configured_clearance_is_sent_and_its_expiry_explained(make_daemon):
 
 
 def test_the_solver_can_be_switched_off(make_daemon):
-    daemon = make_daemon(cf_solver=False)
+    daemon = make_daemon(cf_solver=False, impersonate="off")
     daemon.do(daemon.sandbox.add_fault, "cf_challenge", route="create", count=1)
     job = daemon.run_job()
     assert job["error"]["type"] == "CloudflareBlocked" and "cf_solver" in job["error"]["message"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from arting_daemon.app import check_exposure
-from arting_daemon.config import ConfigError, Settings, load_settings, markdown_table
+from arting_daemon.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,14 +91,6 @@ def test_a_container_published_on_loopback_needs_no_key():
             check_exposure(Settings(host="0.0.0.0", published_host=published))
     check_exposure(Settings(host="0.0.0.0", published_host="0.0.0.0", api_keys=["k"]))
     check_exposure(Settings(host="127.0.0.1", published_host="0.0.0.0"))   # reaches nobody
-
-
-def test_readme_table_is_made_from_the_settings():
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- settings-table -->\n(.*?)\n<!-- /settings-table -->", readme, re.S)
-    assert block, "README.md lost its settings table markers"
-    assert block[1].strip() == markdown_table().strip(), \
-        "README's table is stale: paste the output of arting_daemon.config.markdown_table()"
 
 
 def test_example_config_is_valid_and_mentions_every_setting():

@@ -22,11 +22,11 @@ from arting_daemon.engine import journal as journal_module
 from arting_daemon.engine.jobs import Job, JobState
 from arting_daemon.engine.journal import Journal
 from arting_daemon.engine.queue import SlotQueue
-from arting_daemon.engine.runner import Limits, Runner
+from arting_daemon.engine.runner import Runner, RunnerSettings
 from arting_daemon.errors import FeatureDisabled, Unavailable
 from arting_daemon.generation import Catalog, Rules, build_generation
 from arting_daemon.metrics import Metrics
-from arting_daemon.providers.base import Attempt, Progress, Provider, Work
+from arting_daemon.providers.base import Attempt, OnProgress, Provider, Work
 from arting_daemon.store import ImageStore, png_size
 from arting_daemon.timing import DurationStats, Timing
 
@@ -128,7 +128,7 @@ class PainterAttempt(Attempt):
         self.painter.submits.append(self.work.id)
         return time.time()
 
-    async def follow(self, progress: Progress) -> list[str]:
+    async def follow(self, progress: OnProgress) -> list[str]:
         self.painter.follows.append(self.work.id)
         progress(0.5)
         await self.painter.finish.wait()
@@ -139,7 +139,7 @@ class PainterAttempt(Attempt):
 def make_runner(data: Path, provider: Provider) -> tuple[Runner, Journal]:
     settings = Settings(data_dir=data)
     journal = Journal(data / "jobs.sqlite3", Job.from_record)
-    runner = Runner(Limits.of(settings), provider, ImageStore(data), journal,
+    runner = Runner(RunnerSettings.of(settings), provider, ImageStore(data), journal,
                     DurationStats(Timing.of(settings)), Metrics())
     return runner, journal
 
@@ -373,15 +373,16 @@ async def test_a_service_failing_at_start_up_closes_those_already_started(tmp_pa
     seen = {}
 
     async def fail(self):
-        seen["session"], seen["journal"] = self.provider.client.session, self.journal
+        seen["connections"], seen["journal"] = self.provider.client.director, self.journal
         seen["prober"] = self.provider.pool._watcher
         raise RuntimeError("the runner could not start")
 
     monkeypatch.setattr(Runner, "start", fail)
-    settings = Settings(data_dir=tmp_path, port=0, sandbox=True, sandbox_generation_time=0)
+    settings = Settings(data_dir=tmp_path, port=0, sandbox=True, sandbox_generation_time=0,
+                        sandbox_providers=[])
     with pytest.raises(RuntimeError, match="could not start"):
         await serve(settings)
-    assert seen["session"].closed
+    assert seen["connections"].closed
     assert seen["journal"]._writer is None and seen["journal"]._db is None
     assert seen["prober"].done()
     await asyncio.sleep(0)

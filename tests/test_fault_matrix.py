@@ -156,7 +156,7 @@ class Case:
 
 
 CASES = [
-    # Cloudflare in front of Arting (arting_protocol.md §7, §9.11)
+    # Cloudflare in front of Arting (docs/protocol/arting.md §7, §9.11)
     Case("cf_challenge", (F("cf_challenge"),), error=CloudflareBlocked, words="cf_clearance"),
     Case("cf_challenge_v2", (F("cf_challenge_v2"),), error=CloudflareBlocked,
          words="cf_clearance"),

@@ -9,17 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 
 from arting_daemon.config import Settings
 from arting_daemon.generation import Catalog, Generation, Rules, build_generation
 from arting_daemon.metrics import Metrics
-from arting_daemon.providers.arting import wire
 from arting_daemon.providers.arting.client import ArtingClient, Upstream
 from arting_daemon.providers.arting.provider import ArtingOptions, ArtingProvider
 from arting_daemon.providers.arting.tokens import TokenPool
 from arting_daemon.store import ImageStore
 from arting_daemon.timing import DurationStats, Timing
+from arting_daemon.transport.director import Director
+from arting_daemon.transport.proxies import ProxyPlan
 
 TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
 
@@ -33,9 +33,9 @@ class Work:
     provider_state: dict[str, Any] = field(default_factory=dict)
 
 
-def arting(settings: Settings, session: aiohttp.ClientSession, data: Path) -> ArtingProvider:
-    return ArtingProvider(ArtingOptions.of(settings),
-                          ArtingClient(Upstream.of(settings), session),
+def arting(settings: Settings, data: Path) -> ArtingProvider:
+    one = Director(ProxyPlan.of("direct", [], {}), "off", settings.base_url, limit=1)
+    return ArtingProvider(ArtingOptions.of(settings), ArtingClient(Upstream.of(settings), one),
                           TokenPool([TOKEN], 4), ImageStore(data),
                           DurationStats(Timing.of(settings)), Metrics())
 
@@ -52,22 +52,20 @@ async def test_a_jobs_clock_starts_when_its_create_gets_a_connection(sandbox, tm
     that, and the job's clock starts once it had the connection, no later than Arting
     made the job."""
     settings = Settings(base_url=sandbox.url)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        provider = arting(settings, session, tmp_path)
-        client = provider.client
-        client.api = wire.Origin(sandbox.url, limit=1)
-        try:
-            earlier = await client.create(generation(), TOKEN)
-            sandbox.add_fault("slow", route="get", delay=1.0)
-            held = asyncio.ensure_future(client.poll(earlier, TOKEN))
-            while not sandbox.requests_for("get"):       # the poll has the connection
-                await asyncio.sleep(0.01)
-            work = Work(generation())
-            async with provider.attempt(work, time.time() + 60) as attempt:
-                began = time.time()
-                sent = await attempt.submit()
-            await held
-        finally:
-            client.close()
+    provider = arting(settings, tmp_path)
+    client = provider.client
+    try:
+        earlier = await client.create(generation(), TOKEN)
+        sandbox.add_fault("slow", route="get", delay=1.0)
+        held = asyncio.ensure_future(client.poll(earlier, TOKEN))
+        while not sandbox.requests_for("get"):       # the poll has the connection
+            await asyncio.sleep(0.01)
+        work = Work(generation())
+        async with provider.attempt(work, time.time() + 60) as attempt:
+            began = time.time()
+            sent = await attempt.submit()
+        await held
+    finally:
+        await client.close()
     upstream = sandbox.jobs[work.provider_state["request_id"]]
     assert began + 0.5 <= sent <= upstream.created_at

@@ -18,7 +18,9 @@ import httpx
 import openai
 import pytest
 
+from clock import ManualClock
 from processes import TOKEN, DaemonProcess, Emulator
+from threads import Background
 
 ADMIN = "admin-key-0123456789"
 POOL_TOKEN = "7d1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
@@ -98,7 +100,8 @@ def test_users_never_reach_the_administration(shared):
     assert httpx.get(shared.url + "/metrics", headers=bearer(ADMIN)).status_code == 200
 
 
-def test_a_revoked_or_expired_key_is_refused_at_once_and_says_so(shared):
+def test_a_revoked_or_expired_key_is_refused_at_once_and_says_so(make_daemon):
+    shared = make_daemon(api_keys=[ADMIN], auth_tokens=[POOL_TOKEN], clock=ManualClock())
     alice = make_key(shared, name="alice")
     client = openai.OpenAI(base_url=shared.v1, api_key=alice["key"], max_retries=0)
     client.models.list()
@@ -107,9 +110,9 @@ def test_a_revoked_or_expired_key_is_refused_at_once_and_says_so(shared):
     assert revoked["revoked_at"]
     with pytest.raises(openai.AuthenticationError, match="revoked"):
         client.models.list()
-    short = make_key(shared, name="brief", expires_at=time.time() + 1.5)
+    short = make_key(shared, name="brief", expires_at=shared.clock.time() + 1.5)
     assert submit(shared, short["key"]).status_code == 202
-    time.sleep(1.6)
+    shared.advance(1.6)
     refused = submit(shared, short["key"])
     assert refused.status_code == 401 and "expired" in refused.json()["error"]["message"]
 
@@ -254,11 +257,8 @@ def test_usage_by_day_and_model_for_the_caller_and_for_admins(shared):
 def test_a1111_progress_and_interrupt_are_per_key(shared):
     alice, bob = make_key(shared, name="alice")["key"], make_key(shared, name="bob")["key"]
     shared.do(shared.sandbox.configure, generation_time=30)
-    answer = {}
-    thread = threading.Thread(target=lambda: answer.setdefault("r", httpx.post(
-        f"{shared.url}/sdapi/v1/txt2img", headers=bearer(alice), json={"prompt": "p"},
-        timeout=30)))
-    thread.start()
+    call = Background(httpx.post, f"{shared.url}/sdapi/v1/txt2img", headers=bearer(alice),
+                      json={"prompt": "p"}, timeout=30)
     deadline = time.monotonic() + 10
     while httpx.get(f"{shared.url}/sdapi/v1/progress",
                     headers=bearer(alice)).json()["state"]["job_count"] == 0:
@@ -267,11 +267,14 @@ def test_a1111_progress_and_interrupt_are_per_key(shared):
     assert httpx.get(f"{shared.url}/sdapi/v1/progress",
                      headers=bearer(bob)).json()["state"]["job_count"] == 0
     httpx.post(f"{shared.url}/sdapi/v1/interrupt", headers=bearer(bob))
-    time.sleep(0.3)
-    assert thread.is_alive()                       # bob cannot stop alice's request
+    # had it stopped alice's jobs, they would have ended by the time the next request is
+    # answered: her request is still in flight
+    assert httpx.get(f"{shared.url}/sdapi/v1/progress",
+                     headers=bearer(alice)).json()["state"]["job_count"] == 1
+    assert call.running()                       # bob cannot stop alice's request
     httpx.post(f"{shared.url}/sdapi/v1/interrupt", headers=bearer(alice))
-    thread.join(10)
-    assert answer["r"].status_code == 200 and answer["r"].json()["images"] == []
+    answer = call.result()
+    assert answer.status_code == 200 and answer.json()["images"] == []
 
 
 # --- restarts and secrets at rest -----------------------------------------------------------
@@ -341,7 +344,9 @@ def test_no_key_or_token_in_clear_on_disk_and_every_file_private(emulator, tmp_p
                         headers=bearer(made["key"])).json()["state"] != "succeeded":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        time.sleep(0.7)                         # request counts reach the disk
+        while requests_on_disk(data) < 1:       # the request's count reaches the disk
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     finally:
         daemon.stop()
     secrets = [made["key"].encode(), TOKEN.encode(), ADMIN.encode()]
@@ -354,3 +359,10 @@ def test_no_key_or_token_in_clear_on_disk_and_every_file_private(emulator, tmp_p
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for path in [data, *(p for p in data.rglob("*") if p.is_dir())]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+def requests_on_disk(data: Path) -> int:
+    """The requests counted in the key file, as another process reads it."""
+    import sqlite3
+    with sqlite3.connect(f"file:{data / 'keys.sqlite3'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT coalesce(sum(count), 0) FROM requests").fetchone()[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import re
 import sys
@@ -295,6 +296,57 @@ def test_the_relays_refusals_are_mapped_and_never_passed_through(make_daemon):
     assert job["state"] == "failed" and job["error"]["code"] == "content_refused"
 
 
+@pytest.fixture
+def openai_server():
+    """An OpenAI-compatible images server that keeps every body it gets and answers
+    with one small PNG per image asked for."""
+    import http.server
+    import threading
+    bodies: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            bodies.append(body)
+            answer = json.dumps({"created": 1, "data": [{"b64_json": png(16, 16)}] *
+                                 body.get("n", 1)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.bodies = bodies
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_models_are_sent_only_what_they_take(make_daemon, openai_server):
+    daemon = make_daemon(providers=[{"name": "oai", "kind": "openai",
+                                     "base_url": openai_server.url,
+                                     "models": ["dall-e-3", "gpt-image-1", "my-model"]}])
+    client = OpenAI(base_url=daemon.v1, api_key="unused", max_retries=0)
+    client.images.generate(model="dall-e-3", prompt="a fox", n=2, size="1000x600",
+                           response_format="b64_json")
+    client.images.generate(model="gpt-image-1", prompt="a fox", size="512x768")
+    client.images.generate(model="my-model", prompt="a fox", size="640x384")
+    client.images.generate(model="dall-e-3", prompt="a fox")           # no size: none sent
+    assert openai_server.bodies == [
+        {"prompt": "a fox", "n": 1, "size": "1792x1024", "response_format": "b64_json",
+         "model": "dall-e-3"}] * 2 + [
+        {"prompt": "a fox", "n": 1, "size": "1024x1536", "model": "gpt-image-1"},
+        {"prompt": "a fox", "n": 1, "size": "640x384", "response_format": "b64_json",
+         "model": "my-model"},
+        {"prompt": "a fox", "n": 1, "response_format": "b64_json", "model": "dall-e-3"}]
+
+
 # --- routing ------------------------------------------------------------------------
 
 def test_every_providers_models_are_listed_with_their_provider(make_daemon, studio):
@@ -533,14 +585,15 @@ def test_a_job_in_flight_at_a1111_during_a_crash(tmp_path, standin, free_to_repe
 
 # --- configuration ----------------------------------------------------------------------
 
-def readme_example() -> str:
-    section = (ROOT / "README.md").read_text().split("\n## Providers\n", 1)[1]
-    return re.search(r"```toml\n(.*?)```", section, re.S)[1]
+def docs_example(page: str = "providers.md") -> str:
+    """The first ``toml`` block of a documentation page (the Providers page's example)."""
+    return re.search(r"```toml\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)[1]
 
 
-def test_the_readme_example_loads(tmp_path):
+@pytest.mark.parametrize("page", ["providers.md", "providers.zh-CN.md"])
+def test_the_documented_example_loads(tmp_path, page):
     path = tmp_path / "arting.toml"
-    path.write_text(readme_example())
+    path.write_text(docs_example(page))
     settings = load_settings(path, environ={})
     assert [(p.name, p.kind) for p in settings.providers] == [("studio", "a1111"),
                                                               ("relay", "openai")]
@@ -571,6 +624,17 @@ def test_the_readme_example_loads(tmp_path):
     ('[fallbacks]\noneFORALLAnime = ["nowhere/*"]\n',
      r"fallbacks.oneFORALLAnime: `nowhere/\*` names no provider"),
     ('[fallbacks]\nnosuch = ["asyncsMIX_v7"]\n', r"fallbacks: `nosuch` is no model"),
+    ('[[providers]]\nname = "mj"\nkind = "midjourney"\n',
+     r"providers\[0\] \(mj\): a provider of kind midjourney needs `base_url`"),
+    ('[[providers]]\nname = "r"\nkind = "openai"\nbase_url = "http://x"\nversion = "7"\n',
+     r"`version` is for kind midjourney; a provider of kind openai does not take it"),
+    ('[[providers]]\nname = "s"\nkind = "stability"\napi_key = "sk-1"\nstyle_preset = "oil"\n',
+     r"providers\[0\] \(s\): `style_preset`: Input should be '3d-model', "),
+    ('[[providers]]\nname = "s"\nkind = "stability"\nupscale = "huge"\n',
+     r"`upscale`: Input should be 'fast', 'conservative', 'creative' or 'off'"),
+    ('[[providers]]\nname = "s"\nkind = "stability"\nmodels = ["core"]\n'
+     '[[providers]]\nname = "t"\nkind = "stability"\n',
+     r"`core` is offered by both `s` and `t`; give one of them a `prefix`"),
 ])
 def test_provider_mistakes_stop_start_up_with_one_line(tmp_path, toml, expected):
     path = tmp_path / "arting.toml"

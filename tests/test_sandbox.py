@@ -17,10 +17,12 @@ import time
 import aiohttp
 import pytest
 from PIL import Image, ImageStat
+from processes import START_TIMEOUT, first_line
 from pydantic import ValidationError
 
 from arting_daemon import catalog
 from arting_daemon.sandbox import Fault, Sandbox, SandboxConfig
+from clock import ManualClock
 
 CREATE = "/api/cg/text-to-image/create"
 GET = "/api/cg/text-to-image/get"
@@ -40,6 +42,15 @@ BODY = {"prompt": "a lighthouse at dawn", "model_id": "oneFORALLAnime", "samples
 async def http():
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def clocked():
+    """An emulator on a clock the test moves (for what happens with time)."""
+    sb = Sandbox(clock=ManualClock())
+    await sb.start()
+    yield sb
+    await sb.close()
 
 
 async def post(http, sb, path, body=None, token=UUID, **kw):
@@ -121,11 +132,12 @@ async def test_pending_then_done_wire_format(sandbox, http):
     assert sandbox.jobs[request_id].state == "done" and sandbox.jobs[request_id].polls == 2
 
 
-async def test_generation_time_and_custom_status_literals(sandbox, http):
+async def test_generation_time_and_custom_status_literals(clocked, http):
+    sandbox = clocked
     sandbox.configure(generation_time=0.3, pending_status="queued", done_status="finished")
     request_id = await create(http, sandbox)
     assert (await poll(http, sandbox, request_id))["data"]["status"] == "queued"
-    await asyncio.sleep(0.35)
+    await sandbox.clock.advance(0.35)
     data = (await poll(http, sandbox, request_id))["data"]
     assert data["status"] == "finished" and len(data["output"]) == 1
 
@@ -204,11 +216,12 @@ async def test_image_of_unfinished_or_unknown_job_is_404(sandbox, http):
             assert resp.status == 404
 
 
-async def test_image_expiry(sandbox, http):
+async def test_image_expiry(clocked, http):
+    sandbox = clocked
     sandbox.configure(image_expiry=0.2)
     url = (await generate(http, sandbox))[0]
     await download(http, url)
-    await asyncio.sleep(0.3)
+    await sandbox.clock.advance(0.3)
     async with http.get(url) as resp:
         assert resp.status == 404 and (await resp.json())["message"] == "file expired"
 
@@ -645,10 +658,11 @@ async def test_storage_wants_the_signed_content_type(sandbox, http):
     assert not sandbox.storage.objects
 
 
-async def test_signed_put_urls_expire(sandbox, http):
+async def test_signed_put_urls_expire(clocked, http):
+    sandbox = clocked
     sandbox.configure(storage_url_ttl=0)
     pair = await signed(http, sandbox)
-    await asyncio.sleep(1.1)                            # the expiry is in whole seconds
+    await sandbox.clock.advance(1.1)                    # the expiry is in whole seconds
     status, text = await put(http, pair["put"], solid_png((0, 0, 0)))
     assert status == 403 and "Request has expired" in text
 
@@ -875,11 +889,12 @@ async def test_rate_limit_per_token(sandbox, http):
     await create(http, sandbox, token="another-token")
 
 
-async def test_rate_limit_per_ip_and_window(sandbox, http):
+async def test_rate_limit_per_ip_and_window(clocked, http):
+    sandbox = clocked
     sandbox.configure(rate_limit_requests=1, rate_limit_window=0.3, rate_limit_per="ip")
     await create(http, sandbox, token="a")
     assert (await post(http, sandbox, CREATE, BODY, "b"))[0] == 429
-    await asyncio.sleep(0.35)
+    await sandbox.clock.advance(0.35)
     await create(http, sandbox, token="b")
 
 
@@ -956,7 +971,7 @@ def test_standalone_main():
     proc = subprocess.Popen([sys.executable, "-m", "arting_daemon.sandbox", "--port", "0"],
                             stdout=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline().strip()
+        line = first_line(proc, START_TIMEOUT).strip()
         assert line.startswith("Arting sandbox listening on http://127.0.0.1:")
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -44,7 +44,8 @@ FAULTS = [
 def daemon(make_daemon):
     return make_daemon(sandbox_class=EdgeSandbox, auth_tokens=[UUID_TOKEN, JWT_TOKEN],
                        api_keys=[API_KEY], basic_auth=[BASIC], cf_clearance=CONFIGURED,
-                       token_probe_backoff=0.05, log_level="debug")
+                       token_probe_backoff=0.05, log_level="debug",
+                       impersonate="off")   # cloudscraper's clearance flow, as before
 
 
 def test_no_secret_in_logs_errors_metrics_or_the_journal(daemon, caplog):

@@ -12,6 +12,7 @@ import threading
 import httpx
 import openai
 import pytest
+from processes import START_TIMEOUT, first_line
 
 from arting_daemon import auth
 
@@ -80,7 +81,11 @@ def run_cli(tmp_path, *args, **env) -> subprocess.Popen:
 
 def test_no_network_listening_without_a_key(tmp_path):
     proc = run_cli(tmp_path, "--host", "0.0.0.0")
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:            # had it listened, it would not end by itself
+        proc.kill()
+        proc.wait(30)
     assert proc.returncode == 2 and "listening" not in out
     assert "Refusing to listen on 0.0.0.0" in err and "API_MASTER_KEY" in err
     assert "--allow-insecure" in err
@@ -92,7 +97,7 @@ def test_no_network_listening_without_a_key(tmp_path):
 def test_network_listening_with_a_key_or_when_told(tmp_path, args, env):
     proc = run_cli(tmp_path, "--host", "0.0.0.0", *args, **env)
     try:
-        line = proc.stdout.readline()
+        line = first_line(proc, START_TIMEOUT)
         assert "listening on http://0.0.0.0:" in line, proc.stderr.read()
     finally:
         proc.kill()

@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from arting_daemon.providers.arting.client import PROBE_REQUEST_ID
+from arting_daemon.state import ARTING
+from clock import ManualClock
 
 GOOD = "0f0e0d0c-1111-4222-8333-444455556666"
 OTHER = "1a2b3c4d-5555-4666-8777-888899990000"
@@ -30,17 +32,29 @@ def wait_for(predicate, timeout: float = 5.0):
     return value
 
 
+def advance(daemon, seconds: float, step: float = 0.05) -> None:
+    """Move the daemon's clock ``seconds`` on, a step at a time, each probe the step starts
+    seen through before the clock moves again."""
+    pool = daemon.app[ARTING].pool
+    for _ in range(round(seconds / step)):
+        daemon.advance(step)
+        wait_for(lambda: not any(t.probing for t in pool.tokens))
+
+
 def requests_with(daemon, route: str, token: str):
     return [r for r in daemon.sandbox.requests_for(route) if r.header("Authorization") == token]
 
 
 def test_a_refused_token_is_reprobed_with_a_poll_and_comes_back(make_daemon):
     # the first probe comes 2 s after the refusal: the job is long done by then
-    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=2.0)
+    daemon = make_daemon(auth_tokens=[GOOD, OTHER], token_probe_backoff=2.0,
+                         clock=ManualClock())
     daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
     assert daemon.run_job()["state"] == "succeeded"          # swapped to the other token
     assert tokens(daemon)["token-1"]["state"] == "invalid"
-
+    advance(daemon, 1.9)
+    assert not requests_with(daemon, "get", GOOD)            # not probed before its time
+    advance(daemon, 0.1)
     wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
     probes = requests_with(daemon, "get", GOOD)
     # The probe is one poll of the newest request id we know: no generation was paid for.
@@ -51,9 +65,9 @@ def test_a_refused_token_is_reprobed_with_a_poll_and_comes_back(make_daemon):
 
 def test_a_token_still_refused_stays_out_and_its_probes_back_off(make_daemon):
     daemon = make_daemon(auth_tokens=["not-a-uuid", GOOD], token_probe_backoff=0.1,
-                         sandbox_options={"auth_mode": "uuid"})
+                         sandbox_options={"auth_mode": "uuid"}, clock=ManualClock())
     assert daemon.run_job()["state"] == "succeeded"
-    time.sleep(1.6)
+    advance(daemon, 1.6)
     probes = [r.time for r in requests_with(daemon, "get", "not-a-uuid")]
     gaps = [b - a for a, b in zip(probes, probes[1:])]
     assert 2 <= len(probes) <= 5, probes                    # 0.1, 0.2, 0.4, 0.8 ... not a storm
@@ -71,9 +85,10 @@ def test_a_token_still_refused_stays_out_and_its_probes_back_off(make_daemon):
 
 
 def test_with_no_job_to_look_at_the_probe_polls_an_id_no_job_has(make_daemon):
-    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1)
+    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1, clock=ManualClock())
     daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
     assert daemon.run_job()["error"]["type"] == "UpstreamAuthError"
+    advance(daemon, 0.1)
     wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
     assert [r.body for r in daemon.sandbox.requests_for("get")] == [
         {"request_id": PROBE_REQUEST_ID}]                  # "task not found" proves the door
@@ -81,19 +96,25 @@ def test_with_no_job_to_look_at_the_probe_polls_an_id_no_job_has(make_daemon):
 
 
 def test_retry_after_is_respected_before_the_token_is_used_or_probed(make_daemon):
-    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1)
+    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.1, clock=ManualClock())
     daemon.do(daemon.sandbox.add_fault, "rate_limit", route="create", retry_after=0.6, count=1)
-    assert daemon.run_job()["state"] == "succeeded"
+    job = httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "p"}).json()
+    wait_for(lambda: tokens(daemon)["token-1"]["state"] == "cooling")   # the 429 is in
+    advance(daemon, 0.55)
+    assert len(daemon.sandbox.requests) == 1                # neither used nor probed yet
+    advance(daemon, 0.05)
+    assert daemon.wait_job(job["id"])["state"] == "succeeded"
     limited = daemon.sandbox.requests_for("create")[0].time
     later = [r.time for r in daemon.sandbox.requests if r.time > limited]
     assert later and min(later) - limited >= 0.55
 
 
 def test_a_blocked_token_is_reprobed_and_unblocked(make_daemon):
-    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.2)
+    daemon = make_daemon(auth_tokens=[GOOD], token_probe_backoff=0.2, clock=ManualClock())
     daemon.do(daemon.sandbox.add_fault, "cf_1020", route="*", count=2)
     assert daemon.run_job()["error"]["type"] == "CloudflareBlocked"
     assert tokens(daemon)["token-1"]["state"] == "blocked"
+    advance(daemon, 0.2 + 0.4)                              # a failed probe, then one through
     wait_for(lambda: tokens(daemon)["token-1"]["state"] == "ok")
     view = tokens(daemon)["token-1"]["probes"]
     assert view == {"failed": 1, "ok": 1}                  # 1020 again, then through

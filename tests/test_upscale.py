@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import time
 
 import httpx
 import pytest
 import webuiapi
 from PIL import Image
+from threads import Background
 
 from arting_daemon.store import png_size
 
@@ -217,11 +217,8 @@ def test_arting_is_listed_only_when_upscaling_is_on(make_daemon):
 
 def test_progress_and_interrupt_see_an_extras_upscale(daemon):
     daemon.do(daemon.sandbox.add_fault, "never_finish", route="enhance_create")
-    answer = {}
-    thread = threading.Thread(target=lambda: answer.update(resp=httpx.post(
-        daemon.url + "/sdapi/v1/extra-single-image",
-        json={"image": b64(png()), "upscaler_1": "Arting"}, timeout=30)))
-    thread.start()
+    call = Background(httpx.post, daemon.url + "/sdapi/v1/extra-single-image",
+                      json={"image": b64(png()), "upscaler_1": "Arting"}, timeout=30)
     deadline = time.monotonic() + 10
     while True:
         progress = httpx.get(daemon.url + "/sdapi/v1/progress").json()
@@ -231,8 +228,7 @@ def test_progress_and_interrupt_see_an_extras_upscale(daemon):
         time.sleep(0.02)
     assert progress["textinfo"] == "Upscaling 2× on Arting"
     httpx.post(daemon.url + "/sdapi/v1/interrupt")
-    thread.join(10)
-    resp = answer["resp"]
+    resp = call.result()
     assert resp.status_code == 200                       # the picture as it was
     assert png_size(base64.b64decode(resp.json()["image"])) == (64, 48)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import time
 
-import aiohttp
 import pytest
 from PIL import Image
 
@@ -21,10 +20,9 @@ TOKEN = "5f0c8a52-7d7e-4f53-9a1b-0c2d4e6f8a9b"
 @pytest.fixture
 async def client(sandbox):
     settings = Settings(base_url=sandbox.url, request_timeout=2.0)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        client = ArtingClient(Upstream.of(settings), session)
-        yield client
-        client.close()
+    client = ArtingClient(Upstream.of(settings))
+    yield client
+    await client.close()
 
 
 def gen(**kw):
@@ -176,9 +174,8 @@ async def test_images_come_only_from_trusted_hosts(client):
 
 async def test_nothing_listening_means_unreachable_and_safe_to_resubmit():
     settings = Settings(base_url="http://127.0.0.1:9", request_timeout=2.0)
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises(errors.UpstreamUnreachable) as err:
-            await ArtingClient(Upstream.of(settings), session).create(gen(), TOKEN)
+    with pytest.raises(errors.UpstreamUnreachable) as err:
+        await ArtingClient(Upstream.of(settings)).create(gen(), TOKEN)
     assert err.value.safe_to_resubmit
 
 
@@ -248,10 +245,9 @@ async def test_a_trusted_storage_host_may_be_local(sandbox):
     port = urlsplit(sandbox.url).port
     sandbox.configure(storage_url=f"http://localhost:{port}")
     settings = Settings(base_url=sandbox.url, image_hosts=["localhost"])
-    async with aiohttp.ClientSession() as session:
-        client = ArtingClient(Upstream.of(settings), session)
-        url = await client.upload(red_png(), TOKEN)
-        client.close()
+    client = ArtingClient(Upstream.of(settings))
+    url = await client.upload(red_png(), TOKEN)
+    await client.close()
     assert url.startswith(f"http://localhost:{port}/cdn/") and sandbox.storage.objects
 
 
@@ -275,14 +271,13 @@ async def test_upscale_statuses_follow_the_settings(sandbox):
     sandbox.configure(enhance_done_status=5, enhance_failed_status=6)
     settings = Settings(base_url=sandbox.url, upscale_done_statuses=[5],
                         upscale_failed_statuses=[6])
-    async with aiohttp.ClientSession() as session:
-        client = ArtingClient(Upstream.of(settings), session)
-        task_id = await client.enhance(await client.upload(red_png(), TOKEN), 2, TOKEN)
-        assert (await client.enhance_poll(task_id, TOKEN)).done
-        sandbox.add_fault("fail", route="enhance_get")
-        with pytest.raises(errors.JobFailed, match="upscale failed"):
-            await client.enhance_poll(task_id, TOKEN)
-        client.close()
+    client = ArtingClient(Upstream.of(settings))
+    task_id = await client.enhance(await client.upload(red_png(), TOKEN), 2, TOKEN)
+    assert (await client.enhance_poll(task_id, TOKEN)).done
+    sandbox.add_fault("fail", route="enhance_get")
+    with pytest.raises(errors.JobFailed, match="upscale failed"):
+        await client.enhance_poll(task_id, TOKEN)
+    await client.close()
 
 
 @pytest.mark.parametrize("kind, expected, words", [

@@ -47,9 +47,12 @@ PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
 
 # --- the browser --------------------------------------------------------------------------
 
-def start_chromium(profile: Path, flags: tuple[str, ...] = (), logs: tuple[str, ...] = ()):
+def start_chromium(profile: Path, flags: tuple[str, ...] = (), logs: tuple[str, ...] = (),
+                   lang: str = "en-US"):
     """A headless Chromium driven through Selenium (skips the test without one), with
-    ``CHROMIUM_FLAGS`` and ``flags``; its console log is kept, and the ``logs`` named."""
+    ``CHROMIUM_FLAGS`` and ``flags``, speaking ``lang`` (``--lang``, and the languages it
+    tells pages, which headless Chromium takes from its preferences only); its console
+    log is kept, and the ``logs`` named."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
     if missing:
         pytest.skip(f"needs Debian's chromium and chromium-driver ({', '.join(missing)} not "
@@ -63,6 +66,8 @@ def start_chromium(profile: Path, flags: tuple[str, ...] = (), logs: tuple[str, 
     for flag in (*CHROMIUM_FLAGS, *flags):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument(f"--lang={lang}")
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
     options.set_capability("goog:loggingPrefs", dict.fromkeys(("browser", *logs), "ALL"))
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_script_timeout(10)
@@ -662,7 +667,8 @@ def test_the_status_area_runs_the_free_check_and_lists_its_findings(page, make_d
                 for li in css_all(page, "#check-findings li")}
     assert findings == {"ok · reach:": "ok", "ok · cloudflare:": "ok",
                         "problem · token-1:": "bad", "ok · token-2:": "ok",
-                        "note · image-to-image:": "info", "note · envelope:": "info"}
+                        "note · client:": "info", "note · image-to-image:": "info",
+                        "note · envelope:": "info"}
     refused = text(page, "#check-findings li:nth-child(3)")
     assert 'refused by Arting (HTTP 200, code 100401 "invalid token")' in refused
     lines = 'auth_tokens = ["<a fresh token: arting.ai, F12, Network, the Authorization ' \
@@ -681,7 +687,7 @@ def test_the_status_area_runs_the_free_check_and_lists_its_findings(page, make_d
     # After a reload the last findings are still there.
     page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     open_page(page, daemon)
-    until(page, lambda d: len(css_all(d, "#check-findings li")) == 6, what="the last findings")
+    until(page, lambda d: len(css_all(d, "#check-findings li")) == 7, what="the last findings")
 
     # It is the operator's: a user key is not offered it, nor shown its findings.
     user = api(daemon, "admin/keys", "POST", json={"name": "a user"}).json()["key"]
@@ -742,6 +748,68 @@ def test_several_providers_their_health_and_a_fallback_in_words(page, make_daemo
         assert no_sideways_scroll(page)
     finally:
         studio.stop()
+
+
+def test_the_sandbox_offers_midjourney_and_stability_ai_too(page, make_daemon):
+    from selenium.webdriver.common.keys import Keys
+
+    daemon = make_daemon(sandbox=True, sandbox_providers=["midjourney", "stability"],
+                         sandbox_generation_time=8)
+    open_page(page, daemon)
+    until(page, lambda d: len(css_all(d, "#model optgroup")) == 3, what="three providers")
+    found = dict(page.execute_script(
+        "return [...document.querySelectorAll('#model optgroup')].map(g => "
+        "[g.label, [...g.children].map(o => o.value)])"))
+    assert list(found) == ["Arting", "Midjourney (emulator)", "Stability AI (emulator)"]
+    assert found["Midjourney (emulator)"] == ["midjourney", "niji"]
+    assert found["Stability AI (emulator)"] == ["core", "ultra", "sd3.5-large",
+                                                "sd3.5-large-turbo", "sd3.5-medium"]
+    until(page, lambda d: chip(d, "mode") == "sandbox (emulators)", what="the mode")
+
+    # Stability AI: one image, and the credits it cost on its chip.
+    choose(page, "#model", "core")
+    choose(page, "#size", "768x512")
+    css(page, "#prompt").send_keys("a harbour", Keys.ENTER)
+    provider_chip = "#st-providers li[data-provider='{}'] .chip-value"
+    until(page, lambda d: text(d, provider_chip.format("stability")) == "ok, balance 997",
+          what="Stability's balance", timeout=20)
+
+    # Midjourney: two quadrants of one grid, one seed; then U1 from the gallery.
+    choose(page, "#model", "midjourney")
+    fill(page, "#n", 2)
+    fill(page, "#prompt", "a lighthouse")
+    css(page, "#generate").click()
+    card = "#jobs li.job"
+    until(page, lambda d: text(d, f"{card} .job-state").startswith(
+        "Generating on Midjourney (emulator)…"), what="the Midjourney job running")
+    result = "#gallery li.result:nth-child(1)"
+    until(page, lambda d: len(css_all(d, f"{result} img")) == 2 and "lighthouse" in text(
+        d, f"{result} .result-prompt"), what="the grid's two pictures", timeout=30)
+    settings = dict(zip([e.text for e in css_all(page, f"{result} dt")],
+                        [e.text for e in css_all(page, f"{result} dd")]))
+    assert settings["Provider"] == "Midjourney (emulator)"
+    first, second = settings["Seeds"].split(", ")
+    assert first == second
+    made = api(daemon, "jobs?limit=1").json()["data"][0]
+    css(page, f"{result} .upscale[data-scale='2']").click()
+    upscaled = f"#gallery li.result:nth-child(1):not([data-job-id='{made['id']}'])"
+    until(page, lambda d: d.find_elements("css selector", f"{upscaled} dd"),
+          what="the upscale", timeout=30)
+    settings = dict(zip([e.text for e in css_all(page, f"{upscaled} dt")],
+                        [e.text for e in css_all(page, f"{upscaled} dd")]))
+    assert settings["Upscaled"] == "2× with Midjourney (emulator)"
+    assert settings["Size"] == "1248 × 832"              # 2× a 3:2 quadrant (624 × 416)
+
+    # A fourth task at once waits in the proxy's queue, and the page says where.
+    jobs = [api(daemon, "jobs", "POST", json={"prompt": f"p{i}", "model": "midjourney"}).json()
+            for i in range(4)]
+    open_page(page, daemon)                        # it follows the unfinished jobs it finds
+    until(page, lambda d: any(e.text == "Waiting in Midjourney (emulator)'s queue: position 1."
+                              for e in css_all(d, "#jobs li.job .job-state")),
+          what="the place in Midjourney's queue")
+    for job in jobs:
+        api(daemon, f"jobs/{job['id']}", "DELETE")
+    screenshot(page, "desktop-sandbox-providers.png")
 
 
 # --- without a browser --------------------------------------------------------------------
@@ -818,8 +886,10 @@ def test_page_files_are_served_same_origin_only(daemon):
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp
     assert index.headers["x-content-type-options"] == "nosniff"
     types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-             ".html": "text/html"}
+             ".html": "text/html", ".json": "application/json"}
     for path in STATIC.iterdir():
+        if path.is_dir():       # swagger-ui/: Swagger UI's files, under /docs (test_openapi)
+            continue
         resp = httpx.get(f"{daemon.url}/static/{path.name}")
         assert resp.status_code == 200, path.name
         assert resp.headers["content-type"].startswith(types[path.suffix])
@@ -834,7 +904,7 @@ def test_page_files_are_served_same_origin_only(daemon):
 def test_package_data_ships_every_page_file():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())[
         "tool"]["setuptools"]["package-data"]["arting_daemon"]
-    for path in STATIC.iterdir():
+    for path in (p for p in STATIC.rglob("*") if p.is_file()):
         rel = path.relative_to(ROOT / "arting_daemon").as_posix()
         assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
 

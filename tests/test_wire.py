@@ -12,7 +12,6 @@ import ssl
 import subprocess
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from arting_daemon import errors
@@ -164,12 +163,11 @@ async def test_no_line_break_gets_into_a_request():
 @contextlib.asynccontextmanager
 async def arting_client(url: str, timeout: float = 5.0):
     settings = Settings(base_url=url, request_timeout=timeout)
-    async with aiohttp.ClientSession() as session:
-        client = ArtingClient(Upstream.of(settings), session)
-        try:
-            yield client
-        finally:
-            client.close()
+    client = ArtingClient(Upstream.of(settings))
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 async def test_failures_reach_the_client_as_its_errors():
@@ -188,7 +186,7 @@ async def test_failures_reach_the_client_as_its_errors():
         async with arting_client(f"http://127.0.0.1:{port}", timeout=1.0) as client:
             with pytest.raises(errors.UpstreamTimeout, match="did not answer"):
                 await client.poll("r-1", "t")
-            assert client.api._idle == []         # the timed-out connection is not kept
+            assert not any(o._idle for o in client.director._origins.values())  # not kept
     finally:
         never.set()
         server.close()

@@ -5,11 +5,11 @@ every request and answering with the statuses it is told to, in order."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from dataclasses import dataclass
 
 from aiohttp import web
+from threads import LoopThread
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,13 @@ class Receiver:
         (no answer until the caller gives up); then 204."""
         self.answers = list(answers)
         self.received: list[Received] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self._runner: web.AppRunner | None = None
+        self._loop = LoopThread("webhook receiver")
+        try:
+            self.url = self._loop.call(self._start())
+        except BaseException:
+            self.close()
+            raise
 
     async def _start(self) -> str:
         app = web.Application()
@@ -59,7 +62,8 @@ class Receiver:
         return self.received
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._loop.close(self._stop())
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

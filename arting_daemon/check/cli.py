@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 from .. import __version__, logs
@@ -103,24 +104,25 @@ async def _check(settings: Settings, options: Options, args: argparse.Namespace)
     identities = identities_for(settings)
     logs.add_secrets(*settings.secrets(), *(i.secret for i in identities))
     recorder = Recorder()
-    mode, sandbox = "live", None
-    if settings.sandbox:
-        from ..app import sandbox_settings
-        from ..sandbox.replay import start_sandbox
+    mode = "live"
+    async with AsyncExitStack() as stack:
+        if settings.sandbox:
+            from ..app import sandbox_settings
+            from ..sandbox.providers import emulated_providers
+            from ..sandbox.replay import start_sandbox
 
-        sandbox = await start_sandbox(settings.sandbox_generation_time, settings.sandbox_replay)
-        settings = sandbox_settings(settings, sandbox.url or "")
-        mode = f"sandbox, replaying {settings.sandbox_replay}" if settings.sandbox_replay \
-            else "sandbox"
-    if not args.json:
-        print(f"{PROG}: {settings.base_url} ({mode}) with "
-              f"{', '.join(i.name for i in identities)}", flush=True)
-    try:
+            sandbox = await start_sandbox(settings.sandbox_generation_time,
+                                          settings.sandbox_replay)
+            stack.push_async_callback(sandbox.close)
+            others = await stack.enter_async_context(emulated_providers(settings))
+            settings = sandbox_settings(settings, sandbox.url or "", others)
+            mode = f"sandbox, replaying {settings.sandbox_replay}" if settings.sandbox_replay \
+                else "sandbox"
+        if not args.json:
+            print(f"{PROG}: {settings.base_url} ({mode}) with "
+                  f"{', '.join(i.name for i in identities)}", flush=True)
         report = await run_check(settings, identities, options, recorder=recorder, mode=mode,
                                  on_finding=None if args.json else _print)
-    finally:
-        if sandbox is not None:
-            await sandbox.close()
     if args.record is not None:
         redactor = Redactor({
             **{i.secret: f"<{'anonymous-identity' if i.anonymous else i.label}>"

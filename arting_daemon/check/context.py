@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from multidict import CIMultiDict
 
 from .. import logs
@@ -14,6 +13,7 @@ from ..metrics import Metrics
 from ..recording import Exchange, Recorder
 from ..providers.arting import cloudflare
 from ..providers.arting.client import SUCCESS, ArtingClient, Upstream
+from ..transport.director import Director, plan_of
 from .report import Report
 
 
@@ -33,7 +33,6 @@ class Identity:
 @dataclass
 class Context:
     settings: Settings
-    session: aiohttp.ClientSession
     recorder: Recorder
     report: Report
     #: The probe of a path that does not exist (``probes.NO_SUCH_PATH``): how Arting
@@ -45,14 +44,15 @@ class Context:
         """An Arting client whose every exchange is recorded; ``changes`` alter its settings
         (e.g. without the configured clearance), never the daemon's. Closed by ``close``."""
         settings = self.settings.model_copy(update=changes) if changes else self.settings
-        client = ArtingClient(Upstream.of(settings), self.session, Metrics(),
+        director = Director(plan_of(settings), settings.impersonate, settings.base_url)
+        client = ArtingClient(Upstream.of(settings), director, Metrics(),
                               observe=self.recorder)
         self.clients.append(client)
         return client
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for client in self.clients:
-            client.close()
+            await client.close()
 
 
 def api_answer(exchanges: list[Exchange]) -> Exchange | None:

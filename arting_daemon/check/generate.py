@@ -188,7 +188,10 @@ def judge(ctx: Context, client: ArtingClient, run: Run, prefix: str = "",
     ``bad`` is the level of what would break the daemon: ``warn`` for a feature it has
     switched off."""
     report, proposal = ctx.report, ctx.report.proposal
-    topic = (lambda name: f"{prefix} {name}".strip())
+
+    def topic(name: str) -> str:
+        return f"{prefix} {name}".strip()
+
     if run.ended == "create_failed":
         report.add(topic("generate"), bad, f"Arting refused to create the job "
                    f"({describe(run.create_answer)}): "
@@ -237,7 +240,7 @@ def _judge_literals(ctx: Context, run: Run, topic, bad: str) -> None:
     done_set = {s.lower() for s in proposal.current("done_statuses")}
     failed_set = {s.lower() for s in proposal.current("failed_statuses")}
     running, last = _phases(run)
-    findings = []
+    findings: list[tuple[str, str, str | None]] = []
     for status in running:
         text = str(status).lower()
         if text in failed_set:

@@ -79,9 +79,9 @@ async def check_identities(ctx: Context, identities: list[Identity]
                            ) -> tuple[ArtingClient | None, list[Probe]]:
     """Cloudflare first (from the first poll), then every identity. Returns the client to
     go on with (None when Cloudflare keeps Arting out of reach) and the probes."""
-    client = ctx.client()
-    first = await probe(ctx, client, identities[0])
-    client = await check_cloudflare(ctx, client, first)
+    start = ctx.client()
+    first = await probe(ctx, start, identities[0])
+    client = await check_cloudflare(ctx, start, first)
     if client is None:
         ctx.report.add("tokens", "info", "not checked: Cloudflare answers instead of Arting.")
         return None, []
@@ -114,7 +114,7 @@ async def check_cloudflare(ctx: Context, client: ArtingClient,
     if final is None:           # a challenge, passed by cloudscraper
         said = ("Cloudflare showed a browser challenge; cloudscraper passed it, as the daemon "
                 "does by itself (cf_solver = true). If that stops working, see `cf_clearance` "
-                "in the README's Troubleshooting.")
+                "in the documentation's Troubleshooting (docs/troubleshooting.md).")
         if configured:
             said = ("The configured cf_clearance was not accepted (it expires, and works only "
                     "with the User-Agent of the browser it came from): remove it or copy a "
@@ -233,7 +233,7 @@ def report_envelope(ctx: Context) -> None:
     keys = sorted(set().union(*(p.keys() for _, p in objects)))
     errors = [(e, p) for e, p in objects if "code" in p and not is_success(p)]
     seen = list(dict.fromkeys(describe(e) for e, _ in errors))
-    statuses = sorted({e.status for e, _ in errors})
+    statuses = sorted({e.status for e, _ in errors if e.status is not None})
     data = {"keys": keys, "errors": seen, "error_http_statuses": statuses}
     shape = "{" + ", ".join(keys) + "}"
     if any("code" not in p for _, p in objects):

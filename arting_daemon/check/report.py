@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -81,12 +81,12 @@ class Proposal:
     def lines(self) -> list[str]:
         return [toml_line(k, v) for k, v in self.values.items()]
 
-    def overridden(self, environ: dict[str, str] | None = None) -> dict[str, str]:
+    def overridden(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """Proposed keys the environment sets, which wins over arting.toml."""
-        environ = os.environ if environ is None else environ
+        env: Mapping[str, str] = os.environ if environ is None else environ
         out = {}
         for key in self.values:
-            names = [e for e in env_names(key) if environ.get(e, "") != ""] \
+            names = [e for e in env_names(key) if env.get(e, "") != ""] \
                 if key in Settings.model_fields else []
             if names:
                 out[key] = names[0]
@@ -106,7 +106,7 @@ class Report:
         self.on_finding = on_finding
 
     def add(self, topic: str, level: str, message: str, lines: list[str] | None = None,
-            **data: Any) -> Finding:
+            /, **data: Any) -> Finding:
         assert level in LEVELS, level
         finding = Finding(topic, level, message, list(lines or []), data)
         self.findings.append(finding)

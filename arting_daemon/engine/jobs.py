@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..errors import ArtingError, Cancelled, error_from_dict
+from ..errors import ArtingError, Cancelled, Unavailable, error_from_dict
 from ..upscaling import JobRequest, job_request
 
 
@@ -85,9 +85,9 @@ class Job:
     #: Images stored for the job while it downloads (before ``images`` is set).
     _held: set[str] = field(default_factory=set, repr=False)
     #: The generation's JSON form, made once: it is frozen, and every record carries it.
-    _generation: dict | None = field(default=None, repr=False)
+    _generation: dict[str, Any] | None = field(default=None, repr=False)
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """The journal's JSON form."""
         if self._generation is None:
             self._generation = self.generation.model_dump(mode="json")
@@ -107,7 +107,7 @@ class Job:
         }
 
     @classmethod
-    def from_record(cls, rec: dict) -> Job:
+    def from_record(cls, rec: dict[str, Any]) -> Job:
         """A job from its journal record; raises (KeyError, ValueError, TypeError) when the
         record does not describe one."""
         job = cls(id=str(rec["id"]), generation=job_request(rec["generation"]),
@@ -135,3 +135,9 @@ def raise_for_job(job: Job) -> Job:
     if job.error is not None:
         raise job.error
     raise Cancelled("The job was cancelled.")
+
+
+def shutting_down() -> Unavailable:
+    """What a caller waiting for a job is told when this daemon stops first."""
+    return Unavailable("This daemon is shutting down; send the request again (with "
+                       "several replicas, another one takes it).", retry_after=2)

@@ -1,4 +1,6 @@
-"""Job records journaled in SQLite, so jobs and their images survive a restart.
+"""Job records, so jobs and their images survive a restart: what the runner asks of the
+journal (``JobJournal``), and the journal of one daemon, in SQLite (``Journal``); the
+replicas' is in Redis (``replicas/jobs.py``). The backend builds one or the other.
 
 One thread owns the connection. Writes are queued and committed in batches by a
 writer task (the last record of a job wins), so a state change costs the event loop
@@ -22,17 +24,21 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .. import datadir
 from ..config import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
+#: A finished job's outcome as counted: (owner, UTC day, model, state, jobs, images).
+Outcome = tuple[str, str, str, str, int, int]
+#: A write queued for the writer: (table, key, the row, or None to delete it).
+Write = tuple[str, str, "dict[str, Any] | None"]
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -129,15 +135,62 @@ MIGRATIONS: list[Callable[[sqlite3.Connection, SetAside], None]] = [
 VERSION = len(MIGRATIONS)
 
 
+class JobJournal(Protocol[T]):
+    """Where job records are kept: written behind (``save`` returns at once), read back
+    through the loader the journal was made with (``Job.from_record``); and what replicas
+    share of jobs (leases, cancel requests, idempotency keys, hand-over), which one daemon
+    answers for itself."""
+
+    #: Records that no longer describe a job, skipped: (job id, why).
+    quarantined: list[tuple[str, str]]
+
+    def save(self, record: dict[str, Any]) -> None: ...
+
+    async def flush(self) -> None:
+        """Until what was saved is written."""
+
+    async def get(self, job_id: str) -> T | None: ...
+
+    async def by_idempotency_key(self, key: str) -> T | None: ...
+
+    async def unfinished(self) -> list[T]:
+        """The unfinished jobs to resume (with replicas: those no replica holds)."""
+
+    async def recent(self, limit: int, before: float | None = None,
+                     state: str | None = None, owner: str | None = None) -> list[T]: ...
+
+    async def last_upstream(self, state: str) -> T | None: ...
+
+    async def outcomes(self, since: float, owner: str | None = None) -> list[Outcome]:
+        """Finished jobs since ``since``: (owner, UTC day, model, state, jobs, images)."""
+
+    def attach(self, *, adopt: Callable[[T], Awaitable[bool]], cancel: Callable[[str], None],
+               drop: Callable[[str], None]) -> None:
+        """The runner's callbacks for jobs other replicas leave, cancel or take."""
+
+    async def claim_key(self, key: str, job_id: str) -> str:
+        """The job holding an idempotency key (``job_id`` if none did)."""
+
+    async def cancel_requested(self, job_id: str) -> bool: ...
+
+    async def request_cancel(self, job_id: str) -> None: ...
+
+    async def handover(self) -> None:
+        """Leave the unfinished jobs to the other replicas (or the next start)."""
+
+    def watch(self, job_id: str) -> AbstractAsyncContextManager[asyncio.Event]:
+        """An event set when another replica changes the job."""
+
+
 class Journal(Generic[T]):
-    def __init__(self, path: Path, load: Callable[[dict], T]) -> None:
+    def __init__(self, path: Path, load: Callable[[dict[str, Any]], T]) -> None:
         self.path = path
         self._load = load
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
         #: (table, key, row or None to delete); None stops the writer.
-        self._queue: asyncio.Queue[tuple[str, str, dict | None] | None] = asyncio.Queue()
-        self._writer: asyncio.Task | None = None
+        self._queue: asyncio.Queue[Write | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
         #: Records skipped because they no longer describe a job (moved to quarantine).
         self.quarantined: list[tuple[str, str]] = []
 
@@ -197,7 +250,7 @@ class Journal(Generic[T]):
             raise KeyError(table)
         self._queue.put_nowait((table, key, None))
 
-    async def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+    async def rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """The rows of a query, once everything queued before it is on disk."""
         return await self.call(lambda db: db.execute(sql, args).fetchall())
 
@@ -237,7 +290,7 @@ class Journal(Generic[T]):
                      state: str | None = None, owner: str | None = None) -> list[T]:
         """Newest first; ``before`` is the created_at of the last record of the previous page."""
         await self.flush()
-        sql, args = "SELECT id, record FROM jobs WHERE 1=1", []
+        sql, args = "SELECT id, record FROM jobs WHERE 1=1", list[object]()
         if before is not None:
             sql += " AND created_at < ?"
             args.append(before)
@@ -260,7 +313,7 @@ class Journal(Generic[T]):
             (state,))
         return found[0] if found else None
 
-    async def outcomes(self, since: float, owner: str | None = None) -> list[tuple]:
+    async def outcomes(self, since: float, owner: str | None = None) -> list[Outcome]:
         """Finished jobs since ``since``: (owner, UTC day, model, state, jobs, images) rows.
         Each job's outcome is here once, so usage counted from it is counted once; a
         result cache hit made no image, so its images are not counted."""
@@ -270,20 +323,21 @@ class Journal(Generic[T]):
                "sum(CASE WHEN json_extract(record, '$.cache') = 'hit' THEN 0 "
                "ELSE json_array_length(record, '$.images') END) FROM jobs "
                "WHERE finished_at >= ? AND state IN ('succeeded', 'failed', 'cancelled')")
-        args: list = [since]
+        args: list[object] = [since]
         if owner is not None:
             sql += " AND owner = ?"
             args.append(owner)
         sql += " GROUP BY 1, 2, 3, 4"
 
-        def run() -> list[tuple]:
+        def run() -> list[Outcome]:
             assert self._db is not None
             return self._db.execute(sql, args).fetchall()
         return await self._run(run)
 
     # --- what replicas share (one daemon: nothing to share) ------------------------------
 
-    def attach(self, *, adopt, cancel, drop) -> None:
+    def attach(self, *, adopt: Callable[[T], Awaitable[bool]], cancel: Callable[[str], None],
+               drop: Callable[[str], None]) -> None:
         """The runner's callbacks for jobs other replicas leave, cancel or take: with one
         daemon there are none."""
 
@@ -307,10 +361,10 @@ class Journal(Generic[T]):
 
     # --- internals ----------------------------------------------------------------------
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., R], *args: object) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def _query(self, sql: str, args: tuple) -> list[T]:
+    async def _query(self, sql: str, args: tuple[object, ...]) -> list[T]:
         def run() -> list[T]:
             assert self._db is not None
             return self._loaded(self._db.execute(sql, args).fetchall())
@@ -362,7 +416,7 @@ class Journal(Generic[T]):
             if stop:
                 return
 
-    def _write(self, writes: list[tuple[str, str, dict | None]]) -> None:
+    def _write(self, writes: list[Write]) -> None:
         assert self._db is not None
         jobs = [(r["id"], r["created_at"], r["state"], r.get("idempotency_key"),
                  json.dumps(r)) for table, _, r in writes if table == "jobs" and r]

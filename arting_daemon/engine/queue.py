@@ -21,7 +21,7 @@ class Place:
     resolves when a slot is handed to it."""
 
     ticket: int | None = None
-    turn: asyncio.Future | None = field(default=None, repr=False)
+    turn: asyncio.Future[None] | None = field(default=None, repr=False)
     released: bool = False
 
     @property
@@ -54,9 +54,10 @@ class SlotQueue:
         if self._free > 0 and not self.waiting:
             self._free -= 1
             return Place()
-        place = Place(next(self._numbers), asyncio.get_running_loop().create_future())
-        self._tickets.append(place.ticket)
-        self._places[place.ticket] = place
+        ticket = next(self._numbers)
+        place = Place(ticket, asyncio.get_running_loop().create_future())
+        self._tickets.append(ticket)
+        self._places[ticket] = place
         return place
 
     def position(self, place: Place) -> int | None:
@@ -95,6 +96,7 @@ class SlotQueue:
             ticket = self._tickets[self._head]
             self._head += 1
             place = self._places.pop(ticket)
+            assert place.turn is not None
             if not place.turn.done():
                 place.turn.set_result(None)
                 self._compact()

@@ -10,6 +10,11 @@ caller goes away, the job is cancelled.
 The runner knows nothing of any upstream's protocol: that is the provider's
 (``providers/base.py``). Job tasks log under the id of the request that made them
 (or ``job-<id>``).
+
+Here is a job's life (queue → stages → end) and the API the facades use; beside it,
+what replicas add (``adoption.py``: taking jobs over, following another replica's),
+what a job is shown (``display.py``: progress and ETA) and the download stage
+(``download.py``).
 """
 
 from __future__ import annotations
@@ -17,38 +22,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily
 
 from .. import logs
+from ..clock import SYSTEM, Clock
 from ..config import Section
-from ..errors import (ArtingError, Cancelled, QueueFull, StageTimeout, Unavailable,
-                      UpstreamError)
-from ..imaging import apply_mask
+from ..errors import ArtingError, Cancelled, QueueFull, StageTimeout
 from ..metrics import Metrics
 from ..providers.base import Provider
-from ..retry import backoff
 from ..store import ImageStore
-from ..timing import DurationStats, running_progress
+from ..timing import DurationStats
 from ..upscaling import JobRequest
+from .adoption import Adoption
 from .cache import ResultCache
-from .jobs import Job, JobImage, JobState, raise_for_job
-from .journal import Journal
+from .display import progress
+from .download import download
+from .jobs import Job, JobState, raise_for_job, shutting_down
+from .journal import JobJournal
 from .queue import Place, SlotQueue
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover
-    from async_timeout import timeout as _timeout
-
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 LANDING = 10.0              # seconds a stop waits for creates in the air
 RECENT_JOBS = 2000          # finished jobs kept in memory (older ones come from the journal)
@@ -56,7 +56,7 @@ UNFINISHED = ("queued", "submitting", "running", "downloading")
 
 
 @dataclass(frozen=True)
-class Limits(Section):
+class RunnerSettings(Section):
     max_active_jobs: int
     max_queued_jobs: int
     job_timeout: float
@@ -86,29 +86,32 @@ STAGES = {  # state → (its deadline's setting, what the stage is, in words)
 
 
 class Runner:
-    def __init__(self, limits: Limits, provider: Provider, store: ImageStore,
-                 journal: Journal[Job], stats: DurationStats,
+    def __init__(self, settings: RunnerSettings, provider: Provider, store: ImageStore,
+                 journal: JobJournal[Job], stats: DurationStats,
                  metrics: Metrics | None = None, admission: Admission | None = None,
-                 cache: ResultCache | None = None) -> None:
-        self.limits = limits
+                 cache: ResultCache | None = None, clock: Clock = SYSTEM) -> None:
+        self.settings = settings
         self.admission = admission
         self.provider = provider
         self.store = store
         self.journal = journal
         self.stats = stats
         self.metrics = metrics or Metrics()
+        self.clock = clock
         #: The result cache, or None when ``result_cache`` is off.
         self.cache = cache
         #: Called with every job as it ends, after its final record is queued (so what
         #: they queue is committed with it): webhook deliveries.
         self.on_finished: list[Callable[[Job], None]] = []
-        self.queue = SlotQueue(limits.max_active_jobs, limits.max_queued_jobs)
+        self.queue = SlotQueue(settings.max_active_jobs, settings.max_queued_jobs)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._places: dict[str, Place] = {}
         self._dropped: set[str] = set()       # jobs another replica took over
-        self._errands: set[asyncio.Task] = set()
+        self._errands: set[asyncio.Task[None]] = set()
+        #: What replicas add: taking jobs over, following another's (``adoption.py``).
+        self.replicas = Adoption(self)
         self._accepting = True
         self._stopping = False
         self._stopped = asyncio.Event()       # jobs in flight were stopped (shutdown)
@@ -122,10 +125,11 @@ class Runner:
     async def start(self) -> None:
         """Resume the jobs a previous run left unfinished (with replicas: the jobs no
         replica holds), and from now on those another replica leaves behind."""
-        self.journal.attach(adopt=self.adopt, cancel=self._cancel_by_id, drop=self.drop)
+        self.journal.attach(adopt=self.replicas.adopt, cancel=self.replicas.cancel_by_id,
+                            drop=self.replicas.drop)
         resumed = 0
         for job in await self.journal.unfinished():
-            resumed += await self.adopt(job)
+            resumed += await self.replicas.adopt(job)
         if resumed:
             log.info("resumed %d unfinished job(s) from the journal", resumed)
         if self.journal.quarantined:
@@ -133,43 +137,6 @@ class Runner:
                         "they are kept in the journal's quarantine table",
                         len(self.journal.quarantined),
                         ", ".join(job_id for job_id, _ in self.journal.quarantined[:5]))
-
-    async def adopt(self, job: Job) -> bool:
-        """Take over an unfinished job (after a restart, or from a replica that left):
-        followed where the upstream has it, queued again when sending it again costs
-        nothing, else failed — the upstream may have it, and sending it twice could make
-        two. Returns whether it runs here now."""
-        if job.id in self._jobs and not self._jobs[job.id].state.terminal:
-            return False
-        if await self.journal.cancel_requested(job.id):
-            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
-            return False
-        submitted = self.provider.submitted(job)
-        if job.state is JobState.DOWNLOADING and job.outputs:
-            pass                                    # fetch the images again
-        elif submitted and job.state is not JobState.QUEUED:
-            job.state = JobState.RUNNING            # follow it where it is
-        elif job.state is JobState.QUEUED or self.provider.for_job(job).free_to_repeat:
-            job.state, job.submitted_at = JobState.QUEUED, None
-        else:
-            self._finish(job, JobState.FAILED, UpstreamError(
-                "The daemon restarted while submitting this job; submit it again."))
-            return False
-        if self.admission is not None:
-            await self.admission.restore(job)
-        self._dropped.discard(job.id)
-        self._remember(job)
-        self._start_task(job, resumed=True)
-        return True
-
-    def drop(self, job_id: str) -> None:
-        """Stop working on a job another replica has taken over (its lease was lost):
-        quietly, leaving its record to the one that runs it now."""
-        task = self._tasks.get(job_id)
-        if task is not None:
-            self._dropped.add(job_id)
-            task.cancel()
-        self._jobs.pop(job_id, None)
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop: take no new jobs and start no queued one; give the jobs in flight
@@ -196,10 +163,10 @@ class Runner:
         have the job), so jobs being submitted get a little while (``LANDING``) for an
         answer first."""
         submitting = [j for j in self.active if j.state is JobState.SUBMITTING]
-        deadline = time.monotonic() + min(LANDING, self.limits.submit_timeout)
+        deadline = self.clock.monotonic() + min(LANDING, self.settings.submit_timeout)
         for job in submitting:
             async for current in self.changes(job, tick=0.1):
-                if current.state is not JobState.SUBMITTING or time.monotonic() > deadline:
+                if current.state is not JobState.SUBMITTING or self.clock.monotonic() > deadline:
                     break
 
     # --- the API the facades use ----------------------------------------------------------
@@ -217,13 +184,14 @@ class Runner:
         ``webhook_url``: where the job's end is POSTed, besides the configured webhooks;
         ``origin``: the base URL the client reached the daemon at (for the links in it)."""
         if not self._accepting:
-            raise _shutting_down()
+            raise shutting_down()
         if idempotency_key:
             existing = await self.get_by_key(idempotency_key, owner)
             if existing:
                 return existing
         provider = self.provider.admit(gen)
-        job = Job(id=uuid.uuid4().hex, generation=gen, source=source, owner=owner,
+        job = Job(id=uuid.uuid4().hex, generation=gen, created_at=self.clock.time(),
+                  source=source, owner=owner,
                   idempotency_key=_scoped(idempotency_key, owner), provider=provider,
                   webhook_url=webhook_url, origin=origin)
         cache = self.cache if reuse else None
@@ -236,9 +204,9 @@ class Runner:
         else:
             self.metrics.result_cache.labels("bypass").inc()
         if self.full:
-            raise QueueFull(f"The queue is full ({self.limits.max_queued_jobs} jobs wait "
+            raise QueueFull(f"The queue is full ({self.settings.max_queued_jobs} jobs wait "
                             "already; max_queued_jobs).", retry_after=self._retry_after())
-        twin = await self._twin(job)
+        twin = await self.replicas.twin(job)
         if twin is not None:
             return twin
         if self.admission is not None:
@@ -288,7 +256,7 @@ class Runner:
         (a job another replica runs: as its record says). Raises ``Unavailable`` when
         this daemon stops before the job ends."""
         if job.id not in self._tasks and not job.state.terminal:
-            async for current in self._remote_changes(job, tick):
+            async for current in self.replicas.remote_changes(job, tick):
                 yield current
             return
         while True:
@@ -297,9 +265,9 @@ class Runner:
             if job.state.terminal:
                 return
             if self._stopped.is_set():
-                raise _shutting_down()
+                raise shutting_down()
             try:
-                await asyncio.wait_for(event.wait(), tick)
+                await self.clock.wait_for(event.wait(), tick)
             except asyncio.TimeoutError:
                 pass
 
@@ -314,7 +282,7 @@ class Runner:
         return await self.journal.last_upstream(state.value)
 
     async def get_by_key(self, key: str, owner: str = "local") -> Job | None:
-        scoped = _scoped(key, owner)
+        scoped = f"{owner}:{key}"
         job = self._by_key.get(scoped)
         if job is None:
             found = await self.journal.by_idempotency_key(scoped)
@@ -325,50 +293,12 @@ class Runner:
     async def _until_done(self, job: Job) -> None:
         """Until the job ends; ``Unavailable`` if this daemon stops first."""
         if job.id not in self._tasks and not job.state.terminal:
-            async for _ in self._remote_changes(job, 1.0):
+            async for _ in self.replicas.remote_changes(job, 1.0):
                 pass
             return
         await job._settled.wait()
         if not job.state.terminal:
-            raise _shutting_down()
-
-    async def _remote_changes(self, job: Job, tick: float) -> AsyncIterator[Job]:
-        """A job this daemon does not run, as its record changes (each change announced
-        by the replica that runs it, and read again every ``tick`` seconds anyway)."""
-        async with self.journal.watch(job.id) as changed:
-            while True:
-                yield job
-                if job.state.terminal:
-                    return
-                if self._stopped.is_set():
-                    raise _shutting_down()
-                try:
-                    await asyncio.wait_for(changed.wait(), tick)
-                except asyncio.TimeoutError:
-                    pass
-                changed.clear()
-                job = await self.get(job.id) or job
-
-    async def _twin(self, job: Job) -> Job | None:
-        """The job that holds ``job``'s idempotency key already, if another does: a twin
-        request submitted meanwhile (with replicas, maybe elsewhere). The first one wins."""
-        if not job.idempotency_key:
-            return None
-        holder = await self.journal.claim_key(job.idempotency_key, job.id)
-        twin = self._by_key.get(job.idempotency_key)
-        if holder != job.id or twin is not None:
-            return twin or await self._await_record(holder)
-        return None
-
-    async def _await_record(self, job_id: str) -> Job:
-        """The job another replica just made, once its record arrives (a moment)."""
-        for _ in range(40):
-            found = await self.get(job_id)
-            if found is not None:
-                return found
-            await asyncio.sleep(0.05)
-        raise Unavailable("The job for this Idempotency-Key is being made by another "
-                          "replica; ask again in a moment.", retry_after=1)
+            raise shutting_down()
 
     # --- what the facades show --------------------------------------------------------------
 
@@ -382,30 +312,9 @@ class Runner:
         return self.stats.expected(g.model, g.width, g.height)
 
     def progress(self, job: Job) -> tuple[float, float | None]:
-        """(fraction done 0..1, seconds left or None)."""
-        expected = self.expected(job)
-        if job.state is JobState.SUCCEEDED:
-            return 1.0, 0.0
-        if job.state.terminal:
-            return 0.0, None
-        if job.state is JobState.QUEUED:
-            ahead = (self.queue_position(job) or 1) - 1
-            waves = ahead // max(1, self.limits.max_active_jobs) + 1
-            return 0.0, waves * expected + expected
-        if job.state is JobState.SUBMITTING or job.submitted_at is None:
-            return 0.02, expected
-        if job.state is JobState.DOWNLOADING:
-            return 0.95, 1.0
-        elapsed = time.time() - job.submitted_at
-        if job.reported_progress is not None:       # the provider knows: shown as it says
-            frac = job.reported_progress
-            left = elapsed / frac - elapsed if frac > 0.05 else expected - elapsed
-            return 0.05 + 0.9 * frac, max(0.5, left)
-        frac, left = running_progress(elapsed, expected), expected - elapsed
-        # the clock's estimate: the expected duration grows when slower jobs finish
-        # meanwhile, and a progress bar must not go back for that
-        job._progress_shown = max(job._progress_shown, 0.05 + 0.9 * frac)
-        return job._progress_shown, max(0.5, left)
+        """(fraction done 0..1, seconds left or None), as shown (``display.py``)."""
+        return progress(job, self.expected(job), self.queue_position(job),
+                        self.settings.max_active_jobs, self.clock.time())
 
     def pinned(self) -> set[str]:
         """What the store must keep now: the images, init images and masks of the jobs
@@ -452,7 +361,7 @@ class Runner:
         yield GaugeMetricFamily("arting_queue_depth", "Jobs waiting for a free slot.",
                                 value=self.queued)
         yield GaugeMetricFamily("arting_queue_limit", "Jobs that may wait (max_queued_jobs).",
-                                value=self.limits.max_queued_jobs)
+                                value=self.settings.max_queued_jobs)
 
     # --- the job's task ---------------------------------------------------------------
 
@@ -478,9 +387,9 @@ class Runner:
         if resumed:
             log.info("job %s resumed %s", job.id, job.state.value)
         # A resumed job gets a fresh deadline: the upstream kept working while we were down.
-        deadline = (time.time() if resumed else job.created_at) + self.limits.job_timeout
+        deadline = (self.clock.time() if resumed else job.created_at) + self.settings.job_timeout
         try:
-            async with _timeout(max(0.0, deadline - time.time())):
+            async with self.clock.timeout(max(0.0, deadline - self.clock.time())):
                 await self._take_slot(job)
                 try:
                     if job.state is not JobState.DOWNLOADING:
@@ -499,7 +408,7 @@ class Runner:
             self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
         except asyncio.TimeoutError:
             self._finish(job, JobState.FAILED, StageTimeout(
-                f"The job took longer than {self.limits.job_timeout:g} s (job_timeout) "
+                f"The job took longer than {self.settings.job_timeout:g} s (job_timeout) "
                 f"and stopped while {job.state.value}.", stage=job.state.value))
         except ArtingError as exc:
             self._finish(job, JobState.FAILED, exc)
@@ -509,10 +418,10 @@ class Runner:
                 f"Internal error ({type(exc).__name__}); see the daemon's log."))
 
     async def _take_slot(self, job: Job) -> None:
-        waiting_since = time.monotonic()
+        waiting_since = self.clock.monotonic()
         await self.queue.wait(self._places[job.id])
-        job.started_at = time.time()
-        self.metrics.stage("queued", time.monotonic() - waiting_since)
+        job.started_at = self.clock.time()
+        self.metrics.stage("queued", self.clock.monotonic() - waiting_since)
 
     async def _generate(self, job: Job, deadline: float) -> list[str]:
         """The provider's part: submit (unless the upstream has the job already) and
@@ -525,15 +434,16 @@ class Runner:
             return await self._stage(job, JobState.RUNNING, deadline,
                                      attempt.follow(lambda f: self._reported(job, f)))
 
-    async def _stage(self, job: Job, state: JobState, deadline: float, work: Awaitable):
+    async def _stage(self, job: Job, state: JobState, deadline: float,
+                     work: Awaitable[R]) -> R:
         """Run one stage of the job under its own deadline (and the job's)."""
         self._set(job, state)
         name, what = STAGES[state]
-        limit = getattr(self.limits, name)
-        budget = min(limit, deadline - time.time())
-        started = time.monotonic()
+        limit = getattr(self.settings, name)
+        budget = min(limit, deadline - self.clock.time())
+        started = self.clock.monotonic()
         try:
-            async with _timeout(max(0.0, budget)):
+            async with self.clock.timeout(max(0.0, budget)):
                 return await work
         except asyncio.TimeoutError:
             if budget < limit:
@@ -542,47 +452,11 @@ class Runner:
             raise StageTimeout(f"{what} took longer than {limit:g} s ({name}).",
                                stage=state.value) from None
         finally:
-            self.metrics.stage(state.value, time.monotonic() - started)
+            self.metrics.stage(state.value, self.clock.monotonic() - started)
 
     async def _download(self, job: Job, deadline: float) -> None:
-        """Fetch every image once into the store; retryable faults are retried until the
-        stage's deadline. A mask is applied here: upstreams take none."""
-        gen = job.generation
-        seeds = gen.seeds()
-        masking = None
-        if gen.mask and gen.init_image:
-            masking = (await self.store.read(gen.init_image), await self.store.read(gen.mask))
-
-        async def one(index: int, output: str) -> JobImage:
-            attempt = 0
-            while True:
-                try:
-                    data = await self.provider.fetch(job, output)
-                    break
-                except ArtingError as exc:
-                    if not exc.retryable:
-                        raise
-                    attempt += 1
-                    await asyncio.sleep(backoff(attempt))
-            if masking:
-                data = await asyncio.to_thread(apply_mask, data, *masking)
-            stored = await self.store.put(data)
-            job._held.add(stored.hash)
-            seed = seeds[index] if index < len(seeds) else seeds[-1] + index
-            return JobImage(stored.hash, seed, stored.width, stored.height)
-
-        async def all_images() -> None:
-            if len(job.outputs) == 1:     # most jobs: no task of its own for the one image
-                job.images = [await one(0, job.outputs[0])]
-                return
-            results = await asyncio.gather(*(one(i, o) for i, o in enumerate(job.outputs)),
-                                           return_exceptions=True)
-            job.images = [r for r in results if isinstance(r, JobImage)]
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
-
-        await self._stage(job, JobState.DOWNLOADING, deadline, all_images())
+        await self._stage(job, JobState.DOWNLOADING, deadline,
+                          download(job, self.provider, self.store, self.clock))
 
     async def _cancel_upstream(self, job: Job) -> None:
         """Tell the upstream to stop a job it has (best effort, briefly)."""
@@ -592,7 +466,7 @@ class Runner:
                 await asyncio.wait_for(self.provider.cancel(job), 5)
 
     def _retry_after(self) -> float:
-        waves = self.queue.waiting / max(1, self.limits.max_active_jobs)
+        waves = self.queue.waiting / max(1, self.settings.max_active_jobs)
         return round(max(1.0, waves * self.stats.typical()), 1)
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -611,12 +485,6 @@ class Runner:
             if oldest.idempotency_key:
                 self._by_key.pop(oldest.idempotency_key, None)
 
-    def _cancel_by_id(self, job_id: str) -> None:
-        """Another replica asks to cancel a job this one runs."""
-        job = self._jobs.get(job_id)
-        if job is not None and job.id in self._tasks:
-            self.cancel(job)
-
     def _reported(self, job: Job, fraction: float) -> None:
         job.reported_progress = min(1.0, max(0.0, fraction))
         self._notify(job)
@@ -631,7 +499,7 @@ class Runner:
         job.provider, job.images = earlier.provider, list(earlier.images)
         job.cache, job.cached_from = "hit", earlier.id
         job.started_at = job.created_at
-        twin = await self._twin(job)
+        twin = await self.replicas.twin(job)
         if twin is not None:
             return twin
         if self.admission is not None:
@@ -645,7 +513,7 @@ class Runner:
         return job
 
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:
-        job.state, job.error, job.finished_at = state, error, time.time()
+        job.state, job.error, job.finished_at = state, error, self.clock.time()
         if self.admission is not None:
             self.admission.finished(job)
         self.counters[state.value] += 1
@@ -681,10 +549,6 @@ class Runner:
         event, job._changed = job._changed, asyncio.Event()
         event.set()
 
-
-def _shutting_down() -> Unavailable:
-    return Unavailable("This daemon is shutting down; send the request again (with "
-                       "several replicas, another one takes it).", retry_after=2)
 
 
 def _scoped(key: str | None, owner: str) -> str | None:

@@ -233,7 +233,7 @@ class Sparse(Answer):
     # No return annotation: with one, the document would describe any object instead of
     # the model's fields.
     @model_serializer(mode="wrap")
-    def _omit_none(self, handler: Any):  # type: ignore[no-untyped-def]
+    def _omit_none(self, handler: Any):
         return {k: v for k, v in handler(self).items()
                 if v is not None or (self.omitted is not None and k not in self.omitted)}
 

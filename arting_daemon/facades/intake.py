@@ -4,7 +4,8 @@ Clients send pictures as file parts, base64 or data URLs, and masks in two conve
 (OpenAI: transparent = edit; A1111 and the job API: white = edit). Here each becomes an
 RGB PNG (the init image) and an 8-bit mask, white where the picture may change, stored
 by hash for the ``Generation``. Pictures to upscale come the same ways, or as the hash of
-an image the store has already (a result); they become an ``Upscale``'s sources.
+an image the store has already (a result, with its origin); they become an ``Upscale``'s
+sources.
 Decoding and Pillow work run off the event loop.
 """
 
@@ -17,10 +18,10 @@ from typing import Literal
 
 from aiohttp import web
 
-from .. import imaging
+from .. import imaging, provenance
 from ..errors import FeatureDisabled, NotFound
 from ..state import PROVIDER, STORE
-from ..store import png_size
+from ..store import ImageStore, png_size
 from ..upscaling import Source
 
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -90,11 +91,19 @@ async def take_source(request: web.Request, image: bytes | str, param: str,
         if not store.exists(image):
             raise NotFound(f"{param}: no stored image has the hash {image}; send the image "
                            "itself (base64 or a data URL) instead.", param=param)
-        width, height = png_size(await store.read(image)) or (0, 0)
-        return Source(hash=image, width=width, height=height, seed=seed)
+        return await stored_source(store, image, seed)
     png, width, height = await asyncio.to_thread(
         lambda: imaging.init_image(_raw(image, param), param))
     return Source(hash=(await store.put(png)).hash, width=width, height=height, seed=seed)
+
+
+async def stored_source(store: ImageStore, digest: str, seed: int = -1) -> Source:
+    """A stored picture to upscale, with its origin if a provider marked it
+    (``provenance.py``: an upscale goes to the provider that made it, if it must)."""
+    data = await store.read(digest)
+    width, height = png_size(data) or (0, 0)
+    return Source(hash=digest, width=width, height=height, seed=seed,
+                  origin=provenance.origin(data))
 
 
 def _raw(value: bytes | str, param: str) -> bytes:

@@ -14,33 +14,31 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .. import auth
 from ..errors import Forbidden, InvalidRequest, NotFound
-from ..keys.store import ApiKey, Limits
+from ..keys.limits import LIMITS, NO_LIMITS, KeyLimits
+from ..keys.store import ApiKey
 from ..keys.usage import report
-from ..openapi import Answer as Doc, operation
+from ..openapi import Doc, operation
 from ..state import CATALOG, GATE, JOURNAL, KEYS
 from .http import Answer, Sparse, parse_model, parse_query, read_json, reply
-from .jobs import Caller, JobCounts, caller_of
+from .views import Caller, JobCounts, caller_of
 
 MAX_DAYS = 90
 
 
-class KeyLimits(BaseModel):
-    """A key's limits as clients send them; null (or absent) is no limit."""
+class KeySettings(KeyLimits):
+    """A key's limits (``keys/limits.py``: null, or absent, is no limit) and expiry, as
+    clients send them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(frozen=False)
 
-    requests_per_minute: int | None = Field(None, ge=1)
-    images_per_day: int | None = Field(None, ge=0)
-    max_concurrent: int | None = Field(None, ge=1)
-    models: list[str] | None = None
     expires_at: datetime | None = None
 
 
-class NewKey(KeyLimits):
+class NewKey(KeySettings):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"name": "alice", "images_per_day": 200, "requests_per_minute": 20,
          "max_concurrent": 2, "models": ["oneFORALLAnime"], "expires_at": "2030-01-01T00:00:00Z"}]})
@@ -48,14 +46,17 @@ class NewKey(KeyLimits):
     name: str = Field(min_length=1, max_length=100)
 
 
-class KeyChange(KeyLimits):
+class KeyChange(KeySettings):
     name: str | None = Field(None, min_length=1, max_length=100)
 
 
 # --- answers -------------------------------------------------------------------------------
 
-class KeyView(Answer):
-    """A user key, without its secret (``key_prefix`` shows its first characters)."""
+class KeyView(KeyLimits):
+    """A user key, without its secret (``key_prefix`` shows its first characters), and its
+    limits."""
+
+    model_config = ConfigDict(frozen=False)
 
     id: str
     name: str
@@ -63,10 +64,6 @@ class KeyView(Answer):
     created_at: float
     expires_at: float | None
     revoked_at: float | None
-    requests_per_minute: int | None
-    images_per_day: int | None
-    max_concurrent: int | None
-    models: list[str] | None
 
 
 class NewKeyView(KeyView):
@@ -102,13 +99,13 @@ class Today(Answer):
     images: int
 
 
-class Remaining(Answer):
-    """What is left of each limit (null: no limit)."""
-
-    images_today: int | None
-    requests_this_minute: int | None
-    jobs_in_flight: int | None
-    window_seconds: float
+#: What is left of each limit that counts (null: no limit), one field per limit.
+_LEFT: dict[str, Any] = {limit.left: (int | None, Field(title=limit.left_title))
+                         for limit in LIMITS if limit.left is not None}
+Remaining = create_model(
+    "Remaining", __base__=Answer, __doc__="What is left of each limit (null: no limit).",
+    window_seconds=(float, Field(description="The window of the per-minute counts, in "
+                                             "seconds.")), **_LEFT)
 
 
 class OwnerUsage(Sparse):
@@ -156,9 +153,10 @@ class UsageQuery(BaseModel):
                                               "`local`); `all` or none: every owner.")
 
 
-def _limits(request: web.Request, body: KeyLimits, base: Limits = Limits()) -> Limits:
+def _limits(request: web.Request, body: KeySettings,
+            base: KeyLimits = NO_LIMITS) -> KeyLimits:
     """The limits ``body`` sets, over ``base`` (a field left out keeps its value)."""
-    given = body.model_dump(exclude_unset=True, exclude={"expires_at", "name"})
+    given = body.model_dump(exclude_unset=True, include=set(KeyLimits.model_fields))
     if given.get("models") is not None:
         catalog = request.config_dict[CATALOG]
         unknown = [m for m in given["models"] if not catalog.has_model(m)]
@@ -166,8 +164,7 @@ def _limits(request: web.Request, body: KeyLimits, base: Limits = Limits()) -> L
             raise InvalidRequest(f"Unknown model(s) {', '.join(unknown)}; GET /v1/models lists "
                                  "them.", param="models")
         given["models"] = tuple(catalog.resolve_model(m) for m in given["models"])
-    current = {name: getattr(base, name) for name in Limits.__dataclass_fields__}
-    return Limits(**{**current, **given})
+    return base.model_copy(update=given)
 
 
 def _expiry(value: datetime | None) -> float | None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ArtingError, NotFound, PayloadTooLarge
-from ..openapi import Answer, Api, error_answer
+from ..openapi import Doc, Api, error_answer
 
 
 class ErrorDetail(BaseModel):
@@ -35,7 +35,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def _error(cause: int) -> tuple[int, Answer]:
+def _error(cause: int) -> tuple[int, Doc]:
     return cause, error_answer(ErrorBody, cause)
 
 
@@ -66,9 +66,9 @@ def body(err: ArtingError) -> dict:
 
 
 def render(err: ArtingError) -> web.Response:
-    headers = {}
-    if err.retry_after is not None:
-        headers["Retry-After"] = err.retry_after_header()
+    headers: dict[str, str] = {}
+    if err.retry_after is not None and (after := err.retry_after_header()) is not None:
+        headers["Retry-After"] = after
         headers["retry-after-ms"] = str(int(err.retry_after * 1000))
     if err.status >= 408 and not err.retryable:
         headers["x-should-retry"] = "false"

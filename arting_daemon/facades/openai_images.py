@@ -13,6 +13,7 @@ import time
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,9 +22,9 @@ from ..engine.jobs import Job, raise_for_job
 from ..engine.runner import Runner
 from ..errors import ArtingError, InvalidRequest
 from ..generation import Generation, build_generation, parse_loras
-from ..openapi import Answer as Doc, Events, operation
+from ..openapi import Doc, Events, operation
 from ..state import CATALOG, ENGINE, RULES
-from . import openai_errors
+from . import callers, openai_errors
 from .http import (CACHE_ANSWER, CACHE_REQUEST, Answer, Base64Png, Sparse, StoredB64,
                    base_url, cache_headers, event_stream, follow, image_url, may_reuse,
                    parse_model, read_json, render_json, reply_with_images, too_large)
@@ -197,7 +198,7 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], list[tuple[s
         if isinstance(value, str):
             if value != "":
                 fields[key] = value
-        else:
+        elif isinstance(value, FileField):
             files.append((key, value.file.read()))
     return fields, files
 
@@ -210,16 +211,18 @@ async def _respond(request: web.Request, body: ImagesRequest, gen: Generation,
         job = await engine.submit(gen, source="openai", owner=owner, reuse=reuse,
                                   origin=base_url(request))
         return await _stream(request, engine, job, event_prefix)
-    job = await engine.run(gen, source="openai", owner=owner, reuse=reuse,
-                           origin=base_url(request))
+    job = await callers.run(request, gen, source="openai", owner=owner, reuse=reuse,
+                            origin=base_url(request))
     return await answer(request, job, body.wants_b64())
 
 
 async def answer(request: web.Request, job: Job, b64: bool) -> web.Response:
     """The OpenAI answer for a finished job: image links, or the images themselves."""
-    data = [ImageData(revised_prompt=job.generation.prompt, b64_json=StoredB64(image.hash))
+    gen = job.generation
+    assert isinstance(gen, Generation)          # what this protocol makes
+    data = [ImageData(revised_prompt=gen.prompt, b64_json=StoredB64(image.hash))
             if b64 else
-            ImageData(revised_prompt=job.generation.prompt, url=image_url(request, image.hash))
+            ImageData(revised_prompt=gen.prompt, url=image_url(request, image.hash))
             for image in job.images]
     return await reply_with_images(
         request, ImagesResponse(created=int(job.created_at), data=data),
@@ -231,6 +234,7 @@ async def _stream(request: web.Request, engine: Runner, job: Job,
     """OpenAI's image streaming: no partial images, one ``completed`` event per image,
     with SSE comments while Arting works so no proxy drops the connection."""
     gen = job.generation
+    assert isinstance(gen, Generation)          # what this protocol makes
     resp = event_stream()
     resp.headers.update(cache_headers(job))
     try:
@@ -251,10 +255,10 @@ async def _stream(request: web.Request, engine: Runner, job: Job,
     except ArtingError as err:
         await resp.write(_sse(json.dumps(openai_errors.body(err)).encode(), "error"))
     except ConnectionResetError:
-        engine.cancel(job)  # the client went away: so does its job
+        callers.abandon(request, job)  # the client went away
         return resp
     except asyncio.CancelledError:
-        engine.cancel(job)
+        callers.abandon(request, job)
         raise
     await resp.write_eof()
     return resp

@@ -25,26 +25,26 @@ from ..check import Options, run_check
 from ..check.context import Identity
 from ..errors import NotFound, Unauthorized
 from ..metrics import CONTENT_TYPE
-from ..openapi import Answer as Doc, operation
+from ..openapi import Doc, operation
 from ..providers.arting.provider import ArtingProvider
-from ..state import ARTING, CHECKS, ENGINE, HTTP, LINK, METRICS, PROVIDER, SETTINGS
+from ..state import ARTING, BACKEND, CHECKS, ENGINE, METRICS, PROVIDER, SETTINGS
 from .http import Answer, Sparse, reply
 
 TEXT = {"type": "string"}
 
 
-class Health(Answer):
+class Liveness(Answer):
     status: Literal["ok"]
     version: str
     sandbox: bool
 
 
 @operation("Liveness", "`ok` while the daemon runs; never calls Arting. Public.",
-           answers={200: Health}, tag="Operations")
+           answers={200: Liveness}, tag="Operations")
 @auth.public
 async def healthz(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
-    return reply(Health(status="ok", version=__version__, sandbox=settings.sandbox))
+    return reply(Liveness(status="ok", version=__version__, sandbox=settings.sandbox))
 
 
 @operation(
@@ -92,9 +92,8 @@ async def readyz(request: web.Request) -> web.Response:
         reasons.append("the job queue is full (max_queued_jobs)")
     if (trouble := request.config_dict[PROVIDER].unready()) is not None:
         reasons.append(trouble)
-    link = request.config_dict[LINK]
-    if link is not None and link.down:
-        reasons.append(f"{link.down}; requests that need it get a retryable 503")
+    if (down := request.config_dict[BACKEND].trouble()) is not None:
+        reasons.append(f"{down}; requests that need it get a retryable 503")
     if reasons:
         return reply(Ready(status="not_ready", reasons=reasons), status=503)
     return reply(Ready(status="ready"))
@@ -116,6 +115,8 @@ class TokenView(Answer):
                                                "inconclusive.")
     balance: float | None = Field(description="Arting's `remain_balance` at its last poll.")
     balance_at: float | None
+    client: str = Field(description="What carries its calls to Arting: the light pool or "
+                                    "the browser-like client (curl_cffi), and the proxy.")
 
 
 class ClearanceView(Answer):
@@ -152,7 +153,7 @@ def _tokens_view(request: web.Request) -> dict:
     arting = _arting(request)
     pool, solver = arting.pool, arting.client.solver
     return {
-        "tokens": pool.snapshot(),
+        "tokens": arting.tokens(),
         "max_jobs_per_token": pool.max_jobs,
         "probe_backoff": (pool.backoff, pool.max_backoff),
         "cloudflare": ClearanceView(
@@ -241,8 +242,7 @@ async def admin_check(request: web.Request) -> web.Response:
         identities = [Identity(t.label, t.secret, t.anonymous)
                       for t in _arting(request).pool.tokens]
         report = await run_check(settings, identities, Options(),
-                                 mode="sandbox" if settings.sandbox else "live",
-                                 session=request.config_dict[HTTP])
+                                 mode="sandbox" if settings.sandbox else "live")
         runs.last = CheckReport.model_validate(report.to_json())
     return reply(runs.last)
 

@@ -4,11 +4,13 @@
   ``n_iter``; seeds ``seed, seed+1, …`` across all images; answered with raw base64
   PNGs (carrying A1111's ``parameters`` text), the request echoed with its defaults as
   ``parameters``, and ``info`` as a JSON string.
-* ``options`` — the whole dict round-trips; ``sd_model_checkpoint`` switches the model
+* ``options`` — every option A1111 has, with its defaults (``a1111_options.json``); the
+  whole dict round-trips; ``sd_model_checkpoint`` switches the model
   A1111 requests use by default (this daemon's A1111 state, not its settings) and
   ``CLIP_stop_at_last_layers`` their clip skip.
-* ``progress`` / ``interrupt`` / ``skip`` — the A1111 requests in flight, read from the
-  job engine (ETA from recent job durations).
+* ``progress`` / ``interrupt`` / ``skip`` — the request A1111 would be running for the
+  caller (``a1111_state.current``), read from the job engine (ETA from recent job
+  durations).
 * ``extra-single-image`` / ``extra-batch-images``, and txt2img's ``enable_hr`` — upscaling
   with Arting's image-enhance (``sdapi_upscale``).
 * the listings clients read at start-up (models, samplers, schedulers, LoRAs, upscalers …).
@@ -23,11 +25,10 @@ import contextlib
 import hashlib
 import json
 import logging
-import struct
 import time
-import zlib
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -39,14 +40,15 @@ from ..engine.runner import Runner
 from ..errors import InvalidRequest, ModelNotFound
 from ..generation import (Catalog, Generation, build_generation, new_seed, prompt_loras,
                           resolve_sampler)
-from ..openapi import Answer as Doc, operation
-from ..state import A1111, CATALOG, ENGINE, PROVIDER, RULES, SETTINGS
-from ..upscaling import Source, Upscale
-from . import sdapi_upscale
-from .a1111_state import Batch
+from ..imaging import png_with_text
+from ..openapi import Doc, operation
+from ..state import A1111, CATALOG, ENGINE, PROVIDER, RULES, SETTINGS, STORE
+from ..upscaling import Upscale
+from . import callers, sdapi_scripts, sdapi_upscale
+from .a1111_state import Batch, current
 from .http import (CACHE_ANSWER, CACHE_REQUEST, StoredB64, base_url, cache_headers, may_reuse,
                    read_json, reply, reply_with_images, status_text)
-from .intake import require_img2img, take_init_image
+from .intake import require_img2img, stored_source, take_init_image
 from .sdapi_models import (Embeddings, Empty, Extension, ExtrasBatchAnswer,
                            ExtrasBatchImagesRequest, ExtrasSingleAnswer,
                            ExtrasSingleImageRequest, FaceRestorer, Hypernetwork, ImagesAnswer,
@@ -56,12 +58,20 @@ from .sdapi_models import (Embeddings, Empty, Extension, ExtrasBatchAnswer,
 
 log = logging.getLogger(__name__)
 
-#: Options A1111 clients read; POSTed keys are kept beside them and returned as given.
-DEFAULT_OPTIONS: dict[str, Any] = {
+#: Every option A1111 v1.10.1 defines (its built-in extensions' too) with A1111's default:
+#: what ``GET /sdapi/v1/options`` of a fresh A1111 answers, kept in a file beside this
+#: one. Clients read any of them (A1111's own tests read ``send_seed``).
+A1111_DEFAULTS: dict[str, Any] = json.loads(
+    (Path(__file__).with_name("a1111_options.json")).read_text(encoding="utf-8"))
+#: The options this daemon acts on, with what it does: its clip skip, PNGs with their
+#: infotext, no grid, no live previews, nothing saved on its disk.
+DAEMON_OPTIONS: dict[str, Any] = {
     "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 2, "samples_format": "png",
     "enable_pnginfo": True, "return_grid": False, "eta_noise_seed_delta": 0,
     "sd_checkpoints_limit": 1, "live_previews_enable": False, "samples_save": False,
 }
+#: POSTed keys are kept beside these and returned as given.
+DEFAULT_OPTIONS: dict[str, Any] = {**A1111_DEFAULTS, **DAEMON_OPTIONS}
 #: Keys never stored: derived from the model, or (``forge_preset``) making SillyTavern
 #: take this daemon for Forge.
 UNSTORED = ("sd_model_checkpoint", "sd_checkpoint_hash", "forge_preset")
@@ -189,8 +199,11 @@ async def img2img(request: web.Request) -> web.Response:
     init = await take_init_image(request, body.init_images[0], "init_images",
                                  mask=body.mask or None, blur=blur,
                                  invert=bool(body.inpainting_mask_invert))
-    return await _generate(request, body, "img2img", init_image=init.hash, mask=init.mask,
-                           strength=body.denoising_strength)
+    upscaling = sdapi_scripts.sd_upscale(body, request.config_dict[SETTINGS], init.width,
+                                         init.height)
+    size = {"width": init.width, "height": init.height} if upscaling else {}
+    return await _generate(request, body, "img2img", upscaling, init_image=init.hash,
+                           mask=init.mask, strength=body.denoising_strength, **size)
 
 
 @operation("Upscale a picture (Extras)", "Upscalers `None`, `Lanczos`, `Nearest`, and "
@@ -220,14 +233,8 @@ async def _extras(request: web.Request, body: Any, images: list[str]) -> tuple[l
                                           _upscales(request, batch))
 
 
-def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
-    scripts = list(body.alwayson_scripts or {})
-    if scripts:
-        raise InvalidRequest(f"always on script {scripts[0]} not found: this daemon runs no "
-                             "scripts (GET /sdapi/v1/scripts).", param="alwayson_scripts")
-    if body.script_name:
-        raise InvalidRequest(f"Script '{body.script_name}' not found: this daemon runs no "
-                             "scripts.", param="script_name")
+def _check_request(body: Txt2ImgRequest, kind: str, max_images: int) -> None:
+    sdapi_scripts.check(body, kind)
     if body.batch_size < 1 or body.n_iter < 1:
         raise InvalidRequest("batch_size and n_iter must be at least 1.",
                              param="batch_size" if body.batch_size < 1 else "n_iter")
@@ -238,13 +245,16 @@ def _check_request(body: Txt2ImgRequest, max_images: int) -> None:
 
 
 async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
+                    upscaling: sdapi_scripts.Upscaling | None = None,
                     **image: Any) -> web.Response:
+    """Generate as the request says (``image``: the init image, its mask, strength, and
+    the size when the script decides it); then, for Hires. fix or SD upscale, upscale."""
     rules, models = request.config_dict[RULES], request.config_dict[CATALOG]
     engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
-    _check_request(body, rules.max_images)
+    _check_request(body, kind, rules.max_images)
     hires = kind == "txt2img" and body.enable_hr
-    if hires:   # refused now, not after the images are paid for
-        request.config_dict[PROVIDER].require("upscale")
+    if hires or (upscaling and upscaling.upscaler == sdapi_upscale.ARTING):
+        request.config_dict[PROVIDER].require("upscale")  # now, before images are paid for
     overrides = body.override_settings or {}
     chosen, kept = await state.read()
     options = {**DEFAULT_OPTIONS, **kept, **overrides}
@@ -258,15 +268,20 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
     if missing:
         log.info("A1111 request: LoRAs not found and left out: %s", ", ".join(missing))
     seed = body.seed if body.seed >= 0 else new_seed()
+    size = {"width": body.width, "height": body.height, **image}
     gens = [build_generation(
         rules, models, prompt=prompt, negative_prompt=body.negative_prompt, model=model,
-        width=body.width, height=body.height, n=body.batch_size,
-        seed=seed + i * body.batch_size, steps=body.steps, guidance=body.cfg_scale,
-        sampler=resolve_sampler(body.sampler, body.scheduler),
-        clip_skip=clip_skip_option(options["CLIP_stop_at_last_layers"]), loras=loras, **image)
+        n=body.batch_size, seed=seed + i * body.batch_size, steps=body.steps,
+        guidance=body.cfg_scale, sampler=resolve_sampler(body.sampler, body.scheduler),
+        clip_skip=clip_skip_option(options["CLIP_stop_at_last_layers"]), loras=loras, **size)
         for i in range(body.n_iter)]
 
-    target = sdapi_upscale.hires_target(body, gens[0].width, gens[0].height) if hires else None
+    if hires:
+        upscaling = sdapi_scripts.Upscaling(
+            sdapi_upscale.ARTING, sdapi_upscale.hires_target(body, gens[0].width,
+                                                             gens[0].height),
+            hires_params(body, f"{sdapi_upscale.ARTING} (image-enhance "
+                               f"{request.config_dict[SETTINGS].upscale_version})"))
     reuse = may_reuse(request, body.seed)
     async with _in_flight(request, kind) as batch:
         for gen in gens:
@@ -277,16 +292,15 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
         await state.refresh(batch)
         made = [img for job in batch.jobs for img in job.images]
         hashes = [img.hash for img in made]
-        if target is not None and not batch.interrupted:
+        if upscaling is not None and not batch.interrupted:
+            store = request.config_dict[STORE]
             hashes = await sdapi_upscale.upscale(
-                request, [Source(hash=i.hash, width=i.width, height=i.height, seed=i.seed)
-                          for i in made], sdapi_upscale.ARTING, target,
+                request, [await stored_source(store, i.hash, i.seed) for i in made],
+                upscaling.upscaler, upscaling.target,
                 _upscales(request, batch))
             await state.refresh(batch)
 
-    upscaler = (f"{sdapi_upscale.ARTING} (image-enhance "
-                f"{request.config_dict[SETTINGS].upscale_version})") if hires else None
-    info = build_info(body, gens, batch, upscaler)
+    info = build_info(body, gens, batch, upscaling.said if upscaling else {})
     images: list[StoredB64] = []
     if body.send_images:
         pnginfo = bool(options.get("enable_pnginfo", True))
@@ -301,15 +315,18 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
 @contextlib.asynccontextmanager
 async def _in_flight(request: web.Request, kind: str) -> AsyncIterator[Batch]:
     """An A1111 request's jobs, seen by progress and interrupt while it runs; if it
-    fails or its client goes away, its jobs are cancelled."""
-    engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
-    batch = Batch(kind, principal(request).id)
+    fails or its client goes away, its jobs are abandoned (cancelled unless someone
+    follows them), and a request whose client went away is marked ``gone``."""
+    state = request.config_dict[A1111]
+    batch = Batch(kind, principal(request).id, hung_up=partial(callers.gone, request))
     await state.add(batch)
     try:
         yield batch
     except BaseException:
+        if not batch.gone and callers.gone(request):
+            await state.mark(batch, gone=True)
         for job in batch.every:
-            engine.cancel(job)
+            callers.abandon(request, job)
         raise
     finally:
         await state.remove(batch)
@@ -339,18 +356,16 @@ def reported_sampler(gen: Generation) -> tuple[str, str]:
     return gen.sampler, "Automatic"
 
 
-def hires_params(body: Txt2ImgRequest, upscaler: str | None) -> dict[str, Any]:
+def hires_params(body: Txt2ImgRequest, upscaler: str) -> dict[str, Any]:
     """What A1111's infotext says of a Hires. fix: by how much, and with what (here
     always Arting's image-enhance, after the generation)."""
-    if upscaler is None:
-        return {}
     by = ({"Hires upscale": f"{body.hr_scale:g}"} if body.hr_resize_x <= 0 and
           body.hr_resize_y <= 0 else {"Hires resize": f"{body.hr_resize_x}x{body.hr_resize_y}"})
     return {**by, "Hires upscaler": upscaler}
 
 
 def infotext(body: Txt2ImgRequest, gen: Generation, seed: int,
-             upscaler: str | None = None) -> str:
+             extra: dict[str, Any] | None = None) -> str:
     """A1111's infotext: prompt, negative prompt, then ``key: value`` pairs."""
     sampler, schedule = reported_sampler(gen)
     pairs = {"Steps": gen.steps, "Sampler": sampler, "Schedule type": schedule,
@@ -360,7 +375,7 @@ def infotext(body: Txt2ImgRequest, gen: Generation, seed: int,
         pairs["Denoising strength"] = gen.strength
     if gen.clip_skip > 1:
         pairs["Clip skip"] = gen.clip_skip
-    pairs.update(hires_params(body, upscaler))
+    pairs.update(extra or {})
     pairs["Version"] = f"arting-2api-{__version__}"
     lines = [body.prompt]
     if body.negative_prompt:
@@ -370,11 +385,13 @@ def infotext(body: Txt2ImgRequest, gen: Generation, seed: int,
 
 
 def build_info(body: Txt2ImgRequest, gens: list[Generation], batch: Batch,
-               upscaler: str | None = None) -> dict[str, Any]:
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """``info`` (sent as a JSON string): what A1111's ``Processed.js()`` holds."""
     first = gens[0]
-    all_seeds = [s for gen in gens for s in gen.seeds()]
     made = [img.seed for job in batch.jobs for img in job.images]
+    asked = [s for gen in gens for s in gen.seeds()]
+    # the seeds the images came with (Midjourney's four share one), where all were made
+    all_seeds = made if len(made) == len(asked) else asked
     sampler, schedule = reported_sampler(first)
     count = len(all_seeds)
     return {
@@ -393,30 +410,15 @@ def build_info(body: Txt2ImgRequest, gens: list[Generation], batch: Batch,
         "seed_resize_from_w": body.seed_resize_from_w,
         "seed_resize_from_h": body.seed_resize_from_h,
         "denoising_strength": first.strength if first.is_img2img else None,
-        "extra_generation_params": {"Schedule type": schedule,
-                                    **hires_params(body, upscaler)},
+        "extra_generation_params": {"Schedule type": schedule, **(extra or {})},
         "index_of_first_image": 0,
-        "infotexts": [infotext(body, first, s, upscaler) for s in made],
+        "infotexts": [infotext(body, first, s, extra) for s in made],
         "styles": body.styles or [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(batch.started)),
         "clip_skip": first.clip_skip, "is_using_inpainting_conditioning": False,
         "version": f"arting-2api-{__version__}",
         "interrupted": batch.interrupted,
     }
-
-
-def png_with_text(png: bytes, key: str, text: str) -> bytes:
-    """The PNG with a text chunk right after its header, as A1111 writes ``parameters``
-    (tEXt when Latin-1 can hold the text, else UTF-8 iTXt); no pixel is re-encoded."""
-    if png[12:16] != b"IHDR":
-        return png
-    try:
-        kind, data = b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")
-    except UnicodeEncodeError:
-        kind, data = b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")
-    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
-                                                                     zlib.crc32(kind + data))
-    return png[:33] + chunk + png[33:]
 
 
 # --- progress, interrupt, skip ----------------------------------------------------------
@@ -426,38 +428,37 @@ IDLE_STATE = ProgressState(skipped=False, interrupted=False, stopping_generation
                            sampling_steps=0)
 
 
-@operation("Progress", "The caller's A1111 requests in flight as one progress bar.",
+@operation("Progress", "The caller's A1111 request that A1111 would be running (the one "
+           "`interrupt` stops): its jobs as one progress bar.",
            query=ProgressQuery, answers={200: Progress})
 async def progress(request: web.Request) -> web.Response:
-    """The A1111 requests in flight as one progress bar. Idle is exactly ``progress 0``
-    with ``job_count 0``, which clients wait for after switching models."""
+    """The request ``interrupt`` would stop, as one progress bar. Idle is exactly
+    ``progress 0`` with ``job_count 0``, which clients wait for after switching models."""
     engine = request.config_dict[ENGINE]
-    batches = await request.config_dict[A1111].of(principal(request).id)
-    jobs = [job for batch in batches for job in batch.every]
-    if not jobs:
+    batch = current(await _callers_requests(request), running=True)
+    jobs = batch.every if batch is not None else []
+    if batch is None or not jobs:
         return reply(Progress(progress=0.0, eta_relative=0.0, state=IDLE_STATE,
                               current_image=None, textinfo=None))
     estimates = [engine.progress(job) for job in jobs]
     done = sum(job.state.terminal for job in jobs)
-    current = next((j for j in jobs if not j.state.terminal), jobs[-1])
+    now = next((j for j in jobs if not j.state.terminal), jobs[-1])
     fraction = sum(f for f, _ in estimates) / len(jobs)
     eta = max((e for (_, e), j in zip(estimates, jobs) if not j.state.terminal and e),
               default=0.0)
-    steps = current.generation.steps if isinstance(current.generation, Generation) else 1
+    steps = now.generation.steps if isinstance(now.generation, Generation) else 1
     return reply(Progress(
         progress=round(min(max(fraction, 0.01), 0.99), 4),
         eta_relative=round(eta, 2),
         state=ProgressState(
-            skipped=any(b.skipped for b in batches),
-            interrupted=any(b.interrupted for b in batches),
-            stopping_generation=False,
+            skipped=batch.skipped, interrupted=batch.interrupted, stopping_generation=False,
             job=f"Batch {min(done + 1, len(jobs))} out of {len(jobs)}",
             job_count=len(jobs), job_no=done,
-            job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(batches[0].started)),
-            sampling_step=int(engine.progress(current)[0] * steps),
+            job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(batch.started)),
+            sampling_step=int(engine.progress(now)[0] * steps),
             sampling_steps=steps),
         current_image=None,
-        textinfo=_textinfo(engine, current)))
+        textinfo=_textinfo(engine, now)))
 
 
 def _textinfo(engine: Runner, job: Job) -> str:
@@ -469,30 +470,49 @@ def _textinfo(engine: Runner, job: Job) -> str:
     return said.capitalize() + where
 
 
-@operation("Interrupt", "Stop the caller's A1111 requests in flight; each answers with "
-           "the images already made.", answers={200: Empty})
+async def _callers_requests(request: web.Request) -> list[Batch]:
+    """The caller's A1111 requests; one whose client hung up a moment ago is ``gone`` now,
+    even if its handler has not heard of it yet (SillyTavern's interrupt follows its
+    hang-up by a millisecond)."""
+    state = request.config_dict[A1111]
+    batches = await state.of(principal(request).id)
+    for batch in batches:
+        if not batch.gone and batch.hung_up():
+            await state.mark(batch, gone=True)
+    return batches
+
+
+STOPS_WHICH = ("A1111 runs one request at a time; here it is the caller's request whose "
+               "client has just gone away, if there is one, else the caller's oldest A1111 "
+               "request in flight. Never another caller's, nor a job of another API.")
+
+
+@operation("Interrupt", "Stop the request A1111 would be running; it answers with the "
+           "images already made. " + STOPS_WHICH, answers={200: Empty})
 async def interrupt(request: web.Request) -> web.Response:
-    """Stop the caller's A1111 requests in flight; each answers with the images already
-    made."""
+    """Stop the request A1111 would be running (``current``); it answers with the images
+    already made."""
     engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
-    for batch in await state.of(principal(request).id):
+    batch = current(await _callers_requests(request))
+    if batch is not None:
         await state.mark(batch, interrupted=True)
         for job in batch.every:
             engine.cancel(job)
     return reply(Empty())
 
 
-@operation("Skip", "Drop the job each of the caller's A1111 requests is on; their other "
-           "iterations go on.", answers={200: None})
+@operation("Skip", "Drop the job the request A1111 would be running is on; its other "
+           "iterations go on. " + STOPS_WHICH, answers={200: None})
 async def skip(request: web.Request) -> web.Response:
-    """Drop the job each of the caller's A1111 requests is working on; its other iterations
-    go on."""
+    """Drop the job the request A1111 would be running (``current``) is on; its other
+    iterations go on."""
     engine, state = request.config_dict[ENGINE], request.config_dict[A1111]
-    for batch in await state.of(principal(request).id):
-        current = next((j for j in batch.every if not j.state.terminal), None)
-        if current is not None:
-            await state.mark(batch, skipped=True)
-            engine.cancel(current)
+    batch = current(await _callers_requests(request))
+    if batch is not None:
+        await state.mark(batch, skipped=True)
+        job = next((j for j in batch.every if not j.state.terminal), None)
+        if job is not None:
+            engine.cancel(job)
     return reply(None, as_type=None)
 
 
@@ -538,8 +558,7 @@ SCHEDULERS = [
 FIXED_GETS: dict[str, tuple[Any, Any, str]] = {
     "/samplers": (_samplers(), list[Sampler], "Samplers (Karras variants are a scheduler)"),
     "/schedulers": (SCHEDULERS, list[Scheduler], "Schedulers: `automatic` and `karras`"),
-    "/scripts": ({"txt2img": [], "img2img": []}, Scripts, "Scripts (none)"),
-    "/script-info": ([], list[ScriptInfo], "Scripts' arguments (none)"),
+    "/scripts": (sdapi_scripts.SCRIPTS, Scripts, "Scripts: `sd upscale` (img2img)"),
     "/latent-upscale-modes": ([], list[NameOnly], "Latent upscale modes (none)"),
     "/sd-vae": ([], list[Vae], "VAEs (none)"),
     "/hypernetworks": ([], list[Hypernetwork], "Hypernetworks (none)"),
@@ -568,6 +587,13 @@ def _fixed(value: Any, kind: Any, summary: str):
     return handler
 
 
+@operation("Scripts' arguments", "SD upscale's (img2img), as A1111 describes them.",
+           answers={200: list[ScriptInfo]})
+async def script_info(request: web.Request) -> web.Response:
+    return reply(sdapi_scripts.script_info(request.config_dict[SETTINGS]),
+                 as_type=list[ScriptInfo])
+
+
 @operation("Upscalers", "`None`, `Lanczos`, `Nearest`, and `Arting` when `upscale` is on.",
            answers={200: list[Upscaler]})
 async def upscalers(request: web.Request) -> web.Response:
@@ -587,6 +613,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/extra-single-image", extra_single_image)
     app.router.add_post("/extra-batch-images", extra_batch_images)
     app.router.add_get("/upscalers", upscalers)
+    app.router.add_get("/script-info", script_info)
     app.router.add_get("/options", get_options)
     app.router.add_post("/options", set_options)
     app.router.add_get("/sd-models", sd_models)

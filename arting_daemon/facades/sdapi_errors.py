@@ -4,9 +4,11 @@ A1111 runs on FastAPI 0.94 with pydantic v1, and clients print what it sends, so
 
 * a bad request → 422 ``{"detail": [{"loc": ["body", field], "msg", "type"}]}``, with
   pydantic v1's messages and types (``value is not a valid integer``,
-  ``type_error.integer``);
+  ``type_error.integer``); an unknown script → 422 as A1111's ``HTTPException``
+  (``{"error": "HTTPException", "detail": "Script 'x' not found", "body": "",
+  "errors": ""}``);
 * anything else → ``{"error": ClassName, "detail": message, "body": "", "errors": message}``
-  with the status of the README's taxonomy table (upstream failures and timeouts are
+  with the status of the error table in docs/api/index.md (upstream failures and timeouts are
   500, as A1111 answers any exception);
 * no such route → 404 ``{"detail": "Not Found"}``.
 """
@@ -17,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ArtingError, InvalidRequest, Unauthorized
-from ..openapi import Answer, Api, error_answer
+from ..openapi import Doc, Api, error_answer
 
 
 class ValidationItem(BaseModel):
@@ -90,10 +92,12 @@ def status_of(status: int) -> int:
     return status if 400 <= status < 500 and status != 499 or status == 503 else 500
 
 
-def _error(cause: int) -> tuple[int, Answer]:
+def _error(cause: int) -> tuple[int, Doc]:
     if cause == 400:
-        return 422, Answer(ValidationErrors, "A bad request: a field of the wrong type, or "
-                           "breaking a rule or a limit.")
+        return 422, Doc(ValidationErrors | A1111Error, "A bad request: a field of the "
+                        "wrong type, or breaking a rule or a limit (a list in `detail`); "
+                        "a script this daemon does not run (`detail`: `Script '…' not "
+                        "found`).")
     return status_of(cause), error_answer(A1111Error, cause)
 
 
@@ -101,15 +105,23 @@ def _error(cause: int) -> tuple[int, Answer]:
 A1111_API = Api("AUTOMATIC1111", ("bearer", "basic"), _error)
 
 
+#: Requests A1111 refuses with FastAPI's ``HTTPException`` (422, its ``detail`` a sentence,
+#: not a list): a script it does not have.
+HTTP_EXCEPTION_PARAMS = ("script_name", "alwayson_scripts")
+
+
 def render(err: ArtingError) -> web.Response:
+    if isinstance(err, InvalidRequest) and err.param in HTTP_EXCEPTION_PARAMS:
+        body = A1111Error(error="HTTPException", detail=err.message, body="", errors="")
+        return web.json_response(body.model_dump(), status=422)
     if isinstance(err, InvalidRequest):
         return web.json_response(
             ValidationErrors(detail=invalid_detail(err)).model_dump(), status=422)
-    headers = {}
+    headers: dict[str, str] = {}
     if isinstance(err, Unauthorized):
         headers["WWW-Authenticate"] = 'Basic realm="arting-2api"'
-    if err.retry_after is not None:
-        headers["Retry-After"] = err.retry_after_header()
+    if (after := err.retry_after_header()) is not None:
+        headers["Retry-After"] = after
     body = A1111Error(error=type(err).__name__, detail=err.message, body="", errors=err.message)
     return web.json_response(body.model_dump(), status=status_of(err.status), headers=headers)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..auth import public
-from ..openapi import Answer, operation
+from ..openapi import Doc, operation
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -30,7 +30,7 @@ PAGE_HEADERS = {
 }
 
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
-          ".svg": "image/svg+xml"}
+          ".svg": "image/svg+xml", ".json": "application/json"}
 
 
 def _file(path: Path) -> web.FileResponse:
@@ -40,18 +40,20 @@ def _file(path: Path) -> web.FileResponse:
 
 
 @operation("The web page", "Generate, follow jobs, browse results, manage keys.",
-           tag="Web page", answers={200: Answer({"type": "string"}, "The page.",
+           tag="Web page", answers={200: Doc({"type": "string"}, "The page.",
                                                 media="text/html")})
 @public
 async def index(request: web.Request) -> web.FileResponse:
     return _file(STATIC / "index.html")
 
 
-@operation("A file of the web page", "Its scripts, style sheet and icon.", tag="Web page",
-           answers={200: Answer({"type": "string"}, "The file.", media="",
+@operation("A file of the web page",
+           "Its scripts, style sheet, icon and word catalogues (one per language).",
+           tag="Web page",
+           answers={200: Doc({"type": "string"}, "The file.", media="",
                                 alternatives=dict.fromkeys(sorted(set(_TYPES.values())),
                                                             {"type": "string"})),
-                    404: Answer({"type": "string"}, "No such file.", media="text/plain")})
+                    404: Doc({"type": "string"}, "No such file.", media="text/plain")})
 @public
 async def static_file(request: web.Request) -> web.FileResponse:
     """One file of ``static/`` (flat: the name may not leave the folder)."""

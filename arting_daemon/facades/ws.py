@@ -31,11 +31,13 @@ from pydantic import BaseModel, Field, SkipValidation, ValidationError
 from ..auth import credentials, public, resolve, resolve_key
 from ..engine.jobs import Job
 from ..errors import ArtingError, Forbidden, InvalidRequest, Unauthorized
-from ..openapi import Answer as Doc, operation
-from ..state import ENGINE, GATE, PRINCIPAL, SETTINGS, WS_CLIENTS
+from ..openapi import Doc, operation
+from ..state import ENGINE, FOLLOWERS, GATE, PRINCIPAL, SETTINGS, WS_CLIENTS
 from . import openai_errors
 from .http import Answer, Sparse, parse_model
-from .jobs import TICK, JobRequest, JobView, UpscaleRequest, find_job, job_view, submit_job
+from .job_requests import GenerateRequest, UpscaleRequest
+from .jobs import TICK, find_job, submit_job
+from .views import JobView, job_view
 
 PING_EVERY = 20.0
 AUTH_WAIT = 10.0
@@ -68,7 +70,7 @@ class WsSubmit(BaseModel):
     """Submit a job as ``POST /jobs`` does, and follow it."""
 
     #: Validated as ``POST /jobs`` validates its body (``submit_job``).
-    submit: SkipValidation[JobRequest | UpscaleRequest]
+    submit: SkipValidation[GenerateRequest | UpscaleRequest]
     ref: Any = Field(None, description="Anything; the answers about this job carry it.")
     idempotency_key: str | None = Field(None, description="As `POST /jobs`'s "
                                                           "`Idempotency-Key` header.")
@@ -274,8 +276,9 @@ class _Session:
 
     async def _events(self, job: Job) -> None:
         try:
-            async for current in self.engine.changes(job, tick=TICK):
-                await self.send(WsJob(job=job_view(self.request, self.engine, current)))
+            with self.request.config_dict[FOLLOWERS].following(job):
+                async for current in self.engine.changes(job, tick=TICK):
+                    await self.send(WsJob(job=job_view(self.request, self.engine, current)))
         except ArtingError as err:     # this daemon stops: the client follows it elsewhere
             with contextlib.suppress(ConnectionResetError):
                 await self._error(err, id=job.id)

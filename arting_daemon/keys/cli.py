@@ -13,25 +13,34 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
+from typing import Any
 
+from ..backends import choose
+from ..clock import SYSTEM
 from ..config import Settings
 from ..generation import Catalog, Rules
-from .ring import key_ring
-from .store import ApiKey, Limits
+from ..metrics import Metrics
+from .limits import LIMITS, KeyLimits
+from .ring import KeyStore
+from .store import ApiKey
 
 
-def add_parser(commands, shared: argparse.ArgumentParser) -> None:
+def add_parser(commands: Any, shared: argparse.ArgumentParser) -> None:
     keys = commands.add_parser("keys", parents=[shared], help="make, list and revoke user keys",
                                description=__doc__.splitlines()[0].split(": ", 1)[1])
     actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", parents=[shared], help="make a key; prints its "
                                 "secret, shown this once")
     create.add_argument("--name", required=True, help="who or what the key is for")
-    create.add_argument("--requests-per-minute", type=_positive, metavar="N")
-    create.add_argument("--images-per-day", type=_count, metavar="N")
-    create.add_argument("--max-concurrent", type=_positive, metavar="N")
-    create.add_argument("--models", type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
-                        metavar="A,B", help="the model ids the key may use (default: any)")
+    for name, field in KeyLimits.model_fields.items():      # one option per limit
+        flag = "--" + name.replace("_", "-")
+        if name == "models":
+            create.add_argument(flag, type=_names, metavar="A,B",
+                                help="the model ids the key may use (default: any)")
+        else:
+            least = next((m.ge for m in field.metadata if hasattr(m, "ge")), 0)
+            create.add_argument(flag, type=_positive if least >= 1 else _count, metavar="N",
+                                help=field.description)
     create.add_argument("--expires", type=_when, metavar="WHEN",
                         help="when the key stops working: an ISO date/time (UTC) or `30d`")
     listing = actions.add_parser("list", parents=[shared], help="every key, without secrets")
@@ -53,42 +62,42 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; GET /v1/models lists "
                              "them (add others with `extra_models`)")
         models = tuple(catalog.resolve_model(m) for m in args.models)
-    link = None
-    if settings.redis_url is not None:       # the keys of replicas live in their Redis
-        from ..replicas.link import RedisLink
-        link = RedisLink(settings.redis_url.get_secret_value())
-        await link.open()
-    keys = key_ring(settings, link)
-    await keys.open()
+    backend = choose(settings, SYSTEM)      # the keys of replicas live in their Redis
+    await backend.open(Metrics())
     try:
-        if args.action == "create":
-            key, secret = await keys.create(args.name, Limits(
-                requests_per_minute=args.requests_per_minute,
-                images_per_day=args.images_per_day, max_concurrent=args.max_concurrent,
-                models=models), args.expires)
-            print(secret)
-            print(f"{key.id} “{key.name}” {_limits_text(key)} — the key above is shown this "
-                  "once; clients send it as `Authorization: Bearer <key>`.", file=sys.stderr)
-        elif args.action == "list":
-            found = keys.all()
-            if args.json:
-                print(json.dumps([k.public() for k in found], indent=2))
-            for key in [] if args.json else found:
-                print(f"{key.id}  {key.shown}…  {_state(key):8}  {key.name}  {_limits_text(key)}")
-            if not found and not args.json:
-                print("no keys yet: `arting-daemon keys create --name NAME`", file=sys.stderr)
-        else:
-            key = await keys.revoke(args.id)
-            if key is None:
-                print(f"arting-daemon: no key {args.id!r}; `arting-daemon keys list` shows "
-                      "them.", file=sys.stderr)
-                return 1
-            print(f"{key.id} “{key.name}” revoked; a running daemon refuses it from now on.")
-        return 0
+        async with backend.keys() as keys:
+            return await _act(args, keys, models)
     finally:
-        await keys.close()
-        if link is not None:
-            await link.close()
+        await backend.close()
+
+
+async def _act(args: argparse.Namespace, keys: KeyStore, models: tuple[str, ...] | None) -> int:
+    """Carry out the command on the keys."""
+    if args.action == "create":
+        limits = KeyLimits(**{name: getattr(args, name)
+                              for name in KeyLimits.model_fields if name != "models"},
+                           models=models)
+        key, secret = await keys.create(args.name, limits, args.expires)
+        print(secret)
+        print(f"{key.id} “{key.name}” {_limits_text(key)} — the key above is shown this "
+              "once; clients send it as `Authorization: Bearer <key>`.", file=sys.stderr)
+    elif args.action == "list":
+        found = keys.all()
+        if args.json:
+            print(json.dumps([k.public() for k in found], indent=2))
+        for key in [] if args.json else found:
+            print(f"{key.id}  {key.shown}…  {_state(key):8}  {key.name}  {_limits_text(key)}")
+        if not found and not args.json:
+            print("no keys yet: `arting-daemon keys create --name NAME`", file=sys.stderr)
+    else:
+        revoked = await keys.revoke(args.id)
+        if revoked is None:
+            print(f"arting-daemon: no key {args.id!r}; `arting-daemon keys list` shows "
+                  "them.", file=sys.stderr)
+            return 1
+        print(f"{revoked.id} “{revoked.name}” revoked; a running daemon refuses it from now "
+              "on.")
+    return 0
 
 
 def _state(key: ApiKey) -> str:
@@ -96,15 +105,20 @@ def _state(key: ApiKey) -> str:
 
 
 def _limits_text(key: ApiKey) -> str:
-    lim = key.limits
-    parts = [f"{v} {label}" for v, label in ((lim.requests_per_minute, "req/min"),
-                                              (lim.images_per_day, "images/day"),
-                                              (lim.max_concurrent, "in flight")) if v is not None]
-    if lim.models is not None:
-        parts.append("models " + ",".join(lim.models))
+    units = {limit.field: limit.unit for limit in LIMITS}
+    parts = []
+    for name, value in key.limits:
+        if name == "models" and value is not None:
+            parts.append("models " + ",".join(value))
+        elif value is not None:
+            parts.append(f"{value} {units[name]}")
     if key.expires_at:
         parts.append("expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at)))
     return "(" + ("; ".join(parts) or "no limits") + ")"
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def _positive(value: str) -> int:

@@ -11,35 +11,51 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import EllipsisType
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-from ..config import Settings
 from ..tasks import stop
-from .store import ApiKey, KeyFile, Limits, digest
-
-if TYPE_CHECKING:
-    from ..replicas.link import RedisLink
+from .counters import utc_day
+from .limits import NO_LIMITS, KeyLimits
+from .store import ApiKey, KeyFile, digest
 
 REFRESH = 0.5
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
 
-def utc_day(t: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(t))
+class KeyStore(Protocol):
+    """The keys, where the backend keeps them (the data directory's ``keys.sqlite3``, or the
+    replicas' Redis): every key in memory for lookups (``KeyIndex``), changes written
+    through, requests counted per key and UTC day."""
 
+    @property
+    def in_use(self) -> bool: ...
 
-def key_ring(settings: Settings, link: RedisLink | None = None):
-    """The keys where this daemon keeps them: the data directory, or the replicas' Redis."""
-    if link is None:
-        return KeyRing(settings.data_dir / "keys.sqlite3")
-    from ..replicas.keys import RedisKeyRing
-    return RedisKeyRing(link)
+    def find(self, secret: str) -> ApiKey | None: ...
+
+    def get(self, key_id: str) -> ApiKey | None: ...
+
+    def all(self) -> list[ApiKey]: ...
+
+    def count_request(self, key_id: str, now: float) -> None: ...
+
+    async def create(self, name: str, limits: KeyLimits = NO_LIMITS,
+                     expires_at: float | None = None) -> tuple[ApiKey, str]: ...
+
+    async def update(self, key_id: str, *, name: str | None = None,
+                     limits: KeyLimits | None = None,
+                     expires_at: float | None | EllipsisType = ...) -> ApiKey | None: ...
+
+    async def revoke(self, key_id: str) -> ApiKey | None: ...
+
+    async def requests(self, since: float) -> Counter[tuple[str, str]]:
+        """Requests per (key id, UTC day) since ``since``, those not yet written included."""
 
 
 class KeyIndex:
@@ -91,7 +107,7 @@ class KeyRing(KeyIndex):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keys")
         self._file: KeyFile | None = None
         self._version = -1
-        self._watcher: asyncio.Task | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self._file = await self._run(KeyFile, self.path)
@@ -109,7 +125,7 @@ class KeyRing(KeyIndex):
 
     # --- changes (to the file, then in memory) ------------------------------------------------
 
-    async def create(self, name: str, limits: Limits = Limits(),
+    async def create(self, name: str, limits: KeyLimits = NO_LIMITS,
                      expires_at: float | None = None) -> tuple[ApiKey, str]:
         assert self._file is not None
         key, secret = await self._run(self._file.create, name, limits, expires_at)
@@ -117,11 +133,12 @@ class KeyRing(KeyIndex):
         return key, secret
 
     async def update(self, key_id: str, *, name: str | None = None,
-                     limits: Limits | None = None,
+                     limits: KeyLimits | None = None,
                      expires_at: float | None | EllipsisType = ...) -> ApiKey | None:
         assert self._file is not None
-        key = await self._run(lambda: self._file.update(key_id, name=name, limits=limits,
-                                                        expires_at=expires_at))
+        file = self._file
+        key = await self._run(lambda: file.update(key_id, name=name, limits=limits,
+                                                  expires_at=expires_at))
         if key is not None:
             self._remember(key)
         return key
@@ -143,12 +160,13 @@ class KeyRing(KeyIndex):
 
     # --- internals ----------------------------------------------------------------------
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., R], *args: object) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def _reload(self) -> None:
-        assert self._file is not None
-        version, keys = await self._run(lambda: (self._file.version(), self._file.all()))
+        file = self._file
+        assert file is not None
+        version, keys = await self._run(lambda: (file.version(), file.all()))
         self._replace(keys)
         self._version = version
 

@@ -14,16 +14,16 @@ Requests are counted per key and day here too, for the usage report.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import EllipsisType
 from typing import Any
 
 from .. import datadir
+from .limits import NO_LIMITS, KeyLimits
 
 PREFIX = "sk-arting-"
 SHOWN = len(PREFIX) + 4          # characters of the secret a listing shows
@@ -47,16 +47,6 @@ TABLES = (
 
 
 @dataclass(frozen=True)
-class Limits:
-    """What one key may do; None means no limit."""
-
-    requests_per_minute: int | None = None
-    images_per_day: int | None = None
-    max_concurrent: int | None = None
-    models: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
 class ApiKey:
     id: str
     name: str
@@ -65,7 +55,7 @@ class ApiKey:
     created_at: float
     expires_at: float | None = None
     revoked_at: float | None = None
-    limits: Limits = Limits()
+    limits: KeyLimits = NO_LIMITS
 
     def refusal(self, now: float) -> str | None:
         """Why this key may not be used now (revoked, expired), or None."""
@@ -83,23 +73,19 @@ class ApiKey:
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> ApiKey:
-        models = rec.get("models")
+        limits = KeyLimits.model_validate({name: rec.get(name) for name in KeyLimits.model_fields})
         return cls(rec["id"], rec["name"], rec["key_prefix"], rec["hash"], rec["created_at"],
-                   rec.get("expires_at"), rec.get("revoked_at"), Limits(
-                       rec.get("requests_per_minute"), rec.get("images_per_day"),
-                       rec.get("max_concurrent"), tuple(models) if models is not None else None))
+                   rec.get("expires_at"), rec.get("revoked_at"), limits)
 
     def public(self) -> dict[str, Any]:
         """What may be shown of the key: never the secret, nor its hash."""
-        limits = asdict(self.limits)
-        if limits["models"] is not None:
-            limits["models"] = list(limits["models"])
+        limits = self.limits.model_dump(mode="json")
         return {"id": self.id, "name": self.name, "key_prefix": self.shown,
                 "created_at": self.created_at, "expires_at": self.expires_at,
                 "revoked_at": self.revoked_at, **limits}
 
 
-def new_key(name: str, limits: Limits, expires_at: float | None) -> tuple[ApiKey, str]:
+def new_key(name: str, limits: KeyLimits, expires_at: float | None) -> tuple[ApiKey, str]:
     """A new key and its secret, wherever it is to be kept."""
     if not name.strip():
         raise ValueError("A key needs a name (who or what it is for).")
@@ -109,7 +95,7 @@ def new_key(name: str, limits: Limits, expires_at: float | None) -> tuple[ApiKey
                   limits=limits), secret
 
 
-def changed(key: ApiKey, name: str | None, limits: Limits | None,
+def changed(key: ApiKey, name: str | None, limits: KeyLimits | None,
             expires_at: float | None | EllipsisType) -> ApiKey:
     """The key with a new name, limits or expiry (``...``: the expiry as it is)."""
     return replace(key, name=name.strip() if name else key.name,
@@ -125,12 +111,10 @@ def _date(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
 
-def _key(row: tuple) -> ApiKey:
+def _key(row: tuple[Any, ...]) -> ApiKey:
     kid, name, shown, hashed, created, expires, revoked, limits = row
-    given = json.loads(limits)
-    if given.get("models") is not None:
-        given["models"] = tuple(given["models"])
-    return ApiKey(kid, name, shown, hashed, created, expires, revoked, Limits(**given))
+    return ApiKey(kid, name, shown, hashed, created, expires, revoked,
+                  KeyLimits.model_validate_json(limits))
 
 
 class KeyFile:
@@ -150,7 +134,7 @@ class KeyFile:
     def close(self) -> None:
         self.db.close()
 
-    def create(self, name: str, limits: Limits = Limits(),
+    def create(self, name: str, limits: KeyLimits = NO_LIMITS,
                expires_at: float | None = None) -> tuple[ApiKey, str]:
         """A new key and its secret (which is not kept)."""
         key, secret = new_key(name, limits, expires_at)
@@ -168,7 +152,8 @@ class KeyFile:
                               (key_id,)).fetchone()
         return _key(row) if row else None
 
-    def update(self, key_id: str, *, name: str | None = None, limits: Limits | None = None,
+    def update(self, key_id: str, *, name: str | None = None,
+               limits: KeyLimits | None = None,
                expires_at: float | None | EllipsisType = ...) -> ApiKey | None:
         """Change a key's name, limits or expiry (``...``: leave the expiry as it is)."""
         key = self.get(key_id)
@@ -187,7 +172,7 @@ class KeyFile:
 
     def version(self) -> int:
         """Changes when another connection (another process) committed to the file."""
-        return self.db.execute("PRAGMA data_version").fetchone()[0]
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     def add_requests(self, counts: dict[tuple[str, str], int]) -> None:
         with self.db:
@@ -202,5 +187,5 @@ class KeyFile:
             "SELECT key_id, day, count FROM requests WHERE day >= ?", (since_day,))}
 
 
-def _limits_json(limits: Limits) -> str:
-    return json.dumps(asdict(limits))
+def _limits_json(limits: KeyLimits) -> str:
+    return limits.model_dump_json()

@@ -8,13 +8,15 @@ the journal says the job was: a job that made no new images counts no images.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
 
-from ..engine.journal import Journal
-from .limits import WINDOW, Gate, Standing
-from .ring import KeyRing, utc_day
+from ..engine.jobs import Job
+from ..engine.journal import JobJournal
+from .counters import WINDOW, Standing, utc_day
+from .gate import Gate
+from .limits import LIMITS
+from .ring import KeyStore
 from .store import ApiKey
 
 OUTCOMES = ("succeeded", "failed", "cancelled")
@@ -24,12 +26,12 @@ def _day() -> dict[str, Any]:
     return {"requests": 0, "jobs": dict.fromkeys(OUTCOMES, 0), "images": 0, "models": {}}
 
 
-async def report(owners: list[str], days: int, ring: KeyRing, journal: Journal,
+async def report(owners: list[str], days: int, ring: KeyStore, journal: JobJournal[Job],
                  gate: Gate) -> list[dict[str, Any]]:
     """One entry per owner (a key id, ``admin`` or ``local``), the last ``days`` UTC days."""
-    now = time.time()
+    now = gate.clock.time()
     since = now - now % 86400 - (days - 1) * 86400
-    by_owner: defaultdict[str, dict[str, dict]] = defaultdict(dict)
+    by_owner: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for owner, day, model, state, jobs, images in await journal.outcomes(since):
         entry = by_owner[owner].setdefault(day, _day())
         entry["jobs"][state] += jobs
@@ -44,7 +46,8 @@ async def report(owners: list[str], days: int, ring: KeyRing, journal: Journal,
                    await gate.standing(owner), now) for owner in owners]
 
 
-def _entry(owner: str, days: dict[str, dict], key: ApiKey | None, standing: Standing,
+def _entry(owner: str, days: dict[str, dict[str, Any]], key: ApiKey | None,
+           standing: Standing,
            now: float) -> dict[str, Any]:
     totals = _day()
     for entry in days.values():
@@ -53,24 +56,25 @@ def _entry(owner: str, days: dict[str, dict], key: ApiKey | None, standing: Stan
         for state in OUTCOMES:
             totals["jobs"][state] += entry["jobs"][state]
     del totals["models"]
-    load, used, recent = standing
     out: dict[str, Any] = {
         "owner": owner, "name": key.name if key else owner,
         "key": key.public() if key else None,
         "totals": totals,
         "days": [{"day": day, **entry} for day, entry in sorted(days.items(), reverse=True)],
-        "in_flight": {"jobs": load.jobs, "images": load.images},
-        "today": {"day": utc_day(now), "images": used},
+        "in_flight": {"jobs": standing.load.get("jobs", 0),
+                      "images": standing.load.get("images", 0)},
+        "today": {"day": utc_day(now), "images": standing.used.get("images", 0)},
     }
     if key is not None:
-        limits = key.limits
-        out["remaining"] = {
-            "images_today": None if limits.images_per_day is None else max(
-                0, limits.images_per_day - used - load.images),
-            "requests_this_minute": None if limits.requests_per_minute is None else max(
-                0, limits.requests_per_minute - recent),
-            "jobs_in_flight": None if limits.max_concurrent is None else max(
-                0, limits.max_concurrent - load.jobs),
-            "window_seconds": WINDOW,
-        }
+        out["remaining"] = {**remaining(key, standing), "window_seconds": WINDOW}
     return out
+
+
+def remaining(key: ApiKey, standing: Standing) -> dict[str, int | None]:
+    """What is left of each of the key's limits that counts (None: no limit set)."""
+    left: dict[str, int | None] = {}
+    for limit in LIMITS:
+        if limit.left is not None:
+            cap = getattr(key.limits, limit.field)
+            left[limit.left] = None if cap is None else limit.remaining(cap, standing)
+    return left

@@ -29,7 +29,7 @@ from ..generation import Generation
 from ..provider_config import ProviderConfig
 from ..store import ImageStore
 from ..tasks import stop
-from .base import Progress, Work
+from .base import OnProgress, Work
 from .remote import RemoteAPI, SyncProvider, image_bytes
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ class A1111Provider(SyncProvider):
         raise ModelNotFound(f"{self.label} has no checkpoint `{model}`; it has: "
                             f"{', '.join(sorted(self.titles)) or 'none'}.", param="model")
 
-    async def generate(self, work: Work, progress: Progress) -> list[bytes]:
+    async def generate(self, work: Work, progress: OnProgress) -> list[bytes]:
         gen = work.generation
+        assert isinstance(gen, Generation)     # this provider does not upscale
         body = request_body(gen, await self.checkpoint(gen.model))
         route = "txt2img"
         if gen.is_img2img:
@@ -112,7 +113,7 @@ class A1111Provider(SyncProvider):
             first = int(json.loads(answer.get("info") or "{}").get("index_of_first_image", 0))
         return [image_bytes(item, self.label) for item in answer["images"][first:first + n]]
 
-    async def _watch(self, progress: Progress) -> None:
+    async def _watch(self, progress: OnProgress) -> None:
         """Report A1111's progress until cancelled; a look that fails is skipped."""
         while True:
             await asyncio.sleep(PROGRESS_EVERY)

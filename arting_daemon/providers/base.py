@@ -24,22 +24,32 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from ..upscaling import JobRequest
+from ..upscaling import JobRequest, Upscale
 
 #: Called by ``follow`` with the fraction done (0..1) when the upstream says.
-Progress = Callable[[float], None]
+OnProgress = Callable[[float], None]
+#: The key of ``provider_state`` where a provider keeps the job's place in the upstream's
+#: own queue while it waits there (Midjourney's proxy: code 22); the job API shows it.
+UPSTREAM_QUEUE = "upstream_queue"
 
 
 class Work(Protocol):
     """What a provider sees of a job."""
 
-    id: str
-    generation: JobRequest
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def generation(self) -> JobRequest: ...
+
     #: When the upstream got the job (``Attempt.submit``'s answer), once it has it.
     submitted_at: float | None
     #: The name of the provider working on it.
     provider: str
-    provider_state: dict[str, Any]
+
+    @property
+    def provider_state(self) -> dict[str, Any]:
+        """What the provider keeps about the job (changed in place, never replaced)."""
 
 
 class Attempt(ABC):
@@ -57,7 +67,7 @@ class Attempt(ABC):
         started on it). Sends it again only when that cannot make a second job."""
 
     @abstractmethod
-    async def follow(self, progress: Progress) -> list[str]:
+    async def follow(self, progress: OnProgress) -> list[str]:
         """Wait until the upstream has finished the job; returns where its images are
         (for ``Provider.fetch``). Raises the job's error as soon as the upstream says it
         failed."""
@@ -91,6 +101,11 @@ class Provider(ABC):
         """The providers this one stands for, in routing order: itself, unless several."""
         return [self]
 
+    def upscales(self, upscale: Upscale) -> bool:
+        """Whether it can upscale these pictures, where it has the ``upscale`` feature:
+        any, unless it upscales only its own (Midjourney's ``U`` buttons)."""
+        return True
+
     @abstractmethod
     def submitted(self, work: Work) -> bool:
         """Whether the upstream accepted this job already, so it is followed, not resent."""
@@ -104,12 +119,23 @@ class Provider(ABC):
     async def fetch(self, work: Work, output: str) -> bytes:
         """The bytes of one finished image of ``work`` that ``follow`` pointed at."""
 
-    async def cancel(self, work: Work) -> None:
+    def seeds(self, work: Work, outputs: list[str]) -> list[int] | None:
+        """The seed of each finished image, where the upstream's differ from the request's
+        ``seed, seed+1, …`` (Midjourney's four from one seed); None: the request's."""
+        return None
+
+    async def cancel(self, work: Work) -> None:  # noqa: B027 (a default, not abstract)
         """Ask the upstream to stop a submitted job (best effort); by default there is no
         way to, and the upstream finishes it unseen."""
 
     def health(self) -> dict[str, Any]:
         """What the operator sees of this provider in ``/arting/v1/status``."""
+        return {}
+
+    async def probe(self) -> dict[str, Any]:
+        """For ``arting-daemon check``: ask the upstream something that spends nothing and
+        proves the credentials (raising the error met); returns what it learned
+        (``models``: how many it offers, ``balance``: its credits)."""
         return {}
 
     def unready(self) -> str | None:

@@ -2,19 +2,21 @@
 
 With neither ``[[providers]]`` nor ``[fallbacks]`` the runner gets the Arting provider
 itself, made from the flat settings, exactly as before providers existed. Otherwise it
-gets the router (``router.py``) with every provider behind it, Arting first.
+gets the router (``router.py``) with every provider behind it, Arting first. The kinds
+with settings of their own (Midjourney, Stability AI) are made by their own
+``make`` (``kinds.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
 
-import aiohttp
+from pydantic import SecretStr
 
 from .. import logs
+from ..clock import Clock
 from ..config import Settings
 from ..errors import ArtingError
 from ..generation import Catalog
@@ -22,17 +24,16 @@ from ..metrics import Metrics
 from ..provider_config import ARTING, Offers, ProviderConfig, effective, implicit_arting
 from ..store import ImageStore
 from ..timing import DurationStats
+from ..transport.director import Director, Sessions
 from .a1111 import A1111Provider
 from .arting.client import ArtingClient, Upstream
 from .arting.provider import ArtingOptions, ArtingProvider
-from .arting.tokens import TokenPool, anonymous_identity
+from .arting.tokens import Board, TokenPool, anonymous_identity
 from .base import Provider
+from .kinds import KINDS
 from .openai import OpenAIProvider
-from .remote import RemoteAPI, SyncProvider, endpoint
+from .remote import SyncProvider, endpoint, funnel
 from .router import Member, Router
-
-if TYPE_CHECKING:
-    from ..replicas.link import RedisLink
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +41,15 @@ class Services:
     """What providers are made with."""
 
     settings: Settings
-    session: aiohttp.ClientSession
+    #: The outbound aiohttp sessions, and the daemon's proxies (``sessions.plan``).
+    sessions: Sessions
     store: ImageStore
     stats: DurationStats
     metrics: Metrics
     catalog: Catalog
-    #: With replicas: the Redis link the ``arting`` provider's token board goes through.
-    link: RedisLink | None = None
+    #: Where the ``arting`` provider's token pool shares its tokens (the backend's board).
+    board: Callable[[], Board] = Board
+    clock: Clock = dataclasses.field(default_factory=Clock)
 
 
 @asynccontextmanager
@@ -65,9 +68,13 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
         for cfg in chain:
             if cfg.kind == "arting":
                 provider: Provider = await stack.enter_async_context(open_arting(s, cfg))
+            elif cfg.kind in KINDS:
+                provider = await stack.enter_async_context(KINDS[cfg.kind].make(s, cfg))
             else:
                 provider = remote(s, cfg)
-            names = {m: s.catalog.models.get(m, m) for m in offers.ids[cfg.name]}
+            own = KINDS[cfg.kind].models if cfg.kind in KINDS else {}
+            names = {m: own.get(m.removeprefix(cfg.model_prefix)) or s.catalog.models.get(m, m)
+                     for m in offers.ids[cfg.name]}
             s.catalog.offer(cfg.name, names, cfg.model_prefix if cfg.models == "*" else "")
             members.append(Member(provider, cfg, default_model(cfg, offers, settings),
                                   features=_features(provider)))
@@ -84,7 +91,7 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
 async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingProvider]:
     """An Arting provider: its client, its token pool (probing in the background). The
     one named ``arting`` takes the flat settings' tokens (or the anonymous identity), and
-    with replicas shares its tokens' health and places through Redis."""
+    shares its tokens' health and places on the backend's board (with replicas, Redis)."""
     settings = s.settings
     secrets = cfg.auth_tokens if cfg.auth_tokens is not None else settings.auth_tokens
     tokens = [t.get_secret_value() for t in secrets]
@@ -92,39 +99,37 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     if anonymous:
         tokens = [anonymous_identity(settings.data_dir)]
     logs.add_secrets(*tokens)
-    board = None
-    if s.link is not None and cfg.name == ARTING:
-        from ..replicas.tokens import RedisBoard
-        board = RedisBoard(s.link, settings.replica_lease)
+    board = s.board() if cfg.name == ARTING else Board()
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
                      backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff, board=board)
+                     max_backoff=settings.token_probe_max_backoff, board=board, clock=s.clock)
     upstream = dataclasses.replace(Upstream.of(settings),
                                    base_url=cfg.base_url or settings.base_url)
     options = dataclasses.replace(ArtingOptions.of(settings), img2img=settings.img2img
                                   if cfg.img2img is None else cfg.img2img)
-    client = ArtingClient(upstream, s.session, s.metrics)
+    director = Director(s.sessions.plan.replaced(_secret(cfg.proxy)), settings.impersonate,
+                        upstream.base_url)
+    director.names.update((t.secret, t.label) for t in pool.tokens)
+    client = ArtingClient(upstream, director, s.metrics)
     provider = ArtingProvider(options, client, pool, s.store, s.stats, s.metrics)
     if cfg.name != ARTING or cfg.label:
         provider.name, provider.label = cfg.name, cfg.title
     provider.free_to_repeat = cfg.free_to_repeat
     if cfg.name == ARTING:       # its token gauges; more pools would repeat their names
         s.metrics.watch(pool)
-    if board is not None:
-        await board.open(pool)
+    await board.open(pool)
     pool.start_probing(client.check_token)
     try:
         yield provider
     finally:
         await pool.close()
-        if board is not None:
-            await board.close()
-        client.close()
+        await board.close()
+        await client.close()
 
 
 def remote(s: Services, cfg: ProviderConfig) -> SyncProvider:
-    api = RemoteAPI(endpoint(cfg, s.settings.request_timeout), s.session)
     kind = A1111Provider if cfg.kind == "a1111" else OpenAIProvider
+    api = funnel(endpoint(cfg, s.settings.request_timeout), s.sessions, cfg.proxy)
     return kind(cfg, api, s.store)
 
 
@@ -140,6 +145,10 @@ def default_model(cfg: ProviderConfig, offers: Offers, settings: Settings) -> st
     if cfg.kind != "a1111" and ids:
         return ids[0].removeprefix(cfg.model_prefix)
     return None
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _features(provider: Provider) -> frozenset[str]:

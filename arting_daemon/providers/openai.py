@@ -6,6 +6,10 @@
   ``extras = true`` Arting's own fields go along (negative prompt, seed, steps,
   guidance, sampler, clip skip, LoRAs, NSFW, strength), as another arting-2api daemon
   takes them; strict servers refuse unknown fields, so they are off by default.
+* OpenAI's own models are sent only what they take (``MODEL_RULES``): one of their
+  sizes (the nearest in shape), no ``response_format`` for the GPT image models (they
+  answer base64 only), and as many calls as their ``n`` needs (DALL·E 3 makes one
+  image per call). A request that named no size is sent none: the server's default.
 * Answers in ``b64_json`` or ``url`` (downloaded at once, from the server's own host
   or the provider's ``image_hosts``).
 * ``GET {base_url}/models``: the catalogue, without the OpenAI names clients hard-code
@@ -16,6 +20,9 @@ The API key goes as ``Authorization: Bearer``.
 
 from __future__ import annotations
 
+import asyncio
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,8 +32,40 @@ from ..errors import BadUpstreamResponse
 from ..generation import Generation
 from ..provider_config import ProviderConfig
 from ..store import ImageStore
-from .base import Progress, Work
+from .base import OnProgress, Work
 from .remote import RemoteAPI, SyncProvider, image_bytes
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """What one of OpenAI's image models takes."""
+
+    sizes: tuple[str, ...]
+    response_format: bool
+    max_n: int
+
+
+_GPT_IMAGE = ModelRules(("1024x1024", "1536x1024", "1024x1536"), False, 10)
+#: By model id prefix, longest first; other models are sent the request as it is.
+MODEL_RULES = {
+    "dall-e-2": ModelRules(("256x256", "512x512", "1024x1024"), True, 10),
+    "dall-e-3": ModelRules(("1024x1024", "1792x1024", "1024x1792"), True, 1),
+    "gpt-image": _GPT_IMAGE, "chatgpt-image": _GPT_IMAGE,
+}
+
+
+def rules_for(model: str) -> ModelRules | None:
+    return next((r for prefix, r in MODEL_RULES.items() if model.lower().startswith(prefix)),
+                None)
+
+
+def nearest_size(width: int, height: int, sizes: tuple[str, ...]) -> str:
+    """The size of ``sizes`` closest in shape to ``width``×``height``, then in area."""
+    def distance(size: str) -> tuple[float, float]:
+        w, h = (int(x) for x in size.split("x"))
+        return (abs(math.log((w / h) / (width / height))),
+                abs(math.log((w * h) / (width * height))))
+    return min(sizes, key=distance)
 
 
 def extras(gen: Generation) -> dict[str, Any]:
@@ -54,19 +93,33 @@ class OpenAIProvider(SyncProvider):
         ids = [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("id")]
         return {i: i for i in ids if i not in OPENAI_MODEL_NAMES}
 
-    def fields(self, gen: Generation) -> dict[str, Any]:
-        out: dict[str, Any] = {"prompt": gen.prompt, "n": gen.n, "size": gen.size,
-                               "response_format": self.response_format}
-        model = gen.model or self.default_model
+    def fields(self, gen: Generation, n: int | None = None) -> dict[str, Any]:
+        """The request's fields as the model takes them (``n``: this call's images)."""
+        model = gen.model or self.default_model or ""
+        rules = rules_for(model)
+        out: dict[str, Any] = {"prompt": gen.prompt, "n": gen.n if n is None else n}
+        if not gen.auto_size:
+            out["size"] = nearest_size(gen.width, gen.height, rules.sizes) if rules \
+                else gen.size
+        if rules is None or rules.response_format:
+            out["response_format"] = self.response_format
         if model:
             out["model"] = model
         if self.send_extras:
             out.update(extras(gen))
         return out
 
-    async def generate(self, work: Work, progress: Progress) -> list[bytes]:
+    async def generate(self, work: Work, progress: OnProgress) -> list[bytes]:
         gen = work.generation
-        fields = self.fields(gen)
+        assert isinstance(gen, Generation)     # this provider does not upscale
+        rules = rules_for(gen.model or self.default_model or "")
+        per_call = rules.max_n if rules else gen.n
+        calls = [min(per_call, gen.n - start) for start in range(0, gen.n, per_call)]
+        made = await asyncio.gather(*(self._call(gen, n) for n in calls))
+        return [image for batch in made for image in batch]
+
+    async def _call(self, gen: Generation, n: int) -> list[bytes]:
+        fields = self.fields(gen, n)
         if not gen.is_img2img:
             answer = await self.api.call("POST", "/images/generations", body=fields, long=True)
         else:

@@ -1,4 +1,5 @@
-"""What the providers that answer over plain HTTP share (A1111, OpenAI-compatible).
+"""What the providers that answer over plain HTTP share (A1111, OpenAI-compatible,
+Midjourney's proxies, Stability AI).
 
 * ``RemoteAPI``: one request funnel per provider. It talks only to the ``base_url`` the
   operator configured (no redirects followed; result images only from that host or the
@@ -7,6 +8,9 @@
   exchange can fail into the error taxonomy (``errors.py``), in words that name the
   provider and say what to do. Nothing the provider sent is passed on raw: at most a
   short, redacted excerpt of its own message.
+* ``RemoteProvider`` and ``RemoteAttempt``: what every such provider and its attempts
+  keep (its entry's basics, its funnel, the store); ``Polling``, the schedule of those
+  that follow a task upstream.
 * ``SyncProvider``: a provider whose upstream makes the images in one blocking call.
   Its attempt has nothing to send ahead (``submit`` only starts the clock); ``follow``
   makes the call and keeps the images in the store (outputs ``store:<hash>``), so a
@@ -32,16 +36,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import SecretStr
+from python_socks import ProxyError as SocksError
 
 from .. import logs
+from ..config import Section
 from ..errors import (BadUpstreamResponse, ContentRefused, FeatureDisabled,
                       UpstreamAuthError, UpstreamInvalid, UpstreamRateLimited,
                       UpstreamRejected, UpstreamServerError, UpstreamTimeout,
                       UpstreamUnavailable, UpstreamUnreachable)
 from ..outbound import OutboundPolicy
 from ..provider_config import CREDENTIALS, ProviderConfig
+from ..retry import backoff, retry_after
 from ..store import ImageStore
-from .base import Attempt, Progress, Provider, Work
+from ..transport.director import Sessions, aiohttp_failure
+from ..transport.proxies import Proxy, ProxyPlan
+from ..transport.tunnel import ProxyFailure
+from .base import Attempt, OnProgress, Provider, Work
 
 #: Largest answer read from a provider: a few base64 images in JSON.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024
@@ -52,6 +63,15 @@ STORED = "store:"
 INTERRUPT_WAIT = 5.0
 #: Words in a provider's refusal that mean the prompt or image was refused.
 CONTENT_CODES = ("content_policy_violation", "moderation_blocked", "content_refused")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer as it came: its status, headers and (size-bounded) body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -88,12 +108,36 @@ def endpoint(cfg: ProviderConfig, request_timeout: float) -> Endpoint:
                     cfg.timeout, tuple(h.lower() for h in cfg.image_hosts))
 
 
-class RemoteAPI:
-    """One provider's request funnel: JSON in and out, typed errors out."""
+def funnel(where: Endpoint, sessions: Sessions, proxy: SecretStr | None) -> RemoteAPI:
+    """A provider's request funnel: through its own ``proxy``, if it has one, else the
+    daemon's."""
+    return RemoteAPI(where, sessions,
+                     sessions.plan.replaced(proxy.get_secret_value() if proxy else None))
 
-    def __init__(self, where: Endpoint, session: aiohttp.ClientSession) -> None:
+
+@dataclass(frozen=True)
+class Polling(Section):
+    """How often a provider that follows a task upstream asks about it: from
+    ``poll_min_interval``, half as long again each time, up to ``poll_max_interval``;
+    after failures, backoff."""
+
+    poll_min_interval: float
+    poll_max_interval: float
+
+    def delay(self, polls: int, failures: int = 0) -> float:
+        if failures:
+            return min(self.poll_max_interval, backoff(failures))
+        return min(self.poll_max_interval, self.poll_min_interval * 1.5 ** min(polls, 40))
+
+
+class RemoteAPI:
+    """One provider's request funnel: JSON in and out, typed errors out; through the
+    provider's proxy (``plan``) if it has one."""
+
+    def __init__(self, where: Endpoint, sessions: Sessions, plan: ProxyPlan) -> None:
         self.where = where
-        self.session = session
+        self.sessions = sessions
+        self.plan = plan
         self.policy = OutboundPolicy(list(where.image_hosts), where.base_url)
 
     async def call(self, method: str, path: str, *, body: Any = None,
@@ -101,28 +145,44 @@ class RemoteAPI:
         """``method`` ``base_url + path`` and return the JSON answer. ``long`` marks the
         generation call, bounded by the provider's ``timeout`` instead of
         ``request_timeout``."""
+        return self.read(path, await self.exchange(method, path, body=body, form=form,
+                                                   long=long))
+
+    def read(self, path: str, reply: Reply) -> Any:
+        """An answer as JSON, or the error it means."""
+        return _interpret(self.where, path, reply.status, reply.headers, reply.body)
+
+    async def exchange(self, method: str, path: str, *, body: Any = None,
+                       form: aiohttp.FormData | aiohttp.MultipartWriter | None = None,
+                       long: bool = False) -> Reply:
+        """The answer as it came (for a provider that reads it its own way); a failed
+        exchange raises as ``call`` does."""
         w = self.where
         total = w.timeout if long else w.request_timeout
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(w.request_timeout, 10.0))
+        session, extra, proxy = self.sessions.route(w.base_url, self.plan)
         try:
-            async with self.session.request(
+            async with session.request(
                     method, w.base_url + path, headers=w.headers, timeout=timeout,
                     allow_redirects=False, data=form,
-                    json=body if form is None else None) as resp:
+                    json=body if form is None else None, **extra) as resp:
+                _proxy_answer(resp.status, proxy)
                 raw = await _bounded(resp, MAX_ANSWER_BYTES, f"{w.label}'s answer")
-                return _interpret(w, path, resp.status, resp.headers, raw)
+                return Reply(resp.status, resp.headers, raw)
         except asyncio.TimeoutError:
             limit = total if total is not None else 0
             raise UpstreamTimeout(f"{w.label} did not answer {path} within {limit:g} s"
                                   + (f" (the `timeout` of provider `{w.name}`)." if long
                                      else " (request_timeout).")) from None
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientError, SocksError, OSError) as exc:
+            if (failed := aiohttp_failure(exc, proxy, w.base_url)) is not None:
+                raise failed.as_error() from None
+            if not isinstance(exc, aiohttp.ClientConnectorError):
+                raise UpstreamUnavailable(f"The connection to {w.label} broke during {path} "
+                                          f"({type(exc).__name__}).") from None
             raise UpstreamUnreachable(f"{w.label} could not be reached at {w.base_url} "
                                       f"({type(exc).__name__}); is it running, and is "
                                       f"`base_url` of provider `{w.name}` right?") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"The connection to {w.label} broke during {path} "
-                                      f"({type(exc).__name__}).") from None
 
     async def download(self, url: str) -> bytes:
         """A result image the provider gave as a URL: only from its own host or its
@@ -134,19 +194,30 @@ class RemoteAPI:
                 f"{w.label} answered with an image on host {host!r}, which is neither its "
                 f"own nor in `image_hosts` of provider `{w.name}`; add it there if you "
                 "trust it.", retryable=False)
+        session, extra, proxy = self.sessions.route(url, self.plan)
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(
-                    total=w.request_timeout), allow_redirects=False) as resp:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(
+                    total=w.request_timeout), allow_redirects=False, **extra) as resp:
+                _proxy_answer(resp.status, proxy)
                 if resp.status != 200:
                     cls = UpstreamUnavailable if resp.status >= 500 else UpstreamRejected
                     raise cls(f"{w.label}'s result image answered HTTP {resp.status}.")
                 data = await _bounded(resp, MAX_IMAGE_BYTES, f"{w.label}'s result image")
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"Downloading {w.label}'s result image timed out.") from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, SocksError, OSError) as exc:
+            if (failed := aiohttp_failure(exc, proxy, url)) is not None:
+                raise failed.as_error() from None
             raise UpstreamUnavailable(f"Downloading {w.label}'s result image failed "
                                       f"({type(exc).__name__}).") from None
         return image_bytes(data, w.label)
+
+
+def _proxy_answer(status: int, proxy: Proxy | None) -> None:
+    """An http destination through an http proxy: a 407 is the proxy's, not the
+    provider's."""
+    if status == 407 and proxy is not None:
+        raise ProxyFailure(proxy, "refused", "it answered HTTP 407").as_error()
 
 
 async def _bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
@@ -201,7 +272,7 @@ def _interpret(w: Endpoint, path: str, status: int, headers: Mapping[str, str],
         raise ContentRefused(f"{w.label} refused the content{quoted}")
     if status == 429:
         raise UpstreamRateLimited(f"{w.label} is rate-limiting (HTTP 429){quoted}",
-                                  retry_after=_retry_after(headers))
+                                  retry_after=retry_after(headers.get("Retry-After")))
     if status == 504:
         raise UpstreamTimeout(f"{w.label} timed out (HTTP 504){quoted}")
     if status >= 500:
@@ -224,7 +295,7 @@ def _message(payload: Any) -> str:
     elif isinstance(said, str) and isinstance(detail, str) and detail:
         said = f"{said}: {detail}"                  # A1111: the exception's class, then text
     if not isinstance(said, str) or not said:
-        said = detail or payload.get("message") or said
+        said = detail or payload.get("message") or payload.get("description") or said
     if isinstance(said, list) and said and isinstance(said[0], dict):   # FastAPI's 422
         first = said[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
@@ -237,17 +308,11 @@ def _code(payload: Any) -> str | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        return max(0.0, float(headers["Retry-After"]))
-    except (KeyError, ValueError):
-        return None
+# --- providers over plain HTTP, and those that answer in one call ---------------------
 
-
-# --- providers that answer in one call ------------------------------------------------
-
-class SyncProvider(Provider):
-    """The images come back from one call: ``generate``."""
+class RemoteProvider(Provider):
+    """What every provider over plain HTTP keeps (all but Arting): its entry's basics,
+    its request funnel, the store."""
 
     def __init__(self, cfg: ProviderConfig, api: RemoteAPI, store: ImageStore) -> None:
         self.name, self.label, self.kind = cfg.name, cfg.title, cfg.kind
@@ -257,8 +322,27 @@ class SyncProvider(Provider):
         self.api = api
         self.store = store
 
+    def health(self) -> dict[str, Any]:
+        w = self.api.where
+        # every header but Accept carries credentials (Authorization, mj-api-secret)
+        return {"base_url": w.base_url,
+                "credentials": "set" if set(w.headers) - {"Accept"} else "none"}
+
+
+class RemoteAttempt(Attempt):
+    """An attempt at one job at such a provider: what it works with."""
+
+    def __init__(self, provider: RemoteProvider, work: Work) -> None:
+        self.provider = provider
+        self.work = work
+        self.state = work.provider_state
+
+
+class SyncProvider(RemoteProvider):
+    """The images come back from one call: ``generate``."""
+
     @abstractmethod
-    async def generate(self, work: Work, progress: Progress) -> list[bytes]:
+    async def generate(self, work: Work, progress: OnProgress) -> list[bytes]:
         """Make the job's images in one call (and report progress while it runs)."""
 
     @abstractmethod
@@ -286,21 +370,17 @@ class SyncProvider(Provider):
     async def fetch(self, work: Work, output: str) -> bytes:
         return await self.store.read(output.removeprefix(STORED))
 
-    def health(self) -> dict[str, Any]:
-        w = self.api.where
-        return {"base_url": w.base_url,
-                "credentials": "set" if "Authorization" in w.headers else "none"}
+    async def probe(self) -> dict[str, Any]:
+        return {"models": len(await self.catalogue())}
 
 
-class SyncAttempt(Attempt):
-    def __init__(self, provider: SyncProvider, work: Work) -> None:
-        self.provider = provider
-        self.work = work
+class SyncAttempt(RemoteAttempt):
+    provider: SyncProvider
 
     async def submit(self) -> float:
         return time.time()      # nothing goes ahead of the call: ``follow`` makes it
 
-    async def follow(self, progress: Progress) -> list[str]:
+    async def follow(self, progress: OnProgress) -> list[str]:
         p = self.provider
         try:
             images = await p.generate(self.work, progress)

@@ -31,8 +31,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 from .. import logs
-from ..errors import (ArtingError, CloudflareBlocked, ContentRefused, ModelNotFound,
-                      UpstreamAuthError,
+from ..errors import (ArtingError, CloudflareBlocked, ContentRefused, FeatureDisabled,
+                      ModelNotFound, UpstreamAuthError,
                       UpstreamError, UpstreamInvalid, UpstreamRateLimited, UpstreamTimeout,
                       UpstreamUnreachable)
 from ..generation import Catalog
@@ -40,7 +40,7 @@ from ..metrics import Metrics
 from ..provider_config import ProviderConfig
 from ..tasks import stop
 from ..upscaling import JobRequest, Upscale
-from .base import Attempt, Progress, Provider, Work
+from .base import Attempt, OnProgress, Provider, Work
 from .remote import SyncProvider
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def falls_back(exc: ArtingError) -> bool:
 
 
 @dataclass
-class Health:
+class ProviderHealth:
     """What traffic says of a provider: ``unknown`` until a job or a catalogue read went
     through it, then ``ok``, or why not."""
 
@@ -98,7 +98,7 @@ class Member:
     default_model: str | None
     #: What it does beyond generating (``img2img``, ``upscale``).
     features: frozenset[str]
-    health: Health = field(default_factory=Health)
+    health: ProviderHealth = field(default_factory=ProviderHealth)
     in_flight: int = 0
     models_read_at: float | None = None
 
@@ -154,6 +154,10 @@ class View:
     def provider(self) -> str:
         return self._job.provider
 
+    @provider.setter
+    def provider(self, name: str) -> None:
+        self._job.provider = name
+
     @property
     def provider_state(self) -> dict[str, Any]:
         return self._job.provider_state
@@ -161,6 +165,10 @@ class View:
     @property
     def submitted_at(self) -> float | None:
         return self._job.submitted_at
+
+    @submitted_at.setter
+    def submitted_at(self, when: float | None) -> None:
+        self._job.submitted_at = when
 
 
 class Router(Provider):
@@ -213,7 +221,10 @@ class Router(Provider):
         (those that can make it: image-to-image needs a provider that does it). An
         upscale has no model: it goes to the providers that upscale, in order."""
         if isinstance(gen, Upscale):
-            return [Target(m, None) for m in self.members.values() if "upscale" in m.features]
+            makers = {s.origin.provider for s in gen.images if s.origin is not None}
+            able = [m for m in self.members.values()
+                    if "upscale" in m.features and m.provider.upscales(gen)]
+            return [Target(m, None) for m in sorted(able, key=lambda m: m.name not in makers)]
         model_id = gen.model
         owner = self.members.get(self.catalog.owner(model_id) or "")
         targets = [Target(owner, owner.upstream(model_id))] if owner else []
@@ -264,12 +275,22 @@ class Router(Provider):
 
     def admit(self, gen: JobRequest) -> str:
         chain = self.chain(gen)
+        upscalers = [m.provider.label for m in self.members.values() if "upscale" in m.features]
+        if not chain and isinstance(gen, Upscale) and upscalers:
+            one = len(upscalers) == 1
+            raise FeatureDisabled(
+                f"No provider here upscales these pictures: {', '.join(upscalers)} "
+                f"upscale{'s' if one else ''} only the pictures {'it' if one else 'they'} "
+                "made.", param="images")
         if not chain:
             owner = self.members.get(self.catalog.owner(gen.model) or "")
             for feature in gen.features:        # its provider's own words, if it has one
                 (owner or next(iter(self.members.values()))).provider.require(feature)
             raise no_provider(gen)
-        return chain[0].member.name
+        first = chain[0]
+        first.member.provider.admit(gen if isinstance(gen, Upscale) else
+                                    gen.model_copy(update={"model": first.model or ""}))
+        return first.member.name
 
     def for_job(self, work: Work) -> Provider:
         return self._member(work).provider
@@ -287,6 +308,9 @@ class Router(Provider):
     async def fetch(self, work: Work, output: str) -> bytes:
         """From the provider that made it."""
         return await self.for_job(work).fetch(work, output)
+
+    def seeds(self, work: Work, outputs: list[str]) -> list[int] | None:
+        return self.for_job(work).seeds(work, outputs)
 
     async def cancel(self, work: Work) -> None:
         member = self.members.get(work.provider)
@@ -371,7 +395,7 @@ class RoutedAttempt(Attempt):
             except ArtingError as exc:
                 await self._next(exc)
 
-    async def follow(self, progress: Progress) -> list[str]:
+    async def follow(self, progress: OnProgress) -> list[str]:
         while True:
             assert self.current is not None
             member, _, attempt = self.current

@@ -8,7 +8,8 @@ left by a replica that died fades by itself); ``a1111:flags:<request>`` holds wh
 it was interrupted or skipped, added to and never overwritten. A progress call on any replica
 reads the owner's requests and their jobs' records; an interrupt there marks them and
 cancels their jobs wherever those run; the replica answering the request reads the
-flags back before it answers.
+flags back before it answers. A request whose client went away is flagged ``gone`` and
+its entry left to fade ``GONE_KEPT`` seconds later.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from typing import Any
 
 from ..engine.runner import Runner
-from ..facades.a1111_state import Batch
+from ..facades.a1111_state import GONE_KEPT, Batch
 from ..tasks import stop
 from .link import RedisLink
 
@@ -66,10 +67,16 @@ class RedisA1111State:
             await pipe.execute()
 
     async def remove(self, batch: Batch) -> None:
+        """Forget an answered request; one whose client went away is left to fade
+        ``GONE_KEPT`` seconds later, for the interrupt that follows."""
         self._local.pop(batch.id, None)
         with contextlib.suppress(Exception):       # unrenewed, it fades anyway
             async with self.link.call() as r:
-                await r.hdel(self._key(batch.owner), batch.id)
+                if batch.gone:
+                    entry = {**batch.record(), "until": batch.left + GONE_KEPT}
+                    await r.hset(self._key(batch.owner), batch.id, json.dumps(entry))
+                else:
+                    await r.hdel(self._key(batch.owner), batch.id)
 
     async def of(self, owner: str) -> list[Batch]:
         async with self.link.call() as r:
@@ -87,12 +94,15 @@ class RedisA1111State:
                 upscales=[j for j in [await self.runner.get(i) for i in entry["upscales"]]
                           if j])
             batch.interrupted, batch.skipped = "interrupted" in marked, "skipped" in marked
+            batch.gone, batch.left = "gone" in marked, entry.get("left") or batch.left
             batches.append(batch)
         return sorted(batches, key=lambda b: b.started)
 
     async def mark(self, batch: Batch, **flags: bool) -> None:
         for name, value in flags.items():
             setattr(batch, name, value)
+        if flags.get("gone"):
+            batch.left = time.time()
         async with self.link.call() as r:
             pipe = r.pipeline()
             pipe.sadd(self._flags(batch.id), *[name for name, on in flags.items() if on])

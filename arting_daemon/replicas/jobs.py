@@ -15,7 +15,8 @@ same script, when a record first becomes terminal: each job counts once.
 
 Keys (prefix ``arting:``): ``job:<id>`` (the record), ``jobs``, ``jobs:owner:<owner>``,
 ``jobs:state:<state>`` (ids by creation time), ``unfinished`` (ids), ``lease:<id>``
-(the holder), ``last:<id>`` (who held it last), ``idem:<owner:key>`` (the job holding an idempotency key),
+(the holder), ``last:<id>`` (who held it last), ``idem:<owner:key>`` (the job holding an
+idempotency key),
 ``cancel:<id>`` (a cancel asked for), ``usage:<owner>:<day>``, ``quarantine``.
 """
 
@@ -209,7 +210,7 @@ class RedisJournal(Generic[T]):
                     break
                 texts = await r.mget([self.link.key("job", i) for i, _ in ids])
                 for (job_id, _), text in zip(ids, texts):
-                    job = self._parsed(job_id, text) if text else None
+                    job: Any = self._parsed(job_id, text) if text else None
                     if job is not None and (state is None or job.state.value == state) and \
                             (owner is None or job.owner == owner):
                         found.append(job)

@@ -18,8 +18,10 @@ from collections import Counter
 from dataclasses import replace
 from types import EllipsisType
 
-from ..keys.ring import REFRESH, KeyIndex, utc_day
-from ..keys.store import ApiKey, Limits, changed, new_key
+from ..keys.counters import utc_day
+from ..keys.limits import NO_LIMITS, KeyLimits
+from ..keys.ring import REFRESH, KeyIndex
+from ..keys.store import ApiKey, changed, new_key
 from ..tasks import stop
 from .link import RedisLink
 
@@ -47,14 +49,14 @@ class RedisKeyRing(KeyIndex):
 
     # --- changes --------------------------------------------------------------------------
 
-    async def create(self, name: str, limits: Limits = Limits(),
+    async def create(self, name: str, limits: KeyLimits = NO_LIMITS,
                      expires_at: float | None = None) -> tuple[ApiKey, str]:
         key, secret = new_key(name, limits, expires_at)
         await self._store(key)
         return key, secret
 
     async def update(self, key_id: str, *, name: str | None = None,
-                     limits: Limits | None = None,
+                     limits: KeyLimits | None = None,
                      expires_at: float | None | EllipsisType = ...) -> ApiKey | None:
         key = await self._fresh(key_id)
         if key is None:

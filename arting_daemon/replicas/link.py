@@ -104,10 +104,11 @@ class RedisLink:
             async def counted_run(*a: Any, **kw: Any) -> Any:
                 self.round_trips += 1
                 return await run(*a, **kw)
-            pipe.execute = counted_run
+            pipe.execute = counted_run  # type: ignore[method-assign]
             return pipe
 
-        client.execute_command, client.pipeline = counted, counted_pipeline
+        client.execute_command = counted  # type: ignore[method-assign]
+        client.pipeline = counted_pipeline  # type: ignore[method-assign]
 
     def collect(self):
         """Prometheus: round trips to Redis so far, and whether it answers."""
@@ -181,7 +182,8 @@ class WriteBehind:
     """A task that runs ``write`` each time it is woken: what a replica queues in memory
     (a result, a webhook delivery) reaches Redis in batches, off the request's path. While
     Redis is away (or refuses a write) the queue waits and the task tries again every
-    second; ``stop`` makes one last attempt. ``write`` takes its batch and puts it back when it fails."""
+    second; ``stop`` makes one last attempt. ``write`` takes its batch and puts it back when it
+    fails."""
 
     def __init__(self, write: Callable[[], Awaitable[None]], what: str) -> None:
         self._write, self._what = write, what

@@ -21,6 +21,7 @@ import logging
 import secrets
 import time
 
+from ..clock import SYSTEM, Clock
 from ..errors import Unavailable, error_from_dict
 from ..providers.arting.tokens import Board, Token, TokenPool, TokenState
 from ..tasks import stop
@@ -91,7 +92,8 @@ class RedisBoard(Board):
                     await r.zrem(self._slots(token.fingerprint), place)
 
     async def tell(self, token: Token) -> None:
-        until = time.time() + (token.until - time.monotonic()) if token.until else 0.0
+        clock = self._clock()
+        until = clock.time() + (token.until - clock.monotonic()) if token.until else 0.0
         health = {"state": token.state.value, "until": until, "strikes": token.strikes,
                   "reason": json.dumps(token.reason.to_dict()) if token.reason else ""}
         with contextlib.suppress(Exception):        # Redis away: this replica knows it
@@ -106,12 +108,16 @@ class RedisBoard(Board):
             async with self.link.call() as r:
                 return bool(await r.set(self.link.key("token", token.fingerprint, "probe"),
                                         self.link.name, nx=True,
-                                        px=int(max(1.0, token.until - time.monotonic()
+                                        px=int(max(1.0, token.until - self._clock().monotonic()
                                                    + 5.0) * 1000)))
         except Exception:
             return True                             # Redis away: probe it ourselves
 
     # --- internals ----------------------------------------------------------------------
+
+    def _clock(self) -> Clock:
+        """The pool's clock: its tokens' times are on it."""
+        return self.pool.clock if self.pool is not None else SYSTEM
 
     def _slots(self, fingerprint: str) -> str:
         return self.link.key("token", fingerprint, "slots")

@@ -1,4 +1,5 @@
-"""``python -m arting_daemon.sandbox``: run the Arting emulator until SIGINT/SIGTERM."""
+"""``python -m arting_daemon.sandbox``: run the Arting emulator (or, with ``--kind``, the
+midjourney-proxy or Stability AI one) until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import contextlib
 import signal
 from pathlib import Path
 
+from . import Sandbox
+from .emulator import Emulator
+from .providers import EMULATORS
 from .replay import RecordError, load_replay, start_sandbox
 
 
@@ -20,24 +24,39 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds from create to done")
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="answer as recorded by `arting-daemon check --record DIR`")
+    parser.add_argument("--kind", choices=["arting", *EMULATORS], default="arting",
+                        help="which upstream to emulate (default: Arting); the "
+                             "midjourney-proxy one takes the secret `sk-sandbox`, as "
+                             "Stability AI's takes that key")
     args = parser.parse_args(argv)
+    if args.kind != "arting" and args.replay is not None:
+        parser.exit(2, f"{parser.prog}: --replay is for the Arting emulator\n")
     if args.replay is not None:
         try:
             load_replay(args.replay)
         except RecordError as exc:
             parser.exit(2, f"{parser.prog}: {exc}\n")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.generation_time, args.replay))
+        asyncio.run(_serve(args.host, args.port, args.generation_time, args.replay,
+                           args.kind))
 
 
-async def _serve(host: str, port: int, generation_time: float, replay: Path | None) -> None:
+async def _serve(host: str, port: int, generation_time: float, replay: Path | None,
+                 kind: str = "arting") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises instead
             loop.add_signal_handler(sig, stop.set)
-    sandbox = await start_sandbox(generation_time, replay, host, port)
-    print(f"Arting sandbox listening on {sandbox.url}"
+    sandbox: Sandbox | Emulator
+    if kind == "arting":
+        sandbox = await start_sandbox(generation_time, replay, host, port)
+        name = "Arting sandbox"
+    else:
+        sandbox, _ = EMULATORS[kind](generation_time)
+        await sandbox.start(host, port)
+        name = f"{sandbox.NAME} emulator"
+    print(f"{name} listening on {sandbox.url}"
           + (f", replaying {replay}" if replay else ""), flush=True)
     try:
         await stop.wait()

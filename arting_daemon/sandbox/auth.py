@@ -1,4 +1,4 @@
-"""Token checks for the sandbox's auth modes (``arting_protocol.md`` §2.1, §9.3).
+"""Token checks for the sandbox's auth modes (``docs/protocol/arting.md`` §2.1, §9.3).
 
 Arting reads ``Authorization`` as a bare token: a UUID (anonymous identity) or an
 HS256 JWT of a logged-in user. The sandbox never checks JWT signatures; it only looks

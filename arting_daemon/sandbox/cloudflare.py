@@ -14,6 +14,13 @@ markers, so:
   ``/cdn-cgi/...?__cf_chl_f_tk=`` and an ``r`` token: both cloudscraper versions
   detect it (1.2.71 raises ``CloudflareChallengeError`` at once; the GitHub version
   sleeps 1-5 s, posts the form, gets 403 and raises ``CloudflareChallengeError``).
+* ``not_a_browser`` is what a zone that checks fingerprints looks at, as far as an
+  HTTP/1.1 server on loopback can tell (no TLS here, so no JA3/JA4): a browser sends
+  ``sec-fetch-mode`` and ``accept-language``; a Chromium's ``User-Agent`` comes with
+  ``sec-ch-ua`` naming the same major version, before it; its own headers' names are
+  lower-case, as HTTP/2 writes them; and it offers HTTP/2 (over cleartext, the ``h2c``
+  upgrade). curl_cffi impersonating Chrome passes; Python's clients and cloudscraper do
+  not.
 * ``error_page(1020)`` carries ``<span class="cf-error-code">1020</span>``, which
   cloudscraper turns into ``CloudflareCode1020``.
 """
@@ -23,6 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
+
+from aiohttp import web
 
 AIRPORTS = ("FRA", "AMS", "LHR", "CDG", "SJC", "IAD", "HKG", "SIN", "NRT", "SYD")
 
@@ -58,6 +68,34 @@ def headers(ray: str, challenge: bool = False) -> dict[str, str]:
     if challenge:
         out["cf-mitigated"] = "challenge"
     return out
+
+
+_CHROMIUM = re.compile(r"Chrom(?:e|ium)/(\d+)")
+_BRAND = re.compile(r'"(?:Google Chrome|Chromium|Microsoft Edge)";v="(\d+)"')
+
+
+def not_a_browser(request: web.Request) -> str | None:
+    """Why this request is not a browser's (None: it could be one)."""
+    names = [name.decode("latin-1") for name, _ in request.raw_headers]
+    lowered = [name.lower() for name in names]
+    agent = request.headers.get("User-Agent", "")
+    if not agent.startswith("Mozilla/5.0"):
+        return "its User-Agent is not a browser's"
+    for header in ("sec-fetch-mode", "accept-language"):
+        if header not in lowered:
+            return f"no {header} header, which every browser sends"
+    if "user-agent" not in names:
+        return "its header names are not lower-case, as a browser's HTTP/2 writes them"
+    chromium = _CHROMIUM.search(agent)
+    if chromium:
+        brand = _BRAND.search(request.headers.get("sec-ch-ua", ""))
+        if brand is None or brand[1] != chromium[1]:
+            return "its sec-ch-ua does not name the Chrome its User-Agent says"
+        if lowered.index("sec-ch-ua") > lowered.index("user-agent"):
+            return "its headers are not in Chrome's order"
+    if "h2c" not in request.headers.get("Upgrade", "").lower() and request.version < (2, 0):
+        return "it does not offer HTTP/2"
+    return None
 
 
 def managed_challenge(host: str, ray: str, orchestrate: bool = False) -> str:

@@ -1,7 +1,7 @@
 """Arting's JSON envelope and the error codes the sandbox answers with.
 
 Only ``100000`` (success) and ``100905 "Model not supported"`` have been seen in
-public code (``arting_protocol.md`` §2.3); every other code here is INVENTED so the
+public code (``docs/protocol/arting.md`` §2.3); every other code here is INVENTED so the
 daemon has something stable to test against:
 
 ======  ==================================  ===============================================

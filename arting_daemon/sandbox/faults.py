@@ -80,7 +80,7 @@ def respond(fault: Fault, request: web.Request, rng: random.Random,
     """The answer a response-replacing fault gives instead of the route's own."""
     kind = fault.kind
     if kind == "reset":
-        return _reset(request)
+        return reset_connection(request)
     if kind.startswith("cf_"):
         return _cloudflare(fault, request.host, cloudflare.ray_id(rng))
     if kind == "storage_refused":
@@ -143,7 +143,7 @@ def _truncated(fault: Fault) -> web.Response:
                         content_type="application/json")
 
 
-def _reset(request: web.Request) -> web.Response:
+def reset_connection(request: web.Request) -> web.Response:
     """Drop the connection with a TCP RST; the client gets "connection reset", no answer."""
     transport = request.transport
     if transport is not None:

@@ -36,7 +36,7 @@ AnswerKind = Literal["create", "pending", "done", "failed", "not_found", "token_
 ANSWER_KINDS: tuple[str, ...] = get_args(AnswerKind)
 
 
-class Answer(BaseModel):
+class RecordedAnswer(BaseModel):
     """An answer as Arting gave it (from a check's record). The sandbox sends ``body``
     with ``status``, filling in only ``data.request_id`` and ``data.output`` where the
     body has them, so the recorded shape, codes, messages and literals come back."""
@@ -70,8 +70,9 @@ class SandboxConfig(BaseModel):
     pending_status: str | int = "processing"
     done_status: str | int = "success"
     failed_status: str | int = "failed"
-    #: Answers replayed from a record, by kind (see ``Answer``); the rest are the sandbox's own.
-    answers: dict[AnswerKind, Answer] = Field(default_factory=dict)
+    #: Answers replayed from a record, by kind (see ``RecordedAnswer``); the rest are the
+    #: sandbox's own.
+    answers: dict[AnswerKind, RecordedAnswer] = Field(default_factory=dict)
     #: Result images are these files, in turn, instead of pictures the sandbox draws.
     image_files: list[str] = Field(default_factory=list)
 
@@ -109,6 +110,10 @@ class SandboxConfig(BaseModel):
     #: When set, API requests without ``Cookie: cf_clearance=<this>`` get Cloudflare's
     #: challenge page, as from a zone that challenges every visitor without a clearance.
     cf_clearance: str | None = None
+    #: When on, API requests that do not look like a browser's (``cloudflare.not_a_browser``:
+    #: its headers, their order and case, its User-Agent and client hints agreeing, HTTP/2
+    #: offered) get the challenge page, as from a zone that checks fingerprints.
+    cf_browser_check: bool = False
 
     rate_limit_requests: int | None = Field(None, ge=1)
     rate_limit_window: float = Field(60.0, gt=0)
@@ -133,8 +138,10 @@ class SandboxConfig(BaseModel):
         return self
 
 
-class Fault(BaseModel):
-    """One injected misbehaviour: which kind, on which route, on which requests."""
+class FaultSpec(BaseModel):
+    """One injected misbehaviour of an emulator: which kind, on which route, on which
+    requests. It lets the first ``after`` matching requests through, then fires on every
+    ``every``-th until it has fired ``count`` times."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -146,8 +153,17 @@ class Fault(BaseModel):
     status: int | None = Field(None, ge=100, le=599)
     retry_after: float | None = Field(None, ge=0)
     delay: float | None = Field(None, ge=0)
+    #: The answer's own code (Arting's envelope code, a proxy's return code) and words.
     code: int | None = None
     message: str | None = None
+
+    def applies_to(self, route: str) -> bool:
+        return self.route in ("*", route)
+
+
+class Fault(FaultSpec):
+    """A fault of Arting's emulator (its kinds and routes: ``FAULT_KINDS``)."""
+
     body: Literal["json", "empty"] = "json"
 
     @model_validator(mode="after")

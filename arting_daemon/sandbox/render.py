@@ -20,6 +20,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
@@ -102,7 +103,8 @@ def _background(rng: random.Random, size: tuple[int, int]) -> Image.Image:
 def _caption(art: Image.Image, prompt: str, info: list[str]) -> Image.Image:
     """Write the wrapped prompt and the info lines on a dark band at the bottom."""
     width, height = art.size
-    font = ImageFont.load_default(size=max(10, min(width, height) // 22))
+    font = cast(ImageFont.FreeTypeFont,    # with a size: the built-in FreeType font
+                ImageFont.load_default(size=max(10, min(width, height) // 22)))
     ascent, descent = font.getmetrics()
     line_height = ascent + descent + 2
     margin = max(4, line_height // 2)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from .. import catalog
 from ..recording import RecordedExchange, RecordError, read_record
-from .models import Answer, Fault, SandboxConfig
+from .models import Fault, RecordedAnswer, SandboxConfig
 from .server import Sandbox
 
 __all__ = ["RecordError", "Replay", "load_replay", "start_sandbox"]
@@ -64,7 +64,7 @@ def load_replay(directory: Path) -> Replay:
     config = replay.config
     api = [e for e in exchanges if e.via == "aiohttp" and e.method == "POST"]
 
-    answers: dict[str, Answer] = {}
+    answers: dict[str, RecordedAnswer] = {}
     for kind, route, outcome in [("create", "text-to-image/create", "created"),
                                  ("pending", "text-to-image/get", "pending"),
                                  ("done", "text-to-image/get", "done"),
@@ -73,7 +73,7 @@ def load_replay(directory: Path) -> Replay:
                                  ("token_refused", "text-to-image/get", "refused")]:
         found = _first(api, route, outcome)
         if found is not None and isinstance(found.body, dict):
-            answers[kind] = Answer(status=found.status or 200, body=found.body)
+            answers[kind] = RecordedAnswer(status=found.status or 200, body=found.body)
     config["answers"] = answers
     for kind in ("pending", "done", "failed"):
         data = answers[kind].body.get("data") if kind in answers else None
@@ -119,7 +119,8 @@ def _timings(replay: Replay, api: list[RecordedExchange]) -> None:
                                        delay=round(statistics.median(took), 3)))
 
 
-def _images(replay: Replay, exchanges: list[RecordedExchange], done: Answer | None) -> None:
+def _images(replay: Replay, exchanges: list[RecordedExchange],
+            done: RecordedAnswer | None) -> None:
     data = done.body.get("data") if done is not None and isinstance(done.body, dict) else None
     urls = data.get("output") if isinstance(data, dict) else None
     hosts = [urlsplit(u).hostname for u in urls or [] if isinstance(u, str)]

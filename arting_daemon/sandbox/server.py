@@ -1,6 +1,6 @@
 """The Arting emulator: a real HTTP server speaking Arting's private image API.
 
-It follows ``shared/arting_protocol.md`` §9 and §11: text-to-image, image-to-image, the
+It follows ``docs/protocol/arting.md`` §9 and §11: text-to-image, image-to-image, the
 signed-URL upload into its own object storage (``storage``), image-enhance (``enhance``)
 and each identity's balance (``balance``). Where the real API's behaviour is unknown,
 ``SandboxConfig`` has a switch, and the invented error codes are listed in
@@ -8,9 +8,10 @@ and each identity's balance (``balance``). Where the real API's behaviour is unk
 from behind Cloudflare do.
 
 Each request to the API passes, in order: method check, feature switch, Cloudflare's
-clearance (``cf_clearance``), faults, rate limit, identity and token check, the route
-itself. Admin requests (``/__sandbox__/...``) skip all of that and are not recorded.
-Answers can take the shape of a check's record (``answers``, see ``replay.py``).
+clearance (``cf_clearance``) and fingerprint (``cf_browser_check``), faults, rate limit,
+identity and token check, the route itself. Admin requests (``/__sandbox__/...``) skip
+all of that and are not recorded. Answers can take the shape of a check's record
+(``answers``, see ``replay.py``).
 """
 
 from __future__ import annotations
@@ -18,27 +19,27 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
-import json
 import math
 import random
-import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..clock import SYSTEM, Clock
 from . import cloudflare, enhance, storage
 from . import envelope as E
 from .auth import token_problem
 from .balance import Balances
+from .emulator import RateLimiter, headers_of, read_body, serve
 from .enhance import EnhanceTask
 from .envelope import ApiError, AuthError, NotFoundError, RateLimited
 from .faults import EFFECT_KINDS, FaultBoard, respond
-from .models import FAULT_ROUTES, Answer, Fault, Recorded, SandboxConfig, SandboxJob
+from .models import (FAULT_ROUTES, AnswerKind, Fault, Recorded, SandboxConfig,
+                     SandboxJob)
 from .render import Picture, PngCache, load_data_url, probe_image
 from .storage import ObjectStorage, StorageRefusal
 from .validation import parse_create, parse_get
@@ -63,30 +64,15 @@ class _Call:
         self.effect = fault.kind if fault is not None else None
 
 
-class _RateLimiter:
-    """A sliding window of accepted requests per key (token or client IP)."""
-
-    def __init__(self) -> None:
-        self._hits: defaultdict[str | None, deque[float]] = defaultdict(deque)
-
-    def retry_after(self, key: str | None, limit: int, window: float, now: float) -> float | None:
-        """None if the request may pass (and counts it), else seconds until it may."""
-        hits = self._hits[key]
-        while hits and hits[0] <= now - window:
-            hits.popleft()
-        if len(hits) >= limit:
-            return hits[0] + window - now
-        hits.append(now)
-        return None
-
-    def clear(self) -> None:
-        self._hits.clear()
+#: What answers one emulated route.
+Handler = Callable[[_Call], Awaitable[web.StreamResponse]]
 
 
 class Sandbox:
     """An in-process Arting emulator; ``await start()`` it on any running loop."""
 
-    def __init__(self, config: SandboxConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, clock: Clock = SYSTEM,
+                 **overrides: Any) -> None:
         base = (config or SandboxConfig()).model_dump()
         self._initial = SandboxConfig.model_validate({**base, **overrides})
         self.config = self._initial.model_copy(deep=True)
@@ -94,11 +80,13 @@ class Sandbox:
         self.requests: list[Recorded] = []
         self.jobs: dict[str, SandboxJob] = {}
         self.tasks: dict[str, EnhanceTask] = {}
-        self.storage = ObjectStorage()
+        #: Its "now": a job's progress, result URLs' and signed URLs' expiry, rate windows.
+        self.clock = clock
+        self.storage = ObjectStorage(clock)
         self.balances = Balances()
         self.images = PngCache()
         self._faults = FaultBoard()
-        self._limiter = _RateLimiter()
+        self._limiter = RateLimiter()
         self._streams: dict[str, random.Random] = {}
         self._streams_seed: int | None = None
         self._runner: web.AppRunner | None = None
@@ -110,18 +98,7 @@ class Sandbox:
         """Listen on ``host:port`` (0 = any free port); returns the base URL."""
         if self._runner is not None:
             raise RuntimeError("the sandbox is already running")
-        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True,
-                               shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound_port = runner.addresses[0][1]
-        shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        self.url = f"http://{f'[{shown}]' if ':' in shown else shown}:{bound_port}"
+        self._runner, self.url = await serve(self.app, host, port)
         return self.url
 
     async def close(self) -> None:
@@ -175,7 +152,7 @@ class Sandbox:
         ]
         for method, path, handler in admin:
             app.router.add_route(method, path, handler)
-        routes = [
+        routes: list[tuple[str, str | None, str, Handler]] = [
             ("create", "POST", "/api/cg/text-to-image/create", partial(self._create, "txt2img")),
             ("get", "POST", "/api/cg/text-to-image/get", partial(self._get, "txt2img")),
             ("i2i_create", "POST", "/api/cg/image-to-image/create",
@@ -191,24 +168,25 @@ class Sandbox:
             ("cdn-cgi", None, "/cdn-cgi/{tail:.*}", self._cdn_cgi),
             ("unknown", None, "/{tail:.*}", self._unknown),
         ]
-        for route, method, path, handler in routes:
-            app.router.add_route("*", path, partial(self._handle, route, method, handler))
+        for route, verb, path, answer in routes:
+            app.router.add_route("*", path, partial(self._handle, route, verb, answer))
         return app
 
     async def _handle(self, route: str, method: str | None,
                       handler: Callable[[_Call], Awaitable[web.StreamResponse]],
                       request: web.Request) -> web.StreamResponse:
-        body = await _read_body(request)
+        body = await read_body(request)
         self.requests.append(Recorded(route=route, method=request.method, path=request.path_qs,
-                                      headers=_headers(request), body=body,
-                                      client_ip=request.remote, time=time.time()))
+                                      headers=headers_of(request), body=body,
+                                      client_ip=request.remote, time=self.clock.time()))
         allowed = {method, "HEAD"} if method == "GET" else {method}
         if method is not None and request.method not in allowed:
             return web.json_response(E.failure(E.BAD_METHOD, "method not allowed"),
                                      status=405, headers={"Allow": method})
         if not self._enabled(route):
             return _not_found()
-        if route in API_ROUTES and not _cleared(request, self.config.cf_clearance):
+        if route in API_ROUTES and (not _cleared(request, self.config.cf_clearance) or (
+                self.config.cf_browser_check and cloudflare.not_a_browser(request))):
             return respond(Fault(kind="cf_challenge"), request, self._random("rays"), False)
         fault = self._faults.pick(route) if route in FAULT_ROUTES else None
         if fault is not None and fault.delay:
@@ -232,7 +210,7 @@ class Sandbox:
 
     def _admit(self, call: _Call) -> None:
         """Rate limit, then token check; raises the matching ``ApiError``."""
-        config, now = self.config, time.time()
+        config, now = self.config, self.clock.time()
         if config.rate_limit_requests is not None:
             key = call.token if config.rate_limit_per == "token" else call.request.remote
             wait = self._limiter.retry_after(key, config.rate_limit_requests,
@@ -264,7 +242,7 @@ class Sandbox:
                 headers: dict[str, str] | None = None) -> web.Response:
         """``body``, or the recorded answer of this kind (``config.answers``) with only the
         request id and the output filled in."""
-        recorded: Answer | None = self.config.answers.get(kind) if kind else None
+        recorded = self.config.answers.get(cast(AnswerKind, kind)) if kind else None
         if recorded is not None:
             body, status = copy.deepcopy(recorded.body), recorded.status
             data = body.get("data") if isinstance(body, dict) else None
@@ -289,12 +267,12 @@ class Sandbox:
         blocked = self._blocked(spec.prompt, spec.is_nsfw)
         self.balances.charge(call.token, spec.samples * self.config.balance_per_image,
                              self.config.balance_start)
-        now = time.time()
+        now = self.clock.time()
         request_id = f"{self._random('ids').getrandbits(128):032x}"
         seed = spec.seed if spec.seed != -1 else self._random("seeds").randrange(2**32)
         by_polls = self.config.complete_after_polls is not None
         job = SandboxJob(
-            request_id=request_id, route=kind, body=call.body, token=call.token,
+            request_id=request_id, route=cast(Any, kind), body=call.body, token=call.token,
             created_at=now, done_at=None if by_polls else now + self._duration(),
             seed=seed, model=spec.model, width=spec.width, height=spec.height,
             samples=spec.samples, blocked=blocked, init_image=init, strength=spec.strength,
@@ -338,7 +316,7 @@ class Sandbox:
         if item.fail_on_poll:
             item.state = "failed"
             return False
-        now = time.time()
+        now = self.clock.time()
         k = self.config.complete_after_polls
         due = item.polls >= k if k is not None else item.done_at is None or now >= item.done_at
         if not due:
@@ -449,7 +427,7 @@ class Sandbox:
             None, enhance.source_size, source, self.config)
         self.balances.charge(call.token, self.config.balance_per_upscale,
                              self.config.balance_start)
-        now = time.time()
+        now = self.clock.time()
         by_polls = self.config.complete_after_polls is not None
         task = EnhanceTask(
             task_id=f"{self._random('ids').getrandbits(128):032x}", token=call.token,
@@ -493,7 +471,8 @@ class Sandbox:
         if job is None or job.state != "done" or index >= job.samples:
             return _not_found("file not found")
         expiry = self.config.image_expiry
-        if expiry is not None and job.done_at is not None and time.time() > job.done_at + expiry:
+        if expiry is not None and job.done_at is not None and \
+                self.clock.time() > job.done_at + expiry:
             return _not_found("file expired")
         if self.config.image_files:
             return await _image_file(self.config.image_files[index % len(
@@ -573,33 +552,6 @@ class Sandbox:
         if stream not in self._streams:
             self._streams[stream] = random.Random(f"{self.config.seed}:{stream}")
         return self._streams[stream]
-
-
-async def _read_body(request: web.Request) -> Any:
-    """The body as parsed JSON, a dict of multipart fields (files as bytes), or raw bytes."""
-    if request.content_type.startswith("multipart/"):
-        fields: dict[str, Any] = {}
-        try:
-            async for part in await request.multipart():
-                data = bytes(await part.read())
-                fields[part.name or ""] = data if part.filename is not None else data.decode(
-                    "utf-8", "replace")
-        except ValueError:
-            pass  # malformed multipart: keep what was readable
-        return fields
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def _headers(request: web.Request) -> dict[str, str]:
-    """Headers with the names as received; repeated headers are joined with ", "."""
-    out: dict[str, str] = {}
-    for name, value in request.headers.items():
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
 
 
 def _cleared(request: web.Request, clearance: str | None) -> bool:

@@ -1,7 +1,7 @@
 """The sandbox's object storage: presigned PUT URLs and public GET URLs, as OSS and S3 work.
 
 ``POST /api/cg/get_oss_signed_urls`` hands out one ``{"put", "get"}`` pair per suffix
-asked for (``arting_protocol.md`` §11). The ``put`` URL carries an expiry and a signature
+asked for (``docs/protocol/arting.md`` §11). The ``put`` URL carries an expiry and a signature
 over the method, the Content-Type the object must be sent with, the expiry and the key,
 so a PUT with another Content-Type, another key or after the expiry is refused with the
 storage's own XML error, as OSS and S3 refuse them. It needs no ``Authorization``: the
@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
-import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import web
+
+from ..clock import SYSTEM, Clock
 
 #: Suffixes the storage takes, and the Content-Type each upload must be sent with.
 SUFFIX_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
@@ -46,7 +47,8 @@ class StorageRefusal(Exception):
 class ObjectStorage:
     """Objects by key; signing is keyed by the sandbox's seed, so runs repeat exactly."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM) -> None:
+        self.clock = clock
         self.objects: dict[str, StoredObject] = {}
 
     def clear(self) -> None:
@@ -56,7 +58,7 @@ class ObjectStorage:
              ttl: float) -> dict[str, str]:
         """A fresh key's ``{"put", "get"}`` URL pair under ``base``."""
         key = f"uploads/{rng.getrandbits(64):016x}.{suffix}"
-        expires = int(time.time() + ttl)
+        expires = int(self.clock.time() + ttl)
         signature = _signature(seed, key, SUFFIX_TYPES[suffix], expires)
         return {"put": f"{base}{PUT_PREFIX}{key}?OSSAccessKeyId=sandbox&Expires={expires}"
                        f"&Signature={quote(signature)}",
@@ -74,9 +76,9 @@ class ObjectStorage:
             raise StorageRefusal(403, "SignatureDoesNotMatch",
                                  "The request signature we calculated does not match the "
                                  f"signature you provided (send Content-Type: {wanted}).")
-        if int(expires) < time.time():
+        if int(expires) < self.clock.time():
             raise StorageRefusal(403, "AccessDenied", "Request has expired.")
-        stored = StoredObject(data, content_type, time.time())
+        stored = StoredObject(data, content_type, self.clock.time())
         self.objects[key] = stored
         return stored
 

@@ -3,6 +3,8 @@
 // message), else read with fetch() from each job's event stream (EventSource cannot
 // send an Authorization header, and the key must never travel in a URL).
 
+import { duration, minutes, t } from "./i18n.js";
+
 const KEY_NAME = "arting-2api.api-key";
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -23,6 +25,31 @@ export const apiKey = {
 export const root = new URL(".", document.baseURI);
 
 export const isTerminal = (job) => TERMINAL.has(job.state);
+
+/** What each error code means, in the reader's words (the daemon's own message stays in
+ *  English: clients and logs key on it; the page shows it beside the explanation). */
+const EXPLAINED = {
+  invalid_request: "error.invalid_request", destination_refused: "error.destination_refused",
+  feature_disabled: "error.feature_disabled", invalid_api_key: "error.invalid_api_key",
+  forbidden: "error.forbidden", model_not_allowed: "error.model_not_allowed",
+  not_found: "error.not_found", model_not_found: "error.model_not_found",
+  payload_too_large: "error.payload_too_large", rate_limit_exceeded: "error.rate_limit_exceeded",
+  quota_exceeded: "error.quota_exceeded", unavailable: "error.unavailable",
+  cancelled: "error.cancelled", timeout: "error.timeout", upstream_error: "error.upstream_error",
+  upstream_timeout: "error.upstream_timeout", upstream_rejected: "error.upstream_rejected",
+  content_refused: "error.content_refused", upstream_invalid_request: "error.upstream_invalid_request",
+  upstream_auth: "error.upstream_auth", upstream_rate_limited: "error.upstream_rate_limited",
+  generation_failed: "error.generation_failed", cloudflare_blocked: "error.cloudflare_blocked",
+  bad_upstream_response: "error.bad_upstream_response", internal_error: "error.internal_error",
+};
+
+/** The daemon's error (``{code, message}``, a job's or an answer's) as the page shows it:
+ *  its explanation in the reader's language with the daemon's words beside it. */
+export function explain(error = {}, status = 0) {
+  const key = EXPLAINED[error.code] || (status >= 500 ? "error.server" : "error.other");
+  const explanation = t(key);
+  return error.message ? t("error.shown", { explanation, message: error.message }) : explanation;
+}
 
 /** A failure, with a message meant for a person. */
 export class ApiError extends Error {
@@ -51,18 +78,14 @@ function noteClock(resp) {
 }
 
 const unreachable = (detail) => new ApiError(
-  `The daemon at ${root.host} did not answer (${detail}). Is it still running?`,
-  { code: "network" });
+  t("error.unreachable", { host: root.host, detail }), { code: "network" });
 
 /** What to do about a missing or refused key, in words (``said``: the daemon's). */
 function keyRefused(said = "", opts = {}) {
   // A revoked or expired key: the daemon's own words say which, and since when.
   const known = /revoked|expired/i.test(said);
-  const message = !apiKey.get()
-    ? "This daemon needs an API key. Enter it under “API key”."
-    : known ? said
-      : "The API key was refused: this daemon does not know it. Enter your key (a user " +
-        "key from the daemon's operator, or the operator's API_MASTER_KEY) under “API key”.";
+  const message = !apiKey.get() ? t("error.key_needed")
+    : known ? explain({ code: "invalid_api_key", message: said }) : t("error.key_unknown");
   return new ApiError(message, { ...opts, status: 401, code: "invalid_api_key" });
 }
 
@@ -72,18 +95,15 @@ async function refusal(resp) {
   try { error = (await resp.json()).error || {}; } catch { /* not JSON: say it plainly */ }
   const opts = { status: resp.status, code: error.code || null, param: error.param || null };
   if (resp.status === 401) return keyRefused(error.message || "", opts);
-  let message = error.message || `The daemon answered ${resp.status} ${resp.statusText}.`;
+  let message = error.message ? explain(error, resp.status)
+    : t("error.status", { status: resp.status, text: resp.statusText });
   const retry = Number(resp.headers.get("Retry-After"));
-  if (resp.status === 429 && retry > 0) message += ` Try again in ${waitText(retry)}.`;
+  if (resp.status === 429 && retry > 0) message += t("error.retry_after", { wait: waitText(retry) });
   return new ApiError(message, opts);
 }
 
 /** A Retry-After in words: seconds, minutes, or hours (a daily quota waits for midnight). */
-function waitText(s) {
-  if (s < 90) return `${Math.ceil(s)} s`;
-  const minutes = Math.ceil(s / 60);
-  return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
-}
+const waitText = (s) => (s < 90 ? duration(Math.ceil(s)) : minutes(s));
 
 export async function call(method, path, { body, headers = {}, signal } = {}) {
   const sent = new Headers(headers);
@@ -219,9 +239,9 @@ class LiveChannel {
         if (!ready) {
           // A daemon without it: its event streams serve instead, from now on.
           if (e.code !== 4401) this.usable = false;
-          reject(e.code === 4401 ? keyRefused(e.reason) : unreachable("no WebSocket"));
+          reject(e.code === 4401 ? keyRefused(e.reason) : unreachable(t("error.no_websocket")));
         }
-        const lost = unreachable("the connection closed");
+        const lost = unreachable(t("error.connection_closed"));
         for (const watcher of this.watchers.values()) watcher.failed(lost);
         this.watchers.clear();
       };
@@ -238,7 +258,7 @@ class LiveChannel {
       if (isTerminal(message.job)) watcher.done(message.job);
     } else if (message.event === "error") {
       const error = message.error || {};
-      watcher.failed(new ApiError(error.message || "The daemon refused to follow the job.",
+      watcher.failed(new ApiError(error.message ? explain(error) : t("error.not_followed"),
                                   { code: error.code || null }));
     }
   }

@@ -10,6 +10,9 @@ import { JobList } from "./jobs.js";
 import { KeysPanel } from "./keys.js";
 import { StatusBar } from "./status.js";
 import { UsageView } from "./usage.js";
+import { start as startLanguage, t } from "./i18n.js";
+
+await startLanguage();
 
 const $ = (id) => document.getElementById(id);
 const STATUS_EVERY = 5000;
@@ -30,7 +33,7 @@ const gallery = new Gallery({
     form.apply(req);
     $("gen-form").scrollIntoView({ behavior: "smooth", block: "start" });
     $("prompt").focus({ preventScroll: true });
-    notice("The form now holds that result's settings, its seed too. Change what you like and generate.", "info");
+    notice(t("notice.reused"), "info");
   },
   onCode: (req, opener) => codeView.open(req, opener),
   async onUpscale(job, scale, button) {
@@ -41,7 +44,7 @@ const gallery = new Gallery({
       jobs.track(await api.submit(body), { reveal: true });
       refreshStatus();
     } catch (err) {
-      notice(`Upscaling was refused: ${err.message}`);
+      notice(t("notice.upscale_refused", { error: err.message }));
       if (err.status === 401) openKeyPanel(true);
     } finally {
       button.disabled = false;
@@ -68,10 +71,8 @@ function notice(text, level = "bad") {
 
 function showKeyState() {
   const saved = Boolean(apiKey.get());
-  $("key-state").textContent = saved
-    ? "A key is saved in this browser. Enter another to replace it."
-    : "No key is saved in this browser.";
-  $("key-toggle").textContent = saved ? "API key (saved)" : "API key";
+  $("key-state").textContent = t(saved ? "key.saved" : "key.none");
+  $("key-toggle").textContent = t(saved ? "key.toggle.saved" : "key.toggle");
   $("key-forget").disabled = !saved;
 }
 
@@ -88,11 +89,11 @@ $("key-form").addEventListener("submit", (event) => {
   const value = $("api-key").value.trim();
   $("api-key").value = "";
   if (!value) {
-    $("key-state").textContent = "Paste a key first.";
+    $("key-state").textContent = t("key.empty");
     return;
   }
   if (!apiKey.set(value)) {
-    $("key-state").textContent = "This browser does not allow storage for this page, so the key cannot be kept.";
+    $("key-state").textContent = t("key.no_storage");
     return;
   }
   showKeyState();
@@ -156,7 +157,7 @@ $("gen-form").addEventListener("submit", async (event) => {
   }
   const button = $("generate");
   button.disabled = true;
-  button.textContent = "Sending…";
+  button.textContent = t("form.sending");
   try {
     jobs.track(await api.submit(body), { reveal: true });
     refreshStatus();
@@ -165,7 +166,7 @@ $("gen-form").addEventListener("submit", async (event) => {
     if (err.status === 401) openKeyPanel(true);
   } finally {
     button.disabled = false;
-    button.textContent = "Generate";
+    button.textContent = t("form.generate");
     usage.load();
   }
 });
@@ -198,7 +199,7 @@ async function start() {
     gallery.upscaling = Boolean(catalog.upscale);
     keysPanel.populate(catalog);
   } catch (err) {
-    notice(`The form cannot be filled: ${err.message}`);
+    notice(t("notice.no_catalog", { error: err.message }));
   }
   await refreshStatus();
   gallery.load();

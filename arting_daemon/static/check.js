@@ -4,26 +4,25 @@
 // operator's: offered to an admin key (or an open daemon) only.
 
 import { api } from "./api.js";
+import { nodes, t, verbatim } from "./i18n.js";
 
-const WORDS = { ok: "ok", info: "note", warn: "warning", fail: "problem" };
+const WORDS = { ok: "check.level.ok", info: "check.level.info", warn: "check.level.warn", fail: "check.level.fail" };
 const LEVELS = { ok: "ok", info: "info", warn: "warn", fail: "bad" };
 
-function code(text) {
-  const el = document.createElement("code");
-  el.textContent = text;
-  return el;
-}
+const code = (text) => verbatim(text, "code");
 
-/** A finding's words: `quoted` names (settings, commands) as code. */
+/** A finding's words (the daemon's, kept in English): `quoted` names (settings, commands)
+ *  as code. */
 function words(message) {
-  return message.split(/`([^`]+)`/).map((part, i) => (i % 2 ? code(part) : part));
+  return message.split(/`([^`]+)`/).map((part, i) => (i % 2 ? code(part) : verbatim(part)));
 }
 
 function item(finding) {
   const li = document.createElement("li");
   li.dataset.level = LEVELS[finding.level] || "info";
   const label = document.createElement("strong");
-  label.textContent = `${WORDS[finding.level] || finding.level} · ${finding.topic}: `;
+  const level = WORDS[finding.level] ? t(WORDS[finding.level]) : finding.level;
+  label.append(...nodes("check.finding", { level, topic: verbatim(finding.topic) }));
   li.append(label, ...words(finding.message));
   for (const line of finding.lines) li.append(" ", code(line));
   return li;
@@ -66,33 +65,35 @@ export class CheckPanel {
     if (this.busy) return;
     this.busy = true;
     this.button.setAttribute("aria-busy", "true");
-    this.button.textContent = "Checking…";
+    this.button.textContent = t("check.running");
     this.result.hidden = false;
-    this.say("Asking Arting (polls only: no image is made)…", "info");
+    this.say(t("check.asking"), "info");
     try {
       this.render(await api.check());
     } catch (err) {
-      this.say(`The check could not run: ${err.message}`, "bad");
+      this.say(t("check.failed", { error: err.message }), "bad");
       this.list.replaceChildren();
       this.config.hidden = true;
     } finally {
       this.busy = false;
       this.button.removeAttribute("aria-busy");
-      this.button.textContent = "Check Arting";
+      this.button.textContent = t("check.run");
     }
   }
 
   render(report) {
     this.result.hidden = false;
     const warned = report.findings.some((f) => f.level === "warn");
-    this.say(report.summary, report.ok ? (warned ? "warn" : "ok") : "bad");
+    const level = report.ok ? (warned ? "warn" : "ok") : "bad";
+    const verdict = t({ ok: "check.verdict.ok", warn: "check.verdict.warn", bad: "check.verdict.bad" }[level]);
+    this.say(nodes("check.summary", { verdict, summary: verbatim(report.summary) }), level);
     this.list.replaceChildren(...report.findings.map(item));
     this.config.hidden = report.config_lines.length === 0;
     this.lines.textContent = report.config_lines.join("\n");
   }
 
   say(text, level) {
-    this.summary.textContent = text;
+    this.summary.replaceChildren(...(typeof text === "string" ? [text] : text));
     this.summary.dataset.level = level;
   }
 }

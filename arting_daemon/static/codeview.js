@@ -1,6 +1,7 @@
 // The "same request as code" dialog: tabs for curl, the OpenAI SDK and A1111, and Copy.
 
 import { root } from "./api.js";
+import { sentences, t } from "./i18n.js";
 import { KINDS, notes } from "./snippets.js";
 
 const $ = (id) => document.getElementById(id);
@@ -40,7 +41,7 @@ export class CodeView {
     const ctx = { base: root.href, auth: this.needsKey() };
     $("code-text").textContent = KINDS[kind](this.req, ctx);
     $("code-text").dataset.kind = kind;
-    $("code-note").textContent = notes(kind, this.req, ctx);
+    $("code-note").replaceChildren(...sentences(notes(kind, this.req, ctx)));
     $("code-copied").textContent = "";
   }
 
@@ -59,14 +60,14 @@ export class CodeView {
     const text = $("code-text").textContent;
     try {
       await navigator.clipboard.writeText(text);
-      $("code-copied").textContent = "Copied.";
+      $("code-copied").textContent = t("copied");
     } catch {
       // No clipboard access (a plain-http address that is not localhost): select it instead.
       const range = document.createRange();
       range.selectNodeContents($("code-text"));
       getSelection().removeAllRanges();
       getSelection().addRange(range);
-      $("code-copied").textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+      $("code-copied").textContent = t("copy.selected");
     }
   }
 }

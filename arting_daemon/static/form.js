@@ -1,6 +1,7 @@
 // The generation form: filled from the catalog, read into a job request, refilled
 // from a past job ("use these settings again"), and showing errors next to fields.
 
+import { t, verbatim } from "./i18n.js";
 import { knowProviders } from "./providers.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,8 +16,7 @@ const option = (value, text, selected = false) => {
 
 function sizeLabel(size) {
   const [w, h] = size.split("x").map(Number);
-  const shape = w === h ? "square" : w < h ? "portrait" : "landscape";
-  return `${w} × ${h} (${shape})`;
+  return t(w === h ? "form.size.square" : w < h ? "form.size.portrait" : "form.size.landscape", { w, h });
 }
 
 /** The model options: grouped by provider when there are several. */
@@ -68,16 +68,15 @@ export class GenerateForm {
     const sizes = catalog.sizes.includes(catalog.default_size)
       ? catalog.sizes : [catalog.default_size, ...catalog.sizes];
     $("size").replaceChildren(...sizes.map((s) => option(s, sizeLabel(s), s === catalog.default_size)),
-                              option(CUSTOM, "Custom size…"));
+                              option(CUSTOM, t("form.size.custom")));
     for (const id of ["width", "height"]) {
       Object.assign($(id), { min: limits.min_side, max: limits.max_side, step: limits.size_multiple });
     }
     const [w, h] = catalog.default_size.split("x");
     $("width").value = w;
     $("height").value = h;
-    $("size-help").textContent =
-      `Sides from ${limits.min_side} to ${limits.max_side}, rounded to multiples of ` +
-      `${limits.size_multiple}; larger sizes are scaled down to fit.`;
+    $("size-help").textContent = t("form.size.help", {
+      min: limits.min_side, max: limits.max_side, multiple: limits.size_multiple });
     $("n").max = limits.max_images;
     $("n").value = 1;
     $("steps").value = defaults.steps;
@@ -96,7 +95,7 @@ export class GenerateForm {
     const n = ++this.loraCount;
     const item = document.createElement("li");
     item.className = "lora";
-    const pick = document.createElement("select");
+    const pick = verbatim("", "select");
     pick.id = `lora-${n}-id`;
     pick.replaceChildren(...this.catalog.loras.map(
       (l) => option(l.id, l.name === l.id ? l.id : `${l.name} (${l.id})`)));
@@ -107,12 +106,13 @@ export class GenerateForm {
       value: lora ? lora.weight : 0.7,
     });
     const remove = Object.assign(document.createElement("button"), {
-      type: "button", className: "button small", textContent: "Remove",
+      type: "button", className: "button small", textContent: t("form.lora.remove"),
     });
     const label = (target, text, hidden) => Object.assign(document.createElement("label"), {
       htmlFor: target.id, textContent: text, className: hidden ? "visually-hidden" : "",
     });
-    item.append(label(pick, "LoRA", true), pick, label(weight, "Weight", false), weight, remove);
+    item.append(label(pick, t("form.lora.label", { i: n }), true), pick,
+                label(weight, t("form.lora.weight"), false), weight, remove);
     remove.addEventListener("click", () => {
       item.remove();
       this.renumberLoras();
@@ -125,45 +125,45 @@ export class GenerateForm {
 
   renumberLoras() {
     [...$("lora-list").children].forEach((item, i) => {
-      item.querySelector("label").textContent = `LoRA ${i + 1}`;
-      item.querySelector("button").setAttribute("aria-label", `Remove LoRA ${i + 1}`);
+      item.querySelector("label").textContent = t("form.lora.label", { i: i + 1 });
+      item.querySelector("button").setAttribute("aria-label", t("form.lora.remove_nth", { i: i + 1 }));
     });
   }
 
   /** The form as a job request, or throws an Error naming the field to fix. */
   request() {
     const prompt = $("prompt").value.trim();
-    if (!prompt) throw fieldError("prompt", "Write a prompt first: it says what to draw.");
+    if (!prompt) throw fieldError("prompt", t("form.error.prompt"));
     const number = (id, what, { integer = true, optional = false } = {}) => {
       const raw = $(id).value.trim();
       if (raw === "" && optional) return null;
       const value = Number(raw);
       if (raw === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-        throw fieldError(id, `${what} must be ${integer ? "a whole number" : "a number"}.`);
+        throw fieldError(id, t(integer ? "form.error.whole_number" : "form.error.number", { what }));
       }
       return value;
     };
     let width, height;
     if ($("size").value === CUSTOM) {
-      width = number("width", "Width");
-      height = number("height", "Height");
+      width = number("width", t("form.width"));
+      height = number("height", t("form.height"));
     } else {
       [width, height] = $("size").value.split("x").map(Number);
     }
     const loras = [...$("lora-list").children].map((item, i) => ({
       id: item.querySelector("select").value,
-      weight: number(item.querySelector("input").id, `The weight of LoRA ${i + 1}`, { integer: false }),
+      weight: number(item.querySelector("input").id, t("form.what.lora_weight", { i: i + 1 }), { integer: false }),
     }));
-    const seed = number("seed", "The seed", { optional: true });
+    const seed = number("seed", t("form.what.seed"), { optional: true });
     return {
       prompt,
       negative_prompt: $("negative_prompt").value.trim(),
       model: $("model").value,
       width, height,
-      n: number("n", "The number of images"),
+      n: number("n", t("form.what.n")),
       seed: seed === null ? -1 : seed,
-      steps: number("steps", "Steps"),
-      guidance: number("guidance", "Guidance", { integer: false }),
+      steps: number("steps", t("form.what.steps")),
+      guidance: number("guidance", t("form.what.guidance"), { integer: false }),
       sampler: $("sampler").value,
       clip_skip: this.clipSkip,
       loras,

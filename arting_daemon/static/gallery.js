@@ -1,30 +1,33 @@
 // Past results, newest first, a page at a time: each job's images with its settings,
 // and what can be done with them (open, download, reuse the settings, copy as code,
-// upscale 2× or 4× with Arting when the daemon offers it). An upscale is a result too.
+// upscale 2× or 4× with a provider when the daemon offers it). An upscale is a result too.
 
 import { api, root } from "./api.js";
+import { date, number, relative, t, timeElement, verbatim } from "./i18n.js";
 import { providerLabel, routeText, severalProviders } from "./providers.js";
 
 const PAGE = 12;
-const when = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
 
+/** When a result was made, as a <time>: "just now", "5 minutes ago", else its date. */
 function ago(timestamp) {
   const s = (Date.now() / 1000) - timestamp;
-  if (s < 45) return "just now";
-  if (s < 3600) return when.format(-Math.round(s / 60), "minute");
-  if (s < 86400) return when.format(-Math.round(s / 3600), "hour");
-  return new Date(timestamp * 1000).toLocaleDateString();
+  const text = s < 45 ? t("time.just_now")
+    : s < 3600 ? relative(-Math.round(s / 60), "minute")
+      : s < 86400 ? relative(-Math.round(s / 3600), "hour") : date(timestamp);
+  return timeElement(timestamp, text);
 }
 
-const times = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
+const size = (w, h) => t("gallery.size", { w, h });
 
 /** What an upscale result shows: its factor and size. */
 function upscaleSettingsOf(req, job) {
   const first = job.images[0];
   return [
-    ["Upscaled", `${req.scale}× with Arting (image-enhance ${req.version})`],
-    ["Size", first ? `${first.width} × ${first.height}` : ""],
-    ["Made", ago(job.finished_at || job.created_at)],
+    ["gallery.upscaled", job.provider === "arting" || !job.provider
+      ? t("gallery.upscaled.value", { scale: req.scale, version: req.version })
+      : t("gallery.upscaled.with", { scale: req.scale, provider: providerLabel(job.provider) })],
+    ["gallery.size.label", first ? size(first.width, first.height) : ""],
+    ["gallery.made", ago(job.finished_at || job.created_at)],
   ].filter(([, value]) => value !== "");
 }
 
@@ -32,20 +35,21 @@ function upscaleSettingsOf(req, job) {
 function settingsOf(req, job) {
   if (job.kind === "upscale") return upscaleSettingsOf(req, job);
   const seeds = job.images.map((i) => i.seed);
+  const data = (value) => (value === "" || value === null ? "" : verbatim(value));
   const rows = [
-    ["Model", req.model],
-    ["Provider", severalProviders() || job.fallbacks?.length ? providerLabel(job.provider) : ""],
-    ["Fell back", routeText(job)],
-    ["Size", `${req.width} × ${req.height}`],
-    [seeds.length > 1 ? "Seeds" : "Seed", seeds.length ? seeds.join(", ") : String(req.seed)],
-    ["Steps", req.steps],
-    ["Guidance", req.guidance],
-    ["Sampler", req.sampler],
-    ["LoRAs", req.loras.map((l) => `${l.id} (${l.weight})`).join(", ")],
-    ["Negative", req.negative_prompt],
-    ["NSFW", req.nsfw ? "allowed" : "off"],
-    ["Made", ago(job.finished_at || job.created_at)],
-    ["Cache", job.cache === "hit" ? "the same images as an earlier job, from the store" : ""],
+    ["gallery.model", data(req.model)],
+    ["gallery.provider", severalProviders() || job.fallbacks?.length ? data(providerLabel(job.provider)) : ""],
+    ["gallery.fell_back", job.fallbacks?.length ? routeText(job) : ""],
+    ["gallery.size.label", size(req.width, req.height)],
+    [seeds.length > 1 ? "gallery.seeds" : "gallery.seed", seeds.length ? seeds.join(", ") : String(req.seed)],
+    ["gallery.steps", number(req.steps)],
+    ["gallery.guidance", number(req.guidance)],
+    ["gallery.sampler", data(req.sampler)],
+    ["gallery.loras", data(req.loras.map((l) => `${l.id} (${l.weight})`).join(", "))],
+    ["gallery.negative", data(req.negative_prompt)],
+    ["gallery.nsfw", t(req.nsfw ? "gallery.nsfw.allowed" : "gallery.nsfw.off")],
+    ["gallery.made", ago(job.finished_at || job.created_at)],
+    ["gallery.cache", job.cache === "hit" ? t("gallery.cache.hit") : ""],
   ];
   return rows.filter(([, value]) => value !== "" && value !== null);
 }
@@ -55,8 +59,9 @@ const imageUrl = (hash) => new URL(`arting/v1/images/${hash}.png`, root).href;
 /** The line under a result's pictures: its prompt, or what was upscaled. */
 export function describe(job) {
   const req = job.request;
-  return job.kind === "upscale" ? `Upscaled ${req.scale}×: ${times(req.images.length, "image")}`
-                                : req.prompt;
+  return job.kind === "upscale"
+    ? t("gallery.upscale.describe", { scale: req.scale, n: req.images.length, count: number(req.images.length) })
+    : req.prompt;
 }
 
 export class Gallery {
@@ -94,8 +99,8 @@ export class Gallery {
   showCount() {
     const n = this.shown.size;
     this.state.dataset.level = "";
-    this.state.textContent = n ? `${n} result${n === 1 ? "" : "s"}${this.next === null ? "" : " so far"}, newest first.`
-                               : "No images yet: what you generate appears here.";
+    this.state.textContent = !n ? t("gallery.empty")
+      : t(this.next === null ? "gallery.count" : "gallery.count_so_far", { n, count: number(n) });
   }
 
   /** A job that just finished goes first. */
@@ -126,15 +131,16 @@ export class Gallery {
       if (image.expired) {
         // Removed to keep the store under its cap: "Use these settings" makes it again.
         item.classList.add("expired");
-        item.textContent = `Image ${i + 1} (seed ${image.seed}) has expired from the store.`;
+        item.textContent = t("gallery.expired", { i: i + 1, seed: image.seed });
         thumbs.append(item);
         return;
       }
       const open = link(url, "", { target: "_blank", rel: "noopener", tabIndex: -1 });
-      const which = upscaled ? `upscaled ${req.scale}×` : `seed ${image.seed}`;
+      const which = upscaled ? t("gallery.which.upscaled", { scale: req.scale })
+        : t("gallery.which.seed", { seed: image.seed });
       const img = Object.assign(document.createElement("img"), {
         src: url, width: image.width, height: image.height, loading: "lazy", decoding: "async",
-        alt: `Image ${i + 1} of ${job.images.length}, ${which}: ${describe(job)}`,
+        alt: t("gallery.image.alt", { i: i + 1, n: job.images.length, which, prompt: describe(job) }),
       });
       open.append(img);
       const actions = document.createElement("p");
@@ -142,18 +148,19 @@ export class Gallery {
       const file = upscaled ? `arting-${image.hash.slice(0, 12)}-x${req.scale}.png`
                             : `arting-${image.seed}.png`;
       actions.append(
-        link(url, "Open", { target: "_blank", rel: "noopener", className: "open",
-                            ariaLabel: `Open image ${i + 1} (${which})` }),
-        link(url, "Download", { download: file, className: "download",
-                                ariaLabel: `Download image ${i + 1} (${which})` }));
+        link(url, t("gallery.open"), { target: "_blank", rel: "noopener", className: "open",
+                                       ariaLabel: t("gallery.open.label", { i: i + 1, which }) }),
+        link(url, t("gallery.download"), { download: file, className: "download",
+                                           ariaLabel: t("gallery.download.label", { i: i + 1, which }) }));
       item.append(open, actions);
       thumbs.append(item);
     });
     thumbs.dataset.count = Math.min(job.images.length, 4);
     const dl = el.querySelector(".settings");
     for (const [name, value] of settingsOf(req, job)) {
-      dl.append(Object.assign(document.createElement("dt"), { textContent: name }),
-                Object.assign(document.createElement("dd"), { textContent: String(value) }));
+      const dd = document.createElement("dd");
+      dd.append(...(Array.isArray(value) ? value : [value instanceof Node ? value : String(value)]));
+      dl.append(Object.assign(document.createElement("dt"), { textContent: t(name) }), dd);
     }
     const reuse = el.querySelector(".reuse");
     const asCode = el.querySelector(".as-code");
@@ -163,8 +170,9 @@ export class Gallery {
     for (const button of el.querySelectorAll(".upscale")) {
       const scale = Number(button.dataset.scale);
       button.hidden = !this.upscaling;
-      button.setAttribute("aria-label", `Upscale ${job.images.length === 1 ? "this image" :
-        `these ${job.images.length} images`} ${scale}× with Arting`);
+      // with several providers the daemon picks who upscales (a Midjourney picture's maker)
+      button.setAttribute("aria-label", t(severalProviders() ? "gallery.upscale.label_any" : "gallery.upscale.label",
+                                          { n: job.images.length, count: number(job.images.length), scale }));
       button.addEventListener("click", () => this.onUpscale(job, scale, button));
     }
     return el;

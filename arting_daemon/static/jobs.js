@@ -1,30 +1,32 @@
 // Jobs being generated: one card each, following the job's events (queue position,
 // progress, elapsed time, ETA), with Cancel. A finished job moves to the gallery.
 
-import { api, follow, isTerminal, serverNow } from "./api.js";
+import { api, explain, follow, isTerminal, serverNow } from "./api.js";
 import { describe } from "./gallery.js";
+import { duration, number, t } from "./i18n.js";
 import { providerLabel, routeText, severalProviders } from "./providers.js";
-
-export function seconds(value) {
-  const s = Math.max(0, Math.round(value));
-  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
-}
 
 function stateText(job) {
   switch (job.state) {
     case "queued":
-      return job.queue_position
-        ? `Waiting in the queue: position ${job.queue_position}.`
-        : "Waiting for a free slot.";
-    case "submitting": return `Sending the job to ${providerLabel(job.provider)}…`;
+      return job.queue_position ? t("jobs.state.queued_at", { position: number(job.queue_position) })
+        : t("jobs.state.queued");
+    case "submitting": return t("jobs.state.submitting", { provider: providerLabel(job.provider) });
     case "running": {
-      const where = severalProviders() ? ` on ${providerLabel(job.provider)}` : "";
-      return `${job.kind === "upscale" ? "Upscaling" : "Generating"}${where}… ${Math.round(job.progress * 100)} %`;
+      if (job.upstream_queue_position) {   // held in the provider's own queue (Midjourney's)
+        return t("jobs.state.upstream_queue", { provider: providerLabel(job.provider),
+                                                position: number(job.upstream_queue_position) });
+      }
+      const percent = number(Math.round(job.progress * 100));
+      const upscale = job.kind === "upscale";
+      if (!severalProviders()) return t(upscale ? "jobs.state.upscaling" : "jobs.state.generating", { percent });
+      return t(upscale ? "jobs.state.upscaling_on" : "jobs.state.generating_on",
+               { percent, provider: providerLabel(job.provider) });
     }
-    case "downloading": return "Downloading the images…";
-    case "succeeded": return `Done: ${job.images.length} image${job.images.length === 1 ? "" : "s"}.`;
-    case "cancelled": return "Cancelled.";
-    case "failed": return `Failed: ${job.error?.message || "no reason was given."}`;
+    case "downloading": return t("jobs.state.downloading");
+    case "succeeded": return t("jobs.state.succeeded", { n: job.images.length, count: number(job.images.length) });
+    case "cancelled": return t("jobs.state.cancelled");
+    case "failed": return t("jobs.state.failed", { error: job.error ? explain(job.error) : t("jobs.state.no_reason") });
     default: return job.state;
   }
 }
@@ -43,7 +45,7 @@ export class JobList {
     const card = { el, job, seenAt: Date.now(), abort: new AbortController() };
     el.dataset.jobId = job.id;
     el.querySelector(".job-prompt").textContent = describe(job);
-    el.querySelector(".job-progress").setAttribute("aria-label", `Progress of “${describe(job)}”`);
+    el.querySelector(".job-progress").setAttribute("aria-label", t("jobs.progress", { job: describe(job) }));
     el.querySelector(".job-cancel").addEventListener("click", () => this.cancel(card));
     el.querySelector(".job-dismiss").addEventListener("click", () => this.remove(card));
     this.cards.set(job.id, card);
@@ -52,7 +54,7 @@ export class JobList {
     // On a phone the list is below the form: bring a new job's card into view.
     if (reveal) el.scrollIntoView({ block: "nearest", behavior: "smooth" });
     follow(job.id, (current) => this.update(card, current),
-           (err) => { card.el.querySelector(".job-state").textContent = `${err.message} Reconnecting…`; },
+           (err) => { card.el.querySelector(".job-state").textContent = t("jobs.reconnecting", { error: err.message }); },
            card.abort.signal)
       .catch((err) => this.problem(card, err));
   }
@@ -67,7 +69,7 @@ export class JobList {
     else bar.value = job.state === "succeeded" ? 1 : job.progress;
     el.querySelector(".job-state").textContent = stateText(job);
     const route = el.querySelector(".job-route");
-    route.textContent = routeText(job);
+    route.replaceChildren(...routeText(job));
     route.hidden = !route.textContent;
     this.showTimes(card);
     const done = isTerminal(job);
@@ -86,13 +88,14 @@ export class JobList {
   showTimes(card) {
     const { job, seenAt } = card;
     const end = job.finished_at ?? serverNow();
-    const took = seconds(end - job.created_at);
-    const parts = [isTerminal(job) ? `Took ${took}` : `Elapsed ${took}`];
+    const took = duration(end - job.created_at);
+    const parts = [t(isTerminal(job) ? "jobs.took" : "jobs.elapsed", { duration: took })];
     if (!isTerminal(job) && job.eta_seconds !== null) {
       const left = job.eta_seconds - (Date.now() - seenAt) / 1000;
-      parts.push(left > 0.5 ? `about ${seconds(left)} left` : "almost done");
+      parts.push(left > 0.5 ? t("jobs.left", { duration: duration(left) }) : t("jobs.almost_done"));
     }
-    card.el.querySelector(".job-times").textContent = parts.join(" · ");
+    // Each part a text node of its own: the separator is no sentence of any language.
+    card.el.querySelector(".job-times").replaceChildren(...parts.flatMap((part, i) => (i ? [" · ", part] : [part])));
   }
 
   tick() {
@@ -102,14 +105,14 @@ export class JobList {
   async cancel(card) {
     const button = card.el.querySelector(".job-cancel");
     button.disabled = true;
-    button.textContent = "Cancelling…";
+    button.textContent = t("jobs.cancelling");
     try {
       this.update(card, await api.cancel(card.job.id));
     } catch (err) {
       this.problem(card, err);
     } finally {
       button.disabled = false;
-      button.textContent = "Cancel";
+      button.textContent = t("jobs.cancel");
     }
   }
 

@@ -8,14 +8,16 @@
 
 import { call, json, serverNow } from "./api.js";
 import { clearFieldError, clearFieldErrors } from "./form.js";
-import { dateText, imagesText, jobsText, plural } from "./usage.js";
+import { date, nodes, number, t, verbatim } from "./i18n.js";
+import { imagesText, jobsText, when } from "./usage.js";
 
 const EVERY = 15000;
 const DAY = 86400;
+/** The limits a key may have: the words that name each, and its least value. */
 const NUMBERS = {
-  images_per_day: ["Images per day", 0],
-  requests_per_minute: ["Requests per minute", 1],
-  max_concurrent: ["Jobs at once", 1],
+  images_per_day: ["keys.field.images_per_day", 0],
+  requests_per_minute: ["keys.field.requests_per_minute", 1],
+  max_concurrent: ["keys.field.max_concurrent", 1],
 };
 /** Request fields whose errors a field of the form shows. */
 const ERROR_FIELD = { expires_at: "expires" };
@@ -87,8 +89,8 @@ class KeyFields {
     for (const name of Object.keys(NUMBERS)) this.field(name).value = key[name] ?? "";
     const boxes = [...this.root.querySelectorAll(".model-checks input")];
     for (const box of boxes) box.checked = Boolean(key.models?.includes(box.value));
-    const until = key.expires_at && new Date(key.expires_at * 1000).toLocaleDateString(undefined, { dateStyle: "medium" });
-    this.keep.textContent = until ? `Keep: ${until}` : "Keep: never";
+    this.keep.textContent = key.expires_at ? t("keys.expires.keep", { date: date(key.expires_at) })
+      : t("keys.expires.keep_never");
   }
 
   showDate() {
@@ -98,14 +100,14 @@ class KeyFields {
   /** The request body the fields say, or throws an error naming the field to fix. */
   read() {
     const name = this.field("name").value.trim();
-    if (!name) throw fieldError("name", "Give the key a name: who or what it is for.");
+    if (!name) throw fieldError("name", t("keys.error.name"));
     const body = { name };
     for (const [field, [what, min]] of Object.entries(NUMBERS)) {
       const input = this.field(field);
       const raw = input.value.trim();
       const value = Number(raw);
       if (input.validity.badInput || (raw && (!Number.isInteger(value) || value < min))) {
-        throw fieldError(field, `${what}: a whole number from ${min} on, or empty for no limit.`);
+        throw fieldError(field, t("keys.error.number", { what: t(what), min }));
       }
       body[field] = raw ? value : null;
     }
@@ -122,8 +124,8 @@ class KeyFields {
   endOfDay() {
     const day = this.field("expires_on").value;
     const end = day ? new Date(`${day}T23:59:59`) : null;
-    if (!end || Number.isNaN(end.getTime())) throw fieldError("expires_on", "Pick the last day the key works.");
-    if (end.getTime() / 1000 <= serverNow()) throw fieldError("expires_on", "That day is over: pick today or a later day.");
+    if (!end || Number.isNaN(end.getTime())) throw fieldError("expires_on", t("keys.error.day"));
+    if (end.getTime() / 1000 <= serverNow()) throw fieldError("expires_on", t("keys.error.day_over"));
     return end.toISOString();
   }
 
@@ -148,10 +150,14 @@ class KeyFields {
   }
 }
 
+/** [state, the state's words key, nodes saying since or until when]. */
 function stateOf(key) {
-  if (key.revoked_at) return ["revoked", `revoked ${dateText(key.revoked_at)}`];
-  if (key.expires_at && key.expires_at <= serverNow()) return ["expired", `expired ${dateText(key.expires_at)}`];
-  return ["active", key.expires_at ? `expires ${dateText(key.expires_at)}` : "does not expire"];
+  if (key.revoked_at) return ["revoked", "keys.state.revoked", nodes("keys.revoked_on", { date: when(key.revoked_at) })];
+  if (key.expires_at && key.expires_at <= serverNow()) {
+    return ["expired", "keys.state.expired", nodes("keys.expired_on", { date: when(key.expires_at) })];
+  }
+  return ["active", "keys.state.active", key.expires_at ? nodes("keys.expires_on", { date: when(key.expires_at) })
+    : [t("keys.no_expiry")]];
 }
 
 /** The key's usage today and its limits, as the card lists them. */
@@ -159,14 +165,14 @@ function factsOf(key) {
   const { today, totals, remaining } = key.usage;
   const limit = key.images_per_day;
   const reserved = limit === null ? 0 : Math.max(0, limit - today.images - remaining.images_today);
-  const no = (value) => (value === null ? "no limit" : String(value));
+  const no = (value) => (value === null ? t("keys.no_limit") : number(value));
   return [
-    ["Images today", imagesText(limit, today.images, reserved, remaining.images_today)],
-    ["Requests today", String(totals.requests)],
-    ["Jobs today", jobsText(totals.jobs)],
-    ["Requests a minute", no(key.requests_per_minute)],
-    ["Jobs at once", no(key.max_concurrent)],
-    ["Models", key.models?.join(", ") || "all"],
+    ["usage.images_today", imagesText(limit, today.images, reserved, remaining.images_today)],
+    ["keys.requests_today", number(totals.requests)],
+    ["keys.jobs_today", jobsText(totals.jobs)],
+    ["keys.requests_a_minute", no(key.requests_per_minute)],
+    ["keys.field.max_concurrent", no(key.max_concurrent)],
+    ["usage.models", key.models ? verbatim(key.models.join(", ")) : t("usage.models.all")],
   ];
 }
 
@@ -216,7 +222,7 @@ export class KeysPanel {
       const keys = (await json(call("GET", "admin/keys"))).data;
       if (this.caller) this.render(keys);
     } catch (err) {
-      if (this.caller) this.say(`The keys cannot be listed: ${err.message}`, "bad");
+      if (this.caller) this.say(t("keys.list_failed", { error: err.message }), "bad");
     }
   }
 
@@ -232,8 +238,8 @@ export class KeysPanel {
       this.update(card, key);
     }
     const revoked = keys.filter((k) => k.revoked_at).length;
-    this.say(keys.length ? `${plural(keys.length, "key")}${revoked ? `, ${revoked} revoked` : ""}, newest first.`
-                         : "No user keys yet: make the first one above.");
+    const count = { n: keys.length, count: number(keys.length), revoked: number(revoked) };
+    this.say(!keys.length ? t("keys.none") : t(revoked ? "keys.count_revoked" : "keys.count", count));
   }
 
   card(key) {
@@ -255,19 +261,21 @@ export class KeysPanel {
     card.key = key;
     const { el } = card;
     const part = (name) => el.querySelector(`.${name}`);
-    const [state, when] = stateOf(key);
+    const [state, words, since] = stateOf(key);
     el.dataset.state = state;
     part("key-name").textContent = key.name;
-    part("key-badge").textContent = state;
-    part("key-meta").textContent = `${key.key_prefix}… · made ${dateText(key.created_at)} · ${when}`;
-    part("key-facts").replaceChildren(...factsOf(key).flatMap(([name, value]) => [
-      Object.assign(document.createElement("dt"), { textContent: name }),
-      Object.assign(document.createElement("dd"), { textContent: value })]));
-    part("key-change").setAttribute("aria-label", `Change the limits of “${key.name}”`);
-    part("key-revoke").setAttribute("aria-label", `Revoke “${key.name}”`);
-    part("key-confirm").setAttribute("aria-label", `Revoke “${key.name}”?`);
-    part("key-confirm-text").textContent =
-      `Revoke “${key.name}”? Whoever uses it is refused from now on. This cannot be undone.`;
+    part("key-badge").textContent = t(words);
+    part("key-meta").replaceChildren(verbatim(`${key.key_prefix}…`), " · ",
+                                     ...nodes("keys.made_on", { date: when(key.created_at) }), " · ", ...since);
+    part("key-facts").replaceChildren(...factsOf(key).flatMap(([name, value]) => {
+      const dd = document.createElement("dd");
+      dd.append(value);
+      return [Object.assign(document.createElement("dt"), { textContent: t(name) }), dd];
+    }));
+    part("key-change").setAttribute("aria-label", t("keys.change.label", { name: key.name }));
+    part("key-revoke").setAttribute("aria-label", t("keys.revoke.label", { name: key.name }));
+    part("key-confirm").setAttribute("aria-label", t("keys.revoke.question", { name: key.name }));
+    part("key-confirm-text").replaceChildren(...nodes("keys.revoke.confirm", { name: verbatim(key.name) }));
     if (state === "revoked") {
       part("key-actions").hidden = true;
       part("key-confirm").hidden = true;
@@ -289,9 +297,9 @@ export class KeysPanel {
       const key = await json(call("DELETE", `admin/keys/${encodeURIComponent(card.key.id)}`));
       this.update(card, { ...card.key, ...key });
       card.el.focus();
-      this.done(`“${key.name}” is revoked: the daemon refuses it from now on.`, "ok");
+      this.done(nodes("keys.revoked", { name: verbatim(key.name) }), "ok");
     } catch (err) {
-      this.done(`“${card.key.name}” was not revoked: ${err.message}`, "bad");
+      this.done(nodes("keys.not_revoked", { name: verbatim(card.key.name), error: err.message }), "bad");
     } finally {
       button.disabled = false;
     }
@@ -300,7 +308,7 @@ export class KeysPanel {
   open(card, opener) {
     this.editing = { card, opener };
     this.edit.fill(card.key);
-    $("key-edit-title").textContent = `Change “${card.key.name}”`;
+    $("key-edit-title").replaceChildren(...nodes("keys.edit.named", { name: verbatim(card.key.name) }));
     $("key-edit").showModal();
     this.edit.field("name").focus();
   }
@@ -312,7 +320,7 @@ export class KeysPanel {
       const body = this.edit.read();
       const key = await json(call("PATCH", `admin/keys/${encodeURIComponent(card.key.id)}`, { body }));
       $("key-edit").close();
-      this.done(`Saved the changes to “${key.name}”.`, "ok");
+      this.done(nodes("keys.saved", { name: verbatim(key.name) }), "ok");
       await this.load();
     } catch (err) {
       this.edit.showError(err);
@@ -338,7 +346,7 @@ export class KeysPanel {
   }
 
   showSecret(made) {
-    $("key-secret-title").textContent = `The key for “${made.name}”`;
+    $("key-secret-title").replaceChildren(...nodes("keys.secret.for", { name: verbatim(made.name) }));
     $("key-secret-value").value = made.key;
     $("key-secret-copied").textContent = "";
     $("key-secret").hidden = false;
@@ -354,11 +362,11 @@ export class KeysPanel {
     const field = $("key-secret-value");
     try {
       await navigator.clipboard.writeText(field.value);
-      $("key-secret-copied").textContent = "Copied.";
+      $("key-secret-copied").textContent = t("copied");
     } catch {
       // No clipboard access (a plain-http address that is not localhost): select it instead.
       field.select();
-      $("key-secret-copied").textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+      $("key-secret-copied").textContent = t("copy.selected");
     }
   }
 
@@ -369,9 +377,9 @@ export class KeysPanel {
   }
 
   /** What the last action did. */
-  done(text, level = "") {
-    $("keys-done").textContent = text;
+  done(words, level = "") {
+    $("keys-done").replaceChildren(...(typeof words === "string" ? [words] : words));
     $("keys-done").dataset.level = level;
-    $("keys-done").hidden = !text;
+    $("keys-done").hidden = !words.length;
   }
 }

@@ -1,7 +1,10 @@
 // One request written for three clients: curl against the OpenAI route, the OpenAI
 // Python SDK, and AUTOMATIC1111's txt2img. Pure functions of the job's settings
 // (the daemon's resolved request) and where the daemon is; the key never appears:
-// the code reads it from $ARTING_API_KEY.
+// the code reads it from $ARTING_API_KEY. The code is code (the same in every language);
+// only the notes about it are words.
+
+import { t } from "./i18n.js";
 
 /** The settings in the OpenAI images route's terms (Arting's extras as extra fields). */
 function openaiFields(req) {
@@ -85,19 +88,19 @@ export function a1111(req, { base, auth }) {
   return `${curlLines(`${base}sdapi/v1/txt2img`, body, auth)} \\\n  | python3 -c ${shellQuote(save)}`;
 }
 
-/** What a reader should know about these snippets for this request. */
+/** What a reader should know about these snippets for this request: its sentences. */
 export function notes(kind, req, { auth }) {
   const out = [];
-  if (auth) out.push("Set ARTING_API_KEY to your key first: the page never writes the key into code.");
-  if (req.seed < 0) out.push("The seed is random: each run gives new images.");
-  if (req.init_image) out.push("This result started from an init image, which the code leaves out.");
-  if (kind === "curl") out.push("Prints JSON with links to the images, served by this daemon.");
-  if (kind === "python" || kind === "a1111") out.push("Saves the images as arting-1.png, arting-2.png, …");
+  if (auth) out.push("code.note.key");
+  if (req.seed < 0) out.push("code.note.random_seed");
+  if (req.init_image) out.push("code.note.init_image");
+  if (kind === "curl") out.push("code.note.curl");
+  if (kind === "python" || kind === "a1111") out.push("code.note.saves");
   if (kind === "a1111") {
-    if (req.loras.length) out.push("LoRAs are written as A1111 prompt tags, <lora:id:weight>.");
-    if (req.nsfw) out.push("A1111 has no NSFW switch: the daemon's default (default_nsfw) applies.");
+    if (req.loras.length) out.push("code.note.lora_tags");
+    if (req.nsfw) out.push("code.note.nsfw");
   }
-  return out.join(" ");
+  return out.map((key) => t(key));
 }
 
 export const KINDS = { curl, python, a1111 };

@@ -5,6 +5,7 @@
 // with whatever else uses the same key.
 
 import { call, json, serverNow } from "./api.js";
+import { dateTime, minutes, nodes, number, sentences, t, timeElement, verbatim } from "./i18n.js";
 
 const DAYS = 7;
 const EVERY = 15000;
@@ -16,39 +17,32 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 
-export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-
-/** A daemon time (Unix seconds) as this browser writes dates. */
-export const dateText = (t) =>
-  new Date(t * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+/** A daemon time (Unix seconds) as a <time> in this language's words. */
+export const when = (seconds) => timeElement(seconds, dateTime(seconds));
 
 /** Images today against the daily limit; ``left`` already counts the reserved ones. */
 export function imagesText(limit, used, reserved, left) {
-  const made = reserved ? `${used} (+${reserved} on the way)` : String(used);
-  return limit === null ? `${made} · no limit` : `${made} of ${limit} · ${left} left`;
+  const made = reserved ? t("usage.images.reserved", { used: number(used), reserved: number(reserved) })
+    : number(used);
+  return limit === null ? t("usage.images.no_limit", { made })
+    : t("usage.images.of", { made, limit: number(limit), left: number(left) });
 }
 
 /** Jobs by outcome, in words: "2 done, 1 failed". */
 export function jobsText(jobs) {
-  const parts = [`${jobs.succeeded} done`];
-  if (jobs.failed) parts.push(`${jobs.failed} failed`);
-  if (jobs.cancelled) parts.push(`${jobs.cancelled} cancelled`);
-  return parts.join(", ");
+  const parts = [t("usage.jobs.done", { n: number(jobs.succeeded) })];
+  if (jobs.failed) parts.push(t("usage.jobs.failed", { n: number(jobs.failed) }));
+  if (jobs.cancelled) parts.push(t("usage.jobs.cancelled", { n: number(jobs.cancelled) }));
+  return parts.join(t("usage.jobs.separator"));
 }
 
-function untilMidnight() {
-  const m = Math.ceil((86400 - (serverNow() % 86400)) / 60);
-  return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
-}
+const untilMidnight = () => minutes(86400 - (serverNow() % 86400));
 
 function who(caller, key) {
-  if (!key) {
-    return caller.id === "local"
-      ? "No API keys are set: whoever reaches this daemon is this one local user, with no limits."
-      : "The operator's key: no limits apply.";
-  }
-  const expiry = key.expires_at ? `expires ${dateText(key.expires_at)}` : "does not expire";
-  return `Key “${key.name}” (${key.key_prefix}…), ${expiry}.`;
+  if (!key) return [t(caller.id === "local" ? "usage.who.local" : "usage.who.admin")];
+  return nodes(key.expires_at ? "usage.who.key_expires" : "usage.who.key", {
+    name: verbatim(key.name), prefix: verbatim(key.key_prefix), date: key.expires_at ? when(key.expires_at) : "",
+  });
 }
 
 /** [label, value text, [value, max] for a meter or null] per limit. */
@@ -62,15 +56,15 @@ function facts(entry) {
   const used = entry.today.images;
   const reserved = entry.in_flight.images;
   const jobs = entry.in_flight.jobs;
-  const rows = [["Images today", imagesText(perDay, used, reserved, left.images_today),
+  const rows = [[t("usage.images_today"), imagesText(perDay, used, reserved, left.images_today),
                  perDay === null ? null : [used + reserved, perDay]]];
   if (rpm !== null) {
     const sent = rpm - left.requests_this_minute;
-    rows.push(["Requests this minute", `${sent} of ${rpm}`, [sent, rpm]]);
+    rows.push([t("usage.requests_minute"), t("usage.of", { n: number(sent), limit: number(rpm) }), [sent, rpm]]);
   }
-  rows.push(["Jobs in flight", slots === null ? `${jobs} · no limit` : `${jobs} of ${slots}`,
-             slots === null ? null : [jobs, slots]]);
-  rows.push(["Models", limit("models")?.join(", ") || "all", null]);
+  rows.push([t("usage.jobs_in_flight"), slots === null ? t("usage.no_limit", { n: number(jobs) })
+    : t("usage.of", { n: number(jobs), limit: number(slots) }), slots === null ? null : [jobs, slots]]);
+  rows.push([t("usage.models"), limit("models") ? verbatim(limit("models").join(", ")) : t("usage.models.all"), null]);
   return rows;
 }
 
@@ -79,30 +73,26 @@ function warnings(entry) {
   const left = entry.remaining;
   if (!left) return [];
   const out = [];
-  if (left.images_today === 0) {
-    out.push(`No images left for today: the quota comes back at 00:00 UTC, in ${untilMidnight()}.`);
-  }
-  if (left.requests_this_minute === 0) {
-    out.push("This minute's requests are used up: the next one is accepted within a minute.");
-  }
-  if (left.jobs_in_flight === 0) out.push("Every job slot is busy: a new job is refused until one ends.");
+  if (left.images_today === 0) out.push(t("usage.warn.images", { wait: untilMidnight() }));
+  if (left.requests_this_minute === 0) out.push(t("usage.warn.requests"));
+  if (left.jobs_in_flight === 0) out.push(t("usage.warn.jobs"));
   return out;
 }
 
 function history(entry, withRequests) {
-  const head = ["Day (UTC)", "Images", "Jobs", ...(withRequests ? ["Requests"] : [])];
+  const head = [t("usage.day"), t("usage.images"), t("usage.jobs"), ...(withRequests ? [t("usage.requests")] : [])];
   const rows = [];
   for (const day of entry.days) {
     rows.push(el("tr", { className: "usage-day" },
-      el("th", { scope: "row", textContent: day.day }),
-      el("td", { textContent: String(day.images) }),
+      el("th", { scope: "row" }, timeElement(Date.parse(`${day.day}T00:00:00Z`) / 1000, day.day)),
+      el("td", { textContent: number(day.images) }),
       el("td", { textContent: jobsText(day.jobs) }),
-      ...(withRequests ? [el("td", { textContent: String(day.requests) })] : [])));
+      ...(withRequests ? [el("td", { textContent: number(day.requests) })] : [])));
     for (const [model, use] of Object.entries(day.models).sort()) {
       rows.push(el("tr", { className: "usage-model" },
-        el("th", { scope: "row", textContent: model }),
-        el("td", { textContent: String(use.images) }),
-        el("td", { textContent: plural(use.jobs, "job") }),
+        el("th", { scope: "row" }, verbatim(model)),
+        el("td", { textContent: number(use.images) }),
+        el("td", { textContent: t("usage.job_count", { n: use.jobs, count: number(use.jobs) }) }),
         ...(withRequests ? [el("td")] : [])));
     }
   }
@@ -135,19 +125,19 @@ export class UsageView {
       if (caller === this.caller) this.render(caller, report.data[0]);
     } catch (err) {
       if (caller !== this.caller) return;
-      this.say([`Your usage cannot be shown: ${err.message}`], "bad");
+      this.say([t("usage.failed", { error: err.message })], "bad");
     }
   }
 
   render(caller, entry) {
-    $("usage-who").textContent = who(caller, entry.key);
+    $("usage-who").replaceChildren(...who(caller, entry.key));
     $("usage-facts").replaceChildren(...facts(entry).map(([label, value, meter]) => {
-      const dd = el("dd", {}, el("span", { textContent: value }));
+      const dd = el("dd", {}, value instanceof Node ? value : el("span", { textContent: value }));
       if (meter) {
         const [now, max] = meter;
         const bar = el("meter", { min: 0, max, value: Math.min(now, max), optimum: 0,
                                   low: max * 0.7, high: max * 0.9 });
-        bar.setAttribute("aria-label", `${label}: ${value}`);
+        bar.setAttribute("aria-label", t("usage.meter", { label, value }));
         dd.append(bar);
       }
       return el("div", { className: "usage-fact" }, el("dt", { textContent: label }), dd);
@@ -155,17 +145,20 @@ export class UsageView {
     this.say(warnings(entry), "warn");
     const total = entry.days.reduce((n, d) => n + d.images, 0);
     const jobs = entry.days.reduce((n, d) => n + d.jobs.succeeded + d.jobs.failed + d.jobs.cancelled, 0);
-    $("usage-summary").textContent =
-      `Last ${DAYS} days: ${plural(total, "image")} from ${plural(jobs, "job")}`;
+    $("usage-summary").textContent = t("usage.summary", {
+      days: number(DAYS),
+      images: t("usage.image_count", { n: total, count: number(total) }),
+      jobs: t("usage.job_count", { n: jobs, count: number(jobs) }),
+    });
     $("usage-history").replaceChildren(entry.days.length
       ? history(entry, Boolean(entry.key))
-      : el("p", { className: "muted", textContent: `Nothing in the last ${DAYS} days.` }));
+      : el("p", { className: "muted", textContent: t("usage.nothing", { days: number(DAYS) }) }));
     this.section.hidden = false;
   }
 
   say(lines, level) {
     const note = $("usage-note");
-    note.textContent = lines.join(" ");
+    note.replaceChildren(...sentences(lines));
     note.dataset.level = level;
     note.hidden = lines.length === 0;
   }

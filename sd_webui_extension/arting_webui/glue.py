@@ -99,6 +99,24 @@ def attach_infotext(image: Any, infotext: str) -> None:
         image.info["parameters"] = infotext
 
 
+def resize_image(image: Any, width: int, height: int, upscaler: str) -> Any:
+    """The image at ``width``×``height`` through the WebUI's upscaler of that name (as its
+    Hires. fix does: upscaled, then resized to the exact size)."""
+    from modules import images
+    return images.resize_image(0, image, width, height, upscaler_name=upscaler)
+
+
+def note_hires(p: Any, said: dict[str, Any], note: str | None) -> None:
+    """What the WebUI records of a Hires. fix: its keys in ``extra_generation_params``
+    (the API's ``info``), and a note under the images (``p.comment``, A1111 ≥1.6)."""
+    extra = getattr(p, "extra_generation_params", None)
+    if isinstance(extra, dict):
+        extra.update(said)
+    comment = getattr(p, "comment", None)
+    if note and callable(comment):
+        comment(note)
+
+
 def preview(image: Any) -> None:
     assign = getattr(state(), "assign_current_image", None)
     if callable(assign):

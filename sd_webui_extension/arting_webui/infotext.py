@@ -36,11 +36,10 @@ def build(prompt: str, negative: str, params: dict[str, Any]) -> str:
     return f"{prompt}{negative_line}\n{line}".strip()
 
 
-def params(request: dict, image: dict, job_id: str,
-           upscaled: int | None = None) -> dict[str, Any]:
+def params(request: dict, image: dict, job_id: str) -> dict[str, Any]:
     """The key: value pairs of one image, from what the daemon actually used. ``Size``
-    is the generated size; an upscaled image says by how much, as A1111's hires fix
-    does with its "Hires upscale"."""
+    is the generated size; an upscale adds how much (``Arting upscale``, or Hires. fix's
+    own keys), as A1111's Hires. fix does."""
     loras = ", ".join(f"{lo['id']}:{lo['weight']:g}" for lo in request.get("loras") or ())
     strength = request.get("strength")
     return {
@@ -54,7 +53,6 @@ def params(request: dict, image: dict, job_id: str,
         "Clip skip": request.get("clip_skip"),
         LORAS_KEY: loras or None,
         NSFW_KEY: "True" if request.get("nsfw") else None,
-        UPSCALE_KEY: upscaled,
         JOB_KEY: job_id,
     }
 

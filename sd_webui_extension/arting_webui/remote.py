@@ -4,7 +4,8 @@ the host's ``Processed``, with ``shared.state`` moving as it would for a local r
 Batch count × batch size becomes one daemon job per batch (split further where a
 batch is larger than the daemon's ``max_images`` or mixes prompts); image ``i`` gets
 seed ``seed + i`` as in the host. With the upscale option each job's images go through
-one more job, Arting's 2× or 4× upscale, before they reach the gallery. Interrupt
+one more job, Arting's 2× or 4× upscale, before they reach the gallery; a Hires. fix of
+the tab is honoured instead (``upscale.py``). Interrupt
 cancels the daemon job and stops; Skip cancels it and goes on with the next batch;
 "Stop generating" (newer hosts) lets the running batch finish.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
-from . import encode, glue, infotext, settings
+from . import encode, glue, infotext, settings, upscale
 from .choices import (DAEMON_DEFAULT, DEFAULT_LORA_WEIGHT, LORA_SLOTS, NO_LORA, sampler_name,
                       upscale_factor)
 from .daemon_client import DaemonClient, JobCancelled, status_line
@@ -163,6 +164,12 @@ def run(p: Any, args: Sequence[Any]) -> Any:
                           should_cancel=progress.cancel_requested, poll_interval=POLL_INTERVAL,
                           timeout=config.timeout, client_name=CLIENT_NAME)
 
+    def download(file: dict) -> Any:
+        return encode.decode(client.download(file["url"]))
+
+    hires = upscale.hires_of(p, bool(catalog.get("upscale")))
+    if hires is not None:
+        glue.note_hires(p, hires.said, hires.note)
     try:
         progress.start()
         for n, chunks in enumerate(plan(p.n_iter, p.batch_size, prompts, negatives,
@@ -175,11 +182,20 @@ def run(p: Any, args: Sequence[Any]) -> Any:
                     job = follow({**request, "prompt": prompts[chunk.start],
                                   "negative_prompt": negatives[chunk.start], "n": chunk.count,
                                   "seed": p.all_seeds[chunk.start]})
-                    files = job["images"]
-                    if controls.upscale:
-                        files = follow({"kind": "upscale", "scale": controls.upscale,
-                                        "images": [i["hash"] for i in job["images"]]})["images"]
-                    _collect(p, client, job, files, chunk, prompts, negatives, out)
+                    hashes = [i["hash"] for i in job["images"]]
+                    extra: dict[str, Any] = {}
+                    if hires is not None:   # Hires. fix says how; the script's upscale waits
+                        images = upscale.apply(hires, [download(i) for i in job["images"]],
+                                               hashes, follow, download, glue.resize_image)
+                        extra = hires.said
+                    elif controls.upscale:
+                        images = [download(i) for i in follow({
+                            "kind": "upscale", "scale": controls.upscale,
+                            "images": hashes})["images"]]
+                        extra = {infotext.UPSCALE_KEY: controls.upscale}
+                    else:
+                        images = [download(i) for i in job["images"]]
+                    _collect(p, job, images, chunk, prompts, negatives, out, extra)
             except JobCancelled:
                 if not (state.interrupted or state.skipped):
                     raise
@@ -190,17 +206,15 @@ def run(p: Any, args: Sequence[Any]) -> Any:
                           out["infotexts"])
 
 
-def _collect(p: Any, client: DaemonClient, job: dict, files: list[dict], chunk: Chunk,
-             prompts: list[str], negatives: list[str], out: dict[str, list]) -> None:
-    """Add a job's images (``files``: its own, or their upscaled versions) to the run."""
+def _collect(p: Any, job: dict, images: list, chunk: Chunk, prompts: list[str],
+             negatives: list[str], out: dict[str, list], extra: dict[str, Any]) -> None:
+    """Add a job's images (its own, or upscaled) to the run; ``extra``: what the infotext
+    says of the upscale."""
     save = glue.should_save(p)
-    for k, (meta, file) in enumerate(zip(job["images"], files)):
+    for k, (meta, image) in enumerate(zip(job["images"], images)):
         index = chunk.start + k
-        image = encode.decode(client.download(file["url"]))
-        upscaled = file["width"] // meta["width"] if file is not meta else None
-        text = infotext.build(prompts[index], negatives[index],
-                              infotext.params(job.get("request") or {}, meta, job["id"],
-                                              upscaled))
+        text = infotext.build(prompts[index], negatives[index], {
+            **infotext.params(job.get("request") or {}, meta, job["id"]), **extra})
         glue.attach_infotext(image, text)
         if save:
             glue.save_image(p, image, meta["seed"], prompts[index], text)

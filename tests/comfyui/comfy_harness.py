@@ -7,6 +7,7 @@ The stubs (``host_stubs/``) are our own stand-ins with the signatures and behavi
 from __future__ import annotations
 
 import importlib.util
+import json
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,27 @@ def load_like_comfyui(folder: Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def translations(custom_nodes: Path) -> dict:
+    """What ComfyUI's ``CustomNodeManager.build_translations`` serves the frontend: for
+    each folder in ``custom_nodes/``, ``locales/<lang>/main.json`` with ``nodeDefs.json``
+    (and ``commands.json``, ``settings.json``) under their names, merged per language;
+    folders without a ``locales`` directory (or a broken link to one) add nothing."""
+    out: dict = {}
+    for folder in sorted(custom_nodes.glob("*/")):
+        for lang in (folder / "locales").glob("*/"):
+            found = {}
+            main = lang / "main.json"
+            if main.is_file():
+                found = json.loads(main.read_text(encoding="utf-8"))
+            for extra in ("nodeDefs", "commands", "settings"):
+                path = lang / f"{extra}.json"
+                if path.is_file():
+                    found[extra] = json.loads(path.read_text(encoding="utf-8"))
+            if found:
+                out.setdefault(lang.name, {}).update(found)
+    return out
 
 
 def unload(name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 
@@ -88,8 +89,14 @@ def test_the_pack_pins_nothing_comfyui_ships():
 
 
 def test_the_registry_metadata():
+    """What ``comfy node publish`` (run in comfyui_nodes/) checks, and what only the
+    publisher can fill in (their publisher id and the repository's public URL)."""
     meta = pack_pyproject()
     top = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name = meta["project"]["name"]
+    assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", name) and "comfyui" not in name.lower()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", meta["project"]["version"])
+    assert meta["project"]["description"] and meta["project"]["license"]
     assert meta["project"]["version"] == top["version"]
     assert meta["project"]["requires-python"] == ">=3.10"
     assert {"PublisherId", "DisplayName", "Icon"} <= set(meta["tool"]["comfy"])

@@ -11,6 +11,7 @@ pack allowed to load. Its Python is ``COMFYUI_PYTHON``, else a ``venv``/``.venv`
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -29,11 +30,15 @@ import httpx
 import pytest
 from PIL import Image
 
+from checkout import clone
 from comfy_harness import PACK, ROOT
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-pytestmark = pytest.mark.skipif(
-    not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI folder to run the pack inside it")
+pytestmark = [
+    pytest.mark.skipif(not COMFYUI_DIR,
+                       reason="set COMFYUI_DIR to a ComfyUI folder to run the pack inside it"),
+    pytest.mark.timeout(900),       # the first test waits for ComfyUI to start (up to 300 s)
+]
 
 FOLDER = "arting-2api"
 START_TIMEOUT = 300.0
@@ -82,16 +87,24 @@ def events(entry: dict) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def comfyui(tmp_path_factory) -> Iterator[ComfyUI]:
-    folder = Path(COMFYUI_DIR).expanduser().resolve()
     tmp = tmp_path_factory.mktemp("comfyui")
-    base, front = tmp / "base", tmp / "front"
+    base = tmp / "base"
     base.mkdir()
-    front.mkdir()
     spec = importlib.util.spec_from_file_location("arting_install", ROOT / "install.py")
     install = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(install)
     install.link(PACK, base, "custom_nodes", FOLDER)
+    with running(base, tmp) as started:
+        yield started
 
+
+@contextlib.contextmanager
+def running(base: Path, tmp: Path) -> Iterator[ComfyUI]:
+    """ComfyUI started on ``base`` (its ``custom_nodes/FOLDER`` the only pack allowed to
+    load), stopped afterwards."""
+    folder = Path(COMFYUI_DIR).expanduser().resolve()
+    front = tmp / "front"
+    front.mkdir()
     log = tmp / "comfyui.log"
     env = {k: v for k, v in os.environ.items() if k != "ARTING_DAEMON_URL"}
     command = [comfyui_python(folder), "main.py", "--cpu", "--listen", "127.0.0.1",
@@ -225,3 +238,19 @@ def test_daemon_down_reaches_the_user_as_one_sentence(comfyui):
     assert error["exception_message"].strip() == (  # ComfyUI appends a newline
         f"Arting daemon not reachable at {url} — start it with `arting-daemon` "
         "(or set ARTING_DAEMON_URL to where it runs).")
+
+
+def test_installed_from_its_url_the_repository_loads_with_its_translations(tmp_path):
+    """As ComfyUI-Manager's "Install via Git URL" does: the repository cloned into
+    ``custom_nodes/``, its ``install.py`` run there (installing nothing), then ComfyUI."""
+    base = tmp_path / "base"
+    cloned = clone(base / "custom_nodes" / FOLDER)
+    done = subprocess.run([comfyui_python(Path(COMFYUI_DIR)), "install.py"], cwd=cloned,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COMFYUI_PATH": str(COMFYUI_DIR)})
+    assert done.returncode == 0 and not (cloned / ".venv").exists(), done.stderr
+    with running(base, tmp_path) as comfy:
+        info = httpx.get(f"{comfy.url}/object_info/ArtingUpscale").json()["ArtingUpscale"]
+        assert info["python_module"] == f"custom_nodes.{FOLDER}"
+        names = httpx.get(f"{comfy.url}/i18n").json()["zh"]["nodeDefs"]
+        assert names["ArtingGenerate"]["display_name"] == "Arting 生成"

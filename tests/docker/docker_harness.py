@@ -14,8 +14,8 @@ import itertools
 import json
 import os
 import re
-import secrets
 import shutil
+import struct
 import subprocess
 import tarfile
 import tempfile
@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from hygiene import DOCKER_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "python:3.12-slim"
@@ -42,7 +43,7 @@ class Docker:
     def __init__(self, cli: str) -> None:
         self.cli = cli
         self.env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-        self.prefix = f"arting-test-{secrets.token_hex(4)}"
+        self.prefix = DOCKER_PREFIX     # the hygiene check looks for what is left by it
         self._made: dict[str, list[str]] = {"container": [], "volume": [], "network": [],
                                              "tag": [], "project": []}
         self._numbers = itertools.count()
@@ -149,7 +150,7 @@ def daemon_answers(cli: str) -> bool:
     return subprocess.run([cli, "info"], capture_output=True, timeout=30).returncode == 0
 
 
-def start_dockerd(cli: str, log: Path, timeout: float = 30) -> subprocess.Popen | None:
+def start_dockerd(cli: str, log: Path, timeout: float = 120) -> subprocess.Popen | None:
     """``dockerd`` as root with no flags, answering within ``timeout``, or ``Unavailable``;
     None when another one (a parallel test session's) came up meanwhile: not ours to stop."""
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
@@ -241,6 +242,71 @@ def build_image(docker: Docker, base: str) -> str:
     docker("build", "--build-arg", f"BASE={base}", *secret, "--tag", tag, str(ROOT),
            timeout=1200)
     return tag
+
+
+#: Run by the image's Python: the bytes each installed distribution's files take on disk
+#: (its RECORD, as trimmed by the build), and what each one requires.
+SIZES = """
+import importlib.metadata as md, json, os, re
+def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
+found = {}
+for dist in md.distributions():
+    size = 0
+    for f in dist.files or ():
+        try:
+            size += os.lstat(dist.locate_file(f)).st_size
+        except OSError:
+            pass
+    needs = [norm(re.match(r"[A-Za-z0-9._-]+", r)[0]) for r in dist.requires or ()
+             if "extra ==" not in r]
+    found[norm(dist.metadata["Name"])] = {"bytes": size, "requires": needs}
+print(json.dumps(found))
+"""
+
+
+def distributions(docker: Docker, image: str) -> dict[str, dict]:
+    """What ``SIZES`` finds in ``image``: name -> bytes and requirements."""
+    return json.loads(docker("run", "--rm", "--name", docker.name("container"),
+                             "--entrypoint", "python", image, "-c", SIZES).stdout)
+
+
+def cost_by_dependency(found: dict[str, dict], top: str = "arting-2api") -> list[tuple]:
+    """Each of ``top``'s own requirements with the distributions it alone brings, and
+    its bytes; then those that several bring, then ``top`` itself."""
+    def closure(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            if (n := todo.pop()) in found and n not in seen:
+                seen.add(n)
+                todo += found[n]["requires"]
+        return seen
+
+    direct = [n for n in found[top]["requires"] if n in found]
+    brought = {n: closure(n) for n in direct}
+    shared = {n for n in found for a in direct for b in direct
+              if a != b and n in brought[a] & brought[b]}
+    rows = [(n, sorted(brought[n] - shared - {n}),
+             sum(found[m]["bytes"] for m in brought[n] - shared)) for n in direct]
+    rows.sort(key=lambda row: -row[2])
+    rows.append(("shared by several", sorted(shared), sum(found[m]["bytes"] for m in shared)))
+    rows.append((top, [], found[top]["bytes"]))
+    return rows
+
+
+def elf_sections(data: bytes) -> set[str]:
+    """The names of a 64-bit little-endian ELF file's sections (empty for anything else):
+    a compiled module keeps its debugging symbols in the ``.debug_*`` ones."""
+    if data[:4] != b"\x7fELF" or data[4:6] != b"\x02\x01":
+        return set()
+    (table,) = struct.unpack_from("<Q", data, 0x28)
+    entry, count, names_index = struct.unpack_from("<HHH", data, 0x3A)
+
+    def section(i: int) -> tuple[int, ...]:   # name, type, flags, address, offset, size
+        return struct.unpack_from("<IIQQQQ", data, table + i * entry)
+
+    *_, offset, size = section(names_index)
+    names = data[offset:offset + size]
+    return {names[n:names.index(b"\0", n)].decode() for n, *_ in map(section, range(count))}
 
 
 def host_extra_cas() -> list[str]:

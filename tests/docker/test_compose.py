@@ -23,7 +23,8 @@ from PIL import Image
 
 from docker_harness import ROOT, Docker, wait_http
 
-pytestmark = pytest.mark.docker
+#: The first of them builds the image (and, where none is cached, its base): minutes.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 
 class Compose:

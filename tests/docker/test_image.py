@@ -8,6 +8,7 @@ image's own, run every second here instead of every 30 s (``--health-interval``)
 from __future__ import annotations
 
 import io
+import re
 import time
 import uuid
 
@@ -16,9 +17,11 @@ import openai
 import pytest
 from PIL import Image
 
-from docker_harness import Docker, host_extra_cas, wait_http
+from docker_harness import (ROOT, Docker, cost_by_dependency, distributions, elf_sections,
+                            host_extra_cas, wait_http)
 
-pytestmark = pytest.mark.docker
+#: The first of them builds the image (and, where none is cached, its base): minutes.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 KEY = "container-key-0123456789"
 MiB = 1024 * 1024
@@ -45,19 +48,43 @@ def secured(docker: Docker, image: str):
 
 
 def test_the_image_is_small_and_keeps_no_build_secret(docker, image, base):
+    """Small by construction (README, "Docker"): the venv without what only installs
+    (pip, setuptools), Swagger UI's files without Flask, compiled modules without their
+    debugging symbols, no tests. What each dependency costs goes to
+    ``artifacts/docker/image-size.txt`` (and into the message if the bound is crossed)."""
     grown = docker.inspect(image)["Size"] - docker.inspect(base)["Size"]
-    assert grown <= 80 * MiB, f"the image adds {grown / MiB:.1f} MiB to {base}"
+    found = distributions(docker, image)
+    lines = [f"the image adds {grown / MiB:.1f} MiB ({grown / 1e6:.1f} MB) to {base}",
+             f"{sum(f['bytes'] for f in found.values()) / 1e6:6.1f} MB  the venv's "
+             "distributions, of which:"]
+    for name, more, size in cost_by_dependency(found):
+        lines.append(f"{size / 1e6:6.1f} MB  {name}" + (f" (with {', '.join(more)})"
+                                                        if more else ""))
+    report = "\n".join(lines)
+    (ROOT / "artifacts" / "docker").mkdir(parents=True, exist_ok=True)
+    (ROOT / "artifacts" / "docker" / "image-size.txt").write_text(report + "\n")
+    assert grown <= 80 * MiB, report
+    assert not {"pip", "setuptools", "wheel", "flask", "werkzeug"} & found.keys(), report
     config = docker.inspect(image)["Config"]
     assert not any(e.startswith(("PIP_", "REQUESTS_CA_BUNDLE=")) for e in config["Env"])
     history = docker("history", "--no-trunc", image).stdout
     proxy_cas = host_extra_cas()
+    swagger_ui = set()
     for path, content in docker.image_files(image):
         assert not path.startswith("run/secrets/"), path
         assert not path.endswith(("pip.conf", "pip.ini")), f"a pip configuration: {path}"
+        if path.startswith("opt/arting/"):
+            assert not re.search(r"/site-packages/.+/tests?/", path), path
+            if path.endswith(".so"):        # a compiled module (not a wheel's own library)
+                assert ".debug_info" not in elf_sections(content), \
+                    f"{path} keeps its debugging symbols"
+            if "/arting_daemon/static/swagger-ui/" in path:
+                swagger_ui.add(path.rsplit("/", 1)[1])
         for line in proxy_cas:
             assert line.encode() not in content, f"this machine's CA is in {path}"
     for line in proxy_cas:
         assert line not in history
+    assert {"swagger-ui-bundle.js", "swagger-ui.css", "LICENSE"} <= swagger_ui
 
 
 def test_an_open_api_on_the_network_is_refused(docker, image):
@@ -81,6 +108,7 @@ def test_it_serves_openai_clients_as_a_non_root_daemon_and_turns_healthy(docker,
 
     url = docker.published_url(name)
     wait_http(url + "/healthz")
+    assert httpx.get(url + "/docs/swagger-ui-bundle.js").status_code == 200   # /docs works
     client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
     made = client.images.generate(prompt="a lighthouse", size="512x512", response_format="url")
     assert made.data[0].url.startswith(url + "/arting/v1/images/")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def test_linked_into_a_webui_folder_it_loads_and_runs(host, tmp_path, monkeypatc
     assert linked.is_symlink()
     arting = load(host, linked, monkeypatch)
     client = sys.modules["arting_webui.daemon_client"]
-    assert Path(client.__file__).parent == linked / "arting_webui"  # imported through the link
+    assert Path(client.__file__).resolve() == (SHARED / "daemon_client.py").resolve()  # one file
     arting.point_at(daemon.url)
     _, processed = arting.txt2img(prompt="p", seed=3, steps=5)
     assert processed.all_seeds == [3]
@@ -136,3 +137,13 @@ def test_the_emulated_host_leaves_nothing_behind(tmp_path):
 def test_linking_into_a_missing_webui_folder_says_what_to_give(tmp_path):
     with pytest.raises(SystemExit, match="the one that contains `extensions`"):
         project_installer().link(EXTENSION, tmp_path / "nowhere", "extensions", "arting-2api")
+
+
+def test_the_extension_index_entry_is_in_the_index_format():
+    """``extensions/<name>.json`` of AUTOMATIC1111/stable-diffusion-webui-extensions; its
+    ``url`` (the repository's public URL) and ``added`` date are the publisher's to fill."""
+    entry = json.loads((EXTENSION / "extension-index.json").read_text())
+    assert set(entry) == {"name", "url", "description", "added", "tags"}
+    assert entry["name"] == "arting-2api" and entry["description"]
+    assert set(entry["tags"]) <= {"script", "online", "tab", "extras", "manipulations",
+                                  "UI related", "editing", "query", "models"}

@@ -81,8 +81,11 @@ class Loaded:
 
 
 def load(host: Host, extension_dir: Path, monkeypatch) -> Loaded:
+    """The extension loaded as the WebUI loads it: its scripts, then the upscaler list
+    (made from ``Upscaler``'s subclasses once the scripts are in), then the UI."""
     classes = host.load_scripts(extension_dir)
     assert len(classes) == 1, classes
+    host.load_upscalers()
     txt, txt_controls = host.create_ui(classes[0], is_img2img=False)
     img, img_controls = host.create_ui(classes[0], is_img2img=True)
     host.settings_ui()

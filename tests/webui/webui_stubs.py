@@ -5,7 +5,10 @@ into Forge, and Forge HEAD): ``modules.scripts`` (``Script``, the loader and the
 script runner's UI/API bookkeeping), ``modules.processing`` (``Processed`` with each
 profile's own signature, the ``p`` dataclasses, ``get_fixed_seed``), ``modules.shared``
 (``opts`` with ``OptionInfo``/``add_option``, ``state`` with the real field names,
-``cmd_opts``, ``prompt_styles``), ``modules.images.save_image``,
+``cmd_opts``, ``prompt_styles``, ``sd_upscalers``, ``latent_upscale_modes``),
+``modules.upscaler`` (``Upscaler``'s ``upscale`` loop, ``UpscalerData``, the built-in
+None/Lanczos/Nearest; the list made from its subclasses as ``modelloader`` makes it,
+and the Extras tab's use of it), ``modules.images.save_image`` and ``resize_image``,
 ``modules.script_callbacks``, ``modules.errors`` and ``gradio`` (3.41 for A1111, 4.40
 for Forge, with the constructor arguments of those releases: gradio 3 warns about keyword
 arguments it does not know, gradio 4 refuses them; a callable ``value`` is evaluated at
@@ -241,7 +244,11 @@ HOST_OPTIONS = {
     "save_incomplete_images": False, "CLIP_stop_at_last_layers": 1,
     "face_restoration_model": None, "img2img_background_color": "#ffffff",
     "live_previews_enable": True, "show_progress_every_n_steps": 10,
+    "ESRGAN_tile": 192, "ESRGAN_tile_overlap": 8, "upscaler_for_img2img": None,
 }
+LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)",
+                        "Latent (bicubic antialiased)", "Latent (nearest)",
+                        "Latent (nearest-exact)")
 
 STATE_FIELDS = ("job", "job_no", "job_count", "sampling_step", "sampling_steps", "textinfo",
                 "interrupted", "skipped", "stopping_generation", "current_image")
@@ -589,6 +596,104 @@ def make_processing(profile: Profile, shared: types.ModuleType) -> types.ModuleT
     return processing
 
 
+# --- modules.upscaler ---------------------------------------------------------------------
+
+def make_upscaler(shared: types.ModuleType) -> types.ModuleType:
+    """``modules/upscaler.py``: the base class's loop (upscale until the factor is reached,
+    at most three passes, stop on interrupt, then resize to the multiple-of-8 size) and
+    the three built-in upscalers."""
+    from PIL import Image
+
+    upscaler = types.ModuleType("modules.upscaler")
+    lanczos, nearest = Image.Resampling.LANCZOS, Image.Resampling.NEAREST
+
+    class Upscaler:
+        name = None
+        model_path = None
+        model_name = None
+        model_url = None
+        enable = True
+        filter = None
+        model = None
+        user_path = None
+        scalers: list
+        tile = True
+
+        def __init__(self, create_dirs=False):
+            self.mod_pad_h = None
+            self.tile_size = shared.opts.ESRGAN_tile
+            self.tile_pad = shared.opts.ESRGAN_tile_overlap
+            self.device = shared.device
+            self.img = None
+            self.output = None
+            self.scale = 1
+            self.half = not shared.cmd_opts.no_half
+            self.pre_pad = 0
+            self.mod_scale = None
+            self.model_download_path = None
+            if self.model_path is None and self.name:
+                self.model_path = os.path.join(shared.models_path, self.name)
+            if self.model_path and create_dirs:
+                os.makedirs(self.model_path, exist_ok=True)
+
+        def do_upscale(self, img, selected_model):
+            return img
+
+        def upscale(self, img, scale, selected_model=None):
+            self.scale = scale
+            dest_w = int((img.width * scale) // 8 * 8)
+            dest_h = int((img.height * scale) // 8 * 8)
+            for i in range(3):
+                if img.width >= dest_w and img.height >= dest_h and (i > 0 or scale != 1):
+                    break
+                if shared.state.interrupted:
+                    break
+                shape = (img.width, img.height)
+                img = self.do_upscale(img, selected_model)
+                if shape == (img.width, img.height):
+                    break
+            if img.width != dest_w or img.height != dest_h:
+                img = img.resize((int(dest_w), int(dest_h)), resample=lanczos)
+            return img
+
+        def load_model(self, path):
+            pass
+
+    class UpscalerData:
+        name = None
+        data_path = None
+        scale: int = 4
+        scaler = None
+
+        def __init__(self, name, path, upscaler=None, scale=4, model=None):
+            self.name, self.data_path, self.local_data_path = name, path, path
+            self.scaler, self.scale, self.model = upscaler, scale, model
+
+    def builtin(label, resample):
+        class Builtin(Upscaler):
+            scalers = []
+
+            def __init__(self, dirname=None):
+                super().__init__(False)
+                self.name = label
+                self.scalers = [UpscalerData(label, None, self)]
+
+            def do_upscale(self, img, selected_model=None):
+                if resample is None:
+                    return img
+                return img.resize((int(img.width * self.scale), int(img.height * self.scale)),
+                                  resample=resample)
+        Builtin.__name__ = Builtin.__qualname__ = f"Upscaler{label}"
+        return Builtin
+
+    upscaler.Upscaler, upscaler.UpscalerData = Upscaler, UpscalerData
+    upscaler.UpscalerNone = builtin("None", None)
+    upscaler.UpscalerLanczos = builtin("Lanczos", lanczos)
+    upscaler.UpscalerNearest = builtin("Nearest", nearest)
+    upscaler.LANCZOS, upscaler.NEAREST = lanczos, nearest
+    return upscaler
+
+
 # --- the host ----------------------------------------------------------------------------
 
 @dataclass
@@ -610,6 +715,7 @@ class Host:
         self.outdir.mkdir(parents=True)
         self.saved: list[SavedImage] = []
         self.reports: list[str] = []
+        self.resized_with: list[str] = []
         self.callbacks: dict[str, list[Callable]] = {}
         self.gradio = make_gradio(profile.gradio)
         self.modules = self._build()
@@ -631,8 +737,13 @@ class Host:
             "sharp": ("sharp focus", "blurry"),
         })
         shared.total_tqdm = types.SimpleNamespace(clear=lambda: None)
+        shared.device, shared.models_path = "cpu", str(self.outdir.parent / "models")
+        shared.cmd_opts.no_half = False
+        shared.sd_upscalers = []
+        shared.latent_upscale_modes = {name: {} for name in LATENT_UPSCALE_MODES}
 
         processing = make_processing(self.profile, shared)
+        upscaler = make_upscaler(shared)
 
         scripts = types.ModuleType("modules.scripts")
         scripts.AlwaysVisible = object()
@@ -642,6 +753,7 @@ class Host:
 
         images = types.ModuleType("modules.images")
         images.save_image = self._save_image
+        images.resize_image = self._resize_image
 
         callbacks = types.ModuleType("modules.script_callbacks")
         for hook in ("ui_settings", "ui_tabs", "app_started", "script_unloaded",
@@ -658,6 +770,7 @@ class Host:
 
         mods = {"modules": pkg, "modules.shared": shared, "modules.processing": processing,
                 "modules.scripts": scripts, "modules.images": images,
+                "modules.upscaler": upscaler,
                 "modules.script_callbacks": callbacks, "modules.errors": errors}
         for name, module in mods.items():
             if name != "modules":
@@ -686,6 +799,65 @@ class Host:
         image.save(target, pnginfo=pnginfo)
         self.saved.append(SavedImage(target, seed, prompt, extension, info, p))
         return str(target), None
+
+    def _resize_image(self, resize_mode, im, width, height, upscaler_name=None):
+        """``images.resize_image`` in its mode 0 (what Hires. fix uses): the named upscaler
+        (the first, None, when there is no such one), then the exact size."""
+        assert resize_mode == 0
+        upscaler_name = upscaler_name or self.opts.upscaler_for_img2img
+        lanczos = self.modules["modules.upscaler"].LANCZOS
+        if upscaler_name is None or upscaler_name == "None" or im.mode == "L":
+            return im.resize((width, height), resample=lanczos)
+        scale = max(width / im.width, height / im.height)
+        if scale > 1.0:
+            found = [x for x in self.shared.sd_upscalers if x.name == upscaler_name]
+            upscaler = found[0] if found else self.shared.sd_upscalers[0]
+            self.resized_with.append(upscaler.name)
+            im = upscaler.scaler.upscale(im, scale, upscaler.data_path)
+        if im.width != width or im.height != height:
+            im = im.resize((width, height), resample=lanczos)
+        return im
+
+    def load_upscalers(self) -> list[str]:
+        """``modelloader.load_upscalers``, after the scripts are loaded: every subclass of
+        ``Upscaler`` (the newest of each name), made with the command line's model path,
+        its ``scalers`` gathered; the built-in three first, the rest by name."""
+        module = self.modules["modules.upscaler"]
+        used: dict[str, type] = {}
+        for cls in reversed(module.Upscaler.__subclasses__()):
+            used.setdefault(str(cls), cls)
+        data = []
+        for cls in reversed(used.values()):
+            cmd_name = f"{cls.__name__.lower().replace('upscaler', '')}_models_path"
+            scaler = cls(getattr(self.shared.cmd_opts, cmd_name, None))
+            data += scaler.scalers
+        builtin = (module.UpscalerNone, module.UpscalerLanczos, module.UpscalerNearest)
+        self.shared.sd_upscalers = sorted(
+            data, key=lambda x: "" if isinstance(x.scaler, builtin) else x.name.lower())
+        return [x.name for x in self.shared.sd_upscalers]
+
+    def hires_choices(self) -> list[str]:
+        """Hires. fix's upscaler dropdown: the latent modes, then every upscaler."""
+        return [*self.shared.latent_upscale_modes, *(x.name for x in self.shared.sd_upscalers)]
+
+    def extras(self, images: list, upscaler_1: str, upscaling_resize: float) -> list:
+        """The Extras tab (one image, or a batch), as the WebUI's postprocessing runs it —
+        also behind its ``extra-single-image``/``extra-batch-images`` API: the state begun
+        for the job, one image after the other through the chosen upscaler's ``upscale``
+        (stopping at an interrupt), the state ended."""
+        self.state.begin(job="extras")
+        try:
+            self.state.job_count = len(images)
+            upscaler = next(x for x in self.shared.sd_upscalers if x.name == upscaler_1)
+            out = []
+            for image in images:
+                if self.state.interrupted:
+                    break
+                out.append(upscaler.scaler.upscale(image, upscaling_resize, upscaler.data_path))
+                self.state.nextjob()
+            return out
+        finally:
+            self.state.end()
 
     # --- shortcuts ------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Arting's protocol, exactly as public clients speak it (``arting_protocol.md`` §2–§3).
+"""Arting's protocol, exactly as public clients speak it (``docs/protocol/arting.md`` §2–§3).
 
 * ``POST {base}/api/cg/text-to-image/create`` with the generation as JSON → ``data.request_id``
 * ``POST {base}/api/cg/text-to-image/get`` with ``{"request_id"}`` → ``data.output`` URLs
@@ -15,9 +15,11 @@
 
 Every exchange goes through one funnel (``_call``) that sends the bare
 ``Authorization`` token and browser-like headers (with the Cloudflare clearance, if
-any), passes a Cloudflare challenge once if cloudscraper can, and turns every way
-Arting (or Cloudflare in front of it) can fail into one of the errors in
-``errors.py``, counted in the metrics by route and class. An ``observe`` hook, when
+any), passes a Cloudflare challenge once if it can (the browser-like client, then
+cloudscraper), and turns every way Arting (or Cloudflare in front of it, or a proxy on
+the way) can fail into one of the errors in ``errors.py``, counted in the metrics by
+route and class. Which client carries each request is the ``Director``'s choice
+(``transport/director.py``). An ``observe`` hook, when
 given, sees every exchange as it was sent and answered (``arting-daemon check``).
 """
 
@@ -30,10 +32,11 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
+from typing import Annotated, TypeVar
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-import aiohttp
-from pydantic import SecretStr
+from pydantic import (BaseModel, BeforeValidator, Field, SecretStr, StringConstraints,
+                      ValidationError)
 
 from ... import logs
 from ...config import Section
@@ -45,6 +48,10 @@ from ...generation import Generation
 from ...metrics import Metrics
 from ...outbound import OutboundPolicy
 from ...recording import Observer, watch
+from ...retry import retry_after
+from ...transport.director import Director
+from ...transport.proxies import ProxyPlan
+from ...transport.tunnel import ProxyFailure
 from . import cloudflare, wire
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ log = logging.getLogger(__name__)
 SUCCESS = 100000
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_REDIRECTS = 5
+MAX_STORAGE_ANSWER = 64 * 1024      # an object store's answer to a PUT: a short XML error
 URL_SAFE = "!#$%&'()*+,/:;=?@[]~"   # what a URL's path and query keep as it is
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF", b"GIF8")
 
@@ -79,6 +87,7 @@ class Upstream(Section):
     referer: str
     cf_clearance: SecretStr | None
     cf_solver: bool
+    impersonate: str
     image_hosts: list[str]
     request_timeout: float
     failed_statuses: list[str]
@@ -86,6 +95,46 @@ class Upstream(Section):
     upscale_version: str
     upscale_done_statuses: list[int]
     upscale_failed_statuses: list[int]
+
+
+# --- Arting's answers (the envelope's ``data``), read into models at the edge -------------
+
+#: An id as Arting sends it: a non-empty string, or a number (kept as its text).
+UpstreamId = Annotated[str, BeforeValidator(lambda v: str(v) if type(v) is int else v),
+                       StringConstraints(min_length=1)]
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://")]
+M = TypeVar("M", bound=BaseModel)
+
+
+class Created(BaseModel):
+    """A create's answer: the job's id, to poll."""
+
+    request_id: UpstreamId
+
+
+class EnhanceTask(BaseModel):
+    """An image-enhance create's answer: the task's id, to poll."""
+
+    task_id: UpstreamId
+
+
+class SignedUrl(BaseModel):
+    """Where to ``put`` an upload, and the URL it is read from (``get``) afterwards."""
+
+    put: HttpUrl
+    get: HttpUrl
+
+
+class SignedUrls(BaseModel):
+    oss_signed_urls: list[SignedUrl] = Field(min_length=1)
+
+
+def _parse(model: type[M], data: object, problem: str) -> M:
+    """``data`` read as ``model``, or ``BadUpstreamResponse(problem)`` when it is not one."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        raise BadUpstreamResponse(problem) from None
 
 
 @dataclass(frozen=True)
@@ -101,24 +150,23 @@ class PollResult:
 
 
 class ArtingClient:
-    """One request funnel, typed errors out: Arting's API over its own kept-alive
-    connections (``wire.py``), result images and uploads through the shared aiohttp
-    session. ``close`` when done."""
+    """One request funnel, typed errors out; the ``director`` carries each request (the
+    light pool, through the proxy if there is one, or the browser-like client).
+    ``close`` when done."""
 
-    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession,
+    def __init__(self, upstream: Upstream, director: Director | None = None,
                  metrics: Metrics | None = None, observe: Observer | None = None) -> None:
+        """``director``: by default, everything direct."""
         self.upstream = upstream
-        self.session = session
+        self.director = director or Director(ProxyPlan.of("direct", [], {}),
+                                             upstream.impersonate, upstream.base_url)
         self.metrics = metrics or Metrics()
         self.observe = observe
+        self.base = upstream.base_url
         cookie = upstream.cf_clearance.get_secret_value() if upstream.cf_clearance else None
         self.solver = cloudflare.Solver(upstream.user_agent, cookie, upstream.cf_solver,
-                                        upstream.request_timeout, self.metrics, observe)
-        self.base = upstream.base_url
-        base = urlsplit(self.base)
-        self._origins: dict[str, wire.Origin] = {}
-        self.api = self._origin(base)
-        self._prefix = base.path.rstrip("/")
+                                        upstream.request_timeout, self.metrics, observe,
+                                        proxy=self.director.proxy_for(self.base))
         self.outbound = OutboundPolicy(upstream.image_hosts, self.base)
         #: The newest request id Arting gave us: the best thing to poll as a probe.
         self.last_request_id: str | None = None
@@ -126,8 +174,6 @@ class ArtingClient:
         self._done = {s.lower() for s in upstream.done_statuses}
         self._upscale_done = set(upstream.upscale_done_statuses)
         self._upscale_failed = set(upstream.upscale_failed_statuses)
-        t = upstream.request_timeout
-        self._timeout = aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0))
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -159,11 +205,9 @@ class ArtingClient:
         """Submit the job; returns Arting's ``request_id``."""
         path = (IMG2IMG if gen.is_img2img else TXT2IMG) + "/create"
         data = await self._call(path, self.create_body(gen, image_url), token)
-        request_id = data.get("request_id") if isinstance(data, dict) else None
-        if not isinstance(request_id, (str, int)) or request_id == "":
-            raise BadUpstreamResponse("Arting accepted the job but sent no request_id.")
-        self.last_request_id = str(request_id)
-        return self.last_request_id
+        created = _parse(Created, data, "Arting accepted the job but sent no request_id.")
+        self.last_request_id = created.request_id
+        return created.request_id
 
     async def poll(self, request_id: str, token: str | None, img2img: bool = False) -> PollResult:
         """One look at the job. Raises ``JobFailed`` as soon as Arting says it failed."""
@@ -204,22 +248,19 @@ class ArtingClient:
         signed URL pair, PUT the bytes to ``put``, and return ``get`` (what ``image_url``
         takes)."""
         data = await self._call(SIGNED_URLS, {"f_suffixs": ["png"]}, token, route="upload_sign")
-        pairs = data.get("oss_signed_urls") if isinstance(data, dict) else None
-        pair = pairs[0] if isinstance(pairs, list) and pairs else None
-        put, get = (pair.get("put"), pair.get("get")) if isinstance(pair, dict) else (None, None)
-        if not all(isinstance(u, str) and u.startswith(("http://", "https://"))
-                   for u in (put, get)):
-            error = BadUpstreamResponse("Arting's get_oss_signed_urls answer has no put/get "
-                                        "URL pair.")
-            self.metrics.upstream_error("upload_sign", error)
-            raise error
         try:
-            await self.outbound.check_signed_put(put)
-            await self._put(put, png)
+            pair = _parse(SignedUrls, data, "Arting's get_oss_signed_urls answer has no put/get "
+                                            "URL pair.").oss_signed_urls[0]
+        except BadUpstreamResponse as error:
+            self.metrics.upstream_error("upload_sign", error)
+            raise
+        try:
+            await self.outbound.check_signed_put(pair.put)
+            await self._put(pair.put, png)
         except ArtingError as exc:
             self.metrics.upstream_error("upload_put", exc)
             raise
-        return get
+        return pair.get
 
     async def _put(self, url: str, png: bytes) -> None:
         """The presigned PUT: the bytes and their Content-Type, no token, no cookies (the
@@ -228,29 +269,31 @@ class ArtingClient:
         headers = {"Content-Type": "image/png", "User-Agent": self.solver.clearance.user_agent}
         with watch(self.observe, "PUT", url, headers, png) as seen:
             try:
-                async with self.session.put(url, data=png, headers=headers,
-                                            allow_redirects=False,
-                                            timeout=self._timeout) as resp:
-                    said = await resp.content.read(4096)
-                    seen.answer(resp.status, resp.headers, said)
-                    status, text = resp.status, said.decode("utf-8", "replace")
-            except asyncio.TimeoutError:
+                answer = await self.director.exchange("PUT", url, headers, png,
+                                                      self.upstream.request_timeout,
+                                                      max_bytes=MAX_STORAGE_ANSWER)
+            except (TimeoutError, asyncio.TimeoutError):
                 raise UpstreamTimeout(f"Uploading the image to Arting's storage at {host} "
                                       "timed out.") from None
-            except aiohttp.ClientConnectorError as exc:
+            except ProxyFailure as exc:
+                raise exc.as_error() from None
+            except wire.ConnectError as exc:
                 raise UpstreamUnreachable(f"Arting's storage at {host} could not be reached "
-                                          f"({type(exc).__name__}).") from None
-            except aiohttp.ClientError as exc:
+                                          f"({exc}).") from None
+            except ConnectionError as exc:
                 raise UpstreamUnavailable(f"Uploading the image to Arting's storage at {host} "
-                                          f"failed ({type(exc).__name__}).") from None
+                                          f"failed ({exc}).") from None
+            said = answer.body[:4096]
+            seen.answer(answer.status, answer.headers, said)
+            status, text = answer.status, said.decode("utf-8", "replace")
         if 200 <= status < 300:
             return
-        said = _storage_error(text)
+        shown = _storage_error(text)
         if status >= 500 or status == 429:
             raise UpstreamUnavailable(f"Arting's storage at {host} answered HTTP {status}"
-                                      f"{said}; the upload can be tried again.")
+                                      f"{shown}; the upload can be tried again.")
         raise UpstreamRejected(
-            f"Arting's storage at {host} refused the image upload (HTTP {status}{said}); "
+            f"Arting's storage at {host} refused the image upload (HTTP {status}{shown}); "
             "nothing was submitted. A signed URL that expired can cause this; if it "
             "persists, Arting has changed its upload path.")
 
@@ -260,10 +303,8 @@ class ArtingClient:
                                 {"image_url": image_url, "scale": scale,
                                  "version": self.upstream.upscale_version},
                                 token, route="enhance_create")
-        task_id = data.get("task_id") if isinstance(data, dict) else None
-        if not isinstance(task_id, (str, int)) or task_id == "":
-            raise BadUpstreamResponse("Arting accepted the upscale but sent no task_id.")
-        return str(task_id)
+        return _parse(EnhanceTask, data,
+                      "Arting accepted the upscale but sent no task_id.").task_id
 
     async def enhance_poll(self, task_id: str, token: str | None) -> PollResult:
         """One look at an upscale. Its status is an integer: done and failed values are
@@ -323,7 +364,7 @@ class ArtingClient:
             raise _unusable("The result URL did not return an image.")
         return data
 
-    async def _get_image(self, url: str) -> wire.Answer:
+    async def _get_image(self, url: str) -> wire.Response:
         """GET a result image (its URL checked already), following up to
         ``MAX_REDIRECTS`` redirects, each checked before it is followed."""
         for _ in range(MAX_REDIRECTS + 1):
@@ -333,13 +374,16 @@ class ArtingClient:
             target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
                            safe=URL_SAFE)
             try:
-                answer = await self._origin(parts).request(
-                    "GET", target, {"User-Agent": self.solver.clearance.user_agent}, None,
+                answer = await self.director.exchange(
+                    "GET", f"{parts.scheme}://{parts.netloc}{target}",
+                    {"User-Agent": self.solver.clearance.user_agent}, None,
                     self.upstream.request_timeout, max_bytes=MAX_IMAGE_BYTES)
             except (TimeoutError, asyncio.TimeoutError):
                 raise UpstreamTimeout("Downloading the result image timed out.") from None
             except wire.TooLarge:
                 raise _unusable("The result image is larger than 50 MiB.") from None
+            except ProxyFailure as exc:
+                raise exc.as_error() from None
             except ConnectionError as exc:
                 raise UpstreamUnavailable(
                     f"Downloading the result image failed: {type(exc).__name__}.") from None
@@ -349,15 +393,6 @@ class ArtingClient:
             url = urljoin(url, location)
             self.outbound.check_download(url)
         raise _unusable(f"The result image's URL redirected more than {MAX_REDIRECTS} times.")
-
-    def _origin(self, parts: SplitResult) -> wire.Origin:
-        """The kept-alive connections to one origin: the API's, or an image host's (a
-        few at most: the outbound policy lets only the trusted ones through)."""
-        key = f"{parts.scheme}://{parts.netloc}".lower()
-        origin = self._origins.get(key)
-        if origin is None:
-            origin = self._origins[key] = wire.Origin(key)
-        return origin
 
     # --- the funnel ---------------------------------------------------------------------
 
@@ -383,18 +418,26 @@ class ArtingClient:
         """Send one request to Arting and return the envelope's ``data``.
 
         ``body`` is JSON (None for a GET). A Cloudflare challenge is answered by the
-        solver, then the request is sent once more: a challenge page comes from
-        Cloudflare, so Arting never saw the first one (no job was made)."""
+        next client that may pass it (the browser-like one, with ``impersonate = auto``),
+        then by the solver, and the request is sent once more each time: a challenge page
+        comes from Cloudflare, so Arting never saw the request (no job was made)."""
         try:
             try:
                 return await self._exchange(method, path, body, params, token)
             except CloudflareBlocked as exc:
                 if exc.kind != "challenge":
                     raise
-                seen = self.solver.clearance
-                await self.solver.solve(self.base + TXT2IMG + "/get",
-                                        _solver_headers(self._headers(token, True)),
-                                        {"request_id": PROBE_REQUEST_ID}, seen)
+            if self.director.escalate(token):
+                try:
+                    return await self._exchange(method, path, body, params, token)
+                except CloudflareBlocked as exc:
+                    if exc.kind != "challenge":
+                        raise
+            seen = self.solver.clearance
+            await self.solver.solve(self.base + TXT2IMG + "/get",
+                                    _solver_headers(self._headers(token, True)),
+                                    {"request_id": PROBE_REQUEST_ID}, seen)
+            self.director.settle(token)
             try:
                 return await self._exchange(method, path, body, params, token)
             except CloudflareBlocked as exc:
@@ -411,11 +454,14 @@ class ArtingClient:
         query = f"?{urlencode(params)}" if params else ""
         with watch(self.observe, method, self.base + path + query, sent, body) as seen:
             try:
-                answer = await self.api.request(method, self._prefix + path + query, sent, data,
-                                                self.upstream.request_timeout)
+                answer = await self.director.exchange(
+                    method, self.base + path + query, sent, data,
+                    self.upstream.request_timeout, identity=token)
             except (TimeoutError, asyncio.TimeoutError):
                 raise UpstreamTimeout(f"Arting did not answer {path} within "
                                       f"{self.upstream.request_timeout:g} s.") from None
+            except ProxyFailure as exc:
+                raise exc.as_error() from None
             except wire.ConnectError as exc:
                 raise UpstreamUnreachable(f"Arting could not be reached ({exc}); "
                                           "check the network and `base_url`.") from None
@@ -425,10 +471,9 @@ class ArtingClient:
             seen.answer(answer.status, answer.headers, answer.body)
             return _interpret(path, answer.status, answer.headers, answer.body)
 
-    def close(self) -> None:
-        """Close the kept-alive connections (to the API and the image hosts)."""
-        for origin in self._origins.values():
-            origin.close()
+    async def close(self) -> None:
+        """Close the connections and sessions the director keeps."""
+        await self.director.close()
 
 
 def _unusable(message: str) -> BadUpstreamResponse:
@@ -449,7 +494,7 @@ def _interpret(path: str, status: int, headers, raw: bytes) -> object:
         kind = cloudflare.classify(status, headers, text)
         if kind == "rate_limit":
             raise UpstreamRateLimited(cloudflare.ADVICE[kind],
-                                      retry_after=_retry_after(headers))
+                                      retry_after=retry_after(headers.get("Retry-After")))
         if kind == "origin_error":
             never_reached = status in cloudflare.ORIGIN_NEVER_REACHED
             raise (UpstreamUnreachable if never_reached else UpstreamUnavailable)(
@@ -458,7 +503,7 @@ def _interpret(path: str, status: int, headers, raw: bytes) -> object:
             raise CloudflareBlocked(cloudflare.ADVICE[kind], kind=kind)
     if status == 429:
         raise UpstreamRateLimited("Arting is rate-limiting this token (HTTP 429).",
-                                  retry_after=_retry_after(headers))
+                                  retry_after=retry_after(headers.get("Retry-After")))
     try:
         payload = json.loads(text) if text.strip() else None
     except ValueError:
@@ -491,7 +536,7 @@ def _check_envelope(payload: dict) -> None:
     message = _message(payload) or "no message"
     lowered = message.lower()
     try:
-        code_num = int(code)
+        code_num: int | None = int(code)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         code_num = None
     if any(w in lowered for w in _AUTH_WORDS) or code_num in (100401, 100402, 100403):
@@ -519,13 +564,6 @@ def _auth_advice(message: str) -> str:
             "a browser session on arting.ai (F12 → Network) into ARTING_AUTH_TOKEN or "
             "`auth_tokens`, then restart the daemon.")
 
-
-def _retry_after(headers) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _balance(data: dict) -> int | None:

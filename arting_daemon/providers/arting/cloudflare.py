@@ -1,7 +1,7 @@
 """Recognising Cloudflare's pages where Arting's JSON should be, and passing what can be
 passed.
 
-The checks follow what is known of Cloudflare's pages (``arting_protocol.md`` §7):
+The checks follow what is known of Cloudflare's pages (``docs/protocol/arting.md`` §7):
 every page comes with ``Server: cloudflare``; challenges carry ``cf-mitigated:
 challenge`` or the "Just a moment..." markers; blocks carry an error code such as
 1020 (firewall) or 1015 (rate limited); 52x pages mean Cloudflare could not reach
@@ -33,6 +33,7 @@ from ...recording import watch
 
 if TYPE_CHECKING:
     from ...metrics import Metrics
+    from ...transport.proxies import Proxy
     from ...recording import Observer
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,18 @@ class Solver:
     """Holds the clearance and runs cloudscraper, one attempt at a time, off the loop."""
 
     def __init__(self, user_agent: str, cookie: str | None, enabled: bool, timeout: float,
-                 metrics: Metrics, observe: Observer | None = None) -> None:
+                 metrics: Metrics, observe: Observer | None = None,
+                 proxy: Proxy | None = None) -> None:
         """``cookie``: a configured ``cf_clearance``; ``enabled``: let cloudscraper try;
-        ``observe``: sees cloudscraper's exchange too."""
+        ``observe``: sees cloudscraper's exchange too; ``proxy``: the one Arting is
+        reached through."""
         self.clearance = Clearance(user_agent, {"cf_clearance": cookie} if cookie else {})
         self.configured = cookie is not None
         self.enabled = enabled
         self.timeout = timeout
         self.metrics = metrics
         self.observe = observe
+        self.proxy = proxy
         self._lock = asyncio.Lock()
         self._gave_up: tuple[float, str, str] | None = None   # (when, kind, message)
         self.last_reason: str | None = None    # why the last attempt failed, in a few words
@@ -137,10 +141,11 @@ class Solver:
                 raise CloudflareBlocked(self._gave_up[2], kind=self._gave_up[1])
             if not self.enabled:
                 raise self._give_up("challenge", "cf_solver is off", None)
-            with watch(self.observe, "POST", url, headers, body, via="cloudscraper") as seen:
+            with watch(self.observe, "POST", url, headers, body, via="cloudscraper") as told:
                 try:
                     status, answer_headers, text, cookies, agent = await asyncio.wait_for(
-                        asyncio.to_thread(_scrape, url, headers, body, self.timeout),
+                        asyncio.to_thread(_scrape, url, headers, body, self.timeout,
+                                          self.proxy),
                         self.timeout + 5)
                 except _Unsolved as exc:
                     raise self._give_up(exc.kind, exc.reason, "firewall"
@@ -148,7 +153,7 @@ class Solver:
                 except asyncio.TimeoutError:
                     raise self._give_up("challenge", f"no answer within {self.timeout + 5:g} s",
                                         "failed") from None
-                seen.answer(status, answer_headers, text.encode())
+                told.answer(status, answer_headers, text.encode())
             kind = classify(status, answer_headers, text)
             if kind in ("challenge", "firewall"):
                 raise self._give_up(kind, f"Cloudflare still answered HTTP {status} with its "
@@ -181,8 +186,10 @@ class Solver:
         return CloudflareBlocked(message, kind=kind)
 
 
-def _scrape(url: str, headers: dict[str, str], body: dict, timeout: float):
-    """In a worker thread: send the request with cloudscraper and return what it got."""
+def _scrape(url: str, headers: dict[str, str], body: dict, timeout: float,
+            proxy: Proxy | None):
+    """In a worker thread: send the request with cloudscraper and return what it got
+    (through ``proxy``: requests speaks SOCKS with PySocks)."""
     import cloudscraper
     import requests
     from cloudscraper.exceptions import CloudflareCode1020, CloudflareException
@@ -191,12 +198,17 @@ def _scrape(url: str, headers: dict[str, str], body: dict, timeout: float):
     try:
         with cloudscraper.create_scraper(
                 browser={"browser": "chrome", "platform": "windows", "mobile": False}) as s:
+            if proxy is not None:
+                s.proxies = {"http": proxy.url, "https": proxy.url}
             try:
                 resp = s.post(url, data=json.dumps(body), headers=headers, timeout=timeout)
             except CloudflareCode1020:
                 raise _Unsolved("firewall", "Cloudflare error 1020") from None
             except CloudflareException as exc:
                 raise _Unsolved("challenge", f"cloudscraper: {type(exc).__name__}") from None
+            except requests.exceptions.ProxyError as exc:
+                raise _Unsolved("challenge", f"the proxy failed it ({_proxy_said(exc)})") \
+                    from None
             except requests.RequestException as exc:
                 raise _Unsolved("challenge", f"{type(exc).__name__} while solving") from None
             return (resp.status_code, dict(resp.headers), resp.text, s.cookies.get_dict(),
@@ -208,3 +220,12 @@ def _scrape(url: str, headers: dict[str, str], body: dict, timeout: float):
                 del sys.tracebacklimit
         else:
             sys.tracebacklimit = limit
+
+
+def _proxy_said(exc: Exception) -> str:
+    """What requests says of a proxy's failure, without the proxy's URL (it names it with
+    its credentials)."""
+    text = str(exc)
+    if "407" in text:
+        return "it answered HTTP 407: wrong credentials"
+    return "could not reach it" if "connect" in text.lower() else type(exc).__name__

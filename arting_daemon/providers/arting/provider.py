@@ -20,22 +20,22 @@ token), and the polls spent.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import time
 from dataclasses import dataclass
+from functools import partial
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 from ...config import Section
+from ...generation import Generation
 from ...errors import ArtingError, FeatureDisabled, UpstreamAuthError, UpstreamRateLimited
 from ...metrics import Metrics
-from ...retry import backoff
+from ...retry import backoff, poll
 from ...store import ImageStore
 from ...timing import DurationStats
 from ...upscaling import Upscale
-from ..base import Attempt, Progress, Provider, Work
+from ..base import Attempt, OnProgress, Provider, Work
 from .client import ArtingClient
 from .wire import SendTime
 from .tokens import Token, TokenPool, TokenState
@@ -101,7 +101,12 @@ class ArtingProvider(Provider):
         return await self.client.download(output)
 
     def health(self) -> dict:
-        return {"tokens": self.pool.snapshot()}
+        return {"tokens": self.tokens()}
+
+    def tokens(self) -> list[dict]:
+        """Each token's health, and what carries its calls (the director's choice)."""
+        return [{**view, "client": self.client.director.carrier(token.secret)}
+                for view, token in zip(self.pool.snapshot(), self.pool.tokens)]
 
     def unready(self) -> str | None:
         if all(t.state is TokenState.INVALID for t in self.pool.tokens):
@@ -112,7 +117,7 @@ class ArtingProvider(Provider):
         """A token for this job; a resumed job gets the one it was created with if it can.
         Busy tokens are waited for until ``until``; rate-limited or blocked ones only
         within the retry budget."""
-        token = await self.pool.acquire(max(0.0, until - time.time()),
+        token = await self.pool.acquire(max(0.0, until - self.pool.clock.time()),
                                         prefer=work.provider_state.get("token"),
                                         patience=self.options.retry_budget)
         work.provider_state["token"] = token.fingerprint
@@ -141,7 +146,7 @@ class ArtingAttempt(Attempt):
 
     def retry_until(self) -> float:
         """Until when a send may be retried: the retry budget, within the stage's deadline."""
-        now = time.time()
+        now = self.provider.pool.clock.time()
         options = self.provider.options
         return min(self.deadline, now + options.submit_timeout, now + options.retry_budget)
 
@@ -153,7 +158,7 @@ class ArtingAttempt(Attempt):
         left (wall time). Arting starts the job between our sending and its answer, which
         under load can be late, and in a burst the request may first wait for one of the
         pooled connections: the job's clock starts when it got one (``wire.py``)."""
-        sent = SendTime()
+        sent = SendTime(self.provider.pool.clock)
 
         async def stamped(token: str) -> T:
             with sent.measuring():
@@ -187,9 +192,9 @@ class ArtingAttempt(Attempt):
                     await self._switch_token(exc, retry_until)
                 else:
                     wait = backoff(attempt)
-                    if time.time() + wait >= retry_until:
+                    if p.pool.clock.time() + wait >= retry_until:
                         raise
-                    await asyncio.sleep(wait)
+                    await p.pool.clock.sleep(wait)
                 if not makes_nothing:
                     p.metrics.create_retries.labels(type(exc).__name__).inc()
                 log.info("attempt %d of job %s failed (%s); sending it again with %s",
@@ -228,42 +233,48 @@ class ArtingAttempt(Attempt):
         p, request = self.provider, self.work.generation
         key = (request.model, request.width, request.height)
         schedule = p.stats.schedule(*key)
-        submitted = self.work.submitted_at or time.time()
-        failures = refusals = 0
-        pending = None      # when the last poll that found the job running was sent
-        while True:
+        clock = p.pool.clock        # the job's times; the pauses between polls are real
+        submitted = self.work.submitted_at or clock.time()
+        refusals = 0
+        pending: float | None = None    # when the last poll that found it running was sent
+
+        def delay() -> float:
+            return schedule.next_delay(clock.time() - submitted, self.state.get("polls", 0))
+
+        async def one() -> list[str] | None:
+            nonlocal refusals, pending
             assert self.token is not None
-            elapsed = time.time() - submitted
-            polls = self.state.get("polls", 0)
-            delay = (schedule.next_delay(elapsed, polls) if failures == 0 else
-                     min(p.options.poll_max_interval, backoff(failures)))
-            await asyncio.sleep(delay)
-            sent = time.time() - submitted
-            try:
-                outputs = await look(self.token.secret)
-            except ArtingError as exc:
-                if exc.token_fault and not exc.retryable:   # refused, or Cloudflare
-                    await p.pool.report(self.token, exc)
-                if isinstance(exc, UpstreamAuthError):
-                    # Arting has the job already, and polls seem not to be bound to the
-                    # token (arting_protocol.md §2.1): ride out a refusal or two.
-                    refusals += 1
-                    if refusals >= MAX_POLL_REFUSALS:
-                        raise
-                elif not exc.retryable:
-                    raise
-                elif exc.retry_after:
-                    await asyncio.sleep(exc.retry_after)
-                failures += 1
-                log.info("poll of job %s failed (%s); retrying", self.work.id,
-                         type(exc).__name__)
-                continue
-            failures = refusals = 0
-            self.state["polls"] = polls + 1
+            sent = clock.time() - submitted
+            outputs = await look(self.token.secret)
+            refusals = 0
+            self.state["polls"] = self.state.get("polls", 0) + 1
             if outputs is not None:
                 p.stats.record(*key, schedule.finished_at(sent, pending))
-                return outputs
             pending = sent
+            return outputs
+
+        async def failed(exc: Exception, failures: int) -> float:
+            nonlocal refusals
+            if not isinstance(exc, ArtingError):
+                raise exc
+            assert self.token is not None
+            if exc.token_fault and not exc.retryable:       # refused, or Cloudflare
+                await p.pool.report(self.token, exc)
+            asked = 0.0         # what a rate limit asked for, before the backoff
+            if isinstance(exc, UpstreamAuthError):
+                # Arting has the job already, and polls seem not to be bound to the
+                # token (docs/protocol/arting.md §2.1): ride out a refusal or two.
+                refusals += 1
+                if refusals >= MAX_POLL_REFUSALS:
+                    raise exc
+            elif not exc.retryable:
+                raise exc
+            elif exc.retry_after:
+                asked = exc.retry_after
+            log.info("poll of job %s failed (%s); retrying", self.work.id, type(exc).__name__)
+            return asked + min(p.options.poll_max_interval, backoff(failures))
+
+        return await poll(one, delay, failed)
 
     def saw_balance(self, balance: int | None) -> None:
         if balance is not None and self.token is not None:
@@ -275,6 +286,7 @@ class GenerationAttempt(ArtingAttempt):
 
     async def submit(self) -> float:
         p, gen = self.provider, self.work.generation
+        assert isinstance(gen, Generation)
         retry_until = self.retry_until()
         image_url = await self._init_image_url(retry_until) if gen.is_img2img else None
         self.state["request_id"], sent = await self.send_stamped(
@@ -289,7 +301,7 @@ class GenerationAttempt(ArtingAttempt):
         data = await self.provider.store.read(gen.init_image)
         return "data:image/png;base64," + base64.b64encode(data).decode()
 
-    async def follow(self, progress: Progress) -> list[str]:
+    async def follow(self, progress: OnProgress) -> list[str]:
         gen = self.work.generation
 
         async def look(token: str) -> list[str] | None:
@@ -314,14 +326,13 @@ class UpscaleAttempt(ArtingAttempt):
         for source in upscale.images:
             url = await self.upload(source.hash, retry_until)
             task, sent = await self.send_stamped(
-                lambda token, url=url: p.client.enhance(url, upscale.scale, token),
-                retry_until)
+                partial(p.client.enhance, url, upscale.scale), retry_until)
             tasks.append(task)
             started = started or sent
         self.state["tasks"] = tasks
-        return started or time.time()
+        return started or self.provider.pool.clock.time()
 
-    async def follow(self, progress: Progress) -> list[str]:
+    async def follow(self, progress: OnProgress) -> list[str]:
         tasks: list[str] = self.state["tasks"]
         done: dict[str, str] = {}
 

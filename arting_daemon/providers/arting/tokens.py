@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,8 +32,10 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ... import datadir, logs
+from ...clock import SYSTEM, Clock
 from ...errors import (ArtingError, CloudflareBlocked, UpstreamAuthError, UpstreamRateLimited,
                        UpstreamRejected)
+from ...retry import backoff
 from ...tasks import stop
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,11 @@ class Board:
     #: How often a caller waiting for a busy token looks again (None: when woken).
     poll: float | None = None
 
+    async def open(self, pool: TokenPool) -> None:
+        """Learn what others know of the pool's tokens (here: nothing to learn)."""
+
+    async def close(self) -> None: ...
+
     async def take(self, token: Token) -> bool:
         """Claim one of the token's ``max_jobs`` places (here: the pool counts them)."""
         return True
@@ -139,7 +145,7 @@ class TokenPool:
 
     def __init__(self, secrets: list[str], max_jobs: int, *, anonymous: bool = False,
                  backoff: float = 30.0, max_backoff: float = 1800.0,
-                 board: Board | None = None) -> None:
+                 board: Board | None = None, clock: Clock = SYSTEM) -> None:
         if not secrets:
             raise ValueError("a token pool needs at least one token")
         self.tokens = [Token(label="anonymous" if anonymous else f"token-{i + 1}",
@@ -147,12 +153,13 @@ class TokenPool:
         self.max_jobs = max_jobs
         self.backoff, self.max_backoff = backoff, max_backoff
         self.board = board or Board()
+        self.clock = clock
         self._changed = asyncio.Condition()
         self._check: Callable[[str], Awaitable[None]] | None = None
         self._watcher: asyncio.Task | None = None
 
     def snapshot(self) -> list[dict]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return [t.public(now) for t in self.tokens]
 
     def collect(self) -> Iterator:
@@ -199,11 +206,11 @@ class TokenPool:
         recovers within ``patience`` seconds (default: ``timeout``); otherwise fails at
         once with that token's own error: a 429 with Retry-After, or Cloudflare's advice.
         """
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         patience = timeout if patience is None else patience
         async with self._changed:
             while True:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 ready = sorted((t for t in self.tokens if t.eligible(now, self.max_jobs)),
                                key=lambda t: (t.fingerprint != prefer, t.balance == 0,
                                               t.in_flight, t.state is not TokenState.OK))
@@ -227,9 +234,9 @@ class TokenPool:
                     if wake - now > min(patience, deadline - now):
                         raise _unavailable(soonest, wake - now)
                 try:
-                    await asyncio.wait_for(self._changed.wait(), max(0.01, wake - now))
+                    await self.clock.wait_for(self._changed.wait(), max(0.01, wake - now))
                 except asyncio.TimeoutError:
-                    if time.monotonic() >= deadline:
+                    if self.clock.monotonic() >= deadline:
                         raise UpstreamRateLimited(
                             "No Arting token became free in time; try again later.",
                             retry_after=1.0) from None
@@ -253,10 +260,9 @@ class TokenPool:
             await self.board.tell(token)
             self._changed.notify_all()
 
-    @staticmethod
-    def note_balance(token: Token, balance: int) -> None:
+    def note_balance(self, token: Token, balance: int) -> None:
         """Keep the ``remain_balance`` a poll answered with for ``token``."""
-        token.balance, token.balance_at = balance, time.time()
+        token.balance, token.balance_at = balance, self.clock.time()
 
     @staticmethod
     def explain(token: Token, error: ArtingError) -> ArtingError:
@@ -281,7 +287,7 @@ class TokenPool:
         else:
             token.state = TokenState.BLOCKED
         wait = error.retry_after if isinstance(error, UpstreamRateLimited) else None
-        token.until = time.monotonic() + (wait or self._backoff(token))
+        token.until = self.clock.monotonic() + (wait or self._backoff(token))
 
     def learn(self, fingerprint: str, state: TokenState, until: float, strikes: int,
               reason: ArtingError | None) -> None:
@@ -289,10 +295,11 @@ class TokenPool:
         for token in self.tokens:
             if token.fingerprint == fingerprint:
                 token.state, token.strikes, token.reason = state, strikes, reason
-                token.until = time.monotonic() + max(0.0, until - time.time()) if until else 0.0
+                token.until = (self.clock.monotonic() + max(0.0, until - self.clock.time())
+                               if until else 0.0)
 
     def _backoff(self, token: Token) -> float:
-        return min(self.max_backoff, self.backoff * 2 ** max(0, token.strikes - 1))
+        return backoff(token.strikes, first=self.backoff, cap=self.max_backoff, jitter="none")
 
     # --- probing ------------------------------------------------------------------------
 
@@ -318,7 +325,7 @@ class TokenPool:
         finally:
             token.probing = False
         async with self._changed:
-            token.last_probe = time.time()
+            token.last_probe = self.clock.time()
             if error is None:
                 result = "ok"
                 token.state, token.until, token.reason = TokenState.OK, 0.0, None
@@ -327,7 +334,7 @@ class TokenPool:
                 self._mark(token, error)
             else:
                 result = "inconclusive"
-                token.until = time.monotonic() + self._backoff(token)
+                token.until = self.clock.monotonic() + self._backoff(token)
             token.probes[result] += 1
             await self.board.tell(token)
             self._changed.notify_all()
@@ -345,7 +352,7 @@ class TokenPool:
         logs.request_id.set("token-probe")
         while True:
             async with self._changed:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 sick = [t for t in self.tokens
                         if t.state is not TokenState.OK and not t.probing]
                 due = []
@@ -357,11 +364,11 @@ class TokenPool:
                 if not due:
                     wake = min((t.until for t in sick), default=None)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(),
+                        await self.clock.wait_for(self._changed.wait(),
                                                None if wake is None else max(0.01, wake - now))
                     continue
             for token, outcome in zip(due, await asyncio.gather(
                     *(self.probe(t) for t in due), return_exceptions=True)):
                 if isinstance(outcome, Exception):  # a bug: keep probing the others
                     log.error("probing token %s crashed", token.label, exc_info=outcome)
-                    token.until = time.monotonic() + self._backoff(token)
+                    token.until = self.clock.monotonic() + self._backoff(token)

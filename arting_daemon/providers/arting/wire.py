@@ -6,17 +6,19 @@ objects, timers, traces, cookie and proxy handling); this path spends about 50
 (bench/RESULTS.md, round four): a pool of connections per origin (the API's, each
 trusted image host's), each an ``asyncio.Protocol`` with httptools' response parser
 (the parser uvicorn uses), the request written as one block of bytes. What it does not
-do, it does not need: proxies, cookies (the clearance is a header the client sets),
+do, it does not need: cookies (the clearance is a header the client sets),
 redirects (the client follows an image's itself, each hop checked by the outbound
 policy). It asks for gzip or deflate, as aiohttp did (Arting and Cloudflare see the
-headers they saw before), and undoes them. The signed upload's PUT still goes through
-the shared aiohttp session.
+headers they saw before), and undoes them. Through a proxy (``transport/tunnel.py``)
+only the making of a connection differs: a tunnelled one costs what a direct one does.
 
 Failures are Python's own, for the client to map: ``ConnectError`` (could not connect),
-``TooLarge``, ``ConnectionError`` (the connection broke before a whole answer),
-``TimeoutError``. Nothing is sent twice here: whether a create that may have reached
-Arting is sent again is the caller's call. A connection idle longer than ``KEEPALIVE``
-is closed rather than reused, so one the server has closed meanwhile is rarely written to.
+``ProxyFailure`` (the proxy could not be reached, refused the credentials or could not
+reach the destination), ``TooLarge``, ``ConnectionError`` (the connection broke before a
+whole answer), ``TimeoutError``. Nothing is sent twice here: whether a create that may
+have reached Arting is sent again is the caller's call. A connection idle longer than
+``KEEPALIVE`` is closed rather than reused, so one the server has closed meanwhile is
+rarely written to.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from urllib.parse import urlsplit
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from ...clock import SYSTEM, Clock
+from ...transport import tunnel
+from ...transport.proxies import Proxy
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -56,15 +62,18 @@ class TooLarge(ConnectionError):
 
 
 class SendTime:
-    """When the last request made under ``measuring`` left (wall time): when it had its
-    connection and was written. In a burst a request first waits for one of the pooled
-    connections; a job's clock must start when Arting can have the create."""
+    """When the last request made under ``measuring`` left (wall time, on ``clock``): when
+    it had its connection and was written. In a burst a request first waits for one of the
+    pooled connections; a job's clock must start when Arting can have the create."""
 
     at: float = 0.0
 
+    def __init__(self, clock: Clock = SYSTEM) -> None:
+        self.clock = clock
+
     @contextlib.contextmanager
     def measuring(self) -> Iterator[None]:
-        self.at = time.time()
+        self.at = self.clock.time()
         token = _measuring.set(self)
         try:
             yield
@@ -73,7 +82,9 @@ class SendTime:
 
 
 @dataclass
-class Answer:
+class Response:
+    """An HTTP response as it came: its status, headers and (undone) body."""
+
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
@@ -87,7 +98,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = time.monotonic()
         self.reusable = True
         self._parser = httptools.HttpResponseParser(self)
-        self._answer: asyncio.Future[Answer] | None = None
+        self._answer: asyncio.Future[Response] | None = None
         self._max = MAX_ANSWER_BYTES
         self._clear()
 
@@ -105,12 +116,19 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
         self.transport = None
+        if self._answer is not None and exc is None and self._head_done and \
+                "Content-Length" not in self._headers and \
+                "chunked" not in self._headers.get("Transfer-Encoding", ""):
+            self.on_message_complete()      # an answer whose end is the connection's end
         self._fail(ConnectionError("the server closed the connection"))
 
     # --- httptools' callbacks -----------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
@@ -135,11 +153,11 @@ class _Connection(asyncio.Protocol):
             self.reusable = False
             answer.set_exception(exc)
             return
-        answer.set_result(Answer(status, CIMultiDictProxy(self._headers), body))
+        answer.set_result(Response(status, CIMultiDictProxy(self._headers), body))
 
     # --- ours ---------------------------------------------------------------------------
 
-    def send(self, request: bytes, max_bytes: int) -> asyncio.Future[Answer]:
+    def send(self, request: bytes, max_bytes: int) -> asyncio.Future[Response]:
         assert self.transport is not None
         self._answer = asyncio.get_running_loop().create_future()
         self._max = max_bytes
@@ -152,6 +170,7 @@ class _Connection(asyncio.Protocol):
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._body: list[bytes] = []
         self._size = 0
+        self._head_done = False
 
     def close(self) -> None:
         self.reusable = False
@@ -190,9 +209,10 @@ def tls_context() -> ssl.SSLContext:
 
 
 class Origin:
-    """Connections to one ``scheme://host:port``, at most ``limit`` at once."""
+    """Connections to one ``scheme://host:port``, at most ``limit`` at once, direct or
+    through ``proxy``."""
 
-    def __init__(self, base_url: str, limit: int = 64) -> None:
+    def __init__(self, base_url: str, limit: int = 64, proxy: Proxy | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url}")
@@ -202,6 +222,10 @@ class Origin:
         self.port = parts.port or default_port
         name = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = name if self.port == default_port else f"{name}:{self.port}"
+        self.proxy = proxy
+        #: An http destination through an http(s) proxy: requests name the whole URL.
+        self._forward = proxy is not None and not proxy.socks and not self.tls
+        self._prefix = f"http://{self._host_header}" if self._forward else ""
         self._ssl = tls_context() if self.tls else None
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(limit)
@@ -209,7 +233,7 @@ class Origin:
 
     async def request(self, method: str, target: str, headers: dict[str, str],
                       body: bytes | None, timeout: float,
-                      max_bytes: int = MAX_ANSWER_BYTES) -> Answer:
+                      max_bytes: int = MAX_ANSWER_BYTES) -> Response:
         """One exchange: ``target`` is the path (and query); ``Host`` and
         ``Content-Length`` are added. Raises ``ConnectError``, ``TooLarge``,
         ``ConnectionError``, ``TimeoutError``."""
@@ -218,15 +242,19 @@ class Origin:
             connection = None
             try:
                 async with _timeout(timeout):
-                    connection = self._idle_connection() or await self._connect()
+                    connection = self._idle_connection() or await self._connect(timeout)
                     stamp = _measuring.get()
                     if stamp is not None:
-                        stamp.at = time.time()
+                        stamp.at = stamp.clock.time()
                     answer = await connection.send(request, max_bytes)
             except BaseException:
                 if connection is not None:
                     connection.close()          # mid-exchange: its state is unknown
                 raise
+            if self._forward and answer.status == 407:    # the proxy's, not the origin's
+                connection.close()
+                raise tunnel.ProxyFailure(self.proxy, "refused",  # type: ignore[arg-type]
+                                          "it answered HTTP 407")
             if connection.reusable and not self._closed:
                 connection.idle_since = time.monotonic()
                 self._idle.append(connection)
@@ -250,12 +278,18 @@ class Origin:
             connection.close()
         return None
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
+            if self.proxy is not None:
+                return await tunnel.connect(_Connection, self.host, self.port, self._ssl,
+                                            self.proxy, forward=self._forward,
+                                            timeout=timeout)  # type: ignore[return-value]
             _, connection = await loop.create_connection(
                 _Connection, self.host, self.port, ssl=self._ssl,
                 server_hostname=self.host if self.tls else None)
+        except tunnel.ProxyFailure:
+            raise
         except (OSError, ssl.SSLError) as exc:
             raise ConnectError(f"{type(exc).__name__}: {exc}") from None
         return connection
@@ -264,8 +298,10 @@ class Origin:
                        body: bytes | None) -> bytes:
         if any("\r" in v or "\n" in v for v in (target, *headers.values())):
             raise ValueError("a line break inside a request line or header")  # no injection
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        lines = [f"{method} {self._prefix}{target} HTTP/1.1", f"Host: {self._host_header}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
+        if self._forward and (credentials := self.proxy.authorization()):  # type: ignore
+            lines.append(f"Proxy-Authorization: {credentials}")
         lines.append("Accept-Encoding: gzip, deflate")
         if body is not None or method in ("POST", "PUT"):
             lines.append(f"Content-Length: {len(body or b'')}")
