@@ -8,6 +8,7 @@ and is stopped (sockets closed, tasks finished) when its test ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import threading
