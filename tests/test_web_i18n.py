@@ -204,8 +204,8 @@ class Words:
         self.data = data
         self.patterns = []
         for value in words.values():
-            for text in variants(value):
-                plain = TAGS.sub("", text).strip()
+            for variant in variants(value):
+                plain = TAGS.sub("", variant).strip()
                 parts = PLACEHOLDER.split(plain)
                 pattern = "".join(re.escape(p) if i % 2 == 0 else "(.*?)"
                                   for i, p in enumerate(parts))
