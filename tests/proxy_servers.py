@@ -26,16 +26,21 @@ def free_port() -> int:
 
 
 class ProxyServer:
-    """``kind``: ``http`` or ``socks5``. ``--auth 0``: every connection logs in (pproxy
-    would otherwise let an address in for a month after one good login)."""
+    """``kind``: ``http``, ``https`` (HTTP CONNECT spoken over TLS, with ``certificate``:
+    the folder of its ``cert.pem`` and ``key.pem``) or ``socks5``. ``--auth 0``: every
+    connection logs in (pproxy would otherwise let an address in for a month after one
+    good login)."""
 
-    def __init__(self, kind: str, directory: Path) -> None:
+    def __init__(self, kind: str, directory: Path, certificate: Path | None = None) -> None:
         self.kind, self.port = kind, free_port()
         self.log = directory / f"pproxy-{kind}-{self.port}.log"
         self._out = self.log.open("w")
+        listen = "http+ssl" if kind == "https" else kind
+        tls = ["--ssl", f"{certificate / 'cert.pem'},{certificate / 'key.pem'}"] \
+            if certificate else []
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-c", LAUNCH, "-l",
-             f"{kind}://127.0.0.1:{self.port}#{USER}:{PASSWORD}", "-v", "--auth", "0"],
+             f"{listen}://127.0.0.1:{self.port}#{USER}:{PASSWORD}", "-v", "--auth", "0", *tls],
             stdout=self._out, stderr=subprocess.STDOUT)
         try:
             # Generous: it bounds a hang on a loaded machine, it measures nothing.

@@ -9,6 +9,8 @@ proxy's password is nowhere in what the daemon says or keeps."""
 from __future__ import annotations
 
 import logging
+import subprocess
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,8 +43,8 @@ class WatchedSandbox(EdgeSandbox):
 def proxies(tmp_path):
     started: list[ProxyServer] = []
 
-    def start(kind: str) -> ProxyServer:
-        started.append(ProxyServer(kind, tmp_path))
+    def start(kind: str, certificate: Path | None = None) -> ProxyServer:
+        started.append(ProxyServer(kind, tmp_path, certificate))
         return started[-1]
     yield start
     for server in started:
@@ -228,3 +230,34 @@ def test_the_check_says_what_the_proxy_did(tmp_path, proxies):
     assert f"could not reach 127.0.0.1:{port}" in gone.finding("reach")
     for ran in (ran, refused, dead, gone):
         assert PASSWORD not in ran.out + ran.err and "wrong-one" not in ran.out + ran.err
+
+
+def test_an_https_proxy_is_spoken_to_over_tls_and_its_certificate_checked(tmp_path, proxies):
+    """``https://`` names a proxy reached over TLS (the CONNECT itself is encrypted, so the
+    login never crosses the network in the clear): the check gets through one whose
+    certificate this machine trusts, and says why it cannot when the certificate is not
+    trusted, without sending the login."""
+    from test_check import ThreadedSandbox, check
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True, timeout=60)
+    proxy = proxies("https", tmp_path)
+    with ThreadedSandbox() as upstream:
+        trusted = check(tmp_path, upstream, ARTING_PROXY=proxy.url(),
+                        SSL_CERT_FILE=str(tmp_path / "cert.pem"))
+        assert trusted.code == 0, trusted.out
+        assert f"ok    reach: through the proxy https://***@127.0.0.1:{proxy.port}" in trusted.out
+        assert f"info  client: light pool through https://***@127.0.0.1:{proxy.port} got " \
+               "through" in trusted.out
+        assert proxy.connections(f"127.0.0.1:{upstream.port}")
+        before = len(proxy.connections(f"127.0.0.1:{upstream.port}"))
+
+        untrusted = check(tmp_path, upstream, ARTING_PROXY=proxy.url())
+        assert untrusted.code == 1, untrusted.out
+        assert "its TLS certificate is not trusted: self-signed certificate; add its CA to " \
+               "this machine's trust, or point SSL_CERT_FILE at it" in untrusted.finding("reach")
+        assert len(proxy.connections(f"127.0.0.1:{upstream.port}")) == before
+    for ran in (trusted, untrusted):
+        assert PASSWORD not in ran.out + ran.err

@@ -129,7 +129,8 @@ def _tls_to(proxy: Proxy) -> ssl.SSLContext | None:
 
 def _why(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"its TLS certificate is not trusted: {exc.verify_message}"
+        return f"its TLS certificate is not trusted: {exc.verify_message}; add its CA to " \
+            "this machine's trust, or point SSL_CERT_FILE at it"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
