@@ -39,3 +39,15 @@ def test_installed_from_its_url_the_nodes_load_in_comfyui(comfy_host, tmp_path, 
         assert served["zh"]["nodeDefs"]["ArtingGenerate"]["display_name"] == "Arting 生成"
     else:   # the link is a file there: ComfyUI finds no locales (and says nothing)
         assert served == {}
+
+
+def test_the_test_command_runs_in_a_clone_under_its_default_name(tmp_path):
+    """``git clone …/arting-2api`` makes a folder whose name is no Python package name;
+    pytest still sets the repository's ``__init__.py`` (the ComfyUI entry) up as a lone
+    module, which must not fail every test (it once did: a relative import)."""
+    folder = clone(tmp_path / "arting-2api")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_retry.py"], cwd=folder, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout
