@@ -13,9 +13,9 @@ someone else's request.
 Options come in layers: the defaults everyone starts from (set by the admin key, or in
 local mode), and over them what each user key has set for itself (``layer``: the key's
 id), which no other key sees. One daemon keeps them in ``a1111.json`` in the data
-directory, so they survive a restart, and its requests in memory. Replicas share both through Redis
-(``replicas/a1111.py``), so a progress call on one replica sees a request another one
-is working on, and an interrupt there stops it.
+directory, so they survive a restart, and its requests in memory. Replicas share both
+through Redis (``replicas/a1111.py``), so a progress call on one replica sees a request
+another one is working on, and an interrupt there stops it.
 """
 
 from __future__ import annotations

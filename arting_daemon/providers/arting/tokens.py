@@ -107,8 +107,7 @@ def fingerprint(key: bytes, secret: str) -> str:
 
 def fingerprint_key(data_dir: Path) -> bytes:
     """The key fingerprints are made with: random, made once per data directory and kept
-    in ``fingerprint.key`` (private, as every file there; replicas on one data directory
-    included: the first to make it wins)."""
+    in ``fingerprint.key`` (private, as every file there)."""
     path = data_dir / "fingerprint.key"
     for _ in range(2):
         try:
