@@ -254,7 +254,8 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
     (the ``arting`` provider's shares its tokens' health and places on the backend's
     board)."""
     services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
-                        app[CATALOG], app[BACKEND].board, app[CLOCK])
+                        app[CATALOG], app[BACKEND].board, app[CLOCK],
+                        await app[BACKEND].fingerprint_key())
     async with open_providers(services) as (provider, arting):
         app[PROVIDER], app[ARTING] = provider, arting
         yield

@@ -17,7 +17,11 @@ policy first:
   then (DNS rebinding) gets nowhere.
 
 Public means global unicast: no loopback, private, link-local, CGNAT, multicast,
-reserved or unspecified address (an IPv4-mapped IPv6 address is judged as IPv4). Only
+reserved or unspecified address. An IPv6 address that carries an IPv4 one — IPv4-mapped
+(``::ffff:0:0/96``) or -translated (``::ffff:0:0:0/96``), IPv4-compatible (``::/96``),
+NAT64 (``64:ff9b::/96``), 6to4 (``2002::/16``), Teredo (server and client) — is judged
+by the IPv4 inside, as that is where a translator or relay takes the request; NAT64's
+local-use prefix (``64:ff9b:1::/48``) is a local network's own, never public. Only
 ``http``/``https``; for Arting's URLs ``http`` only when Arting itself is spoken to over
 http (the sandbox). Redirects are never followed (callers pass
 ``allow_redirects=False``). No URL a client sends is ever fetched: clients send image
@@ -47,10 +51,33 @@ def host_matches(host: str, patterns: list[str]) -> bool:
                for p in (p.lower() for p in patterns))
 
 
+#: Prefixes whose last 32 bits are the IPv4 address reached: IPv4-mapped, -translated,
+#: -compatible, NAT64's well-known prefix.
+_LAST_32 = [ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "::ffff:0:0:0/96", "::/96",
+                                               "64:ff9b::/96")]
+#: NAT64's local-use prefix: a translator a network keeps for itself, whose IPv4 address
+#: sits where that network's prefix length puts it (RFC 6052), unknown here.
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def embedded(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through (none for a plain one)."""
+    if any(address in net for net in _LAST_32):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    return list(address.teredo or ())
+
+
 def is_public(address: Address) -> bool:
-    """A global unicast address (an IPv4-mapped IPv6 address is judged as IPv4)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    """A global unicast address; one carrying IPv4 addresses (``embedded``) is public
+    when each of those is; none in NAT64's local-use prefix is."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL:
+            return False
+        inside = embedded(address)
+        if inside:
+            return all(is_public(v4) for v4 in inside)
     return address.is_global and not address.is_multicast
 
 

@@ -3,9 +3,12 @@ secrets at rest — driven with the real ``openai`` and ``webuiapi`` clients."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -277,6 +280,53 @@ def test_a1111_progress_and_interrupt_are_per_key(shared):
     assert answer.status_code == 200 and answer.json()["images"] == []
 
 
+def test_a1111_options_are_per_key_over_the_defaults_the_admin_sets(shared):
+    alice, bob = make_key(shared, name="alice")["key"], make_key(shared, name="bob")["key"]
+
+    def options(key: str) -> dict:
+        return httpx.get(f"{shared.url}/sdapi/v1/options", headers=bearer(key)).json()
+
+    def set_options(key: str, **values) -> httpx.Response:
+        return httpx.post(f"{shared.url}/sdapi/v1/options", headers=bearer(key), json=values)
+
+    def model_used(key: str) -> str:
+        answer = httpx.post(f"{shared.url}/sdapi/v1/txt2img", headers=bearer(key),
+                            json={"prompt": "p"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return shared.sandbox.requests_for("create")[-1].body["model_id"]
+
+    assert set_options(ADMIN, sd_model_checkpoint="asyncsMIX_v7",
+                       samples_format="webp").status_code == 200
+    assert options(bob)["sd_model_checkpoint"].startswith("asyncsMIX_v7")   # the defaults
+    assert options(bob)["samples_format"] == "webp"
+    as_read = options(alice)
+    assert set_options(alice, **{**as_read, "sd_model_checkpoint": "dreamshaper_8",
+                                 "enable_pnginfo": False, "made_up": [1, 2]}).status_code == 200
+    mine, theirs = options(alice), options(bob)
+    assert mine["sd_model_checkpoint"].startswith("dreamshaper_8")
+    assert (mine["enable_pnginfo"], mine["made_up"]) == (False, [1, 2])
+    assert theirs["sd_model_checkpoint"].startswith("asyncsMIX_v7")
+    assert theirs["enable_pnginfo"] is True and "made_up" not in theirs
+    assert "made_up" not in options(ADMIN)
+    assert (model_used(alice), model_used(bob)) == ("dreamshaper_8", "asyncsMIX_v7")
+
+    # alice posted the rest back as she read it: she follows later defaults in it
+    assert set_options(ADMIN, samples_format="jpg", sd_model_checkpoint="oneFORALLAnime"
+                       ).status_code == 200
+    mine = options(alice)
+    assert (mine["samples_format"], mine["enable_pnginfo"]) == ("jpg", False)
+    assert mine["sd_model_checkpoint"].startswith("dreamshaper_8")
+    assert model_used(bob) == "oneFORALLAnime"
+
+    # what one key keeps is bounded: beyond it a bad request in A1111's shape (422, as
+    # A1111 answers one), nothing changed
+    too_much = set_options(bob, **{f"name_{i}": "x" * 1000 for i in range(80)})
+    assert too_much.status_code == 422
+    assert "at most 65536" in too_much.json()["detail"][0]["msg"]
+    assert "name_0" not in options(bob) and "name_0" not in options(ADMIN)
+    assert model_used(alice) == "dreamshaper_8"
+
+
 # --- restarts and secrets at rest -----------------------------------------------------------
 
 @pytest.fixture
@@ -359,6 +409,46 @@ def test_no_key_or_token_in_clear_on_disk_and_every_file_private(emulator, tmp_p
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for path in [data, *(p for p in data.rglob("*") if p.is_dir())]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+def test_the_journal_names_a_token_by_a_fingerprint_keyed_per_data_directory(emulator,
+                                                                             tmp_path):
+    """Not a bare SHA-256, which a weak token could be guessed back from: an HMAC under
+    a key made once in the data directory, private, and the same after a restart."""
+    data = tmp_path / "data"
+
+    def token_named(daemon: DaemonProcess) -> str:
+        job = daemon_job(daemon)
+        with sqlite3.connect(data / "jobs.sqlite3") as db:
+            [(record,)] = db.execute("SELECT record FROM jobs WHERE id = ?", (job,))
+        return json.loads(record)["provider_state"]["token"]
+
+    first = DaemonProcess(data, emulator.url)
+    try:
+        named = token_named(first)
+    finally:
+        first.stop()
+    key_file = data / "fingerprint.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = bytes.fromhex(key_file.read_text())
+    assert len(key) == 32
+    assert named == hmac.new(key, TOKEN.encode(), hashlib.sha256).hexdigest()[:16]
+    assert named != hashlib.sha256(TOKEN.encode()).hexdigest()[:16]
+    second = DaemonProcess(data, emulator.url)
+    try:
+        assert token_named(second) == named
+    finally:
+        second.stop()
+
+
+def daemon_job(daemon: DaemonProcess) -> str:
+    """A job run to its end on a daemon without keys: its id."""
+    job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "p"}).json()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{daemon.url}/arting/v1/jobs/{job['id']}").json()["state"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return job["id"]
 
 
 def requests_on_disk(data: Path) -> int:

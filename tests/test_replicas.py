@@ -4,6 +4,8 @@ data directory, in front of one Arting emulator."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import random
 import shutil
@@ -21,7 +23,7 @@ import openai
 import pytest
 import redis
 
-from processes import DaemonProcess, Emulator
+from processes import TOKEN, DaemonProcess, Emulator
 from threads import Background
 
 pytestmark = [
@@ -379,6 +381,33 @@ def test_a1111_options_are_shared_and_outlive_every_replica(cluster):
     c = cluster.start()
     again = httpx.get(f"{c.url}/sdapi/v1/options", headers=bearer(ADMIN)).json()
     assert again["sd_model_checkpoint"].startswith("asyncsMIX_v7")
+
+
+def test_a1111_options_of_a_user_key_are_its_own_on_every_replica(cluster):
+    a, b = cluster.start(), cluster.start()
+    alice = make_key(a)["key"]
+    httpx.post(f"{a.url}/sdapi/v1/options", headers=bearer(alice),
+               json={"sd_model_checkpoint": "dreamshaper_8", "made_up": "mine"})
+    seen = httpx.get(f"{b.url}/sdapi/v1/options", headers=bearer(alice)).json()
+    assert seen["sd_model_checkpoint"].startswith("dreamshaper_8") and seen["made_up"] == "mine"
+    defaults = httpx.get(f"{b.url}/sdapi/v1/options", headers=bearer(ADMIN)).json()
+    assert not defaults["sd_model_checkpoint"].startswith("dreamshaper_8")
+    assert "made_up" not in defaults
+
+
+def test_replicas_name_a_token_by_one_keyed_fingerprint(cluster):
+    """The key is made once, in Redis: each replica's job records name the token alike,
+    and not by a bare SHA-256."""
+    a, b = cluster.start(), cluster.start()
+    named = set()
+    for replica in (a, b):
+        job_id = submit(replica).json()["id"]
+        assert finished(replica, job_id)["state"] == "succeeded"
+        with redis.Redis.from_url(cluster.redis.url) as r:
+            named.add(json.loads(r.get(f"arting:job:{job_id}"))["provider_state"]["token"])
+    with redis.Redis.from_url(cluster.redis.url) as r:
+        key = bytes.fromhex(r.get("arting:fingerprint-key").decode())
+    assert named == {hmac.new(key, TOKEN.encode(), hashlib.sha256).hexdigest()[:16]}
 
 
 def test_a1111_progress_and_interrupt_reach_a_request_on_another_replica(cluster):

@@ -5,6 +5,7 @@ the same id, refused for private addresses unless allow-listed."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import time
 
@@ -14,7 +15,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from arting_daemon.errors import DestinationRefused
-from arting_daemon.outbound import OutboundPolicy
+from arting_daemon.outbound import OutboundPolicy, is_public
 from arting_daemon.state import WEBHOOKS
 from clock import ManualClock
 from webhook_receiver import Receiver
@@ -141,7 +142,9 @@ def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(make_daemon
                                  "http://169.254.169.254/latest/meta-data",
                                  "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook",
                                  "http://100.64.0.1/hook", "ftp://example.com/x",
-                                 "http://0.0.0.0/hook"])
+                                 "http://0.0.0.0/hook", "http://[64:ff9b::7f00:1]/hook",
+                                 "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+                                 "http://[2002:a00:1::1]/hook", "http://[::ffff:0:a00:1]/"])
 def test_a_webhook_url_on_a_private_address_is_a_400(make_daemon, url):
     daemon = make_daemon(webhook_secret=SECRET)
     resp = httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "p", "webhook_url": url})
@@ -185,3 +188,26 @@ async def test_the_connection_goes_only_to_addresses_that_passed():
     with pytest.raises(DestinationRefused):
         await policy.check_webhook("http://localhost/x")
     await policy.check_webhook("http://allowed.localhost/x")    # listed: not even resolved
+
+
+@pytest.mark.parametrize("address, public", [
+    ("64:ff9b::127.0.0.1", False), ("64:ff9b::10.1.2.3", False), ("64:ff9b::8.8.8.8", True),
+    ("64:ff9b:1::10.0.0.1", False), ("64:ff9b:1::8.8.8.8", False),    # a local NAT64's
+    ("::ffff:192.168.0.1", False), ("::ffff:0:127.0.0.1", False), ("::127.0.0.1", False),
+    ("::ffff:8.8.4.4", True), ("2002:c0a8:1::1", False), ("2002:808:808::1", True),
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),      # Teredo: client 10.0.0.1
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", True),       # Teredo: client 8.8.8.8
+    ("2001:0:a00:1:8000:63bf:f7f7:f7f7", False),          # Teredo: server 10.0.0.1
+    ("2606:4700::1111", True), ("::1", False), ("::", False), ("fe80::1", False),
+])
+def test_an_address_carrying_ipv4_is_judged_by_the_ipv4_inside(address, public):
+    """NAT64, 6to4, Teredo and the IPv4-mapped forms reach the IPv4 address inside."""
+    assert is_public(ipaddress.ip_address(address)) is public
+
+
+async def test_a_nat64_name_is_refused_when_it_resolves_to_a_private_ipv4_inside():
+    """The check after resolving, and the webhook client's resolver, judge alike."""
+    policy = OutboundPolicy()
+    with pytest.raises(DestinationRefused, match="64:ff9b::a00:1"):
+        await policy.check_webhook("http://[64:ff9b::a00:1]/hook")
+    await policy.check_webhook("http://[64:ff9b::808:808]/hook")    # 8.8.8.8 inside

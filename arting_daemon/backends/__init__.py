@@ -72,6 +72,10 @@ class Backend(Protocol):
         """Where the ``arting`` provider's token pool shares its tokens' health and places
         (``providers/arting/tokens.py``); the pool opens and closes it."""
 
+    async def fingerprint_key(self) -> bytes:
+        """The key Arting tokens' fingerprints are made with, the same each start (and on
+        every replica): ``providers/arting/tokens.py``."""
+
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:
         """The bounded store's keeper (``retention.py``); the caller starts and closes it."""

@@ -17,7 +17,7 @@ from ..facades.a1111_state import A1111State
 from ..keys.counters import LocalCounters
 from ..keys.ring import KeyRing
 from ..metrics import Metrics
-from ..providers.arting.tokens import Board
+from ..providers.arting.tokens import Board, fingerprint_key
 from ..retention import Retention, StoreLimits
 from ..store import ImageStore
 from ..webhooks import JournalDeliveries
@@ -84,6 +84,10 @@ class LocalBackend:
 
     def board(self) -> Board:
         return Board()
+
+    async def fingerprint_key(self) -> bytes:
+        """In ``fingerprint.key`` in the data directory."""
+        return fingerprint_key(self.data)
 
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:

@@ -19,7 +19,7 @@ from ..replicas.keys import RedisKeyRing
 from ..replicas.limits import RedisCounters
 from ..replicas.link import RedisLink
 from ..replicas.results import RedisResults
-from ..replicas.tokens import RedisBoard
+from ..replicas.tokens import RedisBoard, fingerprint_key
 from ..replicas.webhooks import RedisDeliveries
 from ..retention import Retention, StoreLimits
 from ..store import ImageStore
@@ -83,6 +83,10 @@ class RedisBackend:
 
     def board(self) -> RedisBoard:
         return RedisBoard(self.link, self.settings.replica_lease)
+
+    async def fingerprint_key(self) -> bytes:
+        """Shared through Redis (replicas need not share a data directory)."""
+        return await fingerprint_key(self.link)
 
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:

@@ -10,10 +10,12 @@ else the oldest in flight. A request whose client went away stays here, marked
 ``gone``, for ``GONE_KEPT`` seconds, so that interrupt finds it instead of stopping
 someone else's request.
 
-One daemon keeps the options in ``a1111.json`` in the data directory, so they survive a
-restart, and its requests in memory. Replicas share both through Redis
-(``replicas/a1111.py``), so a progress call on one replica sees a request another one
-is working on, and an interrupt there stops it.
+Options come in layers: the defaults everyone starts from (set by the admin key, or in
+local mode), and over them what each user key has set for itself (``layer``: the key's
+id), which no other key sees. One daemon keeps them in ``a1111.json`` in the data
+directory, so they survive a restart, and its requests in memory. Replicas share both
+through Redis (``replicas/a1111.py``), so a progress call on one replica sees a request
+another one is working on, and an interrupt there stops it.
 """
 
 from __future__ import annotations
@@ -84,10 +86,12 @@ def current(batches: list[Batch], running: bool = False) -> Batch | None:
 class A1111Store(Protocol):
     """Where the options and the requests in flight are kept (the backend builds it)."""
 
-    async def read(self) -> tuple[str | None, dict[str, Any]]:
-        """The checkpoint chosen (None: the daemon's default) and the other options."""
+    async def read(self, layer: str | None = None) -> tuple[str | None, dict[str, Any]]:
+        """What ``layer`` (a user key's id; None: the defaults) has set: the checkpoint
+        chosen (None: the one below) and the other options."""
 
-    async def write(self, model: str | None, options: dict[str, Any]) -> None: ...
+    async def write(self, layer: str | None, model: str | None,
+                    options: dict[str, Any]) -> None: ...
 
     async def add(self, batch: Batch) -> None: ...
 
@@ -106,6 +110,10 @@ class A1111Store(Protocol):
         """Bring a request's flags up to date (others may have set them)."""
 
 
+def _layer(saved: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    return saved.get("model"), dict(saved.get("options") or {})
+
+
 class A1111State:
     """One daemon's: options in a file, requests in memory."""
 
@@ -114,9 +122,10 @@ class A1111State:
         self._batches: list[Batch] = []
         try:
             saved = json.loads(path.read_text())
-            self._model, self._options = saved.get("model"), dict(saved.get("options") or {})
-        except (OSError, ValueError, AttributeError):
-            self._model, self._options = None, {}
+            self._layers = {None: _layer(saved), **{
+                k: _layer(v) for k, v in dict(saved.get("keys") or {}).items()}}
+        except (OSError, ValueError, AttributeError, TypeError):
+            self._layers = {}
 
     async def open(self) -> None:
         """Nothing to start: the file was read."""
@@ -124,13 +133,20 @@ class A1111State:
     async def close(self) -> None:
         """Nothing to stop."""
 
-    async def read(self) -> tuple[str | None, dict[str, Any]]:
-        """The checkpoint chosen (None: the daemon's default) and the other options."""
-        return self._model, dict(self._options)
+    async def read(self, layer: str | None = None) -> tuple[str | None, dict[str, Any]]:
+        """What ``layer`` (a user key's id; None: the defaults) has set: the checkpoint
+        chosen (None: the one below) and the other options."""
+        model, options = self._layers.get(layer, (None, {}))
+        return model, dict(options)
 
-    async def write(self, model: str | None, options: dict[str, Any]) -> None:
-        self._model, self._options = model, dict(options)
-        datadir.write(self.path, json.dumps({"model": model, "options": options}).encode())
+    async def write(self, layer: str | None, model: str | None,
+                    options: dict[str, Any]) -> None:
+        self._layers[layer] = model, dict(options)
+        model, options = self._layers.get(None, (None, {}))
+        keys = {k: {"model": m, "options": o} for k, (m, o) in self._layers.items()
+                if k is not None and (m or o)}
+        datadir.write(self.path, json.dumps({"model": model, "options": options,
+                                             "keys": keys}).encode())
 
     async def add(self, batch: Batch) -> None:
         self._batches.append(batch)

@@ -7,7 +7,8 @@
 * ``options`` — every option A1111 has, with its defaults (``a1111_options.json``); the
   whole dict round-trips; ``sd_model_checkpoint`` switches the model
   A1111 requests use by default (this daemon's A1111 state, not its settings) and
-  ``CLIP_stop_at_last_layers`` their clip skip.
+  ``CLIP_stop_at_last_layers`` their clip skip. A user key's options are its own, over
+  the defaults the admin key (or local mode) sets.
 * ``progress`` / ``interrupt`` / ``skip`` — the request A1111 would be running for the
   caller (``a1111_state.current``), read from the job engine (ETA from recent job
   durations).
@@ -75,6 +76,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {**A1111_DEFAULTS, **DAEMON_OPTIONS}
 #: Keys never stored: derived from the model, or (``forge_preset``) making SillyTavern
 #: take this daemon for Forge.
 UNSTORED = ("sd_model_checkpoint", "sd_checkpoint_hash", "forge_preset")
+#: Bytes (as JSON) the options one key (or the defaults) may hold beyond those below
+#: them: any name is kept and returned, so what is kept is bounded.
+MAX_KEPT_OPTIONS = 64 * 1024
 
 
 def _upscales(request: web.Request, batch: Batch) -> sdapi_upscale.RunJobs:
@@ -140,32 +144,68 @@ def clip_skip_option(value: Any) -> int:
 Options = dict[str, Any]
 
 
+def options_layer(request: web.Request) -> str | None:
+    """Whose options the caller sets: a user key its own; the admin key (or the local
+    user) the defaults everyone starts from (None)."""
+    caller = principal(request)
+    return None if caller.admin else caller.id
+
+
+async def callers_options(request: web.Request) -> tuple[str | None, dict[str, Any]]:
+    """The checkpoint (None: the catalog's default) and options the caller sees and
+    uses: the defaults, and a user key's own over them."""
+    state, layer = request.config_dict[A1111], options_layer(request)
+    model, options = await state.read()
+    if layer is not None:
+        own_model, own = await state.read(layer)
+        model, options = own_model or model, {**options, **own}
+    return model, options
+
+
 @operation("The options", "Every option, `sd_model_checkpoint` (the model A1111 requests "
-           "use when they name none) among them.", answers={200: Options})
+           "use when they name none) among them: the defaults, and what the caller's user "
+           "key has set over them.", answers={200: Options})
 async def get_options(request: web.Request) -> web.Response:
-    chosen, options = await request.config_dict[A1111].read()
+    chosen, options = await callers_options(request)
     return reply(options_view(chosen, options, request.config_dict[CATALOG]), as_type=Options)
 
 
 @operation("Set options", "Any of them (Open WebUI posts back the whole dict); nothing "
-           "changes unless every value is acceptable. Kept across restarts.",
+           "changes unless every value is acceptable. A user key sets its own (no other key "
+           "sees them); the admin key sets the defaults every key starts from. Kept across "
+           "restarts; what one key keeps beyond the defaults is bounded (64 KiB as JSON).",
            body=Options, answers={200: None}, errors=(404,))
 async def set_options(request: web.Request) -> web.Response:
     """Take the whole dict (Open WebUI posts back everything it read); nothing changes
-    unless every value is acceptable."""
+    unless every value is acceptable. Only what differs from the layer below is kept, so
+    a dict posted back as read keeps nothing new, and a key follows later defaults in
+    every option it has not changed."""
     data = await read_json(request)
     if not isinstance(data, dict):
         raise InvalidRequest("Send the options as a JSON object of names and values.")
     state, models = request.config_dict[A1111], request.config_dict[CATALOG]
-    chosen, options = await state.read()
+    layer = options_layer(request)
+    base_model, base = await state.read() if layer is not None else (None, {})
+    chosen, options = await state.read(layer)
     model = find_model(models, data["sd_model_checkpoint"]) \
         if "sd_model_checkpoint" in data else chosen
+    if layer is not None and model == (base_model or models.default_model):
+        model = None                               # the default's: follow it
     if "CLIP_stop_at_last_layers" in data:
         clip_skip_option(data["CLIP_stop_at_last_layers"])
-    if model != chosen:
-        log.info("A1111 model switched to %s", model)
+    below = {**DEFAULT_OPTIONS, **base}
     options.update({k: v for k, v in data.items() if k not in UNSTORED})
-    await state.write(model, options)
+    options = {k: v for k, v in options.items() if k not in below or below[k] != v}
+    size = len(json.dumps(options))
+    if size > MAX_KEPT_OPTIONS:
+        raise InvalidRequest(
+            f"These options would keep {size} bytes beyond the defaults; at most "
+            f"{MAX_KEPT_OPTIONS} are kept for one key. Send only options A1111 has, or fewer "
+            "made-up ones.")
+    if model != chosen:
+        log.info("A1111 model switched to %s%s", model or "the default",
+                 "" if layer is None else f" for key {layer}")
+    await state.write(layer, model, options)
     return reply(None, as_type=None)
 
 
@@ -256,7 +296,7 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
     if hires or (upscaling and upscaling.upscaler == sdapi_upscale.ARTING):
         request.config_dict[PROVIDER].require("upscale")  # now, before images are paid for
     overrides = body.override_settings or {}
-    chosen, kept = await state.read()
+    chosen, kept = await callers_options(request)
     options = {**DEFAULT_OPTIONS, **kept, **overrides}
     model = chosen or models.default_model
     if "sd_model_checkpoint" in overrides:

@@ -50,6 +50,8 @@ class Services:
     #: Where the ``arting`` provider's token pool shares its tokens (the backend's board).
     board: Callable[[], Board] = Board
     clock: Clock = dataclasses.field(default_factory=Clock)
+    #: What token fingerprints are made with (the backend's; None: this process's own).
+    fingerprint_key: bytes | None = None
 
 
 @asynccontextmanager
@@ -102,7 +104,8 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     board = s.board() if cfg.name == ARTING else Board()
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
                      backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff, board=board, clock=s.clock)
+                     max_backoff=settings.token_probe_max_backoff, board=board, clock=s.clock,
+                     key=s.fingerprint_key)
     upstream = dataclasses.replace(Upstream.of(settings),
                                    base_url=cfg.base_url or settings.base_url)
     options = dataclasses.replace(ArtingOptions.of(settings), img2img=settings.img2img

@@ -1,7 +1,8 @@
 """AUTOMATIC1111's state in Redis: its options, and the requests in flight on every
 replica — the same interface as ``facades/a1111_state.py``.
 
-Options live in ``a1111`` (``model``, ``options``). A request in flight is kept where
+Options live in ``a1111`` (``model``, ``options``: the defaults) and
+``a1111:key:<key id>`` (what that user key has set over them). A request in flight is kept where
 its replica works on it, and announced in ``a1111:batches:<owner>`` (its jobs by id,
 and until when the entry holds: the replica renews it while the request runs, so one
 left by a replica that died fades by itself); ``a1111:flags:<request>`` holds whether
@@ -43,15 +44,19 @@ class RedisA1111State:
     async def close(self) -> None:
         await stop(self._task)
 
-    async def read(self) -> tuple[str | None, dict[str, Any]]:
+    async def read(self, layer: str | None = None) -> tuple[str | None, dict[str, Any]]:
         async with self.link.call() as r:
-            saved = await r.hgetall(self.link.key("a1111"))
+            saved = await r.hgetall(self._options(layer))
         return saved.get("model") or None, json.loads(saved.get("options") or "{}")
 
-    async def write(self, model: str | None, options: dict[str, Any]) -> None:
+    async def write(self, layer: str | None, model: str | None,
+                    options: dict[str, Any]) -> None:
         async with self.link.call() as r:
-            await r.hset(self.link.key("a1111"),
+            await r.hset(self._options(layer),
                          mapping={"model": model or "", "options": json.dumps(options)})
+
+    def _options(self, layer: str | None) -> str:
+        return self.link.key("a1111") if layer is None else self.link.key("a1111", "key", layer)
 
     async def add(self, batch: Batch) -> None:
         self._local[batch.id] = batch

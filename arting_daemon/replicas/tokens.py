@@ -9,7 +9,8 @@
   a replica that dies gives its places back by itself.
 * **Who probes it** (``token:<fingerprint>:probe``): one replica at a time.
 
-Tokens are known by their fingerprint (the start of their SHA-256), never the secret.
+Tokens are known by their fingerprint (the start of their HMAC under a key made once
+per Redis, ``fingerprint-key``, so every replica names a token alike), never the secret.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 
 from ..clock import SYSTEM, Clock
 from ..errors import Unavailable, error_from_dict
-from ..providers.arting.tokens import Board, Token, TokenPool, TokenState
+from ..providers.arting.tokens import FINGERPRINT_KEY_BYTES, Board, Token, TokenPool, TokenState
 from ..tasks import stop
 from .link import RedisLink
 
@@ -38,6 +39,14 @@ redis.call('ZADD', key, now + ttl, member)
 redis.call('PEXPIRE', key, ttl)
 return 1
 """
+
+
+async def fingerprint_key(link: RedisLink) -> bytes:
+    """The replicas' key for token fingerprints: made by the first replica that asks."""
+    async with link.call() as r:
+        await r.set(link.key("fingerprint-key"),
+                    secrets.token_hex(FINGERPRINT_KEY_BYTES), nx=True)
+        return bytes.fromhex(await r.get(link.key("fingerprint-key")))
 
 
 class RedisBoard(Board):

@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
+import secrets
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -40,6 +42,9 @@ from ...tasks import stop
 
 log = logging.getLogger(__name__)
 
+#: Bytes of the key token fingerprints are made with.
+FINGERPRINT_KEY_BYTES = 32
+
 
 class TokenState(str, Enum):
     OK = "ok"
@@ -52,6 +57,9 @@ class TokenState(str, Enum):
 class Token:
     label: str
     secret: str = field(repr=False)
+    #: Names the token in job records (which may outlive its place in the list) and to
+    #: other replicas without holding it (``fingerprint``).
+    fingerprint: str
     anonymous: bool = False
     state: TokenState = TokenState.OK
     until: float = 0.0          # monotonic time an unhealthy token is tried (and probed) again
@@ -65,12 +73,6 @@ class Token:
     probes: Counter = field(default_factory=Counter)  # probe results: ok, failed, inconclusive
     balance: int | None = None                      # ``remain_balance`` of the last poll
     balance_at: float | None = None                 # wall-clock time it was seen
-
-    @property
-    def fingerprint(self) -> str:
-        """Names the token in job records (which may outlive its place in the list)
-        without holding it: the start of its SHA-256."""
-        return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
 
     def eligible(self, now: float, max_jobs: int) -> bool:
         if self.state is TokenState.INVALID or self.in_flight >= max_jobs:
@@ -95,6 +97,31 @@ def _unavailable(token: Token, wait: float) -> ArtingError:
     last = f" (last answer: {token.reason.message})" if token.reason else ""
     return UpstreamRateLimited(f"Arting is rate-limiting every token{last}; try again in "
                                f"{wait:.0f} s.", retry_after=max(1.0, wait))
+
+
+def fingerprint(key: bytes, secret: str) -> str:
+    """A token's name in records: the start of its HMAC-SHA-256 under ``key``. Unlike a
+    bare hash, it cannot be checked against guesses of a weak token without the key."""
+    return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def fingerprint_key(data_dir: Path) -> bytes:
+    """The key fingerprints are made with: random, made once per data directory and kept
+    in ``fingerprint.key`` (private, as every file there)."""
+    path = data_dir / "fingerprint.key"
+    for _ in range(2):
+        try:
+            key = bytes.fromhex(path.read_text())
+            if len(key) == FINGERPRINT_KEY_BYTES:
+                return key
+            break
+        except FileNotFoundError:
+            datadir.create(path, secrets.token_hex(FINGERPRINT_KEY_BYTES).encode())
+        except (OSError, ValueError):               # unreadable: start anew
+            break
+    key = secrets.token_bytes(FINGERPRINT_KEY_BYTES)
+    datadir.write(path, key.hex().encode())
+    return key
 
 
 def anonymous_identity(data_dir: Path) -> str:
@@ -143,13 +170,18 @@ class Board:
 class TokenPool:
     """Hands out tokens to jobs, keeps each token's health and re-probes the unhealthy."""
 
-    def __init__(self, secrets: list[str], max_jobs: int, *, anonymous: bool = False,
+    def __init__(self, tokens: list[str], max_jobs: int, *, anonymous: bool = False,
                  backoff: float = 30.0, max_backoff: float = 1800.0,
-                 board: Board | None = None, clock: Clock = SYSTEM) -> None:
-        if not secrets:
+                 board: Board | None = None, clock: Clock = SYSTEM,
+                 key: bytes | None = None) -> None:
+        """``key``: what the tokens' fingerprints are made with (``fingerprint_key``, or
+        the replicas' shared one); without one they hold for this process only."""
+        if not tokens:
             raise ValueError("a token pool needs at least one token")
+        key = key or secrets.token_bytes(FINGERPRINT_KEY_BYTES)
         self.tokens = [Token(label="anonymous" if anonymous else f"token-{i + 1}",
-                             secret=s, anonymous=anonymous) for i, s in enumerate(secrets)]
+                             secret=s, fingerprint=fingerprint(key, s), anonymous=anonymous)
+                       for i, s in enumerate(tokens)]
         self.max_jobs = max_jobs
         self.backoff, self.max_backoff = backoff, max_backoff
         self.board = board or Board()
