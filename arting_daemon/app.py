@@ -42,8 +42,8 @@ from .engine.cache import ResultCache
 from .engine.jobs import Job
 from .engine.runner import Runner, RunnerSettings
 from .facades import (catalog_view, docs, jobs, keys, models, openai_chat, openai_errors,
-                      openai_images, ops, sdapi, sdapi_errors, status, views, web as web_page,
-                      ws)
+                      openai_images, ops, origin, sdapi, sdapi_errors, status, views,
+                      web as web_page, ws)
 from .facades.callers import Followers
 from .generation import Catalog, Rules
 from .keys.gate import Gate
@@ -80,7 +80,10 @@ def create_app(settings: Settings, clock: Clock = SYSTEM) -> web.Application:
     web_page.add_routes(app)
     docs.add_routes(app)
 
-    openai = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
+    # Each API checks Host, Origin and the body's type (facades/origin.py) before the
+    # caller, so those refusals come in its own error shape too.
+    openai = web.Application(middlewares=[openai_errors.middleware, origin.middleware,
+                                          auth.middleware()])
     openai[API] = openai_errors.OPENAI
     openai_images.add_routes(openai)
     openai_chat.add_routes(openai)
@@ -88,13 +91,15 @@ def create_app(settings: Settings, clock: Clock = SYSTEM) -> web.Application:
     app.add_subapp("/v1", openai)
 
     # A1111 clients (SillyTavern) replace the URL path: these live at the root.
-    a1111 = web.Application(middlewares=[sdapi_errors.middleware, auth.middleware(basic=True)])
+    a1111 = web.Application(middlewares=[sdapi_errors.middleware, origin.middleware,
+                                         auth.middleware(basic=True)])
     a1111[API] = sdapi_errors.A1111_API
     sdapi.add_routes(a1111)
     app.add_subapp("/sdapi/v1", a1111)
     app.router.add_get("/internal/ping", sdapi.ping)
 
-    native = web.Application(middlewares=[openai_errors.middleware, auth.middleware()])
+    native = web.Application(middlewares=[openai_errors.middleware, origin.middleware,
+                                          auth.middleware()])
     native[API] = openai_errors.NATIVE
     jobs.add_routes(native)
     status.add_routes(native)

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,7 +68,8 @@ def _split_list(value: Any) -> Any:
     return value
 
 
-LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "image_hosts",
+LIST_FIELDS = ("api_keys", "basic_auth", "auth_tokens", "cors_origins", "allowed_hosts",
+               "image_hosts",
                "failed_statuses", "done_statuses", "upscale_done_statuses",
                "upscale_failed_statuses", "extra_models", "extra_loras",
                "webhook_urls", "webhook_allow_hosts", "no_proxy", "sandbox_providers")
@@ -104,7 +106,16 @@ class Settings(BaseModel):
                                     "the daemon listen on all the container's interfaces "
                                     "with no key.")
     cors_origins: list[str] = _s([], "ARTING_CORS_ORIGINS",
-                                 "Origins allowed to call the API from a browser (`*` for any).")
+                                 "Origins allowed to call the API from a browser (`*` for any). "
+                                 "A page of any other origin is refused (403) when it asks for "
+                                 "a change or opens the WebSocket.")
+    allowed_hosts: list[str] = _s([], "ARTING_ALLOWED_HOSTS",
+                                  "Host names the daemon answers to besides `localhost`, IP "
+                                  "addresses, its `host` and `public_url`'s (`.example.com`: "
+                                  "that domain and its subdomains; `*`: any). Checked with no "
+                                  "keys or with `basic_auth` (a refused name gets 421): it "
+                                  "keeps pages on other sites from reaching the daemon "
+                                  "through a name of theirs (DNS rebinding).")
     max_body_mb: float = _s(32.0, "ARTING_MAX_BODY_MB",
                             "Largest request body accepted, in MiB.", gt=0, le=1024)
     log_level: Literal["debug", "info", "warning", "error"] = _s(
@@ -368,6 +379,17 @@ class Settings(BaseModel):
             if not url.startswith(("http://", "https://")):
                 raise ValueError("each must be an http:// or https:// URL")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        names = [name.lower().rstrip(".") for name in value]
+        for name in names:
+            if not re.fullmatch(r"\*|\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*", name):
+                raise ValueError(f"{name!r}: each must be a host name (no scheme, port or "
+                                 "path), `.example.com` for a domain and its subdomains, "
+                                 "or `*`")
+        return names
 
     @field_validator("webhook_secret")
     @classmethod

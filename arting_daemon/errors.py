@@ -89,6 +89,18 @@ class ModelNotAllowed(Forbidden):
     code = "model_not_allowed"
 
 
+class OriginNotAllowed(Forbidden):
+    """A page of another origin (not in ``cors_origins``) asked for a change."""
+
+    code = "origin_not_allowed"
+
+
+class HostNotAllowed(ArtingError):
+    """The request names a host the daemon does not answer to (``allowed_hosts``)."""
+
+    status, code = 421, "host_not_allowed"
+
+
 class NotFound(ArtingError):
     status, code = 404, "not_found"
 
@@ -99,6 +111,12 @@ class ModelNotFound(NotFound):
 
 class PayloadTooLarge(ArtingError):
     status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ArtingError):
+    """A body that is not JSON (or multipart, where a route takes a form)."""
+
+    status, code = 415, "unsupported_media_type"
 
 
 class QueueFull(ArtingError):

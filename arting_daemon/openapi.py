@@ -131,9 +131,14 @@ TAGS = {
 
 WHY = {400: "The request breaks a rule or a limit (the message says which).",
        401: "No valid API key.",
-       403: "The key may not do this (an admin route, or a model or limit of the key's).",
+       403: "The key may not do this (an admin route, or a model or limit of the key's); "
+            "or a page of another origin asked, one `cors_origins` does not list.",
        404: "No such thing (or not the caller's).",
        413: "The body is larger than `max_body_mb`.",
+       415: "The body is not JSON (`Content-Type: application/json`; a form where the route "
+            "takes one).",
+       421: "The `Host` is not a name this daemon answers to (`allowed_hosts`); checked with "
+            "no keys or with `basic_auth`.",
        429: "A limit: the queue, the key's quota or Arting's rate limit; see Retry-After.",
        500: "The generation failed (Arting refused, failed or timed out; A1111 answers "
             "those with 500).",
@@ -257,7 +262,11 @@ def _responses(route: Route, op: Operation, public: bool, admin: bool,
     answers = {status: _answer(a, schemas) for status, a in op.answers.items()}
     if route.api is None:
         return {str(s): a for s, a in sorted(answers.items())}
-    errors = set(op.errors)
+    errors = set(op.errors) | {421}         # facades/origin.py: Host, Origin, body type
+    if route.method != "GET" or op.messages_in is not None:
+        errors.add(403)
+    if route.method != "GET":
+        errors.add(415)
     if not public:
         errors |= {401, 503}
     if admin:

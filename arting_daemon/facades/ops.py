@@ -23,11 +23,12 @@ from pydantic import Field
 from .. import __version__, auth
 from ..check import Options, run_check
 from ..check.context import Identity
-from ..errors import NotFound, Unauthorized
+from ..errors import HostNotAllowed, NotFound, Unauthorized
 from ..metrics import CONTENT_TYPE
 from ..openapi import Doc, operation
 from ..providers.arting.provider import ArtingProvider
 from ..state import ARTING, BACKEND, CHECKS, ENGINE, METRICS, PROVIDER, SETTINGS
+from . import origin
 from .http import Answer, Sparse, reply
 
 TEXT = {"type": "string"}
@@ -52,9 +53,16 @@ async def healthz(request: web.Request) -> web.Response:
     "`basic_auth` pair (with no keys at all: open).", tag="Operations",
     answers={200: Doc(TEXT, "The metrics.", media="text/plain"),
              401: Doc(TEXT, "No valid key.", media="text/plain"),
-             403: Doc(TEXT, "A user key: metrics are the operator's.", media="text/plain")})
+             403: Doc(TEXT, "A user key: metrics are the operator's.", media="text/plain"),
+             421: Doc(TEXT, "A `Host` this daemon does not answer to (`allowed_hosts`).",
+                      media="text/plain")})
 async def metrics(request: web.Request) -> web.Response:
-    """The operator's: an admin key or a ``basic_auth`` pair (with no keys at all: open)."""
+    """The operator's: an admin key or a ``basic_auth`` pair (with no keys at all: open,
+    so to this daemon's own host names only, as the APIs are: ``origin.py``)."""
+    try:
+        origin.check_host(request)
+    except HostNotAllowed as err:
+        raise web.HTTPMisdirectedRequest(text=err.message + "\n") from None
     try:
         caller = auth.resolve(request, basic=True)
     except Unauthorized:

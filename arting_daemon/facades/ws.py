@@ -14,7 +14,7 @@ Auth is the API's: an ``Authorization`` header on the upgrade request or, for br
 which cannot set one, a first message ``{"auth": "<key>"}`` within ``AUTH_WAIT`` seconds
 (never a key in the URL). Then the server says ``{"event": "ready"}``; a refused key
 ends the connection with close code 4401. A page of another origin (its ``Origin``
-header) is refused, as CORS refuses its requests, unless ``cors_origins`` lists it.
+header) is refused on the handshake (``origin.py``), unless ``cors_origins`` lists it.
 """
 
 from __future__ import annotations
@@ -23,14 +23,13 @@ import asyncio
 import contextlib
 import json
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field, SkipValidation, ValidationError
 
 from ..auth import credentials, public, resolve, resolve_key
 from ..engine.jobs import Job
-from ..errors import ArtingError, Forbidden, InvalidRequest, Unauthorized
+from ..errors import ArtingError, InvalidRequest, Unauthorized
 from ..openapi import Doc, operation
 from ..state import ENGINE, FOLLOWERS, GATE, PRINCIPAL, SETTINGS, WS_CLIENTS
 from . import openai_errors
@@ -126,7 +125,6 @@ MESSAGES = (
 @public   # checked here: the key may come in the first message
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     settings = request.config_dict[SETTINGS]
-    _check_origin(request)
     ws = web.WebSocketResponse(heartbeat=PING_EVERY,
                                max_msg_size=int(settings.max_body_mb * 1024 * 1024))
     if not ws.can_prepare(request).ok:
@@ -142,23 +140,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         clients.discard(session)
         await session.close()
     return ws
-
-
-def _check_origin(request: web.Request) -> None:
-    """Browsers send the page's origin, and let any page open a WebSocket anywhere: only
-    this daemon's own page (or an origin in ``cors_origins``) may connect from one."""
-    origin = request.headers.get("Origin")
-    if not origin:
-        return
-    settings = request.config_dict[SETTINGS]
-    own = {request.host.lower()}
-    if settings.public_url:
-        own.add(urlsplit(settings.public_url).netloc.lower())
-    if "*" in settings.cors_origins or origin in settings.cors_origins or \
-            urlsplit(origin).netloc.lower() in own:
-        return
-    raise Forbidden(f"A page from {origin} may not connect to this daemon's WebSocket; add "
-                    "the origin to cors_origins if it should.")
 
 
 class _Session:
