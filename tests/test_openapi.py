@@ -109,7 +109,8 @@ def test_each_protocol_has_its_error_shapes_security_and_tag(doc):
               for s, r in a1111["responses"].items() if not s.startswith("2")
               for schema in [r["content"]["application/json"]["schema"]]}
     assert errors == {"401": ["A1111Error"], "403": ["A1111Error"], "404": ["A1111Error"],
-                      "413": ["A1111Error"], "422": ["ValidationErrors", "A1111Error"],
+                      "413": ["A1111Error"], "415": ["A1111Error"], "421": ["A1111Error"],
+                      "422": ["ValidationErrors", "A1111Error"],
                       "429": ["A1111Error"], "500": ["A1111Error"], "503": ["A1111Error"]}
     assert a1111["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": f"{REF}Txt2ImgRequest"}

@@ -193,3 +193,15 @@ def test_json_and_untyped_bodies_and_the_edits_form_are_taken(daemon):
                      headers={"Content-Type": "text/plain"})
     assert got.status_code == 415
     assert "multipart/form-data" in got.json()["error"]["message"]
+
+
+def test_the_openapi_document_lists_these_answers(daemon):
+    paths = httpx.get(daemon.url + "/openapi.json").json()["paths"]
+    jobs_ = paths["/arting/v1/jobs"]
+    assert "allowed_hosts" in jobs_["get"]["responses"]["421"]["description"]
+    assert {"403", "415"}.isdisjoint(jobs_["get"]["responses"])
+    assert "cors_origins" in jobs_["post"]["responses"]["403"]["description"]
+    assert "application/json" in jobs_["post"]["responses"]["415"]["description"]
+    assert {"403", "415", "421"} <= set(paths["/sdapi/v1/interrupt"]["post"]["responses"])
+    assert {"403", "421"} <= set(paths["/arting/v1/ws"]["get"]["responses"])
+    assert "421" in paths["/metrics"]["get"]["responses"]
