@@ -183,7 +183,7 @@ def test_bodies_a_page_sends_without_asking_are_415(daemon):
 def test_json_and_untyped_bodies_and_the_edits_form_are_taken(daemon):
     body = '{"prompt": "p"}'
     for headers in ({"Content-Type": "application/json; charset=utf-8"},
-                    {"Content-Type": "application/vnd.api+json"}, {}):
+                    {"Content-Type": "application/vnd.api+json"}, {"Content-Type": ""}, {}):
         got = httpx.post(daemon.url + "/arting/v1/jobs", content=body, headers=headers)
         assert got.status_code == 202, (headers, got.text)
     got = httpx.post(daemon.v1 + "/images/edits", data={"prompt": "p", "size": "512x512"},

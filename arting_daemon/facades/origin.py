@@ -133,7 +133,7 @@ def check_content_type(request: web.Request) -> None:
     """``UnsupportedMediaType`` for a body that is neither JSON nor (where the route takes
     a form) multipart."""
     if request.method in SAFE or not request.body_exists \
-            or hdrs.CONTENT_TYPE not in request.headers:
+            or not request.headers.get(hdrs.CONTENT_TYPE, "").strip():
         return
     kind = request.content_type
     if kind == "application/json" or kind.startswith("application/") and \
