@@ -38,17 +38,16 @@ SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 
-def split_host(host: str) -> tuple[str, str]:
-    """(name, port) of a ``Host`` header: the name lower-cased, without brackets or a
-    trailing dot; the port as given ('' when none)."""
+def host_name(host: str) -> str:
+    """The name of a ``Host`` header (or a URL's netloc): lower-cased, without its port,
+    brackets or a trailing dot."""
     host = host.strip().lower()
     if host.startswith("["):
-        name, _, rest = host[1:].partition("]")
-        return name, rest.removeprefix(":")
+        return host[1:].partition("]")[0]
     name, colon, port = host.rpartition(":")
     if not colon or not port.isdigit() or ":" in name:
-        name, port = host, ""
-    return name.rstrip("."), port
+        name = host
+    return name.rstrip(".")
 
 
 def _is_address(name: str) -> bool:
@@ -60,7 +59,7 @@ def _is_address(name: str) -> bool:
 
 
 def host_allowed(name: str, settings: Settings) -> bool:
-    """Is ``name`` (from ``split_host``) one the daemon answers to?"""
+    """Is ``name`` (from ``host_name``) one the daemon answers to?"""
     if name == "localhost" or _is_address(name):
         return True
     allowed = settings.allowed_hosts
@@ -69,9 +68,9 @@ def host_allowed(name: str, settings: Settings) -> bool:
     if any(entry.startswith(".") and (name == entry[1:] or name.endswith(entry))
            for entry in allowed):
         return True
-    names = {split_host(settings.host)[0]} - WILDCARDS
+    names = {host_name(settings.host)} - WILDCARDS
     if settings.public_url:
-        names.add(split_host(urlsplit(settings.public_url).netloc)[0])
+        names.add(host_name(urlsplit(settings.public_url).netloc))
     return name in names
 
 
@@ -85,9 +84,10 @@ def host_checked(request: web.Request) -> bool:
 
 def check_host(request: web.Request) -> None:
     """``HostNotAllowed`` when the daemon checks ``Host`` and this one is not its own."""
-    if not host_checked(request):
+    host = request.headers.get(hdrs.HOST)
+    if host is None or not host_checked(request):    # browsers always send one
         return
-    name, _ = split_host(request.host)
+    name = host_name(host)
     if not host_allowed(name, request.config_dict[SETTINGS]):
         raise HostNotAllowed(
             f"This daemon does not answer to the host {name!r}: a web page reaching it "
