@@ -56,7 +56,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """The operator's: an admin key or a ``basic_auth`` pair (with no keys at all: open)."""
     try:
-        caller = auth.resolve(request, basic=True)
+        caller = await auth.resolve(request, basic=True)
     except Unauthorized:
         raise web.HTTPUnauthorized(
             text="Send the daemon's API key as `Authorization: Bearer <key>` (in Prometheus: "
