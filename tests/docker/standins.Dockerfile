@@ -1,0 +1,21 @@
+# Stand-ins for the registry images compose.replicas.yaml names (redis:7, nginx:1.27),
+# built from Debian's packages on the tests' base, for machines that reach no registry.
+# Each runs as its official image does: the same commands, paths and health-check tools.
+ARG BASE=debian:bookworm-slim
+
+FROM ${BASE} AS redis
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /data
+WORKDIR /data
+CMD ["redis-server"]
+
+FROM ${BASE} AS nginx
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends nginx-light curl >/dev/null \
+    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* \
+    && ln -sf /dev/stdout /var/log/nginx/access.log \
+    && ln -sf /dev/stderr /var/log/nginx/error.log
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
