@@ -7,8 +7,15 @@ FROM ${BASE} AS redis
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
     && rm -rf /var/lib/apt/lists/* \
-    && mkdir -p /data
+    && mkdir -p /data \
+    && printf '%s\n' '#!/bin/sh' \
+        '# As the official image: redis-server started without a config file listens to' \
+        '# the container network (protected mode off).' \
+        'if [ "$1" = redis-server ]; then shift; set -- redis-server --protected-mode no "$@"; fi' \
+        'exec "$@"' > /usr/local/bin/docker-entrypoint.sh \
+    && chmod +x /usr/local/bin/docker-entrypoint.sh
 WORKDIR /data
+ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["redis-server"]
 
 FROM ${BASE} AS nginx

@@ -151,8 +151,11 @@ services:
   sandbox:
     image: ${{ARTING_IMAGE}}
     entrypoint: ["python", "-m", "arting_daemon.sandbox", "--host", "0.0.0.0",
-                 "--port", "9000", "--generation-time", "{GENERATION_TIME}"]
+                 "--port", "9000", "--generation-time", "{GENERATION_TIME}",
+                 "--public-url", "http://sandbox:9000"]
     read_only: true
+    healthcheck:
+      disable: true
   arting:
     depends_on:
       sandbox:
