@@ -455,3 +455,26 @@ def test_a_job_taken_over_from_another_replicas_own_sandbox_fails_saying_why(clu
     assert done["state"] == "failed" and not done["images"], done
     assert "share one upstream" in done["error"]["message"]
     assert job_of(b, taken["id"])["state"] == "running"
+
+
+def test_a_synchronous_request_whose_replica_died_is_answered_by_its_retry_elsewhere(cluster):
+    """An OpenAI generation cut off by its replica's death, sent again with the same
+    Idempotency-Key to another replica: answered with the job the first one made (taken
+    over), not a second one."""
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=3)
+    body, headers = {"prompt": "once", "response_format": "url"}, \
+        {**bearer(ADMIN), "Idempotency-Key": "cut-off"}
+    first = Background(lambda: httpx.post(f"{a.url}/v1/images/generations", json=body,
+                                          headers=headers, timeout=30))
+    until(lambda: [j for j in httpx.get(f"{b.url}/arting/v1/jobs", headers=bearer(ADMIN))
+                   .json()["data"] if j["state"] == "running"])     # Arting has it
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(5)
+    with pytest.raises(httpx.TransportError):
+        first.result()
+    again = httpx.post(f"{b.url}/v1/images/generations", json=body, headers=headers,
+                       timeout=60)
+    assert again.status_code == 200, again.text
+    assert len(again.json()["data"]) == 1
+    assert len(cluster.emulator.sandbox.requests_for("create")) == 1

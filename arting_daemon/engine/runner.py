@@ -228,7 +228,7 @@ class Runner:
         except asyncio.CancelledError:
             self.cancel(job)
             raise
-        return raise_for_job(job)
+        return raise_for_job(await self.get(job.id) or job)   # another replica's: as it ended
 
     async def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id) or await self.journal.get(job_id)

@@ -75,4 +75,4 @@ async def run(request: web.Request, gen: Any, **submit: Any) -> Job:
     except asyncio.CancelledError:
         abandon(request, job)
         raise
-    return raise_for_job(job)
+    return raise_for_job(await engine.get(job.id) or job)   # another replica's: as it ended
