@@ -209,6 +209,7 @@ class Traffic:
     def __init__(self, url: str, clients: int = 4) -> None:
         self.url = url
         self.requests: list[tuple[str, int, float]] = []     # (what, status, seconds)
+        self.codes: list[str] = []          # the error codes of the answers not 2xx
         self.jobs: list[str] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True)
@@ -231,6 +232,8 @@ class Traffic:
         try:
             resp = http.request(method, self.url + path, **kw)
             status = resp.status_code
+            if not resp.is_success:
+                self.codes.append(resp.json()["error"]["code"])
         except httpx.TransportError as exc:
             resp, status = None, 0
             what = f"{what} ({type(exc).__name__})"
@@ -315,6 +318,7 @@ def test_replicas_behind_the_load_balancer_find_every_job_survive_a_kill_and_rol
         # answered 503 (its job goes on: the answer says how to get it).
         assert all(what in ("submit", "generate") and status == 503
                    for what, status, _ in traffic.failed()), traffic.failed()
+        assert set(traffic.codes) <= {"replica_lost"}, traffic.codes
         ended = job_states(url, mine + traffic.jobs)
         assert all(job["state"] == "succeeded" for job in ended.values()), ended
         for i, job_id in enumerate(mine):
