@@ -43,8 +43,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 LINGER = 0.005
-FLUSH_WAIT = 3.0        # how long a read waits for this replica's own pending writes
-WRITTEN_WAIT = 5.0      # how long a submit waits for its record to reach Redis
+FLUSH_WAIT = 3.0        # how long a read or a submit waits for this replica's own writes
 TERMINAL = ("succeeded", "failed", "cancelled")
 SEP = "\x1f"
 
@@ -182,15 +181,13 @@ class RedisJournal(Generic[T]):
 
     async def written(self) -> None:
         """Until the records saved so far (not those saved later) are in Redis, where
-        every replica reads them; a while at most (Redis may be away: the records wait in
-        memory, and the caller is answered anyway)."""
+        every replica reads them; a while at most: with Redis away (the writer says so
+        in the log) the records wait in memory, and the caller goes on."""
         target = self._saved
-        deadline = asyncio.get_running_loop().time() + WRITTEN_WAIT
+        deadline = asyncio.get_running_loop().time() + FLUSH_WAIT
         while self._written < target:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                log.warning("job records not in Redis after %g s; other replicas will "
-                            "find them once Redis takes them", WRITTEN_WAIT)
                 return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wrote.wait(), left)
