@@ -87,7 +87,7 @@ def _basic_password(value: str, settings: Settings) -> bool | str | None:
     return pair.partition(":")[2]
 
 
-def resolve(request: web.Request, *, basic: bool = False) -> Principal:
+async def resolve(request: web.Request, *, basic: bool = False) -> Principal:
     """The request's principal; ``Unauthorized`` saying what is wrong when there is none."""
     settings, ring = request.config_dict[SETTINGS], request.config_dict[KEYS]
     if not settings.auth_required and not ring.in_use:
@@ -100,11 +100,11 @@ def resolve(request: web.Request, *, basic: bool = False) -> Principal:
         password = _basic_password(value, settings)
         secret = password if isinstance(password, str) else None
     hint = " or HTTP Basic credentials" if basic else ""
-    return _user(ring, secret, f"Send `Authorization: Bearer <key>`{hint}",
-                 request.config_dict[CLOCK].time())
+    return await _user(ring, secret, f"Send `Authorization: Bearer <key>`{hint}",
+                       request.config_dict[CLOCK].time())
 
 
-def resolve_key(request: web.Request, secret: str) -> Principal:
+async def resolve_key(request: web.Request, secret: str) -> Principal:
     """The principal of a key sent outside the Authorization header (a WebSocket's first
     message, as browsers cannot set headers there); ``Unauthorized`` if none."""
     settings, ring = request.config_dict[SETTINGS], request.config_dict[KEYS]
@@ -113,12 +113,17 @@ def resolve_key(request: web.Request, secret: str) -> Principal:
     if settings.auth_required and secret and \
             _matches(secret, [k.get_secret_value() for k in settings.api_keys]):
         return OPERATOR
-    return _user(ring, secret, 'Send {"auth": "<key>"} first', request.config_dict[CLOCK].time())
+    return await _user(ring, secret, 'Send {"auth": "<key>"} first',
+                       request.config_dict[CLOCK].time())
 
 
-def _user(ring: KeyStore, secret: str | None, how: str, now: float) -> Principal:
-    """The user whose key ``secret`` is, if it may be used at ``now``."""
+async def _user(ring: KeyStore, secret: str | None, how: str, now: float) -> Principal:
+    """The user whose key ``secret`` is, if it may be used at ``now``. A key not known
+    here may have been made a moment ago on another replica: looked for again once the
+    keys are caught up."""
     key = ring.find(secret) if secret else None
+    if key is None and secret and await ring.catch_up():
+        key = ring.find(secret)
     if key is None:
         raise Unauthorized(f"Incorrect API key provided. {how} with a key this daemon knows "
                            "(API_MASTER_KEY, or a user key from the operator).")
@@ -154,7 +159,7 @@ def middleware(*, basic: bool = False):
     async def check(request: web.Request, handler) -> web.StreamResponse:
         route = request.match_info.handler
         if request.method != "OPTIONS" and not getattr(route, "public", False):
-            principal = resolve(request, basic=basic)
+            principal = await resolve(request, basic=basic)
             if getattr(route, "admin", False) and not principal.admin:
                 raise Forbidden("This is the operator's: it needs an admin key "
                                 "(API_MASTER_KEY); a user key cannot use it.")

@@ -425,3 +425,85 @@ def test_a1111_progress_and_interrupt_reach_a_request_on_another_replica(cluster
     assert json.loads(answer.json()["info"])["interrupted"] is True
     assert until(lambda: httpx.get(f"{b.url}/sdapi/v1/progress", headers=bearer(ADMIN))
                  .json()["state"]["job_count"] == 0)
+
+
+# --- read-your-writes and takeovers ------------------------------------------------------
+
+def test_a_job_is_found_on_another_replica_as_soon_as_its_submit_is_answered(cluster):
+    """100 submits each followed at once by a read on the other replica (its record is in
+    Redis before the 202); its events and a cancel from there too, and a key made on one
+    replica is taken by the other at once."""
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=5)
+    with httpx.Client(headers=bearer(ADMIN), timeout=30) as http:
+        for i in range(100):
+            here, there = (a, b) if i % 2 else (b, a)
+            made = http.post(f"{here.url}/arting/v1/jobs", json={"prompt": f"p{i}"})
+            assert made.status_code == 202, made.text
+            job_id = made.json()["id"]
+            found = http.get(f"{there.url}/arting/v1/jobs/{job_id}")
+            assert found.status_code == 200, (i, found.text)
+            if i % 25 == 0:
+                with http.stream("GET", f"{there.url}/arting/v1/jobs/{job_id}/events") as events:
+                    assert events.status_code == 200
+                    first = next(line for line in events.iter_lines() if line.startswith("data: "))
+                    assert json.loads(first[6:])["id"] == job_id
+            cancelled = http.delete(f"{there.url}/arting/v1/jobs/{job_id}")
+            assert cancelled.status_code == 200, (i, cancelled.text)
+        key = http.post(f"{a.url}/arting/v1/admin/keys", json={"name": "new"}).json()["key"]
+    assert submit(b, key).status_code == 202
+
+
+def test_a_job_taken_over_finishes_with_its_own_images(cluster):
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=3)
+    jobs = [submit(a, prompt=f"own {i}", seed=100 + i, cache=False).json() for i in range(3)]
+    until(lambda: all(job_of(b, j["id"])["state"] == "running" for j in jobs))
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(5)
+    cluster.emulator.configure(generation_time=0)
+    for i, job in enumerate(jobs):
+        done = finished(b, job["id"], timeout=40)
+        assert done["state"] == "succeeded", done
+        again = finished(b, submit(b, prompt=f"own {i}", seed=100 + i, cache=False).json()["id"])
+        assert [im["hash"] for im in done["images"]] == [im["hash"] for im in again["images"]]
+    assert len(cluster.emulator.sandbox.requests_for("create")) == 6
+
+
+def test_a_job_taken_over_from_another_replicas_own_sandbox_fails_saying_why(cluster):
+    """Each replica run with --sandbox has an emulator of its own: a job taken over cannot
+    be followed there, and must not come back with another job's images."""
+    sandboxed = {"ARTING_SANDBOX": "1", "ARTING_SANDBOX_GENERATION_TIME": "30"}
+    a, b = cluster.start(**sandboxed), cluster.start(**sandboxed)
+    taken = submit(b, prompt="b's own").json()      # b's emulator has a job too
+    job = submit(a, prompt="a's own").json()
+    until(lambda: job_of(b, job["id"])["state"] == "running")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(5)
+    done = finished(b, job["id"], timeout=40)
+    assert done["state"] == "failed" and not done["images"], done
+    assert "share one upstream" in done["error"]["message"]
+    assert job_of(b, taken["id"])["state"] == "running"
+
+
+def test_a_synchronous_request_whose_replica_died_is_answered_by_its_retry_elsewhere(cluster):
+    """An OpenAI generation cut off by its replica's death, sent again with the same
+    Idempotency-Key to another replica: answered with the job the first one made (taken
+    over), not a second one."""
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=3)
+    body, headers = {"prompt": "once", "response_format": "url"}, \
+        {**bearer(ADMIN), "Idempotency-Key": "cut-off"}
+    first = Background(lambda: httpx.post(f"{a.url}/v1/images/generations", json=body,
+                                          headers=headers, timeout=30))
+    until(lambda: [j for j in httpx.get(f"{b.url}/arting/v1/jobs", headers=bearer(ADMIN))
+                   .json()["data"] if j["state"] == "running"])     # Arting has it
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(5)
+    with pytest.raises(httpx.TransportError):
+        first.result()
+    again = httpx.post(f"{b.url}/v1/images/generations", json=body, headers=headers,
+                       timeout=60)
+    assert again.status_code == 200, again.text
+    assert len(again.json()["data"]) == 1
+    assert len(cluster.emulator.sandbox.requests_for("create")) == 1

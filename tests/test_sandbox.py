@@ -226,7 +226,9 @@ async def test_image_expiry(clocked, http):
         assert resp.status == 404 and (await resp.json())["message"] == "file expired"
 
 
-async def test_random_seed_and_ids_repeat_with_config_seed(http):
+async def test_random_seeds_repeat_with_config_seed_and_ids_are_each_emulators_own(http):
+    """Two emulators with one seed (two replicas run with --sandbox) draw the same seeds
+    but never the same request id: a job taken over follows its own id only."""
     runs = []
     for _ in range(2):
         sb = Sandbox(seed=9)
@@ -236,8 +238,10 @@ async def test_random_seed_and_ids_repeat_with_config_seed(http):
             runs.append([(rid, sb.jobs[rid].seed) for rid in ids])
         finally:
             await sb.close()
-    assert runs[0] == runs[1]
+    assert [seed for _, seed in runs[0]] == [seed for _, seed in runs[1]]
     assert runs[0][0][1] != runs[0][1][1]
+    ids = [rid for run in runs for rid, _ in run]
+    assert len(set(ids)) == 4 and all(len(i) == 32 for i in ids)
 
 
 # --- validation --------------------------------------------------------------------------

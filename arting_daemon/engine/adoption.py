@@ -38,6 +38,10 @@ class Adoption:
             self.runner._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
             return False
         submitted = self.runner.provider.submitted(job)
+        foreign = self.runner.provider.foreign(job) if submitted else None
+        if foreign is not None:                     # its ids mean nothing here
+            self.runner._finish(job, JobState.FAILED, UpstreamError(foreign))
+            return False
         if job.state is JobState.DOWNLOADING and job.outputs:
             pass                                    # fetch the images again
         elif submitted and job.state is not JobState.QUEUED:

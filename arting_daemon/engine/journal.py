@@ -149,6 +149,11 @@ class JobJournal(Protocol[T]):
     async def flush(self) -> None:
         """Until what was saved is written."""
 
+    async def written(self) -> None:
+        """Until the records saved so far are where every reader finds them: what a
+        submit waits for before it is answered (with replicas, the next request may
+        reach another one)."""
+
     async def get(self, job_id: str) -> T | None: ...
 
     async def by_idempotency_key(self, key: str) -> T | None: ...
@@ -269,6 +274,9 @@ class Journal(Generic[T]):
     async def flush(self) -> None:
         """Wait until every queued record is on disk."""
         await self._queue.join()
+
+    async def written(self) -> None:
+        """One daemon answers its own jobs from memory: nothing to wait for."""
 
     async def get(self, job_id: str) -> T | None:
         await self.flush()

@@ -214,6 +214,7 @@ class Runner:
         self._remember(job)
         self._save(job)
         self._start_task(job)
+        await self.journal.written()      # any replica finds it once it is answered
         return job
 
     async def run(self, gen: JobRequest, *, source: str = "api", owner: str = "local",
@@ -227,7 +228,7 @@ class Runner:
         except asyncio.CancelledError:
             self.cancel(job)
             raise
-        return raise_for_job(job)
+        return raise_for_job(await self.get(job.id) or job)   # another replica's: as it ended
 
     async def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id) or await self.journal.get(job_id)
@@ -510,6 +511,7 @@ class Runner:
         log.info("job %s answered from the result cache (the images of job %s)",
                  job.id, earlier.id)
         self._finish(job, JobState.SUCCEEDED)
+        await self.journal.written()
         return job
 
     def _finish(self, job: Job, state: JobState, error: ArtingError | None = None) -> None:

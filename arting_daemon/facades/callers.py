@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from ..engine.jobs import Job, raise_for_job
+from ..errors import InvalidRequest
 from ..state import ENGINE, FOLLOWERS
 
 
@@ -61,12 +62,17 @@ def abandon(request: web.Request, job: Job) -> None:
 
 async def run(request: web.Request, gen: Any, **submit: Any) -> Job:
     """Submit a job and wait for its end, as the request's caller; raises its error unless
-    it succeeded. If the caller goes away first, the job is abandoned."""
+    it succeeded. If the caller goes away first, the job is abandoned. With an
+    ``Idempotency-Key``, a request sent again (its replica went away) waits for the job
+    the first one made, wherever it runs now."""
     engine = request.config_dict[ENGINE]
-    job = await engine.submit(gen, **submit)
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 255:
+        raise InvalidRequest("Idempotency-Key is longer than 255 characters.")
+    job = await engine.submit(gen, idempotency_key=key, **submit)
     try:
         await engine.wait(job)
     except asyncio.CancelledError:
         abandon(request, job)
         raise
-    return raise_for_job(job)
+    return raise_for_job(await engine.get(job.id) or job)   # another replica's: as it ended

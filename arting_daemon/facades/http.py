@@ -120,6 +120,14 @@ CACHE_REQUEST = {"Cache-Control": {"type": "string", "description": (
     "naming its seed is ever answered from it.")}}
 
 
+#: A synchronous request's key: sent again with it (after its replica went away, say), it
+#: is answered with the job the first one made (``callers.run``).
+RETRY_REQUEST = {"Idempotency-Key": {"type": "string", "maxLength": 255, "description": (
+    "Sent again with the same key (after a lost connection, or a `503` saying its "
+    "replica went away), the request is answered with the job the first one made, not a "
+    "second one; per caller.")}}
+
+
 def may_reuse(request: web.Request, seed: int | None) -> bool:
     """Whether the result cache may answer this request: it named its seed (a random
     one, ``-1`` or none, is never answered from the cache) and did not opt out with

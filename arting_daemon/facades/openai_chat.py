@@ -40,8 +40,8 @@ from ..generation import Generation, build_generation, prompt_loras
 from ..openapi import Doc, Events, operation
 from ..state import CATALOG, ENGINE, RULES, SETTINGS, STORE
 from . import callers, chat_tasks, openai_errors
-from .http import (CACHE_ANSWER, CACHE_REQUEST, DATA_URL, Answer, DataUrlPng, Sparse,
-                   StoredB64, base_url, cache_headers, event_stream, follow, image_url,
+from .http import (CACHE_ANSWER, CACHE_REQUEST, DATA_URL, RETRY_REQUEST, Answer, DataUrlPng,
+                   Sparse, StoredB64, base_url, cache_headers, event_stream, follow, image_url,
                    may_reuse, parse_model, read_json, render_json, reply, reply_with_images,
                    status_text)
 from .intake import InitImage, require_img2img, take_init_image
@@ -198,7 +198,7 @@ EVENTS = {"text/event-stream": Events({"message": dict[str, Any]}, done="[DONE]"
 
 @operation("An image from a chat", "The last user message is the prompt (an attached "
            "image makes it image-to-image); the answer is markdown with the images.",
-           body=ChatRequest, headers=CACHE_REQUEST,
+           body=ChatRequest, headers={**CACHE_REQUEST, **RETRY_REQUEST},
            answers={200: Doc(ChatCompletion, "The answer.", alternatives=EVENTS,
                              headers=CACHE_ANSWER)})
 @generates

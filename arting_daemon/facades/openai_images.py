@@ -25,8 +25,8 @@ from ..generation import Generation, build_generation, parse_loras
 from ..openapi import Doc, Events, operation
 from ..state import CATALOG, ENGINE, RULES
 from . import callers, openai_errors
-from .http import (CACHE_ANSWER, CACHE_REQUEST, Answer, Base64Png, Sparse, StoredB64,
-                   base_url, cache_headers, event_stream, follow, image_url, may_reuse,
+from .http import (CACHE_ANSWER, CACHE_REQUEST, RETRY_REQUEST, Answer, Base64Png, Sparse,
+                   StoredB64, base_url, cache_headers, event_stream, follow, image_url, may_reuse,
                    parse_model, read_json, render_json, reply_with_images, too_large)
 from .intake import require_img2img, take_init_image
 
@@ -140,7 +140,7 @@ EVENTS = {"text/event-stream": Events({"image_generation.completed": ImageEvent,
 
 @operation("Generate images", "OpenAI's Images API; Arting's extras as extra fields. "
            "Answers when the images are made (or, with `stream: true`, as events).",
-           body=ImagesRequest, headers=CACHE_REQUEST,
+           body=ImagesRequest, headers={**CACHE_REQUEST, **RETRY_REQUEST},
            answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS,
                              headers=CACHE_ANSWER)})
 @generates
@@ -153,7 +153,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
 @operation("Edit an image", "Image-to-image, multipart as the OpenAI SDK sends it: "
            "`image` (or `image[]`; the first is used), an optional `mask` (transparent = "
            "edit), and the fields of `generations` as text parts. Needs `img2img = true`.",
-           form=ImagesRequest, files=("image", "mask"), headers=CACHE_REQUEST,
+           form=ImagesRequest, files=("image", "mask"), headers={**CACHE_REQUEST, **RETRY_REQUEST},
            answers={200: Doc(ImagesResponse, "The images.", alternatives=EVENTS,
                              headers=CACHE_ANSWER)})
 @generates

@@ -64,7 +64,7 @@ async def metrics(request: web.Request) -> web.Response:
     except HostNotAllowed as err:
         raise web.HTTPMisdirectedRequest(text=err.message + "\n") from None
     try:
-        caller = auth.resolve(request, basic=True)
+        caller = await auth.resolve(request, basic=True)
     except Unauthorized:
         raise web.HTTPUnauthorized(
             text="Send the daemon's API key as `Authorization: Bearer <key>` (in Prometheus: "

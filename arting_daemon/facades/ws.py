@@ -177,7 +177,7 @@ class _Session:
         """Who is calling, from the upgrade's header or the first message; the request
         then carries them (``principal``) as any other request of the API does."""
         try:
-            self.request[PRINCIPAL] = resolve(self.request)
+            self.request[PRINCIPAL] = await resolve(self.request)
             return True
         except Unauthorized as err:
             if credentials(self.request)[1]:       # a header, and a wrong one
@@ -195,7 +195,7 @@ class _Session:
                 key = WsAuth.model_validate_json(message.data).auth
         try:
             secret = key.removeprefix("Bearer ").strip()
-            self.request[PRINCIPAL] = resolve_key(self.request, secret)
+            self.request[PRINCIPAL] = await resolve_key(self.request, secret)
             return True
         except Unauthorized as err:
             return await self._refuse(err)

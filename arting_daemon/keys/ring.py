@@ -57,6 +57,10 @@ class KeyStore(Protocol):
     async def requests(self, since: float) -> Counter[tuple[str, str]]:
         """Requests per (key id, UTC day) since ``since``, those not yet written included."""
 
+    async def catch_up(self) -> bool:
+        """Read the changes made elsewhere that this process has not heard of yet (a key
+        just made on another replica); whether there were any."""
+
 
 class KeyIndex:
     """Every key in memory, by id and by the hash of its secret, and the requests counted
@@ -157,6 +161,11 @@ class KeyRing(KeyIndex):
         counts = Counter(await self._run(self._file.requests, day))
         counts.update({k: n for k, n in self._pending.items() if k[1] >= day})
         return counts
+
+    async def catch_up(self) -> bool:
+        """One daemon makes its API's keys itself; the command line's are noticed within
+        ``REFRESH``, without a disk read per unknown key."""
+        return False
 
     # --- internals ----------------------------------------------------------------------
 

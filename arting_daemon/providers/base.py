@@ -110,6 +110,11 @@ class Provider(ABC):
     def submitted(self, work: Work) -> bool:
         """Whether the upstream accepted this job already, so it is followed, not resent."""
 
+    def foreign(self, work: Work) -> str | None:
+        """Why a submitted job taken over from another replica cannot be followed from
+        here (it was sent to another upstream than this one talks to), or None."""
+        return None
+
     @abstractmethod
     def attempt(self, work: Work, deadline: float) -> AbstractAsyncContextManager[Attempt]:
         """An attempt at ``work``; what it holds is waited for until ``deadline`` (wall

@@ -302,6 +302,10 @@ class Router(Provider):
         member = self.members.get(work.provider)
         return member is not None and member.provider.submitted(work)
 
+    def foreign(self, work: Work) -> str | None:
+        member = self.members.get(work.provider)
+        return member.provider.foreign(work) if member is not None else None
+
     def attempt(self, work: Work, deadline: float) -> RoutedAttempt:
         return RoutedAttempt(self, work, deadline)
 

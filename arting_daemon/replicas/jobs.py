@@ -10,6 +10,11 @@ over at once. Every write of a job record checks the lease in the same Lua scrip
 replica that lost a job (it was too slow, and another took over) cannot overwrite the
 record of the one that runs it now; it is told to drop the job instead.
 
+Records are written behind, in batches (``save`` returns at once: a progress tick costs no
+round trip); what must be read back by another replica at once waits for ``written``: a
+submit is answered only once its job's record is in Redis, so the next request, whichever
+replica it reaches, finds the job (read-your-writes).
+
 The usage counts (jobs by outcome, images, per owner, UTC day and model) are kept in the
 same script, when a record first becomes terminal: each job counts once.
 
@@ -38,7 +43,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 LINGER = 0.005
-FLUSH_WAIT = 3.0        # how long a read waits for this replica's own pending writes
+FLUSH_WAIT = 3.0        # how long a read or a submit waits for this replica's own writes
 TERMINAL = ("succeeded", "failed", "cancelled")
 SEP = "\x1f"
 
@@ -132,6 +137,9 @@ class RedisJournal(Generic[T]):
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._saved = 0                  # records queued so far
+        self._written = 0                # how many of the first ones are in Redis
+        self._wrote = asyncio.Event()    # set (and replaced) as each batch is written
         self._held: set[str] = set()
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._takeover_now = asyncio.Event()
@@ -167,8 +175,22 @@ class RedisJournal(Generic[T]):
     def save(self, record: dict[str, Any]) -> None:
         """Queue a job record for writing; returns at once."""
         self._pending[record["id"]] = record
+        self._saved += 1
         self._idle.clear()
         self._wake.set()
+
+    async def written(self) -> None:
+        """Until the records saved so far (not those saved later) are in Redis, where
+        every replica reads them; a while at most: with Redis away (the writer says so
+        in the log) the records wait in memory, and the caller goes on."""
+        target = self._saved
+        deadline = asyncio.get_running_loop().time() + FLUSH_WAIT
+        while self._written < target:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wrote.wait(), left)
 
     async def flush(self) -> None:
         """Wait (a while: Redis may be away) until this replica's writes are in Redis."""
@@ -176,7 +198,7 @@ class RedisJournal(Generic[T]):
             await asyncio.wait_for(self._idle.wait(), FLUSH_WAIT)
 
     async def get(self, job_id: str) -> T | None:
-        await self.flush()
+        await self.written()
         async with self.link.call() as r:
             text = await r.get(self.link.key("job", job_id))
         return self._parsed(job_id, text) if text else None
@@ -324,10 +346,13 @@ class RedisJournal(Generic[T]):
             await self._wake.wait()
             await asyncio.sleep(LINGER)          # one round trip for what comes with it
             self._wake.clear()
-            batch, self._pending = self._pending, {}
+            batch, self._pending, taken = self._pending, {}, self._saved
             try:
                 await self._write(batch)
                 failures = 0
+                self._written = taken
+                self._wrote.set()
+                self._wrote = asyncio.Event()
             except Exception as exc:             # Redis away: keep the records, try again
                 for job_id, record in batch.items():
                     self._pending.setdefault(job_id, record)

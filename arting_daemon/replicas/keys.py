@@ -85,6 +85,16 @@ class RedisKeyRing(KeyIndex):
         counts.update({k: n for k, n in self._pending.items() if k[1] >= days[0]})
         return counts
 
+    async def catch_up(self) -> bool:
+        """Reload if the keys' version moved (a key made on another replica a moment ago,
+        its announcement not heard yet): one round trip for a key not known here."""
+        async with self.link.call() as r:
+            version = await r.get(self.link.key("keys", "version"))
+        if version == self._version:
+            return False
+        await self._reload()
+        return True
+
     # --- internals ----------------------------------------------------------------------
 
     async def _fresh(self, key_id: str) -> ApiKey | None:

@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
     parser.add_argument("--generation-time", type=float, default=0.0, metavar="S",
                         help="seconds from create to done")
+    parser.add_argument("--public-url", metavar="URL",
+                        help="the base of the image URLs handed out, when clients reach "
+                             "the emulator by another name than its address (a container's "
+                             "service name)")
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="answer as recorded by `arting-daemon check --record DIR`")
     parser.add_argument("--kind", choices=["arting", *EMULATORS], default="arting",
@@ -38,11 +42,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.exit(2, f"{parser.prog}: {exc}\n")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args.host, args.port, args.generation_time, args.replay,
-                           args.kind))
+                           args.kind, args.public_url))
 
 
 async def _serve(host: str, port: int, generation_time: float, replay: Path | None,
-                 kind: str = "arting") -> None:
+                 kind: str = "arting", public_url: str | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -51,6 +55,8 @@ async def _serve(host: str, port: int, generation_time: float, replay: Path | No
     sandbox: Sandbox | Emulator
     if kind == "arting":
         sandbox = await start_sandbox(generation_time, replay, host, port)
+        if public_url:
+            sandbox.configure(public_url=public_url)
         name = "Arting sandbox"
     else:
         sandbox, _ = EMULATORS[kind](generation_time)

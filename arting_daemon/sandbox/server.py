@@ -21,6 +21,7 @@ import copy
 import hashlib
 import math
 import random
+import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -89,6 +90,7 @@ class Sandbox:
         self._limiter = RateLimiter()
         self._streams: dict[str, random.Random] = {}
         self._streams_seed: int | None = None
+        self._instance = secrets.token_hex(4)
         self._runner: web.AppRunner | None = None
         self.app = self._build_app()
 
@@ -268,7 +270,7 @@ class Sandbox:
         self.balances.charge(call.token, spec.samples * self.config.balance_per_image,
                              self.config.balance_start)
         now = self.clock.time()
-        request_id = f"{self._random('ids').getrandbits(128):032x}"
+        request_id = self._new_id()
         seed = spec.seed if spec.seed != -1 else self._random("seeds").randrange(2**32)
         by_polls = self.config.complete_after_polls is not None
         job = SandboxJob(
@@ -430,7 +432,7 @@ class Sandbox:
         now = self.clock.time()
         by_polls = self.config.complete_after_polls is not None
         task = EnhanceTask(
-            task_id=f"{self._random('ids').getrandbits(128):032x}", token=call.token,
+            task_id=self._new_id(), token=call.token,
             source=source, width=width, height=height, scale=spec.scale, version=spec.version,
             created_at=now, done_at=None if by_polls else now + self._duration(),
             fail_on_poll=call.effect == "fail")
@@ -544,6 +546,12 @@ class Sandbox:
     def _base(self, request: web.Request) -> str:
         """Base of the URLs we hand out: ``public_url``, our address, or the request's."""
         return self.config.public_url or self.url or str(request.url.origin())
+
+    def _new_id(self) -> str:
+        """A request or task id: 32 hex digits, the first 8 this emulator's own. Each
+        replica run with ``--sandbox`` has an emulator of its own with the same seed; a
+        job taken over from another replica must not find another job under its id."""
+        return self._instance + f"{self._random('ids').getrandbits(96):024x}"
 
     def _random(self, stream: str) -> random.Random:
         """A random stream derived from ``config.seed``, so runs repeat exactly."""

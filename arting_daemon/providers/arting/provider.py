@@ -92,6 +92,16 @@ class ArtingProvider(Provider):
         state = work.provider_state
         return state.get("request_id") is not None or state.get("tasks") is not None
 
+    def foreign(self, work: Work) -> str | None:
+        """A job's ids are its upstream's: polled elsewhere (another replica's own
+        ``--sandbox`` emulator) the id names nothing, or another job."""
+        sent_to = work.provider_state.get("upstream")
+        if sent_to is None or sent_to == self.client.base:
+            return None
+        return (f"This job was sent to {sent_to}, and the replica that took it over talks "
+                f"to {self.client.base}: replicas must share one upstream (`base_url`; with "
+                "--sandbox each replica has an emulator of its own). Submit it again.")
+
     def attempt(self, work: Work, deadline: float) -> ArtingAttempt:
         if isinstance(work.generation, Upscale):
             return UpscaleAttempt(self, work, deadline)
@@ -289,6 +299,7 @@ class GenerationAttempt(ArtingAttempt):
         assert isinstance(gen, Generation)
         retry_until = self.retry_until()
         image_url = await self._init_image_url(retry_until) if gen.is_img2img else None
+        self.state["upstream"] = p.client.base
         self.state["request_id"], sent = await self.send_stamped(
             lambda token: p.client.create(gen, token, image_url), retry_until)
         return sent
@@ -329,7 +340,7 @@ class UpscaleAttempt(ArtingAttempt):
                 partial(p.client.enhance, url, upscale.scale), retry_until)
             tasks.append(task)
             started = started or sent
-        self.state["tasks"] = tasks
+        self.state["upstream"], self.state["tasks"] = p.client.base, tasks
         return started or self.provider.pool.clock.time()
 
     async def follow(self, progress: OnProgress) -> list[str]:
