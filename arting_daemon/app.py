@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import auth, datadir, logs
+from . import auth, datadir, imaging, logs
 from .backends import choose
 from .clock import SYSTEM, Clock
 from .config import ConfigError, Settings
@@ -193,6 +193,7 @@ async def state_context(app: web.Application) -> AsyncIterator[None]:
     app[METRICS] = Metrics()
     app[STATS] = DurationStats(Timing.of(settings))
     app[STORE] = ImageStore(settings.data_dir)
+    imaging.guard(max(settings.max_input_pixels, settings.max_upscale_pixels))
     yield
 
 
