@@ -123,9 +123,9 @@ def build_upscale(sources: list[Source], scale: Any, version: str, max_images: i
 
 
 def too_large(what: str, max_pixels: int, param: str) -> InvalidRequest:
-    return InvalidRequest(f"{what} would have more than {max_pixels} pixels, the most an "
-                          "upscale may make (max_upscale_pixels); ask for a smaller size.",
-                          param=param)
+    return InvalidRequest(f"{what} would have more than {max_pixels / 1e6:.1f} megapixels "
+                          f"({max_pixels} pixels), the most an upscale may make "
+                          "(max_upscale_pixels); ask for a smaller size.", param=param)
 
 
 def arting_scale(factor: float) -> int:
