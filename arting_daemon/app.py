@@ -325,7 +325,7 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
 async def expiry_context(app: web.Application) -> AsyncIterator[None]:
     """Job records expire after ``job_retention``; images no record names are removed."""
     expiry = Expiry(app[SETTINGS].job_retention, app[JOURNAL], app[STORE], app[ENGINE],
-                    app[CLOCK])
+                    app[CLOCK], bounded=app[RETENTION])
     app[EXPIRY] = expiry
     expiry.start()
     try:

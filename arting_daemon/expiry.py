@@ -21,6 +21,7 @@ from .clock import Clock
 from .engine.jobs import Job
 from .engine.journal import JobJournal
 from .engine.runner import Runner
+from .retention import Retention
 from .store import ImageStore
 from .tasks import stop
 
@@ -34,13 +35,16 @@ ORPHAN_GRACE = 3600.0
 
 
 class Expiry:
-    def __init__(self, retention: float | None, journal: JobJournal[Job], store: ImageStore,
-                 runner: Runner, clock: Clock) -> None:
-        self.retention = retention
+    def __init__(self, job_retention: float | None, journal: JobJournal[Job],
+                 store: ImageStore, runner: Runner, clock: Clock,
+                 bounded: Retention | None = None) -> None:
+        self.job_retention = job_retention
         self.journal = journal
         self.store = store
         self.runner = runner
         self.clock = clock
+        #: The bounded store's keeper (``retention.py``), told what was removed.
+        self.bounded = bounded
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -62,14 +66,16 @@ class Expiry:
         names; returns both."""
         now = self.clock.time()
         jobs: list[Job] = []
-        if self.retention is not None:
-            before = now - self.retention
+        if self.job_retention is not None:
+            before = now - self.job_retention
             self.runner.expire(before)
             jobs = await self.journal.expire(before)
             if self.runner.cache is not None:
                 for job in jobs:
                     await self.runner.cache.expire(job)
         images = await self._orphans(now)
+        if images and self.bounded is not None:
+            await self.bounded.forget(images)
         if jobs or images:
             log.info("expiry: removed %d job record(s) older than job_retention and %d "
                      "image(s) no job names", len(jobs), len(images))

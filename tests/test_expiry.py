@@ -149,3 +149,18 @@ async def cache_key(daemon, job_id: str) -> str:
     engine = daemon.app[ENGINE]
     job = await engine.get(job_id)
     return engine.cache.key(job.provider, job.owner, job.generation)
+
+
+def test_the_bounded_stores_index_forgets_what_the_sweep_removed(make_daemon):
+    from arting_daemon.state import RETENTION
+    clock = ManualClock()
+    daemon = make_daemon(clock=clock, store_max_images=1000)
+    resp = httpx.post(f"{daemon.url}/sdapi/v1/extra-single-image", timeout=30, json={
+        "image": picture((7, 7, 7)), "upscaler_1": "Nearest", "upscaling_resize": 2})
+    assert resp.status_code == 200
+    keeper = daemon.app[RETENTION]
+    daemon.call(keeper.trim())                 # the index written (a flush)
+    assert keeper.images == 2
+    daemon.advance(2 * 3600)
+    assert len(daemon.call(daemon.app[EXPIRY].sweep())[1]) == 2
+    assert (keeper.images, keeper.size) == (0, 0)
