@@ -140,8 +140,8 @@ def test_an_orphan_is_kept_through_its_grace(make_daemon):
     daemon.advance(600)
     assert daemon.call(daemon.app[EXPIRY].sweep())[1] == []
     assert stored(daemon) == made_now
-    daemon.advance(3600)
-    assert set(daemon.call(daemon.app[EXPIRY].sweep())[1]) == made_now
+    daemon.advance(3600)            # (the periodic sweep may take them as the clock passes)
+    daemon.call(daemon.app[EXPIRY].sweep())
     assert stored(daemon) == set()
 
 
@@ -161,6 +161,7 @@ def test_the_bounded_stores_index_forgets_what_the_sweep_removed(make_daemon):
     keeper = daemon.app[RETENTION]
     daemon.call(keeper.trim())                 # the index written (a flush)
     assert keeper.images == 2
-    daemon.advance(2 * 3600)
-    assert len(daemon.call(daemon.app[EXPIRY].sweep())[1]) == 2
+    daemon.advance(2 * 3600)        # (the periodic sweep may take them as the clock passes)
+    daemon.call(daemon.app[EXPIRY].sweep())
+    assert stored(daemon) == set()
     assert (keeper.images, keeper.size) == (0, 0)
