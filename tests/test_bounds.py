@@ -120,6 +120,28 @@ def test_an_arting_upscale_past_the_bound_is_refused_before_a_job(make_daemon):
     assert not daemon.sandbox.requests
 
 
+@pytest.mark.parametrize("body, param", [
+    ({"enable_hr": True, "hr_scale": 20}, "hr_scale"),
+    ({"enable_hr": True, "hr_resize_x": 12000, "hr_resize_y": 12000}, "hr_resize_x"),
+])
+def test_a_hires_fix_past_the_bound_is_refused_before_a_generation(daemon, body, param):
+    resp = httpx.post(f"{daemon.url}/sdapi/v1/txt2img", timeout=30,
+                      json={"prompt": "p", "width": 512, "height": 512, **body})
+    assert resp.status_code == 422, resp.text[:300]
+    (detail,) = resp.json()["detail"]
+    assert detail["loc"] == ["body", param] and "max_upscale_pixels" in detail["msg"]
+    assert not daemon.sandbox.requests_for("create")
+
+
+def test_an_sd_upscale_past_the_bound_is_refused_before_a_generation(daemon):
+    resp = httpx.post(f"{daemon.url}/sdapi/v1/img2img", timeout=30, json={
+        "prompt": "p", "init_images": [png_b64((512, 512))], "script_name": "SD upscale",
+        "script_args": [None, 64, "Lanczos", 20]})
+    assert resp.status_code == 422, resp.text[:300]
+    assert "max_upscale_pixels" in resp.text
+    assert not daemon.sandbox.requests_for("create")
+
+
 @pytest.mark.parametrize("protocol", ["jobs", "a1111", "openai"])
 def test_an_8000_square_init_image_is_refused_before_it_is_decoded(daemon, protocol):
     big = huge_png(8000, 8000)

@@ -46,8 +46,9 @@ def stored(daemon) -> set[str]:
     return {p.stem for p in root.rglob("*.png")} if root.exists() else set()
 
 
-def made(daemon, **body) -> dict:
-    resp = httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "fox", **body}, timeout=30)
+def made(daemon, headers: dict | None = None, **body) -> dict:
+    resp = httpx.post(f"{daemon.url}/arting/v1/jobs", json={"prompt": "fox", **body},
+                      headers=headers, timeout=30)
     assert resp.status_code == 202, resp.text[:300]
     job = daemon.wait_job(resp.json()["id"])
     assert job["state"] == "succeeded", job
@@ -59,7 +60,7 @@ def test_job_retention_removes_old_records_their_cache_entries_and_orphans(make_
     clock = ManualClock()
     daemon = make_daemon(clock=clock, job_retention=10 * DAY, **backend)
     shared = picture((1, 2, 3))
-    old = made(daemon, init_image=shared, seed=7)
+    old = made(daemon, {"Idempotency-Key": "k-old"}, init_image=shared, seed=7)
     old_only = made(daemon, init_image=picture((200, 0, 0)), seed=8)
     daemon.advance(6 * DAY)
     kept = made(daemon, init_image=shared, seed=9)       # names the same init image
@@ -112,10 +113,12 @@ def test_job_retention_removes_old_records_their_cache_entries_and_orphans(make_
     again = httpx.post(f"{daemon.url}/arting/v1/jobs", timeout=30,
                        json={"prompt": "fox", "init_image": shared, "seed": 9})
     assert again.json()["cache"] == "hit" and again.json()["cached_from"] == kept["id"]
-    # and the expired one is made anew
+    # and the expired one is made anew, its idempotency key free again
     anew = httpx.post(f"{daemon.url}/arting/v1/jobs", timeout=30,
+                      headers={"Idempotency-Key": "k-old"},
                       json={"prompt": "fox", "init_image": shared, "seed": 7})
-    assert anew.json()["cache"] == "miss"
+    assert anew.status_code == 202, anew.text[:300]
+    assert anew.json()["id"] != old["id"] and anew.json()["cache"] == "miss"
     daemon.wait_job(anew.json()["id"])
 
 
