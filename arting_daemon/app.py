@@ -34,13 +34,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import auth, datadir, logs
+from . import auth, datadir, imaging, logs
 from .backends import choose
 from .clock import SYSTEM, Clock
 from .config import ConfigError, Settings
 from .engine.cache import ResultCache
 from .engine.jobs import Job
 from .engine.runner import Runner, RunnerSettings
+from .expiry import Expiry
 from .facades import (catalog_view, docs, jobs, keys, models, openai_chat, openai_errors,
                       openai_images, ops, origin, sdapi, sdapi_errors, status, views,
                       web as web_page, ws)
@@ -52,9 +53,9 @@ from .openapi import API
 from .provider_config import ProviderConfig, check as check_providers
 from .providers.build import Services, open_providers
 from .retention import StoreLimits
-from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, FOLLOWERS, GATE,
-                    HTTP, JOURNAL, KEYS, METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES,
-                    SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS, WS_CLIENTS)
+from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, EXPIRY,
+                    FOLLOWERS, GATE, HTTP, JOURNAL, KEYS, METRICS, PROVIDER, REQUEST_ID,
+                    RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 from .transport.director import Sessions, plan_of
@@ -72,7 +73,8 @@ def create_app(settings: Settings, clock: Clock = SYSTEM) -> web.Application:
     app[FOLLOWERS] = Followers()
     app.cleanup_ctx.extend([sandbox_context, state_context, backend_context, journal_context,
                             keys_context, http_context, provider_context, runner_context,
-                            a1111_context, webhooks_context, retention_context])
+                            a1111_context, webhooks_context, retention_context,
+                            expiry_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -198,6 +200,7 @@ async def state_context(app: web.Application) -> AsyncIterator[None]:
     app[METRICS] = Metrics()
     app[STATS] = DurationStats(Timing.of(settings))
     app[STORE] = ImageStore(settings.data_dir)
+    imaging.guard(max(settings.max_input_pixels, settings.max_upscale_pixels))
     yield
 
 
@@ -323,6 +326,18 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await retention.close()
+
+
+async def expiry_context(app: web.Application) -> AsyncIterator[None]:
+    """Job records expire after ``job_retention``; images no record names are removed."""
+    expiry = Expiry(app[SETTINGS].job_retention, app[JOURNAL], app[STORE], app[ENGINE],
+                    app[CLOCK], bounded=app[RETENTION])
+    app[EXPIRY] = expiry
+    expiry.start()
+    try:
+        yield
+    finally:
+        await expiry.close()
 
 
 async def a1111_context(app: web.Application) -> AsyncIterator[None]:

@@ -233,6 +233,14 @@ class Settings(BaseModel):
                             "Width and height are rounded to a multiple of this.", ge=1, le=256)
     max_images: int = _s(4, "ARTING_MAX_IMAGES", "Most images one request may ask for.",
                          ge=1, le=64)
+    max_input_pixels: int = _s(4096 * 4096, "ARTING_MAX_INPUT_PIXELS",
+                               "Largest width × height of a picture a client sends (init "
+                               "images, masks, pictures to upscale), read from its header "
+                               "before it is decoded; larger ones get 400.", ge=64 * 64)
+    max_upscale_pixels: int = _s(8192 * 8192, "ARTING_MAX_UPSCALE_PIXELS",
+                                 "Largest width × height an upscale may make (Arting's or "
+                                 "the local `Lanczos` and `Nearest`); a request for more "
+                                 "gets 400 before any work.", ge=64 * 64)
     max_prompt_chars: int = _s(4000, "ARTING_MAX_PROMPT_CHARS",
                                "Longest prompt accepted, in characters.", ge=1)
     default_nsfw: bool = _s(False, "ARTING_DEFAULT_NSFW",
@@ -291,6 +299,11 @@ class Settings(BaseModel):
     store_max_images: int | None = _s(None, "ARTING_STORE_MAX_IMAGES",
                                       "Most images the store keeps; past it, the least "
                                       "recently served are removed. Unset: no limit.", ge=1)
+    job_retention: float | None = _s(30 * 86400.0, "ARTING_JOB_RETENTION",
+                                     "Seconds a finished job's record is kept; then it is "
+                                     "removed, with its result-cache entry and the stored "
+                                     "images no other job refers to. Unset: kept for ever.",
+                                     gt=0)
 
     # --- webhooks -----------------------------------------------------------------------
     webhook_urls: list[str] = _s([], "ARTING_WEBHOOK_URLS",

@@ -254,6 +254,9 @@ def scheduler_name(value: str | None) -> str:
 _SCHEDULER_SPELLINGS = sorted({s for name, label in catalog.SCHEDULERS.items()
                                for s in (name, label.lower())}, key=len, reverse=True)
 
+#: The most LoRAs one generation may use (Arting's own page offers three).
+MAX_LORAS = 8
+
 _LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
 
 
@@ -291,6 +294,7 @@ def parse_loras(loras: Any = None, lora_ids: Any = None,
     if loras:
         if not isinstance(loras, list):
             raise InvalidRequest("loras must be a list of {id, weight}.", param="loras")
+        _count_loras(len(loras))
         for item in loras:
             if isinstance(item, str):
                 lid, _, weight = item.partition(":")
@@ -303,6 +307,7 @@ def parse_loras(loras: Any = None, lora_ids: Any = None,
                 raise InvalidRequest("each LoRA needs an id.", param="loras")
     if lora_ids:
         ids = [x.strip() for x in str(lora_ids).split(",") if x.strip()]
+        _count_loras(len(out) + len(ids), "lora_ids")
         weights = [_weight(x, "lora_weight") for x in str(lora_weight or "0.7").split(",")
                    if x.strip()] or [0.7]
         if len(weights) not in (1, len(ids)):
@@ -311,6 +316,12 @@ def parse_loras(loras: Any = None, lora_ids: Any = None,
         out.extend(Lora(id=i, weight=weights[k if len(weights) > 1 else 0])
                    for k, i in enumerate(ids))
     return tuple(out)
+
+
+def _count_loras(count: int, param: str = "loras") -> None:
+    if count > MAX_LORAS:
+        raise InvalidRequest(f"A generation may use at most {MAX_LORAS} LoRAs; got {count}.",
+                             param=param)
 
 
 def _weight(value: Any, param: str) -> float:
@@ -359,6 +370,8 @@ def build_generation(rules: Rules, models: Catalog, *, prompt: Any,
         raise InvalidRequest("clip_skip must be between 1 and 12.", param="clip_skip")
     if strength is not None and not 0 <= strength <= 1:
         raise InvalidRequest("strength must be between 0 and 1.", param="strength")
+    loras = tuple(loras)
+    _count_loras(len(loras))
     for lora in loras:
         if not 0 <= lora.weight <= 2 or not lora.id or "," in lora.id:
             raise InvalidRequest(f"LoRA {lora.id!r}: ids may not contain commas and weights "
@@ -369,7 +382,7 @@ def build_generation(rules: Rules, models: Catalog, *, prompt: Any,
         n=n,
         seed=seed % (MAX_SEED + 1), steps=steps or 25,
         guidance=7.0 if guidance is None else guidance,
-        sampler=resolve_sampler(sampler), clip_skip=clip_skip or 2, loras=tuple(loras),
+        sampler=resolve_sampler(sampler), clip_skip=clip_skip or 2, loras=loras,
         nsfw=rules.default_nsfw if nsfw is None else nsfw,
         init_image=init_image,
         strength=(0.7 if strength is None else strength) if init_image else None,

@@ -14,13 +14,24 @@ import base64
 import binascii
 import io
 import struct
+import warnings
 import zlib
 
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .errors import InvalidRequest
 
-MAX_PIXELS = 64 * 1024 * 1024
+#: The formats a client's picture may be in: each reads its size from a header and decodes
+#: nothing before ``load`` (and none runs a program, as Pillow's EPS plug-in does).
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+
+
+def guard(max_pixels: int) -> None:
+    """Pillow's own decompression-bomb guard set to the largest picture the daemon ever
+    opens (``max_pixels``), its warning an error: a bigger one is never decoded, whoever
+    opens it. Process-wide, as Pillow's setting is."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def decode_b64(value: str, param: str) -> bytes:
@@ -33,17 +44,33 @@ def decode_b64(value: str, param: str) -> bytes:
         raise InvalidRequest(f"{param} is not valid base64 image data.", param=param) from None
 
 
-def open_image(data: bytes, param: str) -> Image.Image:
+def open_image(data: bytes, param: str, max_pixels: int) -> Image.Image:
+    """A client's picture, decoded only once its header says it has at most ``max_pixels``
+    pixels (``max_input_pixels``)."""
+    unreadable = InvalidRequest(f"{param} is not an image Pillow can read (PNG, JPEG, WebP, "
+                                "GIF, BMP).", param=param)
     try:
-        img = Image.open(io.BytesIO(data))
-        if img.width * img.height > MAX_PIXELS:
-            raise InvalidRequest(f"{param} is too large ({img.width}x{img.height}).",
-                                 param=param)
+        img = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise too_many_pixels(param, max_pixels) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise unreadable from None
+    if img.width * img.height > max_pixels:
+        raise too_many_pixels(param, max_pixels, img.width, img.height)
+    try:
         img.load()
-        return img
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise InvalidRequest(f"{param} is not an image Pillow can read (PNG, JPEG, WebP…).",
-                             param=param) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning):
+        raise unreadable from None
+    return img
+
+
+def too_many_pixels(param: str, max_pixels: int, width: int = 0,
+                    height: int = 0) -> InvalidRequest:
+    size = f" ({width}x{height})" if width else ""
+    return InvalidRequest(f"{param} is too large{size}: pictures sent may have at most "
+                          f"{max_pixels} pixels (max_input_pixels); send a smaller one.",
+                          param=param)
 
 
 def _png(img: Image.Image) -> bytes:
@@ -52,16 +79,16 @@ def _png(img: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def init_image(data: bytes, param: str = "image") -> tuple[bytes, int, int]:
+def init_image(data: bytes, param: str, max_pixels: int) -> tuple[bytes, int, int]:
     """An init image as RGB PNG bytes, with its size."""
-    img = open_image(data, param)
+    img = open_image(data, param, max_pixels)
     rgb = img.convert("RGB")
     return _png(rgb), rgb.width, rgb.height
 
 
-def mask_from_alpha(data: bytes, param: str = "mask") -> bytes:
+def mask_from_alpha(data: bytes, param: str, max_pixels: int) -> bytes:
     """OpenAI's mask: fully transparent pixels mark where to edit."""
-    img = open_image(data, param)
+    img = open_image(data, param, max_pixels)
     if "A" not in img.getbands():
         raise InvalidRequest("The mask must have an alpha channel: transparent pixels mark "
                              "the area to edit.", param=param)
@@ -69,10 +96,10 @@ def mask_from_alpha(data: bytes, param: str = "mask") -> bytes:
     return _png(alpha.point(lambda a: 255 if a == 0 else 0))
 
 
-def mask_from_luma(data: bytes, param: str = "mask", blur: int = 0) -> bytes:
+def mask_from_luma(data: bytes, param: str, max_pixels: int, blur: int = 0) -> bytes:
     """A1111's mask: white marks where to repaint; ``blur`` softens its edge by that
     many pixels, as A1111's ``mask_blur`` does."""
-    mask = open_image(data, param).convert("L")
+    mask = open_image(data, param, max_pixels).convert("L")
     if blur > 0:
         mask = mask.filter(ImageFilter.GaussianBlur(blur))
     return _png(mask)

@@ -129,7 +129,9 @@ TAGS = {
     "Web page": "The built-in web page and these docs.",
 }
 
-WHY = {400: "The request breaks a rule or a limit (the message says which).",
+WHY = {400: "The request breaks a rule or a limit, the message says which: a size, a picture "
+            "past `max_input_pixels` (measured before it is decoded), an upscale past "
+            "`max_upscale_pixels`, JSON nested over 32 deep, more than 8 LoRAs.",
        401: "No valid API key.",
        403: "The key may not do this (an admin route, or a model or limit of the key's); "
             "or a page of another origin asked, one `cors_origins` does not list.",

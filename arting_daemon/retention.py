@@ -180,6 +180,10 @@ class Retention:
                      " (still over a cap: the rest is in use or new)" if self.over() else "")
         return removed
 
+    async def forget(self, hashes: list[str]) -> None:
+        """Drop from the index images removed by others (``expiry.py``)."""
+        await self.journal.call(partial(self._drop, gone=hashes))
+
     def _remove(self, hashes: list[str]) -> list[str]:
         return [digest for digest in hashes if self.store.remove(digest, FRESH)]
 

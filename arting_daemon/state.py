@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .clock import Clock
     from .engine.jobs import Job
+    from .expiry import Expiry
     from .engine.journal import JobJournal
     from .engine.runner import Runner
     from .facades.a1111_state import A1111Store
@@ -64,6 +65,8 @@ WS_CLIENTS: web.AppKey[set] = web.AppKey("ws_clients", set)
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
 #: The bounded store's keeper, or None when the store has no cap.
 RETENTION: web.AppKey[Retention | None] = web.AppKey("retention")
+#: What removes expired job records and the images no record names.
+EXPIRY: web.AppKey[Expiry] = web.AppKey("expiry")
 
 #: Per request: its id (for logs), the CORS origin to echo, and who it is from.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -120,13 +120,13 @@ class ImageStore:
         """Whether the image was served after ``since`` (and not yet taken)."""
         return self._served.get(digest, 0.0) > since
 
-    def remove(self, digest: str, fresh: float) -> bool:
-        """Delete an image unless it was stored within ``fresh`` seconds (blocking: call
-        it in a thread). True when the image is gone."""
+    def remove(self, digest: str, fresh: float, now: float | None = None) -> bool:
+        """Delete an image unless it was stored within ``fresh`` seconds of ``now`` (default:
+        the time now) (blocking: call it in a thread). True when the image is gone."""
         path = self.path(digest)
         with self._lock:
             try:
-                if path.stat().st_mtime > time.time() - fresh:
+                if path.stat().st_mtime > (time.time() if now is None else now) - fresh:
                     return False
                 path.unlink()
             except FileNotFoundError:

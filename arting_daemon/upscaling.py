@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from .errors import InvalidRequest
 from .generation import Generation
-from .imaging import MAX_PIXELS
 
 #: The factors image-enhance offers.
 SCALES = (2, 4)
@@ -113,15 +112,20 @@ def check_request(count: int, scale: Any, max_images: int, param: str = "images"
 
 
 def build_upscale(sources: list[Source], scale: Any, version: str, max_images: int,
-                  param: str = "images") -> Upscale:
-    """Check an upscale against the limits."""
+                  max_pixels: int, param: str = "images") -> Upscale:
+    """Check an upscale against the limits (``max_pixels``: ``max_upscale_pixels``)."""
     check_request(len(sources), scale, max_images, param)
     for source in sources:
-        if source.width * scale * source.height * scale > MAX_PIXELS:
-            raise InvalidRequest(
-                f"A {source.width}x{source.height} image upscaled {scale}× would have more "
-                f"than {MAX_PIXELS // 2**20} megapixels; upscale a smaller one.", param=param)
+        if source.width * scale * source.height * scale > max_pixels:
+            raise too_large(f"A {source.width}x{source.height} picture upscaled {scale}×",
+                            max_pixels, param)
     return Upscale(images=tuple(sources), scale=scale, version=version)
+
+
+def too_large(what: str, max_pixels: int, param: str) -> InvalidRequest:
+    return InvalidRequest(f"{what} would have more than {max_pixels / 1e6:.1f} megapixels "
+                          f"({max_pixels} pixels), the most an upscale may make "
+                          "(max_upscale_pixels); ask for a smaller size.", param=param)
 
 
 def arting_scale(factor: float) -> int:

@@ -105,5 +105,11 @@ class ResultCache:
         """Note a job that succeeded (queued with its final record, see the module)."""
         self.index.note(self.key(job.provider, job.owner, job.generation), job.id)
 
+    async def expire(self, job: Job) -> None:
+        """Forget the entry of a job whose record expired, unless a newer job holds it."""
+        key = self.key(job.provider, job.owner, job.generation)
+        if await self.index.find(key) == job.id:
+            self.index.forget(key)
+
     def _all_stored(self, job: Job) -> bool:
         return all(self.store.exists(image.hash) for image in job.images)

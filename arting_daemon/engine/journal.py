@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -66,6 +67,13 @@ TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 LINGER = 0.005
 
 log = logging.getLogger(__name__)
+_IMAGE_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def mentioned(record: str) -> set[str]:
+    """The stored images a job record names (its results, init image, mask, pictures to
+    upscale): every sha256 in its text, so no field that names one is missed."""
+    return set(_IMAGE_HASH.findall(record))
 
 
 # --- migrations ---------------------------------------------------------------------------
@@ -168,6 +176,12 @@ class JobJournal(Protocol[T]):
 
     async def outcomes(self, since: float, owner: str | None = None) -> list[Outcome]:
         """Finished jobs since ``since``: (owner, UTC day, model, state, jobs, images)."""
+
+    async def expire(self, before: float) -> list[T]:
+        """Remove the records of the jobs that finished before ``before``; returns them."""
+
+    async def references(self) -> set[str]:
+        """Every stored image a job record names (``mentioned``)."""
 
     def attach(self, *, adopt: Callable[[T], Awaitable[bool]], cancel: Callable[[str], None],
                drop: Callable[[str], None]) -> None:
@@ -340,6 +354,36 @@ class Journal(Generic[T]):
         def run() -> list[Outcome]:
             assert self._db is not None
             return self._db.execute(sql, args).fetchall()
+        return await self._run(run)
+
+    async def expire(self, before: float) -> list[T]:
+        """Remove the records of the jobs that finished before ``before`` (``job_retention``);
+        returns them."""
+        await self.flush()
+        marks = ",".join("?" * len(TERMINAL_STATES))
+
+        def run() -> list[T]:
+            assert self._db is not None
+            rows = self._db.execute(f"SELECT id, record FROM jobs WHERE finished_at < ? AND "
+                                    f"state IN ({marks})", (before, *TERMINAL_STATES)
+                                    ).fetchall()
+            jobs = self._loaded(rows)
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM jobs WHERE id = ?",
+                                     [(job_id,) for job_id, _ in rows])
+            return jobs
+        return await self._run(run)
+
+    async def references(self) -> set[str]:
+        await self.flush()
+
+        def run() -> set[str]:
+            assert self._db is not None
+            found: set[str] = set()
+            for (text,) in self._db.execute("SELECT record FROM jobs"):
+                found |= mentioned(text)
+            return found
         return await self._run(run)
 
     # --- what replicas share (one daemon: nothing to share) ------------------------------

@@ -486,6 +486,15 @@ class Runner:
             if oldest.idempotency_key:
                 self._by_key.pop(oldest.idempotency_key, None)
 
+    def expire(self, before: float) -> None:
+        """Forget the finished jobs that ended before ``before`` (``job_retention``: their
+        records are being removed)."""
+        for job in [j for j in self._jobs.values()
+                    if j.state.terminal and (j.finished_at or 0) < before]:
+            del self._jobs[job.id]
+            if job.idempotency_key and self._by_key.get(job.idempotency_key) is job:
+                del self._by_key[job.idempotency_key]
+
     def _reported(self, job: Job, fraction: float) -> None:
         job.reported_progress = min(1.0, max(0.0, fraction))
         self._notify(job)

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 
+#: How deeply a request's JSON may nest: no client's body goes past a few levels, and
+#: deeper ones would exhaust the parser's stack (a 500) for nothing.
+MAX_DEPTH = 32
+
+
 async def read_json(request: web.Request) -> Any:
     """The body as JSON, or an ``InvalidRequest`` that says what is wrong with it."""
     try:
@@ -34,31 +39,43 @@ async def read_json(request: web.Request) -> Any:
         raise too_large(request) from None
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    return parse_json(raw, "The request body")
+
+
+def parse_json(raw: str | bytes, what: str) -> Any:
+    """JSON text a client sent, nested at most ``MAX_DEPTH`` deep, holding only text."""
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise too_deep(what) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON ({exc}).") from None
-    _check_text(data)
+        raise InvalidRequest(f"{what} is not valid JSON ({exc}).") from None
+    _check(data, MAX_DEPTH, what)
     return data
 
 
-def _check_text(value: Any) -> None:
-    """JSON may escape lone UTF-16 surrogates ("\\ud800"), which no UTF-8 text can hold,
-    so nothing downstream (Arting, logs, answers) could carry them: refuse them here."""
+def too_deep(what: str) -> InvalidRequest:
+    return InvalidRequest(f"{what} nests arrays and objects more than {MAX_DEPTH} deep.")
+
+
+def _check(value: Any, depth: int, what: str) -> None:
+    """Refuse nesting past ``MAX_DEPTH``, and lone UTF-16 surrogates: JSON may escape them
+    ("\\ud800"), but no UTF-8 text can hold them, so nothing downstream (Arting, logs,
+    answers) could carry them."""
     if isinstance(value, str):
         if not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise InvalidRequest("The request body holds a lone surrogate escape "
-                                     "(like \\ud800), which is not text.") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key)
-            _check_text(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_text(item)
+                raise InvalidRequest(f"{what} holds a lone surrogate escape (like \\ud800), "
+                                     "which is not text.") from None
+    elif isinstance(value, dict | list):
+        if depth <= 0:
+            raise too_deep(what)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _check(key, depth - 1, what)
+            _check(item, depth - 1, what)
 
 
 def too_large(request: web.Request) -> PayloadTooLarge:

@@ -7,6 +7,9 @@ by hash for the ``Generation``. Pictures to upscale come the same ways, or as th
 an image the store has already (a result, with its origin); they become an ``Upscale``'s
 sources.
 Decoding and Pillow work run off the event loop.
+
+A picture is taken in only for a caller with room left (``Gate.room``), and decoded only
+once its header says it is within ``max_input_pixels``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Literal
 from aiohttp import web
 
 from .. import imaging, provenance
+from ..auth import principal
 from ..errors import FeatureDisabled, NotFound
-from ..state import PROVIDER, STORE
+from ..state import GATE, PROVIDER, SETTINGS, STORE
 from ..store import ImageStore, png_size
 from ..upscaling import Source
 
@@ -64,13 +68,15 @@ async def take_init_image(request: web.Request, image: bytes | str, param: str, 
     ``mask_from``: ``luma`` (white = repaint, softened by ``blur`` pixels as A1111's
     ``mask_blur``) or ``alpha`` (transparent = edit, OpenAI's); ``invert`` flips it.
     """
+    limit = await admitted(request)
+
     def convert() -> tuple[bytes, int, int, bytes | None]:
-        png, width, height = imaging.init_image(_raw(image, param), param)
+        png, width, height = imaging.init_image(_raw(image, param), param, limit)
         mask_png = None
         if mask is not None:
             raw = _raw(mask, mask_param)
-            mask_png = (imaging.mask_from_alpha(raw, mask_param) if mask_from == "alpha"
-                        else imaging.mask_from_luma(raw, mask_param, blur=blur))
+            mask_png = (imaging.mask_from_alpha(raw, mask_param, limit) if mask_from == "alpha"
+                        else imaging.mask_from_luma(raw, mask_param, limit, blur=blur))
             if invert:
                 mask_png = imaging.invert_mask(mask_png)
         return png, width, height, mask_png
@@ -92,8 +98,9 @@ async def take_source(request: web.Request, image: bytes | str, param: str,
             raise NotFound(f"{param}: no stored image has the hash {image}; send the image "
                            "itself (base64 or a data URL) instead.", param=param)
         return await stored_source(store, image, seed)
+    limit = await admitted(request)
     png, width, height = await asyncio.to_thread(
-        lambda: imaging.init_image(_raw(image, param), param))
+        lambda: imaging.init_image(_raw(image, param), param, limit))
     return Source(hash=(await store.put(png)).hash, width=width, height=height, seed=seed)
 
 
@@ -104,6 +111,13 @@ async def stored_source(store: ImageStore, digest: str, seed: int = -1) -> Sourc
     width, height = png_size(data) or (0, 0)
     return Source(hash=digest, width=width, height=height, seed=seed,
                   origin=provenance.origin(data))
+
+
+async def admitted(request: web.Request) -> int:
+    """Refuse a caller with no room left before its picture is read (``Gate.room``);
+    returns the pixels a picture may have (``max_input_pixels``)."""
+    await request.config_dict[GATE].room(principal(request))
+    return request.config_dict[SETTINGS].max_input_pixels
 
 
 def _raw(value: bytes | str, param: str) -> bytes:

@@ -101,7 +101,8 @@ async def _upscale(request: web.Request, body: UpscaleRequest) -> Upscale:
     check_request(len(images), body.scale, settings.max_images)
     sources = [await take_source(request, image, f"images.{i}") for i, image in
                enumerate(images)]
-    return build_upscale(sources, body.scale, settings.upscale_version, settings.max_images)
+    return build_upscale(sources, body.scale, settings.upscale_version, settings.max_images,
+                         settings.max_upscale_pixels)
 
 
 async def _generation(request: web.Request, body: GenerateRequest) -> Generation:

@@ -140,6 +140,28 @@ def clip_skip_option(value: Any) -> int:
     return value
 
 
+#: Bounds on the options a client sets: a name's length, one value's size as JSON, and
+#: how many names A1111 does not have may be kept (what is set is stored, and every
+#: ``GET /options`` answers it).
+MAX_OPTION_NAME, MAX_OPTION_BYTES, MAX_UNKNOWN_OPTIONS = 128, 64 * 1024, 64
+
+
+def check_options(data: dict[str, Any], kept: dict[str, Any]) -> None:
+    """Refuse options past the bounds, naming the first."""
+    for name, value in data.items():
+        if len(name) > MAX_OPTION_NAME:
+            raise InvalidRequest(f"Option names may be at most {MAX_OPTION_NAME} characters "
+                                 f"long; {name[:40]!r}… is longer.", param=name[:40])
+        if len(json.dumps(value)) > MAX_OPTION_BYTES:
+            raise InvalidRequest(f"The option {name} is larger than {MAX_OPTION_BYTES} bytes "
+                                 "as JSON.", param=name)
+    unknown = {name for name in (*kept, *data)
+               if name not in DEFAULT_OPTIONS and name not in UNSTORED}
+    if len(unknown) > MAX_UNKNOWN_OPTIONS:
+        raise InvalidRequest(f"At most {MAX_UNKNOWN_OPTIONS} options A1111 does not have may "
+                             f"be set; this would make {len(unknown)}.")
+
+
 #: A1111's options: every name → its value (``sd_model_checkpoint`` among them).
 Options = dict[str, Any]
 
@@ -187,6 +209,7 @@ async def set_options(request: web.Request) -> web.Response:
     layer = options_layer(request)
     base_model, base = await state.read() if layer is not None else (None, {})
     chosen, options = await state.read(layer)
+    check_options(data, options)
     model = find_model(models, data["sd_model_checkpoint"]) \
         if "sd_model_checkpoint" in data else chosen
     if layer is not None and model == (base_model or models.default_model):
@@ -322,6 +345,9 @@ async def _generate(request: web.Request, body: Txt2ImgRequest, kind: str,
                                                              gens[0].height),
             hires_params(body, f"{sdapi_upscale.ARTING} (image-enhance "
                                f"{request.config_dict[SETTINGS].upscale_version})"))
+    if upscaling is not None:       # refused now, before images are paid for
+        upscaling.target.within(request.config_dict[SETTINGS].max_upscale_pixels,
+                                gens[0].width, gens[0].height)
     reuse = may_reuse(request, body.seed)
     async with _in_flight(request, kind) as batch:
         for gen in gens:

@@ -83,12 +83,14 @@ def sd_upscale(body: Txt2ImgRequest, settings: Settings, width: int,
     said = {"SD upscale overlap": overlap, "SD upscale upscaler": chosen}
     if chosen == "None":    # A1111 redraws the init image as it is: at its own size
         return Upscaling("Lanczos", sdapi_upscale.Target(size=(width, height), crop=True,
-                                                         exact=True), said)
+                                                         exact=True, param="script_args"),
+                         said)
     final = (int(width * factor) // 8 * 8, int(height * factor) // 8 * 8)
     if min(final) < 8:
         raise InvalidRequest("SD upscale's factor makes the picture smaller than 8 pixels.",
                              param="script_args")
-    return Upscaling(chosen, sdapi_upscale.Target(size=final, crop=True, exact=True), said)
+    return Upscaling(chosen, sdapi_upscale.Target(size=final, crop=True, exact=True,
+                                                  param="script_args"), said)
 
 
 def _number(value: Any, param: str) -> float:

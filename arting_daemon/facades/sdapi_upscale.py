@@ -29,7 +29,7 @@ from ..engine.jobs import Job, JobState
 from ..errors import InvalidRequest
 from ..state import PROVIDER, SETTINGS, STORE
 from ..store import ImageStore, png_size
-from ..upscaling import Source, Upscale, arting_scale, build_upscale
+from ..upscaling import Source, Upscale, arting_scale, build_upscale, too_large
 from .intake import take_source
 from .sdapi_models import ExtrasOptions, Txt2ImgRequest
 
@@ -60,6 +60,8 @@ class Target:
     size: tuple[int, int] | None = None
     crop: bool = False
     exact: bool = False
+    #: The request's field that names it, for a refusal.
+    param: str = "upscaling_resize"
 
     def by(self, width: int, height: int) -> float:
         if self.size is None:
@@ -75,6 +77,19 @@ class Target:
     def cut(self) -> tuple[int, int] | None:
         return self.size if self.crop else None
 
+    def within(self, max_pixels: int, width: int | None = None,
+               height: int | None = None) -> None:
+        """Refuse a target of more than ``max_pixels`` (``max_upscale_pixels``): the size
+        asked for, or (given a picture's size) what that picture would become."""
+        if width is None or height is None:
+            if self.size is not None and self.size[0] * self.size[1] > max_pixels:
+                raise too_large(f"{self.size[0]}x{self.size[1]}", max_pixels, self.param)
+            return
+        final = self.final(width, height)
+        if final[0] * final[1] > max_pixels:
+            raise too_large(f"A {width}x{height} picture upscaled to {final[0]}x{final[1]}",
+                            max_pixels, self.param)
+
 
 def extras_target(body: ExtrasOptions) -> Target:
     if body.resize_mode == 1:
@@ -82,7 +97,7 @@ def extras_target(body: ExtrasOptions) -> Target:
             raise InvalidRequest("upscaling_resize_w and upscaling_resize_h must be at least 1.",
                                  param="upscaling_resize_w")
         return Target(size=(body.upscaling_resize_w, body.upscaling_resize_h),
-                      crop=body.upscaling_crop)
+                      crop=body.upscaling_crop, param="upscaling_resize_w")
     if body.upscaling_resize <= 0:
         raise InvalidRequest("upscaling_resize must be more than 0.", param="upscaling_resize")
     return Target(factor=body.upscaling_resize)
@@ -95,12 +110,12 @@ def hires_target(body: Txt2ImgRequest, width: int, height: int) -> Target:
     if x <= 0 and y <= 0:
         if body.hr_scale <= 0:
             raise InvalidRequest("hr_scale must be more than 0.", param="hr_scale")
-        return Target(factor=body.hr_scale, exact=True)
+        return Target(factor=body.hr_scale, exact=True, param="hr_scale")
     if x <= 0:
         x = y * width // height
     elif y <= 0:
         y = x * height // width
-    return Target(size=(x, y), crop=True, exact=True)
+    return Target(size=(x, y), crop=True, exact=True, param="hr_resize_x")
 
 
 async def upscale(request: web.Request, sources: list[Source], upscaler: str | None,
@@ -109,6 +124,9 @@ async def upscale(request: web.Request, sources: list[Source], upscaler: str | N
     name = upscaler or "None"
     if name == "None":
         return [source.hash for source in sources]
+    limit = request.config_dict[SETTINGS].max_upscale_pixels
+    for source in sources:
+        target.within(limit, source.width, source.height)
     store = request.config_dict[STORE]
     if name in LOCAL:
         return [await _finish(store, source.hash, source, target, LOCAL[name])
@@ -139,7 +157,8 @@ async def arting(request: web.Request, sources: list[Source], target: Target,
         for start in range(0, len(indexes), settings.max_images):
             chunk = indexes[start:start + settings.max_images]
             requests.append(build_upscale([sources[i] for i in chunk], scale,
-                                          settings.upscale_version, settings.max_images))
+                                          settings.upscale_version, settings.max_images,
+                                          settings.max_upscale_pixels, target.param))
             order.append(chunk)
     hashes: list[str | None] = [None] * len(sources)
     for chunk, job in zip(order, await run(requests)):
@@ -170,6 +189,7 @@ async def extras(request: web.Request, body: ExtrasOptions, images: list[str],
     with ``extras_upscaler_2_visibility``. Face restoration is not offered (A1111's
     ``gfpgan_visibility`` and ``codeformer_*`` are accepted and ignored)."""
     target = extras_target(body)
+    target.within(request.config_dict[SETTINGS].max_upscale_pixels)   # before any picture
     sources = await take_sources(request, images, "image")
     out = await upscale(request, sources, body.upscaler_1, target, run)
     second = body.upscaler_2 not in (None, "None") and body.extras_upscaler_2_visibility > 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Annotated, Any, Literal
 
 from aiohttp import WSMsgType, web
@@ -33,7 +32,7 @@ from ..errors import ArtingError, InvalidRequest, Unauthorized
 from ..openapi import Doc, operation
 from ..state import ENGINE, FOLLOWERS, GATE, PRINCIPAL, SETTINGS, WS_CLIENTS
 from . import openai_errors
-from .http import Answer, Sparse, parse_model
+from .http import Answer, Sparse, parse_json, parse_model
 from .job_requests import GenerateRequest, UpscaleRequest
 from .jobs import TICK, find_job, submit_job
 from .views import JobView, job_view
@@ -210,9 +209,10 @@ class _Session:
 
     async def _handle(self, text: str) -> None:
         try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
+            data = parse_json(text, "A message")
+        except InvalidRequest as err:
+            await self._error(err)
+            return
         if not isinstance(data, dict):
             await self._error(InvalidRequest("Each message must be a JSON object."))
             return

@@ -42,6 +42,22 @@ class Gate:
             if refused is not None:
                 self._refuse(principal.name, limit.field, refused)
 
+    async def room(self, principal: Principal) -> None:
+        """Refuse a key with nothing left of a counted limit (its images today, its jobs in
+        flight) before the pictures it sends are taken in, so they are never stored.
+        Whether a job fits is still decided when the runner admits it."""
+        key = principal.key
+        if key is None:
+            return
+        counted = [(limit, cap) for limit, cap in _set(key.limits)
+                   if limit.left is not None and limit.check(cap) is not None]
+        if not counted:
+            return
+        standing = await self.standing(principal.id)
+        for limit, cap in counted:
+            if limit.remaining(cap, standing) <= 0:
+                self._refuse(key.name, limit.field, limit.spent(cap, self.clock.time()))
+
     # --- for each job (the runner's admission) ------------------------------------------------
 
     async def admit(self, job: Job) -> None:

@@ -86,6 +86,10 @@ class Limit:
         """What is left of the limit, as the usage report shows it."""
         raise NotImplementedError
 
+    def spent(self, cap: int, now: float) -> ArtingError:
+        """Why a request is refused at the door when nothing is left of the limit."""
+        raise NotImplementedError
+
 
 class RequestsPerMinute(Limit):
     field, unit = "requests_per_minute", "req/min"
@@ -112,12 +116,15 @@ class MaxConcurrent(Limit):
         return Check(self.field, "jobs", cap)
 
     def refusal(self, cap: int, job: Job, standing: Standing, now: float) -> ArtingError:
-        return QuotaExceeded(f"This key may have {cap} job(s) in flight (max_concurrent), "
-                             "and has; try again when one ends.", limit=self.field,
-                             retry_after=5)
+        return self.spent(cap, now)
 
     def remaining(self, cap: int, standing: Standing) -> int:
         return max(0, cap - standing.load.get("jobs", 0))
+
+    def spent(self, cap: int, now: float) -> ArtingError:
+        return QuotaExceeded(f"This key may have {cap} job(s) in flight (max_concurrent), "
+                             "and has; try again when one ends.", limit=self.field,
+                             retry_after=5)
 
 
 class ImagesPerDay(Limit):
@@ -137,6 +144,11 @@ class ImagesPerDay(Limit):
 
     def remaining(self, cap: int, standing: Standing) -> int:
         return max(0, cap - standing.used.get("images", 0) - standing.load.get("images", 0))
+
+    def spent(self, cap: int, now: float) -> ArtingError:
+        return QuotaExceeded(f"This key may make {cap} images per UTC day (images_per_day), "
+                             "and none is left.", limit=self.field,
+                             retry_after=until_midnight(now))
 
 
 class Models(Limit):

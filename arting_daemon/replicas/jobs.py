@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
+from ..engine.journal import mentioned
 from ..tasks import stop
 from .link import RedisLink
 
@@ -46,6 +47,7 @@ LINGER = 0.005
 FLUSH_WAIT = 3.0        # how long a read or a submit waits for this replica's own writes
 TERMINAL = ("succeeded", "failed", "cancelled")
 SEP = "\x1f"
+PAGE = 500              # records read at a time by the expiry's sweep
 
 #: Write a record if this replica holds the job (or nobody does, and it held it last).
 #: A record that is terminal already never changes. Returns 1 written, 0 held by another
@@ -275,6 +277,58 @@ class RedisJournal(Generic[T]):
                     rows.append((who, day, model, state, int(value),
                                  images.get(model, 0) if state == "succeeded" else 0))
         return rows
+
+    async def expire(self, before: float) -> list[T]:
+        """Remove the records of the jobs that finished before ``before`` (``job_retention``),
+        with every key that names them; returns them."""
+        gone: list[T] = []
+        async with self.link.call() as r:
+            for state in TERMINAL:
+                index = self.link.key("jobs", "state", state)
+                # created before the cut: the only ones that can have finished before it
+                ids = await r.zrangebyscore(index, "-inf", f"({before}")
+                for start in range(0, len(ids), PAGE):
+                    gone += await self._expire(r, index, ids[start:start + PAGE], before)
+        return gone
+
+    async def _expire(self, r: Any, index: str, ids: list[str], before: float) -> list[T]:
+        texts = await r.mget([self.link.key("job", i) for i in ids])
+        expired: list[tuple[str, dict]] = []
+        jobs: list[T] = []
+        for job_id, text in zip(ids, texts):
+            record = json.loads(text) if text else {}
+            if (record.get("finished_at") or 0) < before:
+                expired.append((job_id, record))
+                if text and (job := self._parsed(job_id, text)) is not None:
+                    jobs.append(job)
+        idems = [self.link.key("idem", rec["idempotency_key"]) for _, rec in expired
+                 if rec.get("idempotency_key")]
+        holders = dict(zip(idems, await r.mget(idems))) if idems else {}
+        pipe = r.pipeline(transaction=False)
+        for job_id, record in expired:
+            pipe.delete(*(self.link.key(kind, job_id) for kind in ("job", "cancel", "lease",
+                                                                   "last")))
+            pipe.zrem(index, job_id)
+            pipe.zrem(self.link.key("jobs"), job_id)
+            pipe.zrem(self.link.key("jobs", "owner", record.get("owner") or "local"), job_id)
+        for idem, holder in holders.items():
+            if holder in {job_id for job_id, _ in expired}:
+                pipe.delete(idem)
+        await pipe.execute()
+        return jobs
+
+    async def references(self) -> set[str]:
+        found: set[str] = set()
+        for record in list(self._pending.values()):
+            found |= mentioned(json.dumps(record))
+        async with self.link.call() as r:
+            keys = [key async for key in r.scan_iter(match=self.link.key("job", "*"),
+                                                      count=PAGE)]
+            for start in range(0, len(keys), PAGE):
+                for text in await r.mget(keys[start:start + PAGE]):
+                    if text:
+                        found |= mentioned(text)
+        return found
 
     # --- what replicas share ------------------------------------------------------------
 
