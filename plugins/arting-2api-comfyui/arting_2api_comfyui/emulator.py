@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from PIL import Image
 
-CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "dreamshaper_8.safetensors")
+CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "studio_photo_v2.safetensors")
 
 
 @dataclass
@@ -60,7 +60,8 @@ class ComfyUIEmulator:
         else:
             self._released.clear()
 
-    async def start(self) -> ComfyUIEmulator:
+    async def start(self) -> str:
+        """Listen on a free loopback port; its base URL."""
         app = web.Application(middlewares=[self._gate])
         app.router.add_post("/prompt", self.prompt)
         app.router.add_get("/history/{id}", self.history)
@@ -75,7 +76,7 @@ class ComfyUIEmulator:
         await site.start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
         self._released.set()
-        return self
+        return self.url
 
     async def close(self) -> None:
         for task in list(self._runs):

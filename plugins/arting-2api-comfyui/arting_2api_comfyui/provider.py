@@ -10,7 +10,8 @@
   speaks to the client that queued it).
 * ``GET /view?filename=&subfolder=&type=output``: each picture of its ``SaveImage``.
 * ``POST /interrupt`` and ``POST /queue`` ``{"delete": [id]}`` when the job is cancelled.
-* ``GET /object_info/CheckpointLoaderSimple``: the catalogue (the checkpoints).
+* ``GET /object_info/CheckpointLoaderSimple``: the catalogue: the checkpoints, each offered
+  by its name without ``.safetensors`` (as the daemon reads model names), sent as its file.
 
 ``api_key``, if set, goes as ``Authorization: Bearer`` (for a proxy in front of ComfyUI).
 """
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 #: Failed looks at a prompt's history in a row before the job is given up.
 MAX_FAILURES = 5
+CHECKPOINT_FILES = (".safetensors", ".ckpt", ".pt", ".pth", ".gguf")
 
 
 @asynccontextmanager
@@ -76,6 +78,7 @@ class ComfyUIProvider(RemoteProvider):
         self.polling = polling
         self.template = workflow.load(options.workflow)
         self.client_id = uuid.uuid4().hex
+        self.files: dict[str, str] = {}     # a checkpoint's id (lower case) → its file
 
     def require(self, feature: str) -> None:
         raise FeatureDisabled(f"{self.label} (ComfyUI) does no {feature} with this "
@@ -96,19 +99,25 @@ class ComfyUIProvider(RemoteProvider):
             raise BadUpstreamResponse(f"{self.label}'s object_info lists no checkpoints; is "
                                       f"`base_url` of provider `{self.name}` a ComfyUI "
                                       "server?") from None
-        return {str(n): str(n) for n in names if isinstance(n, str)}
+        files = [n for n in names if isinstance(n, str)]
+        self.files = {_model_id(f).lower(): f for f in files}
+        return {_model_id(f): f for f in files}
 
     async def checkpoint(self, model: str) -> str:
-        """The checkpoint to load: the model asked for, else the provider's
+        """The file of the checkpoint to load: the model asked for (a file name as it is,
+        an id by the catalogue, read again once if it lacks it), else the provider's
         ``default_model``, else the server's first."""
-        chosen = model or self.default_model
-        if chosen:
+        chosen = model or self.default_model or ""
+        if chosen.endswith(CHECKPOINT_FILES):
             return chosen
-        names = await self.catalogue()
-        if not names:
-            raise ModelNotFound(f"{self.label} has no checkpoints; put one in its "
-                                "models/checkpoints folder.", param="model")
-        return next(iter(names))
+        if chosen.lower() not in self.files:
+            await self.catalogue()
+        if not chosen and self.files:
+            return next(iter(self.files.values()))
+        if chosen.lower() in self.files:
+            return self.files[chosen.lower()]
+        raise ModelNotFound(f"{self.label} has no checkpoint `{chosen}`; it has: "
+                            f"{', '.join(sorted(self.files)) or 'none'}.", param="model")
 
     async def fetch(self, work: Work, output: str) -> bytes:
         filename, subfolder, kind = output.split("|", 2)
@@ -232,6 +241,14 @@ class PromptAttempt(RemoteAttempt):
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             log.debug("%s: no progress over the WebSocket (%s)", self.provider.name,
                       type(exc).__name__)
+
+
+def _model_id(filename: str) -> str:
+    """``sdxl/juggernaut.safetensors`` → ``sdxl/juggernaut``."""
+    for suffix in CHECKPOINT_FILES:
+        if filename.endswith(suffix):
+            return filename[:-len(suffix)]
+    return filename
 
 
 def _message(text: str) -> tuple[str, dict[str, Any]]:

@@ -30,7 +30,8 @@ class Upstream:
 
 @pytest.fixture
 async def comfyui() -> AsyncIterator[ComfyUIEmulator]:
-    emulator = await ComfyUIEmulator(token=KEY).start()
+    emulator = ComfyUIEmulator(token=KEY)
+    await emulator.start()
     try:
         yield emulator
     finally:

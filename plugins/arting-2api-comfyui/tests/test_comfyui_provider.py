@@ -24,12 +24,12 @@ async def test_a_job_sends_the_request_in_the_workflow_and_gets_its_images(upstr
     seen: list[float] = []
     async with run.provider() as provider:
         assert await provider.catalogue() == {
-            "sd_xl_base_1.0.safetensors": "sd_xl_base_1.0.safetensors",
-            "dreamshaper_8.safetensors": "dreamshaper_8.safetensors"}
+            "sd_xl_base_1.0": "sd_xl_base_1.0.safetensors",
+            "studio_photo_v2": "studio_photo_v2.safetensors"}
         work = run.work(provider)
         work.generation = work.generation.model_copy(update={
             "prompt": "a red fox", "negative_prompt": "blurry", "width": 640, "height": 384,
-            "steps": 6, "n": 2, "model": "dreamshaper_8.safetensors", "seed": 77})
+            "steps": 6, "n": 2, "model": "Studio_Photo_v2", "seed": 77})
         async with provider.attempt(work, 0) as attempt:
             await attempt.submit()
             outputs = await attempt.follow(seen.append)
@@ -39,7 +39,7 @@ async def test_a_job_sends_the_request_in_the_workflow_and_gets_its_images(upstr
     assert graph["6"]["inputs"]["text"] == "a red fox"
     assert graph["7"]["inputs"]["text"] == "blurry"
     assert graph["3"]["inputs"]["seed"] == 77 and graph["3"]["inputs"]["steps"] == 6
-    assert graph["4"]["inputs"]["ckpt_name"] == "dreamshaper_8.safetensors"
+    assert graph["4"]["inputs"]["ckpt_name"] == "studio_photo_v2.safetensors"
     assert (graph["5"]["inputs"]["width"], graph["5"]["inputs"]["height"],
             graph["5"]["inputs"]["batch_size"]) == (640, 384, 2)
     assert nodes and len(images) == 2 and all(i.startswith(b"\x89PNG") for i in images)
