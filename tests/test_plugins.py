@@ -199,3 +199,16 @@ def test_the_contract_rule_is_the_same_major_and_a_minor_no_newer():
     assert not compatible("1.3", "1.2") and not compatible("2.0", "1.2")
     assert not compatible("0.9", "1.0") and not compatible("one", "1.0")
     assert load([]).kinds == {}
+
+
+def test_the_guides_minimal_provider_is_the_example_the_project_runs():
+    """docs/plugins/writing-a-provider.md shows in full what docs/extending.md's provider
+    example adds (which tests/test_extending.py applies, installs and runs)."""
+    guide = (ROOT / "docs" / "plugins" / "writing-a-provider.md").read_text()
+    example = (ROOT / "docs" / "extending.md").read_text()
+    for name, fence in (("pyproject.toml", "toml"), ("arting_2api_simple.py", "python")):
+        diff = example.split(f"+++ b/plugins/arting-2api-simple/{name}\n", 1)[1]
+        added = [line[1:] for line in diff.split("\n")[1:]]
+        added = added[:next(i for i, line in enumerate(added) if not diff.split("\n")[1:][i]
+                            .startswith("+"))]
+        assert f"```{fence}\n" + "\n".join(added) + "\n```" in guide, name
