@@ -1,25 +1,36 @@
-"""The conformance kit (``arting_daemon.testing``): the built-in kinds that follow a job
-upstream pass it against their emulators, over real sockets; providers that break the
-contract fail it, each with a message naming the rule broken."""
+"""The conformance kit (``arting_daemon.testing``): the built-in kinds pass it against
+their emulators and stand-ins, over real sockets (Midjourney's proxy, Stability AI,
+AUTOMATIC1111, an OpenAI-compatible server); providers that break the contract fail it,
+each with a message naming the rule broken."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import dataclasses
-from collections.abc import AsyncIterator
+import io
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from aiohttp import web
+from PIL import Image
+
+from a1111_standin import A1111StandIn
 
 from arting_daemon.errors import UpstreamAuthError
 from arting_daemon.providers import builtin
 from arting_daemon.providers.midjourney import provider as mj
+from arting_daemon.sandbox.emulator import oversized
 from arting_daemon.sandbox.midjourney import MidjourneyEmulator
 from arting_daemon.sandbox.stability import StabilityEmulator
 from arting_daemon.testing import ConformanceError, check_provider, conformance
 
 MJ_SECRET = "mj-secret-kit-5150"
 SAI_KEY = "sk-stability-kit-8128"
+A1111_PASSWORD = "webui-pass-kit-3030"
+OPENAI_KEY = "sk-openai-kit-4242"
 HOLD = 120.0     # seconds a held job would take: longer than the kit waits
 
 
@@ -61,6 +72,102 @@ class StabilityUpstream:
             self.emulator.add_fault("http_error", status=500)
 
 
+class A1111Upstream:
+    def __init__(self, standin: A1111StandIn) -> None:
+        self.standin, self.secret = standin, A1111_PASSWORD
+        self.entry: dict[str, Any] = {"name": "webui", "kind": "a1111",
+                                      "base_url": standin.url, "username": "kit",
+                                      "password": A1111_PASSWORD}
+
+    def submissions(self) -> int:
+        return len(self.standin.requests)
+
+    def fault(self, kind: str | None) -> None:
+        s = self.standin
+        s.fail_with = (500, {"error": "OutOfMemoryError", "detail": "CUDA out of memory"}) \
+            if kind == "server_error" else None
+        s.auth = "Basic " + base64.b64encode(
+            f"kit:{'wrong' if kind == 'unauthorized' else A1111_PASSWORD}".encode()).decode()
+        s.oversized = kind == "oversized"
+        s.hold_at = 1 if kind == "hold" else None
+        if kind is None:
+            s.release()
+
+
+class OpenAIImages:
+    """A server with OpenAI's Images API (generations and models), at least the part the
+    ``openai`` kind uses, with the kit's faults."""
+
+    def __init__(self) -> None:
+        self.secret = OPENAI_KEY
+        self.made = 0
+        self.kind: str | None = None
+        self.released = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.entry: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/images/generations", self.generate)
+        app.router.add_get("/v1/models", self.models)
+        self.runner = web.AppRunner(app, handler_cancellation=True)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/v1"
+        self.entry = {"name": "relay", "kind": "openai", "base_url": url,
+                      "api_key": OPENAI_KEY, "models": ["paint-1"]}
+        self.released.set()
+
+    def submissions(self) -> int:
+        return self.made
+
+    def fault(self, kind: str | None) -> None:
+        self.kind = kind
+        (self.released.clear if kind == "hold" else self.released.set)()
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        self.made += 1
+        if self.kind == "unauthorized" or \
+                request.headers.get("Authorization") != f"Bearer {OPENAI_KEY}":
+            return web.json_response({"error": {"message": "Incorrect API key provided"}},
+                                     status=401)
+        if self.kind == "server_error":
+            return web.json_response({"error": {"message": "The server had an error"}},
+                                     status=500)
+        if self.kind == "oversized":
+            return await oversized(request)
+        await self.released.wait()
+        body = await request.json()
+        out = io.BytesIO()
+        Image.new("RGB", (64, 64), "teal").save(out, "PNG")
+        return web.json_response({"data": [{"b64_json": base64.b64encode(out.getvalue())
+                                            .decode()}] * int(body.get("n", 1))})
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "paint-1"}]})
+
+
+@pytest.fixture
+async def openai_images() -> AsyncIterator[OpenAIImages]:
+    server = OpenAIImages()
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.released.set()
+        if server.runner is not None:
+            await server.runner.cleanup()
+
+
+@pytest.fixture
+def a1111() -> Iterator[A1111Upstream]:
+    standin = A1111StandIn(auth=f"kit:{A1111_PASSWORD}").start()
+    try:
+        yield A1111Upstream(standin)
+    finally:
+        standin.stop()
+
+
 @pytest.fixture
 async def midjourney() -> AsyncIterator[MidjourneyUpstream]:
     emulator = MidjourneyEmulator(api_secret=MJ_SECRET, generation_time=0.2)
@@ -87,6 +194,15 @@ async def test_midjourney_keeps_the_contract(midjourney, provider_conformance):
 
 async def test_stability_keeps_the_contract(stability, tmp_path):
     await check_provider(stability, data_dir=tmp_path)
+
+
+async def test_a1111_keeps_the_contract(a1111, provider_conformance):
+    await provider_conformance(a1111)
+
+
+async def test_an_openai_compatible_server_keeps_the_contract(openai_images,
+                                                             provider_conformance):
+    await provider_conformance(openai_images)
 
 
 # --- providers that break it ---------------------------------------------------------------
