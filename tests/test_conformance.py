@@ -1,5 +1,5 @@
 """The conformance kit (``arting_daemon.testing``): the built-in kinds pass it against
-their emulators and stand-ins, over real sockets (Midjourney's proxy, Stability AI,
+their emulators and stand-ins, over real sockets (Arting, Midjourney's proxy, Stability AI,
 AUTOMATIC1111, an OpenAI-compatible server); providers that break the contract fail it,
 each with a message naming the rule broken."""
 
@@ -22,6 +22,7 @@ from a1111_standin import A1111StandIn
 from arting_daemon.errors import UpstreamAuthError
 from arting_daemon.providers import builtin
 from arting_daemon.providers.midjourney import provider as mj
+from arting_daemon.sandbox import Sandbox
 from arting_daemon.sandbox.emulator import oversized
 from arting_daemon.sandbox.midjourney import MidjourneyEmulator
 from arting_daemon.sandbox.stability import StabilityEmulator
@@ -31,6 +32,7 @@ MJ_SECRET = "mj-secret-kit-5150"
 SAI_KEY = "sk-stability-kit-8128"
 A1111_PASSWORD = "webui-pass-kit-3030"
 OPENAI_KEY = "sk-openai-kit-4242"
+ARTING_TOKEN = "5e1f7a2b-kit0-4c7d-8e9f-a0b1c2d3e4f5"
 HOLD = 120.0     # seconds a held job would take: longer than the kit waits
 
 
@@ -159,6 +161,37 @@ async def openai_images() -> AsyncIterator[OpenAIImages]:
             await server.runner.cleanup()
 
 
+class ArtingUpstream:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox, self.secret = sandbox, ARTING_TOKEN
+        self.entry: dict[str, Any] = {"name": "arting", "kind": "arting",
+                                      "base_url": sandbox.url, "auth_tokens": [ARTING_TOKEN]}
+
+    def submissions(self) -> int:
+        return len(self.sandbox.requests_for("create"))
+
+    def fault(self, kind: str | None) -> None:
+        self.sandbox.clear_faults()
+        if kind == "unauthorized":
+            self.sandbox.add_fault("invalid_token")
+        elif kind == "server_error":
+            self.sandbox.add_fault("http_error", status=500)
+        elif kind == "oversized":
+            self.sandbox.add_fault("oversized")
+        elif kind == "hold":
+            self.sandbox.add_fault("never_finish", route="create")
+
+
+@pytest.fixture
+async def arting() -> AsyncIterator[ArtingUpstream]:
+    sandbox = Sandbox()
+    await sandbox.start()
+    try:
+        yield ArtingUpstream(sandbox)
+    finally:
+        await sandbox.close()
+
+
 @pytest.fixture
 def a1111() -> Iterator[A1111Upstream]:
     standin = A1111StandIn(auth=f"kit:{A1111_PASSWORD}").start()
@@ -194,6 +227,10 @@ async def test_midjourney_keeps_the_contract(midjourney, provider_conformance):
 
 async def test_stability_keeps_the_contract(stability, tmp_path):
     await check_provider(stability, data_dir=tmp_path)
+
+
+async def test_arting_keeps_the_contract(arting, provider_conformance):
+    await provider_conformance(arting)
 
 
 async def test_a1111_keeps_the_contract(a1111, provider_conformance):
