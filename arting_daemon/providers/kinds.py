@@ -103,9 +103,6 @@ class Installed:
     def __getitem__(self, kind: str) -> ProviderKind:
         return self.kinds[kind]
 
-    def __contains__(self, kind: object) -> bool:
-        return kind in self.kinds
-
     def missing(self, kind: str) -> str:
         """Why ``kind`` cannot be used, in one line that says what to do."""
         if kind in self.broken:
@@ -119,6 +116,8 @@ class Installed:
 
 def load(entry_points: list[metadata.EntryPoint] | None = None) -> Installed:
     """Load every kind of the group (``entry_points``: those given instead)."""
+    from .base import Provider      # the daemon's modules import this one: not at the top
+
     found = Installed()
     points = list(metadata.entry_points(group=GROUP)) if entry_points is None else entry_points
     for point in points:
@@ -135,6 +134,10 @@ def load(entry_points: list[metadata.EntryPoint] | None = None) -> Installed:
         if not isinstance(kind, ProviderKind):
             _left_out(found, point.name, f"{who} names {type(kind).__name__}, not a "
                                          "ProviderKind; it is left out")
+            continue
+        if not (isinstance(kind.provider, type) and issubclass(kind.provider, Provider)):
+            _left_out(found, point.name, f"{who} names a provider that is no "
+                                         "arting_daemon.providers.base.Provider; it is left out")
             continue
         if not compatible(kind.contract):
             _left_out(found, point.name, f"{who} was written for provider contract "

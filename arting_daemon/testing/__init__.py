@@ -3,8 +3,8 @@
 provider and an emulator of its upstream (``Upstream``). See
 ``docs/plugins/writing-a-provider.md``."""
 
-from .conformance import (FAULTS, RULES, ConformanceError, Upstream, Violation,
+from .conformance import (FAULTS, RULES, ConformanceError, Harness, Upstream, Violation,
                           check_provider, conformance)
 
-__all__ = ["FAULTS", "RULES", "ConformanceError", "Upstream", "Violation", "check_provider",
-           "conformance"]
+__all__ = ["FAULTS", "RULES", "ConformanceError", "Harness", "Upstream", "Violation",
+           "check_provider", "conformance"]

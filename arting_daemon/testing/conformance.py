@@ -114,12 +114,15 @@ class _Records(logging.Handler):
         self.lines.append(text)
 
 
-class _Run:
-    """One run of the kit: the services providers are made with, and what was found."""
+class Harness:
+    """Providers of the kind ``upstream.entry`` names, made as the daemon makes them
+    (``provider()``; a restart: make another), and jobs for them (``work``), for the kit
+    and for a plugin's own tests; ``found``: the violations seen so far."""
 
-    def __init__(self, upstream: Upstream, kind: ProviderKind, data: Path) -> None:
+    def __init__(self, upstream: Upstream, data: Path, kind: ProviderKind | None = None
+                 ) -> None:
         self.upstream = upstream
-        self.kind = kind
+        self.kind = kind or installed()[str(upstream.entry["kind"])]
         self.data = data
         self.found: list[Violation] = []
         self.errors: list[ArtingError] = []
@@ -183,7 +186,7 @@ class _Run:
         return report
 
 
-async def _generate_across_restart(run: _Run) -> None:
+async def _generate_across_restart(run: Harness) -> None:
     """Submit with one provider, follow and fetch with the next (a restart between)."""
     up = run.upstream
     before = up.submissions()
@@ -230,7 +233,7 @@ async def _generate_across_restart(run: _Run) -> None:
             run.fail("images", "follow returned no outputs for a job of one image")
 
 
-async def _cancel(run: _Run) -> None:
+async def _cancel(run: Harness) -> None:
     """A job held upstream is cancelled while followed: ``follow`` lets go, ``cancel``
     returns."""
     up = run.upstream
@@ -264,7 +267,7 @@ async def _cancel(run: _Run) -> None:
         up.fault(None)
 
 
-async def _fault(run: _Run, fault: str) -> None:
+async def _fault(run: Harness, fault: str) -> None:
     """With the upstream answering ``fault``, a job fails with the error that means."""
     up = run.upstream
     rule = "bounded-answers" if fault == "oversized" else "error-mapping"
@@ -292,7 +295,7 @@ async def _fault(run: _Run, fault: str) -> None:
         up.fault(None)
 
 
-def _secrets(run: _Run, records: _Records, health: list[dict[str, Any]]) -> None:
+def _secrets(run: Harness, records: _Records, health: list[dict[str, Any]]) -> None:
     secret = run.upstream.secret
     for exc in run.errors:
         if secret in str(exc) or secret in json.dumps(exc.to_dict(), default=str):
@@ -343,7 +346,7 @@ async def conformance(upstream: Upstream, kind: ProviderKind | None = None,
         with contextlib.ExitStack() as stack:
             data = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
             chosen = stack.enter_context(_registered(kind, str(upstream.entry["kind"])))
-            run = _Run(upstream, chosen, data)
+            run = Harness(upstream, data, chosen)
             health: list[dict[str, Any]] = []
             for rule, check in (("images", _generate_across_restart), ("cancel", _cancel)):
                 try:

@@ -10,8 +10,7 @@ import pytest
 
 from arting_2api_comfyui import workflow
 from arting_daemon.errors import UpstreamInvalid
-from arting_daemon.testing.conformance import _Run
-from arting_daemon.providers.kinds import installed
+from arting_daemon.testing import Harness
 
 
 async def test_the_provider_keeps_the_contract(upstream, provider_conformance):
@@ -20,7 +19,7 @@ async def test_the_provider_keeps_the_contract(upstream, provider_conformance):
 
 async def test_a_job_sends_the_request_in_the_workflow_and_gets_its_images(upstream, comfyui,
                                                                           tmp_path):
-    run = _Run(upstream, installed()["comfyui"], tmp_path)
+    run = Harness(upstream, tmp_path)
     seen: list[float] = []
     async with run.provider() as provider:
         assert await provider.catalogue() == {
@@ -60,7 +59,7 @@ async def test_an_operators_workflow_is_filled_where_its_placeholders_are(tmp_pa
 
 
 async def test_a_checkpoint_comfyui_lacks_is_refused_in_its_words(upstream, tmp_path):
-    run = _Run(upstream, installed()["comfyui"], tmp_path)
+    run = Harness(upstream, tmp_path)
     async with run.provider() as provider:
         work = run.work(provider)
         work.generation = work.generation.model_copy(update={"model": "nope.safetensors"})
