@@ -212,3 +212,18 @@ def test_the_guides_minimal_provider_is_the_example_the_project_runs():
         added = added[:next(i for i, line in enumerate(added) if not diff.split("\n")[1:][i]
                             .startswith("+"))]
         assert f"```{fence}\n" + "\n".join(added) + "\n```" in guide, name
+
+
+def test_an_old_builds_metadata_ahead_on_the_path_hides_no_kind(tmp_path):
+    """An ``.egg-info`` from before the kinds were entry points, in the working directory
+    (first on ``python -m``'s path), does not hide the installed distribution's kinds."""
+    old = tmp_path / "arting_2api.egg-info"
+    old.mkdir()
+    (old / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: arting-2api\nVersion: 0.0.1\n")
+    (old / "entry_points.txt").write_text("[console_scripts]\n"
+                                          "arting-daemon = arting_daemon.__main__:main\n")
+    listed = run(sys.executable, "-m", "arting_daemon", "providers", "--json", cwd=tmp_path,
+                 env={**clean_env(), "PYTHONPATH": str(ROOT)})
+    found = json.loads(listed.stdout)
+    assert {"arting", "a1111", "openai", "midjourney", "stability"} <= \
+        {k["kind"] for k in found["kinds"]} and found["left_out"] == [], found

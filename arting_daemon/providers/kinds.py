@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 GROUP = "arting_2api.providers"
 #: The packages known to provide a kind, for the message when it is not installed.
 KNOWN_PACKAGES = {"comfyui": "arting-2api-comfyui"}
+#: The daemon's own kinds (``builtin.py``): missing, the daemon was not installed.
+OWN_KINDS = ("arting", "a1111", "openai", "midjourney", "stability")
 
 
 class NoSettings(BaseModel):
@@ -107,6 +109,10 @@ class Installed:
         """Why ``kind`` cannot be used, in one line that says what to do."""
         if kind in self.broken:
             return f"the provider kind `{kind}` is installed but left out: {self.broken[kind]}"
+        if kind in OWN_KINDS:
+            return (f"the daemon's own provider kind `{kind}` is not registered: install "
+                    "arting-2api (python install.py, or pip install .) so that its entry "
+                    "points exist")
         package = KNOWN_PACKAGES.get(kind)
         where = f"; install the package that provides it: pip install {package}" if package \
             else "; install the plugin package that provides it"
@@ -114,13 +120,26 @@ class Installed:
                 f"{', '.join(sorted(self.kinds))})")
 
 
+def declared() -> list[metadata.EntryPoint]:
+    """The group's entry points of every distribution on the path, each once: not only
+    the first of each name (``entry_points()``), so an old build's metadata ahead on the
+    path (an ``.egg-info`` in the working directory) does not hide the installed one's."""
+    seen: set[tuple[str, str]] = set()
+    points = []
+    for dist in metadata.distributions():
+        for point in dist.entry_points.select(group=GROUP):
+            if (point.name, point.value) not in seen:
+                seen.add((point.name, point.value))
+                points.append(point)
+    return points
+
+
 def load(entry_points: list[metadata.EntryPoint] | None = None) -> Installed:
     """Load every kind of the group (``entry_points``: those given instead)."""
     from .base import Provider      # the daemon's modules import this one: not at the top
 
     found = Installed()
-    points = list(metadata.entry_points(group=GROUP)) if entry_points is None else entry_points
-    for point in points:
+    for point in declared() if entry_points is None else entry_points:
         dist = getattr(point, "dist", None)
         package = dist.metadata["Name"] if dist is not None else ""
         version = dist.version if dist is not None else ""
