@@ -147,8 +147,9 @@ def load(entry_points: list[metadata.EntryPoint] | None = None) -> Installed:
         try:
             kind = point.load()
         except Exception as exc:     # a plugin's bug must not stop the daemon
+            said = " ".join(str(exc).split())[:200]
             _left_out(found, point.name, f"{who} failed to import ({type(exc).__name__}: "
-                                         f"{str(exc)[:200]}); it is left out")
+                                         f"{said}); it is left out")
             continue
         if not isinstance(kind, ProviderKind):
             _left_out(found, point.name, f"{who} names {type(kind).__name__}, not a "

@@ -39,7 +39,6 @@ from arting_daemon.provider_config import ProviderConfig
 from arting_daemon.providers.base import Attempt, OnProgress, Work
 from arting_daemon.providers.remote import (Endpoint, Polling, RemoteAPI, RemoteAttempt,
                                             RemoteProvider, funnel, image_bytes)
-from arting_daemon.retry import poll
 from arting_daemon.store import ImageStore
 from arting_daemon.tasks import stop
 
@@ -166,31 +165,33 @@ class PromptAttempt(RemoteAttempt):
         return sent
 
     async def follow(self, progress: OnProgress) -> list[str]:
+        """Look at the prompt's history until it holds the prompt: on the polling schedule,
+        and at once when the WebSocket says the prompt ended; a few failed looks in a row
+        (of those worth another) are ridden out."""
         p, prompt_id = self.provider, self.state["prompt_id"]
         ended = asyncio.Event()
         watcher = asyncio.create_task(self._watch(prompt_id, progress, ended),
                                       name=f"comfyui-progress-{self.work.id}")
-        polls = 0
-
-        async def look() -> dict[str, Any] | None:
-            nonlocal polls
-            polls += 1
-            answer = await p.api.call("GET", f"/history/{prompt_id}")
-            entry = answer.get(prompt_id) if isinstance(answer, dict) else None
-            return entry if isinstance(entry, dict) else None
-
-        async def failed(exc: Exception, failures: int) -> float:
-            if not isinstance(exc, ArtingError) or not exc.retryable or \
-                    failures >= MAX_FAILURES:
-                raise exc
-            return p.polling.delay(polls, failures)
-
+        polls = failures = 0
         try:
-            entry = await poll(look, lambda: 0.0 if ended.is_set() else
-                               p.polling.delay(polls), failed)
+            while True:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(ended.wait(), p.polling.delay(polls, failures))
+                ended.clear()       # once: ComfyUI may write the history just after
+                polls += 1
+                try:
+                    answer = await p.api.call("GET", f"/history/{prompt_id}")
+                except ArtingError as exc:
+                    failures += 1
+                    if not exc.retryable or failures >= MAX_FAILURES:
+                        raise
+                    continue
+                failures = 0
+                entry = answer.get(prompt_id) if isinstance(answer, dict) else None
+                if isinstance(entry, dict):
+                    return self._outputs(entry)
         finally:
             await stop(watcher)
-        return self._outputs(entry)
 
     def _outputs(self, entry: dict[str, Any]) -> list[str]:
         p, gen = self.provider, self.work.generation
