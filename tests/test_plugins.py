@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 import venv
 from pathlib import Path
 
@@ -227,3 +228,32 @@ def test_an_old_builds_metadata_ahead_on_the_path_hides_no_kind(tmp_path):
     found = json.loads(listed.stdout)
     assert {"arting", "a1111", "openai", "midjourney", "stability"} <= \
         {k["kind"] for k in found["kinds"]} and found["left_out"] == [], found
+
+
+def test_a_comfyui_server_is_reached_from_the_apis_and_falls_back(make_daemon, comfyui):
+    """The ComfyUI provider behind the router: its checkpoints in the catalogue, a job
+    through the AUTOMATIC1111 API and the job API, and Arting when ComfyUI fails."""
+    import httpx
+    daemon = make_daemon(providers=[{"name": "studio", "kind": "comfyui",
+                                     "base_url": comfyui.url}],
+                         fallbacks={"*": ["arting/*"]})
+    for _ in range(200):
+        models = httpx.get(f"{daemon.url}/v1/models").json()["data"]
+        if any(m["id"] == "studio/sd_xl_base_1.0" for m in models):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(models)
+    made = httpx.post(f"{daemon.url}/sdapi/v1/txt2img", timeout=60, json={
+        "prompt": "a kite", "negative_prompt": "rain", "steps": 4, "seed": 5,
+        "width": 320, "height": 256, "override_settings": {
+            "sd_model_checkpoint": "studio/sd_xl_base_1.0"}}).json()
+    assert base64.b64decode(made["images"][0]).startswith(b"\x89PNG"), made
+    graph = list(comfyui.sandbox.prompts.values())[-1].graph
+    assert (graph["6"]["inputs"]["text"], graph["7"]["inputs"]["text"],
+            graph["3"]["inputs"]["seed"], graph["5"]["inputs"]["width"]) == \
+        ("a kite", "rain", 5, 320)
+    comfyui.do(comfyui.sandbox.fault, "server_error")
+    job = daemon.run_job(model="studio/sd_xl_base_1.0")
+    assert job["state"] == "succeeded" and job["provider"] == "arting", job
+    assert [f["from"] for f in job["fallbacks"]] == ["studio"], job
