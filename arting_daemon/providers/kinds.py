@@ -26,10 +26,9 @@ from pydantic import BaseModel, ConfigDict
 
 from .contract import CONTRACT_VERSION, Features, compatible
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:       # (not build.py's Services: the runner's imports reach this module)
     from ..provider_config import ProviderConfig
     from .base import Provider
-    from .build import Services
 
 GROUP = "arting_2api.providers"
 #: The packages known to provide a kind, for the message when it is not installed.
@@ -51,8 +50,9 @@ class ProviderKind:
     #: The class of its providers (a ``base.Provider``).
     provider: type[Provider]
     #: ``(Services, ProviderConfig)`` → an async context manager giving the provider
-    #: (closing what it holds on exit). The entry's own fields are ``cfg.options``.
-    make: Callable[[Services, ProviderConfig], AbstractAsyncContextManager[Provider]]
+    #: (closing what it holds on exit). The entry's own fields are ``cfg.options``;
+    #: ``Services`` is ``build.py``'s.
+    make: Callable[[Any, ProviderConfig], AbstractAsyncContextManager[Provider]]
     #: Its own ``[[providers]]`` fields.
     settings: type[BaseModel] = NoSettings
     #: The contract version it was written against.
