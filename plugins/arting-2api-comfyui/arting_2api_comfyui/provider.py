@@ -195,7 +195,8 @@ class PromptAttempt(RemoteAttempt):
 
     def _outputs(self, entry: dict[str, Any]) -> list[str]:
         p, gen = self.provider, self.work.generation
-        status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+        said = entry.get("status")
+        status: dict[str, Any] = said if isinstance(said, dict) else {}
         if status.get("status_str") == "error":
             raise UpstreamRejected(f"{p.label} could not run the workflow: "
                                    f"{_failure(status)}")
