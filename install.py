@@ -2,7 +2,8 @@
 """One-step setup for arting-2api: a virtual environment with the daemon installed.
 
     python install.py            # .venv with the daemon
-    python install.py --dev      # … and everything the tests need
+    python install.py --dev      # … and everything the tests need, and the example
+                                 # provider plugin (plugins/arting-2api-comfyui)
     python install.py --comfyui ~/ComfyUI      # also link the ComfyUI node pack
     python install.py --webui ~/stable-diffusion-webui   # also link the SD-WebUI extension
 
@@ -57,12 +58,22 @@ def fetch_swagger_ui() -> None:
         raise SystemExit("[install] could not fetch Swagger UI's files (see above).")
 
 
+#: The example provider plugin, installed (editable) with ``--dev``: its tests run with the
+#: project's.
+EXAMPLE_PLUGIN = ROOT / "plugins" / "arting-2api-comfyui"
+
+
 def pip_install(python: Path, dev: bool) -> None:
-    target = f"{ROOT}[dev]" if dev else str(ROOT)
-    say("installing arting-2api" + (" with the test dependencies" if dev else "")
+    """The package, installed so that its entry points (its provider kinds, the
+    ``arting-daemon`` command) exist; with ``dev`` the example plugin too."""
+    targets = ["--editable", f"{ROOT}[dev]" if dev else str(ROOT)]
+    if dev:
+        targets += ["--editable", str(EXAMPLE_PLUGIN)]
+    say("installing arting-2api" + (" with the test dependencies and the example plugin"
+                                    if dev else "")
         + " (this can take a few minutes the first time)")
     subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
-                    "--quiet", "--editable", target], check=True)
+                    "--quiet", *targets], check=True)
 
 
 def link(source: Path, host_dir: Path, sub: str, name: str) -> None:

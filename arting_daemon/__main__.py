@@ -16,6 +16,7 @@ from .app import check_exposure, create_app
 from .check import cli as check_cli
 from .config import ConfigError, Settings, load_settings
 from .keys import cli as keys_cli
+from .providers import cli as providers_cli
 from .recording import RecordError
 
 log = logging.getLogger("arting_daemon")   # not "__main__" when run with -m
@@ -42,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      title="commands (without one: serve)")
     keys_cli.add_parser(commands, shared)
     check_cli.add_parser(commands, shared, add_upstream_options)
+    providers_cli.add_parser(commands)
     return parser.parse_args(argv)
 
 
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "check":
         return check_cli.main(args, settings_from)
+    if args.command == "providers":
+        return providers_cli.run(args)
     try:
         settings = settings_from(args, host=args.host, port=args.port,
                                  allow_insecure=args.allow_insecure)

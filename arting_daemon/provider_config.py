@@ -10,9 +10,9 @@ built-in list, an A1111's checkpoints, an OpenAI server's ``/models``, the fixed
 Midjourney and Stability AI), each id under the provider's ``prefix`` (for a catalogue
 read from the upstream, ``<name>/`` unless set). ``[fallbacks]`` maps a model id (or
 ``"*"``, every model without its own list) to where its jobs go when its provider
-fails: model ids, or ``<provider>/*`` for that provider's default model. Kinds with
-fields of their own (``providers/kinds.py``) have them checked by their own model, in
-the same entry.
+fails: model ids, or ``<provider>/*`` for that provider's default model. A ``kind`` is
+any installed one (``providers/kinds.py``: the built-in kinds and plugins); a kind's own
+fields are checked by its own settings model, in the same entry.
 
 Everything here is checked when the settings load, so a mistake stops start-up with one
 line naming the provider and the field.
@@ -26,9 +26,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, P
                       SecretStr, ValidationError, field_validator, model_validator)
 
 from . import catalog
-from .providers.kinds import KINDS
+from .providers import kinds as provider_kinds
 
-Kind = Literal["arting", "a1111", "openai", "midjourney", "stability"]
 #: The implicit provider's name: the flat settings describe it.
 ARTING = "arting"
 #: Fields only some kinds take, and the kinds that take them.
@@ -41,9 +40,12 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "extras": ("openai",),
     "image_hosts": ("openai",),
 }
-#: What each kind can send its credentials as, for the advice in errors and the status.
-CREDENTIALS = {"arting": "auth_tokens", "a1111": "username and password",
-               "openai": "api_key", **{k: spec.credentials for k, spec in KINDS.items()}}
+
+
+def credentials(kind: str) -> str:
+    """What ``kind`` takes its credentials as, for the advice in errors."""
+    spec = provider_kinds.installed().get(kind)
+    return spec.credentials if spec is not None else "its credentials"
 
 
 def http_url(value: str | None) -> str | None:
@@ -60,7 +62,8 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    kind: Kind
+    #: An installed kind (``arting-daemon providers`` lists them).
+    kind: str
     #: How messages and the web page name it (default: the name; Arting: "Arting").
     label: str | None = Field(None, max_length=40)
     base_url: str | None = None
@@ -95,16 +98,20 @@ class ProviderConfig(BaseModel):
     def _own_fields(cls, data: Any, handler: ModelWrapValidatorHandler[ProviderConfig]
                     ) -> ProviderConfig:
         """Take the fields of the entry's kind out for its own model to validate, and
-        name the kind a field of another kind belongs to."""
+        name the kind a field of another kind belongs to; a kind not installed stops
+        here, named with the package that provides it."""
         if not isinstance(data, dict):
             return handler(data)
+        kinds = provider_kinds.installed()
         kind = data.get("kind")
-        spec = KINDS.get(kind) if isinstance(kind, str) else None
+        spec = kinds.get(kind) if isinstance(kind, str) else None
+        if isinstance(kind, str) and spec is None:
+            raise ValueError(kinds.missing(kind))
         own = spec.own_keys() if spec is not None else set()
         for key in data:
             if key in own or key in cls.model_fields:
                 continue
-            takers = [k for k, other in KINDS.items() if key in other.own_keys()]
+            takers = [k for k, other in kinds.kinds.items() if key in other.own_keys()]
             if takers:
                 raise ValueError(f"`{key}` is for kind {' or '.join(takers)}; a provider of "
                                  f"kind {kind} does not take it")
@@ -157,8 +164,8 @@ class ProviderConfig(BaseModel):
         for field, kinds in KIND_FIELDS.items():
             if field in self.model_fields_set and self.kind not in kinds:
                 raise ValueError(f"`{field}` is for kind {' or '.join(kinds)}; a provider of "
-                                 f"kind {self.kind} takes {CREDENTIALS[self.kind]}")
-        spec = KINDS.get(self.kind)
+                                 f"kind {self.kind} takes {credentials(self.kind)}")
+        spec = provider_kinds.installed().get(self.kind)
         if self.kind != "arting" and self.base_url is None and not (spec and spec.base_url):
             raise ValueError(f"a provider of kind {self.kind} needs `base_url`")
         if (self.username is None) != (self.password is None):
@@ -174,7 +181,7 @@ class ProviderConfig(BaseModel):
     @property
     def url(self) -> str:
         """``base_url``, or where the kind is unless told (Stability AI's API)."""
-        url = self.base_url or (KINDS[self.kind].base_url if self.kind in KINDS else None)
+        url = self.base_url or provider_kinds.installed()[self.kind].base_url
         assert url is not None, "checked when the settings load"
         return url
 
@@ -185,17 +192,17 @@ class ProviderConfig(BaseModel):
         Midjourney and Stability AI are offered as they are."""
         if self.prefix is not None:
             return self.prefix
-        fixed = self.name == ARTING or self.kind in KINDS
+        fixed = self.name == ARTING or bool(provider_kinds.installed()[self.kind].models)
         return f"{self.name}/" if self.models == "*" and not fixed else ""
 
     @property
     def takes_img2img(self) -> bool:
-        """A1111 and Stability AI have img2img; an OpenAI server's edits and Midjourney's
-        image prompts are off unless said (Arting's follow the flat ``img2img`` setting,
-        decided where the provider is made)."""
+        """As the kind declares (A1111 and Stability AI have img2img; an OpenAI server's
+        edits and Midjourney's image prompts are off unless said); Arting's follow the flat
+        ``img2img`` setting, decided where the provider is made."""
         if self.img2img is not None:
             return self.img2img
-        return self.kind == "a1111" or (self.kind in KINDS and KINDS[self.kind].img2img)
+        return provider_kinds.installed()[self.kind].img2img
 
     @property
     def jobs_at_once(self) -> int | None:
@@ -293,8 +300,8 @@ def listed(p: ProviderConfig, extra_models: list[str]) -> list[str]:
     Arting catalogue the built-in ids and ``extra_models``, or a kind's fixed catalogue."""
     if isinstance(p.models, list):
         return [p.model_prefix + m for m in p.models]
-    if p.kind in KINDS:
-        return [p.model_prefix + m for m in KINDS[p.kind].models]
+    if own := provider_kinds.installed()[p.kind].models:
+        return [p.model_prefix + m for m in own]
     if p.kind != "arting":
         return []
     return [p.model_prefix + m for m in dict.fromkeys([*catalog.MODELS, *extra_models])]

@@ -6,7 +6,8 @@ It answers the routes the provider uses as A1111 1.10 does — ``txt2img``/``img
 ``sd-models``, ``options`` — and draws small flat PNGs of the requested size. It runs
 on its own loop thread (so tests drive it with synchronous clients) and records what
 it was asked. Switches: ``auth`` (``--api-auth``), ``fail_with`` (the status the next
-generation answers with), and ``hold_at`` (stop at that step until ``release``).
+generation answers with), ``oversized`` (it answers a body that never ends), and
+``hold_at`` (stop at that step until ``release``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 from threads import LoopThread
+
+from arting_daemon.sandbox.emulator import oversized
 
 MODELS = ("dreamshaper_8", "realisticVisionV51")
 
@@ -41,6 +44,7 @@ class A1111StandIn:
         self.interrupts = 0
         self.fail_with: tuple[int, dict] | None = None
         self.hold_at: int | None = None
+        self.oversized = False
         self.loaded = models[0]
         self._loop: LoopThread | None = None
         self._runner: web.AppRunner | None = None
@@ -122,6 +126,8 @@ class A1111StandIn:
     async def _generate(self, request: web.Request, route: str) -> web.Response:
         body = await request.json()
         self.requests.append((route, body))
+        if self.oversized:
+            return await oversized(request)
         if self.fail_with is not None:
             status, answer = self.fail_with
             return web.json_response(answer, status=status)

@@ -1,8 +1,8 @@
 """The worked examples of docs/extending.md hold: each diff applies to a copy of the package,
 touches as many files as CONTRIBUTING.md's table says (*Where new things go*, beside the
 architecture's module map), and what it adds works there (a new per-key limit through the
-admin API, the job API, the OpenAPI document and the command line; a new provider kind
-behind the router; a new store kept across a restart)."""
+admin API, the job API, the OpenAPI document and the command line; a new provider kind,
+a plugin of its own, behind the router; a new store kept across a restart)."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def applied(diff: str, tmp_path: Path) -> Path:
     return copy
 
 
-def run_in(copy: Path, script: str, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(copy)}
+def run_in(copy: Path, script: str, *args: str, path: tuple[Path, ...] = ()) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (copy, *path)))}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], cwd=copy,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -147,6 +147,12 @@ asyncio.run(main(Path(sys.argv[1])))
 
 def test_the_provider_kind_example_makes_images_behind_the_router(tmp_path):
     copy = applied(examples()["A provider kind"], tmp_path)
+    site = tmp_path / "site"            # the plugin, installed (its entry point with it)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
+                           "--no-build-isolation", "--quiet", "--target", str(site),
+                           str(copy / "plugins" / "arting-2api-simple")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
     run_in(copy, DAEMON + """
 import base64, io
 from PIL import Image
@@ -184,7 +190,7 @@ async def main(data):
         await studio.cleanup()
 
 asyncio.run(main(Path(sys.argv[1])))
-""", str(tmp_path / "data"))
+""", str(tmp_path / "data"), path=(site,))
 
 
 def test_the_store_example_keeps_the_report_across_a_restart(tmp_path):

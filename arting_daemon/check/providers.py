@@ -17,8 +17,8 @@ from ..errors import ArtingError
 from ..generation import Catalog, Rules
 from ..metrics import Metrics
 from ..provider_config import ProviderConfig
-from ..providers.build import Services, remote
-from ..providers.kinds import KINDS
+from ..providers.build import Services
+from ..providers.kinds import installed
 from ..store import ImageStore
 from ..timing import DurationStats, Timing
 from ..transport.director import Sessions, plan_of
@@ -56,8 +56,7 @@ async def _check_one(services: Services, cfg: ProviderConfig, report: Report) ->
         report.add(topic, "info", "not asked: it is out of reach.")
         return
     async with AsyncExitStack() as stack:
-        provider = await stack.enter_async_context(KINDS[cfg.kind].make(services, cfg)) \
-            if cfg.kind in KINDS else remote(services, cfg)
+        provider = await stack.enter_async_context(installed()[cfg.kind].make(services, cfg))
         try:
             learned = await provider.probe()
         except ArtingError as exc:      # its words say what to set, where

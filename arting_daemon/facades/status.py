@@ -11,7 +11,6 @@ from .. import __version__
 from ..engine.jobs import JobState
 from ..engine.runner import Runner
 from ..openapi import operation
-from ..provider_config import Kind
 from ..state import ENGINE, KEYS, PROVIDER, RETENTION, SETTINGS, WS_CLIENTS
 from .http import Answer, Sparse, reply
 from .intake import offers
@@ -56,7 +55,7 @@ class ProviderView(Sparse):
 
     name: str
     label: str
-    kind: Kind
+    kind: str
     models: int = Field(description="How many models it offers.")
     prefix: str = Field(description="The prefix of its model ids (may be empty).")
     img2img: bool

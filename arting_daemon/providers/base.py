@@ -15,6 +15,36 @@ it back after a restart, so the provider can pick the job up without sending it 
 A provider may stand for several (the router, ``router.py``): ``admit`` names the one a
 new job is recorded under, and ``for_job`` the one that answers for a job, whose
 ``label``, ``free_to_repeat`` and ``fetch`` the runner then uses.
+
+This module is the public contract of provider plugins (``docs/plugins/
+writing-a-provider.md``), versioned by ``CONTRACT_VERSION``: a kind declares the version
+it was written against, and the daemon loads it when ``compatible`` (``contract.py``: the
+same major; a minor no newer than its own).
+A change that breaks a plugin raises the major; one that adds to it, the minor.
+
+What a provider must do:
+
+* ``submit`` sends the job once, and keeps in ``provider_state`` (JSON: str, numbers,
+  lists, dicts) what it needs to find it again; ``submitted`` says so from that dict
+  alone, so after a restart the job is followed, never sent twice.
+* ``follow`` waits for the end, reporting progress (0..1, never going back), and returns
+  where the images are; ``fetch`` reads each one.
+* ``cancel`` asks the upstream to stop (best effort); a cancelled ``follow`` lets go.
+* Every failure is an ``ArtingError`` of the taxonomy (``errors.py``) whose message names
+  the provider and what to do; no secret (key, token, password) in an error, a log line,
+  ``health`` or ``provider_state``; every answer read is bounded in size and time.
+* ``require`` (and the kind's ``Features``) say what it does beyond text-to-image.
+
+What the daemon guarantees it:
+
+* One attempt at a job at a time, each under the deadline of its stage (``submit_timeout``,
+  ``run_timeout`` …), cancelled (``asyncio.CancelledError``) when the job is cancelled or
+  out of time; a job is resumed after a restart from its journaled ``provider_state``.
+* Its ``[[providers]]`` entry validated before it is made (the kind's own settings model
+  included), and its secrets registered for redaction in the daemon's logs.
+* ``Services``: the shared outbound HTTP sessions through the configured proxies and the
+  outbound policy (``remote.RemoteAPI`` builds a bounded, typed request funnel on them), the
+  image store, the metrics, the clock.
 """
 
 from __future__ import annotations
@@ -25,6 +55,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from ..upscaling import JobRequest, Upscale
+# the contract's version and the features a kind declares, public here too
+from .contract import CONTRACT_VERSION as CONTRACT_VERSION, Features as Features, \
+    compatible as compatible
 
 #: Called by ``follow`` with the fraction done (0..1) when the upstream says.
 OnProgress = Callable[[float], None]
@@ -132,6 +165,12 @@ class Provider(ABC):
     async def cancel(self, work: Work) -> None:  # noqa: B027 (a default, not abstract)
         """Ask the upstream to stop a submitted job (best effort); by default there is no
         way to, and the upstream finishes it unseen."""
+
+    async def catalogue(self) -> dict[str, str] | None:
+        """The models the upstream offers (its ids → names to show), read at start and
+        every few minutes for an entry with ``models = "*"``; None: it has no catalogue
+        to read (its kind's ``models`` are fixed, or it offers what its entry lists)."""
+        return None
 
     def health(self) -> dict[str, Any]:
         """What the operator sees of this provider in ``/arting/v1/status``."""

@@ -2,14 +2,15 @@
 
 With neither ``[[providers]]`` nor ``[fallbacks]`` the runner gets the Arting provider
 itself, made from the flat settings, exactly as before providers existed. Otherwise it
-gets the router (``router.py``) with every provider behind it, Arting first. The kinds
-with settings of their own (Midjourney, Stability AI) are made by their own
-``make`` (``kinds.py``).
+gets the router (``router.py``) with every provider behind it, Arting first. Each is
+made by its kind's ``make`` (``kinds.py``: the built-in kinds, ``builtin.py``, and the
+installed plugins); a plugin left out is logged here, once per start.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -30,10 +31,13 @@ from .arting.client import ArtingClient, Upstream
 from .arting.provider import ArtingOptions, ArtingProvider
 from .arting.tokens import Board, TokenPool, anonymous_identity
 from .base import Provider
-from .kinds import KINDS
+from .kinds import installed
 from .openai import OpenAIProvider
 from .remote import SyncProvider, endpoint, funnel
 from .router import Member, Router
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +63,9 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
     """(the provider the runner talks to, the Arting provider named ``arting`` if any:
     the token admin API's)."""
     settings = s.settings
+    kinds = installed()
+    for problem in kinds.problems:
+        log.warning("%s", problem)
     async with AsyncExitStack() as stack:
         if not settings.providers and not settings.fallbacks:
             arting = await stack.enter_async_context(open_arting(s, implicit_arting()))
@@ -68,13 +75,9 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
         offers = Offers(chain, settings.extra_models, settings.default_model)
         members = []
         for cfg in chain:
-            if cfg.kind == "arting":
-                provider: Provider = await stack.enter_async_context(open_arting(s, cfg))
-            elif cfg.kind in KINDS:
-                provider = await stack.enter_async_context(KINDS[cfg.kind].make(s, cfg))
-            else:
-                provider = remote(s, cfg)
-            own = KINDS[cfg.kind].models if cfg.kind in KINDS else {}
+            kind = kinds[cfg.kind]
+            provider = await stack.enter_async_context(kind.make(s, cfg))
+            own = kind.models
             names = {m: own.get(m.removeprefix(cfg.model_prefix)) or s.catalog.models.get(m, m)
                      for m in offers.ids[cfg.name]}
             s.catalog.offer(cfg.name, names, cfg.model_prefix if cfg.models == "*" else "")

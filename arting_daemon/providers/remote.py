@@ -46,7 +46,7 @@ from ..errors import (BadUpstreamResponse, ContentRefused, FeatureDisabled,
                       UpstreamRejected, UpstreamServerError, UpstreamTimeout,
                       UpstreamUnavailable, UpstreamUnreachable)
 from ..outbound import OutboundPolicy
-from ..provider_config import CREDENTIALS, ProviderConfig
+from ..provider_config import ProviderConfig, credentials
 from ..retry import backoff, retry_after
 from ..store import ImageStore
 from ..transport.director import Sessions, aiohttp_failure
@@ -92,7 +92,7 @@ class Endpoint:
     @property
     def advice(self) -> str:
         """Where its credentials are set, for the messages of refused requests."""
-        return f"set {CREDENTIALS[self.kind]} of provider `{self.name}` in arting.toml"
+        return f"set {credentials(self.kind)} of provider `{self.name}` in arting.toml"
 
 
 def endpoint(cfg: ProviderConfig, request_timeout: float) -> Endpoint:

@@ -41,7 +41,6 @@ from ..provider_config import ProviderConfig
 from ..tasks import stop
 from ..upscaling import JobRequest, Upscale
 from .base import Attempt, OnProgress, Provider, Work
-from .remote import SyncProvider
 
 log = logging.getLogger(__name__)
 
@@ -193,26 +192,30 @@ class Router(Provider):
 
     async def _refresh(self) -> None:
         logs.request_id.set("catalogues")
-        readable = [m for m in self.members.values()
-                    if m.config.models == "*" and isinstance(m.provider, SyncProvider)]
+        readable = [m for m in self.members.values() if m.config.models == "*"]
         while readable:
-            await asyncio.gather(*(self.read_catalogue(m) for m in readable))
-            await asyncio.sleep(CATALOGUE_EVERY)
+            read = await asyncio.gather(*(self.read_catalogue(m) for m in readable))
+            readable = [m for m, has in zip(readable, read) if has]
+            if readable:
+                await asyncio.sleep(CATALOGUE_EVERY)
 
-    async def read_catalogue(self, member: Member) -> None:
-        assert isinstance(member.provider, SyncProvider)
+    async def read_catalogue(self, member: Member) -> bool:
+        """Read its catalogue; False when it has none to read (a fixed one, or Arting's)."""
         try:
             models = await member.provider.catalogue()
         except ArtingError as exc:
             member.health.saw(exc)
             log.warning("could not read the models of provider %s: %s", member.name,
                         exc.message)
-            return
+            return True
+        if models is None:
+            return False
         member.health.saw(None)
         member.models_read_at = time.time()
         self.catalog.offer(member.name, {member.prefix + m: name for m, name in models.items()},
                            member.prefix)
         log.info("provider %s offers %d model(s)", member.name, len(models))
+        return True
 
     # --- routing --------------------------------------------------------------------------
 

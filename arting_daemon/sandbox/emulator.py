@@ -3,8 +3,9 @@
 Arting's emulator (``server.py``) has its own fault kinds and switches; the Midjourney
 (``midjourney.py``) and Stability AI (``stability.py``) emulators are built on
 ``Emulator``: each request to one of its routes is logged (``requests``), then the
-faults armed on that route may delay it, drop the connection, or answer instead
-(``fault_answer``); otherwise its handler answers.
+faults armed on that route may delay it, drop the connection, answer a body that never
+ends (``oversized``: at most ``OVERSIZED_MIB``, for the bounds of whoever reads it), or
+answer instead (``fault_answer``); otherwise its handler answers.
 
     mj = MidjourneyEmulator(generation_time=1.0)
     base_url = await mj.start()
@@ -28,6 +29,8 @@ from .faults import FaultBoard, reset_connection
 from .models import FaultSpec, Recorded
 
 Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
+#: What an ``oversized`` answer sends at most before it ends, in MiB.
+OVERSIZED_MIB = 200
 
 
 #: The fault a request's handler is to act on (one that does not answer for it).
@@ -134,6 +137,8 @@ class Emulator:
                 await asyncio.sleep(fault.delay)
             if fault.kind == "reset":
                 return reset_connection(request)
+            if fault.kind == "oversized":
+                return await oversized(request)
             answer = self.fault_answer(fault, request)
             if answer is not None:
                 return answer
@@ -145,6 +150,17 @@ class Emulator:
         """The answer a fault gives instead of the route's own; None: the route answers
         (a ``slow`` fault, or one the handler reads from ``request[FAULT]``)."""
         return None
+
+
+async def oversized(request: web.Request) -> web.StreamResponse:
+    """A JSON answer that goes on and on (a broken or hostile server's)."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    await resp.write(b'{"padding": "')
+    chunk = b" " * (1 << 20)
+    for _ in range(OVERSIZED_MIB):
+        await resp.write(chunk)
+    return resp
 
 
 class RateLimiter:

@@ -5,7 +5,8 @@ through, then fires on every ``every``-th one until it has fired ``count`` times
 When several faults fire on one request the oldest wins; the others do not use up
 their ``count``.
 
-Most kinds replace the answer (``respond``). Four only shape what the route does:
+Most kinds replace the answer (``respond``); ``oversized`` answers a body that never
+ends (``emulator.oversized``, streamed by the server). Four only shape what the route does:
 ``slow`` (a ``delay`` before the normal answer), ``fail``, ``never_finish`` and
 ``empty_output_done``; the server reads those from the request it handles. Any kind
 waits ``delay`` seconds first when one is given.

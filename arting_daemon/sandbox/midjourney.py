@@ -122,7 +122,8 @@ class MidjourneyEmulator(Emulator):
     NAME = "midjourney-proxy"
     ROUTES = ("imagine", "change", "simple_change", "action", "modal", "fetch", "list",
               "cancel", "image")
-    FAULT_KINDS = ("http_error", "code", "unauthorized", "reset", "slow", "fail", "forget")
+    FAULT_KINDS = ("http_error", "code", "unauthorized", "reset", "slow", "fail", "forget",
+                   "oversized")
 
     def __init__(self, config: MidjourneyConfig | None = None, *, clock: Clock = SYSTEM,
                  **overrides: Any) -> None:

@@ -20,7 +20,7 @@ FAULT_KINDS: dict[str, tuple[str, ...]] = {
     **{kind: FAULT_ROUTES for kind in (
         "cf_challenge", "cf_challenge_v2", "cf_html_200", "cf_1020", "cf_5xx",
         "cf_rate_limit", "rate_limit", "quota", "http_error", "slow", "reset",
-        "truncated_json", "token_expired", "invalid_token", "reject")},
+        "truncated_json", "token_expired", "invalid_token", "reject", "oversized")},
     "fail": _CREATES + _GETS,
     "never_finish": _CREATES,
     "fail_code": _GETS,

@@ -35,7 +35,7 @@ from . import cloudflare, enhance, storage
 from . import envelope as E
 from .auth import token_problem
 from .balance import Balances
-from .emulator import RateLimiter, headers_of, read_body, serve
+from .emulator import RateLimiter, headers_of, oversized, read_body, serve
 from .enhance import EnhanceTask
 from .envelope import ApiError, AuthError, NotFoundError, RateLimited
 from .faults import EFFECT_KINDS, FaultBoard, respond
@@ -193,6 +193,8 @@ class Sandbox:
         fault = self._faults.pick(route) if route in FAULT_ROUTES else None
         if fault is not None and fault.delay:
             await asyncio.sleep(fault.delay)
+        if fault is not None and fault.kind == "oversized":
+            return await oversized(request)
         if fault is not None and fault.kind not in EFFECT_KINDS:
             return respond(fault, request, self._random("rays"), self.config.auth_error_http)
         call = _Call(request, route, body, fault)

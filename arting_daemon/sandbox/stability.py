@@ -105,7 +105,7 @@ class Result:
 class StabilityEmulator(Emulator):
     NAME = "Stability AI"
     ROUTES = ("generate", "upscale", "results", "balance", "account")
-    FAULT_KINDS = ("http_error", "reset", "slow", "filtered", "garbled")
+    FAULT_KINDS = ("http_error", "reset", "slow", "filtered", "garbled", "oversized")
 
     def __init__(self, config: StabilityConfig | None = None, *, clock: Clock = SYSTEM,
                  **overrides: Any) -> None:
