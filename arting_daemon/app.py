@@ -42,9 +42,10 @@ from .engine.cache import ResultCache
 from .engine.jobs import Job
 from .engine.runner import Runner, RunnerSettings
 from .facades import (catalog_view, docs, jobs, keys, models, openai_chat, openai_errors,
-                      openai_images, ops, sdapi, sdapi_errors, status, views, web as web_page,
-                      ws)
+                      openai_images, ops, sdapi, sdapi_errors, status, tokens, views,
+                      web as web_page, ws)
 from .facades.callers import Followers
+from .operator_events import OperatorEvents
 from .generation import Catalog, Rules
 from .keys.gate import Gate
 from .metrics import Metrics
@@ -52,7 +53,8 @@ from .openapi import API
 from .provider_config import ProviderConfig, check as check_providers
 from .providers.build import Services, open_providers
 from .retention import StoreLimits
-from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, FOLLOWERS, GATE,
+from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, EVENTS,
+                    FOLLOWERS, GATE,
                     HTTP, JOURNAL, KEYS, METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES,
                     SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
@@ -102,6 +104,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM) -> web.Application:
     keys.add_routes(native)
     ws.add_routes(native)
     ops.add_admin_routes(native)
+    tokens.add_routes(native)
     app.add_subapp("/arting/v1", native)
     return app
 
@@ -254,10 +257,16 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
     (the ``arting`` provider's shares its tokens' health and places on the backend's
     board)."""
     services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
-                        app[CATALOG], app[BACKEND].board, app[CLOCK])
+                        app[CATALOG], app[BACKEND].board, app[CLOCK], app[BACKEND].vault)
+    events = OperatorEvents(app[SETTINGS], app[METRICS], app[CLOCK])
     async with open_providers(services) as (provider, arting):
-        app[PROVIDER], app[ARTING] = provider, arting
-        yield
+        app[PROVIDER], app[ARTING], app[EVENTS] = provider, arting, events
+        if arting is not None:      # its tokens' troubles are the operator's to hear
+            arting.pool.on_event.append(events.raised)
+        try:
+            yield
+        finally:
+            await events.close()
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:

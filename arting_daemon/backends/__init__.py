@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..keys.ring import KeyStore
     from ..metrics import Metrics
     from ..providers.arting.tokens import Board
+    from ..providers.arting.vault import Vault
     from ..retention import Retention, StoreLimits
     from ..store import ImageStore
     from ..webhooks import DeliveryStore
@@ -71,6 +72,9 @@ class Backend(Protocol):
     def board(self) -> Board:
         """Where the ``arting`` provider's token pool shares its tokens' health and places
         (``providers/arting/tokens.py``); the pool opens and closes it."""
+
+    def vault(self) -> Vault:
+        """Where the tokens added at runtime are kept (``providers/arting/vault.py``)."""
 
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:

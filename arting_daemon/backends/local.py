@@ -18,6 +18,7 @@ from ..keys.counters import LocalCounters
 from ..keys.ring import KeyRing
 from ..metrics import Metrics
 from ..providers.arting.tokens import Board
+from ..providers.arting.vault import FileVault, Vault
 from ..retention import Retention, StoreLimits
 from ..store import ImageStore
 from ..webhooks import JournalDeliveries
@@ -28,6 +29,7 @@ class LocalBackend:
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.data = settings.data_dir
+        self.settings = settings
         self.clock = clock
 
     async def open(self, metrics: Metrics) -> None:
@@ -84,6 +86,11 @@ class LocalBackend:
 
     def board(self) -> Board:
         return Board()
+
+    def vault(self) -> Vault:
+        """``tokens.json`` in the data directory (sealed with ``secret_key``, if set)."""
+        key = self.settings.secret_key
+        return FileVault(self.data, key.get_secret_value() if key else None)
 
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:

@@ -28,7 +28,8 @@ from ..transport.director import Director, Sessions
 from .a1111 import A1111Provider
 from .arting.client import ArtingClient, Upstream
 from .arting.provider import ArtingOptions, ArtingProvider
-from .arting.tokens import Board, TokenPool, anonymous_identity
+from .arting.tokens import Board, Token, TokenPool, anonymous_identity
+from .arting.vault import Vault
 from .base import Provider
 from .kinds import KINDS
 from .openai import OpenAIProvider
@@ -50,6 +51,8 @@ class Services:
     #: Where the ``arting`` provider's token pool shares its tokens (the backend's board).
     board: Callable[[], Board] = Board
     clock: Clock = dataclasses.field(default_factory=Clock)
+    #: Where the ``arting`` provider's runtime tokens are kept (the backend's vault).
+    vault: Callable[[], Vault] | None = None
 
 
 @asynccontextmanager
@@ -102,7 +105,9 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     board = s.board() if cfg.name == ARTING else Board()
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
                      backoff=settings.token_probe_backoff,
-                     max_backoff=settings.token_probe_max_backoff, board=board, clock=s.clock)
+                     max_backoff=settings.token_probe_max_backoff, board=board, clock=s.clock,
+                     daily_limit=settings.token_daily_limit,
+                     min_interval=settings.token_min_interval)
     upstream = dataclasses.replace(Upstream.of(settings),
                                    base_url=cfg.base_url or settings.base_url)
     options = dataclasses.replace(ArtingOptions.of(settings), img2img=settings.img2img
@@ -117,6 +122,20 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     provider.free_to_repeat = cfg.free_to_repeat
     if cfg.name == ARTING:       # its token gauges; more pools would repeat their names
         s.metrics.watch(pool)
+
+    def join(token: Token) -> None:
+        """A runtime token joins: its name in the logs, its own Cloudflare clearance."""
+        logs.add_secrets(token.secret, *token.cookies.values())
+        director.names[token.secret] = token.label
+        client.own_clearance(token.secret, token.user_agent, token.cookies)
+
+    pool.on_join.append(join)
+    vault = s.vault() if cfg.name == ARTING and s.vault is not None else None
+    provider.vault = vault
+    if vault is not None:
+        await vault.open()
+        vault.on_change.append(lambda: pool.sync(list(vault.entries.values())))
+        pool.sync(list(vault.entries.values()))
     await board.open(pool)
     pool.start_probing(client.check_token)
     try:
@@ -124,6 +143,8 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     finally:
         await pool.close()
         await board.close()
+        if vault is not None:
+            await vault.close()
         await client.close()
 
 
