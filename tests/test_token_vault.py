@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from standardwebhooks.webhooks import Webhook
 from arting_daemon.providers.arting.paste import parse
 from arting_daemon.state import ARTING
 from clock import ManualClock
+from test_replicas import cluster, emulator, redis_server  # noqa: F401 (fixtures)
 from webhook_receiver import Receiver
 
 GOOD = "0f0e0d0c-1111-4222-8333-444455556666"
@@ -287,3 +289,34 @@ def test_the_command_line_adds_lists_exports_and_removes(make_daemon, tmp_path):
     wait_for(lambda: "added-1" not in listed(daemon))
     assert cli(data, "remove", "added-1").returncode == 1
     assert daemon.app[ARTING].pool.live()[0].label == "ops"
+
+
+# --- replicas ----------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_token_added_on_one_replica_is_used_by_another(cluster):
+    from test_replicas import ADMIN, bearer, finished, submit, until
+    a = cluster.start(ARTING_SECRET_KEY="shared by the replicas")
+    b = cluster.start(ARTING_SECRET_KEY="shared by the replicas")
+    bare = cluster.start()                                 # no secret_key: cannot add any
+    refused = httpx.post(f"{bare.url}/arting/v1/admin/tokens", headers=bearer(ADMIN),
+                         json={"token": OTHER})
+    assert refused.status_code == 400 and "secret_key" in refused.json()["error"]["message"]
+    added = httpx.post(f"{a.url}/arting/v1/admin/tokens", headers=bearer(ADMIN),
+                       json={"paste": BASH_CURL, "label": "shared"})
+    assert added.status_code == 201, added.text
+    until(lambda: "shared" in {t["label"] for t in httpx.get(
+        f"{b.url}/arting/v1/admin/tokens", headers=bearer(ADMIN)).json()["tokens"]}, timeout=5)
+    # b's configured token is refused once: b goes on with the token a added
+    cluster.emulator.sandbox.add_fault("invalid_token", route="create", count=1)
+    job = submit(b)
+    assert finished(b, job.json()["id"])["state"] == "succeeded"
+    assert [r.header("Authorization") for r in cluster.emulator.sandbox.requests_for(
+        "create")][-1] == GOOD
+    import redis
+    stored = redis.Redis.from_url(cluster.redis.url).hgetall("arting:tokens:vault")
+    assert stored and GOOD.encode() not in b"".join(stored.values())
+    removed = httpx.delete(f"{b.url}/arting/v1/admin/tokens/shared", headers=bearer(ADMIN))
+    assert removed.status_code == 200
+    until(lambda: "shared" not in {t["label"] for t in httpx.get(
+        f"{a.url}/arting/v1/admin/tokens", headers=bearer(ADMIN)).json()["tokens"]}, timeout=5)
