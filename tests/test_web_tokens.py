@@ -49,7 +49,7 @@ def test_an_admin_adds_a_token_by_paste_probes_and_removes_it(page, make_daemon)
     facts = text(page, '#token-list li[data-label="alice"] .token-facts')
     assert "added at runtime" in facts and "__cf_bm, cf_clearance" in facts
     assert GOOD not in page.page_source and "clear-abc" not in page.page_source
-    screenshot(page, "tokens-panel")
+    screenshot(page, "tokens-panel.png")
 
     # Probe the refused one: still refused.
     css(page, "#tokens-probe").click()

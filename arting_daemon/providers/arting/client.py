@@ -571,9 +571,11 @@ def _message(payload: object) -> str:
 
 
 def _auth_advice(message: str) -> str:
-    return (f"Arting refused the token ({message}). Copy a fresh `Authorization` value from "
-            "a browser session on arting.ai (F12 → Network) into ARTING_AUTH_TOKEN or "
-            "`auth_tokens`, then restart the daemon.")
+    return (f"Arting refused the token ({message}). Copy a fresh `Authorization` value (or "
+            "the whole request as cURL) from a browser session on arting.ai (F12 → Network) "
+            "and add it without a restart: POST /arting/v1/admin/tokens, `arting-daemon "
+            "tokens add` or the page's Tokens panel (or put it in ARTING_AUTH_TOKEN or "
+            "`auth_tokens` and restart).")
 
 
 
