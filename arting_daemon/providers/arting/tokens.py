@@ -289,8 +289,9 @@ class TokenPool:
 
     def _none_usable(self) -> UpstreamAuthError:
         return UpstreamAuthError(
-            "Arting refused every configured token and every one added at runtime. Copy a fresh `Authorization` value (or the whole "
-            "request as cURL) from a logged-in browser session on arting.ai and add it: "
+            "Arting refused every configured token and every one added at runtime. Copy a "
+            "fresh `Authorization` value (or the whole request as cURL) from a logged-in "
+            "browser session on arting.ai and add it: "
             "POST /arting/v1/admin/tokens, `arting-daemon tokens add`, or the page's Tokens "
             "panel (no restart needed), or set ARTING_AUTH_TOKEN (auth_tokens) and restart.")
 
