@@ -320,3 +320,16 @@ def test_a_token_added_on_one_replica_is_used_by_another(cluster):
     assert removed.status_code == 200
     until(lambda: "shared" not in {t["label"] for t in httpx.get(
         f"{a.url}/arting/v1/admin/tokens", headers=bearer(ADMIN)).json()["tokens"]}, timeout=5)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_daily_limit_holds_across_replicas(cluster):
+    from test_replicas import ADMIN, bearer, finished, submit, until
+    a = cluster.start(ARTING_TOKEN_DAILY_LIMIT="1")
+    b = cluster.start(ARTING_TOKEN_DAILY_LIMIT="1")
+    assert finished(a, submit(a).json()["id"])["state"] == "succeeded"
+    until(lambda: httpx.get(f"{b.url}/arting/v1/admin/tokens", headers=bearer(ADMIN))
+          .json()["tokens"][0]["images_today"] == 1, timeout=5)
+    refused = submit(b)
+    assert refused.status_code == 429 and "daily_limit" in refused.json()["error"]["message"]
+    assert len(cluster.emulator.sandbox.requests_for("create")) == 1

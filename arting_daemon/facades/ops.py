@@ -127,7 +127,8 @@ class TokenView(Answer):
     cookies: list[str] = Field(description="Names of the Cloudflare cookies pasted with it.")
     daily_limit: int | None = Field(description="Images per UTC day it may create.")
     min_interval: float | None = Field(description="Seconds between two creates.")
-    images_today: int = Field(description="Images it created this UTC day (this daemon).")
+    images_today: int = Field(description="Images it created this UTC day (with replicas: "
+                                          "all of them, as Redis last told).")
     paced_until: float | None = Field(description="When (Unix time) its pace lets it "
                                                   "create again; null: now.")
 

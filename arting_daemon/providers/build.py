@@ -70,7 +70,9 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
         members = []
         for cfg in chain:
             if cfg.kind == "arting":
-                provider: Provider = await stack.enter_async_context(open_arting(s, cfg))
+                arting = await stack.enter_async_context(open_arting(s, cfg))
+                arting.alone = False        # the router's fallbacks may take its jobs
+                provider: Provider = arting
             elif cfg.kind in KINDS:
                 provider = await stack.enter_async_context(KINDS[cfg.kind].make(s, cfg))
             else:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 
+from ..config import ConfigError
 from ..errors import FeatureDisabled
 from ..providers.arting.vault import REFRESH, Entry, Seal, Vault
 from ..tasks import stop
@@ -35,7 +36,10 @@ class RedisVault(Vault):
         link.listen("vault", lambda _: self._reload_now.set())
 
     async def open(self) -> None:
-        await self._reload()
+        try:
+            await self._reload()
+        except FeatureDisabled as exc:      # sealed with another secret_key
+            raise ConfigError(f"The runtime tokens in Redis: {exc.message}") from None
         self._task = asyncio.create_task(self._watch(), name="redis-token-vault")
 
     async def close(self) -> None:

@@ -72,6 +72,9 @@ class ArtingProvider(Provider):
         self.metrics = metrics
         #: Where runtime tokens are kept (the provider named ``arting`` only).
         self.vault: Vault | None = None
+        #: Not behind a router: a job no token can take is refused before it is queued
+        #: (behind one, the router's fallbacks may take it).
+        self.alone = True
 
     def require(self, feature: str) -> None:
         if feature == "img2img" and self.options.img2img:
@@ -96,7 +99,7 @@ class ArtingProvider(Provider):
         """Refuse a job no token could take (all refused, or past their pace) before it
         is queued, with the reason, rather than after a wait."""
         name = super().admit(gen)
-        refusal = self.pool.refusal()
+        refusal = self.pool.refusal() if self.alone else None
         if refusal is not None:
             raise refusal
         return name
@@ -305,7 +308,7 @@ class GenerationAttempt(ArtingAttempt):
         self.state["request_id"], sent = await self.send_stamped(
             lambda token: p.client.create(gen, token, image_url), retry_until)
         assert self.token is not None
-        p.pool.spend(self.token, gen.n)
+        await p.pool.spend(self.token, gen.n)
         return sent
 
     async def _init_image_url(self, retry_until: float) -> str:
@@ -343,7 +346,7 @@ class UpscaleAttempt(ArtingAttempt):
             task, sent = await self.send_stamped(
                 partial(p.client.enhance, url, upscale.scale), retry_until)
             assert self.token is not None
-            p.pool.spend(self.token, 1)
+            await p.pool.spend(self.token, 1)
             tasks.append(task)
             started = started or sent
         self.state["tasks"] = tasks

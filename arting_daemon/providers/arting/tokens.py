@@ -193,6 +193,14 @@ class Board:
         """Whether this daemon is the one to probe the token now."""
         return True
 
+    async def met(self, token: Token) -> None:
+        """A token joined the pool while it runs: learn what others know of it."""
+
+    async def spend(self, token: Token, images: int, day: str) -> int | None:
+        """Count ``images`` created on ``token`` on the UTC ``day``; the day's total among
+        all daemons (here: None, the pool's own count is the total)."""
+        return None
+
 
 class TokenPool:
     """Hands out tokens to jobs, keeps each token's health and re-probes the unhealthy."""
@@ -214,6 +222,7 @@ class TokenPool:
         self._changed = asyncio.Condition()
         self._check: Callable[[str], Awaitable[None]] | None = None
         self._watcher: asyncio.Task | None = None
+        self._pending: set[asyncio.Task] = set()
         #: Told of each token that joins the pool (its client learns its name, cookies).
         self.on_join: list[Callable[[Token], None]] = []
         #: Told of what the operator must hear: (event, token or None, message).
@@ -252,6 +261,7 @@ class TokenPool:
             kept.append(token)
             for call in self.on_join:
                 call(token)
+            self._soon(self.board.met(token))
             log.info("token %s added", token.label)
         self.tokens = kept
         self._poke()
@@ -268,8 +278,24 @@ class TokenPool:
         async def notify() -> None:
             async with self._changed:
                 self._changed.notify_all()
-        with contextlib.suppress(RuntimeError):     # no loop: nobody waits
-            asyncio.get_running_loop().create_task(notify())
+        self._soon(notify())
+
+    def _soon(self, step: Awaitable[None]) -> None:
+        """Run ``step`` on the loop, soon (without a loop, nobody waits: it is dropped)."""
+        async def run() -> None:
+            try:
+                await step
+            except Exception as exc:        # Redis away: the next announcement tells
+                log.debug("token pool: %s", exc)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if asyncio.iscoroutine(step):
+                step.close()
+            return
+        task = loop.create_task(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def refusal(self) -> ArtingError | None:
         """Why no token could take a new job now (to refuse it before it is queued)."""
@@ -295,14 +321,29 @@ class TokenPool:
             "POST /arting/v1/admin/tokens, `arting-daemon tokens add`, or the page's Tokens "
             "panel (no restart needed), or set ARTING_AUTH_TOKEN (auth_tokens) and restart.")
 
-    def spend(self, token: Token, images: int) -> None:
-        """A create went through on ``token``: count it against its pace."""
+    async def spend(self, token: Token, images: int) -> None:
+        """A create went through on ``token``: count it against its pace (with replicas,
+        on the board, which answers every replica's count)."""
         wall = self.clock.time()
         day = utc_day(wall)
         if token.day != day:
             token.day, token.spent = day, 0
         token.spent += images
         token.last_create = wall
+        total = await self.board.spend(token, images, day)
+        if total is not None and token.day == day:
+            token.spent = max(token.spent, total)
+
+    def learn_pace(self, fingerprint: str, day: str, spent: int,
+                   last_create: float | None) -> None:
+        """Another daemon created on this token (its day's total, its last create)."""
+        for token in self.tokens:
+            if token.fingerprint == fingerprint:
+                if token.day != day:
+                    token.day, token.spent = day, 0
+                token.spent = max(token.spent, spent)
+                if last_create is not None:
+                    token.last_create = max(token.last_create or 0.0, last_create)
 
     def snapshot(self) -> list[dict]:
         now, wall = self.clock.monotonic(), self.clock.time()
@@ -480,7 +521,7 @@ class TokenPool:
         self._watcher = asyncio.create_task(self._watch(), name="token-prober")
 
     async def close(self) -> None:
-        await stop(self._watcher)
+        await stop(self._watcher, *self._pending)
         self._watcher = None
 
     async def probe(self, token: Token) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 from ... import datadir, logs
 from ...tasks import stop
+from ...config import ConfigError
 from ...errors import FeatureDisabled, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,13 @@ class FileVault(Vault):
         self.load()
 
     async def open(self) -> None:
-        self.load()
+        try:
+            self.load()
+        except FeatureDisabled as exc:      # sealed with another key, or with none here
+            raise ConfigError(f"{self.path}: {exc.message}") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.path} could not be read ({exc}); fix or remove it "
+                              "(its tokens are then to be added again).") from None
         self._task = asyncio.create_task(self._watch(), name="token-vault")
 
     async def close(self) -> None:
