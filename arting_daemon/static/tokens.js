@@ -11,11 +11,18 @@ import { when } from "./usage.js";
 
 const EVERY = 15000;
 const $ = (id) => document.getElementById(id);
+const SOURCES = { configuration: "tokens.source.configuration", runtime: "tokens.source.runtime" };
+const STATES = { ok: "tokens.state.ok", cooling: "tokens.state.cooling", blocked: "tokens.state.blocked",
+                 invalid: "tokens.state.invalid", retired: "tokens.state.retired" };
+const EVENTS = { token_refused: "tokens.event.token_refused", low_balance: "tokens.event.low_balance",
+                 pool_exhausted: "tokens.event.pool_exhausted" };
+/** The daemon's word, in the page's language where the catalogue has it. */
+const word = (words, value) => (words[value] ? t(words[value]) : value);
 
 /** The card's facts: [words key, value]. */
 function factsOf(token) {
   const facts = [
-    ["tokens.source", t(`tokens.source.${token.source}`)],
+    ["tokens.source", word(SOURCES, token.source)],
     ["tokens.balance", token.balance === null ? t("tokens.unknown") : number(token.balance)],
     ["tokens.images_today", token.daily_limit === null ? number(token.images_today)
       : t("tokens.of", { n: number(token.images_today), limit: number(token.daily_limit) })],
@@ -58,7 +65,7 @@ export class TokensPanel {
     box.replaceChildren(...events.slice(-5).reverse().map((e) => {
       const li = document.createElement("li");
       li.dataset.event = e.event;
-      li.append(...nodes("tokens.event", { when: when(e.at), event: t(`tokens.event.${e.event}`),
+      li.append(...nodes("tokens.event", { when: when(e.at), event: word(EVENTS, e.event),
                                            message: verbatim(e.message) }));
       return li;
     }));
@@ -108,7 +115,7 @@ export class TokensPanel {
     card.el.dataset.label = token.label;
     card.el.dataset.state = token.retired ? "retired" : token.state;
     part("token-label").textContent = token.label;
-    part("token-badge").textContent = t(token.retired ? "tokens.state.retired" : `tokens.state.${token.state}`);
+    part("token-badge").textContent = word(STATES, token.retired ? "retired" : token.state);
     part("token-facts").replaceChildren(...factsOf(token).flatMap(([name, value]) => {
       const dd = document.createElement("dd");
       dd.append(value);
