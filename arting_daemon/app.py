@@ -45,7 +45,7 @@ from .facades import (catalog_view, docs, jobs, keys, models, openai_chat, opena
                       openai_images, ops, sdapi, sdapi_errors, status, tokens, views,
                       web as web_page, ws)
 from .facades.callers import Followers
-from .operator_events import OperatorEvents
+from .operator_events import OperatorEvents, OperatorSettings
 from .generation import Catalog, Rules
 from .keys.gate import Gate
 from .metrics import Metrics
@@ -258,7 +258,7 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
     board)."""
     services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
                         app[CATALOG], app[BACKEND].board, app[CLOCK], app[BACKEND].vault)
-    events = OperatorEvents(app[SETTINGS], app[METRICS], app[CLOCK])
+    events = OperatorEvents(OperatorSettings.of(app[SETTINGS]), app[METRICS], app[CLOCK])
     async with open_providers(services) as (provider, arting):
         app[PROVIDER], app[ARTING], app[EVENTS] = provider, arting, events
         if arting is not None:      # its tokens' troubles are the operator's to hear

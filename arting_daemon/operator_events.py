@@ -23,11 +23,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
-from prometheus_client import Counter
+from pydantic import SecretStr
 
 from . import __version__
 from .clock import SYSTEM, Clock
-from .config import Settings, webhook_key
+from .config import Section, webhook_key
 from .errors import ArtingError
 from .metrics import Metrics
 from .outbound import OutboundPolicy
@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 
 #: Attempts at one delivery before it is given up; the events kept for the status.
 ATTEMPTS, KEPT = 5, 50
+
+
+@dataclass(frozen=True)
+class OperatorSettings(Section):
+    operator_webhook_url: str | None
+    webhook_secret: SecretStr | None
+    webhook_allow_hosts: list[str]
+    webhook_timeout: float
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,8 @@ class Event:
 
 
 class OperatorEvents:
-    def __init__(self, settings: Settings, metrics: Metrics, clock: Clock = SYSTEM) -> None:
+    def __init__(self, settings: OperatorSettings, metrics: Metrics,
+                 clock: Clock = SYSTEM) -> None:
         self.url = settings.operator_webhook_url
         secret = settings.webhook_secret
         self.key = webhook_key(secret) if secret is not None else None
@@ -63,9 +72,7 @@ class OperatorEvents:
         self.policy = OutboundPolicy(webhook_allow_hosts=settings.webhook_allow_hosts)
         self.clock = clock
         self.recent: deque[Event] = deque(maxlen=KEPT)
-        self.counts = Counter("arting_operator_events", "Operator events, by kind: "
-                              "token_refused, low_balance, pool_exhausted.", ["event"],
-                              registry=metrics.registry)
+        self.counts = metrics.operator_events
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
 
