@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 #: How often a running daemon looks whether another process changed the vault.
 REFRESH = 0.5
 FILE = "tokens.json"
+#: A label is part of the admin API's paths: letters, digits, ``.``, ``_``, ``-``.
+LABEL = re.compile(r"[\w.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,9 @@ def new_entry(label: str | None, secret: str, taken: set[str], **extra: Any) -> 
             n += 1
         label = f"added-{n}"
     label = label.strip()
-    if not label or len(label) > 64 or any(c.isspace() for c in label):
-        raise InvalidRequest("A token's label is 1-64 characters without spaces.", param="label")
+    if not LABEL.fullmatch(label):
+        raise InvalidRequest("A token's label is 1-64 letters, digits, `.`, `_` or `-`.",
+                             param="label")
     return Entry(label=label, secret=secret, added_at=time.time(), **extra)
 
 
