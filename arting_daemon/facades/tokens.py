@@ -197,7 +197,8 @@ async def change_token(request: web.Request) -> web.Response:
 
 
 @operation("Remove an Arting token", "New jobs stop using it at once; the jobs it carries "
-           "finish with it. Runtime tokens only.", answers={200: TokensView}, errors=(404,))
+           "finish with it. Runtime tokens only (400 for one from the configuration).",
+           answers={200: TokensView}, errors=(400, 404))
 @auth.admin
 async def remove_token(request: web.Request) -> web.Response:
     arting, vault = _vault(request)
