@@ -54,9 +54,8 @@ from .provider_config import ProviderConfig, check as check_providers
 from .providers.build import Services, open_providers
 from .retention import StoreLimits
 from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, EVENTS,
-                    FOLLOWERS, GATE,
-                    HTTP, JOURNAL, KEYS, METRICS, PROVIDER, REQUEST_ID, RETENTION, RULES,
-                    SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS, WS_CLIENTS)
+                    FOLLOWERS, GATE, HTTP, JOURNAL, KEYS, METRICS, PROVIDER, REQUEST_ID,
+                    RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 from .transport.director import Sessions, plan_of

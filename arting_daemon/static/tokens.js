@@ -39,11 +39,12 @@ export class TokensPanel {
     this.section = $("tokens");
     this.list = $("token-list");
     this.caller = null;
+    this.listed = false;        // the list was asked for (then it refreshes by itself)
     this.cards = new Map();
     $("token-add").addEventListener("submit", (event) => { event.preventDefault(); this.add(); });
     $("tokens-refresh").addEventListener("click", () => this.load());
     $("tokens-probe").addEventListener("click", () => this.probe());
-    setInterval(() => { if (this.caller && !document.hidden) this.load(); }, EVERY);
+    setInterval(() => { if (this.listed && !document.hidden) this.load(); }, EVERY);
   }
 
   /** Shown to an admin (``caller`` from /status; null: unknown or refused). */
@@ -52,11 +53,14 @@ export class TokensPanel {
     const admin = caller?.admin ? caller : null;
     if (admin?.id === this.caller?.id) return;
     this.caller = admin;
+    this.listed = false;
     this.section.hidden = !admin;
     this.list.replaceChildren();
     this.cards.clear();
     this.done("");
-    if (admin) this.load();
+    // An open daemon's page calls no admin route unasked: its tokens wait for a click.
+    if (admin && admin.id !== "local") this.load();
+    else if (admin) this.done(t("tokens.ask"));
   }
 
   /** The latest operator events, newest first (the status carries them). */
@@ -75,13 +79,16 @@ export class TokensPanel {
   async load() {
     try {
       const view = await json(call("GET", "admin/tokens"));
-      if (this.caller) this.render(view.tokens);
+      if (!this.caller) return;
+      if (!this.listed) this.done("");      // "Refresh lists the tokens" has been done
+      this.render(view.tokens);
     } catch (err) {
       if (this.caller) this.done(t("tokens.list_failed", { error: err.message }), "bad");
     }
   }
 
   render(tokens) {
+    this.listed = Boolean(this.caller);
     const seen = new Set();
     for (const token of tokens) {
       const id = `${token.label}:${token.fingerprint ?? token.source}`;
