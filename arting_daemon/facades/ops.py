@@ -254,7 +254,7 @@ async def admin_check(request: web.Request) -> web.Response:
     async with runs.lock:
         settings = request.config_dict[SETTINGS]
         identities = [Identity(t.label, t.secret, t.anonymous)
-                      for t in _arting(request).pool.tokens]
+                      for t in _arting(request).pool.live()]
         report = await run_check(settings, identities, Options(),
                                  mode="sandbox" if settings.sandbox else "live")
         runs.last = CheckReport.model_validate(report.to_json())

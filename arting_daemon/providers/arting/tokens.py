@@ -352,7 +352,8 @@ class TokenPool:
     def collect(self) -> Iterator:
         """Prometheus gauges of the tokens' health, read at scrape time (by label, never
         the secret)."""
-        counts = Counter(t.state.value for t in self.tokens)
+        current = [t for t in self.tokens if not t.retired]   # a rotated label: once
+        counts = Counter(t.state.value for t in current)
         tokens = GaugeMetricFamily("arting_tokens", "Tokens, by health state.",
                                    labels=["state"])
         for state in TokenState:
@@ -370,7 +371,7 @@ class TokenPool:
         probes = CounterMetricFamily("arting_token_probes",
                                      "Probes of unhealthy tokens, by result.",
                                      labels=["token", "result"])
-        for t in self.tokens:
+        for t in current:
             for state in TokenState:
                 token_state.add_metric([t.label, state.value], float(t.state is state))
             in_flight.add_metric([t.label], t.in_flight)
