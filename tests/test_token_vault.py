@@ -55,6 +55,14 @@ cookie: cf_clearance=clear-abc.def-1733-0-1.2.1; _ga=GA1.1.123
 origin: https://arting.ai
 user-agent: {UA}"""
 
+FIREFOX_HEADERS = f"""POST /api/cg/text-to-image/create HTTP/2
+Host: api.arting.ai
+User-Agent: {UA}
+Accept: application/json, text/plain, */*
+Authorization: {GOOD}
+Origin: https://arting.ai
+Cookie: _ga=GA1.1.123; cf_clearance=clear-abc.def-1733-0-1.2.1"""
+
 
 def admin(daemon, method: str, path: str = "", **kw) -> httpx.Response:
     return httpx.request(method, f"{daemon.url}/arting/v1/admin/tokens{path}", timeout=30, **kw)
@@ -80,8 +88,8 @@ def wait_for(predicate, timeout: float = 10.0):
 
 # --- what is pasted ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [BASH_CURL, CMD_CURL, HEADERS_BLOCK],
-                         ids=["curl-bash", "curl-cmd", "headers"])
+@pytest.mark.parametrize("text", [BASH_CURL, CMD_CURL, HEADERS_BLOCK, FIREFOX_HEADERS],
+                         ids=["curl-bash", "curl-cmd", "headers-chrome", "headers-firefox"])
 def test_a_pasted_request_yields_its_token_cloudflare_cookies_and_user_agent(text):
     [found] = parse(text)
     assert found.token == GOOD and found.user_agent == UA
@@ -158,6 +166,8 @@ def test_rotation_keeps_the_label_and_removal_lets_the_running_job_finish(make_d
     assert daemon.wait_job(second["id"])["state"] == "succeeded"
     last = daemon.sandbox.requests_for("create")[-1]
     assert last.header("Authorization") == THIRD        # the new token, under the old label
+    metrics = httpx.get(f"{daemon.url}/metrics").text
+    assert metrics.count(f'arting_token_in_flight{{token="{kept}"}}') == 1
     assert [t["label"] for t in admin(daemon, "GET", "/export").json()["tokens"]] == [kept]
     assert admin(daemon, "DELETE", "/nobody").status_code == 404
 
