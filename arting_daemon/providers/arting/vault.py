@@ -26,15 +26,16 @@ import logging
 import re
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ... import datadir, logs
-from ...tasks import stop
 from ...config import ConfigError
 from ...errors import FeatureDisabled, InvalidRequest
+from ...tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def new_entry(label: str | None, secret: str, taken: set[str], **extra: Any) -> 
     return Entry(label=label, secret=secret, added_at=time.time(), **extra)
 
 
-class Vault:
+class Vault(ABC):
     """The interface both vaults offer (entries in memory, changes written through)."""
 
     def __init__(self) -> None:
@@ -135,8 +136,11 @@ class Vault:
         #: Called (without arguments) after the entries changed, here or elsewhere.
         self.on_change: list[Callable[[], None]] = []
 
-    async def open(self) -> None: ...
+    @abstractmethod
+    async def open(self) -> None:
+        """Read the entries, and follow the changes others make."""
 
+    @abstractmethod
     async def close(self) -> None: ...
 
     def fingerprint(self, secret: str) -> str:
@@ -146,12 +150,13 @@ class Vault:
         mark = self.fingerprint(secret)
         return next((e for e in self.entries.values() if e.fingerprint == mark), None)
 
+    @abstractmethod
     async def put(self, entries: list[Entry]) -> None:
         """Keep these entries (replacing those with the same labels)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def remove(self, label: str) -> Entry | None:
-        raise NotImplementedError
+        """Forget the entry labelled ``label``; the entry, or None if there was none."""
 
     def stamped(self, entry: Entry) -> Entry:
         logs.add_secrets(entry.secret, *entry.cookies.values())
@@ -190,8 +195,8 @@ class FileVault(Vault):
             return
         if self._stamp == (st.st_mtime_ns, st.st_size):
             return
+        self._stamp = (st.st_mtime_ns, st.st_size)      # a broken file: said once
         doc = json.loads(self.path.read_text())
-        self._stamp = (st.st_mtime_ns, st.st_size)
         self.seal = Seal(self.secret_key, self._salt(doc))
         if "sealed" in doc:
             records = json.loads(self.seal.open(doc["sealed"]))
@@ -233,16 +238,10 @@ class FileVault(Vault):
         await stop(self._task)
 
     async def put(self, entries: list[Entry]) -> None:
-        self.put_now(entries)
-
-    def put_now(self, entries: list[Entry]) -> None:
         self.load()
         self.save({**self.entries, **{e.label: self.stamped(e) for e in entries}})
 
     async def remove(self, label: str) -> Entry | None:
-        return self.remove_now(label)
-
-    def remove_now(self, label: str) -> Entry | None:
         self.load()
         gone = self.entries.get(label)
         if gone is not None:
