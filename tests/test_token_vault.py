@@ -228,6 +228,10 @@ def test_min_interval_is_set_per_token(make_daemon):
     assert refused.status_code == 429 and "min_interval" in refused.json()["error"]["message"]
     daemon.advance(61)
     assert daemon.run_job()["state"] == "succeeded"
+    paced = admin(daemon, "PATCH", "/slow", json={"min_interval": 0})   # at runtime
+    assert paced.status_code == 200, paced.text
+    assert listed(daemon)["slow"]["min_interval"] == 0
+    assert daemon.run_job()["state"] == "succeeded"            # no pause any more
 
 
 # --- operator events ---------------------------------------------------------------------
@@ -329,6 +333,12 @@ def test_a_token_added_on_one_replica_is_used_by_another(cluster):
     removed = httpx.delete(f"{b.url}/arting/v1/admin/tokens/shared", headers=bearer(ADMIN))
     assert removed.status_code == 200
     until(lambda: "shared" not in {t["label"] for t in httpx.get(
+        f"{a.url}/arting/v1/admin/tokens", headers=bearer(ADMIN)).json()["tokens"]}, timeout=5)
+    # the command line, on the replicas' Redis, reaches a running replica too
+    made = cli(cluster.data, "add", "--label", "cli", stdin=OTHER,
+               ARTING_REDIS_URL=cluster.redis.url, ARTING_SECRET_KEY="shared by the replicas")
+    assert made.returncode == 0, made.stderr
+    until(lambda: "cli" in {t["label"] for t in httpx.get(
         f"{a.url}/arting/v1/admin/tokens", headers=bearer(ADMIN)).json()["tokens"]}, timeout=5)
 
 
