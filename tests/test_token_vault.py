@@ -126,6 +126,8 @@ def test_a_token_added_over_the_api_is_used_at_once_and_after_a_restart(make_dae
     assert listed(restarted)["alice"]["source"] == "runtime"
     assert restarted.run_job()["state"] == "succeeded"
     assert len(creates_with(restarted, GOOD)) == 1
+    again = admin(restarted, "POST", json={"paste": HEADERS_BLOCK}).json()
+    assert again["duplicates"] == ["alice"]             # the fingerprint's key was kept too
 
 
 def test_with_secret_key_the_file_holds_no_token_byte(make_daemon, tmp_path):
