@@ -17,6 +17,7 @@ from .check import cli as check_cli
 from .config import ConfigError, Settings, load_settings
 from .keys import cli as keys_cli
 from .providers import cli as providers_cli
+from .providers.arting import cli as tokens_cli
 from .recording import RecordError
 
 log = logging.getLogger("arting_daemon")   # not "__main__" when run with -m
@@ -42,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      title="commands (without one: serve)")
     keys_cli.add_parser(commands, shared)
+    tokens_cli.add_parser(commands, shared)
     check_cli.add_parser(commands, shared, add_upstream_options)
     providers_cli.add_parser(commands)
     return parser.parse_args(argv)
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                                  allow_insecure=args.allow_insecure)
         if args.command == "keys":
             return keys_cli.run(args, settings)
+        if args.command == "tokens":
+            return tokens_cli.run(args, settings)
         check_exposure(settings)
     except ConfigError as exc:
         print(f"arting-daemon: {exc}", file=sys.stderr)

@@ -43,9 +43,10 @@ from .engine.jobs import Job
 from .engine.runner import Runner, RunnerSettings
 from .expiry import Expiry
 from .facades import (catalog_view, docs, jobs, keys, models, openai_chat, openai_errors,
-                      openai_images, ops, origin, sdapi, sdapi_errors, status, views,
+                      openai_images, ops, origin, sdapi, sdapi_errors, status, tokens, views,
                       web as web_page, ws)
 from .facades.callers import Followers
+from .operator_events import OperatorEvents, OperatorSettings
 from .generation import Catalog, Rules
 from .keys.gate import Gate
 from .metrics import Metrics
@@ -53,9 +54,10 @@ from .openapi import API
 from .provider_config import ProviderConfig, check as check_providers
 from .providers.build import Services, open_providers
 from .retention import StoreLimits
-from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, EXPIRY,
-                    FOLLOWERS, GATE, HTTP, JOURNAL, KEYS, METRICS, PROVIDER, REQUEST_ID,
-                    RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS, WS_CLIENTS)
+from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, EVENTS,
+                    EXPIRY, FOLLOWERS, GATE, HTTP, JOURNAL, KEYS, METRICS, PROVIDER,
+                    REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS,
+                    WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 from .transport.director import Sessions, plan_of
@@ -109,6 +111,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM) -> web.Application:
     keys.add_routes(native)
     ws.add_routes(native)
     ops.add_admin_routes(native)
+    tokens.add_routes(native)
     app.add_subapp("/arting/v1", native)
     return app
 
@@ -263,10 +266,16 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
     board)."""
     services = Services(app[SETTINGS], app[HTTP], app[STORE], app[STATS], app[METRICS],
                         app[CATALOG], app[BACKEND].board, app[CLOCK],
-                        await app[BACKEND].fingerprint_key())
+                        await app[BACKEND].fingerprint_key(), app[BACKEND].vault)
+    events = OperatorEvents(OperatorSettings.of(app[SETTINGS]), app[METRICS], app[CLOCK])
     async with open_providers(services) as (provider, arting):
-        app[PROVIDER], app[ARTING] = provider, arting
-        yield
+        app[PROVIDER], app[ARTING], app[EVENTS] = provider, arting, events
+        if arting is not None:      # its tokens' troubles are the operator's to hear
+            arting.pool.on_event.append(events.raised)
+        try:
+            yield
+        finally:
+            await events.close()
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:

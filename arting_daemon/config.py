@@ -183,6 +183,24 @@ class Settings(BaseModel):
                                     "after each failed probe.", gt=0)
     token_probe_max_backoff: float = _s(1800.0, "ARTING_TOKEN_PROBE_MAX_BACKOFF",
                                         "Longest pause between two probes of one token.", gt=0)
+    token_daily_limit: int | None = _s(None, "ARTING_TOKEN_DAILY_LIMIT",
+                                       "Images one token may create per UTC day (unset: no "
+                                       "cap); a token may set its own when added.", ge=1)
+    token_min_interval: float | None = _s(None, "ARTING_TOKEN_MIN_INTERVAL",
+                                          "Seconds at least between two creates on one token "
+                                          "(unset: none); a token may set its own.", ge=0)
+    low_balance: int | None = _s(None, "ARTING_LOW_BALANCE",
+                                 "A token whose `remain_balance` falls below this raises an "
+                                 "operator event (log, status, metric, page, "
+                                 "`operator_webhook_url`).", ge=0)
+    secret_key: SecretStr | None = _s(None, "ARTING_SECRET_KEY",
+                                      "Seals the tokens added at runtime (Fernet) in the data "
+                                      "directory; required to share them through Redis "
+                                      "(`redis_url`). Keep it: without it they cannot be read.")
+    operator_webhook_url: str | None = _s(None, "ARTING_OPERATOR_WEBHOOK_URL",
+                                          "Where operator events (a token refused, a low "
+                                          "balance, no usable token) are POSTed, signed with "
+                                          "`webhook_secret` as job webhooks are.")
     cf_solver: bool = _s(True, "ARTING_CF_SOLVER",
                          "On a Cloudflare challenge, let cloudscraper try to pass it (in a "
                          "worker thread) and reuse its cookies and User-Agent.")
@@ -458,6 +476,8 @@ class Settings(BaseModel):
             raise ValueError("min_side must not exceed max_side")
         if self.webhook_urls and self.webhook_secret is None:
             raise ValueError("webhook_urls needs webhook_secret: deliveries are signed")
+        if self.operator_webhook_url and self.webhook_secret is None:
+            raise ValueError("operator_webhook_url needs webhook_secret: events are signed")
         if self.providers or self.fallbacks:
             check_providers(self.providers, self.fallbacks, self.default_model,
                             self.extra_models)
@@ -472,7 +492,7 @@ class Settings(BaseModel):
         """Every secret value, for the log redactor."""
         values = [*self.api_keys, *self.basic_auth, *self.auth_tokens,
                   *(s for p in self.providers for s in p.secrets())]
-        for secret in (self.cf_clearance, self.webhook_secret):
+        for secret in (self.cf_clearance, self.webhook_secret, self.secret_key):
             if secret is not None:
                 values.append(secret)
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
@@ -602,7 +622,7 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[st
         return f"Invalid setting {where}: {_provider_entry(err['loc'], values)}: {message}."
     shown = "(hidden)" if key in ("api_keys", "basic_auth", "auth_tokens", "cf_clearance",
                                   "redis_url", "providers", "webhook_secret", "proxy",
-                                  "webhook_proxy") \
+                                  "webhook_proxy", "secret_key") \
         else repr(values.get(key))
     return f"Invalid setting {where}: {message} (got {shown})."
 

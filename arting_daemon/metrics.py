@@ -58,6 +58,9 @@ class Metrics:
             "arting_webhook_deliveries", "Webhook delivery attempts, by outcome: "
             "`delivered`, `retry` (failed, tried again later), `failed` (given up).",
             ["result"], registry=r)
+        self.operator_events = Counter(
+            "arting_operator_events", "Operator events, by kind: token_refused, low_balance, "
+            "pool_exhausted.", ["event"], registry=r)
         self.cloudflare_solves = Counter(
             "arting_cloudflare_solves", "Attempts to pass a Cloudflare challenge with "
             "cloudscraper, by result.", ["result"], registry=r)

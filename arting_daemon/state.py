@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .keys.gate import Gate
     from .keys.ring import KeyStore
     from .metrics import Metrics
+    from .operator_events import OperatorEvents
     from .providers.arting.provider import ArtingProvider
     from .providers.base import Provider
     from .retention import Retention
@@ -49,6 +50,8 @@ HTTP: web.AppKey[Sessions] = web.AppKey("http")
 #: named ``arting``, if there is one (its tokens, for the admin API).
 PROVIDER: web.AppKey[Provider] = web.AppKey("provider")
 ARTING: web.AppKey[ArtingProvider | None] = web.AppKey("arting")
+#: What the operator must hear about the tokens (``operator_events.py``).
+EVENTS: web.AppKey[OperatorEvents] = web.AppKey("operator_events")
 ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 #: User keys, and the limits they are held to.
 KEYS: web.AppKey[KeyStore] = web.AppKey("keys")

@@ -65,12 +65,12 @@ def test_no_secret_in_logs_errors_metrics_or_the_journal(daemon, caplog):
                                headers=key, timeout=30).text)
         job = httpx.post(daemon.url + "/arting/v1/jobs", json={"prompt": "q"}, headers=key)
         seen.append(job.text)
-        for _ in range(100):
+        for _ in range(100 if job.status_code == 202 else 0):   # else no token could take it
             view = httpx.get(job.json()["links"]["self"], headers=key)
             if view.json()["state"] in ("succeeded", "failed"):
                 break
             time.sleep(0.02)
-        seen.append(view.text)
+        seen.append(view.text if job.status_code == 202 else "")
         # the views show why each token is out, in Arting's own (echoing) words
         seen.append(httpx.get(daemon.url + "/arting/v1/admin/tokens", headers=key).text)
         seen.append(httpx.get(daemon.url + "/arting/v1/status", headers=key).text)

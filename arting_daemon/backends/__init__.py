@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..keys.ring import KeyStore
     from ..metrics import Metrics
     from ..providers.arting.tokens import Board
+    from ..providers.arting.vault import Vault
     from ..retention import Retention, StoreLimits
     from ..store import ImageStore
     from ..webhooks import DeliveryStore
@@ -75,6 +76,9 @@ class Backend(Protocol):
     async def fingerprint_key(self) -> bytes:
         """The key Arting tokens' fingerprints are made with, the same each start (and on
         every replica): ``providers/arting/tokens.py``."""
+
+    def vault(self) -> Vault:
+        """Where the tokens added at runtime are kept (``providers/arting/vault.py``)."""
 
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:

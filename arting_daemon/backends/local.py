@@ -18,6 +18,7 @@ from ..keys.counters import LocalCounters
 from ..keys.ring import KeyRing
 from ..metrics import Metrics
 from ..providers.arting.tokens import Board, fingerprint_key
+from ..providers.arting.vault import FileVault, Vault
 from ..retention import Retention, StoreLimits
 from ..store import ImageStore
 from ..webhooks import JournalDeliveries
@@ -28,6 +29,7 @@ class LocalBackend:
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.data = settings.data_dir
+        self.settings = settings
         self.clock = clock
 
     async def open(self, metrics: Metrics) -> None:
@@ -88,6 +90,11 @@ class LocalBackend:
     async def fingerprint_key(self) -> bytes:
         """In ``fingerprint.key`` in the data directory."""
         return fingerprint_key(self.data)
+
+    def vault(self) -> Vault:
+        """``tokens.json`` in the data directory (sealed with ``secret_key``, if set)."""
+        key = self.settings.secret_key
+        return FileVault(self.data, key.get_secret_value() if key else None)
 
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:

@@ -20,6 +20,7 @@ from ..replicas.limits import RedisCounters
 from ..replicas.link import RedisLink
 from ..replicas.results import RedisResults
 from ..replicas.tokens import RedisBoard, fingerprint_key
+from ..replicas.vault import RedisVault
 from ..replicas.webhooks import RedisDeliveries
 from ..retention import Retention, StoreLimits
 from ..store import ImageStore
@@ -87,6 +88,11 @@ class RedisBackend:
     async def fingerprint_key(self) -> bytes:
         """Shared through Redis (replicas need not share a data directory)."""
         return await fingerprint_key(self.link)
+
+    def vault(self) -> RedisVault:
+        """In Redis, sealed with ``secret_key`` (required to add any)."""
+        key = self.settings.secret_key
+        return RedisVault(self.link, key.get_secret_value() if key else None)
 
     def retention(self, limits: StoreLimits, store: ImageStore, journal: JobJournal[Job],
                   pinned: Callable[[], set[str]]) -> Retention:

@@ -4,7 +4,8 @@
 * ``GET /metrics`` — Prometheus text format; needs a key (or Basic pair) when set
 * ``GET /readyz`` — can this daemon take jobs now? Never calls Arting.
 * ``GET /arting/v1/admin/tokens`` — every token's health, and the Cloudflare clearance
-* ``POST /arting/v1/admin/tokens/probe`` — probe the unhealthy tokens now
+* ``POST /arting/v1/admin/tokens/probe`` — probe the unhealthy tokens now (adding,
+  rotating and removing them: ``tokens.py``)
 * ``POST /arting/v1/admin/check`` — run ``arting-daemon check``'s no-cost part in-process
   (polls only, never a generation) and answer its report; ``GET`` the last one
 
@@ -125,6 +126,19 @@ class TokenView(Answer):
     balance_at: float | None
     client: str = Field(description="What carries its calls to Arting: the light pool or "
                                     "the browser-like client (curl_cffi), and the proxy.")
+    source: Literal["configuration", "runtime"] = Field(
+        description="`configuration` (auth_tokens) or `runtime` (added over the API, the "
+                    "command line or the page).")
+    fingerprint: str | None = Field(description="A runtime token's keyed fingerprint.")
+    retired: bool = Field(description="Removed or rotated away: only the jobs it carries "
+                                      "use it, then it leaves.")
+    cookies: list[str] = Field(description="Names of the Cloudflare cookies pasted with it.")
+    daily_limit: int | None = Field(description="Images per UTC day it may create.")
+    min_interval: float | None = Field(description="Seconds between two creates.")
+    images_today: int = Field(description="Images it created this UTC day (with replicas: "
+                                          "all of them, as Redis last told).")
+    paced_until: float | None = Field(description="When (Unix time) its pace lets it "
+                                                  "create again; null: now.")
 
 
 class ClearanceView(Answer):
@@ -157,7 +171,7 @@ def _arting(request: web.Request) -> ArtingProvider:
     return arting
 
 
-def _tokens_view(request: web.Request) -> dict:
+def tokens_view(request: web.Request) -> dict:
     arting = _arting(request)
     pool, solver = arting.pool, arting.client.solver
     return {
@@ -177,7 +191,7 @@ def _tokens_view(request: web.Request) -> dict:
            answers={200: TokensView}, errors=(404,))
 @auth.admin
 async def admin_tokens(request: web.Request) -> web.Response:
-    return reply(TokensView(**_tokens_view(request)))
+    return reply(TokensView(**tokens_view(request)))
 
 
 @operation("Probe the unhealthy tokens now", "Instead of waiting for their backoff (after "
@@ -186,7 +200,7 @@ async def admin_tokens(request: web.Request) -> web.Response:
 @auth.admin
 async def admin_probe(request: web.Request) -> web.Response:
     probed = await _arting(request).pool.probe_unhealthy()
-    return reply(ProbeView(probed=probed, **_tokens_view(request)))
+    return reply(ProbeView(probed=probed, **tokens_view(request)))
 
 
 class CheckRuns:
@@ -248,7 +262,7 @@ async def admin_check(request: web.Request) -> web.Response:
     async with runs.lock:
         settings = request.config_dict[SETTINGS]
         identities = [Identity(t.label, t.secret, t.anonymous)
-                      for t in _arting(request).pool.tokens]
+                      for t in _arting(request).pool.live()]
         report = await run_check(settings, identities, Options(),
                                  mode="sandbox" if settings.sandbox else "live")
         runs.last = CheckReport.model_validate(report.to_json())

@@ -11,7 +11,7 @@ from .. import __version__
 from ..engine.jobs import JobState
 from ..engine.runner import Runner
 from ..openapi import operation
-from ..state import ENGINE, KEYS, PROVIDER, RETENTION, SETTINGS, WS_CLIENTS
+from ..state import ENGINE, EVENTS, KEYS, PROVIDER, RETENTION, SETTINGS, WS_CLIENTS
 from .http import Answer, Sparse, reply
 from .intake import offers
 from .ops import TokenView
@@ -77,6 +77,16 @@ class ProviderView(Sparse):
     balance_at: float | None = Field(None, description="When the balance was read.")
 
 
+class OperatorEventView(Answer):
+    """Something the operator must hear (``operator_webhook_url`` gets it too)."""
+
+    id: str = Field(description="The `webhook-id` its delivery carries.")
+    event: Literal["token_refused", "low_balance", "pool_exhausted"]
+    token: str | None = Field(description="The token's label (none for `pool_exhausted`).")
+    message: str
+    at: float
+
+
 class StatusView(Sparse):
     """The daemon's state, and the providers' health: Arting's ``tokens``, and with
     ``[[providers]]`` each one's (``providers``)."""
@@ -98,6 +108,9 @@ class StatusView(Sparse):
     last_outcomes: LastOutcomes
     store: StoreView | None = Field(description="The bounded store (null: unbounded).")
     websocket_clients: int = Field(description="Connections to `/arting/v1/ws`.")
+    operator_events: list[OperatorEventView] = Field(
+        description="The latest operator events (a token refused, a low balance, no usable "
+                    "token), oldest first.")
 
 
 async def last_outcomes(engine: Runner) -> LastOutcomes:
@@ -128,7 +141,8 @@ async def status(request: web.Request) -> web.Response:
                         max_queued=settings.max_queued_jobs),
         jobs=EndedJobs(**engine.counters), last_outcomes=await last_outcomes(engine),
         store=retention and StoreView(**retention.view()),
-        websocket_clients=len(request.config_dict[WS_CLIENTS])))
+        websocket_clients=len(request.config_dict[WS_CLIENTS]),
+        operator_events=[e.view() for e in request.config_dict[EVENTS].recent]))
 
 
 def add_routes(app: web.Application) -> None:

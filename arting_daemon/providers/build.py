@@ -29,7 +29,8 @@ from ..transport.director import Director, Sessions
 from .a1111 import A1111Provider
 from .arting.client import ArtingClient, Upstream
 from .arting.provider import ArtingOptions, ArtingProvider
-from .arting.tokens import Board, TokenPool, anonymous_identity
+from .arting.tokens import Board, Token, TokenPool, anonymous_identity
+from .arting.vault import Vault
 from .base import Provider
 from .kinds import installed
 from .openai import OpenAIProvider
@@ -56,6 +57,8 @@ class Services:
     clock: Clock = dataclasses.field(default_factory=Clock)
     #: What token fingerprints are made with (the backend's; None: this process's own).
     fingerprint_key: bytes | None = None
+    #: Where the ``arting`` provider's runtime tokens are kept (the backend's vault).
+    vault: Callable[[], Vault] | None = None
 
 
 @asynccontextmanager
@@ -77,6 +80,8 @@ async def open_providers(s: Services) -> AsyncIterator[tuple[Provider, ArtingPro
         for cfg in chain:
             kind = kinds[cfg.kind]
             provider = await stack.enter_async_context(kind.make(s, cfg))
+            if isinstance(provider, ArtingProvider):
+                provider.alone = False      # the router's fallbacks may take its jobs
             own = kind.models
             names = {m: own.get(m.removeprefix(cfg.model_prefix)) or s.catalog.models.get(m, m)
                      for m in offers.ids[cfg.name]}
@@ -108,7 +113,8 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     pool = TokenPool(tokens, settings.token_max_jobs, anonymous=anonymous,
                      backoff=settings.token_probe_backoff,
                      max_backoff=settings.token_probe_max_backoff, board=board, clock=s.clock,
-                     key=s.fingerprint_key)
+                     key=s.fingerprint_key, daily_limit=settings.token_daily_limit,
+                     min_interval=settings.token_min_interval)
     upstream = dataclasses.replace(Upstream.of(settings),
                                    base_url=cfg.base_url or settings.base_url)
     options = dataclasses.replace(ArtingOptions.of(settings), img2img=settings.img2img
@@ -123,6 +129,20 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     provider.free_to_repeat = cfg.free_to_repeat
     if cfg.name == ARTING:       # its token gauges; more pools would repeat their names
         s.metrics.watch(pool)
+
+    def join(token: Token) -> None:
+        """A runtime token joins: its name in the logs, its own Cloudflare clearance."""
+        logs.add_secrets(token.secret, *token.cookies.values())
+        director.names[token.secret] = token.label
+        client.own_clearance(token.secret, token.user_agent, token.cookies)
+
+    pool.on_join.append(join)
+    vault = s.vault() if cfg.name == ARTING and s.vault is not None else None
+    provider.vault = vault
+    if vault is not None:
+        await vault.open()
+        vault.on_change.append(lambda: pool.sync(list(vault.entries.values())))
+        pool.sync(list(vault.entries.values()))
     await board.open(pool)
     pool.start_probing(client.check_token)
     try:
@@ -130,6 +150,8 @@ async def open_arting(s: Services, cfg: ProviderConfig) -> AsyncIterator[ArtingP
     finally:
         await pool.close()
         await board.close()
+        if vault is not None:
+            await vault.close()
         await client.close()
 
 

@@ -36,7 +36,7 @@ PING_EVERY = 1.0
 PREFIX = "arting:"
 #: The messages replicas send each other: a job changed, please cancel a job, a replica
 #: handed its jobs over, the keys changed, a token's health changed.
-KINDS = ("changed", "cancel", "handover", "keys", "tokens")
+KINDS = ("changed", "cancel", "handover", "keys", "tokens", "vault")
 
 
 def shown(url: str) -> str:

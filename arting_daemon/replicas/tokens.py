@@ -8,6 +8,9 @@
   put more than ``token_max_jobs`` jobs on one token. Places expire unless renewed, so
   a replica that dies gives its places back by itself.
 * **Who probes it** (``token:<fingerprint>:probe``): one replica at a time.
+* **Its pace** (``token:<fingerprint>:day:<UTC day>``, images created that day, and
+  ``token:<fingerprint>:last``, the last create): ``daily_limit`` and ``min_interval``
+  hold across replicas.
 
 Tokens are known by their fingerprint (the start of their HMAC under a key made once
 per Redis, ``fingerprint-key``, so every replica names a token alike), never the secret.
@@ -24,7 +27,8 @@ import time
 
 from ..clock import SYSTEM, Clock
 from ..errors import Unavailable, error_from_dict
-from ..providers.arting.tokens import FINGERPRINT_KEY_BYTES, Board, Token, TokenPool, TokenState
+from ..providers.arting.tokens import (FINGERPRINT_KEY_BYTES, Board, Token, TokenPool,
+                                       TokenState, utc_day)
 from ..tasks import stop
 from .link import RedisLink
 
@@ -112,6 +116,23 @@ class RedisBoard(Board):
                 pipe.publish(self.link.key("tokens"), token.fingerprint)
                 await pipe.execute()
 
+    async def met(self, token: Token) -> None:
+        await self._heard(token.fingerprint)
+
+    async def spend(self, token: Token, images: int, day: str) -> int | None:
+        try:
+            async with self.link.call() as r:
+                pipe = r.pipeline()
+                pipe.incrby(self._day(token.fingerprint, day), images)
+                pipe.expire(self._day(token.fingerprint, day), 2 * 86400)
+                pipe.set(self.link.key("token", token.fingerprint, "last"),
+                         repr(token.last_create or 0.0), ex=2 * 86400)
+                pipe.publish(self.link.key("tokens"), token.fingerprint)
+                total, *_ = await pipe.execute()
+            return int(total)
+        except Exception:                           # Redis away: this replica's count
+            return None
+
     async def may_probe(self, token: Token) -> bool:
         try:
             async with self.link.call() as r:
@@ -131,11 +152,22 @@ class RedisBoard(Board):
     def _slots(self, fingerprint: str) -> str:
         return self.link.key("token", fingerprint, "slots")
 
+    def _day(self, fingerprint: str, day: str) -> str:
+        return self.link.key("token", fingerprint, "day", day)
+
     async def _heard(self, fingerprint: str) -> None:
         if self.pool is None:
             return
+        day = utc_day(self._clock().time())
         async with self.link.call() as r:
-            health = await r.hgetall(self.link.key("token", fingerprint))
+            pipe = r.pipeline()
+            pipe.hgetall(self.link.key("token", fingerprint))
+            pipe.get(self._day(fingerprint, day))
+            pipe.get(self.link.key("token", fingerprint, "last"))
+            health, spent, last = await pipe.execute()
+        if spent is not None or last is not None:
+            self.pool.learn_pace(fingerprint, day, int(spent or 0),
+                                 float(last) if last else None)
         if not health:
             return
         reason = error_from_dict(json.loads(health["reason"])) if health.get("reason") else None

@@ -8,6 +8,7 @@ import { GenerateForm } from "./form.js";
 import { Gallery } from "./gallery.js";
 import { JobList } from "./jobs.js";
 import { KeysPanel } from "./keys.js";
+import { TokensPanel } from "./tokens.js";
 import { StatusBar } from "./status.js";
 import { UsageView } from "./usage.js";
 import { start as startLanguage, t } from "./i18n.js";
@@ -21,6 +22,7 @@ const statusBar = new StatusBar();
 const checkPanel = new CheckPanel();
 const usage = new UsageView();
 const keysPanel = new KeysPanel();
+const tokensPanel = new TokensPanel();
 const form = new GenerateForm($("gen-form"));
 let authRequired = false;
 let refused = false; // the last /status answer was 401
@@ -128,6 +130,7 @@ async function refreshStatus() {
     statusBar.render(status);
     usage.show(status.caller);
     keysPanel.show(status.caller);
+    tokensPanel.show(status.caller, status.operator_events);
     checkPanel.show(status.caller);
     return true;
   } catch (err) {
@@ -136,7 +139,7 @@ async function refreshStatus() {
       if (!refused) openKeyPanel(true); // once: a person who closed it meant it
     }
     refused = err.status === 401;
-    if (refused) { usage.show(null); keysPanel.show(null); checkPanel.show(null); }
+    if (refused) { usage.show(null); keysPanel.show(null); tokensPanel.show(null); checkPanel.show(null); }
     statusBar.unavailable(err, await api.health().catch(() => null));
     return false;
   }

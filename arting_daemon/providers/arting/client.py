@@ -168,12 +168,22 @@ class ArtingClient:
                                         upstream.request_timeout, self.metrics, observe,
                                         proxy=self.director.proxy_for(self.base))
         self.outbound = OutboundPolicy(upstream.image_hosts, self.base)
+        #: A token's own Cloudflare clearance, pasted with it (token → clearance).
+        self.clearances: dict[str, cloudflare.Clearance] = {}
         #: The newest request id Arting gave us: the best thing to poll as a probe.
         self.last_request_id: str | None = None
         self._failed = {s.lower() for s in upstream.failed_statuses}
         self._done = {s.lower() for s in upstream.done_statuses}
         self._upscale_done = set(upstream.upscale_done_statuses)
         self._upscale_failed = set(upstream.upscale_failed_statuses)
+
+    def own_clearance(self, token: str, user_agent: str | None,
+                      cookies: dict[str, str]) -> None:
+        """The cookies and User-Agent pasted with ``token`` go with its requests (the
+        cookies only with the User-Agent Cloudflare gave them to)."""
+        if cookies or user_agent:
+            self.clearances[token] = cloudflare.Clearance(
+                user_agent or self.solver.clearance.user_agent, dict(cookies))
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -397,17 +407,18 @@ class ArtingClient:
     # --- the funnel ---------------------------------------------------------------------
 
     def _headers(self, token: str | None, json_body: bool) -> dict[str, str]:
+        clearance = self.clearances.get(token or "", self.solver.clearance)
         headers = {
             "Accept": "application/json, text/plain, */*",
             "Origin": self.upstream.origin,
             "Referer": self.upstream.referer,
-            "User-Agent": self.solver.clearance.user_agent,
+            "User-Agent": clearance.user_agent,
         }
         if json_body:
             headers["Content-Type"] = "application/json"
         if token:
             headers["Authorization"] = token  # bare: Arting's clients never add "Bearer "
-        cookies = self.solver.clearance.cookie_header()
+        cookies = clearance.cookie_header()
         if cookies:
             headers["Cookie"] = cookies
         return headers
@@ -560,9 +571,11 @@ def _message(payload: object) -> str:
 
 
 def _auth_advice(message: str) -> str:
-    return (f"Arting refused the token ({message}). Copy a fresh `Authorization` value from "
-            "a browser session on arting.ai (F12 → Network) into ARTING_AUTH_TOKEN or "
-            "`auth_tokens`, then restart the daemon.")
+    return (f"Arting refused the token ({message}). Copy a fresh `Authorization` value (or "
+            "the whole request as cURL) from a browser session on arting.ai (F12 → Network) "
+            "and add it without a restart: POST /arting/v1/admin/tokens, `arting-daemon "
+            "tokens add` or the page's Tokens panel (or put it in ARTING_AUTH_TOKEN or "
+            "`auth_tokens` and restart).")
 
 
 

@@ -34,11 +34,12 @@ from ...metrics import Metrics
 from ...retry import backoff, poll
 from ...store import ImageStore
 from ...timing import DurationStats
-from ...upscaling import Upscale
+from ...upscaling import JobRequest, Upscale
 from ..base import Attempt, OnProgress, Provider, Work
 from .client import ArtingClient
 from .wire import SendTime
 from .tokens import Token, TokenPool, TokenState
+from .vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class ArtingOptions(Section):
     submit_timeout: float
     retry_budget: float
     poll_max_interval: float
+    low_balance: int | None
 
 
 class ArtingProvider(Provider):
@@ -68,6 +70,11 @@ class ArtingProvider(Provider):
         self.store = store
         self.stats = stats
         self.metrics = metrics
+        #: Where runtime tokens are kept (the provider named ``arting`` only).
+        self.vault: Vault | None = None
+        #: Not behind a router: a job no token can take is refused before it is queued
+        #: (behind one, the router's fallbacks may take it).
+        self.alone = True
 
     def require(self, feature: str) -> None:
         if feature == "img2img" and self.options.img2img:
@@ -87,6 +94,15 @@ class ArtingProvider(Provider):
                 "document; set `upscale = true` in arting.toml (ARTING_UPSCALE=1) to use it.",
                 param="scale")
         raise FeatureDisabled(f"Arting does not offer {feature}.")
+
+    def admit(self, gen: JobRequest) -> str:
+        """Refuse a job no token could take (all refused, or past their pace) before it
+        is queued, with the reason, rather than after a wait."""
+        name = super().admit(gen)
+        refusal = self.pool.refusal() if self.alone else None
+        if refusal is not None:
+            raise refusal
+        return name
 
     def submitted(self, work: Work) -> bool:
         state = work.provider_state
@@ -119,7 +135,7 @@ class ArtingProvider(Provider):
                 for view, token in zip(self.pool.snapshot(), self.pool.tokens)]
 
     def unready(self) -> str | None:
-        if all(t.state is TokenState.INVALID for t in self.pool.tokens):
+        if all(t.state is TokenState.INVALID for t in self.pool.live()):
             return "Arting refused every token; see /arting/v1/admin/tokens"
         return None
 
@@ -288,7 +304,7 @@ class ArtingAttempt(Attempt):
 
     def saw_balance(self, balance: int | None) -> None:
         if balance is not None and self.token is not None:
-            self.provider.pool.note_balance(self.token, balance)
+            self.provider.pool.note_balance(self.token, balance, self.provider.options.low_balance)
 
 
 class GenerationAttempt(ArtingAttempt):
@@ -302,6 +318,8 @@ class GenerationAttempt(ArtingAttempt):
         self.state["upstream"] = p.client.base
         self.state["request_id"], sent = await self.send_stamped(
             lambda token: p.client.create(gen, token, image_url), retry_until)
+        assert self.token is not None
+        await p.pool.spend(self.token, gen.n)
         return sent
 
     async def _init_image_url(self, retry_until: float) -> str:
@@ -338,6 +356,8 @@ class UpscaleAttempt(ArtingAttempt):
             url = await self.upload(source.hash, retry_until)
             task, sent = await self.send_stamped(
                 partial(p.client.enhance, url, upscale.scale), retry_until)
+            assert self.token is not None
+            await p.pool.spend(self.token, 1)
             tasks.append(task)
             started = started or sent
         self.state["upstream"], self.state["tasks"] = p.client.base, tasks
