@@ -109,6 +109,7 @@ class Runner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._places: dict[str, Place] = {}
         self._dropped: set[str] = set()       # jobs another replica took over
+        self._why: dict[str, str] = {}        # why a job is being cancelled, if not asked
         self._errands: set[asyncio.Task[None]] = set()
         #: What replicas add: taking jobs over, following another's (``adoption.py``).
         self.replicas = Adoption(self)
@@ -242,6 +243,25 @@ class Runner:
             errand = asyncio.ensure_future(self.journal.request_cancel(job.id))
             self._errands.add(errand)
             errand.add_done_callback(self._errands.discard)
+
+    def owners(self) -> set[str]:
+        """Whose unfinished jobs this daemon runs."""
+        return {job.owner for job in self._running()}
+
+    def cancel_owned(self, owner: str, why: str) -> list[Job]:
+        """Cancel every unfinished job of ``owner`` this daemon runs (those waiting in its
+        queue too), each ending ``cancelled`` with ``why`` as its error: what a key that
+        stopped working leaves (``keys/revocation.py``)."""
+        jobs = [job for job in self._running() if job.owner == owner]
+        for job in jobs:
+            self._why[job.id] = why
+            self._tasks[job.id].cancel()
+        return jobs
+
+    def _running(self) -> list[Job]:
+        """The unfinished jobs this daemon runs (queued ones too)."""
+        return [job for job_id in self._tasks
+                if (job := self._jobs.get(job_id)) is not None and not job.state.terminal]
 
     async def wait(self, job: Job, timeout: float | None = None) -> bool:
         """Wait until the job ends; False on timeout."""
@@ -377,9 +397,10 @@ class Runner:
         place = self._places.pop(job.id, None)
         if place is not None:
             self.queue.release(place)
+        why = self._why.pop(job.id, "The job was cancelled.")
         if not job.state.terminal and not self._stopping and job.id not in self._dropped:
             # Cancelled before its first step, so ``_run`` never ran: end it here.
-            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+            self._finish(job, JobState.CANCELLED, Cancelled(why))
 
     async def _run(self, job: Job, resumed: bool = False) -> None:
         if logs.request_id.get() == "-":   # no request made it (resumed after a restart)
@@ -405,7 +426,8 @@ class Runner:
                 self._save(job)  # left as it is: the next start resumes it
                 raise
             await self._cancel_upstream(job)
-            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+            self._finish(job, JobState.CANCELLED,
+                         Cancelled(self._why.get(job.id, "The job was cancelled.")))
         except asyncio.TimeoutError:
             self._finish(job, JobState.FAILED, StageTimeout(
                 f"The job took longer than {self.settings.job_timeout:g} s (job_timeout) "
