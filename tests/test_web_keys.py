@@ -229,6 +229,10 @@ def test_a_user_key_sees_its_own_usage_and_quota_and_no_keys_panel(page, make_da
           f"Key “bob” ({made['key_prefix']}…), does not expire.", what="bob's usage")
     assert not css(page, "#keys").is_displayed()
     assert css_all(page, "#key-list li") == []
+    # The status bar shows bob's own queue, and nothing of the tokens (least knowledge).
+    until(page, lambda d: text(d, "#st-queue .chip-value") == "yours: 0 running, 0 waiting",
+          what="bob's own queue")
+    assert not css(page, "#st-tokens").is_displayed()
     assert pairs(page, "#usage") == {"Images today": "0 of 3 · 3 left",
                                      "Requests this minute": "0 of 5", "Jobs in flight": "0 of 1",
                                      "Models": "asyncsMIX_v7"}

@@ -244,24 +244,26 @@ class Runner:
             self._errands.add(errand)
             errand.add_done_callback(self._errands.discard)
 
+    def running(self, owner: str | None = None) -> list[Job]:
+        """The unfinished jobs this daemon runs (queued ones too); ``owner``'s only when
+        given."""
+        return [job for job_id in self._tasks
+                if (job := self._jobs.get(job_id)) is not None and not job.state.terminal
+                and owner in (None, job.owner)]
+
     def owners(self) -> set[str]:
         """Whose unfinished jobs this daemon runs."""
-        return {job.owner for job in self._running()}
+        return {job.owner for job in self.running()}
 
     def cancel_owned(self, owner: str, why: str) -> list[Job]:
         """Cancel every unfinished job of ``owner`` this daemon runs (those waiting in its
         queue too), each ending ``cancelled`` with ``why`` as its error: what a key that
         stopped working leaves (``keys/revocation.py``)."""
-        jobs = [job for job in self._running() if job.owner == owner]
+        jobs = self.running(owner)
         for job in jobs:
             self._why[job.id] = why
             self._tasks[job.id].cancel()
         return jobs
-
-    def _running(self) -> list[Job]:
-        """The unfinished jobs this daemon runs (queued ones too)."""
-        return [job for job_id in self._tasks
-                if (job := self._jobs.get(job_id)) is not None and not job.state.terminal]
 
     async def wait(self, job: Job, timeout: float | None = None) -> bool:
         """Wait until the job ends; False on timeout."""

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..clock import Clock
 from ..errors import Unauthorized
@@ -69,9 +69,10 @@ class Hold:
         items = aiter(source)
         try:
             while not self._ended.done():
-                step = asyncio.ensure_future(anext(items))
+                step: asyncio.Future[T] = asyncio.ensure_future(anext(items))
+                watched: set[asyncio.Future[Any]] = {step, self._ended}
                 try:
-                    await asyncio.wait({step, self._ended}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     if not step.done():           # ended, or cancelled from outside
                         step.cancel()
