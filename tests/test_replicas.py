@@ -222,6 +222,23 @@ async def test_a_key_revoked_on_one_replica_ends_its_socket_stream_and_job_on_an
     assert ended["state"] == "cancelled" and "revoked" in ended["error"]["message"]
 
 
+def test_a_revoked_keys_job_taken_over_from_a_killed_replica_is_cancelled(cluster):
+    """The job's replica dies before the key is revoked; the one that takes the job over
+    later cancels it rather than finishing it for a key that no longer works."""
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=60)
+    made = make_key(a)
+    job = submit(a, made["key"]).json()
+    until(lambda: job_of(b, job["id"])["state"] == "running")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(5)
+    assert httpx.delete(f"{b.url}/arting/v1/admin/keys/{made['id']}",
+                        headers=bearer(ADMIN)).status_code == 200
+    ended = finished(b, job["id"], timeout=30)
+    assert ended["state"] == "cancelled" and "revoked" in ended["error"]["message"]
+    assert "took over job" in b.log.read_text()
+
+
 def test_keys_made_on_the_command_line_reach_every_replica(cluster):
     a = cluster.start()
     made = subprocess.run([str(Path(sys.executable).with_name("arting-daemon")), "keys",

@@ -103,6 +103,9 @@ class Runner:
         #: Called with every job as it ends, after its final record is queued (so what
         #: they queue is committed with it): webhook deliveries.
         self.on_finished: list[Callable[[Job], None]] = []
+        #: Called with every job this daemon starts to run: submitted here, resumed, or
+        #: taken over from another replica (a revoked key's job among them).
+        self.on_started: list[Callable[[Job], None]] = []
         self.queue = SlotQueue(settings.max_active_jobs, settings.max_queued_jobs)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
@@ -393,6 +396,8 @@ class Runner:
         task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
         self._tasks[job.id] = task
         task.add_done_callback(lambda _t: self._task_done(job))
+        for listener in self.on_started:
+            listener(job)
 
     def _task_done(self, job: Job) -> None:
         self._tasks.pop(job.id, None)

@@ -11,8 +11,9 @@ ends, on this daemon:
 * every connection held under the key (``hold``): its wait for the next message or job
   event is cut short with ``Unauthorized`` saying why. The WebSocket answers with an
   error event and closes with code 4401; an event stream sends its error event and ends.
-* every unfinished job of the key that this daemon runs, queued ones too: cancelled
-  (upstream too), its error saying why. Nobody can collect what they would make — the
+* every unfinished job of the key that this daemon runs, queued ones too — also one it
+  resumes or takes over from a replica that left, later: cancelled (upstream too), its
+  error saying why. Nobody can collect what they would make — the
   key can no longer read its jobs nor follow them — so finishing them would spend
   credits for no one, and a leaked key's queue is what a revocation is meant to stop.
   Finished jobs stay the key's, and the operator still sees them.
@@ -36,11 +37,16 @@ from .ring import KeyStore
 
 if TYPE_CHECKING:
     from ..auth import Principal
+    from ..engine.jobs import Job
     from ..engine.runner import Runner
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: Seconds after cancelling jobs when the watch looks again, and cancels what still runs: a
+#: cancellation that reaches a job just as one of its awaits completes can be lost
+#: (Python 3.11's ``asyncio.wait_for``, which Redis calls use, drops it).
+AGAIN = 1.0
 UNKNOWN = "This API key is no longer known to this daemon; ask the operator for a new one."
 
 
@@ -102,6 +108,7 @@ class Revocation:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         ring.on_change(self._wake.set)
+        engine.on_started.append(self._started)
 
     async def start(self) -> None:
         """Watch from now on; what the keys revoked while the daemon was down left (jobs
@@ -141,10 +148,17 @@ class Revocation:
 
     # --- the watch ------------------------------------------------------------------------
 
+    def _started(self, job: Job) -> None:
+        """A job of a key that no longer works starts here (taken over from a replica
+        that left, or resumed): the watch ends it."""
+        if self._refusal(job.owner) is not None:
+            self._wake.set()
+
     def sweep(self) -> float | None:
         """End what each key that stopped working holds here; the seconds until the next
-        key expires (None: none will)."""
+        look (a key expires, or jobs were cancelled: ``AGAIN``), None: none is due."""
         now = self.clock.time()
+        again = False
         for key_id in set(self._holds) | self.engine.owners():
             ended = self._refusal(key_id)
             if ended is None:
@@ -155,9 +169,12 @@ class Revocation:
             jobs = self.engine.cancel_owned(key_id, f"Cancelled: {error.message}")
             if jobs:
                 log.info("%s (%s): %d unfinished job(s) cancelled", reason, key_id, len(jobs))
-        expiries = [k.expires_at for k in self.ring.all()
-                    if k.revoked_at is None and k.expires_at is not None and k.expires_at > now]
-        return min(expiries) - now if expiries else None
+                again = True
+        due = [k.expires_at - now for k in self.ring.all()
+               if k.revoked_at is None and k.expires_at is not None and k.expires_at > now]
+        if again:
+            due.append(AGAIN)
+        return min(due, default=None)
 
     def _refusal(self, key_id: str) -> tuple[Unauthorized, str] | None:
         """Why the user key ``key_id`` no longer works, and the short reason; None while it
