@@ -1,6 +1,7 @@
 """A revoked or expired key ends what it holds open — its WebSocket (idle or not), its
-event streams — and its unfinished jobs, at once (keys/revocation.py); another key's go
-on. (Across replicas: test_replicas.py.)"""
+event streams (a job's, a streamed chat answer, a streamed image answer) — and its
+unfinished jobs, at once (keys/revocation.py); another key's go on. (Across replicas:
+test_replicas.py.)"""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ async def test_revoking_a_key_ends_its_socket_streams_and_jobs_and_no_one_elses(
             json={"model": "x", "stream": True,
                   "messages": [{"role": "user", "content": "a fox"}]}))
         assert (await chat.next())[1]["object"] == "chat.completion.chunk"
+        images = EventStream(await session.post(
+            daemon.v1 + "/images/generations", headers=bearer(alice["key"]),
+            json={"prompt": "a fox", "stream": True}))
 
         revoked = httpx.delete(f"{daemon.url}/arting/v1/admin/keys/{alice['id']}",
                                headers=bearer(ADMIN))
@@ -75,6 +79,8 @@ async def test_revoking_a_key_ends_its_socket_streams_and_jobs_and_no_one_elses(
         said = await chat.rest()
         assert said[-1][1]["error"]["code"] == "invalid_api_key", said
         assert "revoked" in "".join(str(e[1]) for e in said)
+        [(name, data)] = await images.rest()
+        assert name == "error" and data["error"]["code"] == "invalid_api_key"
 
         # Her job is cancelled, saying why; Bob's socket and job go on.
         ended = daemon.wait_job(job, ("cancelled",), headers=bearer(ADMIN))
