@@ -128,8 +128,9 @@ class Revocation:
             return
         holds = self._holds.setdefault(hold.key_id, set())
         holds.add(hold)
+        if (ended := self._refusal(hold.key_id)) is not None:
+            hold.end(*ended)                # revoked between the door and here
         try:
-            self.check(hold)                # revoked between the door and here
             yield hold
         finally:
             holds.discard(hold)
