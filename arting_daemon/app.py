@@ -49,6 +49,7 @@ from .facades.callers import Followers
 from .operator_events import OperatorEvents, OperatorSettings
 from .generation import Catalog, Rules
 from .keys.gate import Gate
+from .keys.revocation import Revocation
 from .metrics import Metrics
 from .openapi import API
 from .provider_config import ProviderConfig, check as check_providers
@@ -56,8 +57,8 @@ from .providers.build import Services, open_providers
 from .retention import StoreLimits
 from .state import (A1111, ARTING, BACKEND, CATALOG, CLOCK, CORS_ORIGIN, ENGINE, EVENTS,
                     EXPIRY, FOLLOWERS, GATE, HTTP, JOURNAL, KEYS, METRICS, PROVIDER,
-                    REQUEST_ID, RETENTION, RULES, SANDBOX, SETTINGS, STATS, STORE, WEBHOOKS,
-                    WS_CLIENTS)
+                    REQUEST_ID, RETENTION, REVOCATION, RULES, SANDBOX, SETTINGS, STATS, STORE,
+                    WEBHOOKS, WS_CLIENTS)
 from .store import ImageStore
 from .timing import DurationStats, Timing
 from .transport.director import Sessions, plan_of
@@ -75,8 +76,8 @@ def create_app(settings: Settings, clock: Clock = SYSTEM) -> web.Application:
     app[FOLLOWERS] = Followers()
     app.cleanup_ctx.extend([sandbox_context, state_context, backend_context, journal_context,
                             keys_context, http_context, provider_context, runner_context,
-                            a1111_context, webhooks_context, retention_context,
-                            expiry_context])
+                            revocation_context, a1111_context, webhooks_context,
+                            retention_context, expiry_context])
     app.on_shutdown.append(drain)
     app.on_response_prepare.append(_stamp_response)
 
@@ -296,6 +297,17 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(runner.close)
         await runner.start()
         yield
+
+
+async def revocation_context(app: web.Application) -> AsyncIterator[None]:
+    """A key revoked or expired ends its open connections and its unfinished jobs."""
+    revocation = Revocation(app[KEYS], app[ENGINE], app[CLOCK])
+    app[REVOCATION] = revocation
+    await revocation.start()
+    try:
+        yield
+    finally:
+        await revocation.close()
 
 
 async def webhooks_context(app: web.Application) -> AsyncIterator[None]:

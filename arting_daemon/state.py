@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .facades.ops import CheckRuns
     from .generation import Catalog, Rules
     from .keys.gate import Gate
+    from .keys.revocation import Revocation
     from .keys.ring import KeyStore
     from .metrics import Metrics
     from .operator_events import OperatorEvents
@@ -56,6 +57,8 @@ ENGINE: web.AppKey[Runner] = web.AppKey("engine")
 #: User keys, and the limits they are held to.
 KEYS: web.AppKey[KeyStore] = web.AppKey("keys")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
+#: What ends a revoked or expired key's connections and jobs (``keys/revocation.py``).
+REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")
 SANDBOX: web.AppKey[Sandbox | None] = web.AppKey("sandbox")
 CHECKS: web.AppKey[CheckRuns] = web.AppKey("checks")
 #: What AUTOMATIC1111 clients set and run (options, requests in flight).

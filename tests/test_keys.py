@@ -103,6 +103,51 @@ def test_users_never_reach_the_administration(shared):
     assert httpx.get(shared.url + "/metrics", headers=bearer(ADMIN)).status_code == 200
 
 
+def test_a_user_keys_status_shows_only_its_own(shared):
+    """Least knowledge: no token (label, health, balance), provider, total or other
+    user's job in a user key's status; the operator's shows them all, as before."""
+    alice, bob = make_key(shared, name="alice"), make_key(shared, name="bob")
+    shared.do(shared.sandbox.add_fault, "fail", route="get", count=1)
+    failed = submit(shared, bob["key"]).json()
+    assert shared.wait_job(failed["id"], headers=bearer(bob["key"]))["state"] == "failed"
+    done = shared.run_job(headers=bearer(alice["key"]))
+    assert done["state"] == "succeeded"
+    url = f"{shared.url}/arting/v1/status"
+    full = httpx.get(url, headers=bearer(ADMIN)).json()
+    [token] = full["tokens"]
+    assert "balance" in token and full["last_outcomes"]["failure"] and full["jobs"]["failed"]
+
+    mine = httpx.get(url, headers=bearer(alice["key"])).json()
+    assert set(mine) == {"version", "sandbox", "img2img", "upscale", "auth_required",
+                         "caller", "queue", "last_outcomes"}
+    assert mine["caller"] == {"id": alice["id"], "name": "alice", "admin": False}
+    assert mine["queue"] == {"active": 0, "queued": 0, "position": None}
+    assert mine["last_outcomes"] == {"succeeded_at": done["finished_at"], "failed_at": None,
+                                     "failure": None}
+    said = json.dumps(mine)
+    for never in (POOL_TOKEN, token["label"], "balance", "token", bob["id"], "bob",
+                  failed["id"], shared.settings.base_url):
+        assert never not in said, never
+    # Bob's last failure is his own to see.
+    his = httpx.get(url, headers=bearer(bob["key"])).json()["last_outcomes"]
+    assert his["failure"]["code"] == full["last_outcomes"]["failure"]["code"]
+
+
+def test_a_user_key_sees_its_own_place_in_the_queue_not_the_queue(make_daemon):
+    daemon = make_daemon(api_keys=[ADMIN], max_active_jobs=1,
+                         sandbox_options={"generation_time": 60})
+    alice = make_key(daemon, name="alice")
+    first = submit(daemon, ADMIN).json()
+    daemon.wait_job(first["id"], ("running",), headers=bearer(ADMIN))
+    queued = submit(daemon, alice["key"]).json()
+    assert queued["queue_position"] == 1
+    url = f"{daemon.url}/arting/v1/status"
+    assert httpx.get(url, headers=bearer(alice["key"])).json()["queue"] == \
+        {"active": 0, "queued": 1, "position": 1}
+    queue = httpx.get(url, headers=bearer(ADMIN)).json()["queue"]
+    assert (queue["active"], queue["queued"]) == (1, 1)
+
+
 def test_a_revoked_or_expired_key_is_refused_at_once_and_says_so(make_daemon):
     shared = make_daemon(api_keys=[ADMIN], auth_tokens=[POOL_TOKEN], clock=ManualClock())
     alice = make_key(shared, name="alice")

@@ -18,12 +18,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import aiohttp
 import httpx
 import openai
 import pytest
 import redis
 
 from processes import TOKEN, DaemonProcess, Emulator
+from streams import EventStream, until_closed
 from threads import Background
 
 pytestmark = [
@@ -191,6 +193,50 @@ def test_a_key_revoked_on_one_replica_is_refused_by_another_once_announced(clust
         announcements.close()
     answer = until(lambda: (r := submit(c, made["key"])).status_code == 401 and r, every=0.02)
     assert "revoked" in answer.json()["error"]["message"]
+
+
+async def test_a_key_revoked_on_one_replica_ends_its_socket_stream_and_job_on_another(cluster):
+    """What a key holds open on replica B — an idle WebSocket, a job's event stream, the
+    job B runs — ends when replica A revokes it (announced on Redis: B does not wait for
+    the socket's next message, nor the stream's next event)."""
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=60)
+    made = make_key(a)
+    job = submit(b, made["key"]).json()
+    until(lambda: job_of(b, job["id"], made["key"])["state"] == "running")
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"{b.url}/arting/v1/ws", headers=bearer(made["key"]))
+        assert await ws.receive_json(timeout=10) == {"event": "ready"}
+        events = EventStream(await session.get(f"{b.url}/arting/v1/jobs/{job['id']}/events",
+                                               headers=bearer(made["key"])))
+        assert (await events.next())[1]["state"] == "running"
+        revoked = httpx.delete(f"{a.url}/arting/v1/admin/keys/{made['id']}",
+                               headers=bearer(ADMIN))
+        assert revoked.status_code == 200
+        said, reason = await until_closed(ws)
+        assert "revoked" in said[-1]["error"]["message"]
+        assert (ws.close_code, reason) == (4401, "key revoked")
+        name, data = (await events.rest())[-1]
+        assert name == "error" and "revoked" in data["message"]
+    ended = finished(a, job["id"])
+    assert ended["state"] == "cancelled" and "revoked" in ended["error"]["message"]
+
+
+def test_a_revoked_keys_job_taken_over_from_a_killed_replica_is_cancelled(cluster):
+    """The job's replica dies before the key is revoked; the one that takes the job over
+    later cancels it rather than finishing it for a key that no longer works."""
+    a, b = cluster.start(), cluster.start()
+    cluster.emulator.configure(generation_time=60)
+    made = make_key(a)
+    job = submit(a, made["key"]).json()
+    until(lambda: job_of(b, job["id"])["state"] == "running")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(5)
+    assert httpx.delete(f"{b.url}/arting/v1/admin/keys/{made['id']}",
+                        headers=bearer(ADMIN)).status_code == 200
+    ended = finished(b, job["id"], timeout=30)
+    assert ended["state"] == "cancelled" and "revoked" in ended["error"]["message"]
+    assert "took over job" in b.log.read_text()
 
 
 def test_keys_made_on_the_command_line_reach_every_replica(cluster):

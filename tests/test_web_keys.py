@@ -13,7 +13,8 @@ import httpx
 
 # ``browser`` is the module's one Chromium, which ``page`` uses.
 from test_web_page import (browser, choose, css, css_all, fill, no_sideways_scroll,  # noqa: F401
-                           open_page, page, save_key, screenshot, text, until)
+                           open_page, page, save_key, screenshot, text, until,
+                           until_running)
 
 ADMIN = "admin-key-0123456789"
 
@@ -229,6 +230,10 @@ def test_a_user_key_sees_its_own_usage_and_quota_and_no_keys_panel(page, make_da
           f"Key “bob” ({made['key_prefix']}…), does not expire.", what="bob's usage")
     assert not css(page, "#keys").is_displayed()
     assert css_all(page, "#key-list li") == []
+    # The status bar shows bob's own queue, and nothing of the tokens (least knowledge).
+    until(page, lambda d: text(d, "#st-queue .chip-value") == "yours: 0 running, 0 waiting",
+          what="bob's own queue")
+    assert not css(page, "#st-tokens").is_displayed()
     assert pairs(page, "#usage") == {"Images today": "0 of 3 · 3 left",
                                      "Requests this minute": "0 of 5", "Jobs in flight": "0 of 1",
                                      "Models": "asyncsMIX_v7"}
@@ -295,6 +300,26 @@ def test_a_user_key_sees_its_own_usage_and_quota_and_no_keys_panel(page, make_da
     assert not css(page, "#usage").is_displayed()
     css(page, "#prompt").send_keys("a cat", Keys.ENTER)
     until(page, lambda d: text(d, "#form-error") == words["error"]["message"], what="the form")
+
+
+def test_a_key_revoked_while_the_page_follows_its_job_says_so_on_the_card(page, make_daemon):
+    from selenium.webdriver.common.keys import Keys
+
+    daemon = make_daemon(api_keys=[ADMIN], sandbox_options={"generation_time": 60})
+    made = admin_api(daemon, "POST", "admin/keys", json={"name": "carol"}).json()
+    open_page(page, daemon)
+    save_key(page, made["key"])
+    until(page, lambda d: text(d, "#st-queue .chip-value").startswith("yours:"),
+          what="carol's own status")
+    css(page, "#prompt").send_keys("a slow one", Keys.ENTER)
+    card = "#jobs li.job"
+    until_running(page, card)             # followed over the page's WebSocket
+    admin_api(daemon, "DELETE", f"admin/keys/{made['id']}")
+    until(page, lambda d: "revoked" in text(d, f"{card} .job-state"),
+          what="the revocation, in the daemon's words, on the card")
+    [job] = admin_api(daemon, "GET", "jobs").json()["data"]
+    job = daemon.wait_job(job["id"], ("cancelled",), headers=bearer(ADMIN))
+    assert "revoked" in job["error"]["message"]
 
 
 def test_without_keys_the_local_user_sees_usage_without_limits_and_no_keys_panel(page,

@@ -103,12 +103,16 @@ class Runner:
         #: Called with every job as it ends, after its final record is queued (so what
         #: they queue is committed with it): webhook deliveries.
         self.on_finished: list[Callable[[Job], None]] = []
+        #: Called with every job this daemon starts to run: submitted here, resumed, or
+        #: taken over from another replica (a revoked key's job among them).
+        self.on_started: list[Callable[[Job], None]] = []
         self.queue = SlotQueue(settings.max_active_jobs, settings.max_queued_jobs)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._places: dict[str, Place] = {}
         self._dropped: set[str] = set()       # jobs another replica took over
+        self._why: dict[str, str] = {}        # why a job is being cancelled, if not asked
         self._errands: set[asyncio.Task[None]] = set()
         #: What replicas add: taking jobs over, following another's (``adoption.py``).
         self.replicas = Adoption(self)
@@ -244,6 +248,27 @@ class Runner:
             self._errands.add(errand)
             errand.add_done_callback(self._errands.discard)
 
+    def running(self, owner: str | None = None) -> list[Job]:
+        """The unfinished jobs this daemon runs (queued ones too); ``owner``'s only when
+        given."""
+        return [job for job_id in self._tasks
+                if (job := self._jobs.get(job_id)) is not None and not job.state.terminal
+                and owner in (None, job.owner)]
+
+    def owners(self) -> set[str]:
+        """Whose unfinished jobs this daemon runs."""
+        return {job.owner for job in self.running()}
+
+    def cancel_owned(self, owner: str, why: str) -> list[Job]:
+        """Cancel every unfinished job of ``owner`` this daemon runs (those waiting in its
+        queue too), each ending ``cancelled`` with ``why`` as its error: what a key that
+        stopped working leaves (``keys/revocation.py``)."""
+        jobs = self.running(owner)
+        for job in jobs:
+            self._why[job.id] = why
+            self._tasks[job.id].cancel()
+        return jobs
+
     async def wait(self, job: Job, timeout: float | None = None) -> bool:
         """Wait until the job ends; False on timeout."""
         try:
@@ -372,15 +397,18 @@ class Runner:
         task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
         self._tasks[job.id] = task
         task.add_done_callback(lambda _t: self._task_done(job))
+        for listener in self.on_started:
+            listener(job)
 
     def _task_done(self, job: Job) -> None:
         self._tasks.pop(job.id, None)
         place = self._places.pop(job.id, None)
         if place is not None:
             self.queue.release(place)
+        why = self._why.pop(job.id, "The job was cancelled.")
         if not job.state.terminal and not self._stopping and job.id not in self._dropped:
             # Cancelled before its first step, so ``_run`` never ran: end it here.
-            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+            self._finish(job, JobState.CANCELLED, Cancelled(why))
 
     async def _run(self, job: Job, resumed: bool = False) -> None:
         if logs.request_id.get() == "-":   # no request made it (resumed after a restart)
@@ -406,7 +434,8 @@ class Runner:
                 self._save(job)  # left as it is: the next start resumes it
                 raise
             await self._cancel_upstream(job)
-            self._finish(job, JobState.CANCELLED, Cancelled("The job was cancelled."))
+            self._finish(job, JobState.CANCELLED,
+                         Cancelled(self._why.get(job.id, "The job was cancelled.")))
         except asyncio.TimeoutError:
             self._finish(job, JobState.FAILED, StageTimeout(
                 f"The job took longer than {self.settings.job_timeout:g} s (job_timeout) "

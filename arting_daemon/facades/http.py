@@ -13,8 +13,9 @@ from aiohttp import web
 from pydantic import (BaseModel, ConfigDict, PlainValidator, TypeAdapter, ValidationError,
                       WithJsonSchema, model_serializer)
 
+from ..auth import principal
 from ..errors import InvalidRequest, PayloadTooLarge
-from ..state import SETTINGS, STORE
+from ..state import REVOCATION, SETTINGS, STORE
 from ..store import ImageStore
 
 if TYPE_CHECKING:
@@ -323,9 +324,11 @@ async def follow(request: web.Request, engine: Runner, job: Job,
 
     A client that hangs up is noticed within a tick (``ClientGone``), not only at the
     next write: aiohttp may hold the hang-up back while the socket still has data to
-    send, and a stream may write nothing for several seconds."""
-    async for current in engine.changes(job, tick=tick):
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            raise ClientGone()
-        yield current
+    send, and a stream may write nothing for several seconds. A caller's key revoked or
+    expired meanwhile ends it at once with ``Unauthorized`` (``keys/revocation.py``)."""
+    with request.config_dict[REVOCATION].hold(principal(request)) as hold:
+        async for current in hold.until(engine.changes(job, tick=tick)):
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ClientGone()
+            yield current

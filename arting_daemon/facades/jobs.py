@@ -159,8 +159,9 @@ async def cancel_job(request: web.Request) -> web.Response:
 @operation(
     "Follow a job", "Server-sent events: `event: job` with the job (as `GET /jobs/{id}` "
     "answers it) on every change and every second while it runs, ending with its final "
-    "state; `event: error` (`{type, code, message}`) if this daemon stops first. "
-    "Reconnect to go on.",
+    "state; `event: error` (`{type, code, message}`) if this daemon stops first "
+    "(reconnect to go on), or the caller's key is revoked or expires (`invalid_api_key`: "
+    "its unfinished jobs are cancelled).",
     answers={200: Doc(Events({"job": JobView, "error": JobError}), "The event stream.",
                       media="text/event-stream")})
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -177,7 +178,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 async for current in follow(request, engine, job, TICK):
                     data = job_view(request, engine, current).model_dump_json(by_alias=True)
                     await resp.write(f"event: job\ndata: {data}\n\n".encode())
-        except ArtingError as err:     # this daemon stops: the client reconnects elsewhere
+        except ArtingError as err:     # this daemon stops, or the caller's key ended
             data = JobError(**err.to_dict()).model_dump_json()
             await resp.write(f"event: error\ndata: {data}\n\n".encode())
         await resp.write_eof()

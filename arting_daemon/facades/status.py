@@ -1,4 +1,9 @@
-"""``GET /arting/v1/status``: the daemon's state, and the providers' health."""
+"""``GET /arting/v1/status``: the daemon's state, and the providers' health.
+
+The operator (and the local user, with no keys) sees everything; a user key sees what is
+its own and what it needs — that the service answers, what it offers, its own jobs in
+the queue and their last outcomes — and nothing of the tokens, balances, providers, other
+users' jobs or the daemon's totals (``UserStatusView``)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from aiohttp import web
 from pydantic import Field
 
 from .. import __version__
-from ..engine.jobs import JobState
+from ..auth import principal
+from ..engine.jobs import Job, JobState
 from ..engine.runner import Runner
 from ..openapi import operation
 from ..state import ENGINE, EVENTS, KEYS, PROVIDER, RETENTION, SETTINGS, WS_CLIENTS
@@ -29,6 +35,15 @@ class LastOutcomes(Answer):
     succeeded_at: float | None
     failed_at: float | None
     failure: JobError | None
+
+
+class OwnQueue(Answer):
+    """A user key's own unfinished jobs on this daemon."""
+
+    active: int = Field(description="Its jobs being made now.")
+    queued: int = Field(description="Its jobs waiting for a slot.")
+    position: int | None = Field(description="The place in the queue of its first waiting "
+                                             "job (1: next; null: none waits).")
 
 
 class EndedJobs(JobCounts):
@@ -89,7 +104,8 @@ class OperatorEventView(Answer):
 
 class StatusView(Sparse):
     """The daemon's state, and the providers' health: Arting's ``tokens``, and with
-    ``[[providers]]`` each one's (``providers``)."""
+    ``[[providers]]`` each one's (``providers``). The operator's view (and the local
+    user's); a user key sees ``UserStatusView``."""
 
     omitted: ClassVar = frozenset({"providers"})
 
@@ -113,23 +129,66 @@ class StatusView(Sparse):
                     "token), oldest first.")
 
 
+class UserStatusView(Answer):
+    """What a user key sees: that the service answers and what it offers, and its own
+    jobs — never the tokens, balances or providers, the daemon's totals or another
+    user's jobs."""
+
+    version: str
+    sandbox: bool
+    img2img: bool = Field(description="Whether some provider does image-to-image.")
+    upscale: bool = Field(description="Whether some provider upscales.")
+    auth_required: bool
+    caller: Caller
+    queue: OwnQueue
+    last_outcomes: LastOutcomes = Field(description="When one of its own jobs last "
+                                                    "succeeded and failed.")
+
+
 async def last_outcomes(engine: Runner) -> LastOutcomes:
     """When a job last succeeded and last failed (from the journal, so restarts keep it):
     the only evidence of whether Arting is reachable that costs Arting nothing."""
-    succeeded = await engine.last_upstream(JobState.SUCCEEDED)
-    failure = await engine.last_upstream(JobState.FAILED)
+    return _outcomes(await engine.last_upstream(JobState.SUCCEEDED),
+                     await engine.last_upstream(JobState.FAILED))
+
+
+async def own_outcomes(engine: Runner, owner: str) -> LastOutcomes:
+    """When one of ``owner``'s jobs last succeeded and failed."""
+    succeeded = await engine.recent(1, state=JobState.SUCCEEDED.value, owner=owner)
+    failed = await engine.recent(1, state=JobState.FAILED.value, owner=owner)
+    return _outcomes(succeeded[0] if succeeded else None, failed[0] if failed else None)
+
+
+def _outcomes(succeeded: Job | None, failure: Job | None) -> LastOutcomes:
     return LastOutcomes(
         succeeded_at=succeeded.finished_at if succeeded else None,
         failed_at=failure.finished_at if failure else None,
         failure=JobError(**failure.error.to_dict()) if failure and failure.error else None)
 
 
+def own_queue(engine: Runner, owner: str) -> OwnQueue:
+    jobs = engine.running(owner)
+    places = [p for job in jobs if (p := engine.queue_position(job)) is not None]
+    return OwnQueue(active=sum(job.state is not JobState.QUEUED for job in jobs),
+                    queued=sum(job.state is JobState.QUEUED for job in jobs),
+                    position=min(places, default=None))
+
+
 @operation("The daemon's state", "Version, sandbox or live, features, token pool health "
            "(and with `[[providers]]` each provider's), queue, who is calling, and when a "
-           "job last succeeded and failed.",
-           answers={200: StatusView})
+           "job last succeeded and failed. A user key sees only what is its own "
+           "(`UserStatusView`): its jobs in the queue and their last outcomes, no token, "
+           "balance, provider, total or other user's job.",
+           answers={200: StatusView | UserStatusView})
 async def status(request: web.Request) -> web.Response:
     settings, engine = request.config_dict[SETTINGS], request.config_dict[ENGINE]
+    caller = principal(request)
+    if not caller.admin:
+        return reply(UserStatusView(
+            version=__version__, sandbox=settings.sandbox, img2img=offers(request, "img2img"),
+            upscale=offers(request, "upscale"), auth_required=True, caller=caller_of(request),
+            queue=own_queue(engine, caller.id),
+            last_outcomes=await own_outcomes(engine, caller.id)))
     retention = request.config_dict[RETENTION]
     return reply(StatusView(
         version=__version__, sandbox=settings.sandbox, upstream=settings.base_url,

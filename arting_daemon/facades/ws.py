@@ -13,8 +13,11 @@ seconds and drops a client that stops answering. Jobs go on when the connection 
 Auth is the API's: an ``Authorization`` header on the upgrade request or, for browsers,
 which cannot set one, a first message ``{"auth": "<key>"}`` within ``AUTH_WAIT`` seconds
 (never a key in the URL). Then the server says ``{"event": "ready"}``; a refused key
-ends the connection with close code 4401. A page of another origin (its ``Origin``
-header) is refused on the handshake (``origin.py``), unless ``cors_origins`` lists it.
+ends the connection with close code 4401. A user key is checked again at every message,
+and its revocation or expiry ends the connection at once, idle or not (an error event,
+then close code 4401 with the reason ``key revoked`` or ``key expired``;
+``keys/revocation.py``). A page of another origin (its ``Origin`` header) is refused on
+the handshake (``origin.py``), unless ``cors_origins`` lists it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ..auth import credentials, public, resolve, resolve_key
 from ..engine.jobs import Job
 from ..errors import ArtingError, InvalidRequest, Unauthorized
 from ..openapi import Doc, operation
-from ..state import ENGINE, FOLLOWERS, GATE, PRINCIPAL, SETTINGS, WS_CLIENTS
+from ..state import ENGINE, FOLLOWERS, GATE, PRINCIPAL, REVOCATION, SETTINGS, WS_CLIENTS
 from . import openai_errors
 from .http import Answer, Sparse, parse_json, parse_model
 from .job_requests import GenerateRequest, UpscaleRequest
@@ -93,7 +96,8 @@ class WsSubmitted(Answer):
 
 
 class WsError(Sparse):
-    """A problem with a message; the connection stays open (a refused key closes it)."""
+    """A problem with a message; the connection stays open (a refused, revoked or
+    expired key closes it)."""
 
     event: Literal["error"] = "error"
     id: str | None = Field(None, description="The job it concerns.")
@@ -108,7 +112,9 @@ MESSAGES = (
     '`{"event": "ready"}` once the caller is known, `{"event": "job", "job": {…}}` for each '
     'followed job (as its event stream does), `{"event": "submitted", "ref": …, "job": {…}}` '
     'and `{"event": "error", "id"/"ref": …, "error": {…}}` (the connection stays open). A '
-    f"refused key closes it with code {UNAUTHORIZED}. The server pings every "
+    f"refused key closes it with code {UNAUTHORIZED}, as does a key revoked or expired "
+    "while it is open (an error event first; the close reason `key revoked` or `key "
+    "expired`). The server pings every "
     f"{PING_EVERY:g} s. `x-websocket` holds both sides' schemas (`WsAuth` … `WsError`).")
 
 
@@ -152,12 +158,18 @@ class _Session:
     async def run(self) -> None:
         if not await self._authorized():
             return
-        await self.send(WsReady())
-        async for message in self.ws:
-            if message.type is WSMsgType.TEXT:
-                await self._handle(message.data)
-            elif message.type is WSMsgType.BINARY:
-                await self._error(InvalidRequest("Send JSON text messages."))
+        revocation = self.request.config_dict[REVOCATION]
+        with revocation.hold(self.request[PRINCIPAL]) as hold:
+            try:
+                await self.send(WsReady())
+                async for message in hold.until(self.ws):
+                    revocation.check(hold)         # the key, at every message
+                    if message.type is WSMsgType.TEXT:
+                        await self._handle(message.data)
+                    elif message.type is WSMsgType.BINARY:
+                        await self._error(InvalidRequest("Send JSON text messages."))
+            except Unauthorized as err:            # revoked or expired meanwhile
+                await self._refuse(err, hold.reason)
 
     async def close(self) -> None:
         tasks = list(self.followed.values())
@@ -199,10 +211,11 @@ class _Session:
         except Unauthorized as err:
             return await self._refuse(err)
 
-    async def _refuse(self, err: Unauthorized) -> bool:
+    async def _refuse(self, err: Unauthorized, reason: str = "unauthorized") -> bool:
         if not self.ws.closed:
-            await self._error(err)
-            await self.ws.close(code=UNAUTHORIZED, message=b"unauthorized")
+            with contextlib.suppress(ConnectionResetError):
+                await self._error(err)
+            await self.ws.close(code=UNAUTHORIZED, message=reason.encode())
         return False
 
     # --- messages ---------------------------------------------------------------------

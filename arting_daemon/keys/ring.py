@@ -43,6 +43,8 @@ class KeyStore(Protocol):
 
     def all(self) -> list[ApiKey]: ...
 
+    def on_change(self, listener: Callable[[], None]) -> None: ...
+
     def count_request(self, key_id: str, now: float) -> None: ...
 
     async def create(self, name: str, limits: KeyLimits = NO_LIMITS,
@@ -70,6 +72,13 @@ class KeyIndex:
         self._by_id: dict[str, ApiKey] = {}
         self._by_hash: dict[str, ApiKey] = {}
         self._pending: Counter[tuple[str, str]] = Counter()
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever a key changes here: made, changed or revoked through
+        this daemon, or read again after another process (a replica, the command line)
+        changed one. Revocation reaches open connections this way (``revocation.py``)."""
+        self._listeners.append(listener)
 
     @property
     def in_use(self) -> bool:
@@ -92,16 +101,25 @@ class KeyIndex:
         self._pending[(key_id, utc_day(now))] += 1
 
     def _remember(self, key: ApiKey) -> None:
+        self._put(key)
+        self._changed()
+
+    def _replace(self, keys: list[ApiKey]) -> None:
+        self._by_id, self._by_hash = {}, {}
+        for key in keys:
+            self._put(key)
+        self._changed()
+
+    def _put(self, key: ApiKey) -> None:
         old = self._by_id.get(key.id)
         if old is not None:
             self._by_hash.pop(old.hash, None)
         self._by_id[key.id] = key
         self._by_hash[key.hash] = key
 
-    def _replace(self, keys: list[ApiKey]) -> None:
-        self._by_id, self._by_hash = {}, {}
-        for key in keys:
-            self._remember(key)
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
 
 class KeyRing(KeyIndex):

@@ -219,6 +219,7 @@ class LiveChannel {
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
       const ws = new WebSocket(url);
       let ready = false;
+      let refusal = "";         // the daemon's words for a refused key
       ws.onopen = () => {
         const key = apiKey.get();
         if (key) ws.send(JSON.stringify({ auth: key }));
@@ -228,8 +229,10 @@ class LiveChannel {
         if (message.event === "ready") {
           ready = true;
           resolve(ws);
-        } else if (!ready && message.event === "error") {
-          reject(keyRefused(message.error?.message || ""));
+        } else if (message.event === "error" && (!ready || (!message.id && !message.ref))) {
+          // refused at the start, or revoked or expired since: the close (4401) follows
+          refusal = message.error?.message || "";
+          if (!ready) reject(keyRefused(refusal));
         } else {
           this.dispatch(message);
         }
@@ -241,7 +244,8 @@ class LiveChannel {
           if (e.code !== 4401) this.usable = false;
           reject(e.code === 4401 ? keyRefused(e.reason) : unreachable(t("error.no_websocket")));
         }
-        const lost = unreachable(t("error.connection_closed"));
+        const lost = e.code === 4401 ? keyRefused(refusal || e.reason)
+          : unreachable(t("error.connection_closed"));
         for (const watcher of this.watchers.values()) watcher.failed(lost);
         this.watchers.clear();
       };

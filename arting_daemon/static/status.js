@@ -24,7 +24,7 @@ function ago(timestamp) {
 
 /** [level, value, detail] for the upstream: ok, warn, bad or unknown. */
 export function upstreamHealth(status) {
-  const tokens = status.tokens;
+  const tokens = status.tokens || [];     // a user key's view has none: its own jobs tell
   const lastError = (state) => tokens.find((tk) => tk.state === state)?.last_error || "";
   const said = (key, state) => (lastError(state) ? t(key, { message: lastError(state) }) : "");
   if (tokens.length && tokens.every((tk) => tk.state === "invalid")) {
@@ -137,13 +137,18 @@ export class StatusBar {
     show(this.upstream, level, value, detail);
     show(this.mode, ...modeOf(status.sandbox, status.upstream, (status.providers || []).length),
          status.upstream);
-    this.tokens.hidden = !status.tokens.length;     // no provider named arting
-    const [tokenLevel, tokenText] = tokenSummary(status.tokens);
-    show(this.tokens, tokenLevel, tokenText, status.tokens.map(tokenLine).join("\n"));
+    const tokens = status.tokens || [];             // none: no provider named arting, or a user key
+    this.tokens.hidden = !tokens.length;
+    const [tokenLevel, tokenText] = tokenSummary(tokens);
+    show(this.tokens, tokenLevel, tokenText, tokens.map(tokenLine).join("\n"));
     const q = status.queue;
-    const full = q.queued >= q.max_queued;
-    const queue = { running: number(q.active), waiting: number(q.queued) };
-    show(this.queue, full ? "bad" : "ok", t(full ? "status.queue.full" : "status.queue.counts", queue));
+    const queue = { running: number(q.active), waiting: number(q.queued), position: number(q.position || 0) };
+    if ("position" in q) {                          // a user key's: its own jobs only
+      show(this.queue, "ok", t(q.position ? "status.queue.own_position" : "status.queue.own", queue));
+    } else {
+      const full = q.queued >= q.max_queued;
+      show(this.queue, full ? "bad" : "ok", t(full ? "status.queue.full" : "status.queue.counts", queue));
+    }
     const troubled = this.showProviders(status.providers || []);
     if (level === "ok" || level === "unknown") this.say(troubled, troubled.length ? "warn" : level);
     else this.say(detail, level);
