@@ -321,6 +321,58 @@ def test_an_upscale_of_a_quadrant_runs_its_u_button(make_daemon, proxy, actions)
         quadrant.getpixel((10, 10)), abs=40)
 
 
+def test_its_pixels_sent_back_without_the_mark_still_upscale_with_u(make_daemon, proxy):
+    """A client with only the pixels (a ComfyUI IMAGE, SD-WebUI's Extras) sends them
+    re-encoded, the mark gone: the daemon finds the quadrant by them. A picture one pixel
+    off is not Midjourney's, and goes elsewhere."""
+    daemon = make_daemon(providers=[provider(proxy)])
+    job = daemon.run_job(prompt="a lighthouse", model="midjourney", n=2, size="512x512")
+    _, second = picture(daemon, job["images"][1])
+    plain = io.BytesIO()
+    second.save(plain, "PNG", compress_level=9)
+    assert provenance.origin(plain.getvalue()) is None
+    up = upscaled(daemon, plain.getvalue())
+    assert (up["state"], up["provider"]) == ("succeeded", "mj"), up
+    assert up["request"]["images"][0]["hash"] == job["images"][1]["hash"]
+    assert [r.body["index"] for r in proxy.sandbox.requests_for("change")] == [2]
+
+    second.putpixel((0, 0), tuple(255 - v for v in second.getpixel((0, 0))))
+    other = io.BytesIO()
+    second.save(other, "PNG")
+    up = upscaled(daemon, other.getvalue())
+    assert (up["state"], up["provider"]) == ("succeeded", "arting"), up
+    assert len(proxy.sandbox.requests_for("change")) == 1
+
+
+def test_the_store_finds_a_marked_picture_by_its_pixels_until_it_is_removed(tmp_path):
+    import asyncio
+
+    from arting_daemon.store import ImageStore
+    from arting_daemon.upscaling import Origin
+    store = ImageStore(tmp_path)
+    image = Image.new("RGB", (24, 16), (200, 40, 90))
+    marked, plain = io.BytesIO(), io.BytesIO()
+    image.save(marked, "PNG", pnginfo=provenance.mark(
+        Origin(provider="mj", upstream="u", ref="1/1"), "note"))
+    image.save(plain, "PNG", optimize=True)
+    assert store.marked_like(plain.getvalue()) is None
+    unmarked = asyncio.run(store.put(plain.getvalue())).hash    # a client's: no likeness
+    assert store.marked_like(plain.getvalue()) is None
+    digest = asyncio.run(store.put(marked.getvalue())).hash
+    assert store.marked_like(plain.getvalue()) == digest != unmarked
+    assert [p.name for p in store.likenesses.iterdir()] == [
+        provenance.likeness(plain.getvalue())]
+    assert store.remove(digest, fresh=-1) and store.marked_like(plain.getvalue()) is None
+    assert list(store.likenesses.iterdir()) == []
+
+
+def upscaled(daemon, png: bytes) -> dict:
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", json={
+        "kind": "upscale", "scale": 2, "images": [base64.b64encode(png).decode()]})
+    assert resp.status_code == 202, resp.text
+    return daemon.wait_job(resp.json()["id"])
+
+
 def test_hires_fix_of_a_midjourney_model_upscales_with_u(make_daemon, proxy):
     daemon = make_daemon(providers=[provider(proxy)])
     host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
