@@ -388,6 +388,28 @@ def test_generate_makes_one_image_on_each_other_provider_and_says_which(tmp_path
     assert SECRET not in ran.out + ran.err and KEY not in ran.out + ran.err
 
 
+def test_generate_reaches_a_webui_and_an_openai_server_as_well(tmp_path, upstream,
+                                                                make_daemon):
+    from a1111_standin import A1111StandIn
+    relay = make_daemon()                       # another daemon: an OpenAI-compatible server
+    studio = A1111StandIn().start()
+    try:
+        providers = json.dumps([
+            {"name": "studio", "kind": "a1111", "base_url": studio.url},
+            {"name": "relay", "kind": "openai", "base_url": relay.v1}])
+        ran = check(tmp_path, upstream, "--generate", "--yes", ARTING_PROVIDERS=providers)
+    finally:
+        studio.stop()
+    assert "one image to each of studio (a1111), relay (openai)" in ran.err
+    assert re.fullmatch(r"ok    studio generate: 1 image \(512×512\) from its loaded model "
+                        r"in \d+\.\d s\.", ran.finding("studio generate")), ran.out
+    assert re.fullmatch(r"ok    relay generate: 1 image \(512×512\) from model \S+ in "
+                        r"\d+\.\d s\.", ran.finding("relay generate")), ran.out
+    assert [route for route, _ in studio.requests] == ["txt2img"]
+    assert len(relay.sandbox.requests_for("create")) == 1
+    assert ran.code == 0, ran.out
+
+
 def test_the_sandbox_generates_on_its_emulated_providers_too(tmp_path):
     ran = check(tmp_path, None, "--sandbox", "--generate", ARTING_SANDBOX_GENERATION_TIME="0.2")
     assert "and one to each emulated provider (nothing is spent)" in ran.err
