@@ -216,13 +216,14 @@ class MidjourneyProvider(RemoteProvider):
     async def place(self, work: Work, task: str) -> None:
         """The task's place in the proxy's queue now, where the proxy lists its queue
         (else the submit's stays). A proxy without the list (404, or something else than
-        a list: trueai's, new-api's) is not asked again; a passing fault is let be."""
+        a list, or refuses it: trueai's, new-api's) is not asked again; a passing fault is
+        let be."""
         if not self._queue_list:
             return
         try:
             place = mj.queue_place(self.label, task,
                                    await self.api.call("GET", "/mj/task/queue"))
-        except (UpstreamRejected, BadUpstreamResponse) as exc:
+        except (UpstreamRejected, UpstreamAuthError, BadUpstreamResponse) as exc:
             log.info("%s lists no task queue (%s); a queued job keeps the place its "
                      "submit gave", self.name, exc.message)
             self._queue_list = False
