@@ -345,16 +345,16 @@ def test_generate_makes_one_image_on_each_other_provider_and_says_which(tmp_path
     """Midjourney and Stability AI (at their emulators) each make one small image as the
     daemon makes it; one that refuses the check's question or is out of reach spends
     nothing. The question before spending names each."""
-    from processes import Emulator
+    from processes import emulators
     from test_midjourney import SECRET, provider as mj_provider
     from test_stability import KEY, calls, provider as sai_provider
 
     from arting_daemon.sandbox.midjourney import MidjourneyEmulator
     from arting_daemon.sandbox.stability import StabilityEmulator
-    proxy = Emulator(MidjourneyEmulator, api_secret=SECRET, generation_time=0.3,
-                     quadrant_pixels=64 * 64)
-    sai = Emulator(StabilityEmulator, api_keys=[KEY], pixels=64 * 64)
-    try:
+    with emulators(MidjourneyEmulator, api_secret=SECRET, generation_time=0.3,
+                   quadrant_pixels=64 * 64) as mj, \
+            emulators(StabilityEmulator, api_keys=[KEY], pixels=64 * 64) as st:
+        proxy, sai = mj(), st()
         providers = json.dumps([
             mj_provider(proxy), sai_provider(sai, default_model="sd3.5-medium"),
             {**mj_provider(proxy), "name": "wrong", "api_key": "nope", "prefix": "w/"},
@@ -368,9 +368,6 @@ def test_generate_makes_one_image_on_each_other_provider_and_says_which(tmp_path
         assert proxy.sandbox.requests_for("imagine") == [] and calls(sai) == []
 
         ran = check(tmp_path, upstream, "--generate", "--yes", ARTING_PROVIDERS=providers)
-    finally:
-        proxy.close()
-        sai.close()
     assert re.fullmatch(r"ok    mj generate: 1 image \(64×64\) from model midjourney in "
                         r"\d+\.\d s\.", ran.finding("mj generate")), ran.out
     assert re.fullmatch(r"ok    sai generate: 1 image \(64×64\) from model sd3\.5-medium in "
