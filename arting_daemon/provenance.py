@@ -9,14 +9,22 @@ stored picture, with no index to keep, across restarts and replicas.
 Only pictures already in the store are read for it, never one a client sends: every
 picture a client sends is re-encoded before it is stored (``imaging.init_image``), so
 a mark in the store was made by a provider.
+
+A client that has only the pixels (a ComfyUI IMAGE, a picture in SD-WebUI's Extras tab)
+sends them re-encoded, without the mark; the store finds the marked picture it came
+from by its ``likeness``, the digest of its size and RGB pixels, which it keeps for
+each marked picture it stores (``ImageStore.marked_like``). A client learns nothing by
+it it does not hold already: only the exact pixels find a picture.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import struct
 
+from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from pydantic import ValidationError
 
@@ -57,3 +65,13 @@ def origin(png: bytes) -> Origin | None:
                 return None
         pos += 12 + length
     return None
+
+
+def likeness(png: bytes) -> str:
+    """The digest of a picture's size and RGB pixels: the same for every encoding of
+    them, with or without a mark. Blocking (it decodes): run it in a thread."""
+    with Image.open(io.BytesIO(png)) as image:
+        rgb = image.convert("RGB")
+    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()

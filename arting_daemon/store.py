@@ -9,6 +9,10 @@ For a bounded store (``retention.py``) the store tells who listens (``on_put``) 
 stored, and notes in memory when an image was served (``touch``): no disk write per
 request. ``remove`` never takes an image stored (or stored again) within ``fresh``
 seconds, so an image a request has just been given cannot vanish under it.
+
+A picture a provider marked with its origin (``provenance.py``) is also named by its
+likeness under ``likeness/``, so the same pixels sent back by a client find it
+(``marked_like``).
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import datadir
+from . import datadir, provenance
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+#: Bytes read of an image being removed to see whether a provider marked it.
+_HEAD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ def to_png(data: bytes) -> bytes:
 class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = root / "images"
+        #: ``<likeness>`` → the hash of the marked picture with those pixels.
+        self.likenesses = root / "likeness"
         #: Called (on the event loop) with every image ``put`` stored.
         self.on_put: Callable[[StoredImage], None] | None = None
         self._served: dict[str, float] = {}
@@ -100,7 +108,20 @@ class ImageStore:
                 pass
         datadir.subdir(path.parent)
         datadir.write(path, png)        # two jobs may store the same image at once
+        if provenance.origin(png) is not None:
+            datadir.subdir(self.likenesses)
+            datadir.write(self.likenesses / provenance.likeness(png), digest.encode())
         return StoredImage(digest, width, height, len(png))
+
+    def marked_like(self, png: bytes) -> str | None:
+        """The hash of the stored picture a provider marked that has the pixels of
+        ``png``, if there is one. Blocking."""
+        path = self.likenesses / provenance.likeness(png)
+        try:
+            digest = path.read_text()
+        except FileNotFoundError:
+            return None
+        return digest if self.exists(digest) else None
 
     async def read(self, digest: str) -> bytes:
         return await asyncio.to_thread(self.path(digest).read_bytes)
@@ -128,6 +149,11 @@ class ImageStore:
             try:
                 if path.stat().st_mtime > (time.time() if now is None else now) - fresh:
                     return False
+                with path.open("rb") as file:       # the mark comes before the pixels
+                    marked = provenance.origin(file.read(_HEAD)) is not None
+                if marked:
+                    likeness = provenance.likeness(path.read_bytes())
+                    (self.likenesses / likeness).unlink(missing_ok=True)
                 path.unlink()
             except FileNotFoundError:
                 pass

@@ -341,6 +341,80 @@ def test_generate_reports_the_job_and_spends_exactly_one(tmp_path, upstream):
     assert len(upstream.requests("image")) == 1
 
 
+def test_generate_makes_one_image_on_each_other_provider_and_says_which(tmp_path, upstream):
+    """Midjourney and Stability AI (at their emulators) each make one small image as the
+    daemon makes it; one that refuses the check's question or is out of reach spends
+    nothing. The question before spending names each."""
+    from processes import emulators
+    from test_midjourney import SECRET, provider as mj_provider
+    from test_stability import KEY, calls, provider as sai_provider
+
+    from arting_daemon.sandbox.midjourney import MidjourneyEmulator
+    from arting_daemon.sandbox.stability import StabilityEmulator
+    with emulators(MidjourneyEmulator, api_secret=SECRET, generation_time=0.3,
+                   quadrant_pixels=64 * 64) as mj, \
+            emulators(StabilityEmulator, api_keys=[KEY], pixels=64 * 64) as st:
+        proxy, sai = mj(), st()
+        providers = json.dumps([
+            mj_provider(proxy), sai_provider(sai, default_model="sd3.5-medium"),
+            {**mj_provider(proxy), "name": "wrong", "api_key": "nope", "prefix": "w/"},
+            {"name": "gone", "kind": "stability", "base_url": "http://127.0.0.1:9",
+             "api_key": KEY, "prefix": "g/"}])
+        refused = check(tmp_path, upstream, "--generate", ARTING_PROVIDERS=providers)
+        assert refused.code == 2 and "Nothing was sent." in refused.err
+        assert ("and one image to each of mj (midjourney, model midjourney), sai (stability, "
+                "model sd3.5-medium), wrong (midjourney, model midjourney), gone (stability, "
+                "model core), spending one generation there.") in refused.err
+        assert proxy.sandbox.requests_for("imagine") == [] and calls(sai) == []
+
+        ran = check(tmp_path, upstream, "--generate", "--yes", ARTING_PROVIDERS=providers)
+    assert re.fullmatch(r"ok    mj generate: 1 image \(64×64\) from model midjourney in "
+                        r"\d+\.\d s\.", ran.finding("mj generate")), ran.out
+    assert re.fullmatch(r"ok    sai generate: 1 image \(64×64\) from model sd3\.5-medium in "
+                        r"\d+\.\d s\.", ran.finding("sai generate")), ran.out
+    assert ran.finding("wrong generate") == ("info  wrong generate: not run: it did not take "
+                                             "the check's question, so nothing was spent.")
+    assert ran.finding("gone generate") == "info  gone generate: not run: it is out of reach."
+    assert ran.finding("generate").startswith("ok    generate: 1 image")       # Arting's
+    assert len(upstream.requests("create")) == 1
+    [imagine] = [r.body for r in proxy.sandbox.requests_for("imagine")]
+    assert imagine["prompt"].startswith("a small red apple on a wooden table, soft daylight "
+                                        "--ar 1:1 --seed ")
+    assert [(c["at"], c["model"]) for c in calls(sai)] == [("sd3", "sd3.5-medium")]
+    assert not (tmp_path / "data" / "images").exists()       # nothing kept in the store
+    assert SECRET not in ran.out + ran.err and KEY not in ran.out + ran.err
+
+
+def test_generate_reaches_a_webui_and_an_openai_server_as_well(tmp_path, upstream,
+                                                                make_daemon):
+    from a1111_standin import A1111StandIn
+    relay = make_daemon()                       # another daemon: an OpenAI-compatible server
+    studio = A1111StandIn().start()
+    try:
+        providers = json.dumps([
+            {"name": "studio", "kind": "a1111", "base_url": studio.url},
+            {"name": "relay", "kind": "openai", "base_url": relay.v1}])
+        ran = check(tmp_path, upstream, "--generate", "--yes", ARTING_PROVIDERS=providers)
+    finally:
+        studio.stop()
+    assert "one image to each of studio (a1111), relay (openai)" in ran.err
+    assert re.fullmatch(r"ok    studio generate: 1 image \(512×512\) from its loaded model "
+                        r"in \d+\.\d s\.", ran.finding("studio generate")), ran.out
+    assert re.fullmatch(r"ok    relay generate: 1 image \(512×512\) from model \S+ in "
+                        r"\d+\.\d s\.", ran.finding("relay generate")), ran.out
+    assert [route for route, _ in studio.requests] == ["txt2img"]
+    assert len(relay.sandbox.requests_for("create")) == 1
+    assert ran.code == 0, ran.out
+
+
+def test_the_sandbox_generates_on_its_emulated_providers_too(tmp_path):
+    ran = check(tmp_path, None, "--sandbox", "--generate", ARTING_SANDBOX_GENERATION_TIME="0.2")
+    assert "and one to each emulated provider (nothing is spent)" in ran.err
+    assert ran.finding("midjourney generate").startswith("ok    midjourney generate: 1 image")
+    assert ran.finding("stability generate").startswith("ok    stability generate: 1 image")
+    assert ran.code == 0, ran.out
+
+
 def _kb(line: str) -> str:
     return re.search(r"(\d+) kB", line)[1]
 

@@ -12,11 +12,13 @@ import io
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 import webuiapi
+from clock import ManualClock
 from openai import OpenAI
 from PIL import Image
 from processes import DaemonProcess, Emulator, emulators, resumed
@@ -226,6 +228,60 @@ def test_the_proxys_queue_place_and_progress_are_shown_and_cancel_reaches_it(mak
     assert all(t.cancelled_at for t in proxy.sandbox.tasks.values())
 
 
+def test_a_queued_jobs_place_goes_down_as_the_proxys_queue_drains(make_daemon, proxies):
+    clock = ManualClock()                   # the proxy's: its queue moves when told
+    proxy = proxies(generation_time=10, concurrency=1, clock=clock)
+    daemon = make_daemon(providers=[provider(proxy)])
+    jobs = []
+    for place in (None, 1, 2, 3):           # one runs, three wait behind it
+        jobs.append(submit(daemon, model="midjourney", seed=len(jobs)))
+        job = daemon.wait_job(jobs[-1]["id"], ("running",))
+        assert job["upstream_queue_position"] == place, job
+        proxy.call(clock.advance(0.01))     # each its own submit time (and task id)
+    last = jobs[-1]["id"]
+    seen = [3]
+    for place in (2, 1, None):
+        proxy.call(clock.advance(10))       # the one running ends; the next one starts
+        seen.append(wait_place(daemon, last, place))
+    assert seen == [3, 2, 1, None]
+    assert proxy.sandbox.requests_for("queue")          # read from the proxy's queue list
+    proxy.call(clock.advance(10))
+    assert [daemon.wait_job(j["id"])["state"] for j in jobs] == ["succeeded"] * 4
+    assert len(imagined(proxy)) == 4
+
+
+def test_a_proxy_without_a_queue_list_is_asked_once_and_the_submits_place_stays(
+        make_daemon, proxies):
+    clock = ManualClock()
+    proxy = proxies(generation_time=10, concurrency=1, clock=clock, task_queue=False)
+    daemon = make_daemon(providers=[provider(proxy)])
+    first = submit(daemon, model="midjourney")
+    daemon.wait_job(first["id"], ("running",))
+    proxy.call(clock.advance(0.01))
+    second = submit(daemon, model="midjourney")
+    assert daemon.wait_job(second["id"], ("running",))["upstream_queue_position"] == 1
+    fetches = len(proxy.sandbox.requests_for("fetch"))
+    while len(proxy.sandbox.requests_for("fetch")) < fetches + 3:     # polls go on
+        time.sleep(0.02)
+    assert daemon.wait_job(second["id"], ("running",))["upstream_queue_position"] == 1
+    assert len(proxy.sandbox.requests_for("queue")) == 1          # 404: not asked again
+    proxy.call(clock.advance(10))                   # it is Midjourney's now: no place
+    assert wait_place(daemon, second["id"], None) is None
+    proxy.call(clock.advance(10))
+    assert daemon.wait_job(second["id"])["state"] == "succeeded"
+
+
+def wait_place(daemon, job_id: str, place: int | None, polls: int = 300) -> int | None:
+    """The job's place in the proxy's queue once the daemon has seen it become ``place``
+    (bounded: the daemon polls every 0.2 s at most)."""
+    for _ in range(polls):
+        job = daemon.wait_job(job_id, ("running",))
+        if job["upstream_queue_position"] == place:
+            return place
+        time.sleep(0.02)
+    return job["upstream_queue_position"]
+
+
 def test_an_open_proxy_without_cancel_lets_the_task_finish_unseen(make_daemon, proxies):
     proxy = proxies(plus=False, generation_time=30, unknown_task="empty")
     daemon = make_daemon(providers=[provider(proxy)])
@@ -263,6 +319,58 @@ def test_an_upscale_of_a_quadrant_runs_its_u_button(make_daemon, proxy, actions)
     _, upscaled = picture(daemon, up["images"][0])
     assert upscaled.resize(quadrant.size).getpixel((10, 10)) == pytest.approx(
         quadrant.getpixel((10, 10)), abs=40)
+
+
+def test_its_pixels_sent_back_without_the_mark_still_upscale_with_u(make_daemon, proxy):
+    """A client with only the pixels (a ComfyUI IMAGE, SD-WebUI's Extras) sends them
+    re-encoded, the mark gone: the daemon finds the quadrant by them. A picture one pixel
+    off is not Midjourney's, and goes elsewhere."""
+    daemon = make_daemon(providers=[provider(proxy)])
+    job = daemon.run_job(prompt="a lighthouse", model="midjourney", n=2, size="512x512")
+    _, second = picture(daemon, job["images"][1])
+    plain = io.BytesIO()
+    second.save(plain, "PNG", compress_level=9)
+    assert provenance.origin(plain.getvalue()) is None
+    up = upscaled(daemon, plain.getvalue())
+    assert (up["state"], up["provider"]) == ("succeeded", "mj"), up
+    assert up["request"]["images"][0]["hash"] == job["images"][1]["hash"]
+    assert [r.body["index"] for r in proxy.sandbox.requests_for("change")] == [2]
+
+    second.putpixel((0, 0), tuple(255 - v for v in second.getpixel((0, 0))))
+    other = io.BytesIO()
+    second.save(other, "PNG")
+    up = upscaled(daemon, other.getvalue())
+    assert (up["state"], up["provider"]) == ("succeeded", "arting"), up
+    assert len(proxy.sandbox.requests_for("change")) == 1
+
+
+def test_the_store_finds_a_marked_picture_by_its_pixels_until_it_is_removed(tmp_path):
+    import asyncio
+
+    from arting_daemon.store import ImageStore
+    from arting_daemon.upscaling import Origin
+    store = ImageStore(tmp_path)
+    image = Image.new("RGB", (24, 16), (200, 40, 90))
+    marked, plain = io.BytesIO(), io.BytesIO()
+    image.save(marked, "PNG", pnginfo=provenance.mark(
+        Origin(provider="mj", upstream="u", ref="1/1"), "note"))
+    image.save(plain, "PNG", optimize=True)
+    assert store.marked_like(plain.getvalue()) is None
+    unmarked = asyncio.run(store.put(plain.getvalue())).hash    # a client's: no likeness
+    assert store.marked_like(plain.getvalue()) is None
+    digest = asyncio.run(store.put(marked.getvalue())).hash
+    assert store.marked_like(plain.getvalue()) == digest != unmarked
+    assert [p.name for p in store.likenesses.iterdir()] == [
+        provenance.likeness(plain.getvalue())]
+    assert store.remove(digest, fresh=-1) and store.marked_like(plain.getvalue()) is None
+    assert list(store.likenesses.iterdir()) == []
+
+
+def upscaled(daemon, png: bytes) -> dict:
+    resp = httpx.post(daemon.url + "/arting/v1/jobs", json={
+        "kind": "upscale", "scale": 2, "images": [base64.b64encode(png).decode()]})
+    assert resp.status_code == 202, resp.text
+    return daemon.wait_job(resp.json()["id"])
 
 
 def test_hires_fix_of_a_midjourney_model_upscales_with_u(make_daemon, proxy):
@@ -466,7 +574,7 @@ def test_a_webp_grid_and_trueais_204_are_read(make_daemon, proxies, options):
 
 
 def test_what_the_protocol_reads():
-    from arting_daemon.errors import JobFailed, UpstreamRejected
+    from arting_daemon.errors import BadUpstreamResponse, JobFailed, UpstreamRejected
     from arting_daemon.providers.midjourney import protocol as mj
 
     # new-api: the code may come quoted, a fresh task has an empty status and "0%"
@@ -475,7 +583,7 @@ def test_what_the_protocol_reads():
     assert mj.submitted("MJ", {"code": 22, "description": "排队中，前面还有3个任务",
                                "result": "7"}).queued == 4
     assert mj.task_view("MJ", "7", {"status": "", "progress": "0%"}) == mj.TaskView(
-        False, 0.0, waiting=True)
+        False, 0.0, waiting=True, queued=True)
     assert mj.task_view("MJ", "7", {"status": "IN_PROGRESS", "progress": "45%"}).progress == 0.45
     done = mj.task_view("MJ", "7", {"status": "SUCCESS", "imageUrl": "/mj/image/7",
                                     "properties": {"messageHash": "abc"}, "buttons": None})
@@ -485,6 +593,15 @@ def test_what_the_protocol_reads():
         mj.task_view("MJ", "7", {"status": "FAILURE", "failReason": None, "progress": ""})
     with pytest.raises(UpstreamRejected, match="code 21"):
         mj.submitted("MJ", {"code": 21, "description": "任务已存在"})
+    # novicezk's queue list: running and waiting tasks in submit order, of every account
+    queue = [{"id": i, "status": st, "submitTime": t,
+              "properties": {"discordInstanceId": a}} for i, st, t, a in [
+        ("4", "NOT_START", 40, "A"), ("1", "IN_PROGRESS", 10, "A"), ("2", "NOT_START", 20, "A"),
+        ("3", "NOT_START", 30, "B"), ("5", "SUBMITTED", 50, "A")]]
+    assert [mj.queue_place("MJ", i, queue) for i in "12345"] == [None, 1, 1, 2, None]
+    assert mj.queue_place("MJ", "9", queue) is None
+    with pytest.raises(BadUpstreamResponse):
+        mj.queue_place("MJ", "4", {"code": 4})
     assert [mj.aspect_ratio(*s) for s in ((512, 768), (1352, 768), (1024, 1024),
                                           (1000, 333))] == ["2:3", "7:4", "1:1", "3:1"]
 

@@ -3,8 +3,9 @@ say what to change.
 
 It reads the settings exactly as the daemon does, prints one line per finding, and
 exits 0 when everything the daemon needs works (1 when something does not, 2 when it
-could not run). ``--generate`` and ``--img2img`` spend a generation each: the check
-says so first and asks, or needs ``--yes`` when it cannot ask.
+could not run). ``--generate`` and ``--img2img`` spend a generation each (``--generate``
+one more on each other provider): the check says so first, naming each, and asks, or
+needs ``--yes`` when it cannot ask.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .. import __version__, logs
 from ..config import ConfigError, Settings
 from ..recording import Recorder, Redactor, write_record
 from .generate import describe_generation
+from .provider_generate import describe, generating
 from .report import Finding, Report
 from .runner import Options, identities_for, run_check
 
@@ -43,7 +45,9 @@ def add_parser(commands, shared: argparse.ArgumentParser,
                         "(default: errors only; the findings say the rest)")
     parser.add_argument("--generate", action="store_true",
                         help="also run ONE small generation (spends it; asks first) and check "
-                             "the status literals, image hosts and image it brings")
+                             "the status literals, image hosts and image it brings; and one "
+                             "on each other configured provider (Midjourney, Stability AI, "
+                             "A1111, OpenAI-compatible), each named before it is spent")
     parser.add_argument("--img2img", action="store_true",
                         help="also try the unconfirmed image-to-image endpoint with one job "
                              "(spends it) and say whether to set img2img = true")
@@ -85,8 +89,14 @@ def _agreed(settings: Settings, options: Options, yes: bool) -> bool:
     where = "the sandbox (nothing is spent)" if settings.sandbox else \
         f"{settings.base_url}: this spends {len(jobs)} generation{'s' if len(jobs) > 1 else ''}" \
         " of the identity's quota"
-    print(f"{PROG}: will send {' and '.join(jobs)} to {where}.", file=sys.stderr)
-    if yes or settings.sandbox:
+    # the configured providers are real ones even in the sandbox (it adds emulated ones)
+    others = [describe(cfg) for cfg in generating(settings)] if options.generate else []
+    also = f"; and one image to each of {', '.join(others)}, spending one generation " \
+        "there" if others else ""
+    if options.generate and settings.sandbox and settings.sandbox_providers:
+        also += "; and one to each emulated provider (nothing is spent)"
+    print(f"{PROG}: will send {' and '.join(jobs)} to {where}{also}.", file=sys.stderr)
+    if yes or (settings.sandbox and not others):
         return True
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         print(f"{PROG}: not on a terminal, so nobody can confirm: pass --yes to spend it. "

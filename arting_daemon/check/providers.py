@@ -1,6 +1,7 @@
 """The other providers (``[[providers]]``): can each be reached, does it take its
 credentials, and what does it say of itself (its models, its credits), asked only what
-spends nothing (``Provider.probe``: a model list, an empty task list, the balance).
+spends nothing (``Provider.probe``: a model list, an empty task list, the balance);
+with ``--generate``, one small image from each that answered (``provider_generate``).
 
 Each provider is made here as the daemon makes it (``providers/build.py``), so the
 check sends what the daemon would send, credentials and all.
@@ -8,7 +9,9 @@ check sends what the daemon would send, credentials and all.
 
 from __future__ import annotations
 
+import tempfile
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import aiohttp
 
@@ -22,14 +25,16 @@ from ..providers.kinds import installed
 from ..store import ImageStore
 from ..timing import DurationStats, Timing
 from ..transport.director import Sessions, plan_of
+from .provider_generate import check_generation, generating
 from .reach import check_reach, check_reach_via
 from .report import Report
 
 
-async def check_providers(settings: Settings, report: Report) -> None:
+async def check_providers(settings: Settings, report: Report, generate: bool = False) -> None:
     """A ``<name> reach`` and a ``<name>`` finding per provider that is not Arting, each
-    reached as the daemon would reach it (through its proxy, or the daemon's)."""
-    others = [p for p in settings.providers if p.kind != "arting"]
+    reached as the daemon would reach it (through its proxy, or the daemon's); with
+    ``generate`` a ``<name> generate`` finding too."""
+    others = generating(settings)
     if not others:
         return
     async with AsyncExitStack() as stack:
@@ -37,14 +42,18 @@ async def check_providers(settings: Settings, report: Report) -> None:
         stack.push_async_callback(session.close)
         sessions = Sessions(session, plan_of(settings))
         stack.push_async_callback(sessions.close)
-        services = Services(settings, sessions, ImageStore(settings.data_dir),
+        # what a generation brings stays out of the daemon's store
+        store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="arting-check-"))) \
+            if generate else settings.data_dir
+        services = Services(settings, sessions, ImageStore(store),
                             DurationStats(Timing.of(settings)), Metrics(),
                             Catalog(Rules.of(settings)))
         for cfg in others:
-            await _check_one(services, cfg, report)
+            await _check_one(services, cfg, report, generate)
 
 
-async def _check_one(services: Services, cfg: ProviderConfig, report: Report) -> None:
+async def _check_one(services: Services, cfg: ProviderConfig, report: Report,
+                     generate: bool) -> None:
     settings, topic = services.settings, f"{cfg.name} ({cfg.kind})"
     timeout = min(settings.request_timeout, 10.0)
     proxy = services.sessions.plan.replaced(
@@ -54,6 +63,8 @@ async def _check_one(services: Services, cfg: ProviderConfig, report: Report) ->
         if proxy else await check_reach(cfg.url, timeout, report, reach)
     if not reached:
         report.add(topic, "info", "not asked: it is out of reach.")
+        if generate:
+            report.add(f"{cfg.name} generate", "info", "not run: it is out of reach.")
         return
     async with AsyncExitStack() as stack:
         provider = await stack.enter_async_context(installed()[cfg.kind].make(services, cfg))
@@ -61,8 +72,18 @@ async def _check_one(services: Services, cfg: ProviderConfig, report: Report) ->
             learned = await provider.probe()
         except ArtingError as exc:      # its words say what to set, where
             report.add(topic, "fail", exc.message, error=exc.code)
+            if generate:
+                report.add(f"{cfg.name} generate", "info", "not run: it did not take the "
+                           "check's question, so nothing was spent.")
             return
-    said = ["it answers and takes its credentials" if provider.health().get(
+        _found(cfg, provider.health(), learned, report)
+        if generate:
+            await check_generation(services.settings, provider, cfg, report)
+
+
+def _found(cfg: ProviderConfig, health: dict, learned: dict, report: Report) -> None:
+    topic = f"{cfg.name} ({cfg.kind})"
+    said = ["it answers and takes its credentials" if health.get(
         "credentials") == "set" else "it answers (no credentials set)"]
     level = "ok"
     if "models" in learned:

@@ -27,7 +27,7 @@ from .report import Finding, Report
 
 @dataclass(frozen=True)
 class Options:
-    generate: bool = False      # one text-to-image job
+    generate: bool = False      # one text-to-image job (and one on each other provider)
     img2img: bool = False       # one image-to-image job
 
     @property
@@ -57,7 +57,7 @@ async def run_check(settings: Settings, identities: list[Identity], options: Opt
     ctx = Context(settings, recorder, report)
     try:
         await _check_arting(ctx, identities, options)
-        await check_providers(settings, report)
+        await check_providers(settings, report, options.generate)
     finally:
         await ctx.close()
         report.duration = time.time() - report.started

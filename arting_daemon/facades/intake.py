@@ -91,7 +91,8 @@ async def take_init_image(request: web.Request, image: bytes | str, param: str, 
 async def take_source(request: web.Request, image: bytes | str, param: str,
                       seed: int = -1) -> Source:
     """A picture to upscale: the hash of a stored image, or one to store (raw bytes,
-    base64 or a data URL) as an RGB PNG."""
+    base64 or a data URL) as an RGB PNG — unless it has the pixels of a picture a
+    provider made and marked, which is taken instead (its origin with it)."""
     store = request.config_dict[STORE]
     if isinstance(image, str) and _HASH.fullmatch(image):
         if not store.exists(image):
@@ -99,8 +100,13 @@ async def take_source(request: web.Request, image: bytes | str, param: str,
                            "itself (base64 or a data URL) instead.", param=param)
         return await stored_source(store, image, seed)
     limit = await admitted(request)
-    png, width, height = await asyncio.to_thread(
-        lambda: imaging.init_image(_raw(image, param), param, limit))
+
+    def taken() -> tuple[bytes, int, int, str | None]:
+        png, width, height = imaging.init_image(_raw(image, param), param, limit)
+        return png, width, height, store.marked_like(png)
+    png, width, height, marked = await asyncio.to_thread(taken)
+    if marked is not None:
+        return await stored_source(store, marked, seed)
     return Source(hash=(await store.put(png)).hash, width=width, height=height, seed=seed)
 
 

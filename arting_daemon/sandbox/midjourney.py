@@ -16,6 +16,8 @@ what trueai-org's re-implementation of the plus API adds (``/submit/action`` and
   ``failReason``, progress "");
 * ``notifyHook`` gets the task POSTed at each step;
 * an unknown task fetches as an empty 200 (novicezk) or 204 (trueai: ``unknown_task``);
+* ``GET /mj/task/queue`` (novicezk's; trueai has none: ``task_queue``) lists the
+  unfinished tasks, running ones too, in submit order;
 * with ``api_secret`` set, ``mj-api-secret`` (or trueai's raw ``Authorization``) must
   carry it, else 401 with an empty body.
 
@@ -73,6 +75,8 @@ class MidjourneyConfig(BaseModel):
     #: Actions that change the prompt (variation, reroll) wait for ``/submit/modal``.
     remix: bool = False
     unknown_task: Literal["empty", "204"] = "empty"
+    #: Serve novicezk's ``GET /mj/task/queue`` (trueai's proxy answers it 404).
+    task_queue: bool = True
     #: Each grid picture's area, before the aspect ratio shapes it.
     quadrant_pixels: int = Field(512 * 512, ge=64 * 64)
     image_format: Literal["png", "webp"] = "png"
@@ -121,7 +125,7 @@ class MJTask:
 class MidjourneyEmulator(Emulator):
     NAME = "midjourney-proxy"
     ROUTES = ("imagine", "change", "simple_change", "action", "modal", "fetch", "list",
-              "cancel", "image")
+              "queue", "cancel", "image")
     FAULT_KINDS = ("http_error", "code", "unauthorized", "reset", "slow", "fail", "forget",
                    "oversized")
 
@@ -154,13 +158,15 @@ class MidjourneyEmulator(Emulator):
                 ("modal", "POST", "/mj/submit/modal", self._modal),
                 ("fetch", "GET", "/mj/task/{id}/fetch", self._fetch),
                 ("list", "POST", "/mj/task/list-by-condition", self._list),
+                ("queue", "GET", "/mj/task/queue", self._queue),
                 ("cancel", "POST", "/mj/task/{id}/cancel", self._cancel),
                 ("image", "GET", "/mj/image/{id}/{what}", self._image)]:
             self.route(app, name, method, path, self._guarded(name, handler))
 
     def _guarded(self, name: str, handler: Handler) -> Handler:
         async def handle(request: web.Request, body: Any) -> web.StreamResponse:
-            if name in ("action", "modal", "cancel") and not self.config.plus:
+            if (name in ("action", "modal", "cancel") and not self.config.plus
+                    or name == "queue" and not self.config.task_queue):
                 return web.Response(status=404)
             secret = self.config.api_secret
             sent = request.headers.get("mj-api-secret") or request.headers.get("Authorization")
@@ -364,6 +370,13 @@ class MidjourneyEmulator(Emulator):
         ids = body.get("ids")
         tasks = [self._known(str(i)) for i in ids] if isinstance(ids, list) else []
         return web.json_response([self.view(t, _base(request)) for t in tasks if t])
+
+    async def _queue(self, request: web.Request, body: dict) -> web.Response:
+        now = self.clock.time()
+        tasks = sorted((t for t in self.tasks.values() if not t.forgotten and not t.modal
+                        and t.cancelled_at is None and now < t.ends_at),
+                       key=lambda t: t.submitted_at)
+        return web.json_response([self.view(t, _base(request), now) for t in tasks])
 
     async def _cancel(self, request: web.Request, body: dict) -> web.Response:
         task = self._known(request.match_info["id"])

@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from comfy_harness import PACK, comfy_module_name
+from processes import emulators
+
+from arting_daemon.sandbox.midjourney import MidjourneyEmulator
 
 
 @pytest.fixture
@@ -106,3 +109,25 @@ def test_only_2_or_4(upscaler, daemon):
     with pytest.raises(ValueError, match="2× or 4×"):
         upscaler.upscale(image=picture(), scale=3, daemon_url=daemon.url)
     assert daemon.sandbox.requests == []
+
+
+def test_midjourneys_pictures_are_upscaled_with_its_u_buttons(pack, upscaler, make_daemon):
+    """Generate on Midjourney, upscale the IMAGE batch: the node sends only pixels, and
+    the daemon finds the grid's quadrants by them, so the U buttons make the upscale."""
+    with emulators(MidjourneyEmulator, generation_time=0.2, upscale_time=0.1,
+                   quadrant_pixels=64 * 64) as start:
+        proxy = start()
+        daemon = make_daemon(providers=[{"name": "mj", "kind": "midjourney",
+                                         "base_url": proxy.url + "/mj"}])
+        generate = pack.NODE_CLASS_MAPPINGS["ArtingGenerate"]()
+        images, _info = generate.generate(
+            prompt="a lighthouse", negative_prompt="", model="midjourney", width=512,
+            height=512, seed=3, steps=25, guidance=7.0, sampler="DPM++ 2M Karras",
+            clip_skip=2, batch_size=2, loras="", nsfw=False, daemon_url=daemon.url)
+        assert images.shape == (2, 64, 64, 3)
+        (upscaled,) = upscaler.upscale(image=images, scale=2, daemon_url=daemon.url)
+        assert upscaled.shape == (2, 128, 128, 3)
+        job = httpx.get(f"{daemon.url}/arting/v1/jobs", params={"limit": 1}).json()["data"][0]
+        assert (job["kind"], job["provider"], job["source"]) == ("upscale", "mj", "comfyui")
+        assert sorted(r.body["index"] for r in proxy.sandbox.requests_for("change")) == [1, 2]
+        assert daemon.sandbox.requests_for("enhance_create") == []      # not Arting's

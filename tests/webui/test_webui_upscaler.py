@@ -10,8 +10,11 @@ import json
 
 import pytest
 from PIL import Image
+from processes import emulators
 from test_webui_script import jobs, running, when
 from webui_harness import EXTENSION, load, parse_infotext
+
+from arting_daemon.sandbox.midjourney import MidjourneyEmulator
 
 
 @pytest.fixture
@@ -144,3 +147,26 @@ def test_the_api_answer_carries_the_hires_fix_in_info(webui):
     p, processed = hires_run(webui, hr_scale=2, hr_upscaler="Arting")
     info = json.loads(processed.js())
     assert info["width"] == 512 and "Hires upscaler: Arting" in info["infotexts"][0]
+
+
+def test_midjourneys_pictures_go_back_to_its_u_buttons_from_extras(host, monkeypatch,
+                                                                   make_daemon):
+    """Pictures the Arting script made on Midjourney, then upscaled in Extras: the
+    upscaler sends only pixels, and the daemon finds the grid's quadrants by them."""
+    with emulators(MidjourneyEmulator, generation_time=0.2, upscale_time=0.1,
+                   quadrant_pixels=64 * 64) as start:
+        proxy = start()
+        daemon = make_daemon(providers=[{"name": "mj", "kind": "midjourney",
+                                         "base_url": proxy.url + "/mj"}])
+        arting = load(host, EXTENSION, monkeypatch)
+        arting.point_at(daemon.url)
+        _, processed = arting.txt2img({"model": "midjourney"}, prompt="a lighthouse", seed=5,
+                                      n_iter=1, batch_size=2, steps=5, width=512, height=512)
+        assert [i.size for i in processed.images] == [(64, 64)] * 2
+        outs = host.extras(processed.images, "Arting", 2)
+        assert [o.size for o in outs] == [(128, 128)] * 2
+        upscales = [j for j in jobs(daemon) if j["kind"] == "upscale"]
+        assert [(j["provider"], j["source"]) for j in upscales] == [
+            ("mj", "sd-webui-upscaler")] * 2
+        assert sorted(r.body["index"] for r in proxy.sandbox.requests_for("change")) == [1, 2]
+        assert daemon.sandbox.requests_for("enhance_create") == []      # not Arting's

@@ -12,6 +12,8 @@ Everything here is a plain function of the request or the answer, so the provide
   3 a missing task or account).
 * ``GET /mj/task/{id}/fetch`` answers the task: ``status`` and ``progress`` ("45%")
   become the job's state and progress; ``failReason`` is quoted, masked.
+* ``GET /mj/task/queue`` (novicezk's proxy) lists its unfinished tasks in submit order:
+  ``queue_place`` reads a waiting task's place from it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SUCCESS, NOT_FOUND, VALIDATION_ERROR, FAILURE = 1, 3, 4, 9
 EXISTED, IN_QUEUE, QUEUE_REJECTED, BANNED_PROMPT = 21, 22, 23, 24
 #: Task statuses while it waits, and when it ended.
 WAITING = ("", "NOT_START", "SUBMITTED", "MODAL")
+#: Of those, the statuses of a task still in the proxy's own queue (new-api's fresh
+#: task has an empty one); ``SUBMITTED`` has been handed to Midjourney.
+QUEUED = ("", "NOT_START")
 RUNNING, DONE, FAILED, CANCELLED = "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL"
 BOTS = {"midjourney": "MID_JOURNEY", "niji": "NIJI_JOURNEY"}
 #: Words in a failure that mean Midjourney refused the prompt or picture.
@@ -191,6 +196,8 @@ class TaskView:
     buttons: tuple[dict, ...] = ()
     message_hash: str | None = None
     waiting: bool = False
+    #: Still in the proxy's own queue (``NOT_START``), not yet handed to Midjourney.
+    queued: bool = False
 
 
 def task_view(label: str, task_id: str, task: Any) -> TaskView:
@@ -214,7 +221,40 @@ def task_view(label: str, task_id: str, task: Any) -> TaskView:
         raise failure(label, task_id, task.get("failReason"))
     if status == CANCELLED:
         raise JobFailed(f"{label} cancelled task {task_id}.")
-    return TaskView(False, progress_of(task.get("progress")), waiting=status in WAITING)
+    return TaskView(False, progress_of(task.get("progress")), waiting=status in WAITING,
+                    queued=status in QUEUED)
+
+
+def queue_place(label: str, task_id: str, queue: Any) -> int | None:
+    """The task's place in the proxy's queue from ``GET /mj/task/queue``: one after the
+    tasks still waiting ahead of it for the same Discord account, as a code 22 counts
+    them; None when it waits there no more. The list holds the tasks running too, in
+    submit order (novicezk's ``TaskController.queue``)."""
+    if not isinstance(queue, list):
+        raise BadUpstreamResponse(f"{label}'s task queue is not a list.", retryable=False)
+    tasks = [t for t in queue if isinstance(t, dict)]
+    tasks.sort(key=_submit_time)
+    mine = next((i for i, t in enumerate(tasks) if str(t.get("id")) == task_id), None)
+    if mine is None or _status(tasks[mine]) not in QUEUED:
+        return None
+    account = _account(tasks[mine])
+    return 1 + sum(1 for t in tasks[:mine] if _status(t) in QUEUED
+                   and (account is None or _account(t) in (account, None)))
+
+
+def _submit_time(task: dict) -> int:
+    found = task.get("submitTime")
+    return found if isinstance(found, int) else 0
+
+
+def _status(task: dict) -> str:
+    return str(task.get("status") or "").upper()
+
+
+def _account(task: dict) -> str | None:
+    props = task.get("properties")
+    found = props.get("discordInstanceId") if isinstance(props, dict) else None
+    return str(found) if found else None
 
 
 def failure(label: str, task_id: str, reason: Any) -> ArtingError:

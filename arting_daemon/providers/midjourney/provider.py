@@ -12,9 +12,11 @@ prompt (``base64Array``) with ``--iw`` from the strength.
 What a restart needs is the task id (``provider_state["task"]``, or ``["tasks"]`` for
 an upscale), kept before the job is followed: a resumed job follows its task and is
 never submitted again. A submit is sent again only when the connection failed before
-anything was sent. While the proxy holds the task in its queue (code 22) the job shows
-its place there (``UPSTREAM_QUEUE``). Cancel asks ``POST /mj/task/{id}/cancel``, which
-trueai-org's proxy has; novicezk's has no way to stop a task, and it finishes unseen.
+anything was sent. While the proxy holds the task in its queue (code 22, then
+``NOT_START``) the job shows its place there (``UPSTREAM_QUEUE``), refreshed at each
+poll from the proxy's queue list where it has one (``queue_list``). Cancel asks
+``POST /mj/task/{id}/cancel``, which trueai-org's proxy has; novicezk's has no way to
+stop a task, and it finishes unseen.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class MidjourneyProvider(RemoteProvider):
         self.polling = polling
         self.upstream = provenance.upstream_id(api.where.base_url)
         self._grids: OrderedDict[str, asyncio.Future[bytes]] = OrderedDict()
+        #: Whether to ask the proxy's queue list (off once it showed it has none).
+        self._queue_list = options.queue_list
 
     # --- what it does -------------------------------------------------------------------
 
@@ -184,7 +188,9 @@ class MidjourneyProvider(RemoteProvider):
                 return None
             misses = 0
             view = mj.task_view(self.label, task, answer)
-            if view.done or not view.waiting:
+            if view.queued:
+                await self.place(work, task)
+            else:
                 work.provider_state.pop(UPSTREAM_QUEUE, None)
             if view.done:
                 return view
@@ -206,6 +212,28 @@ class MidjourneyProvider(RemoteProvider):
             return self.polling.delay(polls, failures)
 
         return await poll(look, lambda: self.polling.delay(polls), failed)
+
+    async def place(self, work: Work, task: str) -> None:
+        """The task's place in the proxy's queue now, where the proxy lists its queue
+        (else the submit's stays). A proxy without the list (404, or something else than
+        a list, or refuses it: trueai's, new-api's) is not asked again; a passing fault is
+        let be."""
+        if not self._queue_list:
+            return
+        try:
+            place = mj.queue_place(self.label, task,
+                                   await self.api.call("GET", "/mj/task/queue"))
+        except (UpstreamRejected, UpstreamAuthError, BadUpstreamResponse) as exc:
+            log.info("%s lists no task queue (%s); a queued job keeps the place its "
+                     "submit gave", self.name, exc.message)
+            self._queue_list = False
+            return
+        except ArtingError:
+            return
+        if place is None:
+            work.provider_state.pop(UPSTREAM_QUEUE, None)
+        else:
+            work.provider_state[UPSTREAM_QUEUE] = place
 
     async def fetch(self, work: Work, output: str) -> bytes:
         """``q<n>:<grid url>``: quadrant ``n`` of the grid, cut and marked;

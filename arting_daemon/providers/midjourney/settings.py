@@ -35,3 +35,6 @@ class MidjourneySettings(BaseModel):
     #: How an ``U`` action is sent: ``change`` (``/mj/submit/change``, every proxy) or
     #: ``action`` (``/mj/submit/action`` with the button's ``customId``: the plus API).
     actions: Literal["change", "action"] = "change"
+    #: Refresh a queued task's place from ``GET /mj/task/queue`` as it is polled
+    #: (novicezk's proxy has it; one that answers it with no list is not asked again).
+    queue_list: bool = True
