@@ -23,7 +23,7 @@ from ..errors import ArtingError, BadUpstreamResponse, StageTimeout
 from ..generation import Catalog, Generation, Rules, build_generation
 from ..provider_config import ProviderConfig
 from ..providers.base import Provider
-from ..providers.kinds import KINDS
+from ..providers.kinds import installed
 from ..providers.remote import SyncProvider
 from .generate import PROMPT, SIZE
 from .report import Report
@@ -50,9 +50,8 @@ def configured_model(cfg: ProviderConfig) -> str | None:
         return cfg.default_model
     if isinstance(cfg.models, list) and cfg.models:
         return cfg.models[0]
-    if cfg.kind in KINDS:
-        return next(iter(KINDS[cfg.kind].models))
-    return None
+    kind = installed().get(cfg.kind)
+    return next(iter(kind.models), None) if kind is not None else None
 
 
 @dataclass
