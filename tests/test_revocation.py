@@ -11,19 +11,7 @@ import httpx
 from arting_daemon.facades.ws import UNAUTHORIZED
 from clock import ManualClock
 from streams import EventStream, until_closed
-
-ADMIN = "admin-key-0123456789"
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def make_key(daemon, **body) -> dict:
-    resp = httpx.post(f"{daemon.url}/arting/v1/admin/keys", headers=bearer(ADMIN),
-                      json={"name": "someone", **body})
-    assert resp.status_code == 201, resp.text
-    return resp.json()
+from test_keys import ADMIN, bearer, make_key
 
 
 def running_job(daemon, key: str) -> str:
