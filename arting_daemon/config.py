@@ -194,8 +194,9 @@ class Settings(BaseModel):
                                  "operator event (log, status, metric, page, "
                                  "`operator_webhook_url`).", ge=0)
     secret_key: SecretStr | None = _s(None, "ARTING_SECRET_KEY",
-                                      "Seals the tokens added at runtime (Fernet) in the data "
-                                      "directory; required to share them through Redis "
+                                      "Seals the tokens added at runtime (libsodium's secret "
+                                      "box) in the data directory; required to share them "
+                                      "through Redis "
                                       "(`redis_url`). Keep it: without it they cannot be read.")
     operator_webhook_url: str | None = _s(None, "ARTING_OPERATOR_WEBHOOK_URL",
                                           "Where operator events (a token refused, a low "

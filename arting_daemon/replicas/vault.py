@@ -1,9 +1,9 @@
 """The runtime Arting tokens in Redis, so that a token added on one replica (or by
 ``arting-daemon tokens`` with the same ``redis_url``) is used by all of them.
 
-``tokens:vault`` is a hash, label → the entry sealed with ``secret_key`` (Fernet): a
-Redis server is shared and often unencrypted, so nothing in it is readable without the
-key, and a vault without one refuses to add tokens. A change bumps
+``tokens:vault`` is a hash, label → the entry sealed with ``secret_key`` (libsodium's
+secret box): a Redis server is shared and often unencrypted, so nothing in it is
+readable without the key, and a vault without one refuses to add tokens. A change bumps
 ``tokens:vault:version`` and is announced; replicas reload on the announcement, and
 compare the version every ``REFRESH`` seconds in case one was missed.
 """

@@ -6,9 +6,11 @@ with it, and its pace (``daily_limit``, ``min_interval``). Tokens from the confi
 are not in it: they stay where the operator put them.
 
 At rest the entries are either in ``tokens.json`` in the data directory, a file only the
-daemon's user may read (``datadir``), or, with ``secret_key`` set, sealed with Fernet
-(AES-128-CBC and HMAC-SHA256, the key derived from ``secret_key``) in that file or in
-Redis (``replicas/vault.py``; Redis needs the key: a Redis server is not a private file).
+daemon's user may read (``datadir``), or, with ``secret_key`` set, sealed with
+libsodium's secret box (XSalsa20-Poly1305, through PyNaCl; the key derived from
+``secret_key`` with scrypt) in that file or in Redis (``replicas/vault.py``; Redis needs
+the key: a Redis server is not a private file). PyNaCl rather than ``cryptography``:
+the same sealing for a tenth of the container image's bytes.
 
 Entries are deduplicated by a *keyed* fingerprint (HMAC-SHA256 of the token, keyed with
 ``secret_key`` or, without one, a random salt kept in the file): exports and listings
@@ -70,20 +72,21 @@ class Entry:
         return asdict(self)
 
 
-def fernet_key(secret_key: str) -> bytes:
-    """The Fernet key ``secret_key`` stands for (any string an operator may set)."""
-    return base64.urlsafe_b64encode(hashlib.sha256(b"arting-2api vault\0" +
-                                                   secret_key.encode()).digest())
+def box_key(secret_key: str) -> bytes:
+    """The secret box's key ``secret_key`` stands for (any string an operator may set;
+    scrypt, so a guessable one is slow to guess)."""
+    return hashlib.scrypt(secret_key.encode(), salt=b"arting-2api vault", n=2 ** 14, r=8,
+                          p=1, dklen=32)
 
 
 class Seal:
     """Encrypts and decrypts with ``secret_key``; fingerprints with it or a salt."""
 
     def __init__(self, secret_key: str | None, salt: bytes = b"") -> None:
-        self.fernet = None
+        self.box = None
         if secret_key:
-            from cryptography.fernet import Fernet
-            self.fernet = Fernet(fernet_key(secret_key))
+            from nacl.secret import SecretBox
+            self.box = SecretBox(box_key(secret_key))
         self.mac_key = hashlib.sha256(b"arting-2api fingerprint\0" +
                                       (secret_key.encode() if secret_key else salt)).digest()
 
@@ -91,18 +94,18 @@ class Seal:
         return hmac.new(self.mac_key, secret.encode(), hashlib.sha256).hexdigest()[:16]
 
     def seal(self, data: bytes) -> str:
-        assert self.fernet is not None
-        return self.fernet.encrypt(data).decode("ascii")
+        assert self.box is not None
+        return base64.urlsafe_b64encode(bytes(self.box.encrypt(data))).decode("ascii")
 
     def open(self, token: str) -> bytes:
-        from cryptography.fernet import InvalidToken
-        if self.fernet is None:
+        from nacl.exceptions import CryptoError
+        if self.box is None:
             raise FeatureDisabled("The runtime tokens are sealed with a secret_key this "
                                   "daemon does not have: set the same `secret_key` "
                                   "(ARTING_SECRET_KEY) as the daemon that added them.")
         try:
-            return self.fernet.decrypt(token.encode("ascii"))
-        except InvalidToken:
+            return bytes(self.box.decrypt(base64.urlsafe_b64decode(token.encode("ascii"))))
+        except (CryptoError, ValueError):
             raise FeatureDisabled("The runtime tokens were sealed with another secret_key: "
                                   "set the one they were added with (ARTING_SECRET_KEY), or "
                                   "remove them and add them again.") from None
