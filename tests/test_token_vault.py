@@ -307,6 +307,58 @@ def test_the_command_line_adds_lists_exports_and_removes(make_daemon, tmp_path):
     assert daemon.app[ARTING].pool.live()[0].label == "ops"
 
 
+
+def waiting_on(lock: Path) -> int:
+    """How many processes or threads wait for the flock on ``lock`` (``/proc/locks``)."""
+    inode = f":{lock.stat().st_ino} "
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines()
+               if "->" in line and "FLOCK" in line and inode in line + " ")
+
+
+def test_concurrent_adds_from_the_command_line_and_the_api_all_survive(make_daemon, tmp_path):
+    import fcntl
+    import threading
+    import uuid
+    data = tmp_path / "contended"
+    daemon = make_daemon(data_dir=data)
+    assert cli(data, "add", stdin=GOOD).returncode == 0       # the file and its lock exist
+    wait_for(lambda: "added-1" in listed(daemon))
+    lock = data / "tokens.json.lock"
+    batches = [[str(uuid.uuid4()) for _ in range(3)] for _ in range(6)]
+    posted = [str(uuid.uuid4()) for _ in range(4)]
+    answers: list[httpx.Response] = []
+    procs: list[subprocess.Popen] = []
+    threads = [threading.Thread(target=lambda t=t: answers.append(
+        admin(daemon, "POST", json={"token": t}))) for t in posted]
+    held = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)        # every writer queues up behind this one
+        for n, batch in enumerate(batches):
+            (listing := tmp_path / f"batch-{n}.txt").write_text("\n".join(batch))
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).with_name("arting-daemon")), "tokens", "import",
+                 "--from", str(listing), "--data-dir", str(data)], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={"PATH": "/usr/bin:/bin"}))
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: waiting_on(lock) == len(batches) + len(posted), timeout=60)
+    finally:
+        os.close(held)                          # and they all go at once
+        outs = [p.communicate(timeout=60) for p in procs]
+        for thread in threads:
+            thread.join(60)
+    assert [p.returncode for p in procs] == [0] * len(procs), outs
+    assert [a.status_code for a in answers] == [201] * len(posted)
+    everyone = {GOOD, *posted, *(t for batch in batches for t in batch)}
+    doc = json.loads((data / "tokens.json").read_text())        # whole, not torn
+    assert {t["secret"] for t in doc["tokens"]} == everyone
+    labels = [t["label"] for t in doc["tokens"]]
+    assert len(set(labels)) == len(everyone) == 1 + 18 + 4     # renumbered, none replaced
+    assert not [p.name for p in data.iterdir() if p.name.endswith(".tmp")]
+    wait_for(lambda: set(labels) <= set(listed(daemon)))       # the daemon follows the file
+    assert {t.secret for t in daemon.app[ARTING].pool.live()} >= everyone
+
 # --- replicas ----------------------------------------------------------------------------
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
