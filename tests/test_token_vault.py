@@ -22,7 +22,7 @@ from arting_daemon.providers.arting.paste import parse
 from arting_daemon.state import ARTING
 from clock import ManualClock
 from test_replicas import cluster, emulator, redis_server  # noqa: F401 (fixtures)
-from webhook_receiver import Receiver
+from webhook_receiver import Receiver, free_port
 
 GOOD = "0f0e0d0c-1111-4222-8333-444455556666"
 OTHER = "1a2b3c4d-5555-4666-8777-888899990000"
@@ -264,6 +264,44 @@ def test_the_operator_hears_of_a_refused_token_and_a_low_balance(make_daemon, re
     assert 'arting_operator_events_total{event="token_refused"} 1.0' in metrics
     assert GOOD not in json.dumps(messages) and OTHER not in json.dumps(messages)
 
+
+
+def metric(daemon, line: str) -> float:
+    text = httpx.get(f"{daemon.url}/metrics").text
+    return next((float(m.rsplit(" ", 1)[1]) for m in text.splitlines()
+                 if m.startswith(line + " ")), 0.0)
+
+
+def test_an_operator_event_raised_while_the_receiver_is_down_arrives_after_a_restart(
+        make_daemon, tmp_path):
+    port = free_port()                               # the receiver is down
+    data = tmp_path / "journaled"
+    settings = dict(data_dir=data, operator_webhook_url=f"http://127.0.0.1:{port}/ops",
+                    webhook_secret=SECRET, webhook_allow_hosts=["127.0.0.1"])
+    daemon = make_daemon(**settings)
+    admin(daemon, "POST", json={"tokens": [{"token": GOOD, "label": "a"},
+                                           {"token": OTHER, "label": "b"}]})
+    daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
+    assert daemon.run_job()["state"] == "succeeded"
+    [event] = httpx.get(f"{daemon.url}/arting/v1/status").json()["operator_events"]
+    assert event["event"] == "token_refused"
+    wait_for(lambda: metric(daemon, 'arting_webhook_deliveries_total{result="retry"}') >= 1,
+             timeout=30)                             # attempted, refused, kept for later
+    daemon.stop()
+
+    restarted = make_daemon(**settings)
+    receiver = Receiver(503, port=port)              # up, and failing once more
+    try:
+        wait_for(lambda: metric(restarted, 'arting_webhook_deliveries_total'
+                                           '{result="delivered"}') == 1, timeout=90)
+        assert metric(restarted, "arting_webhooks_pending") == 0      # nothing left to send
+        got = [r for r in receiver.received if r.path == "/ops"]
+        assert [r.headers["webhook-id"] for r in got] == [event["id"]] * 2
+        for r in got:                                # each attempt signed, the same message
+            sent = Webhook(SECRET).verify(r.body, r.headers)
+            assert sent["type"] == "operator.token_refused" and sent["data"] == event
+    finally:
+        receiver.close()
 
 def test_a_job_is_refused_before_it_is_queued_when_every_token_was_refused(make_daemon):
     daemon = make_daemon(sandbox_options={"auth_mode": "uuid"})
