@@ -435,6 +435,42 @@ def test_a_token_added_on_one_replica_is_used_by_another(cluster):
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_concurrent_adds_on_the_replicas_redis_all_survive(cluster, tmp_path):
+    import threading
+    import uuid
+
+    import redis
+    from test_replicas import ADMIN, bearer
+    key = {"ARTING_SECRET_KEY": "shared by the replicas"}
+    replicas = [cluster.start(**key), cluster.start(**key)]
+    batches = [[str(uuid.uuid4()) for _ in range(3)] for _ in range(4)]
+    posted = [str(uuid.uuid4()) for _ in range(4)]
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda n=n, t=t: answers.append(httpx.post(
+        f"{replicas[n % 2].url}/arting/v1/admin/tokens", headers=bearer(ADMIN),
+        json={"token": t}, timeout=30))) for n, t in enumerate(posted)]
+    procs = []
+    try:
+        for n, batch in enumerate(batches):
+            (listing := tmp_path / f"batch-{n}.txt").write_text("\n".join(batch))
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).with_name("arting-daemon")), "tokens", "import",
+                 "--from", str(listing), "--data-dir", str(cluster.data)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env={"PATH": "/usr/bin:/bin", "ARTING_REDIS_URL": cluster.redis.url,
+                                **key}))
+        for thread in threads:
+            thread.start()
+    finally:
+        outs = [p.communicate(timeout=60) for p in procs]
+        for thread in threads:
+            thread.join(60)
+    assert [p.returncode for p in procs] == [0] * len(procs), outs
+    assert [a.status_code for a in answers] == [201] * len(posted)
+    labels = redis.Redis.from_url(cluster.redis.url).hkeys("arting:tokens:vault")
+    assert len(set(labels)) == len(posted) + 3 * len(batches)     # renumbered, none replaced
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_a_daily_limit_holds_across_replicas(cluster):
     from test_replicas import ADMIN, bearer, finished, submit, until
     a = cluster.start(ARTING_TOKEN_DAILY_LIMIT="1")
