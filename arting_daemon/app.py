@@ -273,10 +273,7 @@ async def provider_context(app: web.Application) -> AsyncIterator[None]:
         app[PROVIDER], app[ARTING], app[EVENTS] = provider, arting, events
         if arting is not None:      # its tokens' troubles are the operator's to hear
             arting.pool.on_event.append(events.raised)
-        try:
-            yield
-        finally:
-            await events.close()
+        yield
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
@@ -326,9 +323,11 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
         await webhooks.start()
         app[METRICS].watch(webhooks)
         app[WEBHOOKS] = webhooks
+        app[EVENTS].attach(webhooks)        # the operator's events go the same way
         try:
             yield
         finally:
+            app[EVENTS].attach(None)
             await webhooks.close()
 
 

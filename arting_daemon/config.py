@@ -201,7 +201,8 @@ class Settings(BaseModel):
     operator_webhook_url: str | None = _s(None, "ARTING_OPERATOR_WEBHOOK_URL",
                                           "Where operator events (a token refused, a low "
                                           "balance, no usable token) are POSTed, signed with "
-                                          "`webhook_secret` as job webhooks are.")
+                                          "`webhook_secret`, journaled and retried "
+                                          "(`webhook_retry_for`) as job webhooks are.")
     cf_solver: bool = _s(True, "ARTING_CF_SOLVER",
                          "On a Cloudflare challenge, let cloudscraper try to pass it (in a "
                          "worker thread) and reuse its cookies and User-Agent.")

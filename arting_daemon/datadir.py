@@ -42,15 +42,22 @@ def touch(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
 
 
-def write(path: Path, data: bytes) -> None:
+def write(path: Path, data: bytes, sync: bool = False) -> None:
     """Write a private file atomically: a private temporary file (its name unique, so
-    two writers never share one), then a rename."""
-    tmp = _written(path, data)
+    two writers never share one), then a rename. ``sync``: on the disk when it returns
+    (the file, then the directory's entry), for a file a crash must not take back."""
+    tmp = _written(path, data, sync)
     try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if sync:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def create(path: Path, data: bytes) -> bool:
@@ -66,12 +73,15 @@ def create(path: Path, data: bytes) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def _written(path: Path, data: bytes) -> Path:
+def _written(path: Path, data: bytes, sync: bool = False) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -16,6 +16,8 @@ never read. Deliveries go direct, unless ``webhook_proxy`` names a proxy: then t
 policy's check of the target's name before each attempt still holds, and the proxy
 makes the connection.
 
+Operator events (``operator_events.py``) go the same way, as deliveries of no job.
+
 Deliveries live in a store: the journal's ``webhooks`` table (``JournalDeliveries``,
 queued with the job's final record, so one transaction holds both), or Redis for
 replicas (``replicas/webhooks.py``). A loop takes the deliveries that are due, claimed
@@ -189,6 +191,13 @@ def target(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+def message(kind: str, at: float, data: dict[str, Any]) -> str:
+    """A delivery's body: ``{"type", "timestamp", "data"}``."""
+    return json.dumps({"type": kind, "timestamp": datetime.fromtimestamp(
+        at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": data})
+
+
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header (Standard Webhooks, ``v1``)."""
     mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
@@ -284,17 +293,24 @@ class Webhooks:
         if not urls or self.key is None:
             return
         now = self.clock.time()
-        body = json.dumps({
-            "type": f"job.{job.state.value}",
-            "timestamp": datetime.fromtimestamp(now, timezone.utc).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
-            "data": self.render(job)})
+        body = message(f"job.{job.state.value}", now, self.render(job))
         for url in urls:
             delivery = Delivery(id=f"msg_{uuid.uuid4().hex}", job_id=job.id, url=url,
                                 body=body, created_at=now, next_at=now)
             self.store.add(delivery)
             job.webhooks.append(delivery.summary())
         self.runner.update(job)
+        self._wake.set()
+
+    def send(self, url: str, msg_id: str, kind: str, at: float, data: dict[str, Any]) -> None:
+        """A message that is no job's (an operator event, ``operator_events.py``): kept and
+        attempted as a job's are, so it too survives a restart; ``msg_id`` is its
+        ``webhook-id``, the same on every attempt."""
+        if self.key is None:
+            return
+        now = self.clock.time()
+        self.store.add(Delivery(id=msg_id, job_id="", url=url, body=message(kind, at, data),
+                                created_at=now, next_at=now))
         self._wake.set()
 
     async def _run(self) -> None:
@@ -372,8 +388,9 @@ class Webhooks:
         await self.store.save(delivery)       # stored before the next attempt is planned
         self.counts.labels({"pending": "retry"}.get(delivery.state, delivery.state)).inc()
         log.log(logging.WARNING if delivery.state == "failed" else logging.INFO,
-                "webhook %s for job %s to %s: %s after %d attempt(s)%s", delivery.id,
-                delivery.job_id, target(delivery.url),
+                "webhook %s for %s to %s: %s after %d attempt(s)%s", delivery.id,
+                f"job {delivery.job_id}" if delivery.job_id else "an operator event",
+                target(delivery.url),
                 {"pending": "will retry", "delivered": "delivered",
                  "failed": "given up"}[delivery.state], delivery.attempts,
                 f" ({delivery.last_error})" if delivery.last_error else "")

@@ -22,7 +22,7 @@ from arting_daemon.providers.arting.paste import parse
 from arting_daemon.state import ARTING
 from clock import ManualClock
 from test_replicas import cluster, emulator, redis_server  # noqa: F401 (fixtures)
-from webhook_receiver import Receiver
+from webhook_receiver import Receiver, free_port
 
 GOOD = "0f0e0d0c-1111-4222-8333-444455556666"
 OTHER = "1a2b3c4d-5555-4666-8777-888899990000"
@@ -265,6 +265,44 @@ def test_the_operator_hears_of_a_refused_token_and_a_low_balance(make_daemon, re
     assert GOOD not in json.dumps(messages) and OTHER not in json.dumps(messages)
 
 
+
+def metric(daemon, line: str) -> float:
+    text = httpx.get(f"{daemon.url}/metrics").text
+    return next((float(m.rsplit(" ", 1)[1]) for m in text.splitlines()
+                 if m.startswith(line + " ")), 0.0)
+
+
+def test_an_operator_event_raised_while_the_receiver_is_down_arrives_after_a_restart(
+        make_daemon, tmp_path):
+    port = free_port()                               # the receiver is down
+    data = tmp_path / "journaled"
+    settings = dict(data_dir=data, operator_webhook_url=f"http://127.0.0.1:{port}/ops",
+                    webhook_secret=SECRET, webhook_allow_hosts=["127.0.0.1"])
+    daemon = make_daemon(**settings)
+    admin(daemon, "POST", json={"tokens": [{"token": GOOD, "label": "a"},
+                                           {"token": OTHER, "label": "b"}]})
+    daemon.do(daemon.sandbox.add_fault, "invalid_token", route="create", count=1)
+    assert daemon.run_job()["state"] == "succeeded"
+    [event] = httpx.get(f"{daemon.url}/arting/v1/status").json()["operator_events"]
+    assert event["event"] == "token_refused"
+    wait_for(lambda: metric(daemon, 'arting_webhook_deliveries_total{result="retry"}') >= 1,
+             timeout=30)                             # attempted, refused, kept for later
+    daemon.stop()
+
+    restarted = make_daemon(**settings)
+    receiver = Receiver(503, port=port)              # up, and failing once more
+    try:
+        wait_for(lambda: metric(restarted, 'arting_webhook_deliveries_total'
+                                           '{result="delivered"}') == 1, timeout=90)
+        assert metric(restarted, "arting_webhooks_pending") == 0      # nothing left to send
+        got = [r for r in receiver.received if r.path == "/ops"]
+        assert [r.headers["webhook-id"] for r in got] == [event["id"]] * 2
+        for r in got:                                # each attempt signed, the same message
+            sent = Webhook(SECRET).verify(r.body, r.headers)
+            assert sent["type"] == "operator.token_refused" and sent["data"] == event
+    finally:
+        receiver.close()
+
 def test_a_job_is_refused_before_it_is_queued_when_every_token_was_refused(make_daemon):
     daemon = make_daemon(sandbox_options={"auth_mode": "uuid"})
     admin(daemon, "POST", json={"token": "not-a-uuid-token", "label": "dead"})
@@ -307,6 +345,58 @@ def test_the_command_line_adds_lists_exports_and_removes(make_daemon, tmp_path):
     assert daemon.app[ARTING].pool.live()[0].label == "ops"
 
 
+
+def waiting_on(lock: Path) -> int:
+    """How many processes or threads wait for the flock on ``lock`` (``/proc/locks``)."""
+    inode = f":{lock.stat().st_ino} "
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines()
+               if "->" in line and "FLOCK" in line and inode in line + " ")
+
+
+def test_concurrent_adds_from_the_command_line_and_the_api_all_survive(make_daemon, tmp_path):
+    import fcntl
+    import threading
+    import uuid
+    data = tmp_path / "contended"
+    daemon = make_daemon(data_dir=data)
+    assert cli(data, "add", stdin=GOOD).returncode == 0       # the file and its lock exist
+    wait_for(lambda: "added-1" in listed(daemon))
+    lock = data / "tokens.json.lock"
+    batches = [[str(uuid.uuid4()) for _ in range(3)] for _ in range(6)]
+    posted = [str(uuid.uuid4()) for _ in range(4)]
+    answers: list[httpx.Response] = []
+    procs: list[subprocess.Popen] = []
+    threads = [threading.Thread(target=lambda t=t: answers.append(
+        admin(daemon, "POST", json={"token": t}))) for t in posted]
+    held = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)        # every writer queues up behind this one
+        for n, batch in enumerate(batches):
+            (listing := tmp_path / f"batch-{n}.txt").write_text("\n".join(batch))
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).with_name("arting-daemon")), "tokens", "import",
+                 "--from", str(listing), "--data-dir", str(data)], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={"PATH": "/usr/bin:/bin"}))
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: waiting_on(lock) == len(batches) + len(posted), timeout=60)
+    finally:
+        os.close(held)                          # and they all go at once
+        outs = [p.communicate(timeout=60) for p in procs]
+        for thread in threads:
+            thread.join(60)
+    assert [p.returncode for p in procs] == [0] * len(procs), outs
+    assert [a.status_code for a in answers] == [201] * len(posted)
+    everyone = {GOOD, *posted, *(t for batch in batches for t in batch)}
+    doc = json.loads((data / "tokens.json").read_text())        # whole, not torn
+    assert {t["secret"] for t in doc["tokens"]} == everyone
+    labels = [t["label"] for t in doc["tokens"]]
+    assert len(set(labels)) == len(everyone) == 1 + 18 + 4     # renumbered, none replaced
+    assert not [p.name for p in data.iterdir() if p.name.endswith(".tmp")]
+    wait_for(lambda: set(labels) <= set(listed(daemon)))       # the daemon follows the file
+    assert {t.secret for t in daemon.app[ARTING].pool.live()} >= everyone
+
 # --- replicas ----------------------------------------------------------------------------
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
@@ -343,6 +433,42 @@ def test_a_token_added_on_one_replica_is_used_by_another(cluster):
     until(lambda: "cli" in {t["label"] for t in httpx.get(
         f"{a.url}/arting/v1/admin/tokens", headers=bearer(ADMIN)).json()["tokens"]}, timeout=5)
 
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_concurrent_adds_on_the_replicas_redis_all_survive(cluster, tmp_path):
+    import threading
+    import uuid
+
+    import redis
+    from test_replicas import ADMIN, bearer
+    key = {"ARTING_SECRET_KEY": "shared by the replicas"}
+    replicas = [cluster.start(**key), cluster.start(**key)]
+    batches = [[str(uuid.uuid4()) for _ in range(3)] for _ in range(4)]
+    posted = [str(uuid.uuid4()) for _ in range(4)]
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda n=n, t=t: answers.append(httpx.post(
+        f"{replicas[n % 2].url}/arting/v1/admin/tokens", headers=bearer(ADMIN),
+        json={"token": t}, timeout=30))) for n, t in enumerate(posted)]
+    procs = []
+    try:
+        for n, batch in enumerate(batches):
+            (listing := tmp_path / f"batch-{n}.txt").write_text("\n".join(batch))
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).with_name("arting-daemon")), "tokens", "import",
+                 "--from", str(listing), "--data-dir", str(cluster.data)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env={"PATH": "/usr/bin:/bin", "ARTING_REDIS_URL": cluster.redis.url,
+                                **key}))
+        for thread in threads:
+            thread.start()
+    finally:
+        outs = [p.communicate(timeout=60) for p in procs]
+        for thread in threads:
+            thread.join(60)
+    assert [p.returncode for p in procs] == [0] * len(procs), outs
+    assert [a.status_code for a in answers] == [201] * len(posted)
+    labels = redis.Redis.from_url(cluster.redis.url).hkeys("arting:tokens:vault")
+    assert len(set(labels)) == len(posted) + 3 * len(batches)     # renumbered, none replaced
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_a_daily_limit_holds_across_replicas(cluster):

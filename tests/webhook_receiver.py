@@ -5,6 +5,7 @@ every request and answering with the statuses it is told to, in order."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass
 
@@ -20,11 +21,20 @@ class Received:
     at: float
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on (yet): a receiver that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Receiver:
-    def __init__(self, *answers: int | tuple[int, dict[str, str]] | str) -> None:
+    def __init__(self, *answers: int | tuple[int, dict[str, str]] | str, port: int = 0) -> None:
         """``answers``: the status (and headers) of each request in turn, or ``"hang"``
-        (no answer until the caller gives up); then 204."""
+        (no answer until the caller gives up); then 204. ``port``: where a receiver
+        that was down comes up (``free_port``)."""
         self.answers = list(answers)
+        self.port = port
         self.received: list[Received] = []
         self._runner: web.AppRunner | None = None
         self._loop = LoopThread("webhook receiver")
@@ -39,7 +49,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 

@@ -163,9 +163,11 @@ async def add_tokens(request: web.Request) -> web.Response:
             taken.add(entry.label)
             secrets[entry.secret] = entry.label
             entries.append(entry)
-    if entries:
-        await vault.put(entries)        # the pool follows the vault (``on_change``)
-    return reply(AddedTokens(added=[e.label for e in entries], duplicates=duplicates,
+    added: list[Entry] = []
+    if entries:     # against the vault as it is by then; the pool follows (``on_change``)
+        added, seen = await vault.add(entries, frozenset(taken))
+        duplicates += seen
+    return reply(AddedTokens(added=[e.label for e in added], duplicates=duplicates,
                              **tokens_view(request)), status=201)
 
 

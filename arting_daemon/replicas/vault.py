@@ -17,7 +17,7 @@ import logging
 
 from ..config import ConfigError
 from ..errors import FeatureDisabled
-from ..providers.arting.vault import REFRESH, Entry, Seal, Vault
+from ..providers.arting.vault import REFRESH, Entry, Seal, Vault, merge
 from ..tasks import stop
 from .link import RedisLink
 
@@ -46,11 +46,40 @@ class RedisVault(Vault):
         await stop(self._task)
         self._task = None
 
-    async def put(self, entries: list[Entry]) -> None:
+    def _sealing(self) -> None:
         if not self.secret_key:
             raise FeatureDisabled("Runtime tokens are shared through Redis sealed with "
                                   "`secret_key`: set the same secret_key (ARTING_SECRET_KEY) "
                                   "on every replica first.")
+
+    async def add(self, entries: list[Entry], reserved: frozenset[str] = frozenset()
+                  ) -> tuple[list[Entry], list[str]]:
+        """Each new label is taken with HSETNX: an entry whose label another writer took
+        meanwhile is merged again against the vault as it is then."""
+        self._sealing()
+        added: list[Entry] = []
+        seen: list[str] = []
+        todo = entries
+        while todo:
+            await self._reload()
+            _, fresh, dup = merge(self.entries, todo, self.fingerprint, reserved)
+            seen += dup
+            async with self.link.call() as r:
+                pipe = r.pipeline()
+                for entry in fresh:
+                    pipe.hsetnx(self._key(), entry.label,
+                                self.seal.seal(json.dumps(self.stamped(entry).record())
+                                               .encode()))
+                pipe.incr(self._key("version"))
+                pipe.publish(self.link.key("vault"), "put")
+                *took, _, _ = await pipe.execute()
+            added += [e for e, ok in zip(fresh, took) if ok]
+            todo = [e for e, ok in zip(fresh, took) if not ok]
+        await self._reload()
+        return added, seen
+
+    async def put(self, entries: list[Entry]) -> None:
+        self._sealing()
         async with self.link.call() as r:
             pipe = r.pipeline()
             for entry in entries:

@@ -96,11 +96,10 @@ async def _act(args: argparse.Namespace, vault: Vault) -> int:
                 return 1
             taken.add(entry.label)
             entries.append(entry)
-        if entries:
-            await vault.put(entries)
-        for entry in entries:
-            print(f"{entry.label}  {vault.entries[entry.label].fingerprint}  added"
-                  f"{_extras(entry)}")
+        added, raced = await vault.add(entries) if entries else ([], [])
+        for entry in added:
+            print(f"{entry.label}  {entry.fingerprint}  added{_extras(entry)}")
+        seen += raced
         for label in seen:
             print(f"{label}  already there (same fingerprint)", file=sys.stderr)
     elif args.action == "list":

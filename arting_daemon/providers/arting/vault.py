@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 #: How often a running daemon looks whether another process changed the vault.
 REFRESH = 0.5
 FILE = "tokens.json"
+#: The labels ``new_entry`` makes up; one taken meanwhile by another writer is renumbered.
+AUTO = re.compile(r"added-\d+")
 #: A label is part of the admin API's paths: letters, digits, ``.``, ``_``, ``-``.
 LABEL = re.compile(r"[\w.-]{1,64}")
 
@@ -119,15 +124,46 @@ def new_entry(label: str | None, secret: str, taken: set[str], **extra: Any) -> 
                          "value of a request to arting.ai (or the whole cURL command).",
                          param="token")
     if label is None:
-        n = 1
-        while f"added-{n}" in taken:
-            n += 1
-        label = f"added-{n}"
+        label = free_label(taken)
     label = label.strip()
     if not LABEL.fullmatch(label):
         raise InvalidRequest("A token's label is 1-64 letters, digits, `.`, `_` or `-`.",
                              param="label")
     return Entry(label=label, secret=secret, added_at=time.time(), **extra)
+
+
+def free_label(taken: set[str]) -> str:
+    n = 1
+    while f"added-{n}" in taken:
+        n += 1
+    return f"added-{n}"
+
+
+def merge(held: dict[str, Entry], entries: list[Entry], mark: Callable[[str], str],
+          reserved: frozenset[str] = frozenset()
+          ) -> tuple[dict[str, Entry], list[Entry], list[str]]:
+    """``entries`` added to ``held`` (the vault as it is now, not as the caller saw it):
+    a token already there (by fingerprint) stays as it was; a made-up label
+    (``added-N``) another writer took meanwhile is renumbered, a chosen one is refused.
+    The new holding, the entries added, the labels of the duplicates."""
+    held = dict(held)
+    marks = {e.fingerprint: e.label for e in held.values()}
+    added, seen = [], []
+    for entry in entries:
+        entry = replace(entry, fingerprint=mark(entry.secret))
+        if entry.fingerprint in marks:
+            seen.append(marks[entry.fingerprint])
+            continue
+        if entry.label in held:
+            if not AUTO.fullmatch(entry.label):
+                raise InvalidRequest(f"A token is labelled {entry.label} already: PATCH "
+                                     f"/arting/v1/admin/tokens/{entry.label} (or `tokens "
+                                     "remove`) replaces it.", param="label")
+            entry = replace(entry, label=free_label(set(held) | reserved))
+        held[entry.label] = entry
+        marks[entry.fingerprint] = entry.label
+        added.append(entry)
+    return held, added, seen
 
 
 class Vault(ABC):
@@ -154,6 +190,13 @@ class Vault(ABC):
         return next((e for e in self.entries.values() if e.fingerprint == mark), None)
 
     @abstractmethod
+    async def add(self, entries: list[Entry], reserved: frozenset[str] = frozenset()
+                  ) -> tuple[list[Entry], list[str]]:
+        """Add these entries in one change against what the vault holds by then (another
+        process may have added some meanwhile): see ``merge``. The entries added, and the
+        labels of the tokens that were there already."""
+
+    @abstractmethod
     async def put(self, entries: list[Entry]) -> None:
         """Keep these entries (replacing those with the same labels)."""
 
@@ -178,53 +221,81 @@ class Vault(ABC):
 
 class FileVault(Vault):
     """``tokens.json`` in the data directory (mode 0600), sealed when ``secret_key`` is
-    set. Another process's change (``arting-daemon tokens``) is noticed within
-    ``REFRESH`` seconds."""
+    set. Every change is a read-modify-write under an exclusive lock (``flock`` on
+    ``tokens.json.lock`` beside it, so the daemon and ``arting-daemon tokens`` writing at
+    once lose nothing), written atomically and synced (a temporary file, then a rename).
+    A running daemon reads the file again when its bytes change, within ``REFRESH``
+    seconds of another process's change."""
 
     def __init__(self, data_dir: Path, secret_key: str | None) -> None:
         super().__init__()
         self.path = data_dir / FILE
         self.secret_key = secret_key
-        self._stamp: tuple[int, int] | None = None
+        self._raw: bytes | None = None      # the bytes last read (b"": no file)
         self._task: asyncio.Task | None = None
 
     def load(self) -> None:
         """Read the file (synchronously: it is small), if it changed."""
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self.seal = Seal(self.secret_key, self._salt({}))
-            self._loaded([])
+        raw = self._bytes()
+        if raw == self._raw:
             return
-        if self._stamp == (st.st_mtime_ns, st.st_size):
-            return
-        self._stamp = (st.st_mtime_ns, st.st_size)      # a broken file: said once
-        doc = json.loads(self.path.read_text())
-        self.seal = Seal(self.secret_key, self._salt(doc))
-        if "sealed" in doc:
-            records = json.loads(self.seal.open(doc["sealed"]))
-        else:
-            records = doc.get("tokens", [])
+        self._raw = raw                     # a broken file: said once
+        salt, records = self._parse(raw)
+        self.seal = Seal(self.secret_key, salt)
         self._loaded(records)
 
-    def _salt(self, doc: dict[str, Any]) -> bytes:
-        return base64.b64decode(doc["salt"]) if "salt" in doc else b""
+    def _bytes(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return b""
 
-    def save(self, entries: dict[str, Entry]) -> None:
+    def _parse(self, raw: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+        """The salt and the records in the file's bytes."""
+        if not raw:
+            return b"", []
+        doc = json.loads(raw)
+        salt = base64.b64decode(doc["salt"]) if "salt" in doc else b""
+        if "sealed" in doc:
+            return salt, json.loads(Seal(self.secret_key, salt).open(doc["sealed"]))
+        return salt, doc.get("tokens", [])
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The writers' lock (released by the kernel if its holder dies)."""
         datadir.prepare(self.path.parent)
-        salt = self._salt(json.loads(self.path.read_text())) if self.path.exists() else b""
-        if not salt:
-            salt = secrets.token_bytes(16)
-            if not self.secret_key:     # the fingerprints change with the salt
-                self.seal = Seal(None, salt)
-                entries = {k: self.stamped(e) for k, e in entries.items()}
-        records = [e.record() for e in entries.values()]
-        doc: dict[str, Any] = {"version": 1, "salt": base64.b64encode(salt).decode()}
-        if self.secret_key:
-            doc["sealed"] = Seal(self.secret_key).seal(json.dumps(records).encode())
-        else:
-            doc["tokens"] = records
-        datadir.write(self.path, json.dumps(doc, indent=1).encode())
+        fd = os.open(self.path.with_name(f"{FILE}.lock"), os.O_RDWR | os.O_CREAT,
+                     datadir.FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)            # and with it the lock
+
+    def _change(self, change: Callable[[dict[str, Entry], Seal], dict[str, Entry] | None]
+                ) -> None:
+        """Read, change and write the file, under the lock (in a thread: the lock may
+        be waited for). ``change`` returns the new entries, or None to leave it."""
+        with self._locked():
+            salt, records = self._parse(self._bytes())
+            salt = salt or secrets.token_bytes(16)      # the fingerprints' key, kept
+            seal = Seal(self.secret_key, salt)
+            held = {r["label"]: replace(Entry(**r), fingerprint=seal.fingerprint(r["secret"]))
+                    for r in records}
+            kept = change(held, seal)
+            if kept is None:
+                return
+            rows = [e.record() for e in kept.values()]
+            doc: dict[str, Any] = {"version": 1, "salt": base64.b64encode(salt).decode()}
+            if self.secret_key:
+                doc["sealed"] = seal.seal(json.dumps(rows).encode())
+            else:
+                doc["tokens"] = rows
+            datadir.write(self.path, json.dumps(doc, indent=1).encode(), sync=True)
+
+    async def _write(self, change: Callable[[dict[str, Entry], Seal],
+                                            dict[str, Entry] | None]) -> None:
+        await asyncio.to_thread(self._change, change)
         self.load()
 
     async def open(self) -> None:
@@ -240,16 +311,36 @@ class FileVault(Vault):
     async def close(self) -> None:
         await stop(self._task)
 
+    async def add(self, entries: list[Entry], reserved: frozenset[str] = frozenset()
+                  ) -> tuple[list[Entry], list[str]]:
+        logs.add_secrets(*(e.secret for e in entries),
+                         *(v for e in entries for v in e.cookies.values()))
+        outcome: list[tuple[list[Entry], list[str]]] = []
+
+        def change(held: dict[str, Entry], seal: Seal) -> dict[str, Entry] | None:
+            kept, added, seen = merge(held, entries, seal.fingerprint, reserved)
+            outcome.append((added, seen))
+            return kept if added else None
+        await self._write(change)
+        return outcome[0]
+
     async def put(self, entries: list[Entry]) -> None:
-        self.load()
-        self.save({**self.entries, **{e.label: self.stamped(e) for e in entries}})
+        logs.add_secrets(*(e.secret for e in entries),
+                         *(v for e in entries for v in e.cookies.values()))
+        await self._write(lambda held, seal: {
+            **held, **{e.label: replace(e, fingerprint=seal.fingerprint(e.secret))
+                       for e in entries}})
 
     async def remove(self, label: str) -> Entry | None:
-        self.load()
-        gone = self.entries.get(label)
-        if gone is not None:
-            self.save({k: e for k, e in self.entries.items() if k != label})
-        return gone
+        gone: list[Entry] = []
+
+        def change(held: dict[str, Entry], seal: Seal) -> dict[str, Entry] | None:
+            if label not in held:
+                return None
+            gone.append(held.pop(label))
+            return held
+        await self._write(change)
+        return gone[0] if gone else None
 
     async def _watch(self) -> None:
         while True:
@@ -259,4 +350,3 @@ class FileVault(Vault):
             except (OSError, ValueError, FeatureDisabled) as exc:
                 log.warning("the runtime tokens (%s) could not be read: %s", self.path,
                             getattr(exc, "message", exc))
-
