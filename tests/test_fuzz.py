@@ -248,7 +248,8 @@ def test_no_5xx_and_no_traceback(live, name):
 
     post()
     assert sum(statuses.values()) >= EXAMPLES
-    assert statuses[endpoint.refused] > EXAMPLES / 3, statuses   # mostly refused, rightly
+    # mostly refused, rightly: as invalid, or (a body not sent as JSON) as 415
+    assert statuses[endpoint.refused] + statuses[415] > EXAMPLES / 3, statuses
     problems = [r for r in capture.records[first_record:]
                 if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
     assert not problems, [f"{r.name}: {r.getMessage()}" for r in problems[:5]]
