@@ -102,6 +102,8 @@ def browser(tmp_path_factory):
 def hostile():
     """The hostile page's origin: a server on another loopback port."""
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 5     # a connection the browser opened ahead and left idle ends too
+
         def do_GET(self):
             body = PAGE.encode()
             self.send_response(200)
@@ -114,6 +116,7 @@ def hostile():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = False       # so server_close() waits for each request's thread
     thread = threading.Thread(target=server.serve_forever, name="hostile page", daemon=True)
     thread.start()
     try:
