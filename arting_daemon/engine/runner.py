@@ -46,6 +46,7 @@ from .download import download
 from .jobs import Job, JobState, raise_for_job, shutting_down
 from .journal import JobJournal
 from .queue import Place, SlotQueue
+from ..tasks import kept_cancel, wait_for
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -272,7 +273,7 @@ class Runner:
     async def wait(self, job: Job, timeout: float | None = None) -> bool:
         """Wait until the job ends; False on timeout."""
         try:
-            await asyncio.wait_for(self._until_done(job), timeout)
+            await wait_for(self._until_done(job), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -474,7 +475,8 @@ class Runner:
         started = self.clock.monotonic()
         try:
             async with self.clock.timeout(max(0.0, budget)):
-                return await work
+                with kept_cancel():     # a cancel the work swallowed ends the job here
+                    return await work
         except asyncio.TimeoutError:
             if budget < limit:
                 raise  # the whole job's deadline: reported by _run
@@ -493,7 +495,7 @@ class Runner:
         if job.state in (JobState.RUNNING, JobState.SUBMITTING) and \
                 self.provider.submitted(job):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.provider.cancel(job), 5)
+                await wait_for(self.provider.cancel(job), 5)
 
     def _retry_after(self) -> float:
         waves = self.queue.waiting / max(1, self.settings.max_active_jobs)

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..config import ConfigError
 from ..errors import Unavailable
-from ..tasks import stop
+from ..tasks import kept_cancel, stop, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,11 @@ class RedisLink:
 
     @asynccontextmanager
     async def call(self):
-        """Around Redis calls: a Redis out of reach becomes ``Unavailable``."""
+        """Around Redis calls: a Redis out of reach becomes ``Unavailable``; a cancel
+        redis-py swallowed (Python 3.11: ``tasks.py``) is raised at the end."""
         try:
-            yield self.redis
+            with kept_cancel():
+                yield self.redis
         except self._errors as exc:
             self.down = self.down or f"Redis at {shown(self.url)} does not answer ({exc})"
             raise Unavailable(f"{self.down}; this replica cannot serve the request now. "
@@ -175,7 +177,7 @@ class RedisLink:
                 await asyncio.sleep(PING_EVERY)
             finally:    # no goodbye to a Redis that may be gone: just close the socket
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(pubsub.aclose()), 0.5)
+                    await wait_for(asyncio.shield(pubsub.aclose()), 0.5)
 
 
 class WriteBehind:
