@@ -13,7 +13,10 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from arting_daemon.clock import SYSTEM
+from arting_daemon.engine.jobs import JobState
+from arting_daemon.generation import Catalog, Rules, build_generation
 from arting_daemon.replicas.link import RedisLink
+from arting_daemon.state import ARTING, ENGINE
 from arting_daemon.tasks import wait_for
 from test_replicas import pytestmark, redis_server  # noqa: F401 (fixtures)
 
@@ -85,3 +88,54 @@ async def test_a_wait_cancelled_as_it_completes_ends_cancelled():
         task.cancel()
         await asyncio.wait({task}, timeout=10)
         assert task.result() == "finished"
+
+
+def test_a_job_cancelled_as_its_redis_write_completes_ends_cancelled(make_daemon,
+                                                                   redis_server):
+    """With replicas (Redis), a job takes a place on its token on the board the replicas
+    share in Redis as it starts, where its cancel was lost: cancelled after 0, 1, 2, ...
+    turns of the loop from that write's start on, until it finished before the cancel, many
+    times, every job ends cancelled (none runs on)."""
+    daemon = make_daemon(redis_url=redis_server.url, sandbox_options={"generation_time": 60})
+    runner = daemon.app[ENGINE]
+    pool = daemon.app[ARTING].pool                      # type: ignore[union-attr]
+    rules = Rules.of(daemon.settings)
+    gen = build_generation(rules, Catalog(rules), prompt="a lighthouse", seed=7)
+    writes: list[bool] = []                 # the job's write to Redis: done yet?
+    take = pool.board.take
+
+    async def observed(token):              # in the job's task, as before
+        writes.append(False)
+        try:
+            return await take(token)
+        finally:
+            writes[-1] = True
+
+    pool.board.take = observed
+
+    async def sweep() -> int:
+        asked = 0
+        for _ in range(ROUNDS):
+            for turns in range(TURNS):
+                writes.clear()
+                submit = asyncio.ensure_future(runner.submit(gen))
+                while not writes:           # the job has started its write
+                    assert not submit.done(), submit
+                    await asyncio.sleep(0)
+                [job] = runner.running()
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                written = writes[0]
+                runner.cancel(job)
+                asked += 1
+                await asyncio.wait({submit}, timeout=10)
+                assert await runner.wait(job, 10), f"job still {job.state.value}"
+                assert job.state is JobState.CANCELLED, (job.state, job.error)
+                if written:
+                    break                   # every turn of the write was tried
+            else:
+                raise AssertionError(f"a Redis write took over {TURNS} turns of the loop")
+        return asked
+
+    assert daemon.call(sweep(), timeout=600) > ROUNDS
+    assert not runner.running()
