@@ -53,9 +53,15 @@ def _cancels() -> int:
 @contextlib.contextmanager
 def kept_cancel() -> Iterator[None]:
     """Around code that may swallow a cancel (redis-py's calls): if the task was
-    cancelled while the block ran and the block still ended normally, raise
-    ``CancelledError`` at its end, as the cancel should have been."""
+    cancelled while the block ran and the block still ended — normally, or with another
+    error (a reply's) — raise ``CancelledError`` at its end, as the cancel should have
+    been (a later block would not see it: it counts from the cancels asked before it)."""
     before = _cancels()
-    yield
+    try:
+        yield
+    except Exception as exc:
+        if _cancels() > before:
+            raise asyncio.CancelledError() from exc
+        raise
     if _cancels() > before:
         raise asyncio.CancelledError()

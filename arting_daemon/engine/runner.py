@@ -37,6 +37,7 @@ from ..errors import ArtingError, Cancelled, QueueFull, StageTimeout
 from ..metrics import Metrics
 from ..providers.base import Provider
 from ..store import ImageStore
+from ..tasks import kept_cancel, wait_for
 from ..timing import DurationStats
 from ..upscaling import JobRequest
 from .adoption import Adoption
@@ -46,7 +47,6 @@ from .download import download
 from .jobs import Job, JobState, raise_for_job, shutting_down
 from .journal import JobJournal
 from .queue import Place, SlotQueue
-from ..tasks import kept_cancel, wait_for
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
