@@ -86,7 +86,6 @@ async def test_a_wait_cancelled_as_it_completes_ends_cancelled():
         await asyncio.wait({task}, timeout=10)
         assert task.cancelled()
 
-
     if sys.version_info < (3, 12):          # what asyncio.wait_for did with it
         done = loop.create_future()
         task = asyncio.ensure_future(asyncio.wait_for(done, 5))
@@ -136,6 +135,7 @@ def test_a_job_cancelled_as_its_redis_write_completes_ends_cancelled(make_daemon
                 runner.cancel(job)
                 asked += 1
                 await asyncio.wait({submit}, timeout=10)
+                assert submit.result() is job       # answered: the job, cancelled
                 assert await runner.wait(job, 10), f"job still {job.state.value}"
                 assert job.state is JobState.CANCELLED, (job.state, job.error)
                 if written:
