@@ -11,16 +11,12 @@ asyncio's own waits, at no cost beyond the call.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover
-    from async_timeout import timeout as _timeout
+from . import tasks
 
 T = TypeVar("T")
 
@@ -39,13 +35,13 @@ class Clock:
 
     async def wait_for(self, awaitable: Awaitable[T], timeout: float | None) -> T:
         """``awaitable``'s result, or ``asyncio.TimeoutError`` after ``timeout`` seconds
-        (None: no limit), as ``asyncio.wait_for``."""
-        return await asyncio.wait_for(awaitable, timeout)
+        (None: no limit), as ``asyncio.wait_for`` (but never losing a cancel: ``tasks.py``)."""
+        return await tasks.wait_for(awaitable, timeout)
 
     def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
         """A block that is cancelled after ``seconds`` and raises
         ``asyncio.TimeoutError``, as ``asyncio.timeout``."""
-        return _timeout(seconds)
+        return tasks.timeout(seconds)
 
 
 #: The real time, for whoever is given no clock.

@@ -38,7 +38,7 @@ from .config import Section
 from .engine.jobs import Job
 from .engine.journal import Journal
 from .store import ImageStore, StoredImage
-from .tasks import stop
+from .tasks import stop, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Retention:
             log.exception("store: could not read the image folder into the index")
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY)
+                await wait_for(self._wake.wait(), FLUSH_EVERY)
             self._wake.clear()
             try:
                 if self.over():

@@ -27,6 +27,7 @@ from ..providers.kinds import installed
 from ..providers.remote import SyncProvider
 from .generate import PROMPT, SIZE
 from .report import Report
+from ..tasks import wait_for
 
 #: Seconds a cancel of a job the check gave up on may take.
 CANCEL_WAIT = 5.0
@@ -100,11 +101,11 @@ async def _run(provider: Provider, work: CheckWork, limit: float) -> list[bytes]
             outputs = await attempt.follow(lambda fraction: None)
         return [await provider.fetch(work, output) for output in outputs]
     try:
-        return await asyncio.wait_for(run(), limit)
+        return await wait_for(run(), limit)
     except asyncio.TimeoutError:
         if provider.submitted(work):
             try:
-                await asyncio.wait_for(provider.cancel(work), CANCEL_WAIT)
+                await wait_for(provider.cancel(work), CANCEL_WAIT)
             except (ArtingError, asyncio.TimeoutError):
                 pass
         raise StageTimeout(f"{provider.label} made no image within {limit:g} s "

@@ -17,6 +17,7 @@ from ..providers.arting.wire import tls_context
 from ..transport import tunnel
 from ..transport.proxies import Proxy
 from .report import Report
+from ..tasks import wait_for
 
 #: Addresses tried in turn before giving up on TCP, as HTTP clients do.
 MAX_ADDRESSES = 4
@@ -37,7 +38,7 @@ async def check_reach(base_url: str, timeout: float, report: Report,
 
     started = time.monotonic()
     try:
-        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
+        infos = await wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
                                        timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         why = "no answer from DNS" if isinstance(exc, asyncio.TimeoutError) else \
@@ -52,7 +53,7 @@ async def check_reach(base_url: str, timeout: float, report: Report,
     started = time.monotonic()
     for address in addresses[:MAX_ADDRESSES]:
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+            _, writer = await wait_for(asyncio.open_connection(address, port), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             errors.append(f"{address}: {_why(exc)}")
             continue
@@ -75,7 +76,7 @@ async def check_reach(base_url: str, timeout: float, report: Report,
 
     started = time.monotonic()
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(
+        _, writer = await wait_for(asyncio.open_connection(
             address, port, ssl=ssl.create_default_context(), server_hostname=host), timeout)
     except ssl.SSLCertVerificationError as exc:
         report.add(topic, "fail", f"{said}; but its TLS certificate is not trusted "

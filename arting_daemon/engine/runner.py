@@ -37,6 +37,7 @@ from ..errors import ArtingError, Cancelled, QueueFull, StageTimeout
 from ..metrics import Metrics
 from ..providers.base import Provider
 from ..store import ImageStore
+from ..tasks import kept_cancel, wait_for
 from ..timing import DurationStats
 from ..upscaling import JobRequest
 from .adoption import Adoption
@@ -272,7 +273,7 @@ class Runner:
     async def wait(self, job: Job, timeout: float | None = None) -> bool:
         """Wait until the job ends; False on timeout."""
         try:
-            await asyncio.wait_for(self._until_done(job), timeout)
+            await wait_for(self._until_done(job), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -474,7 +475,8 @@ class Runner:
         started = self.clock.monotonic()
         try:
             async with self.clock.timeout(max(0.0, budget)):
-                return await work
+                with kept_cancel():     # a cancel the work swallowed ends the job here
+                    return await work
         except asyncio.TimeoutError:
             if budget < limit:
                 raise  # the whole job's deadline: reported by _run
@@ -493,7 +495,7 @@ class Runner:
         if job.state in (JobState.RUNNING, JobState.SUBMITTING) and \
                 self.provider.submitted(job):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.provider.cancel(job), 5)
+                await wait_for(self.provider.cancel(job), 5)
 
     def _retry_after(self) -> float:
         waves = self.queue.waiting / max(1, self.settings.max_active_jobs)

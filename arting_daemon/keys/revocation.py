@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-#: Seconds after cancelling jobs when the watch looks again, and cancels what still runs: a
-#: cancellation that reaches a job just as one of its awaits completes can be lost
-#: (Python 3.11's ``asyncio.wait_for``, which Redis calls use, drops it).
-AGAIN = 1.0
 UNKNOWN = "This API key is no longer known to this daemon; ask the operator for a new one."
 
 
@@ -157,9 +153,8 @@ class Revocation:
 
     def sweep(self) -> float | None:
         """End what each key that stopped working holds here; the seconds until the next
-        look (a key expires, or jobs were cancelled: ``AGAIN``), None: none is due."""
+        look (a key expires), None: none is due."""
         now = self.clock.time()
-        again = False
         for key_id in set(self._holds) | self.engine.owners():
             ended = self._refusal(key_id)
             if ended is None:
@@ -170,11 +165,8 @@ class Revocation:
             jobs = self.engine.cancel_owned(key_id, f"Cancelled: {error.message}")
             if jobs:
                 log.info("%s (%s): %d unfinished job(s) cancelled", reason, key_id, len(jobs))
-                again = True
         due = [k.expires_at - now for k in self.ring.all()
                if k.revoked_at is None and k.expires_at is not None and k.expires_at > now]
-        if again:
-            due.append(AGAIN)
         return min(due, default=None)
 
     def _refusal(self, key_id: str) -> tuple[Unauthorized, str] | None:

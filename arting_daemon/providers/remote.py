@@ -53,6 +53,7 @@ from ..transport.director import Sessions, aiohttp_failure
 from ..transport.proxies import Proxy, ProxyPlan
 from ..transport.tunnel import ProxyFailure
 from .base import Attempt, OnProgress, Provider, Work
+from ..tasks import wait_for
 
 #: Largest answer read from a provider: a few base64 images in JSON.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024
@@ -386,7 +387,7 @@ class SyncAttempt(RemoteAttempt):
             images = await p.generate(self.work, progress)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(p.interrupt(), INTERRUPT_WAIT)
+                await wait_for(p.interrupt(), INTERRUPT_WAIT)
             raise
         if not images:
             raise BadUpstreamResponse(f"{p.label} answered with no images.", retryable=False)

@@ -37,7 +37,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 from ..engine.journal import mentioned
-from ..tasks import stop
+from ..tasks import stop, wait_for
 from .link import RedisLink
 
 T = TypeVar("T")
@@ -192,12 +192,12 @@ class RedisJournal(Generic[T]):
             if left <= 0:
                 return
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wrote.wait(), left)
+                await wait_for(self._wrote.wait(), left)
 
     async def flush(self) -> None:
         """Wait (a while: Redis may be away) until this replica's writes are in Redis."""
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), FLUSH_WAIT)
+            await wait_for(self._idle.wait(), FLUSH_WAIT)
 
     async def get(self, job_id: str) -> T | None:
         await self.written()
@@ -450,7 +450,7 @@ class RedisJournal(Generic[T]):
         every = self.lease_ms / 3000
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._takeover_now.wait(), every)
+                await wait_for(self._takeover_now.wait(), every)
             self._takeover_now.clear()
             try:
                 await self._renew_held()

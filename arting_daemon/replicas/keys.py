@@ -22,7 +22,7 @@ from ..keys.counters import utc_day
 from ..keys.limits import NO_LIMITS, KeyLimits
 from ..keys.ring import REFRESH, KeyIndex
 from ..keys.store import ApiKey, changed, new_key
-from ..tasks import stop
+from ..tasks import stop, wait_for
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class RedisKeyRing(KeyIndex):
     async def _watch(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._reload_now.wait(), REFRESH)
+                await wait_for(self._reload_now.wait(), REFRESH)
             self._reload_now.clear()
             try:
                 await self._flush()

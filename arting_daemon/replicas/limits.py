@@ -24,7 +24,7 @@ import secrets
 from ..clock import Clock
 from ..engine.jobs import Job
 from ..keys.counters import WINDOW, Check, Standing, holds, made, utc_day
-from ..tasks import stop
+from ..tasks import stop, wait_for
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class RedisCounters:
 
     async def close(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._releases.join(), 3)
+            await wait_for(self._releases.join(), 3)
         await stop(self._task)
 
     async def hit(self, name: str, limit: int, window: float, now: float) -> float | None:

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..config import ConfigError
 from ..errors import Unavailable
-from ..tasks import stop
+from ..tasks import kept_cancel, stop, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,16 @@ class RedisLink:
         await self.redis.aclose()
 
     def _count_round_trips(self) -> None:
-        """Count each command sent, and each pipeline as one (for the metrics)."""
+        """Count each command sent, and each pipeline as one (for the metrics); and raise
+        the cancel redis-py may swallow as a command is sent (Python 3.11: ``tasks.py``),
+        so whoever waits for Redis — a job, a request, a service stopping — is cancelled
+        when asked."""
         client, execute, pipeline = self.redis, self.redis.execute_command, self.redis.pipeline
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
             self.round_trips += 1
-            return await execute(*args, **kwargs)
+            with kept_cancel():
+                return await execute(*args, **kwargs)
 
         def counted_pipeline(*args: Any, **kwargs: Any):
             pipe = pipeline(*args, **kwargs)
@@ -103,7 +107,8 @@ class RedisLink:
 
             async def counted_run(*a: Any, **kw: Any) -> Any:
                 self.round_trips += 1
-                return await run(*a, **kw)
+                with kept_cancel():
+                    return await run(*a, **kw)
             pipe.execute = counted_run  # type: ignore[method-assign]
             return pipe
 
@@ -160,7 +165,8 @@ class RedisLink:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*(PREFIX + kind for kind in KINDS))
+                with kept_cancel():
+                    await pubsub.subscribe(*(PREFIX + kind for kind in KINDS))
                 async for message in pubsub.listen():
                     handler = self._handlers.get(message.get("channel"))
                     if handler is None:
@@ -175,7 +181,7 @@ class RedisLink:
                 await asyncio.sleep(PING_EVERY)
             finally:    # no goodbye to a Redis that may be gone: just close the socket
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(pubsub.aclose()), 0.5)
+                    await wait_for(asyncio.shield(pubsub.aclose()), 0.5)
 
 
 class WriteBehind:

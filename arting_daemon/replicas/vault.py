@@ -18,7 +18,7 @@ import logging
 from ..config import ConfigError
 from ..errors import FeatureDisabled
 from ..providers.arting.vault import REFRESH, Entry, Seal, Vault, merge
-from ..tasks import stop
+from ..tasks import stop, wait_for
 from .link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class RedisVault(Vault):
     async def _watch(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._reload_now.wait(), REFRESH)
+                await wait_for(self._reload_now.wait(), REFRESH)
             self._reload_now.clear()
             try:
                 async with self.link.call() as r:

@@ -44,6 +44,7 @@ from ..providers.remote import IMAGE_MAGIC
 from ..store import ImageStore
 from ..timing import DurationStats, Timing
 from ..transport.director import Sessions, plan_of
+from ..tasks import wait_for
 
 RULES = ("error-mapping", "resume-without-resubmit", "cancel", "progress", "no-secret",
          "bounded-answers", "images")
@@ -163,7 +164,7 @@ class Harness:
         """``work`` within the bound; a failure that is no ``ArtingError`` is reported
         (``error-mapping``), a hang under ``rule``. Raises what it raised."""
         try:
-            return await asyncio.wait_for(work, STEP_BOUND)
+            return await wait_for(work, STEP_BOUND)
         except asyncio.TimeoutError:
             self.fail(rule, f"{what} took longer than {STEP_BOUND:g} s")
             raise

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from ... import logs
 from ...errors import CloudflareBlocked
 from ...recording import watch
+from ...tasks import wait_for
 
 if TYPE_CHECKING:
     from ...metrics import Metrics
@@ -143,7 +144,7 @@ class Solver:
                 raise self._give_up("challenge", "cf_solver is off", None)
             with watch(self.observe, "POST", url, headers, body, via="cloudscraper") as told:
                 try:
-                    status, answer_headers, text, cookies, agent = await asyncio.wait_for(
+                    status, answer_headers, text, cookies, agent = await wait_for(
                         asyncio.to_thread(_scrape, url, headers, body, self.timeout,
                                           self.proxy),
                         self.timeout + 5)

@@ -40,7 +40,7 @@ from arting_daemon.providers.base import Attempt, OnProgress, Work
 from arting_daemon.providers.remote import (Endpoint, Polling, RemoteAPI, RemoteAttempt,
                                             RemoteProvider, funnel, image_bytes)
 from arting_daemon.store import ImageStore
-from arting_daemon.tasks import stop
+from arting_daemon.tasks import stop, wait_for
 
 from . import workflow
 from .settings import ComfyUISettings
@@ -176,7 +176,7 @@ class PromptAttempt(RemoteAttempt):
         try:
             while True:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(ended.wait(), p.polling.delay(polls, failures))
+                    await wait_for(ended.wait(), p.polling.delay(polls, failures))
                 ended.clear()       # once: ComfyUI may write the history just after
                 polls += 1
                 try:
