@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from PIL import Image
 
 from ..config import Settings
 from ..errors import ArtingError, BadUpstreamResponse, StageTimeout
-from ..generation import Catalog, Generation, Rules, build_generation
+from ..generation import Catalog, Rules, build_generation
 from ..provider_config import ProviderConfig
-from ..providers.base import Provider
+from ..providers.base import LoneWork, Provider
 from ..providers.kinds import installed
 from ..providers.remote import SyncProvider
 from .generate import PROMPT, SIZE
@@ -55,17 +53,6 @@ def configured_model(cfg: ProviderConfig) -> str | None:
     return next(iter(kind.models), None) if kind is not None else None
 
 
-@dataclass
-class CheckWork:
-    """The check's one job, as a provider sees a job (``providers.base.Work``)."""
-
-    id: str
-    generation: Generation
-    provider: str
-    submitted_at: float | None = None
-    provider_state: dict[str, Any] = field(default_factory=dict)
-
-
 async def check_generation(settings: Settings, provider: Provider, cfg: ProviderConfig,
                            report: Report) -> None:
     """One small image from ``provider``: a ``<name> generate`` finding."""
@@ -77,7 +64,7 @@ async def check_generation(settings: Settings, provider: Provider, cfg: Provider
             model = next(iter(await provider.catalogue()), None)
         rules = Rules.of(settings)
         gen = build_generation(rules, Catalog(rules), prompt=PROMPT, size=SIZE, nsfw=False)
-        work = CheckWork(f"check-{cfg.name}", gen.model_copy(update={"model": model or ""}),
+        work = LoneWork(f"check-{cfg.name}", gen.model_copy(update={"model": model or ""}),
                          cfg.name)
         provider.admit(work.generation)
         images = await _run(provider, work, settings.run_timeout)
@@ -92,7 +79,7 @@ async def check_generation(settings: Settings, provider: Provider, cfg: Provider
                model=model, sizes=sizes, seconds=round(took, 1))
 
 
-async def _run(provider: Provider, work: CheckWork, limit: float) -> list[bytes]:
+async def _run(provider: Provider, work: LoneWork, limit: float) -> list[bytes]:
     """Submit, follow and fetch, as the runner does, within ``limit`` seconds; a job
     given up on is cancelled upstream (best effort)."""
     async def run() -> list[bytes]:

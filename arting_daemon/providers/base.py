@@ -52,6 +52,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..upscaling import JobRequest, Upscale
@@ -83,6 +84,18 @@ class Work(Protocol):
     @property
     def provider_state(self) -> dict[str, Any]:
         """What the provider keeps about the job (changed in place, never replaced)."""
+
+
+@dataclass
+class LoneWork:
+    """A job outside the runner, as a provider sees it (``Work``): the check's one
+    generation, the conformance kit's jobs."""
+
+    id: str
+    generation: JobRequest
+    provider: str
+    submitted_at: float | None = None
+    provider_state: dict[str, Any] = field(default_factory=dict)
 
 
 class Attempt(ABC):

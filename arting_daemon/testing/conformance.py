@@ -27,7 +27,7 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,7 +37,7 @@ from ..config import Settings
 from ..errors import ArtingError, UpstreamAuthError, UpstreamError
 from ..generation import Catalog, Generation, Rules
 from ..metrics import Metrics
-from ..providers.base import Provider
+from ..providers.base import LoneWork, Provider
 from ..providers.build import Services
 from ..providers.kinds import ProviderKind, installed
 from ..providers.remote import IMAGE_MAGIC
@@ -92,17 +92,6 @@ class ConformanceError(AssertionError):
         self.violations = violations
 
 
-@dataclass
-class KitWork:
-    """A job as a provider sees it (``base.Work``)."""
-
-    id: str
-    generation: Generation
-    provider: str
-    submitted_at: float | None = None
-    provider_state: dict[str, Any] = field(default_factory=dict)
-
-
 class _Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -149,7 +138,7 @@ class Harness:
                                 Catalog(Rules.of(self.settings)))
             yield await stack.enter_async_context(self.kind.make(services, self.cfg))
 
-    def work(self, provider: Provider) -> KitWork:
+    def work(self, provider: Provider) -> LoneWork:
         self.jobs += 1
         entry = self.upstream.entry
         models = entry.get("models")
@@ -158,7 +147,7 @@ class Harness:
             next(iter(self.kind.models), ""))
         gen = Generation(prompt="a lighthouse at dusk", model=model, width=512, height=512,
                          seed=1234 + self.jobs, n=1)
-        return KitWork(f"kit-{self.jobs}", gen, provider.name)
+        return LoneWork(f"kit-{self.jobs}", gen, provider.name)
 
     async def step(self, rule: str, what: str, work: Any) -> Any:
         """``work`` within the bound; a failure that is no ``ArtingError`` is reported
