@@ -149,6 +149,13 @@ class Cancelled(ArtingError):
     status, code = 499, "cancelled"
 
 
+class KeyCancelled(Cancelled):
+    """The job was cancelled because its owner's key was revoked or expired: said with
+    the key's code, so a client (the web page) tells it from a cancel it asked for."""
+
+    code = "invalid_api_key"
+
+
 class StageTimeout(ArtingError):
     """A stage of the job (queue, submit, generation, download) ran past its deadline."""
 

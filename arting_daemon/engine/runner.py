@@ -113,7 +113,7 @@ class Runner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._places: dict[str, Place] = {}
         self._dropped: set[str] = set()       # jobs another replica took over
-        self._why: dict[str, str] = {}        # why a job is being cancelled, if not asked
+        self._why: dict[str, Cancelled] = {}  # why a job is being cancelled, if not asked
         self._errands: set[asyncio.Task[None]] = set()
         #: What replicas add: taking jobs over, following another's (``adoption.py``).
         self.replicas = Adoption(self)
@@ -260,7 +260,7 @@ class Runner:
         """Whose unfinished jobs this daemon runs."""
         return {job.owner for job in self.running()}
 
-    def cancel_owned(self, owner: str, why: str) -> list[Job]:
+    def cancel_owned(self, owner: str, why: Cancelled) -> list[Job]:
         """Cancel every unfinished job of ``owner`` this daemon runs (those waiting in its
         queue too), each ending ``cancelled`` with ``why`` as its error: what a key that
         stopped working leaves (``keys/revocation.py``)."""
@@ -406,10 +406,10 @@ class Runner:
         place = self._places.pop(job.id, None)
         if place is not None:
             self.queue.release(place)
-        why = self._why.pop(job.id, "The job was cancelled.")
+        why = self._why.pop(job.id, None) or Cancelled("The job was cancelled.")
         if not job.state.terminal and not self._stopping and job.id not in self._dropped:
             # Cancelled before its first step, so ``_run`` never ran: end it here.
-            self._finish(job, JobState.CANCELLED, Cancelled(why))
+            self._finish(job, JobState.CANCELLED, why)
 
     async def _run(self, job: Job, resumed: bool = False) -> None:
         if logs.request_id.get() == "-":   # no request made it (resumed after a restart)
@@ -436,7 +436,7 @@ class Runner:
                 raise
             await self._cancel_upstream(job)
             self._finish(job, JobState.CANCELLED,
-                         Cancelled(self._why.get(job.id, "The job was cancelled.")))
+                         self._why.get(job.id) or Cancelled("The job was cancelled."))
         except asyncio.TimeoutError:
             self._finish(job, JobState.FAILED, StageTimeout(
                 f"The job took longer than {self.settings.job_timeout:g} s (job_timeout) "

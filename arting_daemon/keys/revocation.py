@@ -31,7 +31,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..clock import Clock
-from ..errors import Unauthorized
+from ..errors import KeyCancelled, Unauthorized
 from ..tasks import stop
 from .ring import KeyStore
 
@@ -162,7 +162,7 @@ class Revocation:
             error, reason = ended
             for hold in list(self._holds.get(key_id, ())):
                 hold.end(error, reason)
-            jobs = self.engine.cancel_owned(key_id, f"Cancelled: {error.message}")
+            jobs = self.engine.cancel_owned(key_id, KeyCancelled(f"Cancelled: {error.message}"))
             if jobs:
                 log.info("%s (%s): %d unfinished job(s) cancelled", reason, key_id, len(jobs))
         due = [k.expires_at - now for k in self.ring.all()

@@ -25,7 +25,9 @@ function stateText(job) {
     }
     case "downloading": return t("jobs.state.downloading");
     case "succeeded": return t("jobs.state.succeeded", { n: job.images.length, count: number(job.images.length) });
-    case "cancelled": return t("jobs.state.cancelled");
+    // cancelled for a reason of its own (its key revoked): the daemon's words say which
+    case "cancelled": return job.error && job.error.code !== "cancelled"
+      ? t("jobs.state.cancelled_why", { error: explain(job.error) }) : t("jobs.state.cancelled");
     case "failed": return t("jobs.state.failed", { error: job.error ? explain(job.error) : t("jobs.state.no_reason") });
     default: return job.state;
   }
